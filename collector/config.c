@@ -1,0 +1,391 @@
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+enum opt_type { OPT_STR, OPT_UINT, OPT_BYTES, OPT_DURATION, OPT_ENUM };
+
+struct opt {
+    const char *section;
+    const char *name;
+    enum opt_type type;
+    size_t offset;
+    size_t size;              /* OPT_STR: buffer size */
+    const char *def;          /* default, as it would be written in the file */
+    uint64_t min, max;        /* numeric bounds */
+    const char *const *enums; /* OPT_ENUM: NULL-terminated names */
+    const char *help;
+};
+
+static const char *const durability_names[] = {"sync", "async", NULL};
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+
+#define STR(sec, field, def, help) \
+    {sec, #field, OPT_STR, offsetof(struct wl_config, field), \
+     sizeof(((struct wl_config *)0)->field), def, 0, 0, NULL, help}
+#define NUM(sec, field, type, def, min, max, help) \
+    {sec, #field, type, offsetof(struct wl_config, field), 0, def, min, max, NULL, help}
+#define ENUM(sec, field, names, def, help) \
+    {sec, #field, OPT_ENUM, offsetof(struct wl_config, field), 0, def, 0, 0, names, help}
+
+#define KiB ((uint64_t)1024)
+#define MiB (KiB * 1024)
+#define GiB (1024ULL * MiB)
+#define SEC ((uint64_t)1000)
+#define DAY (86400 * SEC)
+
+static const struct opt options[] = {
+    STR("collector", data_dir, "./var", "RocksDB data directory"),
+    STR("collector", udp_listen, "0.0.0.0:7810", "UDP listen HOST:PORT (empty: off; port 0: ephemeral)"),
+    STR("collector", tcp_listen, "0.0.0.0:7810", "TCP listen HOST:PORT (empty: off; port 0: ephemeral)"),
+    STR("collector", org_salt_file, "./var/org_salt", "file whose bytes key HMAC-SHA256(domain) org keys"),
+    ENUM("collector", durability, durability_names, "sync",
+         "sync: ack after the WAL is fsynced; async: ack after the write, before fsync"),
+    ENUM("collector", log_level, level_names, "info", "debug | info | warn | error"),
+    NUM("collector", stats_interval_ms, OPT_DURATION, "60s", 0, 7 * DAY,
+        "how often an event=stats line is logged (0: only at shutdown)"),
+
+    NUM("limits", max_frame_bytes, OPT_BYTES, "1MiB", 64, 64 * MiB,
+        "largest TCP frame or UDP datagram; a longer TCP frame closes its connection"),
+    NUM("limits", max_inflated_bytes, OPT_BYTES, "8MiB", 64, 256 * MiB,
+        "largest inflated payload; inflation stops at this cap"),
+    NUM("limits", max_pings_per_batch, OPT_UINT, "10000", 1, 1000000, "pings per envelope"),
+    NUM("limits", max_connections, OPT_UINT, "1024", 1, 1000000,
+        "concurrent TCP connections; further ones are closed at once"),
+    NUM("limits", idle_timeout_ms, OPT_DURATION, "60s", 0, 7 * DAY,
+        "close a TCP connection silent this long with nothing in flight (0: never)"),
+    NUM("limits", max_count, OPT_UINT, "10000000", 1, UINT32_MAX,
+        "ceiling for every per-ping count; a ping above it is rejected"),
+    NUM("limits", max_inflight_frames, OPT_UINT, "256", 1, 100000,
+        "frames per TCP connection awaiting their ack before reads pause"),
+    NUM("limits", udp_recv_buffer, OPT_BYTES, "16MiB", 64 * KiB, 1 * GiB,
+        "SO_RCVBUF asked for the UDP socket (the kernel may grant less; it is logged)"),
+    NUM("limits", writer_queue_pings, OPT_UINT, "200000", 1000, 100000000,
+        "pings queued for the writer above which UDP batches are dropped (and counted)"),
+    NUM("limits", max_group_pings, OPT_UINT, "50000", 1, 10000000,
+        "pings the writer commits in one atomic write and one WAL sync"),
+
+    NUM("quarantine", quarantine_max_records, OPT_UINT, "10000", 0, 100000000,
+        "rejected samples kept (oldest deleted first; 0: keep none)"),
+    NUM("quarantine", quarantine_sample_bytes, OPT_BYTES, "4KiB", 16, 1 * MiB,
+        "bytes of each rejected input kept"),
+    NUM("quarantine", quarantine_per_second, OPT_UINT, "100", 0, 1000000,
+        "rejected samples written per second at most (all rejections are still counted)"),
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static int parse_uint_unit(const char *value, enum opt_type type, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (value[0] == '-' || value[0] == '\0')
+        return -EINVAL;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (errno != 0 || end == value)
+        return -EINVAL;
+    while (*end == ' ')
+        end++;
+    uint64_t mult = 1;
+    if (*end != '\0') {
+        static const struct { const char *s; enum opt_type t; uint64_t m; } units[] = {
+            {"B", OPT_BYTES, 1}, {"KiB", OPT_BYTES, KiB}, {"K", OPT_BYTES, KiB},
+            {"MiB", OPT_BYTES, MiB}, {"M", OPT_BYTES, MiB}, {"GiB", OPT_BYTES, GiB},
+            {"G", OPT_BYTES, GiB}, {"ms", OPT_DURATION, 1}, {"s", OPT_DURATION, SEC},
+            {"m", OPT_DURATION, 60 * SEC}, {"h", OPT_DURATION, 3600 * SEC},
+            {"d", OPT_DURATION, DAY},
+        };
+        size_t i;
+        for (i = 0; i < sizeof units / sizeof units[0]; i++) {
+            if (units[i].t == type && strcmp(end, units[i].s) == 0)
+                break;
+        }
+        if (i == sizeof units / sizeof units[0])
+            return -EINVAL;
+        mult = units[i].m;
+    } else if (type == OPT_DURATION) {
+        mult = SEC; /* a bare number of a duration is seconds */
+    }
+    if (mult != 0 && v > UINT64_MAX / mult)
+        return -ERANGE;
+    *out = v * mult;
+    return 0;
+}
+
+static const char *type_expect(enum opt_type type)
+{
+    switch (type) {
+    case OPT_BYTES: return "a size such as 4096, 64KiB or 8MiB";
+    case OPT_DURATION: return "a duration such as 500ms, 60s, 5m, 12h or 14d (bare numbers are seconds)";
+    default: return "a whole number";
+    }
+}
+
+static int set_opt(struct wl_config *cfg, const struct opt *o, const char *value, char *err,
+                   size_t errlen)
+{
+    char *base = (char *)cfg + o->offset;
+
+    switch (o->type) {
+    case OPT_STR:
+        if (strlen(value) >= o->size) {
+            snprintf(err, errlen, "%s: value longer than %zu bytes", o->name, o->size - 1);
+            return -1;
+        }
+        strcpy(base, value);
+        return 0;
+    case OPT_ENUM:
+        for (int i = 0; o->enums[i] != NULL; i++) {
+            if (strcasecmp(value, o->enums[i]) == 0) {
+                *(int *)base = i;
+                return 0;
+            }
+        }
+        {
+            char names[128] = "";
+            for (int i = 0; o->enums[i] != NULL; i++) {
+                if (i > 0)
+                    strncat(names, " | ", sizeof names - strlen(names) - 1);
+                strncat(names, o->enums[i], sizeof names - strlen(names) - 1);
+            }
+            snprintf(err, errlen, "%s: '%s' is not one of %s", o->name, value, names);
+        }
+        return -1;
+    default: {
+        uint64_t v;
+        if (parse_uint_unit(value, o->type, &v) != 0) {
+            snprintf(err, errlen, "%s: '%s' is not %s", o->name, value, type_expect(o->type));
+            return -1;
+        }
+        if (v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s: %s is out of range [%" PRIu64 ", %" PRIu64 "]", o->name,
+                     value, o->min, o->max);
+            return -1;
+        }
+        *(uint64_t *)base = v;
+        return 0;
+    }
+    }
+}
+
+static const struct opt *find_opt(const char *section, const char *name)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (strcmp(options[i].name, name) == 0 &&
+            (section == NULL || strcmp(options[i].section, section) == 0))
+            return &options[i];
+    }
+    return NULL;
+}
+
+void wl_config_defaults(struct wl_config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (set_opt(cfg, &options[i], options[i].def, err, sizeof err) != 0) {
+            /* A bad default is a programming error caught by the unit tests. */
+            fprintf(stderr, "warmline: bad default: %s\n", err);
+            abort();
+        }
+    }
+}
+
+struct load_ctx {
+    struct wl_config *cfg;
+    const char *path;
+    char why[512]; /* the first error; inih reports its line */
+    int failed;
+};
+
+/* Returns 0 on an error so that ini_parse_file reports the line. */
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    if (ctx->failed)
+        return 1; /* only the first error is reported */
+    const struct opt *o = find_opt(section, name);
+    if (o == NULL) {
+        const struct opt *elsewhere = find_opt(NULL, name);
+        if (elsewhere != NULL)
+            snprintf(ctx->why, sizeof ctx->why, "option '%s' belongs in section [%s], not [%s]",
+                     name, elsewhere->section, section);
+        else if (section[0] == '\0')
+            snprintf(ctx->why, sizeof ctx->why,
+                     "option '%s' outside any section (expected [collector], [limits] or "
+                     "[quarantine])", name);
+        else
+            snprintf(ctx->why, sizeof ctx->why, "unknown option '%s' in section [%s]", name,
+                     section);
+        ctx->failed = 1;
+        return 0;
+    }
+    if (set_opt(ctx->cfg, o, value, ctx->why, sizeof ctx->why) != 0) {
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int wl_config_load(struct wl_config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct load_ctx ctx = {.cfg = cfg, .path = path};
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = ini_parse_file(f, on_ini_line, &ctx);
+    fclose(f);
+    if (ctx.failed) {
+        snprintf(err, errlen, "%s:%d: %s", path, rc, ctx.why);
+        return -1;
+    }
+    if (rc > 0) {
+        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or name = value)", path,
+                 rc);
+        return -1;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot parse (error %d)", path, rc);
+        return -1;
+    }
+    return 0;
+}
+
+int wl_config_set(struct wl_config *cfg, const char *name, const char *value, char *err,
+                  size_t errlen)
+{
+    char section[64] = "";
+    const char *dot = strchr(name, '.');
+    const struct opt *o;
+
+    if (dot != NULL && (size_t)(dot - name) < sizeof section) {
+        memcpy(section, name, (size_t)(dot - name));
+        section[dot - name] = '\0';
+        o = find_opt(section, dot + 1);
+    } else {
+        o = find_opt(NULL, name);
+    }
+    if (o == NULL) {
+        snprintf(err, errlen, "unknown option '%s'", name);
+        return -1;
+    }
+    return set_opt(cfg, o, value, err, errlen);
+}
+
+int wl_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -EINVAL;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || p < 0 || p > 65535)
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+
+    if (cfg->data_dir[0] == '\0') {
+        snprintf(err, errlen, "data_dir: must not be empty");
+        return -1;
+    }
+    if (cfg->udp_listen[0] == '\0' && cfg->tcp_listen[0] == '\0') {
+        snprintf(err, errlen, "udp_listen and tcp_listen are both empty: nothing to listen on");
+        return -1;
+    }
+    const char *listens[2][2] = {{"udp_listen", cfg->udp_listen}, {"tcp_listen", cfg->tcp_listen}};
+    for (int i = 0; i < 2; i++) {
+        if (listens[i][1][0] != '\0' &&
+            wl_parse_hostport(listens[i][1], host, sizeof host, &port) != 0) {
+            snprintf(err, errlen, "%s: '%s' is not HOST:PORT (e.g. 0.0.0.0:7810 or [::1]:0)",
+                     listens[i][0], listens[i][1]);
+            return -1;
+        }
+    }
+    if (cfg->max_inflated_bytes < cfg->max_frame_bytes) {
+        /* Uncompressed payloads are bounded by the frame; keep the two coherent. */
+        snprintf(err, errlen,
+                 "max_inflated_bytes (%" PRIu64 ") must be at least max_frame_bytes (%" PRIu64 ")",
+                 cfg->max_inflated_bytes, cfg->max_frame_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static void format_value(const struct wl_config *cfg, const struct opt *o, char *buf, size_t len)
+{
+    const char *base = (const char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_STR: snprintf(buf, len, "%s", base); break;
+    case OPT_ENUM: snprintf(buf, len, "%s", o->enums[*(const int *)base]); break;
+    case OPT_DURATION: {
+        uint64_t v = *(const uint64_t *)base;
+        if (v % SEC != 0)
+            snprintf(buf, len, "%" PRIu64 "ms", v);
+        else
+            snprintf(buf, len, "%" PRIu64 "s", v / SEC);
+        break;
+    }
+    default: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)base); break;
+    }
+}
+
+void wl_config_print(const struct wl_config *cfg, FILE *out)
+{
+    const char *section = "";
+    char value[1100];
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (strcmp(section, options[i].section) != 0) {
+            section = options[i].section;
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
+        }
+        format_value(cfg, &options[i], value, sizeof value);
+        fprintf(out, "%s = %s\n", options[i].name, value);
+    }
+}
+
+void wl_config_print_help(FILE *out)
+{
+    const char *section = "";
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (strcmp(section, options[i].section) != 0) {
+            section = options[i].section;
+            fprintf(out, "  [%s]\n", section);
+        }
+        fprintf(out, "    %-24s default %-14s %s\n", options[i].name,
+                options[i].def[0] ? options[i].def : "(empty)", options[i].help);
+    }
+}

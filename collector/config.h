@@ -1,0 +1,67 @@
+/* Collector configuration: one table of options loads the INI file,
+ * validates bounds, applies command-line overrides and prints --help and
+ * --print-config. Loading never exits; it reports file, line and reason. */
+#ifndef WL_CONFIG_H
+#define WL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define WL_DEFAULT_PORT 7810
+
+enum wl_durability { WL_DURABILITY_SYNC = 0, WL_DURABILITY_ASYNC = 1 };
+
+struct wl_config {
+    /* [collector] */
+    char data_dir[1024];
+    char udp_listen[256];   /* HOST:PORT, empty = off */
+    char tcp_listen[256];
+    char org_salt_file[1024];
+    int durability;         /* enum wl_durability */
+    int log_level;          /* enum wl_log_level */
+    uint64_t stats_interval_ms;
+
+    /* [limits] */
+    uint64_t max_frame_bytes;
+    uint64_t max_inflated_bytes;
+    uint64_t max_pings_per_batch;
+    uint64_t max_connections;
+    uint64_t idle_timeout_ms;
+    uint64_t max_count;
+    uint64_t max_inflight_frames;   /* per TCP connection, before reads pause */
+    uint64_t udp_recv_buffer;
+    uint64_t writer_queue_pings;    /* UDP batches are dropped above this */
+    uint64_t max_group_pings;       /* pings per group commit */
+
+    /* [quarantine] */
+    uint64_t quarantine_max_records;
+    uint64_t quarantine_sample_bytes;
+    uint64_t quarantine_per_second;
+};
+
+/* Fills every option with its documented default. */
+void wl_config_defaults(struct wl_config *cfg);
+
+/* Loads an INI file over the current values. Returns 0, or -1 with
+ * "FILE:LINE: reason" in err. */
+int wl_config_load(struct wl_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Sets one option by "section.name" or bare "name" (command-line overrides).
+ * Returns 0, or -1 with the reason in err. */
+int wl_config_set(struct wl_config *cfg, const char *name, const char *value, char *err,
+                  size_t errlen);
+
+/* Checks cross-option constraints after loading. Returns 0 or -1 and err. */
+int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen);
+
+/* Writes the effective configuration as an INI file. */
+void wl_config_print(const struct wl_config *cfg, FILE *out);
+
+/* Writes every option with its default and meaning (for --help). */
+void wl_config_print_help(FILE *out);
+
+/* Parses "HOST:PORT" / "[V6]:PORT" into host and port. Returns 0 or -EINVAL. */
+int wl_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

@@ -1,0 +1,350 @@
+#include "writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "aggregate.h"
+#include "envelope.h"
+#include "log.h"
+#include "metrics.h"
+#include "quarantine.h"
+
+struct wl_writer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct wl_job *head, *tail;       /* queued, FIFO */
+    struct wl_job *done_head, *done_tail;
+    uint64_t queued_pings;
+    int stopping;
+
+    /* writer thread only */
+    const struct wl_config *cfg;
+    struct wl_store *store;
+    struct wl_state *state;
+    struct wl_quarantine quarantine;
+    struct wl_batch *batch;
+    uint8_t *ping_buf;
+    size_t ping_buf_cap;
+    wl_writer_notify notify;
+    void *notify_arg;
+};
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+struct wl_job *wl_job_new(void)
+{
+    struct wl_job *job = calloc(1, sizeof *job);
+    if (job != NULL) {
+        job->rejected = WL_REJECT_NONE;
+        job->first_reject = WL_REJECT_NONE;
+    }
+    return job;
+}
+
+void wl_job_set_sample(struct wl_job *job, const uint8_t *input, size_t len, size_t max)
+{
+    size_t n = len < max ? len : max;
+    free(job->sample);
+    job->sample = malloc(n ? n : 1);
+    if (job->sample == NULL) {
+        job->sample_len = 0;
+        return;
+    }
+    memcpy(job->sample, input, n);
+    job->sample_len = n;
+    job->input_len = len;
+}
+
+void wl_job_free(struct wl_job *job)
+{
+    if (job == NULL)
+        return;
+    wl_ping_batch_free(job->batch);
+    free(job->sample);
+    free(job);
+}
+
+void wl_job_message(const struct wl_job *job, char *buf, size_t len)
+{
+    switch (job->status) {
+    case WL_ACK_REJECTED:
+        if (job->rejected != WL_REJECT_NONE)
+            snprintf(buf, len, "envelope rejected: %s", wl_reason_name(job->rejected));
+        else
+            snprintf(buf, len, "every ping rejected, first: %s",
+                     wl_reason_name(job->first_reject));
+        break;
+    case WL_ACK_PARTIAL:
+        snprintf(buf, len, "%u rejected, first: %s", job->n_rejected,
+                 wl_reason_name(job->first_reject));
+        break;
+    case WL_ACK_RETRY_LATER:
+        snprintf(buf, len, "collector busy or storage failing: nothing stored, send again");
+        break;
+    default:
+        buf[0] = '\0';
+    }
+}
+
+static uint64_t job_pings(const struct wl_job *job)
+{
+    return job->batch ? job->batch->n_pings : 0;
+}
+
+void wl_writer_submit(struct wl_writer *w, struct wl_job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = job;
+    else
+        w->head = job;
+    w->tail = job;
+    w->queued_pings += job_pings(job);
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+struct wl_job *wl_writer_take_done(struct wl_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    struct wl_job *list = w->done_head;
+    w->done_head = w->done_tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    return list;
+}
+
+uint64_t wl_writer_queued_pings(struct wl_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t n = w->queued_pings;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+static void quarantine_ping(struct wl_writer *w, struct wl_job *job, const wl_ping *p,
+                            enum wl_reason r, int64_t now)
+{
+    size_t n = warmline__v1__ping__get_packed_size(p);
+    if (n > w->ping_buf_cap) {
+        uint8_t *b = realloc(w->ping_buf, n);
+        if (b == NULL)
+            return;
+        w->ping_buf = b;
+        w->ping_buf_cap = n;
+    }
+    warmline__v1__ping__pack(p, w->ping_buf);
+    size_t keep = n < w->cfg->quarantine_sample_bytes ? n : w->cfg->quarantine_sample_bytes;
+    if (wl_quarantine_add(&w->quarantine, w->batch, now, r, job->peer, job->transport,
+                          w->ping_buf, keep, n))
+        wl_count(WL_M_quarantined, 1);
+}
+
+/* Validates, dedups and stages one job's pings into the group's batch. */
+static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
+{
+    if (job->retry_later) {
+        job->status = WL_ACK_RETRY_LATER;
+        return;
+    }
+    if (job->rejected != WL_REJECT_NONE) {
+        job->status = WL_ACK_REJECTED;
+        if (job->sample != NULL &&
+            wl_quarantine_add(&w->quarantine, w->batch, now, job->rejected, job->peer,
+                              job->transport, job->sample, job->sample_len, job->input_len))
+            wl_count(WL_M_quarantined, 1);
+        return;
+    }
+    for (size_t i = 0; i < job->batch->n_pings; i++) {
+        const wl_ping *p = job->batch->pings[i];
+        enum wl_reason r = wl_ping_validate(p, w->cfg->max_count);
+        if (r != WL_REJECT_NONE) {
+            if (job->n_rejected++ == 0)
+                job->first_reject = r;
+            wl_count_reject(r);
+            quarantine_ping(w, job, p, r, now);
+            continue;
+        }
+        if (wl_state_apply(w->state, p, job->received_at, w->batch) == WL_APPLY_DUPLICATE)
+            job->duplicates++;
+        else
+            job->accepted++;
+    }
+    if (job->n_rejected == 0)
+        job->status = WL_ACK_OK;
+    else if (job->accepted + job->duplicates > 0)
+        job->status = WL_ACK_PARTIAL;
+    else
+        job->status = WL_ACK_REJECTED;
+}
+
+/* A failed write leaves memory ahead of disk: rebuild it from disk. */
+static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group)
+{
+    char err[512];
+    wl_state_free(w->state);
+    w->state = NULL;
+    while (wl_state_load(w->store, &w->state, err, sizeof err) != 0) {
+        wl_error("state_reload_failed", "error=\"%s\" retry_in_ms=1000", err);
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+    if (wl_quarantine_init(&w->quarantine, w->store, w->cfg->quarantine_max_records,
+                           w->cfg->quarantine_per_second, err, sizeof err) != 0)
+        wl_error("quarantine_reload_failed", "error=\"%s\"", err);
+    for (struct wl_job *job = group; job != NULL; job = job->next) {
+        job->status = WL_ACK_RETRY_LATER;
+        job->accepted = job->duplicates = job->n_rejected = 0;
+    }
+}
+
+static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings)
+{
+    int64_t now = now_ms();
+    uint64_t accepted = 0, duplicates = 0, rejected = 0, batches_rejected = 0;
+    char err[512];
+
+    wl_batch_clear(w->batch);
+    for (struct wl_job *job = group; job != NULL; job = job->next) {
+        apply_job(w, job, now);
+        accepted += job->accepted;
+        duplicates += job->duplicates;
+        rejected += job->n_rejected;
+        batches_rejected += job->rejected != WL_REJECT_NONE;
+    }
+    if (accepted > 0)
+        wl_state_flush(w->state, w->batch);
+    if (wl_batch_count(w->batch) > 0) {
+        /* Only accepted pings need the sync; quarantine alone can wait. */
+        int sync = accepted > 0 && w->cfg->durability == WL_DURABILITY_SYNC;
+        if (wl_store_write(w->store, w->batch, sync, err, sizeof err) != 0) {
+            wl_error("write_failed", "error=\"%s\" jobs_retry_later=1 pings=%llu", err,
+                     (unsigned long long)n_pings);
+            wl_count(WL_M_write_errors, 1);
+            recover_after_failed_write(w, group);
+            return;
+        }
+        wl_count(WL_M_groups_committed, 1);
+    }
+    wl_state_commit(w->state);
+    wl_count(WL_M_pings_accepted, accepted);
+    wl_count(WL_M_pings_duplicate, duplicates);
+    wl_count(WL_M_pings_rejected, rejected);
+    wl_count(WL_M_batches_rejected, batches_rejected);
+}
+
+static void *writer_main(void *arg)
+{
+    struct wl_writer *w = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->head == NULL && !w->stopping)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->head == NULL) { /* stopping, and nothing left */
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        /* Take a group: whole jobs, up to max_group_pings (at least one). */
+        struct wl_job *group = w->head, *last = w->head;
+        uint64_t n = job_pings(last);
+        while (last->next != NULL && n + job_pings(last->next) <= w->cfg->max_group_pings) {
+            last = last->next;
+            n += job_pings(last);
+        }
+        w->head = last->next;
+        if (w->head == NULL)
+            w->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        commit_group(w, group, n);
+
+        pthread_mutex_lock(&w->mu);
+        w->queued_pings -= n;
+        if (w->done_tail)
+            w->done_tail->next = group;
+        else
+            w->done_head = group;
+        w->done_tail = last;
+        pthread_mutex_unlock(&w->mu);
+        if (w->notify)
+            w->notify(w->notify_arg);
+    }
+    return NULL;
+}
+
+int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, wl_writer_notify notify,
+                    void *arg, struct wl_writer **out, char *err, size_t errlen)
+{
+    struct wl_writer *w = calloc(1, sizeof *w);
+    int rc;
+
+    if (w == NULL)
+        return -ENOMEM;
+    w->cfg = cfg;
+    w->store = store;
+    w->notify = notify;
+    w->notify_arg = arg;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if ((rc = wl_state_load(store, &w->state, err, errlen)) != 0)
+        goto fail;
+    if ((rc = wl_quarantine_init(&w->quarantine, store, cfg->quarantine_max_records,
+                                 cfg->quarantine_per_second, err, errlen)) != 0)
+        goto fail;
+    w->batch = wl_batch_new(store);
+    if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
+        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
+        rc = -rc;
+        goto fail;
+    }
+    wl_info("writer_started", "installs=%llu orgs=%llu ingest_seq=%llu durability=%s",
+            (unsigned long long)wl_state_n_installs(w->state),
+            (unsigned long long)wl_state_n_orgs(w->state),
+            (unsigned long long)wl_state_ingest_seq(w->state),
+            cfg->durability == WL_DURABILITY_SYNC ? "sync" : "async");
+    *out = w;
+    return 0;
+
+fail:
+    wl_batch_free(w->batch);
+    wl_state_free(w->state);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    return rc;
+}
+
+void wl_writer_stop(struct wl_writer *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    for (struct wl_job *job = wl_writer_take_done(w), *next; job != NULL; job = next) {
+        next = job->next;
+        wl_job_free(job);
+    }
+    wl_info("writer_stopped", "ingest_seq=%llu",
+            (unsigned long long)wl_state_ingest_seq(w->state));
+    wl_batch_free(w->batch);
+    wl_state_free(w->state);
+    free(w->ping_buf);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}

@@ -1,0 +1,71 @@
+/* The writer: exactly one thread that owns aggregate state. It takes jobs
+ * (decoded batches) from the ingest loop, validates and dedups each ping,
+ * and commits a whole group of jobs as ONE atomic write with one WAL sync,
+ * then hands the finished jobs back, in submission order, for their acks. */
+#ifndef WL_WRITER_H
+#define WL_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ping.h"
+#include "storage/store.h"
+
+/* Ack.Status values, named for the code that fills them. */
+enum wl_status { WL_ACK_OK = 0, WL_ACK_PARTIAL = 1, WL_ACK_REJECTED = 2, WL_ACK_RETRY_LATER = 3 };
+
+struct wl_job {
+    struct wl_job *next;
+
+    /* in: set by the submitter */
+    wl_ping_batch *batch;     /* owned by the job; NULL when preset says why */
+    uint64_t batch_id;
+    int64_t received_at;      /* unix ms */
+    void *origin;             /* the TCP connection, or NULL for UDP */
+    enum wl_reason rejected;  /* envelope-level rejection, or WL_REJECT_NONE */
+    int retry_later;          /* refused for overload before the writer saw it */
+    uint8_t *sample;          /* rejected input to quarantine (owned), or NULL */
+    size_t sample_len;
+    size_t input_len;         /* length of the input the sample was cut from */
+    char peer[64];
+    const char *transport;    /* "udp" | "tcp" */
+
+    /* out: set by the writer */
+    enum wl_status status;
+    uint32_t accepted, duplicates, n_rejected;
+    enum wl_reason first_reject;
+};
+
+struct wl_writer;
+
+/* Called on the writer thread whenever finished jobs are ready to take. */
+typedef void (*wl_writer_notify)(void *arg);
+
+/* Loads state from store and starts the thread. */
+int wl_writer_start(const struct wl_config *cfg, struct wl_store *store,
+                    wl_writer_notify notify, void *arg, struct wl_writer **out, char *err,
+                    size_t errlen);
+
+/* Queues a job (any thread). The writer owns it until it comes back. */
+void wl_writer_submit(struct wl_writer *w, struct wl_job *job);
+
+/* Takes every finished job, oldest first, as a list (any thread). */
+struct wl_job *wl_writer_take_done(struct wl_writer *w);
+
+/* Pings queued and not yet committed. */
+uint64_t wl_writer_queued_pings(struct wl_writer *w);
+
+/* Commits everything queued, stops the thread, frees the state. Finished
+ * jobs not yet taken are freed. */
+void wl_writer_stop(struct wl_writer *w);
+
+/* Builds a job with a sample of input cut to the configured size. */
+struct wl_job *wl_job_new(void);
+void wl_job_set_sample(struct wl_job *job, const uint8_t *input, size_t len, size_t max);
+void wl_job_free(struct wl_job *job);
+
+/* Fills an Ack message text for the job ("2 rejected, first: seq_zero"). */
+void wl_job_message(const struct wl_job *job, char *buf, size_t len);
+
+#endif

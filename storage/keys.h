@@ -1,0 +1,67 @@
+/* Key encoding: big-endian integers sort in numeric order, so ranges of
+ * sequences are range scans. Organization ids are tagged so that an org_key
+ * and an install id can never collide. */
+#ifndef WL_KEYS_H
+#define WL_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define WL_ORG_KEY_BYTES 32
+#define WL_ORG_TAG_KEY 'k'     /* 'k' + 32-byte org_key */
+#define WL_ORG_TAG_INSTALL 'i' /* 'i' + install_id, when the ping had no org_key */
+#define WL_ORG_ID_MAX (1 + 64)
+
+static inline void wl_be64_put(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static inline uint64_t wl_be64_get(const void *p)
+{
+    const uint8_t *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+/* Writes the organization id of a ping into out (WL_ORG_ID_MAX bytes) and
+ * returns its length. */
+static inline size_t wl_org_id(uint8_t *out, const uint8_t *org_key, size_t org_key_len,
+                               const char *install_id, size_t install_len)
+{
+    if (org_key_len == WL_ORG_KEY_BYTES) {
+        out[0] = WL_ORG_TAG_KEY;
+        memcpy(out + 1, org_key, WL_ORG_KEY_BYTES);
+        return 1 + WL_ORG_KEY_BYTES;
+    }
+    out[0] = WL_ORG_TAG_INSTALL;
+    memcpy(out + 1, install_id, install_len);
+    return 1 + install_len;
+}
+
+/* Formats an org id for people: 64 hex digits, or "install:<id>".
+ * out needs at least 2 * WL_ORG_KEY_BYTES + 1 or 8 + 64 + 1 bytes. */
+static inline void wl_org_id_format(const uint8_t *id, size_t len, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (len == 1 + WL_ORG_KEY_BYTES && id[0] == WL_ORG_TAG_KEY && outlen > 2 * WL_ORG_KEY_BYTES) {
+        for (size_t i = 0; i < WL_ORG_KEY_BYTES; i++) {
+            out[2 * i] = hex[id[1 + i] >> 4];
+            out[2 * i + 1] = hex[id[1 + i] & 15];
+        }
+        out[2 * WL_ORG_KEY_BYTES] = '\0';
+    } else if (len >= 1 && id[0] == WL_ORG_TAG_INSTALL) {
+        snprintf(out, outlen, "install:%.*s", (int)(len - 1), (const char *)id + 1);
+    } else {
+        snprintf(out, outlen, "unknown");
+    }
+}
+
+#endif

@@ -1,0 +1,307 @@
+#include "store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const cf_names[WL_CF_COUNT] = {
+    [WL_CF_DEFAULT] = "default",       [WL_CF_PINGS] = "pings",
+    [WL_CF_INSTALLS] = "installs",     [WL_CF_ORGS] = "orgs",
+    [WL_CF_QUARANTINE] = "quarantine", [WL_CF_META] = "meta",
+};
+
+struct wl_store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_options_t *cf_opts[WL_CF_COUNT];
+    rocksdb_column_family_handle_t *cf[WL_CF_COUNT];
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts_sync;
+    rocksdb_writeoptions_t *wopts_async;
+    enum wl_store_mode mode;
+    char secondary_dir[256];
+};
+
+struct wl_batch {
+    rocksdb_writebatch_t *wb;
+    struct wl_store *store;
+};
+
+struct wl_iter {
+    rocksdb_iterator_t *it;
+};
+
+const char *wl_cf_name(enum wl_cf cf)
+{
+    return (cf >= 0 && cf < WL_CF_COUNT) ? cf_names[cf] : NULL;
+}
+
+static int set_err(char *err, size_t errlen, const char *what, char *rerr)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s: %s", what, rerr ? rerr : "unknown error");
+    free(rerr);
+    return -EIO;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static int check_schema(struct wl_store *s, char *err, size_t errlen)
+{
+    static const char key[] = "schema_version";
+    char *val = NULL, *rerr = NULL;
+    size_t vlen = 0;
+    char want[16];
+
+    snprintf(want, sizeof want, "%d", WL_SCHEMA_VERSION);
+    val = rocksdb_get_cf(s->db, s->ropts, s->cf[WL_CF_META], key, sizeof key - 1, &vlen, &rerr);
+    if (rerr != NULL)
+        return set_err(err, errlen, "reading schema_version", rerr);
+    if (val == NULL) {
+        if (s->mode != WL_STORE_PRIMARY)
+            return 0; /* a primary that has not written yet */
+        rocksdb_put_cf(s->db, s->wopts_sync, s->cf[WL_CF_META], key, sizeof key - 1, want,
+                       strlen(want), &rerr);
+        if (rerr != NULL)
+            return set_err(err, errlen, "writing schema_version", rerr);
+        return 0;
+    }
+    int ok = vlen == strlen(want) && memcmp(val, want, vlen) == 0;
+    if (!ok)
+        snprintf(err, errlen, "schema version %.*s in the database, this build reads %s",
+                 (int)(vlen > 8 ? 8 : vlen), val, want);
+    rocksdb_free(val);
+    return ok ? 0 : -EPROTO;
+}
+
+int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **out, char *err,
+                  size_t errlen)
+{
+    struct wl_store *s = calloc(1, sizeof *s);
+    const char *names[WL_CF_COUNT];
+    const rocksdb_options_t *cfo[WL_CF_COUNT];
+    char *rerr = NULL;
+    int rc;
+
+    if (s == NULL)
+        return -ENOMEM;
+    s->mode = mode;
+    s->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(s->opts, mode == WL_STORE_PRIMARY);
+    rocksdb_options_set_create_missing_column_families(s->opts, mode == WL_STORE_PRIMARY);
+    rocksdb_options_increase_parallelism(s->opts, 2);
+    rocksdb_options_set_keep_log_file_num(s->opts, 4);
+    if (mode == WL_STORE_SECONDARY)
+        rocksdb_options_set_max_open_files(s->opts, -1);
+
+    for (int i = 0; i < WL_CF_COUNT; i++) {
+        s->cf_opts[i] = rocksdb_options_create_copy(s->opts);
+        names[i] = cf_names[i];
+        cfo[i] = s->cf_opts[i];
+    }
+    /* Raw pings are written once on sequential keys and read in ranges. */
+    rocksdb_options_set_compression(s->cf_opts[WL_CF_PINGS], rocksdb_lz4_compression);
+
+    if (mode == WL_STORE_PRIMARY) {
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
+            rc = -errno;
+            goto fail;
+        }
+        s->db = rocksdb_open_column_families(s->opts, dir, WL_CF_COUNT, names, cfo, s->cf, &rerr);
+    } else {
+        snprintf(s->secondary_dir, sizeof s->secondary_dir, "/tmp/warmline-secondary-XXXXXX");
+        if (mkdtemp(s->secondary_dir) == NULL) {
+            snprintf(err, errlen, "cannot create a temporary directory: %s", strerror(errno));
+            s->secondary_dir[0] = '\0';
+            rc = -errno;
+            goto fail;
+        }
+        struct stat st;
+        if (stat(dir, &st) != 0) {
+            snprintf(err, errlen, "data directory %s: %s", dir, strerror(errno));
+            rc = -ENOENT;
+            goto fail;
+        }
+        s->db = rocksdb_open_as_secondary_column_families(s->opts, dir, s->secondary_dir,
+                                                          WL_CF_COUNT, names, cfo, s->cf, &rerr);
+    }
+    if (rerr != NULL) {
+        char what[1200];
+        snprintf(what, sizeof what, "cannot open RocksDB in %s", dir);
+        rc = set_err(err, errlen, what, rerr);
+        goto fail;
+    }
+    s->ropts = rocksdb_readoptions_create();
+    s->wopts_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
+    s->wopts_async = rocksdb_writeoptions_create();
+    if ((rc = check_schema(s, err, errlen)) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+
+fail:
+    wl_store_close(s);
+    return rc;
+}
+
+void wl_store_close(struct wl_store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->db != NULL) {
+        for (int i = 0; i < WL_CF_COUNT; i++) {
+            if (s->cf[i] != NULL)
+                rocksdb_column_family_handle_destroy(s->cf[i]);
+        }
+        rocksdb_close(s->db);
+    }
+    for (int i = 0; i < WL_CF_COUNT; i++) {
+        if (s->cf_opts[i] != NULL)
+            rocksdb_options_destroy(s->cf_opts[i]);
+    }
+    if (s->opts != NULL)
+        rocksdb_options_destroy(s->opts);
+    if (s->ropts != NULL)
+        rocksdb_readoptions_destroy(s->ropts);
+    if (s->wopts_sync != NULL)
+        rocksdb_writeoptions_destroy(s->wopts_sync);
+    if (s->wopts_async != NULL)
+        rocksdb_writeoptions_destroy(s->wopts_async);
+    if (s->secondary_dir[0] != '\0')
+        nftw(s->secondary_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(s);
+}
+
+int wl_store_catch_up(struct wl_store *s, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    if (s->mode != WL_STORE_SECONDARY)
+        return 0;
+    rocksdb_try_catch_up_with_primary(s->db, &rerr);
+    if (rerr != NULL)
+        return set_err(err, errlen, "catching up with the collector", rerr);
+    return 0;
+}
+
+int wl_store_write(struct wl_store *s, struct wl_batch *b, int sync, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts_async, b->wb, &rerr);
+    if (rerr != NULL)
+        return set_err(err, errlen, "write", rerr);
+    return 0;
+}
+
+int wl_store_get(struct wl_store *s, enum wl_cf cf, const void *key, size_t klen, char **val,
+                 size_t *vlen, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[cf], key, klen, &n, &rerr);
+    if (rerr != NULL)
+        return set_err(err, errlen, "read", rerr);
+    if (v == NULL)
+        return -ENOENT;
+    *val = malloc(n ? n : 1);
+    if (*val == NULL) {
+        rocksdb_free(v);
+        return -ENOMEM;
+    }
+    memcpy(*val, v, n);
+    *vlen = n;
+    rocksdb_free(v);
+    return 0;
+}
+
+struct wl_batch *wl_batch_new(struct wl_store *store)
+{
+    struct wl_batch *b = calloc(1, sizeof *b);
+    if (b != NULL) {
+        b->wb = rocksdb_writebatch_create();
+        b->store = store;
+    }
+    return b;
+}
+
+void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen,
+                  const void *val, size_t vlen)
+{
+    rocksdb_writebatch_put_cf(b->wb, b->store->cf[cf], key, klen, val, vlen);
+}
+
+void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen)
+{
+    rocksdb_writebatch_delete_cf(b->wb, b->store->cf[cf], key, klen);
+}
+
+int wl_batch_count(const struct wl_batch *b)
+{
+    return rocksdb_writebatch_count(b->wb);
+}
+
+void wl_batch_clear(struct wl_batch *b)
+{
+    rocksdb_writebatch_clear(b->wb);
+}
+
+void wl_batch_free(struct wl_batch *b)
+{
+    if (b == NULL)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+struct wl_iter *wl_iter_new(struct wl_store *s, enum wl_cf cf)
+{
+    struct wl_iter *it = calloc(1, sizeof *it);
+    if (it != NULL)
+        it->it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[cf]);
+    return it;
+}
+
+void wl_iter_seek_first(struct wl_iter *it) { rocksdb_iter_seek_to_first(it->it); }
+void wl_iter_seek_last(struct wl_iter *it) { rocksdb_iter_seek_to_last(it->it); }
+void wl_iter_seek(struct wl_iter *it, const void *key, size_t klen)
+{
+    rocksdb_iter_seek(it->it, key, klen);
+}
+int wl_iter_valid(const struct wl_iter *it) { return rocksdb_iter_valid(it->it); }
+void wl_iter_next(struct wl_iter *it) { rocksdb_iter_next(it->it); }
+const char *wl_iter_key(const struct wl_iter *it, size_t *klen)
+{
+    return rocksdb_iter_key(it->it, klen);
+}
+const char *wl_iter_value(const struct wl_iter *it, size_t *vlen)
+{
+    return rocksdb_iter_value(it->it, vlen);
+}
+
+int wl_iter_status(const struct wl_iter *it, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr != NULL)
+        return set_err(err, errlen, "iteration", rerr);
+    return 0;
+}
+
+void wl_iter_free(struct wl_iter *it)
+{
+    if (it == NULL)
+        return;
+    rocksdb_iter_destroy(it->it);
+    free(it);
+}

@@ -1,0 +1,76 @@
+/* Storage: the only room that includes rocksdb/c.h. One database, one
+ * column family per kind of record; the rest of the code speaks in keys and
+ * serialized records. Calls return 0 or a negative errno-style code and put a
+ * human-readable reason in err when given one. */
+#ifndef WL_STORE_H
+#define WL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WL_SCHEMA_VERSION 1
+
+enum wl_cf {
+    WL_CF_DEFAULT = 0,
+    WL_CF_PINGS,      /* big-endian ingest seq -> StoredPing */
+    WL_CF_INSTALLS,   /* install_id -> InstallState */
+    WL_CF_ORGS,       /* org id -> OrgState */
+    WL_CF_QUARANTINE, /* big-endian quarantine seq -> Quarantined */
+    WL_CF_META,       /* name -> value */
+    WL_CF_COUNT
+};
+
+enum wl_store_mode {
+    WL_STORE_PRIMARY,   /* the collector: read-write, holds the lock */
+    WL_STORE_SECONDARY, /* tools: read-only view that works beside a running primary */
+};
+
+struct wl_store;
+struct wl_batch;
+struct wl_iter;
+
+/* Returns the column family's name ("pings", ...) or NULL for an unknown id. */
+const char *wl_cf_name(enum wl_cf cf);
+
+/* Opens (and for PRIMARY creates) the database in dir, with every column
+ * family, and checks or records the schema version. */
+int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **out, char *err,
+                  size_t errlen);
+
+/* Flushes nothing extra (the WAL is the durability), closes, frees. */
+void wl_store_close(struct wl_store *store);
+
+/* SECONDARY only: catches up with what the primary has written since. */
+int wl_store_catch_up(struct wl_store *store, char *err, size_t errlen);
+
+/* Writes the batch atomically; sync = fsync the WAL before returning. */
+int wl_store_write(struct wl_store *store, struct wl_batch *batch, int sync, char *err,
+                   size_t errlen);
+
+/* Point read. On 0, *val is malloc'd (caller frees). -ENOENT when absent. */
+int wl_store_get(struct wl_store *store, enum wl_cf cf, const void *key, size_t klen,
+                 char **val, size_t *vlen, char *err, size_t errlen);
+
+/* A batch for this store's column families. */
+struct wl_batch *wl_batch_new(struct wl_store *store);
+void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen,
+                  const void *val, size_t vlen);
+void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen);
+int wl_batch_count(const struct wl_batch *b);
+void wl_batch_clear(struct wl_batch *b);
+void wl_batch_free(struct wl_batch *b);
+
+/* Ordered iteration over one column family (a consistent view). */
+struct wl_iter *wl_iter_new(struct wl_store *store, enum wl_cf cf);
+void wl_iter_seek_first(struct wl_iter *it);
+void wl_iter_seek_last(struct wl_iter *it);
+void wl_iter_seek(struct wl_iter *it, const void *key, size_t klen);
+int wl_iter_valid(const struct wl_iter *it);
+void wl_iter_next(struct wl_iter *it);
+const char *wl_iter_key(const struct wl_iter *it, size_t *klen);
+const char *wl_iter_value(const struct wl_iter *it, size_t *vlen);
+/* Returns 0, or -EIO with the reason when iteration stopped on an error. */
+int wl_iter_status(const struct wl_iter *it, char *err, size_t errlen);
+void wl_iter_free(struct wl_iter *it);
+
+#endif
