@@ -1,0 +1,102 @@
+/* UDP ingest: one datagram is one Envelope; no reply. Received with
+ * recvmmsg (UV_UDP_RECVMMSG) into one reused buffer. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+
+#define UDP_DGRAM_MAX (64 * 1024) /* libuv's slot size for each recvmmsg message */
+#define UDP_MMSG_COUNT 64
+
+static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct wl_ingest *ing = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)ing->udp_buf, (unsigned)ing->udp_buf_len);
+}
+
+static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                     unsigned flags)
+{
+    struct wl_ingest *ing = h->data;
+    (void)buf;
+
+    /* nread == 0 with no address: the kernel had nothing more (or the end of
+     * an mmsg run); the buffer is ours and reused, nothing to free. */
+    if (nread == 0 && addr == NULL)
+        return;
+    if (nread < 0) {
+        wl_warn("udp_recv_error", "error=%s", uv_strerror((int)nread));
+        return;
+    }
+    if (ing->draining)
+        return;
+    wl_count(WL_M_udp_datagrams, 1);
+    if ((flags & UV_UDP_PARTIAL) || (uint64_t)nread > ing->cfg->max_frame_bytes) {
+        wl_count_reject(WL_REJECT_DATAGRAM_TOO_LARGE);
+        return;
+    }
+    if (wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings) {
+        wl_count(WL_M_udp_dropped_overload, 1);
+        return;
+    }
+    struct wl_job *job =
+        wl_ingest_make_job(ing, (const uint8_t *)buf->base, (size_t)nread, "udp", addr);
+    if (job != NULL)
+        wl_writer_submit(ing->writer, job);
+}
+
+int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
+{
+    char host[256];
+    int port, rc, granted = 0;
+    struct sockaddr_storage ss;
+
+    if (wl_parse_hostport(ing->cfg->udp_listen, host, sizeof host, &port) != 0 ||
+        (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
+        snprintf(err, errlen, "udp_listen: '%s' is not a numeric HOST:PORT", ing->cfg->udp_listen);
+        return -EINVAL;
+    }
+    ing->udp_buf_len = UDP_DGRAM_MAX * UDP_MMSG_COUNT;
+    ing->udp_buf = malloc(ing->udp_buf_len);
+    if (ing->udp_buf == NULL)
+        return -ENOMEM;
+    rc = uv_udp_init_ex(ing->loop, &ing->udp, ss.ss_family | UV_UDP_RECVMMSG);
+    if (rc != 0) {
+        snprintf(err, errlen, "udp: %s", uv_strerror(rc));
+        return rc;
+    }
+    ing->udp.data = ing;
+    ing->udp_on = 1;
+    if ((rc = uv_udp_bind(&ing->udp, (const struct sockaddr *)&ss, 0)) != 0) {
+        snprintf(err, errlen, "cannot bind UDP %s: %s", ing->cfg->udp_listen, uv_strerror(rc));
+        return rc;
+    }
+    granted = (int)ing->cfg->udp_recv_buffer;
+    uv_recv_buffer_size((uv_handle_t *)&ing->udp, &granted);
+    granted = 0;
+    uv_recv_buffer_size((uv_handle_t *)&ing->udp, &granted);
+    if ((uint64_t)granted < ing->cfg->udp_recv_buffer)
+        wl_warn("udp_recv_buffer", "asked=%llu granted=%d hint=\"raise net.core.rmem_max\"",
+                (unsigned long long)ing->cfg->udp_recv_buffer, granted);
+    else
+        wl_info("udp_recv_buffer", "asked=%llu granted=%d",
+                (unsigned long long)ing->cfg->udp_recv_buffer, granted);
+    if ((rc = uv_udp_recv_start(&ing->udp, udp_alloc, udp_recv)) != 0) {
+        snprintf(err, errlen, "udp recv: %s", uv_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+void wl_udp_stop(struct wl_ingest *ing)
+{
+    if (ing->udp_on && !uv_is_closing((uv_handle_t *)&ing->udp)) {
+        uv_udp_recv_stop(&ing->udp);
+        uv_close((uv_handle_t *)&ing->udp, NULL);
+    }
+}

@@ -1,0 +1,213 @@
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "storage/store.h"
+
+#define DRAIN_DEADLINE_MS 10000
+
+struct wl_server {
+    struct wl_ingest ing;
+    uv_loop_t loop;
+    uv_async_t done_async;  /* the writer says jobs are finished */
+    uv_signal_t sigint, sigterm;
+    uv_timer_t tick;        /* idle sweep and stats */
+    uv_timer_t drain_deadline;
+    uint64_t last_stats;
+    int stopping;
+    int finished;
+};
+
+static void notify_from_writer(void *arg)
+{
+    struct wl_server *srv = arg;
+    uv_async_send(&srv->done_async);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (h->loop != NULL && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Everything in flight is acked: close what is left so the loop can end. */
+static void finish_if_drained(struct wl_server *srv, int force)
+{
+    if (srv->finished || (!force && srv->ing.inflight > 0))
+        return;
+    srv->finished = 1;
+    wl_tcp_close_all(&srv->ing, force);
+    close_handle((uv_handle_t *)&srv->tick);
+    close_handle((uv_handle_t *)&srv->drain_deadline);
+    close_handle((uv_handle_t *)&srv->sigint);
+    close_handle((uv_handle_t *)&srv->sigterm);
+    /* done_async stays open, unreferenced, until the writer has stopped. */
+    uv_unref((uv_handle_t *)&srv->done_async);
+}
+
+static void on_jobs_done(uv_async_t *h)
+{
+    struct wl_server *srv = h->data;
+    struct wl_job *job = wl_writer_take_done(srv->ing.writer), *next;
+
+    for (; job != NULL; job = next) {
+        next = job->next;
+        if (job->origin != NULL)
+            wl_tcp_job_done(&srv->ing, job);
+        else
+            wl_job_free(job);
+    }
+    if (srv->stopping)
+        finish_if_drained(srv, 0);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    struct wl_server *srv = t->data;
+    wl_warn("drain_deadline", "inflight=%llu action=closing_connections",
+            (unsigned long long)srv->ing.inflight);
+    finish_if_drained(srv, 1);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct wl_server *srv = h->data;
+    if (srv->stopping) {
+        wl_warn("signal", "signal=%s action=forced_stop", signum == SIGINT ? "SIGINT" : "SIGTERM");
+        finish_if_drained(srv, 1);
+        return;
+    }
+    srv->stopping = 1;
+    srv->ing.draining = 1;
+    wl_info("stopping", "signal=%s inflight=%llu", signum == SIGINT ? "SIGINT" : "SIGTERM",
+            (unsigned long long)srv->ing.inflight);
+    wl_udp_stop(&srv->ing);
+    wl_tcp_stop_accepting(&srv->ing);
+    uv_timer_start(&srv->drain_deadline, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
+    finish_if_drained(srv, 0);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct wl_server *srv = t->data;
+    uint64_t now = uv_now(&srv->loop);
+    uint64_t every = srv->ing.cfg->stats_interval_ms;
+
+    wl_tcp_sweep_idle(&srv->ing, now);
+    if (every > 0 && now - srv->last_stats >= every) {
+        srv->last_stats = now;
+        wl_metrics_log("stats");
+    }
+}
+
+static void log_ready(struct wl_server *srv)
+{
+    char udp[80] = "off", tcp[80] = "off";
+    struct sockaddr_storage ss;
+    int len;
+
+    if (srv->ing.udp_on) {
+        len = sizeof ss;
+        if (uv_udp_getsockname(&srv->ing.udp, (struct sockaddr *)&ss, &len) == 0)
+            wl_format_addr((struct sockaddr *)&ss, udp, sizeof udp);
+    }
+    if (srv->ing.tcp_on) {
+        len = sizeof ss;
+        if (uv_tcp_getsockname(&srv->ing.tcp, (struct sockaddr *)&ss, &len) == 0)
+            wl_format_addr((struct sockaddr *)&ss, tcp, sizeof tcp);
+    }
+    wl_info("ready", "udp=%s tcp=%s data_dir=%s", udp, tcp, srv->ing.cfg->data_dir);
+}
+
+static int start_listeners(struct wl_server *srv, char *err, size_t errlen)
+{
+    const struct wl_config *cfg = srv->ing.cfg;
+    int rc;
+
+    if (cfg->udp_listen[0] != '\0' && (rc = wl_udp_start(&srv->ing, err, errlen)) != 0)
+        return rc;
+    if (cfg->tcp_listen[0] != '\0' && (rc = wl_tcp_start(&srv->ing, err, errlen)) != 0)
+        return rc;
+    return 0;
+}
+
+int wl_server_run(const struct wl_config *cfg)
+{
+    static struct wl_server srv_storage; /* large; one per process */
+    struct wl_server *srv = &srv_storage;
+    struct wl_store *store = NULL;
+    char err[1024];
+    int rc, exit_code = 1;
+
+    memset(srv, 0, sizeof *srv);
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = wl_store_open(cfg->data_dir, WL_STORE_PRIMARY, &store, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=storage error=\"%s\"", err);
+        return 1;
+    }
+    uv_loop_init(&srv->loop);
+    srv->ing.loop = &srv->loop;
+    srv->ing.cfg = cfg;
+    wl_decoder_init(&srv->ing.decoder, cfg->max_inflated_bytes, cfg->max_pings_per_batch);
+    uv_async_init(&srv->loop, &srv->done_async, on_jobs_done);
+    srv->done_async.data = srv;
+    uv_timer_init(&srv->loop, &srv->tick);
+    srv->tick.data = srv;
+    uv_timer_init(&srv->loop, &srv->drain_deadline);
+    srv->drain_deadline.data = srv;
+    uv_signal_init(&srv->loop, &srv->sigint);
+    srv->sigint.data = srv;
+    uv_signal_init(&srv->loop, &srv->sigterm);
+    srv->sigterm.data = srv;
+
+    if ((rc = wl_writer_start(cfg, store, notify_from_writer, srv, &srv->ing.writer, err,
+                              sizeof err)) != 0) {
+        wl_error("start_failed", "stage=writer error=\"%s\"", err);
+        goto close_loop;
+    }
+    if ((rc = start_listeners(srv, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=listen error=\"%s\"", err);
+        goto close_loop;
+    }
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_timer_start(&srv->tick, on_tick, 250, 250);
+    srv->last_stats = uv_now(&srv->loop);
+    log_ready(srv);
+
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    exit_code = 0;
+
+close_loop:
+    /* The writer goes first: it commits what is queued and sends no more
+     * notifications; then every handle still open is closed. */
+    wl_writer_stop(srv->ing.writer);
+    srv->ing.writer = NULL;
+    wl_udp_stop(&srv->ing);
+    wl_tcp_stop_accepting(&srv->ing);
+    wl_tcp_close_all(&srv->ing, 1);
+    uv_handle_t *handles[] = {
+        (uv_handle_t *)&srv->done_async, (uv_handle_t *)&srv->tick,
+        (uv_handle_t *)&srv->drain_deadline, (uv_handle_t *)&srv->sigint,
+        (uv_handle_t *)&srv->sigterm,
+    };
+    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
+        close_handle(handles[i]);
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&srv->loop) != 0) {
+        wl_warn("loop_close", "result=handles_still_open");
+        exit_code = exit_code ? exit_code : 1;
+    }
+    wl_decoder_free(&srv->ing.decoder);
+    free(srv->ing.udp_buf);
+    wl_store_close(store);
+    wl_metrics_log("stats_final");
+    wl_info("stopped", "exit_code=%d", exit_code);
+    return exit_code;
+}
