@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "ingest.h"
 #include "log.h"
@@ -49,10 +50,32 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
         wl_writer_submit(ing->writer, job);
 }
 
+/* Asks for a large receive queue: SO_RCVBUFFORCE where we may (root), else
+ * SO_RCVBUF within net.core.rmem_max. Linux doubles what it is given and
+ * reports the doubled size, so ask for half; log what was granted. */
+static void set_recv_buffer(struct wl_ingest *ing)
+{
+    uv_os_fd_t fd;
+    int want = (int)(ing->cfg->udp_recv_buffer / 2), granted = 0;
+    socklen_t len = sizeof granted;
+
+    if (uv_fileno((uv_handle_t *)&ing->udp, &fd) != 0)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+    getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &len);
+    if ((uint64_t)granted < ing->cfg->udp_recv_buffer)
+        wl_warn("udp_recv_buffer", "asked=%llu granted=%d hint=\"raise net.core.rmem_max\"",
+                (unsigned long long)ing->cfg->udp_recv_buffer, granted);
+    else
+        wl_info("udp_recv_buffer", "asked=%llu granted=%d",
+                (unsigned long long)ing->cfg->udp_recv_buffer, granted);
+}
+
 int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
 {
     char host[256];
-    int port, rc, granted = 0;
+    int port, rc;
     struct sockaddr_storage ss;
 
     if (wl_parse_hostport(ing->cfg->udp_listen, host, sizeof host, &port) != 0 ||
@@ -76,16 +99,7 @@ int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
         snprintf(err, errlen, "cannot bind UDP %s: %s", ing->cfg->udp_listen, uv_strerror(rc));
         return rc;
     }
-    granted = (int)ing->cfg->udp_recv_buffer;
-    uv_recv_buffer_size((uv_handle_t *)&ing->udp, &granted);
-    granted = 0;
-    uv_recv_buffer_size((uv_handle_t *)&ing->udp, &granted);
-    if ((uint64_t)granted < ing->cfg->udp_recv_buffer)
-        wl_warn("udp_recv_buffer", "asked=%llu granted=%d hint=\"raise net.core.rmem_max\"",
-                (unsigned long long)ing->cfg->udp_recv_buffer, granted);
-    else
-        wl_info("udp_recv_buffer", "asked=%llu granted=%d",
-                (unsigned long long)ing->cfg->udp_recv_buffer, granted);
+    set_recv_buffer(ing);
     if ((rc = uv_udp_recv_start(&ing->udp, udp_alloc, udp_recv)) != 0) {
         snprintf(err, errlen, "udp recv: %s", uv_strerror(rc));
         return rc;
