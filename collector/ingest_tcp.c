@@ -144,19 +144,17 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
     int plen = sizeof peer;
 
     wl_count(WL_M_tcp_frames, 1);
-    if (wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings) {
-        /* Overloaded: answer at once, in order, through the writer's queue. */
-        job = wl_job_new();
-        if (job == NULL)
-            return;
+    uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen);
+    job = wl_ingest_make_job(ing, frame, len, "tcp", (struct sockaddr *)&peer);
+    if (job == NULL)
+        return;
+    if (job->batch != NULL &&
+        wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings) {
+        /* Overloaded: answer RETRY_LATER, in order, through the writer's queue. */
+        wl_ping_batch_free(job->batch);
+        job->batch = NULL;
         job->retry_later = 1;
-        job->transport = "tcp";
         wl_count(WL_M_tcp_retry_later, 1);
-    } else {
-        uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen);
-        job = wl_ingest_make_job(ing, frame, len, "tcp", (struct sockaddr *)&peer);
-        if (job == NULL)
-            return;
     }
     job->origin = c;
     c->inflight++;
