@@ -1,0 +1,334 @@
+/* warmline dump: one column family of the store as JSON lines. Opens the
+ * store as a secondary, so it works beside a running collector. */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ping_json.h"
+#include "records.pb-c.h"
+#include "storage/keys.h"
+#include "storage/store.h"
+
+static const char *const CMD = "dump";
+
+typedef Warmline__Store__V1__StoredPing stored_ping;
+typedef Warmline__Store__V1__InstallState install_state;
+typedef Warmline__Store__V1__OrgState org_state;
+typedef Warmline__Store__V1__Quarantined quarantined;
+
+/* Decodes one record into a JSON object: 0, -EINVAL (does not decode) or
+ * -ENOMEM. */
+typedef int (*record_fn)(const uint8_t *val, size_t vlen, json_t *out);
+
+/* json_object_set_new that remembers a failure in *rc (the value is taken
+ * either way). */
+static void put(json_t *o, const char *key, json_t *v, int *rc)
+{
+    if (json_object_set_new(o, key, v) != 0)
+        *rc = -ENOMEM;
+}
+
+static json_t *org_json(ProtobufCBinaryData org)
+{
+    char buf[2 * WL_ORG_KEY_BYTES + WL_ORG_ID_MAX + 16];
+    if (org.len == 0)
+        return json_string("");
+    wl_org_id_format(org.data, org.len, buf, sizeof buf);
+    return wl_json_string_lossy(buf, strlen(buf));
+}
+
+static json_t *str_json(const char *s)
+{
+    return wl_json_string_lossy(s, s ? strlen(s) : 0);
+}
+
+static int ping_record(const uint8_t *val, size_t vlen, json_t *o)
+{
+    stored_ping *r = warmline__store__v1__stored_ping__unpack(NULL, vlen, val);
+    wl_ping empty = WARMLINE__V1__PING__INIT;
+    int rc = 0;
+
+    if (r == NULL)
+        return -EINVAL;
+    put(o, "ingest_seq", wl_json_u64(r->ingest_seq), &rc);
+    put(o, "received_at", json_integer(r->received_at), &rc);
+    put(o, "org", org_json(r->org), &rc);
+    if (rc == 0)
+        rc = wl_ping_json_add(o, r->ping != NULL ? r->ping : &empty);
+    warmline__store__v1__stored_ping__free_unpacked(r, NULL);
+    return rc;
+}
+
+static int install_record(const uint8_t *val, size_t vlen, json_t *o)
+{
+    install_state *r = warmline__store__v1__install_state__unpack(NULL, vlen, val);
+    json_t *last = NULL;
+    int rc = 0;
+
+    if (r == NULL)
+        return -EINVAL;
+    put(o, "install_id", str_json(r->install_id), &rc);
+    put(o, "org", org_json(r->org), &rc);
+    put(o, "last_seq", wl_json_u64(r->last_seq), &rc);
+    put(o, "first_seen", json_integer(r->first_seen), &rc);
+    put(o, "last_seen", json_integer(r->last_seen), &rc);
+    put(o, "last_ingest_seq", wl_json_u64(r->last_ingest_seq), &rc);
+    if (r->last_ping != NULL) {
+        last = json_object();
+        if (last != NULL && wl_ping_json_add(last, r->last_ping) != 0)
+            rc = -ENOMEM;
+    } else {
+        last = json_null();
+    }
+    put(o, "last_ping", last, &rc);
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+    return rc;
+}
+
+static int org_record(const uint8_t *val, size_t vlen, json_t *o)
+{
+    org_state *r = warmline__store__v1__org_state__unpack(NULL, vlen, val);
+    json_t *ids = json_array(), *totals = json_object();
+    int rc = 0;
+
+    if (r == NULL) {
+        json_decref(ids);
+        json_decref(totals);
+        return -EINVAL;
+    }
+    put(o, "org", org_json(r->org), &rc);
+    for (size_t i = 0; ids != NULL && i < r->n_install_ids; i++) {
+        if (json_array_append_new(ids, str_json(r->install_ids[i])) != 0)
+            rc = -ENOMEM;
+    }
+    put(o, "install_ids", ids, &rc);
+    put(o, "first_seen", json_integer(r->first_seen), &rc);
+    put(o, "last_seen", json_integer(r->last_seen), &rc);
+    /* totals[] follows WL_COUNT_FIELDS; a newer collector may have more. */
+    for (size_t i = 0; totals != NULL && i < r->n_totals; i++) {
+        char extra[32];
+        const char *name = wl_count_names[i < WL_N_COUNTS ? i : 0];
+        if (i >= WL_N_COUNTS) {
+            snprintf(extra, sizeof extra, "total_%zu", i);
+            name = extra;
+        }
+        put(totals, name, wl_json_u64(r->totals[i]), &rc);
+    }
+    put(o, "totals", totals, &rc);
+    warmline__store__v1__org_state__free_unpacked(r, NULL);
+    return rc;
+}
+
+static int quarantine_record(const uint8_t *val, size_t vlen, json_t *o)
+{
+    quarantined *r = warmline__store__v1__quarantined__unpack(NULL, vlen, val);
+    int rc = 0;
+
+    if (r == NULL)
+        return -EINVAL;
+    put(o, "seq", wl_json_u64(r->seq), &rc);
+    put(o, "received_at", json_integer(r->received_at), &rc);
+    put(o, "reason", str_json(r->reason), &rc);
+    put(o, "peer", str_json(r->peer), &rc);
+    put(o, "transport", str_json(r->transport), &rc);
+    put(o, "sample", wl_json_hex(r->sample.data, r->sample.len), &rc);
+    put(o, "sample_truncated_from", json_integer(r->sample_truncated_from), &rc);
+    warmline__store__v1__quarantined__free_unpacked(r, NULL);
+    return rc;
+}
+
+static const struct {
+    const char *name;
+    enum wl_cf cf;
+    record_fn fn;
+} kinds[] = {
+    {"installs", WL_CF_INSTALLS, install_record},
+    {"orgs", WL_CF_ORGS, org_record},
+    {"pings", WL_CF_PINGS, ping_record},
+    {"quarantine", WL_CF_QUARANTINE, quarantine_record},
+};
+#define N_KINDS (sizeof kinds / sizeof kinds[0])
+
+void wl_usage_dump(FILE *out)
+{
+    fprintf(out,
+            "Usage: warmline dump installs|orgs|pings|quarantine [--data-dir DIR]\n"
+            "                     [--config FILE] [--limit N]\n"
+            "\n"
+            "Prints every record of one column family, in key order, as one JSON object\n"
+            "per line. Reads a consistent snapshot and works while the collector runs.\n"
+            "\n"
+            "  pings       ingest_seq, received_at, org, then every ping field\n"
+            "  installs    install_id, org, last_seq, first_seen, last_seen,\n"
+            "              last_ingest_seq, last_ping {every ping field}\n"
+            "  orgs        org, install_ids, first_seen, last_seen, totals {count: sum}\n"
+            "  quarantine  seq, received_at, reason, peer, transport, sample (hex),\n"
+            "              sample_truncated_from\n"
+            "\n"
+            "Times are unix milliseconds; org is 64 hex digits or \"install:<id>\";\n"
+            "org_key is hex (\"\" when the ping had none). A uint64 above 2^63-1 prints\n"
+            "as a decimal string.\n"
+            "\n"
+            "  --data-dir DIR  the collector's data directory (default: data_dir from\n"
+            "                  the configuration)\n"
+            "  --config FILE   the collector's INI file (default: built-in defaults)\n"
+            "  --limit N       stop after N records (0, the default: no limit)\n"
+            "  -h, --help      this help\n"
+            "\n"
+            "Exit status: 0 all printed; 1 a record did not decode (reported on stderr,\n"
+            "the rest still printed), reading or writing failed (quietly when the reader\n"
+            "closed the pipe), or a signal stopped it; 2 usage error, bad configuration,\n"
+            "or the store could not be opened.\n");
+}
+
+/* Set by SIGINT/SIGTERM/SIGHUP so the loop stops and the store's
+ * temporary secondary directory is removed on the way out. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    interrupted = sig;
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* A closed pipe (| head) becomes EPIPE on write instead of death. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void key_hex(const char *key, size_t klen, char *out, size_t outlen)
+{
+    size_t n = klen;
+    if (2 * n + 1 > outlen)
+        n = (outlen - 1) / 2;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[(uint8_t)key[i] >> 4];
+        out[2 * i + 1] = hex[(uint8_t)key[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int wl_cmd_dump(int argc, char **argv)
+{
+    enum { OPT_DATA_DIR = 256, OPT_CONFIG, OPT_LIMIT };
+    static const struct option opts[] = {
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *data_dir = NULL, *config_path = NULL;
+    uint64_t limit = 0, printed = 0, bad = 0;
+    struct wl_config cfg;
+    struct wl_store *store = NULL;
+    struct wl_iter *it = NULL;
+    char err[1400];
+    int c, rc;
+
+    while ((c = wl_cli_getopt(CMD, argc, argv, ":h", opts)) != -1) {
+        switch (c) {
+        case OPT_DATA_DIR: data_dir = optarg; break;
+        case OPT_CONFIG: config_path = optarg; break;
+        case OPT_LIMIT:
+            if (wl_cli_parse_u64(optarg, &limit) != 0)
+                return wl_cli_usage_error(CMD, "--limit: '%s' is not a whole number", optarg);
+            break;
+        case 'h': wl_usage_dump(stdout); return WL_EXIT_OK;
+        default: return WL_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return wl_cli_usage_error(CMD, "missing what to dump: installs, orgs, pings or quarantine");
+    if (argc - optind > 1)
+        return wl_cli_usage_error(CMD, "one column family at a time (got '%s' too)",
+                                  argv[optind + 1]);
+    size_t k = 0;
+    while (k < N_KINDS && strcmp(kinds[k].name, argv[optind]) != 0)
+        k++;
+    if (k == N_KINDS)
+        return wl_cli_usage_error(
+            CMD, "unknown column family '%s' (expected installs, orgs, pings or quarantine)",
+            argv[optind]);
+    if ((rc = wl_cli_config(CMD, config_path, &cfg)) != 0)
+        return rc;
+    if (data_dir == NULL)
+        data_dir = cfg.data_dir;
+
+    catch_signals();
+    if (wl_store_open(data_dir, WL_STORE_SECONDARY, &store, err, sizeof err) != 0) {
+        wl_cli_error(CMD, "%s", err);
+        return WL_EXIT_USAGE;
+    }
+    it = wl_iter_new(store, kinds[k].cf);
+    if (it == NULL) {
+        wl_cli_error(CMD, "out of memory");
+        rc = WL_EXIT_FAIL;
+        goto done;
+    }
+    rc = WL_EXIT_OK;
+    for (wl_iter_seek_first(it); wl_iter_valid(it) && !interrupted; wl_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = wl_iter_key(it, &klen);
+        const char *val = wl_iter_value(it, &vlen);
+        json_t *obj = json_object();
+        int r = obj != NULL ? kinds[k].fn((const uint8_t *)val, vlen, obj) : -ENOMEM;
+
+        if (r == 0) {
+            errno = 0;
+            if (json_dumpf(obj, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+                fputc('\n', stdout) == EOF)
+                r = errno == EPIPE ? -EPIPE : -EIO;
+        }
+        json_decref(obj);
+        if (r == -EINVAL) {
+            char hex[2 * 64 + 1];
+            key_hex(key, klen, hex, sizeof hex);
+            wl_cli_error(CMD, "%s: the record at key %s%s (%zu bytes) does not decode; skipped",
+                         kinds[k].name, hex, klen > 64 ? "..." : "", vlen);
+            bad++;
+            rc = WL_EXIT_FAIL;
+        } else if (r == -EPIPE) {
+            rc = WL_EXIT_FAIL; /* the reader went away (| head): stop quietly */
+            goto done;
+        } else if (r != 0) {
+            wl_cli_error(CMD, "%s", r == -EIO ? "cannot write the output" : "out of memory");
+            rc = WL_EXIT_FAIL;
+            goto done;
+        } else if (++printed == limit) {
+            break;
+        }
+    }
+    if (interrupted) {
+        wl_cli_error(CMD, "interrupted by signal %d after %llu records", (int)interrupted,
+                     (unsigned long long)printed);
+        rc = WL_EXIT_FAIL;
+    }
+    if (wl_iter_status(it, err, sizeof err) != 0) {
+        wl_cli_error(CMD, "%s: %s", kinds[k].name, err);
+        rc = WL_EXIT_FAIL;
+    }
+    errno = 0;
+    if (fflush(stdout) != 0) {
+        if (errno != EPIPE)
+            wl_cli_error(CMD, "cannot write the output: %s", strerror(errno));
+        rc = WL_EXIT_FAIL;
+    }
+    if (bad > 0)
+        wl_cli_error(CMD, "%s: %llu record(s) did not decode", kinds[k].name,
+                     (unsigned long long)bad);
+
+done:
+    wl_iter_free(it);
+    wl_store_close(store);
+    return rc;
+}
