@@ -122,6 +122,16 @@ static void org_detach(struct wl_org *org, struct wl_install *in)
     }
     for (int i = 0; i < WL_N_COUNTS; i++)
         org->totals[i] -= in->counts[i];
+    /* first/last seen are those of the installs it still has, as a reload
+     * from disk would compute them. */
+    org->first_seen = org->last_seen = 0;
+    for (size_t i = 0; i < org->n_installs; i++) {
+        const struct wl_install *o = org->installs[i];
+        if (org->first_seen == 0 || o->first_seen < org->first_seen)
+            org->first_seen = o->first_seen;
+        if (o->last_seen > org->last_seen)
+            org->last_seen = o->last_seen;
+    }
     in->org = NULL;
 }
 

@@ -200,9 +200,36 @@ void wl_config_defaults(struct wl_config *cfg)
 struct load_ctx {
     struct wl_config *cfg;
     const char *path;
-    char why[512]; /* the first error; inih reports its line */
+    FILE *file;
+    int line;      /* lines read so far: the line the handler is called for */
+    int long_line; /* first line longer than inih's buffer, or 0 */
+    int bad_line;  /* line of the first error the handler saw, or 0 */
+    char why[512];
     int failed;
 };
+
+/* Reads one line for inih and counts lines, so that errors name theirs. A
+ * line longer than inih's fixed buffer would be split silently: flag it. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load_ctx *ctx = stream;
+    if (fgets(str, num, ctx->file) == NULL)
+        return NULL;
+    size_t n = strlen(str);
+    if (n > 0 && str[n - 1] == '\n') {
+        ctx->line++;
+    } else if (!feof(ctx->file)) {
+        if (ctx->long_line == 0)
+            ctx->long_line = ctx->line + 1;
+        int c; /* skip the rest of the line; it is an error anyway */
+        while ((c = fgetc(ctx->file)) != EOF && c != '\n')
+            ;
+        ctx->line++;
+    } else {
+        ctx->line++;
+    }
+    return str;
+}
 
 /* Returns 0 on an error so that ini_parse_file reports the line. */
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
@@ -210,10 +237,15 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
     struct load_ctx *ctx = user;
     if (ctx->failed)
         return 1; /* only the first error is reported */
+    ctx->bad_line = ctx->line;
     const struct opt *o = find_opt(section, name);
     if (o == NULL) {
         const struct opt *elsewhere = find_opt(NULL, name);
-        if (elsewhere != NULL)
+        if (elsewhere != NULL && section[0] == '\0')
+            snprintf(ctx->why, sizeof ctx->why,
+                     "option '%s' outside any section (it belongs in section [%s])", name,
+                     elsewhere->section);
+        else if (elsewhere != NULL)
             snprintf(ctx->why, sizeof ctx->why, "option '%s' belongs in section [%s], not [%s]",
                      name, elsewhere->section, section);
         else if (section[0] == '\0')
@@ -230,22 +262,30 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
         ctx->failed = 1;
         return 0;
     }
+    ctx->bad_line = 0;
     return 1;
 }
 
 int wl_config_load(struct wl_config *cfg, const char *path, char *err, size_t errlen)
 {
     struct load_ctx ctx = {.cfg = cfg, .path = path};
-    FILE *f = fopen(path, "r");
 
-    if (f == NULL) {
+    ctx.file = fopen(path, "r");
+    if (ctx.file == NULL) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    int rc = ini_parse_file(f, on_ini_line, &ctx);
-    fclose(f);
-    if (ctx.failed) {
-        snprintf(err, errlen, "%s:%d: %s", path, rc, ctx.why);
+    int rc = ini_parse_stream(read_line, &ctx, on_ini_line, &ctx);
+    fclose(ctx.file);
+    /* inih returns the line of the first error of any kind; ours may be later. */
+    int first = rc > 0 ? rc : 0;
+    if (ctx.long_line > 0 && (first == 0 || ctx.long_line <= first)) {
+        snprintf(err, errlen, "%s:%d: line longer than %d characters", path, ctx.long_line,
+                 INI_MAX_LINE - 2);
+        return -1;
+    }
+    if (ctx.failed && (first == 0 || ctx.bad_line <= first)) {
+        snprintf(err, errlen, "%s:%d: %s", path, ctx.bad_line, ctx.why);
         return -1;
     }
     if (rc > 0) {

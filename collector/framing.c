@@ -23,10 +23,8 @@ enum wl_frame_status wl_frame_parse(const uint8_t *buf, size_t avail, uint64_t m
     }
     if (i == WL_VARINT_MAX)
         return WL_FRAME_BAD_VARINT;
-    /* An unfinished varint: a length past the limit is known early. Every
-     * continuation byte so far shows at least 2^(7*i) is coming. */
-    if (i > 0 && 7 * i < 64 && (1ULL << (7 * i)) > max)
-        return WL_FRAME_TOO_LARGE;
+    /* An unfinished varint proves nothing about the length yet: padded
+     * encodings (0x85 0x00 is 5) are valid, so wait for its last byte. */
     return WL_FRAME_NEED_MORE;
 }
 

@@ -1,0 +1,741 @@
+/* Unit tests for collector/aggregate.h with a real store in a temporary
+ * directory: apply + flush + write + commit, dedup, organization totals,
+ * installs moving between organizations, and reloading from disk. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "aggregate.h"
+#include "records.pb-c.h"
+
+typedef Warmline__Store__V1__OrgState org_rec;
+typedef Warmline__Store__V1__InstallState install_rec;
+typedef Warmline__Store__V1__StoredPing ping_rec;
+
+/* ---- fixture: a store and an empty state ---- */
+
+struct fx {
+    char root[64];
+    char db[128];
+    struct wl_store *store;
+    struct wl_state *st;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char err[512];
+    if (f == NULL)
+        return -1;
+    snprintf(f->root, sizeof f->root, "/tmp/wl-test-aggregate-XXXXXX");
+    if (mkdtemp(f->root) == NULL)
+        return -1;
+    snprintf(f->db, sizeof f->db, "%s/db", f->root);
+    if (wl_store_open(f->db, WL_STORE_PRIMARY, &f->store, err, sizeof err) != 0) {
+        print_error("store: %s\n", err);
+        return -1;
+    }
+    if (wl_state_load(f->store, &f->st, err, sizeof err) != 0) {
+        print_error("state: %s\n", err);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    wl_state_free(f->st);
+    wl_store_close(f->store);
+    int rc = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return rc;
+}
+
+/* ---- pings ---- */
+
+/* A ping that owns its strings; counts[c] = base + c for every count. */
+struct tping {
+    wl_ping p;
+    char id[65];
+    uint8_t key[32];
+};
+
+static void tping_init(struct tping *t, const char *id, int key_byte, uint64_t seq,
+                       uint64_t base)
+{
+    wl_ping init = WARMLINE__V1__PING__INIT;
+    memset(t, 0, sizeof *t);
+    t->p = init;
+    snprintf(t->id, sizeof t->id, "%s", id);
+    t->p.install_id = t->id;
+    if (key_byte >= 0) {
+        memset(t->key, key_byte, sizeof t->key);
+        t->p.org_key.data = t->key;
+        t->p.org_key.len = 32;
+    }
+    t->p.seq = seq;
+    t->p.version = "9.11";
+    uint64_t v = base;
+#define SET_COUNT(name) t->p.name = (uint32_t)(v++);
+    WL_COUNT_FIELDS(SET_COUNT)
+#undef SET_COUNT
+    t->p.posts = base * 1000 + 14;
+}
+
+static void expected_counts(uint64_t base, uint64_t out[WL_N_COUNTS])
+{
+    for (int c = 0; c < WL_N_COUNTS; c++)
+        out[c] = base + (uint64_t)c;
+    out[WL_COUNT_posts] = base * 1000 + 14;
+}
+
+/* One group: apply every ping, flush, write with sync, commit. Results go
+ * into res (may be NULL). */
+static void group(struct fx *f, struct tping **pings, size_t n, int64_t received_at,
+                  enum wl_apply *res)
+{
+    char err[512] = "";
+    struct wl_batch *b = wl_batch_new(f->store);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++) {
+        enum wl_apply r = wl_state_apply(f->st, &pings[i]->p, received_at, b);
+        if (res)
+            res[i] = r;
+    }
+    wl_state_flush(f->st, b);
+    if (wl_store_write(f->store, b, 1, err, sizeof err) != 0)
+        fail_msg("write: %s", err);
+    wl_state_commit(f->st);
+    wl_batch_free(b);
+}
+
+static enum wl_apply apply1(struct fx *f, struct tping *t, int64_t received_at)
+{
+    enum wl_apply r;
+    struct tping *one[1] = {t};
+    group(f, one, 1, received_at, &r);
+    return r;
+}
+
+/* ---- reading records back ---- */
+
+static size_t org_id_of(uint8_t *out, int key_byte, const char *install_id)
+{
+    uint8_t key[32];
+    memset(key, key_byte, sizeof key);
+    return wl_org_id(out, key_byte >= 0 ? key : NULL, key_byte >= 0 ? 32 : 0, install_id,
+                     strlen(install_id));
+}
+
+/* NULL when absent. */
+static org_rec *get_org(struct fx *f, int key_byte, const char *install_id)
+{
+    uint8_t id[WL_ORG_ID_MAX];
+    size_t idlen = org_id_of(id, key_byte, install_id);
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    int rc = wl_store_get(f->store, WL_CF_ORGS, id, idlen, &val, &vlen, err, sizeof err);
+    if (rc == -ENOENT)
+        return NULL;
+    assert_int_equal(rc, 0);
+    org_rec *o = warmline__store__v1__org_state__unpack(NULL, vlen, (uint8_t *)val);
+    free(val);
+    assert_non_null(o);
+    assert_int_equal(o->org.len, idlen);
+    assert_memory_equal(o->org.data, id, idlen);
+    return o;
+}
+
+static install_rec *get_install(struct fx *f, const char *install_id)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    int rc = wl_store_get(f->store, WL_CF_INSTALLS, install_id, strlen(install_id), &val,
+                          &vlen, err, sizeof err);
+    if (rc == -ENOENT)
+        return NULL;
+    assert_int_equal(rc, 0);
+    install_rec *r = warmline__store__v1__install_state__unpack(NULL, vlen, (uint8_t *)val);
+    free(val);
+    assert_non_null(r);
+    return r;
+}
+
+static ping_rec *get_ping(struct fx *f, uint64_t ingest_seq)
+{
+    uint8_t key[8];
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    wl_be64_put(key, ingest_seq);
+    int rc = wl_store_get(f->store, WL_CF_PINGS, key, 8, &val, &vlen, err, sizeof err);
+    if (rc == -ENOENT)
+        return NULL;
+    assert_int_equal(rc, 0);
+    ping_rec *r = warmline__store__v1__stored_ping__unpack(NULL, vlen, (uint8_t *)val);
+    free(val);
+    assert_non_null(r);
+    return r;
+}
+
+static uint64_t stored_ingest_seq(struct fx *f)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    if (wl_store_get(f->store, WL_CF_META, "ingest_seq", 10, &val, &vlen, err, sizeof err) != 0)
+        return 0;
+    assert_int_equal(vlen, 8);
+    uint64_t v = wl_be64_get(val);
+    free(val);
+    return v;
+}
+
+static uint64_t count_cf(struct fx *f, enum wl_cf cf)
+{
+    struct wl_iter *it = wl_iter_new(f->store, cf);
+    uint64_t n = 0;
+    for (wl_iter_seek_first(it); wl_iter_valid(it); wl_iter_next(it))
+        n++;
+    wl_iter_free(it);
+    return n;
+}
+
+static void assert_totals(const org_rec *o, const uint64_t want[WL_N_COUNTS])
+{
+    assert_int_equal(o->n_totals, WL_N_COUNTS);
+    for (int c = 0; c < WL_N_COUNTS; c++) {
+        if (o->totals[c] != want[c])
+            fail_msg("totals[%s] = %llu, want %llu", wl_count_names[c],
+                     (unsigned long long)o->totals[c], (unsigned long long)want[c]);
+    }
+}
+
+/* The totals of an org whose installs report bases b[0..n). */
+static void sum_bases(const uint64_t *bases, size_t n, uint64_t out[WL_N_COUNTS])
+{
+    memset(out, 0, WL_N_COUNTS * sizeof out[0]);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t c[WL_N_COUNTS];
+        expected_counts(bases[i], c);
+        for (int k = 0; k < WL_N_COUNTS; k++)
+            out[k] += c[k];
+    }
+}
+
+static int has_install(const org_rec *o, const char *id)
+{
+    for (size_t i = 0; i < o->n_install_ids; i++) {
+        if (strcmp(o->install_ids[i], id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_empty_state(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(wl_state_ingest_seq(f->st), 0);
+    assert_int_equal(wl_state_n_installs(f->st), 0);
+    assert_int_equal(wl_state_n_orgs(f->st), 0);
+}
+
+static void test_first_ping_records(void **state)
+{
+    struct fx *f = *state;
+    struct tping a;
+    uint64_t want[WL_N_COUNTS];
+    tping_init(&a, "install-a", 0x11, 5, 100);
+
+    assert_int_equal(apply1(f, &a, 1700000000000), WL_APPLY_ACCEPTED);
+    assert_int_equal(wl_state_ingest_seq(f->st), 1);
+    assert_int_equal(wl_state_n_installs(f->st), 1);
+    assert_int_equal(wl_state_n_orgs(f->st), 1);
+    assert_int_equal(stored_ingest_seq(f), 1);
+
+    /* pings CF: the raw ping on ingest seq 1 */
+    ping_rec *pr = get_ping(f, 1);
+    assert_non_null(pr);
+    assert_int_equal(pr->ingest_seq, 1);
+    assert_int_equal(pr->received_at, 1700000000000);
+    assert_int_equal(pr->org.len, 33);
+    assert_int_equal(pr->org.data[0], 'k');
+    assert_non_null(pr->ping);
+    assert_string_equal(pr->ping->install_id, "install-a");
+    assert_int_equal(pr->ping->seq, 5);
+    assert_int_equal(pr->ping->posts, a.p.posts);
+    warmline__store__v1__stored_ping__free_unpacked(pr, NULL);
+    assert_null(get_ping(f, 2));
+
+    /* installs CF */
+    install_rec *ir = get_install(f, "install-a");
+    assert_non_null(ir);
+    assert_string_equal(ir->install_id, "install-a");
+    assert_int_equal(ir->last_seq, 5);
+    assert_int_equal(ir->last_ingest_seq, 1);
+    assert_int_equal(ir->first_seen, 1700000000000);
+    assert_int_equal(ir->last_seen, 1700000000000);
+    assert_int_equal(ir->org.len, 33);
+    assert_non_null(ir->last_ping);
+    assert_int_equal(ir->last_ping->seq, 5);
+    assert_int_equal(ir->last_ping->registered_users, 100);
+    warmline__store__v1__install_state__free_unpacked(ir, NULL);
+
+    /* orgs CF */
+    org_rec *o = get_org(f, 0x11, "install-a");
+    assert_non_null(o);
+    assert_int_equal(o->n_install_ids, 1);
+    assert_string_equal(o->install_ids[0], "install-a");
+    assert_int_equal(o->first_seen, 1700000000000);
+    assert_int_equal(o->last_seen, 1700000000000);
+    expected_counts(100, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static void test_duplicates_write_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct tping a5, a5again, a4, a1;
+    char err[256];
+    tping_init(&a5, "install-a", 0x11, 5, 100);
+    tping_init(&a5again, "install-a", 0x11, 5, 999);
+    tping_init(&a4, "install-a", 0x11, 4, 999);
+    tping_init(&a1, "install-a", -1, 1, 999); /* even with another org */
+    assert_int_equal(apply1(f, &a5, 1000), WL_APPLY_ACCEPTED);
+
+    struct wl_batch *b = wl_batch_new(f->store);
+    assert_int_equal(wl_state_apply(f->st, &a5again.p, 2000, b), WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_state_apply(f->st, &a4.p, 2000, b), WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_state_apply(f->st, &a1.p, 2000, b), WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_batch_count(b), 0); /* nothing staged */
+    assert_int_equal(wl_state_ingest_seq(f->st), 1);
+    assert_int_equal(wl_state_n_orgs(f->st), 1);
+    wl_state_flush(f->st, b);
+    assert_int_equal(wl_store_write(f->store, b, 1, err, sizeof err), 0);
+    wl_state_commit(f->st);
+    wl_batch_free(b);
+
+    /* On disk nothing changed but the ingest seq marker (still 1). */
+    assert_int_equal(count_cf(f, WL_CF_PINGS), 1);
+    assert_int_equal(stored_ingest_seq(f), 1);
+    install_rec *ir = get_install(f, "install-a");
+    assert_int_equal(ir->last_seq, 5);
+    assert_int_equal(ir->last_seen, 1000);
+    assert_int_equal(ir->last_ping->registered_users, 100);
+    warmline__store__v1__install_state__free_unpacked(ir, NULL);
+    assert_null(get_org(f, -1, "install-a"));
+    org_rec *o = get_org(f, 0x11, "install-a");
+    uint64_t want[WL_N_COUNTS];
+    expected_counts(100, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static void test_duplicate_within_one_group(void **state)
+{
+    struct fx *f = *state;
+    struct tping a1, a2, a2b, a1b;
+    enum wl_apply r[4];
+    tping_init(&a1, "install-a", 0x11, 1, 10);
+    tping_init(&a2, "install-a", 0x11, 2, 20);
+    tping_init(&a2b, "install-a", 0x11, 2, 99);
+    tping_init(&a1b, "install-a", 0x11, 1, 99);
+    struct tping *g[] = {&a1, &a2, &a2b, &a1b};
+    group(f, g, 4, 500, r);
+    assert_int_equal(r[0], WL_APPLY_ACCEPTED);
+    assert_int_equal(r[1], WL_APPLY_ACCEPTED);
+    assert_int_equal(r[2], WL_APPLY_DUPLICATE);
+    assert_int_equal(r[3], WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_state_ingest_seq(f->st), 2);
+    assert_int_equal(count_cf(f, WL_CF_PINGS), 2);
+
+    /* The install record holds the group's latest ping; totals are its counts. */
+    install_rec *ir = get_install(f, "install-a");
+    assert_int_equal(ir->last_seq, 2);
+    assert_int_equal(ir->last_ingest_seq, 2);
+    assert_int_equal(ir->last_ping->seq, 2);
+    assert_int_equal(ir->last_ping->registered_users, 20);
+    warmline__store__v1__install_state__free_unpacked(ir, NULL);
+    org_rec *o = get_org(f, 0x11, "install-a");
+    uint64_t want[WL_N_COUNTS];
+    expected_counts(20, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static void test_shared_org_sums_latest(void **state)
+{
+    struct fx *f = *state;
+    struct tping a, b, a2, b2;
+    uint64_t want[WL_N_COUNTS];
+
+    tping_init(&a, "install-a", 0x22, 1, 100);
+    tping_init(&b, "install-b", 0x22, 1, 7);
+    assert_int_equal(apply1(f, &a, 1000), WL_APPLY_ACCEPTED);
+    assert_int_equal(apply1(f, &b, 2000), WL_APPLY_ACCEPTED);
+    assert_int_equal(wl_state_n_installs(f->st), 2);
+    assert_int_equal(wl_state_n_orgs(f->st), 1);
+    assert_int_equal(count_cf(f, WL_CF_ORGS), 1);
+
+    org_rec *o = get_org(f, 0x22, "");
+    assert_non_null(o);
+    assert_int_equal(o->n_install_ids, 2);
+    assert_true(has_install(o, "install-a"));
+    assert_true(has_install(o, "install-b"));
+    assert_int_equal(o->first_seen, 1000);
+    assert_int_equal(o->last_seen, 2000);
+    sum_bases((uint64_t[]){100, 7}, 2, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    /* a's later ping replaces its counts: up */
+    tping_init(&a2, "install-a", 0x22, 2, 150);
+    assert_int_equal(apply1(f, &a2, 3000), WL_APPLY_ACCEPTED);
+    o = get_org(f, 0x22, "");
+    sum_bases((uint64_t[]){150, 7}, 2, want);
+    assert_totals(o, want);
+    assert_int_equal(o->last_seen, 3000);
+    assert_int_equal(o->first_seen, 1000);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    /* b's later ping: down (the delta is negative) */
+    tping_init(&b2, "install-b", 0x22, 9, 2);
+    assert_int_equal(apply1(f, &b2, 4000), WL_APPLY_ACCEPTED);
+    o = get_org(f, 0x22, "");
+    sum_bases((uint64_t[]){150, 2}, 2, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    /* and to zero */
+    struct tping b3;
+    tping_init(&b3, "install-b", 0x22, 10, 0);
+#define ZERO(name) b3.p.name = 0;
+    WL_COUNT_FIELDS(ZERO)
+#undef ZERO
+    assert_int_equal(apply1(f, &b3, 5000), WL_APPLY_ACCEPTED);
+    o = get_org(f, 0x22, "");
+    sum_bases((uint64_t[]){150}, 1, want);
+    assert_totals(o, want);
+    assert_int_equal(o->n_install_ids, 2); /* b is still a member */
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static void test_no_org_key_is_own_org(void **state)
+{
+    struct fx *f = *state;
+    struct tping a, b;
+    uint64_t want[WL_N_COUNTS];
+    tping_init(&a, "lonely-a", -1, 1, 3);
+    tping_init(&b, "lonely-b", -1, 1, 4);
+    struct tping *g[] = {&a, &b};
+    group(f, g, 2, 100, NULL);
+    assert_int_equal(wl_state_n_orgs(f->st), 2);
+
+    org_rec *o = get_org(f, -1, "lonely-a");
+    assert_non_null(o);
+    assert_int_equal(o->org.len, 1 + strlen("lonely-a"));
+    assert_memory_equal(o->org.data, "ilonely-a", o->org.len);
+    assert_int_equal(o->n_install_ids, 1);
+    assert_string_equal(o->install_ids[0], "lonely-a");
+    expected_counts(3, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    o = get_org(f, -1, "lonely-b");
+    assert_non_null(o);
+    expected_counts(4, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    ping_rec *pr = get_ping(f, 1);
+    assert_memory_equal(pr->org.data, "ilonely-a", 9);
+    warmline__store__v1__stored_ping__free_unpacked(pr, NULL);
+}
+
+static void test_switch_org_key(void **state)
+{
+    struct fx *f = *state;
+    struct tping a1, b1, a2, b2;
+    uint64_t want[WL_N_COUNTS];
+
+    tping_init(&a1, "install-a", 0x31, 1, 10);
+    tping_init(&b1, "install-b", 0x31, 1, 20);
+    struct tping *g[] = {&a1, &b1};
+    group(f, g, 2, 100, NULL);
+
+    /* a moves to org 0x32: org 0x31 keeps b only */
+    tping_init(&a2, "install-a", 0x32, 2, 11);
+    assert_int_equal(apply1(f, &a2, 200), WL_APPLY_ACCEPTED);
+    assert_int_equal(wl_state_n_orgs(f->st), 2);
+    org_rec *o = get_org(f, 0x31, "");
+    assert_non_null(o);
+    assert_int_equal(o->n_install_ids, 1);
+    assert_string_equal(o->install_ids[0], "install-b");
+    expected_counts(20, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    o = get_org(f, 0x32, "");
+    assert_non_null(o);
+    assert_int_equal(o->n_install_ids, 1);
+    assert_string_equal(o->install_ids[0], "install-a");
+    expected_counts(11, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    install_rec *ir = get_install(f, "install-a");
+    uint8_t id[WL_ORG_ID_MAX];
+    size_t idlen = org_id_of(id, 0x32, "");
+    assert_int_equal(ir->org.len, idlen);
+    assert_memory_equal(ir->org.data, id, idlen);
+    warmline__store__v1__install_state__free_unpacked(ir, NULL);
+
+    /* b follows: org 0x31 is empty, its record is deleted */
+    tping_init(&b2, "install-b", 0x32, 2, 21);
+    assert_int_equal(apply1(f, &b2, 300), WL_APPLY_ACCEPTED);
+    assert_null(get_org(f, 0x31, ""));
+    assert_int_equal(wl_state_n_orgs(f->st), 1);
+    assert_int_equal(count_cf(f, WL_CF_ORGS), 1);
+    o = get_org(f, 0x32, "");
+    assert_int_equal(o->n_install_ids, 2);
+    sum_bases((uint64_t[]){11, 21}, 2, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static void test_switch_from_no_key_to_key(void **state)
+{
+    struct fx *f = *state;
+    struct tping a1, a2;
+    uint64_t want[WL_N_COUNTS];
+    tping_init(&a1, "install-a", -1, 1, 10);
+    assert_int_equal(apply1(f, &a1, 100), WL_APPLY_ACCEPTED);
+    org_rec *o = get_org(f, -1, "install-a");
+    assert_non_null(o);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    tping_init(&a2, "install-a", 0x40, 2, 12);
+    assert_int_equal(apply1(f, &a2, 200), WL_APPLY_ACCEPTED);
+    assert_null(get_org(f, -1, "install-a"));
+    assert_int_equal(wl_state_n_orgs(f->st), 1);
+    o = get_org(f, 0x40, "");
+    assert_non_null(o);
+    expected_counts(12, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+/* Within one group an install moves away and back: nothing is left behind. */
+static void test_switch_and_back_in_one_group(void **state)
+{
+    struct fx *f = *state;
+    struct tping a1, b1, a2, a3;
+    uint64_t want[WL_N_COUNTS];
+    tping_init(&a1, "install-a", 0x51, 1, 10);
+    tping_init(&b1, "install-b", 0x51, 1, 1);
+    struct tping *g1[] = {&a1, &b1};
+    group(f, g1, 2, 100, NULL);
+
+    tping_init(&a2, "install-a", 0x52, 2, 30);
+    tping_init(&a3, "install-a", 0x51, 3, 40);
+    struct tping *g2[] = {&a2, &a3};
+    group(f, g2, 2, 200, NULL);
+    assert_null(get_org(f, 0x52, ""));
+    assert_int_equal(wl_state_n_orgs(f->st), 1);
+    org_rec *o = get_org(f, 0x51, "");
+    assert_int_equal(o->n_install_ids, 2);
+    sum_bases((uint64_t[]){40, 1}, 2, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static void test_reload_from_disk(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "";
+    struct tping p[6];
+    uint64_t want[WL_N_COUNTS];
+
+    tping_init(&p[0], "install-a", 0x61, 3, 100);
+    tping_init(&p[1], "install-b", 0x61, 8, 200);
+    tping_init(&p[2], "install-c", -1, 1, 5);
+    tping_init(&p[3], "install-d", 0x62, 1, 1);
+    struct tping *g1[] = {&p[0], &p[1], &p[2], &p[3]};
+    group(f, g1, 4, 1000, NULL);
+    tping_init(&p[4], "install-d", 0x61, 2, 2); /* d moves into 0x61 */
+    assert_int_equal(apply1(f, &p[4], 2000), WL_APPLY_ACCEPTED);
+
+    uint64_t seq = wl_state_ingest_seq(f->st);
+    uint64_t ninst = wl_state_n_installs(f->st);
+    uint64_t norgs = wl_state_n_orgs(f->st);
+    assert_int_equal(seq, 5);
+    assert_int_equal(ninst, 4);
+    assert_int_equal(norgs, 2);
+
+    wl_state_free(f->st);
+    f->st = NULL;
+    if (wl_state_load(f->store, &f->st, err, sizeof err) != 0)
+        fail_msg("reload: %s", err);
+    assert_int_equal(wl_state_ingest_seq(f->st), seq);
+    assert_int_equal(wl_state_n_installs(f->st), ninst);
+    assert_int_equal(wl_state_n_orgs(f->st), norgs);
+
+    /* Dedup survives the reload. */
+    struct tping dup;
+    tping_init(&dup, "install-b", 0x61, 8, 999);
+    assert_int_equal(apply1(f, &dup, 3000), WL_APPLY_DUPLICATE);
+    tping_init(&dup, "install-a", 0x61, 2, 999);
+    assert_int_equal(apply1(f, &dup, 3000), WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_state_ingest_seq(f->st), seq);
+
+    /* A new ping continues the sequence, and the totals were rebuilt: a's
+     * new counts replace its old ones in a sum that includes b and d. */
+    tping_init(&p[5], "install-a", 0x61, 4, 110);
+    assert_int_equal(apply1(f, &p[5], 4000), WL_APPLY_ACCEPTED);
+    assert_int_equal(wl_state_ingest_seq(f->st), seq + 1);
+    ping_rec *pr = get_ping(f, seq + 1);
+    assert_non_null(pr);
+    assert_int_equal(pr->ping->seq, 4);
+    warmline__store__v1__stored_ping__free_unpacked(pr, NULL);
+
+    org_rec *o = get_org(f, 0x61, "");
+    assert_int_equal(o->n_install_ids, 3);
+    sum_bases((uint64_t[]){110, 200, 2}, 3, want);
+    assert_totals(o, want);
+    assert_int_equal(o->first_seen, 1000);
+    assert_int_equal(o->last_seen, 4000);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    /* Reload once more on a fresh store handle too. */
+    wl_state_free(f->st);
+    f->st = NULL;
+    wl_store_close(f->store);
+    f->store = NULL;
+    if (wl_store_open(f->db, WL_STORE_PRIMARY, &f->store, err, sizeof err) != 0)
+        fail_msg("reopen: %s", err);
+    if (wl_state_load(f->store, &f->st, err, sizeof err) != 0)
+        fail_msg("reload: %s", err);
+    assert_int_equal(wl_state_ingest_seq(f->st), seq + 1);
+    assert_int_equal(wl_state_n_installs(f->st), 4);
+    assert_int_equal(wl_state_n_orgs(f->st), 2);
+}
+
+/* The same pings must leave the same organization record whether or not the
+ * collector restarted (wl_state_free + wl_state_load) in between. */
+static org_rec *run_scenario(const char *dir, int restart)
+{
+    struct fx f;
+    char err[512] = "";
+    memset(&f, 0, sizeof f);
+    if (wl_store_open(dir, WL_STORE_PRIMARY, &f.store, err, sizeof err) != 0 ||
+        wl_state_load(f.store, &f.st, err, sizeof err) != 0)
+        fail_msg("%s: %s", dir, err);
+    struct tping a1, b1, c1, a2, b2;
+    tping_init(&a1, "install-a", 0x71, 1, 10); /* the org's earliest install */
+    tping_init(&b1, "install-b", 0x71, 1, 20);
+    tping_init(&c1, "install-c", 0x71, 1, 30);
+    tping_init(&a2, "install-a", 0x72, 2, 11); /* a leaves */
+    tping_init(&b2, "install-b", 0x71, 2, 21);
+    assert_int_equal(apply1(&f, &a1, 1000), WL_APPLY_ACCEPTED);
+    assert_int_equal(apply1(&f, &b1, 2000), WL_APPLY_ACCEPTED);
+    assert_int_equal(apply1(&f, &c1, 5000), WL_APPLY_ACCEPTED);
+    assert_int_equal(apply1(&f, &a2, 3000), WL_APPLY_ACCEPTED);
+    if (restart) {
+        wl_state_free(f.st);
+        f.st = NULL;
+        if (wl_state_load(f.store, &f.st, err, sizeof err) != 0)
+            fail_msg("reload: %s", err);
+    }
+    assert_int_equal(apply1(&f, &b2, 4000), WL_APPLY_ACCEPTED);
+    org_rec *o = get_org(&f, 0x71, "");
+    assert_non_null(o);
+    wl_state_free(f.st);
+    wl_store_close(f.store);
+    return o;
+}
+
+static void test_restart_does_not_change_org_record(void **state)
+{
+    struct fx *f = *state;
+    char d1[160], d2[160];
+    snprintf(d1, sizeof d1, "%s/no-restart", f->root);
+    snprintf(d2, sizeof d2, "%s/restart", f->root);
+    org_rec *a = run_scenario(d1, 0);
+    org_rec *b = run_scenario(d2, 1);
+
+    assert_int_equal(a->n_totals, b->n_totals);
+    for (size_t i = 0; i < a->n_totals; i++)
+        assert_int_equal(a->totals[i], b->totals[i]);
+    assert_int_equal(a->n_install_ids, 2);
+    assert_int_equal(b->n_install_ids, 2);
+    for (size_t i = 0; i < a->n_install_ids; i++)
+        assert_true(has_install(b, a->install_ids[i]));
+    int bad = 0;
+    if (a->first_seen != b->first_seen) {
+        print_error("first_seen: %lld without a restart, %lld with one\n",
+                    (long long)a->first_seen, (long long)b->first_seen);
+        bad++;
+    }
+    if (a->last_seen != b->last_seen) {
+        print_error("last_seen: %lld without a restart, %lld with one\n",
+                    (long long)a->last_seen, (long long)b->last_seen);
+        bad++;
+    }
+    warmline__store__v1__org_state__free_unpacked(a, NULL);
+    warmline__store__v1__org_state__free_unpacked(b, NULL);
+    if (bad)
+        fail_msg("the org record depends on whether the collector restarted");
+}
+
+/* A record that does not decode stops the load with a reason. */
+static void test_reload_corrupt_install(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "";
+    struct wl_batch *b = wl_batch_new(f->store);
+    wl_batch_put(b, WL_CF_INSTALLS, "broken", 6, "\xff\xff\xff", 3);
+    assert_int_equal(wl_store_write(f->store, b, 1, err, sizeof err), 0);
+    wl_batch_free(b);
+    struct wl_state *st = NULL;
+    int rc = wl_state_load(f->store, &st, err, sizeof err);
+    assert_true(rc < 0);
+    assert_null(st);
+    assert_non_null(strstr(err, "broken"));
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_empty_state),
+        T(test_first_ping_records),
+        T(test_duplicates_write_nothing),
+        T(test_duplicate_within_one_group),
+        T(test_shared_org_sums_latest),
+        T(test_no_org_key_is_own_org),
+        T(test_switch_org_key),
+        T(test_switch_from_no_key_to_key),
+        T(test_switch_and_back_in_one_group),
+        T(test_reload_from_disk),
+        T(test_restart_does_not_change_org_record),
+        T(test_reload_corrupt_install),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,765 @@
+/* Unit tests for collector/envelope.h: encode/decode round trips, every
+ * envelope-level rejection, size caps (including a zlib bomb) and reuse of
+ * one decoder across many envelopes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+#include "envelope.h"
+#include "warmline.pb-c.h"
+
+#define MiB ((size_t)1 << 20)
+#define MAX_INFLATED (8 * MiB) /* the documented defaults */
+#define MAX_PINGS 10000
+
+static const char *rname(enum wl_reason r) { return wl_reason_name(r); }
+
+#define assert_reason(got, want)                                                          \
+    do {                                                                                  \
+        enum wl_reason got_ = (got), want_ = (want);                                      \
+        if (got_ != want_)                                                                \
+            fail_msg("%s: got %s, want %s", #got, rname(got_), rname(want_));             \
+    } while (0)
+
+/* ---- building batches ---- */
+
+#define NP 3
+
+struct batch_fixture {
+    wl_ping_batch batch;
+    wl_ping pings[NP];
+    wl_ping *ptrs[NP];
+    uint8_t keys[NP][32];
+    char ids[NP][32];
+    char *features[2];
+};
+
+static void make_batch(struct batch_fixture *b, size_t n)
+{
+    wl_ping_batch binit = WARMLINE__V1__PING_BATCH__INIT;
+    memset(b, 0, sizeof *b);
+    b->batch = binit;
+    b->features[0] = "saml_configured";
+    b->features[1] = "ldap_configured";
+    for (size_t i = 0; i < n; i++) {
+        wl_ping pinit = WARMLINE__V1__PING__INIT;
+        wl_ping *p = &b->pings[i];
+        *p = pinit;
+        snprintf(b->ids[i], sizeof b->ids[i], "install-%zu", i);
+        p->install_id = b->ids[i];
+        if (i != 1) { /* the second ping has no org_key */
+            memset(b->keys[i], (int)(0x10 + i), 32);
+            p->org_key.data = b->keys[i];
+            p->org_key.len = 32;
+        }
+        p->seq = 1000 + i;
+        p->sent_at = 1700000000123 + (int64_t)i;
+        p->version = "9.11.2";
+        p->edition = i % 2 ? "enterprise" : "team";
+        p->database_type = "postgres";
+        p->operating_system = "linux";
+        p->installation_type = "docker \xe2\x82\xac"; /* UTF-8 survives */
+        p->registered_users = 40 + (uint32_t)i;
+        p->active_users_daily = 12;
+        p->active_users_monthly = 30;
+        p->bot_accounts = 2;
+        p->guest_accounts = 1;
+        p->teams = 3;
+        p->public_channels = 10;
+        p->private_channels = 4;
+        p->direct_message_channels = 99;
+        p->posts_previous_day = 250;
+        p->incoming_webhooks = 5;
+        p->outgoing_webhooks = 6;
+        p->slash_commands = 7;
+        p->system_admins = 2;
+        p->posts = ((uint64_t)1 << 40) + i;
+        p->n_features = i == 2 ? 0 : 2;
+        p->features = i == 2 ? NULL : b->features;
+        b->ptrs[i] = p;
+    }
+    b->batch.n_pings = n;
+    b->batch.pings = n ? b->ptrs : NULL;
+}
+
+static void assert_ping_equal(const wl_ping *a, const wl_ping *b)
+{
+    assert_string_equal(a->install_id, b->install_id);
+    assert_int_equal(a->org_key.len, b->org_key.len);
+    if (a->org_key.len)
+        assert_memory_equal(a->org_key.data, b->org_key.data, a->org_key.len);
+    assert_int_equal(a->seq, b->seq);
+    assert_int_equal(a->sent_at, b->sent_at);
+    assert_string_equal(a->version, b->version);
+    assert_string_equal(a->edition, b->edition);
+    assert_string_equal(a->database_type, b->database_type);
+    assert_string_equal(a->operating_system, b->operating_system);
+    assert_string_equal(a->installation_type, b->installation_type);
+#define EQ(name) assert_int_equal(a->name, b->name);
+    WL_COUNT_FIELDS(EQ)
+#undef EQ
+    assert_int_equal(a->n_features, b->n_features);
+    for (size_t i = 0; i < a->n_features; i++)
+        assert_string_equal(a->features[i], b->features[i]);
+}
+
+static void assert_batch_equal(const wl_ping_batch *a, const wl_ping_batch *b)
+{
+    assert_int_equal(a->n_pings, b->n_pings);
+    for (size_t i = 0; i < a->n_pings; i++)
+        assert_ping_equal(a->pings[i], b->pings[i]);
+}
+
+/* Packs an Envelope with any field values (including invalid ones). */
+static uint8_t *pack_envelope(uint32_t version, int compression, const void *payload,
+                              size_t plen, uint64_t batch_id, size_t *outlen)
+{
+    Warmline__V1__Envelope env = WARMLINE__V1__ENVELOPE__INIT;
+    env.version = version;
+    env.compression = (Warmline__V1__Envelope__Compression)compression;
+    env.payload.data = (uint8_t *)payload;
+    env.payload.len = plen;
+    env.batch_id = batch_id;
+    *outlen = warmline__v1__envelope__get_packed_size(&env);
+    uint8_t *out = malloc(*outlen ? *outlen : 1);
+    assert_non_null(out);
+    warmline__v1__envelope__pack(&env, out);
+    return out;
+}
+
+static uint8_t *pack_batch(const wl_ping_batch *b, size_t *len)
+{
+    *len = warmline__v1__ping_batch__get_packed_size(b);
+    uint8_t *out = malloc(*len ? *len : 1);
+    assert_non_null(out);
+    warmline__v1__ping_batch__pack(b, out);
+    return out;
+}
+
+static uint8_t *zlib_compress(const void *src, size_t len, size_t *outlen)
+{
+    uLongf zlen = compressBound(len);
+    uint8_t *out = malloc(zlen);
+    assert_non_null(out);
+    assert_int_equal(compress2(out, &zlen, src, len, Z_BEST_COMPRESSION), Z_OK);
+    *outlen = zlen;
+    return out;
+}
+
+/* Decodes and expects a rejection: no batch comes out. */
+static void expect_reject(struct wl_decoder *d, const uint8_t *buf, size_t len,
+                          enum wl_reason want, const char *what)
+{
+    wl_ping_batch *out = (wl_ping_batch *)(uintptr_t)1;
+    uint64_t id = 0xabad1dea;
+    enum wl_reason r = wl_envelope_decode(d, buf, len, &out, &id);
+    if (r != want)
+        fail_msg("%s: got %s, want %s", what, rname(r), rname(want));
+    assert_null(out);
+}
+
+/* ---- round trips ---- */
+
+static void roundtrip(int compress)
+{
+    struct batch_fixture b;
+    struct wl_decoder d;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+
+    make_batch(&b, NP);
+    assert_int_equal(wl_envelope_encode(&b.batch, compress, 0xdeadbeef12345678ULL, &buf, &len),
+                     0);
+    assert_non_null(buf);
+
+    /* What went on the wire. */
+    Warmline__V1__Envelope *env = warmline__v1__envelope__unpack(NULL, len, buf);
+    assert_non_null(env);
+    assert_int_equal(env->version, 1);
+    assert_int_equal(env->batch_id, 0xdeadbeef12345678ULL);
+    assert_int_equal(env->compression, compress ? WARMLINE__V1__ENVELOPE__COMPRESSION__ZLIB
+                                                : WARMLINE__V1__ENVELOPE__COMPRESSION__NONE);
+    size_t plain_len = warmline__v1__ping_batch__get_packed_size(&b.batch);
+    if (compress)
+        assert_true(env->payload.len < plain_len);
+    else
+        assert_int_equal(env->payload.len, plain_len);
+    warmline__v1__envelope__free_unpacked(env, NULL);
+
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_non_null(out);
+    assert_int_equal(id, 0xdeadbeef12345678ULL);
+    assert_batch_equal(out, &b.batch);
+    wl_ping_batch_free(out);
+    wl_decoder_free(&d);
+    free(buf);
+}
+
+static void test_roundtrip_plain(void **state) { (void)state; roundtrip(0); }
+static void test_roundtrip_zlib(void **state) { (void)state; roundtrip(1); }
+
+static void test_empty_batch(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    struct wl_decoder d;
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    make_batch(&b, 0);
+    for (int compress = 0; compress <= 1; compress++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        assert_int_equal(wl_envelope_encode(&b.batch, compress, 7, &buf, &len), 0);
+        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+        assert_non_null(out);
+        assert_int_equal(out->n_pings, 0);
+        assert_int_equal(id, 7);
+        wl_ping_batch_free(out);
+        free(buf);
+    }
+    /* An envelope with no payload field at all is an empty plain batch. */
+    size_t len;
+    uint8_t *buf = pack_envelope(1, 0, NULL, 0, 9, &len);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_non_null(out);
+    assert_int_equal(out->n_pings, 0);
+    assert_int_equal(id, 9);
+    wl_ping_batch_free(out);
+    free(buf);
+    wl_decoder_free(&d);
+}
+
+static void test_batch_free_null(void **state)
+{
+    (void)state;
+    wl_ping_batch_free(NULL);
+}
+
+/* ---- envelope-level rejections ---- */
+
+static void test_garbage(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } cases[] = {
+        {"\xff\xff\xff\xff", 4},
+        {"\xff", 1},
+        {"\x1a\x05" "ab", 4},          /* payload: 5 bytes announced, 2 present */
+        {"\x08", 1},                    /* version tag, no value */
+        {"\x08\x80", 2},                /* version: unfinished varint */
+        {"\x0f\x00", 2},                /* field 1 with wire type 7 */
+        {"\x1a\xff\xff\xff\xff\x0f", 6}, /* a 4 GiB payload length */
+    };
+    struct wl_decoder d;
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "garbage case %zu", i);
+        uint64_t id = 0xabad1dea;
+        wl_ping_batch *out = NULL;
+        enum wl_reason r = wl_envelope_decode(&d, (const uint8_t *)cases[i].bytes, cases[i].len,
+                                              &out, &id);
+        if (r != WL_REJECT_ENVELOPE_DECODE)
+            fail_msg("%s: got %s", what, rname(r));
+        assert_null(out);
+        assert_int_equal(id, 0xabad1dea); /* no envelope, no id */
+    }
+    wl_decoder_free(&d);
+}
+
+static void test_truncated_envelope(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    struct wl_decoder d;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+
+    make_batch(&b, NP);
+    /* A batch id needing a 10-byte varint, the last field on the wire. */
+    assert_int_equal(wl_envelope_encode(&b.batch, 0, UINT64_MAX - 5, &buf, &len), 0);
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    expect_reject(&d, buf, len - 1, WL_REJECT_ENVELOPE_DECODE, "cut in the batch id");
+    expect_reject(&d, buf, len - 10, WL_REJECT_ENVELOPE_DECODE, "cut after the batch id tag");
+    expect_reject(&d, buf, len / 2, WL_REJECT_ENVELOPE_DECODE, "cut in the payload");
+    expect_reject(&d, buf, 6, WL_REJECT_ENVELOPE_DECODE, "cut early in the payload");
+    free(buf);
+    wl_decoder_free(&d);
+}
+
+static void test_version(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    struct wl_decoder d;
+    size_t plen, len;
+
+    make_batch(&b, 1);
+    uint8_t *payload = pack_batch(&b.batch, &plen);
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    static const uint32_t versions[] = {0, 2, 99, UINT32_MAX};
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
+        uint8_t *buf = pack_envelope(versions[i], 0, payload, plen, 4242 + i, &len);
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+        if (r != WL_REJECT_ENVELOPE_VERSION)
+            fail_msg("version %u: got %s", versions[i], rname(r));
+        assert_null(out);
+        assert_int_equal(id, 4242 + i); /* the id is reported for the ack */
+        free(buf);
+    }
+    /* version 1 with the same payload is fine */
+    uint8_t *buf = pack_envelope(1, 0, payload, plen, 1, &len);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_batch_equal(out, &b.batch);
+    wl_ping_batch_free(out);
+    free(buf);
+    free(payload);
+    wl_decoder_free(&d);
+}
+
+static void test_compression_unknown(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    struct wl_decoder d;
+    size_t plen, len;
+
+    make_batch(&b, 1);
+    uint8_t *payload = pack_batch(&b.batch, &plen);
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    static const int kinds[] = {7, 2, 1000};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        uint8_t *buf = pack_envelope(1, kinds[i], payload, plen, 77, &len);
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+        if (r != WL_REJECT_ENVELOPE_COMPRESSION)
+            fail_msg("compression %d: got %s", kinds[i], rname(r));
+        assert_null(out);
+        assert_int_equal(id, 77);
+        free(buf);
+    }
+    free(payload);
+    wl_decoder_free(&d);
+}
+
+static void test_inflate_failed(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    struct wl_decoder d;
+    size_t plen, zlen, len;
+
+    make_batch(&b, NP);
+    uint8_t *payload = pack_batch(&b.batch, &plen);
+    uint8_t *z = zlib_compress(payload, plen, &zlen);
+    uint8_t *zz = malloc(zlen + 8);
+    assert_non_null(zz);
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+
+    struct {
+        const char *what;
+        const uint8_t *data;
+        size_t len;
+    } cases[] = {
+        {"not zlib at all", (const uint8_t *)"hello, this is not a zlib stream", 32},
+        {"the plain batch marked zlib", payload, plen},
+        {"empty zlib payload", NULL, 0},
+        {"zlib header only", z, 2},
+        {"truncated zlib, half", z, zlen / 2},
+        {"truncated zlib, no checksum", z, zlen - 4},
+        {"truncated zlib, one byte short", z, zlen - 1},
+        {"bad checksum", zz, zlen},
+        {"trailing garbage", zz, zlen + 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(zz, z, zlen);
+        if (strcmp(cases[i].what, "bad checksum") == 0)
+            zz[zlen - 1] ^= 0x55;
+        if (strcmp(cases[i].what, "trailing garbage") == 0)
+            memcpy(zz + zlen, "xyz", 3);
+        uint8_t *buf = pack_envelope(1, 1, cases[i].data, cases[i].len, 500 + i, &len);
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+        if (r != WL_REJECT_INFLATE_FAILED)
+            fail_msg("%s: got %s, want inflate_failed", cases[i].what, rname(r));
+        assert_null(out);
+        assert_int_equal(id, 500 + i);
+        free(buf);
+    }
+    /* The intact stream still decodes with the same decoder. */
+    uint8_t *buf = pack_envelope(1, 1, z, zlen, 1, &len);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_batch_equal(out, &b.batch);
+    wl_ping_batch_free(out);
+    free(buf);
+    free(zz);
+    free(z);
+    free(payload);
+    wl_decoder_free(&d);
+}
+
+/* 100 MB of zeros, deflated in a stream from a 1 MiB buffer: ~100 KB. */
+static uint8_t *make_zlib_bomb(size_t total, size_t *outlen)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    assert_int_equal(deflateInit(&zs, Z_BEST_COMPRESSION), Z_OK);
+    uint8_t *zeros = calloc(1, MiB);
+    size_t cap = 256 * 1024, n = 0;
+    uint8_t *out = malloc(cap);
+    assert_non_null(zeros);
+    assert_non_null(out);
+    size_t left = total;
+    int flush;
+    do {
+        size_t chunk = left < MiB ? left : MiB;
+        left -= chunk;
+        flush = left == 0 ? Z_FINISH : Z_NO_FLUSH;
+        zs.next_in = zeros;
+        zs.avail_in = (uInt)chunk;
+        do {
+            if (cap - n < 64 * 1024) {
+                cap *= 2;
+                out = realloc(out, cap);
+                assert_non_null(out);
+            }
+            zs.next_out = out + n;
+            zs.avail_out = (uInt)(cap - n);
+            int rc = deflate(&zs, flush);
+            assert_true(rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR);
+            n = cap - zs.avail_out;
+        } while (zs.avail_in != 0 || (flush == Z_FINISH && zs.avail_out == 0));
+    } while (flush != Z_FINISH);
+    assert_int_equal(deflateEnd(&zs), Z_OK);
+    free(zeros);
+    *outlen = n;
+    return out;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_zlib_bomb(void **state)
+{
+    (void)state;
+    struct wl_decoder d;
+    size_t zlen, len;
+    uint8_t *bomb = make_zlib_bomb((size_t)100 * 1000 * 1000, &zlen);
+    assert_true(zlen < 1000 * 1000); /* it is a bomb: > 100:1 */
+    uint8_t *buf = pack_envelope(1, 1, bomb, zlen, 31337, &len);
+    free(bomb);
+
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    double t0 = now_s();
+    enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+    double elapsed = now_s() - t0;
+    assert_reason(r, WL_REJECT_INFLATE_TOO_LARGE);
+    assert_null(out);
+    assert_int_equal(id, 31337);
+    /* Inflation stopped at the cap: the buffer never grew past it. */
+    if (d.cap > MAX_INFLATED)
+        fail_msg("inflate buffer grew to %zu bytes, cap %zu", d.cap, MAX_INFLATED);
+    /* Stopping at 8 MiB instead of inflating 100 MB: well under a few seconds
+     * even under valgrind. */
+    if (elapsed > 20.0)
+        fail_msg("rejecting the bomb took %.1f s", elapsed);
+
+    /* The decoder still works afterwards. */
+    struct batch_fixture b;
+    uint8_t *ok = NULL;
+    size_t oklen = 0;
+    make_batch(&b, NP);
+    assert_int_equal(wl_envelope_encode(&b.batch, 1, 5, &ok, &oklen), 0);
+    assert_reason(wl_envelope_decode(&d, ok, oklen, &out, &id), WL_REJECT_NONE);
+    assert_batch_equal(out, &b.batch);
+    wl_ping_batch_free(out);
+    free(ok);
+    free(buf);
+    wl_decoder_free(&d);
+}
+
+/* The cap is the same for plain and zlib payloads: exactly max_inflated bytes
+ * pass, one more is too large. */
+static void test_inflated_cap_boundary(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    size_t plen;
+    make_batch(&b, NP);
+    uint8_t *payload = pack_batch(&b.batch, &plen);
+
+    for (int compress = 0; compress <= 1; compress++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(wl_envelope_encode(&b.batch, compress, 3, &buf, &len), 0);
+        for (int delta = 0; delta <= 1; delta++) {
+            struct wl_decoder d;
+            wl_ping_batch *out = NULL;
+            uint64_t id = 0;
+            wl_decoder_init(&d, plen - (size_t)delta, MAX_PINGS);
+            enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+            enum wl_reason want = delta == 0 ? WL_REJECT_NONE : WL_REJECT_INFLATE_TOO_LARGE;
+            if (r != want)
+                fail_msg("%s payload of %zu bytes, max_inflated %zu: got %s, want %s",
+                         compress ? "zlib" : "plain", plen, plen - (size_t)delta, rname(r),
+                         rname(want));
+            if (r == WL_REJECT_NONE)
+                assert_batch_equal(out, &b.batch);
+            else
+                assert_null(out);
+            assert_true(d.cap <= plen);
+            wl_ping_batch_free(out);
+            wl_decoder_free(&d);
+        }
+        free(buf);
+    }
+    free(payload);
+}
+
+static void test_plain_payload_too_large(void **state)
+{
+    (void)state;
+    struct wl_decoder d;
+    size_t len;
+    size_t big = MAX_INFLATED + 1;
+    uint8_t *payload = calloc(1, big);
+    assert_non_null(payload);
+    uint8_t *buf = pack_envelope(1, 0, payload, big, 8, &len);
+    free(payload);
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_INFLATE_TOO_LARGE);
+    assert_null(out);
+    assert_int_equal(id, 8);
+    free(buf);
+    wl_decoder_free(&d);
+}
+
+static void test_payload_not_a_batch(void **state)
+{
+    (void)state;
+    struct wl_decoder d;
+    size_t len, zlen;
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a, 0x33};
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+
+    uint8_t *buf = pack_envelope(1, 0, junk, sizeof junk, 61, &len);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
+    assert_null(out);
+    assert_int_equal(id, 61);
+    free(buf);
+
+    uint8_t *z = zlib_compress(junk, sizeof junk, &zlen);
+    buf = pack_envelope(1, 1, z, zlen, 62, &len);
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
+    assert_null(out);
+    assert_int_equal(id, 62);
+    free(buf);
+    free(z);
+
+    /* A PingBatch whose first ping announces 16 bytes and carries 5. */
+    static const uint8_t cut_ping[] = {0x0a, 0x10, 0x0a, 0x03, 'a', 'b', 'c'};
+    buf = pack_envelope(1, 0, cut_ping, sizeof cut_ping, 63, &len);
+    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
+    assert_null(out);
+    free(buf);
+    wl_decoder_free(&d);
+}
+
+static void test_too_many_pings(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    make_batch(&b, NP);
+    for (int compress = 0; compress <= 1; compress++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(wl_envelope_encode(&b.batch, compress, 12, &buf, &len), 0);
+
+        struct wl_decoder d;
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        wl_decoder_init(&d, MAX_INFLATED, NP - 1);
+        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id),
+                      WL_REJECT_BATCH_TOO_MANY_PINGS);
+        assert_null(out);
+        assert_int_equal(id, 12);
+        wl_decoder_free(&d);
+
+        wl_decoder_init(&d, MAX_INFLATED, NP); /* exactly max_pings is fine */
+        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+        assert_int_equal(out->n_pings, NP);
+        wl_ping_batch_free(out);
+        wl_decoder_free(&d);
+        free(buf);
+    }
+}
+
+/* One decoder, many envelopes of every kind, in a mixed order: each is
+ * judged on its own, and the zlib stream is reused. */
+static void test_decoder_reuse(void **state)
+{
+    (void)state;
+    struct batch_fixture b;
+    struct wl_decoder d;
+    size_t plen, zlen, len;
+
+    make_batch(&b, NP);
+    uint8_t *payload = pack_batch(&b.batch, &plen);
+    uint8_t *z = zlib_compress(payload, plen, &zlen);
+    uint8_t *plain_env = pack_envelope(1, 0, payload, plen, 1, &len);
+    size_t plain_len = len;
+    uint8_t *zlib_env = pack_envelope(1, 1, z, zlen, 2, &len);
+    size_t zlib_len = len;
+    uint8_t *cut_env = pack_envelope(1, 1, z, zlen / 2, 3, &len);
+    size_t cut_len = len;
+    static const uint8_t garbage[] = {0xff, 0xfe, 0xfd};
+
+    wl_decoder_init(&d, 64 * 1024, MAX_PINGS);
+    for (int round = 0; round < 300; round++) {
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        switch (round % 5) {
+        case 0:
+            assert_reason(wl_envelope_decode(&d, plain_env, plain_len, &out, &id),
+                          WL_REJECT_NONE);
+            assert_int_equal(id, 1);
+            assert_batch_equal(out, &b.batch);
+            break;
+        case 1:
+        case 3:
+            assert_reason(wl_envelope_decode(&d, zlib_env, zlib_len, &out, &id),
+                          WL_REJECT_NONE);
+            assert_int_equal(id, 2);
+            assert_batch_equal(out, &b.batch);
+            break;
+        case 2:
+            assert_reason(wl_envelope_decode(&d, cut_env, cut_len, &out, &id),
+                          WL_REJECT_INFLATE_FAILED);
+            assert_int_equal(id, 3);
+            break;
+        case 4:
+            assert_reason(wl_envelope_decode(&d, garbage, sizeof garbage, &out, &id),
+                          WL_REJECT_ENVELOPE_DECODE);
+            break;
+        }
+        wl_ping_batch_free(out);
+    }
+    assert_true(d.cap <= 64 * 1024);
+    wl_decoder_free(&d);
+    /* free resets it; freeing again is harmless */
+    assert_null(d.buf);
+    assert_int_equal(d.zs_ready, 0);
+    wl_decoder_free(&d);
+
+    free(plain_env);
+    free(zlib_env);
+    free(cut_env);
+    free(z);
+    free(payload);
+}
+
+/* A large batch at the default limit: 10000 pings pass, zlib or not. */
+static void test_max_pings_default(void **state)
+{
+    (void)state;
+    wl_ping_batch batch = WARMLINE__V1__PING_BATCH__INIT;
+    wl_ping *pings = calloc(MAX_PINGS + 1, sizeof *pings);
+    wl_ping **ptrs = calloc(MAX_PINGS + 1, sizeof *ptrs);
+    char (*ids)[16] = calloc(MAX_PINGS + 1, 16);
+    assert_non_null(pings);
+    assert_non_null(ptrs);
+    assert_non_null(ids);
+    for (size_t i = 0; i <= MAX_PINGS; i++) {
+        wl_ping init = WARMLINE__V1__PING__INIT;
+        pings[i] = init;
+        snprintf(ids[i], 16, "i%zu", i);
+        pings[i].install_id = ids[i];
+        pings[i].seq = i + 1;
+        ptrs[i] = &pings[i];
+    }
+    batch.pings = ptrs;
+    struct wl_decoder d;
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    for (size_t n = MAX_PINGS; n <= MAX_PINGS + 1; n++) {
+        batch.n_pings = n;
+        for (int compress = 0; compress <= 1; compress++) {
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            wl_ping_batch *out = NULL;
+            uint64_t id = 0;
+            assert_int_equal(wl_envelope_encode(&batch, compress, n, &buf, &len), 0);
+            enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+            if (n == MAX_PINGS) {
+                assert_reason(r, WL_REJECT_NONE);
+                assert_int_equal(out->n_pings, MAX_PINGS);
+                assert_string_equal(out->pings[MAX_PINGS - 1]->install_id, "i9999");
+            } else {
+                assert_reason(r, WL_REJECT_BATCH_TOO_MANY_PINGS);
+                assert_null(out);
+            }
+            wl_ping_batch_free(out);
+            free(buf);
+        }
+    }
+    wl_decoder_free(&d);
+    free(ids);
+    free(ptrs);
+    free(pings);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_plain),
+        cmocka_unit_test(test_roundtrip_zlib),
+        cmocka_unit_test(test_empty_batch),
+        cmocka_unit_test(test_batch_free_null),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_truncated_envelope),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_compression_unknown),
+        cmocka_unit_test(test_inflate_failed),
+        cmocka_unit_test(test_zlib_bomb),
+        cmocka_unit_test(test_inflated_cap_boundary),
+        cmocka_unit_test(test_plain_payload_too_large),
+        cmocka_unit_test(test_payload_not_a_batch),
+        cmocka_unit_test(test_too_many_pings),
+        cmocka_unit_test(test_decoder_reuse),
+        cmocka_unit_test(test_max_pings_default),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
