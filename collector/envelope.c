@@ -65,8 +65,94 @@ static enum wl_reason inflate_capped(struct wl_decoder *d, const uint8_t *src, s
     }
 }
 
+static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Walks one Ping's wire bytes: the reason when a string field holds a NUL. */
+static enum wl_reason scan_ping_strings(const uint8_t *p, const uint8_t *end)
+{
+    const ProtobufCMessageDescriptor *desc = &warmline__v1__ping__descriptor;
+    uint64_t tag, v;
+
+    while (p < end) {
+        if (wire_varint(&p, end, &tag) != 0)
+            return WL_REJECT_NONE; /* protobuf-c judged the wire; nothing more here */
+        switch (tag & 7) {
+        case 0: if (wire_varint(&p, end, &v) != 0) return WL_REJECT_NONE; break;
+        case 1: p += 8; break;
+        case 5: p += 4; break;
+        case 2: {
+            if (wire_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
+                return WL_REJECT_NONE;
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
+            if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, v) != NULL)
+                return (tag >> 3) == 1 ? WL_REJECT_INSTALL_ID_NOT_PRINTABLE
+                                       : WL_REJECT_STRING_HAS_NUL;
+            p += v;
+            break;
+        }
+        default: return WL_REJECT_NONE;
+        }
+    }
+    return WL_REJECT_NONE;
+}
+
+/* Walks a PingBatch's wire bytes (field 1: the pings, in order). */
+static enum wl_reason *scan_batch_strings(const uint8_t *p, size_t len, size_t n_pings)
+{
+    const uint8_t *end = p + len;
+    enum wl_reason *reasons = NULL;
+    size_t i = 0;
+    uint64_t tag, v;
+
+    while (p < end && i < n_pings) {
+        if (wire_varint(&p, end, &tag) != 0)
+            break;
+        if ((tag & 7) == 2) {
+            if (wire_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
+                break;
+            if ((tag >> 3) == 1) {
+                enum wl_reason r = scan_ping_strings(p, p + v);
+                if (r != WL_REJECT_NONE) {
+                    if (reasons == NULL) {
+                        reasons = malloc(n_pings * sizeof *reasons);
+                        if (reasons == NULL)
+                            return NULL;
+                        for (size_t k = 0; k < n_pings; k++)
+                            reasons[k] = WL_REJECT_NONE;
+                    }
+                    reasons[i] = r;
+                }
+                i++;
+            }
+            p += v;
+        } else if ((tag & 7) == 0) {
+            if (wire_varint(&p, end, &v) != 0)
+                break;
+        } else if ((tag & 7) == 1) {
+            p += 8;
+        } else if ((tag & 7) == 5) {
+            p += 4;
+        } else {
+            break;
+        }
+    }
+    return reasons;
+}
+
 enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size_t len,
-                                  wl_ping_batch **out, uint64_t *batch_id)
+                                  wl_ping_batch **out, uint64_t *batch_id,
+                                  enum wl_reason **ping_rejects)
 {
     wl_envelope_msg *env = warmline__v1__envelope__unpack(NULL, len, buf);
     enum wl_reason r = WL_REJECT_NONE;
@@ -74,6 +160,7 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
     size_t plen;
 
     *out = NULL;
+    *ping_rejects = NULL;
     if (env == NULL)
         return WL_REJECT_ENVELOPE_DECODE;
     *batch_id = env->batch_id;
@@ -107,6 +194,8 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
         wl_ping_batch_free(*out);
         *out = NULL;
         r = WL_REJECT_BATCH_TOO_MANY_PINGS;
+    } else if (plen > 0 && memchr(payload, 0, plen) != NULL) {
+        *ping_rejects = scan_batch_strings(payload, plen, (*out)->n_pings);
     }
 done:
     warmline__v1__envelope__free_unpacked(env, NULL);

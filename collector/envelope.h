@@ -29,9 +29,15 @@ void wl_decoder_free(struct wl_decoder *d);
  * (free it with wl_ping_batch_free). *batch_id is set whenever the envelope
  * itself decoded, so even a rejection can be acked with the sender's id.
  * A zlib payload is inflated into the decoder's buffer and never past
- * max_inflated bytes. */
+ * max_inflated bytes.
+ *
+ * protobuf-c hands strings over as C strings, so a NUL byte inside one
+ * would silently cut it. The wire is scanned for that: when a ping has a
+ * NUL in a string field, *ping_rejects (else NULL) is a malloc'd array, one
+ * reason per ping (WL_REJECT_NONE for the clean ones). */
 enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size_t len,
-                                  wl_ping_batch **out, uint64_t *batch_id);
+                                  wl_ping_batch **out, uint64_t *batch_id,
+                                  enum wl_reason **ping_rejects);
 
 void wl_ping_batch_free(wl_ping_batch *batch);
 

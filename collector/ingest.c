@@ -42,7 +42,8 @@ struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, siz
     job->received_at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     job->transport = transport;
     wl_format_addr(peer, job->peer, sizeof job->peer);
-    job->rejected = wl_envelope_decode(&ing->decoder, buf, len, &job->batch, &job->batch_id);
+    job->rejected = wl_envelope_decode(&ing->decoder, buf, len, &job->batch, &job->batch_id,
+                                       &job->ping_rejects);
     if (job->rejected != WL_REJECT_NONE) {
         wl_count_reject(job->rejected);
         wl_job_set_sample(job, buf, len, ing->cfg->quarantine_sample_bytes);

@@ -43,7 +43,7 @@ void wl_udp_stop(struct wl_ingest *ing);
 
 /* Binds and starts the TCP listener on cfg->tcp_listen. */
 int wl_tcp_start(struct wl_ingest *ing, char *err, size_t errlen);
-/* Closes the listener and stops reading every connection. */
+/* Closes the listener; connections keep draining acks but drop new input. */
 void wl_tcp_stop_accepting(struct wl_ingest *ing);
 /* Writes the ack of a finished TCP job (and frees the job). */
 void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job);

@@ -23,6 +23,8 @@ struct wl_conn {
     uint64_t last_active;  /* loop ms of the last read or ack */
     int reading;
     int eof;               /* the peer finished sending; close after the acks */
+    int discard;           /* stopping: input is read and dropped, so that a
+                              close never resets acks still in flight */
     int closing;           /* uv_close called (or about to be, after shutdown) */
     int closed;            /* the handle is closed; free when inflight reaches 0 */
     char peer[64];
@@ -63,12 +65,21 @@ static void conn_close(struct wl_conn *c)
         uv_close((uv_handle_t *)&c->handle, on_conn_closed);
 }
 
+static void conn_read_start(struct wl_conn *c);
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct wl_conn *c = req->data;
-    (void)status; /* cancelled when a forced close came first: conn_close copes */
     free(req);
-    conn_close(c);
+    /* Every ack is written. Closing while the peer's input is unread would
+     * reset the connection and drop acks still in the kernel's queue, so
+     * linger: read and drop until the peer closes (or the deadline). */
+    if (c->eof || status != 0) {
+        conn_close(c);
+        return;
+    }
+    c->discard = 1;
+    conn_read_start(c);
 }
 
 /* Closes after every queued ack is written. */
@@ -120,12 +131,19 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
-static void conn_resume(struct wl_conn *c)
+static void conn_read_start(struct wl_conn *c)
 {
-    if (!c->reading && !c->eof && !c->closing && !c->ing->draining) {
+    if (!c->reading && !c->eof && !uv_is_closing((uv_handle_t *)&c->handle)) {
         uv_read_start((uv_stream_t *)&c->handle, alloc_cb, on_read);
         c->reading = 1;
     }
+}
+
+/* Reads again once acks have caught up (backpressure released). */
+static void conn_resume(struct wl_conn *c)
+{
+    if (!c->closing && !c->discard)
+        conn_read_start(c);
 }
 
 static void reject_frame(struct wl_conn *c, enum wl_reason r)
@@ -169,6 +187,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     size_t off = 0;
     (void)buf;
 
+    if (c->discard) { /* stopping: drop input, close once the peer is done */
+        if (nread < 0) {
+            conn_pause(c);
+            c->eof = 1;
+            if (c->inflight == 0)
+                conn_close(c);
+        }
+        return;
+    }
     if (nread < 0) {
         conn_pause(c);
         if (nread == UV_EOF) {
@@ -334,8 +361,11 @@ void wl_tcp_stop_accepting(struct wl_ingest *ing)
 {
     if (ing->tcp_on && !uv_is_closing((uv_handle_t *)&ing->tcp))
         uv_close((uv_handle_t *)&ing->tcp, NULL);
-    for (struct wl_conn *c = ing->conns; c != NULL; c = c->next)
-        conn_pause(c);
+    for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
+        c->discard = 1; /* a partial frame is dropped: it was never acked */
+        c->len = 0;
+        conn_read_start(c);
+    }
 }
 
 void wl_tcp_close_all(struct wl_ingest *ing, int force)

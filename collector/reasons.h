@@ -23,6 +23,7 @@
     X(SEQ_ZERO, "seq_zero")                                                  \
     X(STRING_TOO_LONG, "string_too_long")                                    \
     X(STRING_NOT_UTF8, "string_not_utf8")                                    \
+    X(STRING_HAS_NUL, "string_has_nul")                                      \
     X(TOO_MANY_FEATURES, "too_many_features")                                \
     X(COUNT_TOO_LARGE, "count_too_large")
 

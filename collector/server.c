@@ -11,6 +11,7 @@
 #include "storage/store.h"
 
 #define DRAIN_DEADLINE_MS 10000
+#define LINGER_MS 2000 /* after the last ack, for peers to close their side */
 
 struct wl_server {
     struct wl_ingest ing;
@@ -36,6 +37,8 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+static void on_drain_deadline(uv_timer_t *t);
+
 /* Everything in flight is acked: close what is left so the loop can end. */
 static void finish_if_drained(struct wl_server *srv, int force)
 {
@@ -44,7 +47,10 @@ static void finish_if_drained(struct wl_server *srv, int force)
     srv->finished = 1;
     wl_tcp_close_all(&srv->ing, force);
     close_handle((uv_handle_t *)&srv->tick);
-    close_handle((uv_handle_t *)&srv->drain_deadline);
+    /* Connections linger until their peers close, at most LINGER_MS; the
+     * unreferenced timer does not hold the loop once they have. */
+    uv_timer_start(&srv->drain_deadline, on_drain_deadline, LINGER_MS, 0);
+    uv_unref((uv_handle_t *)&srv->drain_deadline);
     close_handle((uv_handle_t *)&srv->sigint);
     close_handle((uv_handle_t *)&srv->sigterm);
     /* done_async stays open, unreferenced, until the writer has stopped. */
@@ -70,6 +76,10 @@ static void on_jobs_done(uv_async_t *h)
 static void on_drain_deadline(uv_timer_t *t)
 {
     struct wl_server *srv = t->data;
+    if (srv->finished) { /* lingering peers that never closed */
+        wl_tcp_close_all(&srv->ing, 1);
+        return;
+    }
     wl_warn("drain_deadline", "inflight=%llu action=closing_connections",
             (unsigned long long)srv->ing.inflight);
     finish_if_drained(srv, 1);

@@ -70,6 +70,7 @@ void wl_job_free(struct wl_job *job)
     if (job == NULL)
         return;
     wl_ping_batch_free(job->batch);
+    free(job->ping_rejects);
     free(job->sample);
     free(job);
 }
@@ -167,7 +168,9 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
     }
     for (size_t i = 0; i < job->batch->n_pings; i++) {
         const wl_ping *p = job->batch->pings[i];
-        enum wl_reason r = wl_ping_validate(p, w->cfg->max_count);
+        enum wl_reason r = job->ping_rejects ? job->ping_rejects[i] : WL_REJECT_NONE;
+        if (r == WL_REJECT_NONE)
+            r = wl_ping_validate(p, w->cfg->max_count);
         if (r != WL_REJECT_NONE) {
             if (job->n_rejected++ == 0)
                 job->first_reject = r;

@@ -20,6 +20,7 @@ struct wl_job {
 
     /* in: set by the submitter */
     wl_ping_batch *batch;     /* owned by the job; NULL when preset says why */
+    enum wl_reason *ping_rejects; /* per ping, found before decoding (owned), or NULL */
     uint64_t batch_id;
     int64_t received_at;      /* unix ms */
     void *origin;             /* the TCP connection, or NULL for UDP */

@@ -22,6 +22,16 @@
 
 static const char *rname(enum wl_reason r) { return wl_reason_name(r); }
 
+/* Decodes with the per-ping pre-rejections dropped (tested on their own). */
+static enum wl_reason decode_env(struct wl_decoder *d, const uint8_t *buf, size_t len,
+                                 wl_ping_batch **out, uint64_t *id)
+{
+    enum wl_reason *rejects = NULL;
+    enum wl_reason r = wl_envelope_decode(d, buf, len, out, id, &rejects);
+    assert_null(rejects);
+    return r;
+}
+
 #define assert_reason(got, want)                                                          \
     do {                                                                                  \
         enum wl_reason got_ = (got), want_ = (want);                                      \
@@ -160,7 +170,7 @@ static void expect_reject(struct wl_decoder *d, const uint8_t *buf, size_t len,
 {
     wl_ping_batch *out = (wl_ping_batch *)(uintptr_t)1;
     uint64_t id = 0xabad1dea;
-    enum wl_reason r = wl_envelope_decode(d, buf, len, &out, &id);
+    enum wl_reason r = decode_env(d, buf, len, &out, &id);
     if (r != want)
         fail_msg("%s: got %s, want %s", what, rname(r), rname(want));
     assert_null(out);
@@ -197,7 +207,7 @@ static void roundtrip(int compress)
     warmline__v1__envelope__free_unpacked(env, NULL);
 
     wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
     assert_non_null(out);
     assert_int_equal(id, 0xdeadbeef12345678ULL);
     assert_batch_equal(out, &b.batch);
@@ -222,7 +232,7 @@ static void test_empty_batch(void **state)
         wl_ping_batch *out = NULL;
         uint64_t id = 0;
         assert_int_equal(wl_envelope_encode(&b.batch, compress, 7, &buf, &len), 0);
-        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+        assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
         assert_non_null(out);
         assert_int_equal(out->n_pings, 0);
         assert_int_equal(id, 7);
@@ -234,7 +244,7 @@ static void test_empty_batch(void **state)
     uint8_t *buf = pack_envelope(1, 0, NULL, 0, 9, &len);
     wl_ping_batch *out = NULL;
     uint64_t id = 0;
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
     assert_non_null(out);
     assert_int_equal(out->n_pings, 0);
     assert_int_equal(id, 9);
@@ -273,7 +283,7 @@ static void test_garbage(void **state)
         snprintf(what, sizeof what, "garbage case %zu", i);
         uint64_t id = 0xabad1dea;
         wl_ping_batch *out = NULL;
-        enum wl_reason r = wl_envelope_decode(&d, (const uint8_t *)cases[i].bytes, cases[i].len,
+        enum wl_reason r = decode_env(&d, (const uint8_t *)cases[i].bytes, cases[i].len,
                                               &out, &id);
         if (r != WL_REJECT_ENVELOPE_DECODE)
             fail_msg("%s: got %s", what, rname(r));
@@ -318,7 +328,7 @@ static void test_version(void **state)
         uint8_t *buf = pack_envelope(versions[i], 0, payload, plen, 4242 + i, &len);
         wl_ping_batch *out = NULL;
         uint64_t id = 0;
-        enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+        enum wl_reason r = decode_env(&d, buf, len, &out, &id);
         if (r != WL_REJECT_ENVELOPE_VERSION)
             fail_msg("version %u: got %s", versions[i], rname(r));
         assert_null(out);
@@ -329,7 +339,7 @@ static void test_version(void **state)
     uint8_t *buf = pack_envelope(1, 0, payload, plen, 1, &len);
     wl_ping_batch *out = NULL;
     uint64_t id = 0;
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
     assert_batch_equal(out, &b.batch);
     wl_ping_batch_free(out);
     free(buf);
@@ -352,7 +362,7 @@ static void test_compression_unknown(void **state)
         uint8_t *buf = pack_envelope(1, kinds[i], payload, plen, 77, &len);
         wl_ping_batch *out = NULL;
         uint64_t id = 0;
-        enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+        enum wl_reason r = decode_env(&d, buf, len, &out, &id);
         if (r != WL_REJECT_ENVELOPE_COMPRESSION)
             fail_msg("compression %d: got %s", kinds[i], rname(r));
         assert_null(out);
@@ -401,7 +411,7 @@ static void test_inflate_failed(void **state)
         uint8_t *buf = pack_envelope(1, 1, cases[i].data, cases[i].len, 500 + i, &len);
         wl_ping_batch *out = NULL;
         uint64_t id = 0;
-        enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+        enum wl_reason r = decode_env(&d, buf, len, &out, &id);
         if (r != WL_REJECT_INFLATE_FAILED)
             fail_msg("%s: got %s, want inflate_failed", cases[i].what, rname(r));
         assert_null(out);
@@ -412,7 +422,7 @@ static void test_inflate_failed(void **state)
     uint8_t *buf = pack_envelope(1, 1, z, zlen, 1, &len);
     wl_ping_batch *out = NULL;
     uint64_t id = 0;
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
     assert_batch_equal(out, &b.batch);
     wl_ping_batch_free(out);
     free(buf);
@@ -481,7 +491,7 @@ static void test_zlib_bomb(void **state)
     wl_ping_batch *out = NULL;
     uint64_t id = 0;
     double t0 = now_s();
-    enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+    enum wl_reason r = decode_env(&d, buf, len, &out, &id);
     double elapsed = now_s() - t0;
     assert_reason(r, WL_REJECT_INFLATE_TOO_LARGE);
     assert_null(out);
@@ -500,7 +510,7 @@ static void test_zlib_bomb(void **state)
     size_t oklen = 0;
     make_batch(&b, NP);
     assert_int_equal(wl_envelope_encode(&b.batch, 1, 5, &ok, &oklen), 0);
-    assert_reason(wl_envelope_decode(&d, ok, oklen, &out, &id), WL_REJECT_NONE);
+    assert_reason(decode_env(&d, ok, oklen, &out, &id), WL_REJECT_NONE);
     assert_batch_equal(out, &b.batch);
     wl_ping_batch_free(out);
     free(ok);
@@ -527,7 +537,7 @@ static void test_inflated_cap_boundary(void **state)
             wl_ping_batch *out = NULL;
             uint64_t id = 0;
             wl_decoder_init(&d, plen - (size_t)delta, MAX_PINGS);
-            enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+            enum wl_reason r = decode_env(&d, buf, len, &out, &id);
             enum wl_reason want = delta == 0 ? WL_REJECT_NONE : WL_REJECT_INFLATE_TOO_LARGE;
             if (r != want)
                 fail_msg("%s payload of %zu bytes, max_inflated %zu: got %s, want %s",
@@ -559,7 +569,7 @@ static void test_plain_payload_too_large(void **state)
     wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
     wl_ping_batch *out = NULL;
     uint64_t id = 0;
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_INFLATE_TOO_LARGE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_INFLATE_TOO_LARGE);
     assert_null(out);
     assert_int_equal(id, 8);
     free(buf);
@@ -577,14 +587,14 @@ static void test_payload_not_a_batch(void **state)
     uint8_t *buf = pack_envelope(1, 0, junk, sizeof junk, 61, &len);
     wl_ping_batch *out = NULL;
     uint64_t id = 0;
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
     assert_null(out);
     assert_int_equal(id, 61);
     free(buf);
 
     uint8_t *z = zlib_compress(junk, sizeof junk, &zlen);
     buf = pack_envelope(1, 1, z, zlen, 62, &len);
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
     assert_null(out);
     assert_int_equal(id, 62);
     free(buf);
@@ -593,7 +603,7 @@ static void test_payload_not_a_batch(void **state)
     /* A PingBatch whose first ping announces 16 bytes and carries 5. */
     static const uint8_t cut_ping[] = {0x0a, 0x10, 0x0a, 0x03, 'a', 'b', 'c'};
     buf = pack_envelope(1, 0, cut_ping, sizeof cut_ping, 63, &len);
-    assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_BATCH_DECODE);
     assert_null(out);
     free(buf);
     wl_decoder_free(&d);
@@ -613,14 +623,14 @@ static void test_too_many_pings(void **state)
         wl_ping_batch *out = NULL;
         uint64_t id = 0;
         wl_decoder_init(&d, MAX_INFLATED, NP - 1);
-        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id),
+        assert_reason(decode_env(&d, buf, len, &out, &id),
                       WL_REJECT_BATCH_TOO_MANY_PINGS);
         assert_null(out);
         assert_int_equal(id, 12);
         wl_decoder_free(&d);
 
         wl_decoder_init(&d, MAX_INFLATED, NP); /* exactly max_pings is fine */
-        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id), WL_REJECT_NONE);
+        assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
         assert_int_equal(out->n_pings, NP);
         wl_ping_batch_free(out);
         wl_decoder_free(&d);
@@ -654,25 +664,25 @@ static void test_decoder_reuse(void **state)
         uint64_t id = 0;
         switch (round % 5) {
         case 0:
-            assert_reason(wl_envelope_decode(&d, plain_env, plain_len, &out, &id),
+            assert_reason(decode_env(&d, plain_env, plain_len, &out, &id),
                           WL_REJECT_NONE);
             assert_int_equal(id, 1);
             assert_batch_equal(out, &b.batch);
             break;
         case 1:
         case 3:
-            assert_reason(wl_envelope_decode(&d, zlib_env, zlib_len, &out, &id),
+            assert_reason(decode_env(&d, zlib_env, zlib_len, &out, &id),
                           WL_REJECT_NONE);
             assert_int_equal(id, 2);
             assert_batch_equal(out, &b.batch);
             break;
         case 2:
-            assert_reason(wl_envelope_decode(&d, cut_env, cut_len, &out, &id),
+            assert_reason(decode_env(&d, cut_env, cut_len, &out, &id),
                           WL_REJECT_INFLATE_FAILED);
             assert_int_equal(id, 3);
             break;
         case 4:
-            assert_reason(wl_envelope_decode(&d, garbage, sizeof garbage, &out, &id),
+            assert_reason(decode_env(&d, garbage, sizeof garbage, &out, &id),
                           WL_REJECT_ENVELOPE_DECODE);
             break;
         }
@@ -722,7 +732,7 @@ static void test_max_pings_default(void **state)
             wl_ping_batch *out = NULL;
             uint64_t id = 0;
             assert_int_equal(wl_envelope_encode(&batch, compress, n, &buf, &len), 0);
-            enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id);
+            enum wl_reason r = decode_env(&d, buf, len, &out, &id);
             if (n == MAX_PINGS) {
                 assert_reason(r, WL_REJECT_NONE);
                 assert_int_equal(out->n_pings, MAX_PINGS);
@@ -739,6 +749,43 @@ static void test_max_pings_default(void **state)
     free(ids);
     free(ptrs);
     free(pings);
+}
+
+
+/* A NUL inside a string would be cut by protobuf-c's C strings: the wire
+ * scan flags that ping (install_id: not printable; others: string_has_nul)
+ * and leaves the others alone. */
+static void test_nul_in_strings_flagged_per_ping(void **state)
+{
+    (void)state;
+    struct wl_decoder d;
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    enum wl_reason *rejects = NULL;
+    /* Ping 0 clean; ping 1 install_id "a\0b"; ping 2 version "1\0"; ping 3
+     * clean but with a zero byte in a varint-free bytes field (org_key). */
+    static const uint8_t batch[] = {
+        0x0a, 0x05, 0x0a, 0x01, 'x', 0x18, 0x01,
+        0x0a, 0x07, 0x0a, 0x03, 'a', 0x00, 'b', 0x18, 0x01,
+        0x0a, 0x09, 0x0a, 0x01, 'y', 0x18, 0x01, 0x2a, 0x02, '1', 0x00,
+        0x0a, 0x09, 0x0a, 0x01, 'z', 0x12, 0x02, 0x00, 0x00, 0x18, 0x01,
+    };
+    size_t len = 0;
+    uint8_t *env = pack_envelope(1, 0, batch, sizeof batch, 9, &len);
+
+    wl_decoder_init(&d, 1 << 20, 100);
+    assert_int_equal(wl_envelope_decode(&d, env, len, &out, &id, &rejects), WL_REJECT_NONE);
+    assert_non_null(out);
+    assert_int_equal(out->n_pings, 4);
+    assert_non_null(rejects);
+    assert_int_equal(rejects[0], WL_REJECT_NONE);
+    assert_int_equal(rejects[1], WL_REJECT_INSTALL_ID_NOT_PRINTABLE);
+    assert_int_equal(rejects[2], WL_REJECT_STRING_HAS_NUL);
+    assert_int_equal(rejects[3], WL_REJECT_NONE);
+    free(rejects);
+    wl_ping_batch_free(out);
+    free(env);
+    wl_decoder_free(&d);
 }
 
 int main(void)
@@ -760,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_too_many_pings),
         cmocka_unit_test(test_decoder_reuse),
         cmocka_unit_test(test_max_pings_default),
+        cmocka_unit_test(test_nul_in_strings_flagged_per_ping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
