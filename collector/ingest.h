@@ -52,5 +52,8 @@ void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now_ms);
 /* Closes every connection: after its queued acks are written, or at once
  * when force is set (a peer that never reads must not hold shutdown). */
 void wl_tcp_close_all(struct wl_ingest *ing, int force);
+/* Closes the connections whose acks the kernel has delivered (all of the
+ * lingering ones when force is set). */
+void wl_tcp_linger(struct wl_ingest *ing, int force);
 
 #endif

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #include "framing.h"
 #include "ingest.h"
@@ -25,6 +27,8 @@ struct wl_conn {
     int eof;               /* the peer finished sending; close after the acks */
     int discard;           /* stopping: input is read and dropped, so that a
                               close never resets acks still in flight */
+    int lingering;         /* every ack written; closes once the kernel has
+                              delivered them or the peer closes */
     int closing;           /* uv_close called (or about to be, after shutdown) */
     int closed;            /* the handle is closed; free when inflight reaches 0 */
     char peer[64];
@@ -79,6 +83,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         return;
     }
     c->discard = 1;
+    c->lingering = 1;
     conn_read_start(c);
 }
 
@@ -365,6 +370,19 @@ void wl_tcp_stop_accepting(struct wl_ingest *ing)
         c->discard = 1; /* a partial frame is dropped: it was never acked */
         c->len = 0;
         conn_read_start(c);
+    }
+}
+
+void wl_tcp_linger(struct wl_ingest *ing, int force)
+{
+    for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
+        uv_os_fd_t fd;
+        int unsent = 0;
+        if (!c->lingering || uv_is_closing((uv_handle_t *)&c->handle))
+            continue;
+        if (force || uv_fileno((uv_handle_t *)&c->handle, &fd) != 0 ||
+            ioctl(fd, SIOCOUTQ, &unsent) != 0 || unsent == 0)
+            conn_close(c);
     }
 }
 

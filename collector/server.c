@@ -11,7 +11,8 @@
 #include "storage/store.h"
 
 #define DRAIN_DEADLINE_MS 10000
-#define LINGER_MS 2000 /* after the last ack, for peers to close their side */
+#define LINGER_MS 2000      /* at most, after the last ack, for its delivery */
+#define LINGER_CHECK_MS 10
 
 struct wl_server {
     struct wl_ingest ing;
@@ -20,6 +21,7 @@ struct wl_server {
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;        /* idle sweep and stats */
     uv_timer_t drain_deadline;
+    uint64_t linger_until;  /* loop ms */
     uint64_t last_stats;
     int stopping;
     int finished;
@@ -47,9 +49,11 @@ static void finish_if_drained(struct wl_server *srv, int force)
     srv->finished = 1;
     wl_tcp_close_all(&srv->ing, force);
     close_handle((uv_handle_t *)&srv->tick);
-    /* Connections linger until their peers close, at most LINGER_MS; the
-     * unreferenced timer does not hold the loop once they have. */
-    uv_timer_start(&srv->drain_deadline, on_drain_deadline, LINGER_MS, 0);
+    /* Connections linger until the kernel has delivered their acks, at most
+     * LINGER_MS; the unreferenced timer does not hold the loop once the
+     * last connection has closed. */
+    srv->linger_until = uv_now(&srv->loop) + LINGER_MS;
+    uv_timer_start(&srv->drain_deadline, on_drain_deadline, LINGER_CHECK_MS, LINGER_CHECK_MS);
     uv_unref((uv_handle_t *)&srv->drain_deadline);
     close_handle((uv_handle_t *)&srv->sigint);
     close_handle((uv_handle_t *)&srv->sigterm);
@@ -76,8 +80,11 @@ static void on_jobs_done(uv_async_t *h)
 static void on_drain_deadline(uv_timer_t *t)
 {
     struct wl_server *srv = t->data;
-    if (srv->finished) { /* lingering peers that never closed */
-        wl_tcp_close_all(&srv->ing, 1);
+    if (srv->finished) { /* connections lingering after their last ack */
+        int late = uv_now(&srv->loop) >= srv->linger_until;
+        wl_tcp_linger(&srv->ing, late);
+        if (late)
+            wl_tcp_close_all(&srv->ing, 1);
         return;
     }
     wl_warn("drain_deadline", "inflight=%llu action=closing_connections",
