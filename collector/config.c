@@ -41,7 +41,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error", NULL
 #define DAY (86400 * SEC)
 
 static const struct opt options[] = {
-    STR("collector", data_dir, "./var", "RocksDB data directory"),
+    STR("collector", data_dir, "./var/data", "RocksDB data directory"),
     STR("collector", udp_listen, "0.0.0.0:7810", "UDP listen HOST:PORT (empty: off; port 0: ephemeral)"),
     STR("collector", tcp_listen, "0.0.0.0:7810", "TCP listen HOST:PORT (empty: off; port 0: ephemeral)"),
     STR("collector", org_salt_file, "./var/org_salt", "file whose bytes key HMAC-SHA256(domain) org keys"),

@@ -56,6 +56,26 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
+/* mkdir -p: creates dir and any missing parents. */
+static int make_dirs(const char *dir)
+{
+    char path[1024];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path)
+        return -ENAMETOOLONG;
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] == '/' || path[i] == '\0') {
+            char c = path[i];
+            path[i] = '\0';
+            if (mkdir(path, 0750) != 0 && errno != EEXIST)
+                return -errno;
+            path[i] = c;
+        }
+    }
+    return 0;
+}
+
 static int check_schema(struct wl_store *s, char *err, size_t errlen)
 {
     static const char key[] = "schema_version";
@@ -113,9 +133,8 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
     rocksdb_options_set_compression(s->cf_opts[WL_CF_PINGS], rocksdb_lz4_compression);
 
     if (mode == WL_STORE_PRIMARY) {
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
-            rc = -errno;
+        if ((rc = make_dirs(dir)) != 0) {
+            snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(-rc));
             goto fail;
         }
         s->db = rocksdb_open_column_families(s->opts, dir, WL_CF_COUNT, names, cfo, s->cf, &rerr);

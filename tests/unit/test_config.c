@@ -93,7 +93,7 @@ static void test_defaults_every_field(void **state)
     wl_config_defaults(&cfg);
 
     /* [collector] */
-    assert_string_equal(cfg.data_dir, "./var");
+    assert_string_equal(cfg.data_dir, "./var/data");
     assert_string_equal(cfg.udp_listen, "0.0.0.0:7810");
     assert_string_equal(cfg.tcp_listen, "0.0.0.0:7810");
     assert_string_equal(cfg.org_salt_file, "./var/org_salt");
@@ -121,7 +121,7 @@ static void test_defaults_every_field(void **state)
     /* The default port constant agrees with the default listeners. */
     assert_int_equal(WL_DEFAULT_PORT, 7810);
     /* Strings are terminated within their buffers, nothing of 0xa5 left. */
-    assert_int_equal(cfg.data_dir[strlen("./var") + 1], 0);
+    assert_int_equal(cfg.data_dir[strlen("./var/data") + 1], 0);
 }
 
 static void test_defaults_validate(void **state)
@@ -498,7 +498,7 @@ static void test_set_string_too_long(void **state)
     value[sizeof value - 1] = '\0'; /* 1024 bytes: one too many */
     assert_int_equal(wl_config_set(&cfg, "data_dir", value, err, sizeof err), -1);
     assert_non_null(strstr(err, "longer than 1023 bytes"));
-    assert_string_equal(cfg.data_dir, "./var");
+    assert_string_equal(cfg.data_dir, "./var/data");
 
     value[sizeof value - 2] = '\0'; /* 1023 bytes: fits */
     assert_int_equal(wl_config_set(&cfg, "data_dir", value, err, sizeof err), 0);

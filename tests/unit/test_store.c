@@ -331,12 +331,32 @@ static void test_secondary_empty_dir(void **state)
 static void test_primary_cannot_create(void **state)
 {
     struct tmp *t = *state;
+    char file[256], dir[300], err[1024] = "";
+    struct wl_store *s = NULL;
+    /* A parent that is a regular file cannot hold a directory. */
+    snprintf(file, sizeof file, "%s/plainfile", t->root);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(dir, sizeof dir, "%s/db", file);
+    int rc = wl_store_open(dir, WL_STORE_PRIMARY, &s, err, sizeof err);
+    assert_int_equal(rc, -ENOTDIR);
+    assert_non_null(strstr(err, dir));
+    unlink(file);
+}
+
+/* Missing parents of the data directory are created, like mkdir -p. */
+static void test_primary_creates_parents(void **state)
+{
+    struct tmp *t = *state;
     char dir[256], err[1024] = "";
     struct wl_store *s = NULL;
+    struct stat st;
     snprintf(dir, sizeof dir, "%s/no/such/parent", t->root);
-    int rc = wl_store_open(dir, WL_STORE_PRIMARY, &s, err, sizeof err);
-    assert_int_equal(rc, -ENOENT);
-    assert_non_null(strstr(err, dir));
+    assert_int_equal(wl_store_open(dir, WL_STORE_PRIMARY, &s, err, sizeof err), 0);
+    wl_store_close(s);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
 }
 
 /* Only one primary at a time: the second is refused (RocksDB's lock). */
@@ -486,6 +506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secondary_missing_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_empty_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_primary_cannot_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_primary_creates_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_primary_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_mismatch, setup, teardown),
         cmocka_unit_test(test_be64),
