@@ -7,50 +7,96 @@
 #include <uthash.h>
 
 #include "records.pb-c.h"
+#include "signals.h"
 
 typedef Warmline__Store__V1__InstallState wl_install_rec;
 typedef Warmline__Store__V1__OrgState wl_org_rec;
 typedef Warmline__Store__V1__StoredPing wl_ping_rec;
+typedef Warmline__Store__V1__DailyState wl_daily_rec;
 
 static const char META_INGEST_SEQ[] = "ingest_seq";
+
+#define SEEN_MAX 16 /* versions and editions remembered per organization */
+
+/* Interned strings: editions, versions and features repeat across installs. */
+struct wl_str {
+    UT_hash_handle hh;
+    char s[];
+};
 
 struct wl_org;
 
 struct wl_install {
     char id[WL_INSTALL_ID_MAX + 1];
     struct wl_org *org;
+    struct wl_install *lru_prev, *lru_next; /* counting installs, oldest last_seen first */
     uint64_t last_seq;
     uint64_t last_ingest_seq;
-    int64_t first_seen, last_seen;
+    int64_t first_seen, last_seen;          /* event time */
     uint64_t counts[WL_N_COUNTS];
-    const wl_ping *staged;        /* the group's latest ping, until the flush */
+    const char *edition, *version;          /* interned */
+    const char **features;                  /* interned */
+    uint8_t n_features;
+    uint8_t counting;
+    uint8_t dirty;
+    const wl_ping *staged;                  /* the group's latest ping, until the flush */
     struct wl_install *next_dirty;
-    int dirty;
     UT_hash_handle hh;
 };
 
 struct wl_org {
     uint8_t id[WL_ORG_ID_MAX];
-    size_t id_len;
+    uint8_t id_len;
+    uint8_t dirty;
+    uint8_t day_dirty;                      /* the current day's record is not written yet */
+    uint8_t hist_ready;                     /* the growth history is in memory */
+    uint8_t n_versions, n_editions;
+    uint8_t hist_n, hist_cap;
+    uint32_t day;                           /* UTC day of the latest change */
+    uint32_t n_counting;
     int64_t first_seen, last_seen;
-    uint64_t totals[WL_N_COUNTS];
+    int64_t updated_at;                     /* event time of the latest change */
+    uint64_t totals[WL_N_COUNTS];           /* over counting installs */
     struct wl_install **installs;
     size_t n_installs, cap_installs;
+    const char **versions, **editions;      /* interned, at most SEEN_MAX */
+    /* End-of-day values of the metrics growth rules use, for past days:
+     * hist_days[i], hist_vals[i * n_tracked + k]; oldest first. */
+    uint32_t *hist_days;
+    uint64_t *hist_vals;
+    struct wl_org_rules rules;
     struct wl_org *next_dirty;
-    int dirty;
     UT_hash_handle hh;
 };
 
 struct wl_state {
-    struct wl_install *installs; /* uthash heads */
+    struct wl_store *store;
+    struct wl_state_opts opts;
+    struct wl_install *installs;            /* uthash heads */
     struct wl_org *orgs;
+    struct wl_str *strings;
+    struct wl_install *lru_head, *lru_tail;
     struct wl_install *dirty_installs;
     struct wl_org *dirty_orgs;
+    struct wl_signals signals;
     uint64_t ingest_seq;
+    uint64_t group_last_signal;
+    int64_t clock;
     uint64_t n_installs, n_orgs;
-    uint8_t *scratch;            /* serialization buffer, reused */
+    int tracked[WL_N_COUNTS];               /* metrics growth rules use */
+    int n_tracked;
+    int hist_keep_days;                     /* 0: no history kept */
+    uint8_t *scratch;
     size_t scratch_cap;
 };
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        abort(); /* out of memory in the writer: nothing sane to do */
+    return q;
+}
 
 static uint8_t *scratch(struct wl_state *st, size_t need)
 {
@@ -58,26 +104,83 @@ static uint8_t *scratch(struct wl_state *st, size_t need)
         size_t cap = st->scratch_cap ? st->scratch_cap : 4096;
         while (cap < need)
             cap *= 2;
-        uint8_t *p = realloc(st->scratch, cap);
-        if (p == NULL)
-            abort(); /* out of memory in the writer: nothing sane to do */
-        st->scratch = p;
+        st->scratch = xrealloc(st->scratch, cap);
         st->scratch_cap = cap;
     }
     return st->scratch;
 }
 
-static struct wl_org *org_get(struct wl_state *st, const uint8_t *id, size_t len)
+static const char *intern(struct wl_state *st, const char *s)
+{
+    struct wl_str *e;
+    size_t len = strlen(s);
+    HASH_FIND(hh, st->strings, s, len, e);
+    if (e != NULL)
+        return e->s;
+    e = xrealloc(NULL, sizeof *e + len + 1);
+    memset(&e->hh, 0, sizeof e->hh);
+    memcpy(e->s, s, len + 1);
+    HASH_ADD_KEYPTR(hh, st->strings, e->s, len, e);
+    return e->s;
+}
+
+/* The interned copy of s, or NULL when no install ever had it. */
+static const char *interned(const struct wl_state *st, const char *s)
+{
+    struct wl_str *e;
+    HASH_FIND(hh, st->strings, s, strlen(s), e);
+    return e ? e->s : NULL;
+}
+
+/* ---- the counting installs, by last_seen ---- */
+
+static void lru_remove(struct wl_state *st, struct wl_install *in)
+{
+    if (in->lru_prev)
+        in->lru_prev->lru_next = in->lru_next;
+    else
+        st->lru_head = in->lru_next;
+    if (in->lru_next)
+        in->lru_next->lru_prev = in->lru_prev;
+    else
+        st->lru_tail = in->lru_prev;
+    in->lru_prev = in->lru_next = NULL;
+}
+
+/* Inserts by last_seen; pings mostly arrive in time order, so from the tail. */
+static void lru_insert(struct wl_state *st, struct wl_install *in)
+{
+    struct wl_install *after = st->lru_tail;
+    while (after != NULL && after->last_seen > in->last_seen)
+        after = after->lru_prev;
+    in->lru_prev = after;
+    in->lru_next = after ? after->lru_next : st->lru_head;
+    if (in->lru_next)
+        in->lru_next->lru_prev = in;
+    else
+        st->lru_tail = in;
+    if (after)
+        after->lru_next = in;
+    else
+        st->lru_head = in;
+}
+
+/* ---- organizations ---- */
+
+static struct wl_org *org_find(struct wl_state *st, const uint8_t *id, size_t len)
 {
     struct wl_org *org;
     HASH_FIND(hh, st->orgs, id, len, org);
-    if (org != NULL)
-        return org;
-    org = calloc(1, sizeof *org);
-    if (org == NULL)
-        abort();
+    return org;
+}
+
+static struct wl_org *org_new(struct wl_state *st, const uint8_t *id, size_t len)
+{
+    struct wl_org *org = xrealloc(NULL, sizeof *org);
+    memset(org, 0, sizeof *org);
     memcpy(org->id, id, len);
-    org->id_len = len;
+    org->id_len = (uint8_t)len;
+    org->rules.score_log2 = WL_SCORE_NONE;
     HASH_ADD(hh, st->orgs, id, len, org);
     st->n_orgs++;
     return org;
@@ -92,19 +195,162 @@ static void org_mark(struct wl_state *st, struct wl_org *org)
     }
 }
 
+static void install_mark(struct wl_state *st, struct wl_install *in)
+{
+    if (!in->dirty) {
+        in->dirty = 1;
+        in->next_dirty = st->dirty_installs;
+        st->dirty_installs = in;
+    }
+}
+
+static void put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+{
+    wl_daily_rec rec = WARMLINE__STORE__V1__DAILY_STATE__INIT;
+    uint8_t key[1 + WL_ORG_ID_MAX + 4];
+    rec.day = org->day;
+    rec.n_totals = WL_N_COUNTS;
+    rec.totals = org->totals;
+    rec.installs = org->n_counting;
+    rec.installs_total = (uint32_t)org->n_installs;
+    size_t n = warmline__store__v1__daily_state__get_packed_size(&rec);
+    uint8_t *buf = scratch(st, n);
+    warmline__store__v1__daily_state__pack(&rec, buf);
+    size_t klen = wl_daily_key(org->id, org->id_len, org->day, key);
+    wl_batch_put(batch, WL_CF_DAILY, key, klen, buf, n);
+    org->day_dirty = 0;
+}
+
+/* Appends (day, tracked values) to the history and drops what no growth
+ * window can reach any more: entries older than the newest one at or
+ * before day - keep. */
+static void hist_push(struct wl_state *st, struct wl_org *org, uint32_t day, const uint64_t *totals)
+{
+    int k = st->n_tracked;
+    if (org->hist_n > 0 && org->hist_days[org->hist_n - 1] == day) {
+        org->hist_n--; /* a newer end-of-day value for the same day */
+    }
+    if (org->hist_n == org->hist_cap) {
+        org->hist_cap = (uint8_t)(org->hist_cap ? org->hist_cap * 2 : 4);
+        if (org->hist_cap > 128)
+            org->hist_cap = 128;
+        org->hist_days = xrealloc(org->hist_days, org->hist_cap * sizeof *org->hist_days);
+        org->hist_vals = xrealloc(org->hist_vals, (size_t)org->hist_cap * k * sizeof(uint64_t));
+    }
+    if (org->hist_n == org->hist_cap) { /* full even so: drop the oldest */
+        memmove(org->hist_days, org->hist_days + 1, (org->hist_n - 1) * sizeof *org->hist_days);
+        memmove(org->hist_vals, org->hist_vals + k, (size_t)(org->hist_n - 1) * k * sizeof(uint64_t));
+        org->hist_n--;
+    }
+    org->hist_days[org->hist_n] = day;
+    for (int i = 0; i < k; i++)
+        org->hist_vals[(size_t)org->hist_n * k + i] = totals[st->tracked[i]];
+    org->hist_n++;
+    /* Prune: keep one entry at or before day - keep, and all after it. */
+    int64_t bound = (int64_t)day - st->hist_keep_days;
+    int drop = 0;
+    while (drop + 1 < org->hist_n && (int64_t)org->hist_days[drop + 1] <= bound)
+        drop++;
+    if (drop > 0) {
+        memmove(org->hist_days, org->hist_days + drop, (org->hist_n - drop) * sizeof *org->hist_days);
+        memmove(org->hist_vals, org->hist_vals + (size_t)drop * k,
+                (size_t)(org->hist_n - drop) * k * sizeof(uint64_t));
+        org->hist_n = (uint8_t)(org->hist_n - drop);
+    }
+}
+
+/* Reads the org's recent days from the daily column family, once, before
+ * the first change this process makes to it. */
+static void hist_load(struct wl_state *st, struct wl_org *org)
+{
+    uint8_t key[1 + WL_ORG_ID_MAX + 4];
+    uint32_t from = org->day > (uint32_t)st->hist_keep_days ? org->day - st->hist_keep_days : 0;
+    size_t prefix = 1 + org->id_len;
+    struct wl_iter *it;
+
+    org->hist_ready = 1;
+    if (st->hist_keep_days == 0 || org->day == 0)
+        return;
+    it = wl_iter_new(st->store, WL_CF_DAILY);
+    wl_daily_key(org->id, org->id_len, from, key);
+    wl_iter_seek_for_prev(it, key, prefix + 4);
+    if (!wl_iter_valid(it))
+        wl_iter_seek(it, key, prefix); /* nothing at or before: start at the first */
+    for (; wl_iter_valid(it); wl_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = wl_iter_key(it, &klen);
+        int cmp = memcmp(k, key, klen < prefix ? klen : prefix);
+        if (cmp == 0 && klen < prefix)
+            cmp = -1;
+        if (cmp > 0)
+            break;
+        if (cmp < 0 || klen != prefix + 4)
+            continue; /* the seek landed on another org's key, before ours */
+        uint32_t day = wl_be32_get(k + prefix);
+        if (day >= org->day)
+            break; /* the current day is the live totals, not history */
+        const char *v = wl_iter_value(it, &vlen);
+        wl_daily_rec *rec = warmline__store__v1__daily_state__unpack(NULL, vlen, (const uint8_t *)v);
+        if (rec == NULL)
+            continue;
+        uint64_t totals[WL_N_COUNTS] = {0};
+        for (size_t i = 0; i < rec->n_totals && i < WL_N_COUNTS; i++)
+            totals[i] = rec->totals[i];
+        hist_push(st, org, day, totals);
+        warmline__store__v1__daily_state__free_unpacked(rec, NULL);
+    }
+    wl_iter_free(it);
+}
+
+/* Before an organization changes at event time t: the day it was on ends
+ * (its record is written and enters the history) when t is a later day. */
+static void org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct wl_batch *batch)
+{
+    uint32_t day = wl_day_of(t);
+    if (!org->hist_ready && st->hist_keep_days > 0)
+        hist_load(st, org);
+    org->hist_ready = 1;
+    if (day > org->day) {
+        if (org->day_dirty)
+            put_daily(st, org, batch);
+        if (st->hist_keep_days > 0 && org->day != 0)
+            hist_push(st, org, org->day, org->totals);
+        org->day = day;
+    }
+    if (t > org->updated_at)
+        org->updated_at = t;
+    org->day_dirty = 1;
+    org_mark(st, org);
+}
+
+static void org_add_seen(const char ***list, uint8_t *n, const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return;
+    for (uint8_t i = 0; i < *n; i++) {
+        if ((*list)[i] == s)
+            return;
+    }
+    if (*n >= SEEN_MAX)
+        return;
+    *list = xrealloc(*list, (*n + 1) * sizeof **list);
+    (*list)[(*n)++] = s;
+}
+
+static void org_count(struct wl_org *org, const struct wl_install *in, int sign)
+{
+    for (int i = 0; i < WL_N_COUNTS; i++)
+        org->totals[i] += sign > 0 ? in->counts[i] : -in->counts[i];
+    org->n_counting += sign > 0 ? 1 : -1;
+}
+
 static void org_attach(struct wl_org *org, struct wl_install *in)
 {
     if (org->n_installs == org->cap_installs) {
-        size_t cap = org->cap_installs ? org->cap_installs * 2 : 2;
-        struct wl_install **p = realloc(org->installs, cap * sizeof *p);
-        if (p == NULL)
-            abort();
-        org->installs = p;
-        org->cap_installs = cap;
+        org->cap_installs = org->cap_installs ? org->cap_installs * 2 : 2;
+        org->installs = xrealloc(org->installs, org->cap_installs * sizeof *org->installs);
     }
     org->installs[org->n_installs++] = in;
-    for (int i = 0; i < WL_N_COUNTS; i++)
-        org->totals[i] += in->counts[i];
     if (org->first_seen == 0 || in->first_seen < org->first_seen)
         org->first_seen = in->first_seen;
     if (in->last_seen > org->last_seen)
@@ -120,8 +366,8 @@ static void org_detach(struct wl_org *org, struct wl_install *in)
             break;
         }
     }
-    for (int i = 0; i < WL_N_COUNTS; i++)
-        org->totals[i] -= in->counts[i];
+    if (in->counting)
+        org_count(org, in, -1);
     /* first/last seen are those of the installs it still has, as a reload
      * from disk would compute them. */
     org->first_seen = org->last_seen = 0;
@@ -135,11 +381,141 @@ static void org_detach(struct wl_org *org, struct wl_install *in)
     in->org = NULL;
 }
 
+/* ---- the rules' view of an organization ---- */
+
+static int view_has_feature(void *ctx, const char *name)
+{
+    void **c = ctx;
+    const struct wl_state *st = c[0];
+    const struct wl_org *org = c[1];
+    const char *s = interned(st, name);
+    if (s == NULL)
+        return 0;
+    for (size_t i = 0; i < org->n_installs; i++) {
+        const struct wl_install *in = org->installs[i];
+        if (!in->counting)
+            continue;
+        for (uint8_t f = 0; f < in->n_features; f++) {
+            if (in->features[f] == s)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int view_has_edition(void *ctx, const char *edition)
+{
+    void **c = ctx;
+    const struct wl_state *st = c[0];
+    const struct wl_org *org = c[1];
+    const char *s = interned(st, edition);
+    if (s == NULL)
+        return 0;
+    for (size_t i = 0; i < org->n_installs; i++) {
+        if (org->installs[i]->counting && org->installs[i]->edition == s)
+            return 1;
+    }
+    return 0;
+}
+
+static int view_past_value(void *ctx, enum wl_count metric, int days_ago, uint64_t *out)
+{
+    void **c = ctx;
+    const struct wl_state *st = c[0];
+    const struct wl_org *org = c[1];
+    int k = -1;
+    for (int i = 0; i < st->n_tracked; i++) {
+        if (st->tracked[i] == (int)metric)
+            k = i;
+    }
+    if (k < 0 || (int64_t)org->day < days_ago)
+        return -1;
+    uint32_t want = org->day - (uint32_t)days_ago;
+    for (int i = org->hist_n - 1; i >= 0; i--) {
+        if (org->hist_days[i] <= want) {
+            *out = org->hist_vals[(size_t)i * st->n_tracked + k];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Steps the rules for an organization that just changed at event time t. */
+static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uint64_t ingest_seq,
+                         struct wl_batch *batch)
+{
+    if (st->opts.rules == NULL || st->opts.rules->n == 0)
+        return;
+    void *ctx[2] = {st, org};
+    const char *ids[org->n_installs ? org->n_installs : 1];
+    size_t n_ids = 0;
+    for (size_t i = 0; i < org->n_installs; i++) {
+        if (org->installs[i]->counting)
+            ids[n_ids++] = org->installs[i]->id;
+    }
+    struct wl_account_view view = {
+        .totals = org->totals,
+        .installs = org->n_counting,
+        .has_feature = view_has_feature,
+        .has_edition = view_has_edition,
+        .past_value = view_past_value,
+        .ctx = ctx,
+    };
+    struct wl_signal_cause cause = {
+        .org = org->id,
+        .org_len = org->id_len,
+        .at = t,
+        .ingest_seq = ingest_seq,
+        .install_ids = ids,
+        .n_installs = n_ids,
+    };
+    if (wl_signals_evaluate(&st->signals, &org->rules, &view, &cause, batch) > 0)
+        st->group_last_signal = st->signals.seq;
+}
+
+/* ---- time ---- */
+
+/* Installs silent past the TTL stop counting; their orgs change at the clock. */
+static void expire(struct wl_state *st, struct wl_batch *batch)
+{
+    int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
+    while (st->lru_head != NULL && st->lru_head->last_seen < limit) {
+        struct wl_install *in = st->lru_head;
+        struct wl_org *org = in->org;
+        lru_remove(st, in);
+        org_touch(st, org, st->clock, batch);
+        org_count(org, in, -1);
+        in->counting = 0;
+        org_evaluate(st, org, st->clock, 0, batch);
+    }
+}
+
+void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch)
+{
+    if (now > st->clock)
+        st->clock = now;
+    expire(st, batch);
+}
+
+/* ---- pings ---- */
+
+static void install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p)
+{
+    wl_ping_counts(p, in->counts);
+    in->edition = p->edition[0] ? intern(st, p->edition) : NULL;
+    in->version = p->version[0] ? intern(st, p->version) : NULL;
+    size_t nf = p->n_features > WL_FEATURES_MAX ? WL_FEATURES_MAX : p->n_features;
+    if (nf != in->n_features)
+        in->features = xrealloc(in->features, nf * sizeof *in->features);
+    for (size_t i = 0; i < nf; i++)
+        in->features[i] = intern(st, p->features[i]);
+    in->n_features = (uint8_t)nf;
+}
+
 static struct wl_install *install_new(struct wl_state *st, const char *id, size_t len)
 {
-    struct wl_install *in = calloc(1, sizeof *in);
-    if (in == NULL)
-        abort();
+    struct wl_install *in = xrealloc(NULL, sizeof *in);
+    memset(in, 0, sizeof *in);
     memcpy(in->id, id, len);
     HASH_ADD(hh, st->installs, id, len, in);
     st->n_installs++;
@@ -147,7 +523,7 @@ static struct wl_install *install_new(struct wl_state *st, const char *id, size_
 }
 
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
-                             struct wl_batch *batch)
+                             int64_t event_at, struct wl_batch *batch)
 {
     size_t idlen = strlen(ping->install_id);
     struct wl_install *in;
@@ -158,12 +534,16 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
     HASH_FIND(hh, st->installs, ping->install_id, idlen, in);
     if (in != NULL && ping->seq <= in->last_seq)
         return WL_APPLY_DUPLICATE;
+    if (event_at > st->clock)
+        st->clock = event_at;
+    expire(st, batch);
 
     /* The raw ping, on the next sequential key. */
     wl_ping_rec rec = WARMLINE__STORE__V1__STORED_PING__INIT;
     uint8_t key[8];
     rec.ingest_seq = ++st->ingest_seq;
     rec.received_at = received_at;
+    rec.event_at = event_at;
     rec.org.data = org_id;
     rec.org.len = org_len;
     rec.ping = (wl_ping *)ping;
@@ -175,37 +555,50 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
 
     if (in == NULL) {
         in = install_new(st, ping->install_id, idlen);
-        in->first_seen = received_at;
+        in->first_seen = event_at;
     }
-    struct wl_org *org = org_get(st, org_id, org_len);
-    uint64_t counts[WL_N_COUNTS];
-    wl_ping_counts(ping, counts);
-    if (in->org == org) {
-        for (int i = 0; i < WL_N_COUNTS; i++)
-            org->totals[i] += counts[i] - in->counts[i];
-        memcpy(in->counts, counts, sizeof counts);
-        org->last_seen = received_at > org->last_seen ? received_at : org->last_seen;
-    } else {
-        if (in->org != NULL) { /* the install moved: the old org loses it */
-            org_mark(st, in->org);
-            org_detach(in->org, in);
-        }
-        memcpy(in->counts, counts, sizeof counts);
-        in->last_seen = received_at;
+    struct wl_org *org = org_find(st, org_id, org_len);
+    if (org == NULL) {
+        org = org_new(st, org_id, org_len);
+        org->hist_ready = 1; /* nothing on disk to read */
+    }
+    struct wl_org *old = in->org;
+    if (old != NULL && old != org) { /* the install moved: its old org loses it */
+        org_touch(st, old, event_at, batch);
+        org_detach(old, in);
+        org_evaluate(st, old, event_at, rec.ingest_seq, batch);
+    }
+    org_touch(st, org, event_at, batch);
+    if (in->counting) { /* its old counts leave the totals; the new ones come in below */
+        if (old == org)
+            org_count(org, in, -1);
+        lru_remove(st, in);
+    }
+    if (in->org != org)
         org_attach(org, in);
-    }
+    install_set_ping(st, in, ping);
+    in->counting = 1;
+    org_count(org, in, +1);
+    if (event_at < in->first_seen)
+        in->first_seen = event_at;
+    if (event_at > in->last_seen)
+        in->last_seen = event_at;
+    lru_insert(st, in);
+    if (in->first_seen < org->first_seen || org->first_seen == 0)
+        org->first_seen = in->first_seen;
+    if (in->last_seen > org->last_seen)
+        org->last_seen = in->last_seen;
+    org_add_seen(&org->versions, &org->n_versions, in->version);
+    org_add_seen(&org->editions, &org->n_editions, in->edition);
     in->last_seq = ping->seq;
     in->last_ingest_seq = rec.ingest_seq;
-    in->last_seen = received_at;
     in->staged = ping;
-    org_mark(st, org);
-    if (!in->dirty) {
-        in->dirty = 1;
-        in->next_dirty = st->dirty_installs;
-        st->dirty_installs = in;
-    }
+    install_mark(st, in);
+    org_evaluate(st, org, event_at, rec.ingest_seq, batch);
     return WL_APPLY_ACCEPTED;
 }
+
+/* ---- records ---- */
 
 static void put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
 {
@@ -227,14 +620,48 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
 static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     wl_org_rec rec = WARMLINE__STORE__V1__ORG_STATE__INIT;
-    char *ids[org->n_installs ? org->n_installs : 1];
+    size_t cap = org->n_installs ? org->n_installs : 1;
+    char *ids[cap];
+    const char *features[WL_FEATURES_MAX * 4];
+    size_t n_features = 0;
+    const struct wl_ruleset *rs = st->opts.rules;
+    size_t n_rules = org->rules.states && rs ? rs->n : 1;
+    Warmline__Store__V1__OrgState__RuleState rule_recs[n_rules];
+    Warmline__Store__V1__OrgState__RuleState *rule_ptrs[n_rules];
+    size_t n_rule_recs = 0;
 
     if (org->n_installs == 0) { /* every install moved away */
         wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
         return;
     }
-    for (size_t i = 0; i < org->n_installs; i++)
-        ids[i] = org->installs[i]->id;
+    for (size_t i = 0; i < org->n_installs; i++) {
+        const struct wl_install *in = org->installs[i];
+        ids[i] = (char *)in->id;
+        if (!in->counting)
+            continue;
+        for (uint8_t f = 0; f < in->n_features; f++) {
+            size_t k;
+            for (k = 0; k < n_features && features[k] != in->features[f]; k++)
+                ;
+            if (k == n_features && n_features < sizeof features / sizeof features[0])
+                features[n_features++] = in->features[f];
+        }
+    }
+    if (org->rules.states != NULL && rs != NULL) {
+        for (size_t i = 0; i < rs->n; i++) {
+            const struct wl_rule_state *s = &org->rules.states[i];
+            if (s->last_fired == 0 && !s->disarmed)
+                continue;
+            Warmline__Store__V1__OrgState__RuleState r =
+                WARMLINE__STORE__V1__ORG_STATE__RULE_STATE__INIT;
+            r.rule = (char *)rs->rules[i].name;
+            r.disarmed = s->disarmed;
+            r.last_fired = s->last_fired;
+            rule_recs[n_rule_recs] = r;
+            rule_ptrs[n_rule_recs] = &rule_recs[n_rule_recs];
+            n_rule_recs++;
+        }
+    }
     rec.org.data = org->id;
     rec.org.len = org->id_len;
     rec.n_install_ids = org->n_installs;
@@ -243,6 +670,20 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     rec.last_seen = org->last_seen;
     rec.n_totals = WL_N_COUNTS;
     rec.totals = org->totals;
+    rec.installs_counting = org->n_counting;
+    rec.n_versions = org->n_versions;
+    rec.versions = (char **)org->versions;
+    rec.n_editions = org->n_editions;
+    rec.editions = (char **)org->editions;
+    rec.n_features = n_features;
+    rec.features = (char **)features;
+    rec.has_score = org->rules.n_signals > 0;
+    rec.score_log2 = rec.has_score ? org->rules.score_log2 : 0;
+    rec.signals = org->rules.n_signals;
+    rec.n_rules = n_rule_recs;
+    rec.rules = rule_ptrs;
+    rec.day = org->day;
+    rec.updated_at = org->updated_at;
     size_t n = warmline__store__v1__org_state__get_packed_size(&rec);
     uint8_t *buf = scratch(st, n);
     warmline__store__v1__org_state__pack(&rec, buf);
@@ -252,18 +693,36 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
 void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
 {
     uint8_t seq[8];
-    for (struct wl_install *in = st->dirty_installs; in != NULL; in = in->next_dirty)
-        put_install(st, in, batch);
-    for (struct wl_org *org = st->dirty_orgs; org != NULL; org = org->next_dirty)
+    for (struct wl_install *in = st->dirty_installs; in != NULL; in = in->next_dirty) {
+        if (in->staged != NULL)
+            put_install(st, in, batch);
+    }
+    for (struct wl_org *org = st->dirty_orgs; org != NULL; org = org->next_dirty) {
         put_org(st, org, batch);
+        if (org->day_dirty && org->n_installs > 0)
+            put_daily(st, org, batch);
+    }
     wl_be64_put(seq, st->ingest_seq);
     wl_batch_put(batch, WL_CF_META, META_INGEST_SEQ, sizeof META_INGEST_SEQ - 1, seq, sizeof seq);
+    wl_signals_flush(&st->signals, batch);
 }
 
-void wl_state_commit(struct wl_state *st)
+static void org_destroy(struct wl_org *org)
+{
+    free(org->installs);
+    free(org->versions);
+    free(org->editions);
+    free(org->hist_days);
+    free(org->hist_vals);
+    wl_org_rules_free(&org->rules);
+    free(org);
+}
+
+uint64_t wl_state_commit(struct wl_state *st)
 {
     struct wl_install *in, *next_in;
     struct wl_org *org, *next_org;
+    uint64_t last = st->group_last_signal;
 
     for (in = st->dirty_installs; in != NULL; in = next_in) {
         next_in = in->next_dirty;
@@ -278,17 +737,27 @@ void wl_state_commit(struct wl_state *st)
         if (org->n_installs == 0) {
             HASH_DEL(st->orgs, org);
             st->n_orgs--;
-            free(org->installs);
-            free(org);
+            org_destroy(org);
         }
     }
     st->dirty_installs = NULL;
     st->dirty_orgs = NULL;
+    st->group_last_signal = 0;
+    return last;
+}
+
+int wl_state_dirty(const struct wl_state *st)
+{
+    return st->dirty_orgs != NULL || st->dirty_installs != NULL;
 }
 
 uint64_t wl_state_ingest_seq(const struct wl_state *st) { return st->ingest_seq; }
+uint64_t wl_state_signal_seq(const struct wl_state *st) { return st->signals.seq; }
+int64_t wl_state_clock(const struct wl_state *st) { return st->clock; }
 uint64_t wl_state_n_installs(const struct wl_state *st) { return st->n_installs; }
 uint64_t wl_state_n_orgs(const struct wl_state *st) { return st->n_orgs; }
+
+/* ---- loading ---- */
 
 static int load_install(struct wl_state *st, const char *val, size_t vlen)
 {
@@ -309,22 +778,128 @@ static int load_install(struct wl_state *st, const char *val, size_t vlen)
     in->first_seen = rec->first_seen;
     in->last_seen = rec->last_seen;
     if (rec->last_ping != NULL)
-        wl_ping_counts(rec->last_ping, in->counts);
-    org_attach(org_get(st, rec->org.data, rec->org.len), in);
+        install_set_ping(st, in, rec->last_ping);
+    struct wl_org *org = org_find(st, rec->org.data, rec->org.len);
+    if (org == NULL)
+        org = org_new(st, rec->org.data, rec->org.len);
+    org_attach(org, in);
+    if (in->last_seen > st->clock)
+        st->clock = in->last_seen;
     warmline__store__v1__install_state__free_unpacked(rec, NULL);
     return 0;
 }
 
-int wl_state_load(struct wl_store *store, struct wl_state **out, char *err, size_t errlen)
+static void load_org(struct wl_state *st, const char *val, size_t vlen)
+{
+    wl_org_rec *rec = warmline__store__v1__org_state__unpack(NULL, vlen, (const uint8_t *)val);
+    if (rec == NULL)
+        return;
+    struct wl_org *org = org_find(st, rec->org.data, rec->org.len);
+    if (org != NULL) {
+        for (size_t i = 0; i < rec->n_versions; i++)
+            org_add_seen(&org->versions, &org->n_versions, intern(st, rec->versions[i]));
+        for (size_t i = 0; i < rec->n_editions; i++)
+            org_add_seen(&org->editions, &org->n_editions, intern(st, rec->editions[i]));
+        org->day = rec->day;
+        org->updated_at = rec->updated_at;
+        org->rules.n_signals = rec->signals;
+        org->rules.score_log2 = rec->has_score ? rec->score_log2 : WL_SCORE_NONE;
+        const struct wl_ruleset *rs = st->opts.rules;
+        for (size_t i = 0; rs != NULL && i < rec->n_rules; i++) {
+            for (size_t r = 0; r < rs->n; r++) {
+                if (strcmp(rs->rules[r].name, rec->rules[i]->rule) != 0)
+                    continue;
+                if (org->rules.states == NULL)
+                    org->rules.states = calloc(rs->n, sizeof *org->rules.states);
+                if (org->rules.states == NULL)
+                    abort();
+                org->rules.states[r].disarmed = rec->rules[i]->disarmed;
+                org->rules.states[r].last_fired = rec->rules[i]->last_fired;
+            }
+        }
+    }
+    warmline__store__v1__org_state__free_unpacked(rec, NULL);
+}
+
+static int by_last_seen(const void *a, const void *b)
+{
+    const struct wl_install *x = *(struct wl_install *const *)a;
+    const struct wl_install *y = *(struct wl_install *const *)b;
+    return (x->last_seen > y->last_seen) - (x->last_seen < y->last_seen);
+}
+
+/* Counting, totals and the expiry order follow from last_seen and the clock. */
+static int rebuild_counting(struct wl_state *st)
+{
+    struct wl_install **all = malloc((st->n_installs ? st->n_installs : 1) * sizeof *all);
+    struct wl_install *in, *tmp;
+    size_t n = 0;
+    int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
+
+    if (all == NULL)
+        return -ENOMEM;
+    HASH_ITER(hh, st->installs, in, tmp) {
+        if (in->last_seen >= limit) {
+            in->counting = 1;
+            org_count(in->org, in, +1);
+            all[n++] = in;
+        }
+    }
+    qsort(all, n, sizeof *all, by_last_seen);
+    for (size_t i = 0; i < n; i++) {
+        all[i]->lru_prev = i ? all[i - 1] : NULL;
+        all[i]->lru_next = i + 1 < n ? all[i + 1] : NULL;
+    }
+    st->lru_head = n ? all[0] : NULL;
+    st->lru_tail = n ? all[n - 1] : NULL;
+    free(all);
+    return 0;
+}
+
+static int scan(struct wl_state *st, enum wl_cf cf, char *err, size_t errlen)
+{
+    struct wl_iter *it = wl_iter_new(st->store, cf);
+    int rc = 0;
+    for (wl_iter_seek_first(it); wl_iter_valid(it); wl_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = wl_iter_key(it, &klen);
+        const char *v = wl_iter_value(it, &vlen);
+        if (cf == WL_CF_ORGS) {
+            load_org(st, v, vlen);
+        } else if (load_install(st, v, vlen) != 0) {
+            snprintf(err, errlen, "installs: record for '%.*s' does not decode", (int)klen, k);
+            rc = -EPROTO;
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = wl_iter_status(it, err, errlen);
+    wl_iter_free(it);
+    return rc;
+}
+
+int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
+                  struct wl_state **out, char *err, size_t errlen)
 {
     struct wl_state *st = calloc(1, sizeof *st);
-    struct wl_iter *it = NULL;
     char *val = NULL;
     size_t vlen;
     int rc;
 
     if (st == NULL)
         return -ENOMEM;
+    st->store = store;
+    st->opts = *opts;
+    if (opts->rules != NULL) {
+        for (int m = 0; m < WL_N_COUNTS; m++) {
+            if (opts->rules->growth_metrics & (1u << m))
+                st->tracked[st->n_tracked++] = m;
+        }
+        st->hist_keep_days = st->n_tracked ? opts->rules->max_growth_days : 0;
+    }
+    if ((rc = wl_signals_init(&st->signals, store, opts->rules, opts->score_half_life_ms, err,
+                              errlen)) != 0)
+        goto fail;
     rc = wl_store_get(store, WL_CF_META, META_INGEST_SEQ, sizeof META_INGEST_SEQ - 1, &val, &vlen,
                       err, errlen);
     if (rc == 0 && vlen == 8)
@@ -332,26 +907,13 @@ int wl_state_load(struct wl_store *store, struct wl_state **out, char *err, size
     free(val);
     if (rc != 0 && rc != -ENOENT)
         goto fail;
-
-    it = wl_iter_new(store, WL_CF_INSTALLS);
-    for (wl_iter_seek_first(it); wl_iter_valid(it); wl_iter_next(it)) {
-        size_t klen;
-        const char *k = wl_iter_key(it, &klen);
-        const char *v = wl_iter_value(it, &vlen);
-        if (load_install(st, v, vlen) != 0) {
-            snprintf(err, errlen, "installs: record for '%.*s' does not decode", (int)klen, k);
-            rc = -EPROTO;
-            goto fail;
-        }
-    }
-    if ((rc = wl_iter_status(it, err, errlen)) != 0)
+    if ((rc = scan(st, WL_CF_INSTALLS, err, errlen)) != 0 ||
+        (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 || (rc = rebuild_counting(st)) != 0)
         goto fail;
-    wl_iter_free(it);
     *out = st;
     return 0;
 
 fail:
-    wl_iter_free(it);
     wl_state_free(st);
     return rc;
 }
@@ -360,18 +922,24 @@ void wl_state_free(struct wl_state *st)
 {
     struct wl_install *in, *tmp_in;
     struct wl_org *org, *tmp_org;
+    struct wl_str *s, *tmp_s;
 
     if (st == NULL)
         return;
     HASH_ITER(hh, st->installs, in, tmp_in) {
         HASH_DEL(st->installs, in);
+        free(in->features);
         free(in);
     }
     HASH_ITER(hh, st->orgs, org, tmp_org) {
         HASH_DEL(st->orgs, org);
-        free(org->installs);
-        free(org);
+        org_destroy(org);
     }
+    HASH_ITER(hh, st->strings, s, tmp_s) {
+        HASH_DEL(st->strings, s);
+        free(s);
+    }
+    wl_signals_free(&st->signals);
     free(st->scratch);
     free(st);
 }

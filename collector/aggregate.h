@@ -1,42 +1,64 @@
 /* Aggregate state, owned by the writer thread alone: the latest state of
- * every install and the totals of every organization, in memory, so that
- * the hot path never reads the database. Changes are staged per group and
- * written by wl_state_flush into the group's one atomic batch. */
+ * every install and the account of every organization (totals over its
+ * counting installs, versions, editions, features, daily history, rule
+ * state and score), in memory, so that the hot path never reads the
+ * database. Changes are staged into the group's one atomic batch.
+ *
+ * Time is event time: a live ping's receive time, an imported ping's
+ * sent_at. The state's clock is the latest event time seen; an install
+ * silent longer than install_ttl before the clock stops counting. */
 #ifndef WL_AGGREGATE_H
 #define WL_AGGREGATE_H
 
 #include <stdint.h>
 
 #include "ping.h"
+#include "rules.h"
 #include "storage/keys.h"
 #include "storage/store.h"
 
 struct wl_state;
 
+struct wl_state_opts {
+    uint64_t install_ttl_ms;
+    uint64_t score_half_life_ms;
+    const struct wl_ruleset *rules; /* may be empty; must outlive the state */
+};
+
 enum wl_apply { WL_APPLY_ACCEPTED = 0, WL_APPLY_DUPLICATE = 1 };
 
-/* Rebuilds the state from the installs column family and meta. */
-int wl_state_load(struct wl_store *store, struct wl_state **out, char *err, size_t errlen);
+/* Rebuilds the state from the installs and orgs column families and meta. */
+int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
+                  struct wl_state **out, char *err, size_t errlen);
 void wl_state_free(struct wl_state *st);
 
-/* Applies one valid ping received at received_at (unix ms): a duplicate when
- * its seq is at or below the install's last seq; otherwise the ping gets the
- * next ingest sequence, is put into batch, and its install and organization
- * are updated and marked dirty. The ping must stay alive until the flush. */
+/* Applies one valid ping: a duplicate when its seq is at or below the
+ * install's last seq; otherwise the ping gets the next ingest sequence and
+ * is put into batch, the clock advances to event_at (expiring silent
+ * installs), its install and organization are updated, and the rules are
+ * stepped for the organization (signals go into batch too). The ping must
+ * stay alive until the flush. */
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
-                             struct wl_batch *batch);
+                             int64_t event_at, struct wl_batch *batch);
 
-/* Puts every dirty install and organization, and the ingest sequence, into
+/* Advances the clock with no ping (time passing): expires silent installs
+ * and steps the rules of the organizations that changed. */
+void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch);
+
+/* Puts every dirty install, organization and day, and the sequences, into
  * batch. Call once per group, before the write. */
 void wl_state_flush(struct wl_state *st, struct wl_batch *batch);
 
-/* After the write: forget the group's staging (the records are durable). */
-void wl_state_commit(struct wl_state *st);
+/* After the write: forget the group's staging. Returns the id of the last
+ * signal the group fired, or 0 when it fired none. */
+uint64_t wl_state_commit(struct wl_state *st);
 
-/* The last ingest sequence handed out. */
+/* 1 when the group so far changed anything that must be written. */
+int wl_state_dirty(const struct wl_state *st);
+
 uint64_t wl_state_ingest_seq(const struct wl_state *st);
-
-/* Installs and organizations held. */
+uint64_t wl_state_signal_seq(const struct wl_state *st);
+int64_t wl_state_clock(const struct wl_state *st);
 uint64_t wl_state_n_installs(const struct wl_state *st);
 uint64_t wl_state_n_orgs(const struct wl_state *st);
 

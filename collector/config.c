@@ -25,6 +25,7 @@ struct opt {
 
 static const char *const durability_names[] = {"sync", "async", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const webhook_formats[] = {"json", "slack", NULL};
 
 #define STR(sec, field, def, help) \
     {sec, #field, OPT_STR, offsetof(struct wl_config, field), \
@@ -70,6 +71,20 @@ static const struct opt options[] = {
         "pings queued for the writer above which UDP batches are dropped (and counted)"),
     NUM("limits", max_group_pings, OPT_UINT, "50000", 1, 10000000,
         "pings the writer commits in one atomic write and one WAL sync"),
+
+    NUM("accounts", install_ttl_ms, OPT_DURATION, "14d", 60 * SEC, 3650 * DAY,
+        "an install silent this long stops counting toward its organization"),
+    NUM("accounts", score_half_life_ms, OPT_DURATION, "14d", 3600 * SEC, 3650 * DAY,
+        "a signal's weight in the score halves every this long"),
+
+    STR("sinks", signal_file, "", "append every signal to this NDJSON file, fsynced (empty: off)"),
+    STR("sinks", webhook_url, "", "POST every signal to this URL (empty: off)"),
+    ENUM("sinks", webhook_format, webhook_formats, "json",
+         "json: the signal as JSON; slack: a Slack-compatible {\"text\": ...} body"),
+    NUM("sinks", webhook_timeout_ms, OPT_DURATION, "10s", 100, 600 * SEC,
+        "one webhook attempt's timeout"),
+    NUM("sinks", webhook_max_backoff_ms, OPT_DURATION, "5m", 100, DAY,
+        "longest wait between webhook retries (backoff doubles from 500ms)"),
 
     NUM("quarantine", quarantine_max_records, OPT_UINT, "10000", 0, 100000000,
         "rejected samples kept (oldest deleted first; 0: keep none)"),
@@ -184,6 +199,11 @@ static const struct opt *find_opt(const char *section, const char *name)
     return NULL;
 }
 
+void wl_config_free(struct wl_config *cfg)
+{
+    wl_ruleset_clear(&cfg->rules);
+}
+
 void wl_config_defaults(struct wl_config *cfg)
 {
     char err[256];
@@ -206,7 +226,106 @@ struct load_ctx {
     int bad_line;  /* line of the first error the handler saw, or 0 */
     char why[512];
     int failed;
+    /* the [rule "name"] section being read */
+    int in_rule;
+    char rule_section[256];
+    char rule_name[WL_RULE_NAME_MAX + 8];
+    int rule_line;                   /* its first key's line */
+    char *rule_vals[5];              /* when weight cooldown hysteresis description */
+    int rule_val_lines[5];
 };
+
+static const char *const rule_keys[5] = {"when", "weight", "cooldown", "hysteresis",
+                                         "description"};
+
+static void rule_reset(struct load_ctx *ctx)
+{
+    for (int i = 0; i < 5; i++) {
+        free(ctx->rule_vals[i]);
+        ctx->rule_vals[i] = NULL;
+        ctx->rule_val_lines[i] = 0;
+    }
+    ctx->in_rule = 0;
+    ctx->rule_section[0] = '\0';
+}
+
+/* Compiles the rule read so far into the ruleset; 0 or -1 with ctx->why. */
+static int rule_finish(struct load_ctx *ctx)
+{
+    char why[400];
+    if (!ctx->in_rule)
+        return 0;
+    int rc = wl_ruleset_add(&ctx->cfg->rules, ctx->rule_name, ctx->rule_vals[0],
+                            ctx->rule_vals[1], ctx->rule_vals[2], ctx->rule_vals[3],
+                            ctx->rule_vals[4], why, sizeof why);
+    if (rc != 0) {
+        /* Point at the line of the value the reason names, if it names one. */
+        ctx->bad_line = ctx->rule_line;
+        for (int i = 0; i < 5; i++) {
+            size_t kl = strlen(rule_keys[i]);
+            if (strncmp(why, rule_keys[i], kl) == 0 && why[kl] == ':' && ctx->rule_val_lines[i])
+                ctx->bad_line = ctx->rule_val_lines[i];
+        }
+        snprintf(ctx->why, sizeof ctx->why, "rule \"%s\": %s", ctx->rule_name, why);
+        ctx->failed = 1;
+    }
+    rule_reset(ctx);
+    return rc;
+}
+
+/* One key of a [rule "name"] section. Returns 1, or 0 on an error. */
+static int rule_line(struct load_ctx *ctx, const char *section, const char *name,
+                     const char *value)
+{
+    if (!ctx->in_rule || strcmp(section, ctx->rule_section) != 0) {
+        if (rule_finish(ctx) != 0)
+            return 0;
+        const char *q = section + 4;
+        size_t len;
+        while (*q == ' ')
+            q++;
+        len = strlen(q);
+        if (len < 3 || q[0] != '"' || q[len - 1] != '"' || len - 2 >= sizeof ctx->rule_name) {
+            snprintf(ctx->why, sizeof ctx->why,
+                     "section [%s]: a rule section is written [rule \"name\"]", section);
+            ctx->failed = 1;
+            return 0;
+        }
+        memcpy(ctx->rule_name, q + 1, len - 2);
+        ctx->rule_name[len - 2] = '\0';
+        snprintf(ctx->rule_section, sizeof ctx->rule_section, "%s", section);
+        ctx->in_rule = 1;
+        ctx->rule_line = ctx->line;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (strcmp(name, rule_keys[i]) != 0)
+            continue;
+        if (ctx->rule_vals[i] != NULL && i == 0) { /* a continuation line of when */
+            size_t a = strlen(ctx->rule_vals[0]), b = strlen(value);
+            char *joined = realloc(ctx->rule_vals[0], a + b + 2);
+            if (joined == NULL)
+                return 0;
+            joined[a] = ' ';
+            memcpy(joined + a + 1, value, b + 1);
+            ctx->rule_vals[0] = joined;
+            return 1;
+        }
+        if (ctx->rule_vals[i] != NULL) {
+            snprintf(ctx->why, sizeof ctx->why, "rule \"%s\": %s given twice", ctx->rule_name,
+                     name);
+            ctx->failed = 1;
+            return 0;
+        }
+        ctx->rule_vals[i] = strdup(value);
+        ctx->rule_val_lines[i] = ctx->line;
+        return 1;
+    }
+    snprintf(ctx->why, sizeof ctx->why,
+             "rule \"%s\": unknown key '%s' (expected when, weight, cooldown, hysteresis or "
+             "description)", ctx->rule_name, name);
+    ctx->failed = 1;
+    return 0;
+}
 
 /* Reads one line for inih and counts lines, so that errors name theirs. A
  * line longer than inih's fixed buffer would be split silently: flag it. */
@@ -238,6 +357,10 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
     if (ctx->failed)
         return 1; /* only the first error is reported */
     ctx->bad_line = ctx->line;
+    if (strncmp(section, "rule ", 5) == 0 || strcmp(section, "rule") == 0)
+        return rule_line(ctx, section, name, value);
+    if (ctx->in_rule && rule_finish(ctx) != 0)
+        return 0;
     const struct opt *o = find_opt(section, name);
     if (o == NULL) {
         const struct opt *elsewhere = find_opt(NULL, name);
@@ -277,6 +400,9 @@ int wl_config_load(struct wl_config *cfg, const char *path, char *err, size_t er
     }
     int rc = ini_parse_stream(read_line, &ctx, on_ini_line, &ctx);
     fclose(ctx.file);
+    if (!ctx.failed)
+        rule_finish(&ctx);
+    rule_reset(&ctx);
     /* inih returns the line of the first error of any kind; ours may be later. */
     int first = rc > 0 ? rc : 0;
     if (ctx.long_line > 0 && (first == 0 || ctx.long_line <= first)) {
@@ -385,20 +511,26 @@ int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* A duration as the largest whole unit: "14d", "90s", "500ms". */
+static void format_duration(uint64_t v, char *buf, size_t len)
+{
+    if (v != 0 && v % DAY == 0)
+        snprintf(buf, len, "%" PRIu64 "d", v / DAY);
+    else if (v != 0 && v % (3600 * SEC) == 0)
+        snprintf(buf, len, "%" PRIu64 "h", v / (3600 * SEC));
+    else if (v % SEC == 0)
+        snprintf(buf, len, "%" PRIu64 "s", v / SEC);
+    else
+        snprintf(buf, len, "%" PRIu64 "ms", v);
+}
+
 static void format_value(const struct wl_config *cfg, const struct opt *o, char *buf, size_t len)
 {
     const char *base = (const char *)cfg + o->offset;
     switch (o->type) {
     case OPT_STR: snprintf(buf, len, "%s", base); break;
     case OPT_ENUM: snprintf(buf, len, "%s", o->enums[*(const int *)base]); break;
-    case OPT_DURATION: {
-        uint64_t v = *(const uint64_t *)base;
-        if (v % SEC != 0)
-            snprintf(buf, len, "%" PRIu64 "ms", v);
-        else
-            snprintf(buf, len, "%" PRIu64 "s", v / SEC);
-        break;
-    }
+    case OPT_DURATION: format_duration(*(const uint64_t *)base, buf, len); break;
     default: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)base); break;
     }
 }
@@ -414,6 +546,13 @@ void wl_config_print(const struct wl_config *cfg, FILE *out)
         }
         format_value(cfg, &options[i], value, sizeof value);
         fprintf(out, "%s = %s\n", options[i].name, value);
+    }
+    for (size_t i = 0; i < cfg->rules.n; i++) {
+        const struct wl_rule *r = &cfg->rules.rules[i];
+        format_duration(r->cooldown_ms, value, sizeof value);
+        fprintf(out, "\n[rule \"%s\"]\nwhen = %s\nweight = %g\ncooldown = %s\n"
+                     "hysteresis = %g%%\ndescription = %s\n",
+                r->name, r->when_text, r->weight, value, r->hysteresis * 100, r->description);
     }
 }
 

@@ -8,9 +8,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "rules.h"
+
 #define WL_DEFAULT_PORT 7810
 
 enum wl_durability { WL_DURABILITY_SYNC = 0, WL_DURABILITY_ASYNC = 1 };
+enum wl_webhook_format { WL_WEBHOOK_JSON = 0, WL_WEBHOOK_SLACK = 1 };
 
 struct wl_config {
     /* [collector] */
@@ -34,17 +37,36 @@ struct wl_config {
     uint64_t writer_queue_pings;    /* UDP batches are dropped above this */
     uint64_t max_group_pings;       /* pings per group commit */
 
+    /* [accounts] */
+    uint64_t install_ttl_ms;        /* silent longer: stops counting */
+    uint64_t score_half_life_ms;
+
+    /* [sinks] */
+    char signal_file[1024];         /* NDJSON file, empty = off */
+    char webhook_url[1024];         /* empty = off */
+    int webhook_format;             /* enum wl_webhook_format */
+    uint64_t webhook_timeout_ms;
+    uint64_t webhook_max_backoff_ms;
+
     /* [quarantine] */
     uint64_t quarantine_max_records;
     uint64_t quarantine_sample_bytes;
     uint64_t quarantine_per_second;
+
+    /* [rule "name"] sections, in file order */
+    struct wl_ruleset rules;
 };
 
-/* Fills every option with its documented default. */
+/* Fills every option with its documented default (and no rules). */
 void wl_config_defaults(struct wl_config *cfg);
 
-/* Loads an INI file over the current values. Returns 0, or -1 with
- * "FILE:LINE: reason" in err. */
+/* Frees what the configuration owns (the rules). */
+void wl_config_free(struct wl_config *cfg);
+
+/* Loads an INI file over the current values. [rule "name"] sections add
+ * rules (keys when, weight, cooldown, hysteresis, description; a long when
+ * may continue on indented lines). Returns 0, or -1 with "FILE:LINE:
+ * reason" in err. */
 int wl_config_load(struct wl_config *cfg, const char *path, char *err, size_t errlen);
 
 /* Sets one option by "section.name" or bare "name" (command-line overrides).

@@ -8,6 +8,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "sinks.h"
 #include "storage/store.h"
 
 #define DRAIN_DEADLINE_MS 10000
@@ -22,6 +23,7 @@ struct wl_server {
     uv_timer_t tick;        /* idle sweep and stats */
     uv_timer_t drain_deadline;
     uint64_t linger_until;  /* loop ms */
+    struct wl_sinks *sinks;
     uint64_t last_stats;
     int stopping;
     int finished;
@@ -31,6 +33,13 @@ static void notify_from_writer(void *arg)
 {
     struct wl_server *srv = arg;
     uv_async_send(&srv->done_async);
+}
+
+static void signals_from_writer(void *arg, uint64_t last_id)
+{
+    struct wl_server *srv = arg;
+    if (srv->sinks != NULL)
+        wl_sinks_notify(srv->sinks, last_id);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -183,8 +192,12 @@ int wl_server_run(const struct wl_config *cfg)
     uv_signal_init(&srv->loop, &srv->sigterm);
     srv->sigterm.data = srv;
 
-    if ((rc = wl_writer_start(cfg, store, notify_from_writer, srv, &srv->ing.writer, err,
-                              sizeof err)) != 0) {
+    if ((rc = wl_sinks_start(cfg, store, &srv->sinks, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=sinks error=\"%s\"", err);
+        goto close_loop;
+    }
+    if ((rc = wl_writer_start(cfg, store, 1, notify_from_writer, srv, signals_from_writer, srv,
+                              &srv->ing.writer, err, sizeof err)) != 0) {
         wl_error("start_failed", "stage=writer error=\"%s\"", err);
         goto close_loop;
     }
@@ -206,6 +219,8 @@ close_loop:
      * notifications; then every handle still open is closed. */
     wl_writer_stop(srv->ing.writer);
     srv->ing.writer = NULL;
+    wl_sinks_stop(srv->sinks);
+    srv->sinks = NULL;
     wl_udp_stop(&srv->ing);
     wl_tcp_stop_accepting(&srv->ing);
     wl_tcp_close_all(&srv->ing, 1);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "aggregate.h"
 #include "envelope.h"
@@ -32,7 +33,14 @@ struct wl_writer {
     size_t ping_buf_cap;
     wl_writer_notify notify;
     void *notify_arg;
+    wl_writer_signals_hook hook;
+    void *hook_arg;
+    int live;
+    struct wl_state_opts state_opts;
+    uint64_t signal_seq;     /* the last signal id committed */
 };
+
+#define ADVANCE_EVERY_MS 10000 /* live: how often idle time expires installs */
 
 static int64_t now_ms(void)
 {
@@ -178,7 +186,11 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
             quarantine_ping(w, job, p, r, now);
             continue;
         }
-        if (wl_state_apply(w->state, p, job->received_at, w->batch) == WL_APPLY_DUPLICATE)
+        int64_t event_at = job->received_at;
+        if (job->event_time_sent_at && p->sent_at > 0)
+            event_at = p->sent_at;
+        if (wl_state_apply(w->state, p, job->received_at, event_at, w->batch) ==
+            WL_APPLY_DUPLICATE)
             job->duplicates++;
         else
             job->accepted++;
@@ -197,7 +209,7 @@ static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group
     char err[512];
     wl_state_free(w->state);
     w->state = NULL;
-    while (wl_state_load(w->store, &w->state, err, sizeof err) != 0) {
+    while (wl_state_load(w->store, &w->state_opts, &w->state, err, sizeof err) != 0) {
         wl_error("state_reload_failed", "error=\"%s\" retry_in_ms=1000", err);
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL);
@@ -225,11 +237,14 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         rejected += job->n_rejected;
         batches_rejected += job->rejected != WL_REJECT_NONE;
     }
-    if (accepted > 0)
+    if (group == NULL) /* a tick with no jobs: time passes */
+        wl_state_advance(w->state, now, w->batch);
+    int changed = wl_state_dirty(w->state);
+    if (changed)
         wl_state_flush(w->state, w->batch);
     if (wl_batch_count(w->batch) > 0) {
-        /* Only accepted pings need the sync; quarantine alone can wait. */
-        int sync = accepted > 0 && w->cfg->durability == WL_DURABILITY_SYNC;
+        /* Only state changes need the sync; quarantine alone can wait. */
+        int sync = changed && w->cfg->durability == WL_DURABILITY_SYNC;
         if (wl_store_write(w->store, w->batch, sync, err, sizeof err) != 0) {
             wl_error("write_failed", "error=\"%s\" jobs_retry_later=1 pings=%llu", err,
                      (unsigned long long)n_pings);
@@ -239,7 +254,12 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         }
         wl_count(WL_M_groups_committed, 1);
     }
-    wl_state_commit(w->state);
+    uint64_t last_signal = wl_state_commit(w->state);
+    if (last_signal != 0) {
+        w->signal_seq = last_signal;
+        if (w->hook)
+            w->hook(w->hook_arg, last_signal);
+    }
     wl_count(WL_M_pings_accepted, accepted);
     wl_count(WL_M_pings_duplicate, duplicates);
     wl_count(WL_M_pings_rejected, rejected);
@@ -252,11 +272,25 @@ static void *writer_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (w->head == NULL && !w->stopping)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (w->head == NULL) { /* stopping, and nothing left */
+        int timed_out = 0;
+        while (w->head == NULL && !w->stopping && !timed_out) {
+            if (!w->live) {
+                pthread_cond_wait(&w->cv, &w->mu);
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += ADVANCE_EVERY_MS / 1000;
+            timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT;
+        }
+        if (w->head == NULL && !timed_out) { /* stopping, and nothing left */
             pthread_mutex_unlock(&w->mu);
             break;
+        }
+        if (w->head == NULL) { /* live and idle: let time pass */
+            pthread_mutex_unlock(&w->mu);
+            commit_group(w, NULL, 0);
+            continue;
         }
         /* Take a group: whole jobs, up to max_group_pings (at least one). */
         struct wl_job *group = w->head, *last = w->head;
@@ -287,8 +321,9 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, wl_writer_notify notify,
-                    void *arg, struct wl_writer **out, char *err, size_t errlen)
+int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int live,
+                    wl_writer_notify notify, void *arg, wl_writer_signals_hook hook,
+                    void *hook_arg, struct wl_writer **out, char *err, size_t errlen)
 {
     struct wl_writer *w = calloc(1, sizeof *w);
     int rc;
@@ -299,10 +334,19 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, wl_writ
     w->store = store;
     w->notify = notify;
     w->notify_arg = arg;
+    w->hook = hook;
+    w->hook_arg = hook_arg;
+    w->live = live;
+    w->state_opts = (struct wl_state_opts){
+        .install_ttl_ms = cfg->install_ttl_ms,
+        .score_half_life_ms = cfg->score_half_life_ms,
+        .rules = &cfg->rules,
+    };
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if ((rc = wl_state_load(store, &w->state, err, errlen)) != 0)
+    if ((rc = wl_state_load(store, &w->state_opts, &w->state, err, errlen)) != 0)
         goto fail;
+    w->signal_seq = wl_state_signal_seq(w->state);
     if ((rc = wl_quarantine_init(&w->quarantine, store, cfg->quarantine_max_records,
                                  cfg->quarantine_per_second, err, errlen)) != 0)
         goto fail;
@@ -312,10 +356,12 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, wl_writ
         rc = -rc;
         goto fail;
     }
-    wl_info("writer_started", "installs=%llu orgs=%llu ingest_seq=%llu durability=%s",
+    wl_info("writer_started",
+            "installs=%llu orgs=%llu ingest_seq=%llu signal_seq=%llu rules=%zu durability=%s",
             (unsigned long long)wl_state_n_installs(w->state),
             (unsigned long long)wl_state_n_orgs(w->state),
             (unsigned long long)wl_state_ingest_seq(w->state),
+            (unsigned long long)w->signal_seq, cfg->rules.n,
             cfg->durability == WL_DURABILITY_SYNC ? "sync" : "async");
     *out = w;
     return 0;

@@ -26,6 +26,7 @@ struct wl_job {
     void *origin;             /* the TCP connection, or NULL for UDP */
     enum wl_reason rejected;  /* envelope-level rejection, or WL_REJECT_NONE */
     int retry_later;          /* refused for overload before the writer saw it */
+    int event_time_sent_at;   /* imported history: event time is each ping's sent_at */
     uint8_t *sample;          /* rejected input to quarantine (owned), or NULL */
     size_t sample_len;
     size_t input_len;         /* length of the input the sample was cut from */
@@ -42,11 +43,15 @@ struct wl_writer;
 
 /* Called on the writer thread whenever finished jobs are ready to take. */
 typedef void (*wl_writer_notify)(void *arg);
+/* Called on the writer thread after a commit that stored new signals. */
+typedef void (*wl_writer_signals_hook)(void *arg, uint64_t last_signal_id);
 
-/* Loads state from store and starts the thread. */
-int wl_writer_start(const struct wl_config *cfg, struct wl_store *store,
-                    wl_writer_notify notify, void *arg, struct wl_writer **out, char *err,
-                    size_t errlen);
+/* Loads state from store and starts the thread. live: time also passes
+ * without pings (installs expire by the wall clock); an import is not live.
+ * hook (may be NULL) hears of every commit that stored new signals. */
+int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int live,
+                    wl_writer_notify notify, void *arg, wl_writer_signals_hook hook,
+                    void *hook_arg, struct wl_writer **out, char *err, size_t errlen);
 
 /* Queues a job (any thread). The writer owns it until it comes back. */
 void wl_writer_submit(struct wl_writer *w, struct wl_job *job);

@@ -46,6 +46,36 @@ static inline size_t wl_org_id(uint8_t *out, const uint8_t *org_key, size_t org_
     return 1 + install_len;
 }
 
+static inline void wl_be32_put(uint8_t out[4], uint32_t v)
+{
+    out[0] = (uint8_t)(v >> 24);
+    out[1] = (uint8_t)(v >> 16);
+    out[2] = (uint8_t)(v >> 8);
+    out[3] = (uint8_t)v;
+}
+
+static inline uint32_t wl_be32_get(const void *p)
+{
+    const uint8_t *b = p;
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+}
+
+/* UTC day number (days since 1970-01-01) of a unix ms time. */
+static inline uint32_t wl_day_of(int64_t ms)
+{
+    return ms <= 0 ? 0 : (uint32_t)(ms / 86400000LL);
+}
+
+/* daily column family key: one length byte, the org id, the big-endian
+ * day; out needs 1 + WL_ORG_ID_MAX + 4 bytes. Returns its length. */
+static inline size_t wl_daily_key(const uint8_t *org, size_t org_len, uint32_t day, uint8_t *out)
+{
+    out[0] = (uint8_t)org_len;
+    memcpy(out + 1, org, org_len);
+    wl_be32_put(out + 1 + org_len, day);
+    return 1 + org_len + 4;
+}
+
 /* Formats an org id for people: 64 hex digits, or "install:<id>".
  * out needs at least 2 * WL_ORG_KEY_BYTES + 1 or 8 + 64 + 1 bytes. */
 static inline void wl_org_id_format(const uint8_t *id, size_t len, char *out, size_t outlen)

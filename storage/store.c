@@ -13,6 +13,8 @@ static const char *const cf_names[WL_CF_COUNT] = {
     [WL_CF_DEFAULT] = "default",       [WL_CF_PINGS] = "pings",
     [WL_CF_INSTALLS] = "installs",     [WL_CF_ORGS] = "orgs",
     [WL_CF_QUARANTINE] = "quarantine", [WL_CF_META] = "meta",
+    [WL_CF_SIGNALS] = "signals",       [WL_CF_DAILY] = "daily",
+    [WL_CF_RANK] = "rank",
 };
 
 struct wl_store {
@@ -297,6 +299,11 @@ void wl_iter_seek(struct wl_iter *it, const void *key, size_t klen)
 {
     rocksdb_iter_seek(it->it, key, klen);
 }
+void wl_iter_seek_for_prev(struct wl_iter *it, const void *key, size_t klen)
+{
+    rocksdb_iter_seek_for_prev(it->it, key, klen);
+}
+void wl_iter_prev(struct wl_iter *it) { rocksdb_iter_prev(it->it); }
 int wl_iter_valid(const struct wl_iter *it) { return rocksdb_iter_valid(it->it); }
 void wl_iter_next(struct wl_iter *it) { rocksdb_iter_next(it->it); }
 const char *wl_iter_key(const struct wl_iter *it, size_t *klen)

@@ -17,6 +17,9 @@ enum wl_cf {
     WL_CF_ORGS,       /* org id -> OrgState */
     WL_CF_QUARANTINE, /* big-endian quarantine seq -> Quarantined */
     WL_CF_META,       /* name -> value */
+    WL_CF_SIGNALS,    /* big-endian signal id -> Signal */
+    WL_CF_DAILY,      /* len(org id) + org id + big-endian day -> DailyState */
+    WL_CF_RANK,       /* big-endian sortable score key + org id -> (empty) */
     WL_CF_COUNT
 };
 
@@ -65,6 +68,9 @@ struct wl_iter *wl_iter_new(struct wl_store *store, enum wl_cf cf);
 void wl_iter_seek_first(struct wl_iter *it);
 void wl_iter_seek_last(struct wl_iter *it);
 void wl_iter_seek(struct wl_iter *it, const void *key, size_t klen);
+/* Positions at the last key <= key. */
+void wl_iter_seek_for_prev(struct wl_iter *it, const void *key, size_t klen);
+void wl_iter_prev(struct wl_iter *it);
 int wl_iter_valid(const struct wl_iter *it);
 void wl_iter_next(struct wl_iter *it);
 const char *wl_iter_key(const struct wl_iter *it, size_t *klen);

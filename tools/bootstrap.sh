@@ -8,6 +8,7 @@ PACKAGES=(
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev zlib1g-dev
   libinih-dev libsodium-dev libjansson-dev uthash-dev
   libcmocka-dev python3 python3-protobuf protobuf-compiler
+  libcurl4-openssl-dev libmicrohttpd-dev
 )
 
 missing=()

@@ -15,7 +15,7 @@ enum wl_exit {
     WL_EXIT_OK = 0,
     WL_EXIT_FAIL = 1,   /* the work failed: network, storage, undecodable records */
     WL_EXIT_USAGE = 2,  /* bad command line, configuration or input */
-    WL_EXIT_NOT_OK = 3, /* send: some batch was acked with a status other than OK */
+    WL_EXIT_NOT_OK = 3, /* send, import: some batch was not wholly OK */
 };
 
 struct wl_cmd {
@@ -31,6 +31,8 @@ int wl_cmd_send(int argc, char **argv);
 void wl_usage_send(FILE *out);
 int wl_cmd_dump(int argc, char **argv);
 void wl_usage_dump(FILE *out);
+int wl_cmd_import(int argc, char **argv);
+void wl_usage_import(FILE *out);
 
 /* Prints "warmline CMD: message" on stderr. */
 void wl_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -16,6 +16,7 @@
 #include "collector/envelope.h"
 #include "collector/framing.h"
 #include "collector/orgkey.h"
+#include "ndjson_input.h"
 #include "ping_json.h"
 #include "storage/keys.h"
 
@@ -28,18 +29,6 @@ struct frame {
     size_t len;
     size_t npings;
     uint64_t batch_id;
-};
-
-struct input {
-    wl_ping *pings;
-    size_t n, cap;
-};
-
-/* The org salt, read the first time a line needs it. */
-struct salt {
-    const char *path;
-    uint8_t *key;
-    size_t len;
 };
 
 void wl_usage_send(FILE *out)
@@ -89,112 +78,10 @@ void wl_usage_send(FILE *out)
             "was PARTIAL, REJECTED or RETRY_LATER.\n");
 }
 
-/* ---- input ---------------------------------------------------------- */
-
-static int resolve_domain(wl_ping *p, const char *domain, struct salt *salt, char *err,
-                          size_t errlen)
-{
-    char why[1200];
-
-    if (wl_org_domain_check(domain, why, sizeof why) != 0) {
-        snprintf(err, errlen, "org_domain: %s", why);
-        return -EINVAL;
-    }
-    if (salt->key == NULL &&
-        wl_org_salt_load(salt->path, &salt->key, &salt->len, why, sizeof why) != 0) {
-        snprintf(err, errlen, "org_domain needs the org salt: %s", why);
-        return -EINVAL;
-    }
-    p->org_key.data = malloc(WL_ORG_KEY_BYTES);
-    if (p->org_key.data == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    p->org_key.len = WL_ORG_KEY_BYTES;
-    wl_org_key(salt->key, salt->len, domain, p->org_key.data);
-    return 0;
-}
-
-static int blank(const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n')
-            return 0;
-    }
-    return 1;
-}
-
-/* Parses every line of in. Returns 0 or WL_EXIT_USAGE/WL_EXIT_FAIL after
- * printing "NAME:LINE: reason". */
-static int read_input(FILE *in, const char *name, struct salt *salt, struct input *out)
-{
-    char *line = NULL;
-    size_t linecap = 0;
-    unsigned long lineno = 0;
-    char err[1400];
-    int rc = 0;
-
-    for (;;) {
-        errno = 0;
-        ssize_t n = getline(&line, &linecap, in);
-        if (n < 0) {
-            if (ferror(in)) {
-                wl_cli_error(CMD, "%s: %s", name, strerror(errno ? errno : EIO));
-                rc = WL_EXIT_FAIL;
-            }
-            break;
-        }
-        lineno++;
-        if (blank(line))
-            continue;
-        json_error_t jerr;
-        json_t *obj = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
-        if (obj == NULL) {
-            wl_cli_error(CMD, "%s:%lu: invalid JSON at column %d: %s", name, lineno,
-                         jerr.column, jerr.text);
-            rc = WL_EXIT_USAGE;
-            break;
-        }
-        if (out->n == out->cap) {
-            size_t ncap = out->cap ? 2 * out->cap : 256;
-            wl_ping *np = realloc(out->pings, ncap * sizeof *np);
-            if (np == NULL) {
-                json_decref(obj);
-                wl_cli_error(CMD, "out of memory after %zu pings", out->n);
-                rc = WL_EXIT_FAIL;
-                break;
-            }
-            out->pings = np;
-            out->cap = ncap;
-        }
-        wl_ping *p = &out->pings[out->n++];
-        const char *domain;
-        int r = wl_ping_from_json(obj, p, &domain, err, sizeof err);
-        if (r == 0 && domain != NULL)
-            r = resolve_domain(p, domain, salt, err, sizeof err);
-        const char *hint = json_is_object(obj) ? "" : " (one JSON object per line)";
-        json_decref(obj);
-        if (r != 0) {
-            wl_cli_error(CMD, "%s:%lu: %s%s", name, lineno, err, hint);
-            rc = r == -ENOMEM ? WL_EXIT_FAIL : WL_EXIT_USAGE;
-            break;
-        }
-    }
-    free(line);
-    return rc;
-}
-
-static void free_input(struct input *in)
-{
-    for (size_t i = 0; i < in->n; i++)
-        wl_ping_clear(&in->pings[i]);
-    free(in->pings);
-}
-
 /* ---- encoding ------------------------------------------------------- */
 
 /* Encodes the pings into frames of up to per_batch pings each. */
-static int encode_frames(struct input *in, uint64_t per_batch, int zlib, int delimited,
+static int encode_frames(struct wl_ping_input *in, uint64_t per_batch, int zlib, int delimited,
                          uint64_t first_id, struct frame **out, size_t *nout)
 {
     size_t nframes = (in->n + per_batch - 1) / per_batch;
@@ -588,8 +475,8 @@ int wl_cmd_send(int argc, char **argv)
     double timeout = 10;
     int zlib = 0, c, rc;
     struct wl_config cfg;
-    struct salt salt = {0};
-    struct input pings = {0};
+    struct wl_org_salt salt = {0};
+    struct wl_ping_input pings = {0};
     struct frame *frames = NULL;
     size_t nframes = 0;
     struct target target;
@@ -656,7 +543,7 @@ int wl_cmd_send(int argc, char **argv)
         }
         in_name = input;
     }
-    rc = read_input(in, in_name, &salt, &pings);
+    rc = wl_ping_input_read(CMD, in, in_name, &salt, &pings);
     if (in != stdin)
         fclose(in);
     if (rc != 0)
@@ -684,10 +571,7 @@ int wl_cmd_send(int argc, char **argv)
 
 done:
     free_frames(frames, nframes);
-    free_input(&pings);
-    if (salt.key != NULL) {
-        sodium_memzero(salt.key, salt.len);
-        free(salt.key);
-    }
+    wl_ping_input_free(&pings);
+    wl_org_salt_free(&salt);
     return rc;
 }

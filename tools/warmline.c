@@ -8,6 +8,8 @@ static const struct wl_cmd cmds[] = {
     {"send", "send NDJSON pings to a collector over TCP or UDP", wl_cmd_send, wl_usage_send},
     {"dump", "print a column family of a collector's store as JSON lines", wl_cmd_dump,
      wl_usage_dump},
+    {"import", "feed historical pings into a data directory (event time = sent_at)",
+     wl_cmd_import, wl_usage_import},
     {"orgkey", "print the org_key of a domain", wl_cmd_orgkey, wl_usage_orgkey},
 };
 #define N_CMDS (sizeof cmds / sizeof cmds[0])
@@ -22,7 +24,7 @@ static void usage(FILE *out)
             "\n"
             "Every command takes --config FILE (the collector's INI file) and --help.\n"
             "Exit status: 0 success, 1 failure, 2 usage or configuration error;\n"
-            "send also returns 3 when a batch was not acked OK.\n");
+            "send and import also return 3 when a batch was not wholly OK.\n");
 }
 
 static const struct wl_cmd *find_cmd(const char *name)

@@ -31,6 +31,13 @@ struct fx {
     struct wl_state *st;
 };
 
+/* No rules; installs count for a long time (the times here are small). */
+static const struct wl_state_opts test_opts = {
+    .install_ttl_ms = 1000ULL * 86400 * 3650,
+    .score_half_life_ms = 14ULL * 86400 * 1000,
+    .rules = NULL,
+};
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb; (void)flag; (void)ftw;
@@ -51,7 +58,7 @@ static int setup(void **state)
         print_error("store: %s\n", err);
         return -1;
     }
-    if (wl_state_load(f->store, &f->st, err, sizeof err) != 0) {
+    if (wl_state_load(f->store, &test_opts, &f->st, err, sizeof err) != 0) {
         print_error("state: %s\n", err);
         return -1;
     }
@@ -116,7 +123,7 @@ static void group(struct fx *f, struct tping **pings, size_t n, int64_t received
     struct wl_batch *b = wl_batch_new(f->store);
     assert_non_null(b);
     for (size_t i = 0; i < n; i++) {
-        enum wl_apply r = wl_state_apply(f->st, &pings[i]->p, received_at, b);
+        enum wl_apply r = wl_state_apply(f->st, &pings[i]->p, received_at, received_at, b);
         if (res)
             res[i] = r;
     }
@@ -323,9 +330,9 @@ static void test_duplicates_write_nothing(void **state)
     assert_int_equal(apply1(f, &a5, 1000), WL_APPLY_ACCEPTED);
 
     struct wl_batch *b = wl_batch_new(f->store);
-    assert_int_equal(wl_state_apply(f->st, &a5again.p, 2000, b), WL_APPLY_DUPLICATE);
-    assert_int_equal(wl_state_apply(f->st, &a4.p, 2000, b), WL_APPLY_DUPLICATE);
-    assert_int_equal(wl_state_apply(f->st, &a1.p, 2000, b), WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_state_apply(f->st, &a5again.p, 2000, 2000, b), WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_state_apply(f->st, &a4.p, 2000, 2000, b), WL_APPLY_DUPLICATE);
+    assert_int_equal(wl_state_apply(f->st, &a1.p, 2000, 2000, b), WL_APPLY_DUPLICATE);
     assert_int_equal(wl_batch_count(b), 0); /* nothing staged */
     assert_int_equal(wl_state_ingest_seq(f->st), 1);
     assert_int_equal(wl_state_n_orgs(f->st), 1);
@@ -591,7 +598,7 @@ static void test_reload_from_disk(void **state)
 
     wl_state_free(f->st);
     f->st = NULL;
-    if (wl_state_load(f->store, &f->st, err, sizeof err) != 0)
+    if (wl_state_load(f->store, &test_opts, &f->st, err, sizeof err) != 0)
         fail_msg("reload: %s", err);
     assert_int_equal(wl_state_ingest_seq(f->st), seq);
     assert_int_equal(wl_state_n_installs(f->st), ninst);
@@ -630,7 +637,7 @@ static void test_reload_from_disk(void **state)
     f->store = NULL;
     if (wl_store_open(f->db, WL_STORE_PRIMARY, &f->store, err, sizeof err) != 0)
         fail_msg("reopen: %s", err);
-    if (wl_state_load(f->store, &f->st, err, sizeof err) != 0)
+    if (wl_state_load(f->store, &test_opts, &f->st, err, sizeof err) != 0)
         fail_msg("reload: %s", err);
     assert_int_equal(wl_state_ingest_seq(f->st), seq + 1);
     assert_int_equal(wl_state_n_installs(f->st), 4);
@@ -645,7 +652,7 @@ static org_rec *run_scenario(const char *dir, int restart)
     char err[512] = "";
     memset(&f, 0, sizeof f);
     if (wl_store_open(dir, WL_STORE_PRIMARY, &f.store, err, sizeof err) != 0 ||
-        wl_state_load(f.store, &f.st, err, sizeof err) != 0)
+        wl_state_load(f.store, &test_opts, &f.st, err, sizeof err) != 0)
         fail_msg("%s: %s", dir, err);
     struct tping a1, b1, c1, a2, b2;
     tping_init(&a1, "install-a", 0x71, 1, 10); /* the org's earliest install */
@@ -660,7 +667,7 @@ static org_rec *run_scenario(const char *dir, int restart)
     if (restart) {
         wl_state_free(f.st);
         f.st = NULL;
-        if (wl_state_load(f.store, &f.st, err, sizeof err) != 0)
+        if (wl_state_load(f.store, &test_opts, &f.st, err, sizeof err) != 0)
             fail_msg("reload: %s", err);
     }
     assert_int_equal(apply1(&f, &b2, 4000), WL_APPLY_ACCEPTED);
@@ -714,7 +721,7 @@ static void test_reload_corrupt_install(void **state)
     assert_int_equal(wl_store_write(f->store, b, 1, err, sizeof err), 0);
     wl_batch_free(b);
     struct wl_state *st = NULL;
-    int rc = wl_state_load(f->store, &st, err, sizeof err);
+    int rc = wl_state_load(f->store, &test_opts, &st, err, sizeof err);
     assert_true(rc < 0);
     assert_null(st);
     assert_non_null(strstr(err, "broken"));

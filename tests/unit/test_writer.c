@@ -94,7 +94,7 @@ static int teardown(void **state)
 static void start(struct fx *f)
 {
     char err[512] = "";
-    int rc = wl_writer_start(&f->cfg, f->store, on_done, f, &f->w, err, sizeof err);
+    int rc = wl_writer_start(&f->cfg, f->store, 0, on_done, f, NULL, NULL, &f->w, err, sizeof err);
     if (rc != 0)
         fail_msg("writer start: %d %s", rc, err);
     assert_non_null(f->w);

@@ -1,0 +1,153 @@
+#include "signals.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "records.pb-c.h"
+#include "storage/keys.h"
+
+#define MAX_TERMS 16
+#define MAX_SIGNAL_INSTALLS 100
+
+static const char META_SIGNAL_SEQ[] = "signal_seq";
+
+int wl_signals_init(struct wl_signals *sg, struct wl_store *store, const struct wl_ruleset *rules,
+                    uint64_t half_life_ms, char *err, size_t errlen)
+{
+    char *val = NULL;
+    size_t vlen = 0;
+    memset(sg, 0, sizeof *sg);
+    sg->rules = rules;
+    sg->half_life_ms = half_life_ms;
+    int rc = wl_store_get(store, WL_CF_META, META_SIGNAL_SEQ, sizeof META_SIGNAL_SEQ - 1, &val,
+                          &vlen, err, errlen);
+    if (rc == 0 && vlen == 8)
+        sg->seq = wl_be64_get(val);
+    free(val);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+void wl_signals_free(struct wl_signals *sg)
+{
+    free(sg->buf);
+    sg->buf = NULL;
+    sg->cap = 0;
+}
+
+void wl_org_rules_free(struct wl_org_rules *orules)
+{
+    free(orules->states);
+    orules->states = NULL;
+}
+
+size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_t *out)
+{
+    uint64_t bits;
+    memcpy(&bits, &score_log2, sizeof bits);
+    /* IEEE-754 doubles sort as integers once negatives are flipped whole
+     * and positives have their sign bit set. */
+    bits = (bits >> 63) ? ~bits : bits | (1ULL << 63);
+    wl_be64_put(out, bits);
+    memcpy(out + 8, org, org_len);
+    return 8 + org_len;
+}
+
+static void put_signal(struct wl_signals *sg, const struct wl_rule *r,
+                       const struct wl_account_view *view, const struct wl_signal_cause *cause,
+                       struct wl_batch *batch)
+{
+    Warmline__Store__V1__Signal rec = WARMLINE__STORE__V1__SIGNAL__INIT;
+    Warmline__Store__V1__Signal__Term term_recs[MAX_TERMS];
+    Warmline__Store__V1__Signal__Term *term_ptrs[MAX_TERMS];
+    struct wl_rule_term terms[MAX_TERMS];
+    size_t n_terms = wl_expr_terms(r->when, view, terms, MAX_TERMS);
+    uint8_t key[8];
+
+    for (size_t i = 0; i < n_terms; i++) {
+        Warmline__Store__V1__Signal__Term t = WARMLINE__STORE__V1__SIGNAL__TERM__INIT;
+        t.metric = terms[i].metric;
+        t.value = terms[i].value;
+        t.op = terms[i].op;
+        t.threshold = terms[i].threshold;
+        t.text = terms[i].text;
+        term_recs[i] = t;
+        term_ptrs[i] = &term_recs[i];
+    }
+    rec.id = ++sg->seq;
+    rec.org.data = (uint8_t *)cause->org;
+    rec.org.len = cause->org_len;
+    rec.rule = (char *)r->name;
+    rec.description = r->description;
+    rec.weight = r->weight;
+    rec.fired_at = cause->at;
+    rec.n_terms = n_terms;
+    rec.terms = term_ptrs;
+    rec.n_install_ids =
+        cause->n_installs < MAX_SIGNAL_INSTALLS ? cause->n_installs : MAX_SIGNAL_INSTALLS;
+    rec.install_ids = (char **)cause->install_ids;
+    rec.ingest_seq = cause->ingest_seq;
+
+    size_t n = warmline__store__v1__signal__get_packed_size(&rec);
+    if (n > sg->cap) {
+        uint8_t *b = realloc(sg->buf, n);
+        if (b == NULL)
+            abort(); /* out of memory in the writer */
+        sg->buf = b;
+        sg->cap = n;
+    }
+    warmline__store__v1__signal__pack(&rec, sg->buf);
+    wl_be64_put(key, rec.id);
+    wl_batch_put(batch, WL_CF_SIGNALS, key, sizeof key, sg->buf, n);
+    sg->fired++;
+}
+
+int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
+                        const struct wl_account_view *view, const struct wl_signal_cause *cause,
+                        struct wl_batch *batch)
+{
+    const struct wl_ruleset *rs = sg->rules;
+    int fired = 0;
+    double old_score = orules->score_log2;
+    struct wl_rule_state armed = {0};
+
+    for (size_t i = 0; i < rs->n; i++) {
+        struct wl_rule_state *st = orules->states ? &orules->states[i] : &armed;
+        if (orules->states == NULL)
+            armed = (struct wl_rule_state){0};
+        if (!wl_rule_step(&rs->rules[i], st, view, cause->at))
+            continue;
+        if (orules->states == NULL) { /* the first firing: keep state from now on */
+            orules->states = calloc(rs->n, sizeof *orules->states);
+            if (orules->states == NULL)
+                abort();
+            orules->states[i] = armed;
+        }
+        put_signal(sg, &rs->rules[i], view, cause, batch);
+        orules->score_log2 = wl_score_add(orules->n_signals ? orules->score_log2 : WL_SCORE_NONE,
+                                          rs->rules[i].weight, cause->at, sg->half_life_ms);
+        orules->n_signals++;
+        fired++;
+    }
+    if (fired) {
+        uint8_t key[8 + WL_ORG_ID_MAX];
+        size_t klen;
+        if (orules->n_signals > (uint64_t)fired) {
+            klen = wl_rank_key(old_score, cause->org, cause->org_len, key);
+            wl_batch_delete(batch, WL_CF_RANK, key, klen);
+        }
+        klen = wl_rank_key(orules->score_log2, cause->org, cause->org_len, key);
+        wl_batch_put(batch, WL_CF_RANK, key, klen, "", 0);
+    }
+    return fired;
+}
+
+void wl_signals_flush(struct wl_signals *sg, struct wl_batch *batch)
+{
+    uint8_t v[8];
+    if (sg->fired == 0)
+        return;
+    wl_be64_put(v, sg->seq);
+    wl_batch_put(batch, WL_CF_META, META_SIGNAL_SEQ, sizeof META_SIGNAL_SEQ - 1, v, sizeof v);
+    sg->fired = 0;
+}

@@ -1,0 +1,60 @@
+/* Signals: the writer's side of the rules. For one organization whose
+ * account changed, steps every rule's edge trigger and, for each firing,
+ * puts a Signal record into the group's batch, adds its weight to the
+ * organization's decayed score and moves the organization in the rank
+ * index. Used by the writer thread only. */
+#ifndef WL_SIGNALS_H
+#define WL_SIGNALS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rules.h"
+#include "storage/store.h"
+
+/* Per organization: what the rules remember. Zeroed = nothing fired yet. */
+struct wl_org_rules {
+    struct wl_rule_state *states; /* one per rule of the set, once anything fired */
+    double score_log2;            /* WL_SCORE_NONE until the first signal */
+    uint64_t n_signals;
+};
+
+struct wl_signals {
+    const struct wl_ruleset *rules;
+    uint64_t half_life_ms;
+    uint64_t seq;                 /* the last signal id handed out */
+    uint64_t fired;               /* signals put into the current group */
+    uint8_t *buf;
+    size_t cap;
+};
+
+/* Reads the last signal id from meta. */
+int wl_signals_init(struct wl_signals *sg, struct wl_store *store, const struct wl_ruleset *rules,
+                    uint64_t half_life_ms, char *err, size_t errlen);
+void wl_signals_free(struct wl_signals *sg);
+
+/* What fired is explained by the organization's counting installs. */
+struct wl_signal_cause {
+    const uint8_t *org;
+    size_t org_len;
+    int64_t at;                   /* event time, unix ms */
+    uint64_t ingest_seq;          /* the ping that caused it, 0 for a timer */
+    const char *const *install_ids;
+    size_t n_installs;
+};
+
+/* Steps every rule for one organization; returns how many fired. */
+int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
+                        const struct wl_account_view *view, const struct wl_signal_cause *cause,
+                        struct wl_batch *batch);
+
+/* Puts the last signal id into meta (once per group, when anything fired). */
+void wl_signals_flush(struct wl_signals *sg, struct wl_batch *batch);
+
+/* The rank index key of a score: sortable big-endian bits of score_log2,
+ * then the org id; out needs 8 + WL_ORG_ID_MAX bytes. Returns its length. */
+size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_t *out);
+
+void wl_org_rules_free(struct wl_org_rules *orules);
+
+#endif
