@@ -5,8 +5,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+#include "collector/signal_json.h"
 #include "ping_json.h"
 #include "records.pb-c.h"
 #include "storage/keys.h"
@@ -43,6 +45,20 @@ static json_t *org_json(ProtobufCBinaryData org)
 static json_t *str_json(const char *s)
 {
     return wl_json_string_lossy(s, s ? strlen(s) : 0);
+}
+
+static json_t *str_json(const char *s);
+
+static json_t *str_array(char **v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < n; i++) {
+        if (json_array_append_new(a, str_json(v[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
 }
 
 static int ping_record(const uint8_t *val, size_t vlen, json_t *o)
@@ -118,7 +134,62 @@ static int org_record(const uint8_t *val, size_t vlen, json_t *o)
         put(totals, name, wl_json_u64(r->totals[i]), &rc);
     }
     put(o, "totals", totals, &rc);
+    put(o, "installs_counting", json_integer(r->installs_counting), &rc);
+    put(o, "versions", str_array(r->versions, r->n_versions), &rc);
+    put(o, "editions", str_array(r->editions, r->n_editions), &rc);
+    put(o, "features", str_array(r->features, r->n_features), &rc);
+    put(o, "signals", wl_json_u64(r->signals), &rc);
+    put(o, "score_log2", r->has_score ? json_real(r->score_log2) : json_null(), &rc);
+    put(o, "day", json_integer(r->day), &rc);
+    put(o, "updated_at", json_integer(r->updated_at), &rc);
     warmline__store__v1__org_state__free_unpacked(r, NULL);
+    return rc;
+}
+
+static int signal_record(const uint8_t *val, size_t vlen, json_t *o)
+{
+    wl_signal *r = warmline__store__v1__signal__unpack(NULL, vlen, val);
+    int rc = 0;
+    if (r == NULL)
+        return -EINVAL;
+    json_t *sig = wl_signal_json(r);
+    if (sig == NULL || json_object_update(o, sig) != 0)
+        rc = -ENOMEM;
+    json_decref(sig);
+    warmline__store__v1__signal__free_unpacked(r, NULL);
+    return rc;
+}
+
+/* The daily key holds the organization and the day; the value the totals. */
+static int daily_record(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+                        json_t *o)
+{
+    Warmline__Store__V1__DailyState *r =
+        warmline__store__v1__daily_state__unpack(NULL, vlen, val);
+    json_t *totals = json_object();
+    char date[16];
+    int rc = 0;
+
+    if (r == NULL || klen < 6 || (size_t)key[0] + 5 != klen) {
+        if (r != NULL)
+            warmline__store__v1__daily_state__free_unpacked(r, NULL);
+        json_decref(totals);
+        return -EINVAL;
+    }
+    ProtobufCBinaryData org = {.len = key[0], .data = (uint8_t *)key + 1};
+    time_t t = (time_t)r->day * 86400;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof date, "%Y-%m-%d", &tm);
+    put(o, "org", org_json(org), &rc);
+    put(o, "day", json_integer(r->day), &rc);
+    put(o, "date", json_string(date), &rc);
+    for (size_t i = 0; totals != NULL && i < r->n_totals && i < WL_N_COUNTS; i++)
+        put(totals, wl_count_names[i], wl_json_u64(r->totals[i]), &rc);
+    put(o, "totals", totals, &rc);
+    put(o, "installs", json_integer(r->installs), &rc);
+    put(o, "installs_total", json_integer(r->installs_total), &rc);
+    warmline__store__v1__daily_state__free_unpacked(r, NULL);
     return rc;
 }
 
@@ -149,14 +220,16 @@ static const struct {
     {"orgs", WL_CF_ORGS, org_record},
     {"pings", WL_CF_PINGS, ping_record},
     {"quarantine", WL_CF_QUARANTINE, quarantine_record},
+    {"signals", WL_CF_SIGNALS, signal_record},
+    {"daily", WL_CF_DAILY, NULL},
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 
 void wl_usage_dump(FILE *out)
 {
     fprintf(out,
-            "Usage: warmline dump installs|orgs|pings|quarantine [--data-dir DIR]\n"
-            "                     [--config FILE] [--limit N]\n"
+            "Usage: warmline dump installs|orgs|pings|quarantine|signals|daily\n"
+            "                     [--data-dir DIR] [--config FILE] [--limit N]\n"
             "\n"
             "Prints every record of one column family, in key order, as one JSON object\n"
             "per line. Reads a consistent snapshot and works while the collector runs.\n"
@@ -164,7 +237,14 @@ void wl_usage_dump(FILE *out)
             "  pings       ingest_seq, received_at, org, then every ping field\n"
             "  installs    install_id, org, last_seq, first_seen, last_seen,\n"
             "              last_ingest_seq, last_ping {every ping field}\n"
-            "  orgs        org, install_ids, first_seen, last_seen, totals {count: sum}\n"
+            "  orgs        org, install_ids, first_seen, last_seen, totals {count: sum\n"
+            "              over counting installs}, installs_counting, versions,\n"
+            "              editions, features, signals, score_log2, day, updated_at\n"
+            "  signals     id, org, rule, description, weight, fired_at, fired_at_iso,\n"
+            "              terms [{metric, value, op, threshold, text}], install_ids,\n"
+            "              ingest_seq\n"
+            "  daily       org, day, date, totals, installs (counting), installs_total:\n"
+            "              each organization's state at the end of each UTC day\n"
             "  quarantine  seq, received_at, reason, peer, transport, sample (hex),\n"
             "              sample_truncated_from\n"
             "\n"
@@ -248,7 +328,7 @@ int wl_cmd_dump(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return wl_cli_usage_error(CMD, "missing what to dump: installs, orgs, pings or quarantine");
+        return wl_cli_usage_error(CMD, "missing what to dump: installs, orgs, pings, quarantine, signals or daily");
     if (argc - optind > 1)
         return wl_cli_usage_error(CMD, "one column family at a time (got '%s' too)",
                                   argv[optind + 1]);
@@ -257,7 +337,7 @@ int wl_cmd_dump(int argc, char **argv)
         k++;
     if (k == N_KINDS)
         return wl_cli_usage_error(
-            CMD, "unknown column family '%s' (expected installs, orgs, pings or quarantine)",
+            CMD, "unknown column family '%s' (expected installs, orgs, pings, quarantine, signals or daily)",
             argv[optind]);
     if ((rc = wl_cli_config(CMD, config_path, &cfg)) != 0)
         return rc;
@@ -281,7 +361,10 @@ int wl_cmd_dump(int argc, char **argv)
         const char *key = wl_iter_key(it, &klen);
         const char *val = wl_iter_value(it, &vlen);
         json_t *obj = json_object();
-        int r = obj != NULL ? kinds[k].fn((const uint8_t *)val, vlen, obj) : -ENOMEM;
+        int r = obj == NULL ? -ENOMEM
+                : kinds[k].fn ? kinds[k].fn((const uint8_t *)val, vlen, obj)
+                              : daily_record((const uint8_t *)key, klen, (const uint8_t *)val,
+                                             vlen, obj);
 
         if (r == 0) {
             errno = 0;
