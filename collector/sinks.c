@@ -409,6 +409,8 @@ static void file_turn(struct wl_sinks *s, int *more)
         file_failed(s, "reading the log", err);
         goto out;
     }
+    if (last == f->cursor) /* nothing new */
+        goto out;
     if (len > 0) {
         struct stat st;
         if (fstat(f->fd, &st) != 0) {

@@ -19,7 +19,8 @@ struct wl_sinks;
 int wl_sinks_start(const struct wl_config *cfg, struct wl_store *store, struct wl_sinks **out,
                    char *err, size_t errlen);
 
-/* Tells the thread that signals up to last_id are durable (any thread). */
+/* Tells the thread that signals up to last_id are durable (any thread).
+ * NULL is a no-op. */
 void wl_sinks_notify(struct wl_sinks *s, uint64_t last_id);
 
 /* Stops the thread: an attempt in progress finishes or times out; what is
