@@ -368,7 +368,8 @@ int wl_cmd_dump(int argc, char **argv)
 
         if (r == 0) {
             errno = 0;
-            if (json_dumpf(obj, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0 ||
+            /* 15 significant digits: 0.1 prints as 0.1, as in signal files. */
+            if (json_dumpf(obj, stdout, WL_SIGNAL_JSON_FLAGS | JSON_PRESERVE_ORDER) != 0 ||
                 fputc('\n', stdout) == EOF)
                 r = errno == EPIPE ? -EPIPE : -EIO;
         }

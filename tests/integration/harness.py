@@ -871,3 +871,95 @@ class CollectorCase(unittest.TestCase):
         if os.environ.get("WL_REQUIRE_DUMP") == "1":
             self.fail("WL_REQUIRE_DUMP=1 but %s is missing" % CLI_BIN)
         self.skipTest("warmline CLI not built (%s): on-disk check skipped" % CLI_BIN)
+
+
+# --------------------------------------------------------------------------
+# Accounts, rules and signals (test_signals.py): helpers added for them.
+
+import hashlib as _hashlib
+import hmac as _hmac
+
+ALL_DUMP_TABLES = DUMP_TABLES + ("signals", "daily")
+
+
+def dump_any(table, data_dir, timeout=30):
+    """`warmline dump TABLE --data-dir DIR` for any table the CLI knows
+    (signals and daily too), as a list of dicts."""
+    if table not in ALL_DUMP_TABLES:
+        raise ValueError("unknown table %r" % table)
+    if not have_cli():
+        raise CollectorError("warmline CLI missing: %s" % CLI_BIN)
+    r = subprocess.run([CLI_BIN, "dump", table, "--data-dir", data_dir],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise CollectorError("warmline dump %s: exit %d\nstderr: %s" % (
+            table, r.returncode, r.stderr.decode("utf-8", "replace")))
+    out = []
+    for n, line in enumerate(r.stdout.decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError as e:
+                raise CollectorError("warmline dump %s: line %d is not JSON (%s): %r"
+                                     % (table, n, e, line))
+    return out
+
+
+def run_import(path, data_dir, config=DEFAULT_INI, org_salt_file=None, extra=(), timeout=60):
+    """`warmline import PATH --data-dir DIR --config INI [--org-salt-file F]`;
+    returns the CompletedProcess (text stdout/stderr), whatever its exit code."""
+    if not have_cli():
+        raise CollectorError("warmline CLI missing: %s" % CLI_BIN)
+    argv = [CLI_BIN, "import", path, "--data-dir", data_dir, "--config", config]
+    if org_salt_file is not None:
+        argv += ["--org-salt-file", org_salt_file]
+    argv += list(extra)
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def org_key_hex(salt, domain):
+    """The organization id (64 hex digits) the collector derives from an email
+    domain: HMAC-SHA256 under the org salt of the lower-cased domain."""
+    return _hmac.new(salt, domain.strip().lower().encode("ascii"), _hashlib.sha256).hexdigest()
+
+
+def strip_rule_sections(text):
+    """INI text without its [rule "..."] sections."""
+    out, in_rule = [], False
+    for line in text.splitlines():
+        m = re.match(r"\s*\[([^\]]+)\]", line)
+        if m:
+            in_rule = m.group(1).strip().startswith("rule ")
+        if not in_rule:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def use_only_rules(collector, rules_ini):
+    """Rewrites a not yet started collector's INI: the bundled file with its
+    options as the Collector was built (overrides kept) but none of the
+    bundled rules, then rules_ini ([rule "name"] sections) appended."""
+    if collector.running():
+        raise CollectorError("%s: rules are set before start" % collector.name)
+    with open(DEFAULT_INI) as f:
+        base = strip_rule_sections(f.read())
+    overrides = {s: kv for s, kv in collector.config.items() if not s.startswith("rule ")}
+    with open(collector.ini_path, "w") as f:
+        f.write(render_ini(base, overrides))
+        f.write("\n" + rules_ini.strip() + "\n")
+
+
+def wait_until(fn, timeout=10.0, interval=0.05, what="condition"):
+    """Polls fn() until it returns a true value (returned) or timeout seconds
+    pass (AssertionError naming what, with fn's last value)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError("%s not reached within %.1fs (last: %r)"
+                                 % (what, timeout, last))
+        time.sleep(interval)
