@@ -632,6 +632,11 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
 
     if (org->n_installs == 0) { /* every install moved away */
         wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
+        if (org->rules.n_signals > 0) {
+            uint8_t key[8 + WL_ORG_ID_MAX];
+            size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
+            wl_batch_delete(batch, WL_CF_RANK, key, klen);
+        }
         return;
     }
     for (size_t i = 0; i < org->n_installs; i++) {

@@ -5,7 +5,7 @@
  *    "description": "...", "weight": 1, "fired_at": 1714566896789,
  *    "fired_at_iso": "2024-05-01T12:34:56.789Z",
  *    "terms": [{"metric": "teams", "value": 12, "op": ">=", "threshold": 10},
- *              {"metric": "has_feature", "value": 1, "op": "has_feature",
+ *              {"metric": "has_feature", "value": 1, "op": "==",
  *               "threshold": 1, "text": "sso"}],
  *    "install_ids": ["..."], "ingest_seq": 345}
  *
