@@ -24,6 +24,7 @@ struct wl_ingest {
     size_t udp_buf_len;
 
     struct wl_conn *conns;      /* every open connection, doubly linked */
+    uint64_t next_conn_id;
     uint64_t n_conns;
     uint64_t inflight;          /* TCP jobs with the writer */
     int draining;               /* shutdown: no new input, acks still go out */

@@ -29,6 +29,10 @@ struct wl_conn {
                               close never resets acks still in flight */
     int lingering;         /* every ack written; closes once the kernel has
                               delivered them or the peer closes */
+    int refusing;          /* a frame got RETRY_LATER: later ones get it too
+                              until every ack is out, so none lands first */
+    int clear_poison;      /* the next frame tells the writer to accept again */
+    uint64_t id;
     int closing;           /* uv_close called (or about to be, after shutdown) */
     int closed;            /* the handle is closed; free when inflight reaches 0 */
     char peer[64];
@@ -172,13 +176,18 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
     if (job == NULL)
         return;
     if (job->batch != NULL &&
-        wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings) {
-        /* Overloaded: answer RETRY_LATER, in order, through the writer's queue. */
+        (c->refusing || wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings)) {
+        /* Overloaded, or an earlier frame must be resent first: answer
+         * RETRY_LATER, in order, through the writer's queue. */
         wl_ping_batch_free(job->batch);
         job->batch = NULL;
         job->retry_later = 1;
+        c->refusing = 1;
         wl_count(WL_M_tcp_retry_later, 1);
     }
+    job->origin_id = c->id;
+    job->clear_poison = c->clear_poison;
+    c->clear_poison = 0;
     job->origin = c;
     c->inflight++;
     ing->inflight++;
@@ -255,6 +264,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->ing = ing;
+    c->id = ++ing->next_conn_id;
     uv_tcp_init(ing->loop, &c->handle);
     c->handle.data = c;
     c->next = ing->conns;
@@ -295,6 +305,12 @@ void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job)
 
     c->inflight--;
     ing->inflight--;
+    if (job->status == WL_ACK_RETRY_LATER)
+        c->refusing = 1;
+    if (c->refusing && c->inflight == 0) { /* the client has every ack: it resends */
+        c->refusing = 0;
+        c->clear_poison = 1;
+    }
     if (!c->closing && !c->closed) {
         ack.batch_id = job->batch_id;
         ack.status = (Warmline__V1__Ack__Status)job->status;

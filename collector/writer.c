@@ -8,6 +8,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <uthash.h>
+
 #include "aggregate.h"
 #include "envelope.h"
 #include "log.h"
@@ -38,9 +40,16 @@ struct wl_writer {
     int live;
     struct wl_state_opts state_opts;
     uint64_t signal_seq;     /* the last signal id committed */
+    struct poisoned *poisoned;
 };
 
 #define ADVANCE_EVERY_MS 10000 /* live: how often idle time expires installs */
+
+/* Connections whose frames must not land until the client resends. */
+struct poisoned {
+    uint64_t id;
+    UT_hash_handle hh;
+};
 
 static int64_t now_ms(void)
 {
@@ -160,8 +169,36 @@ static void quarantine_ping(struct wl_writer *w, struct wl_job *job, const wl_pi
 }
 
 /* Validates, dedups and stages one job's pings into the group's batch. */
+static void poison_clear(struct wl_writer *w, uint64_t id)
+{
+    struct poisoned *p;
+    HASH_FIND(hh, w->poisoned, &id, sizeof id, p);
+    if (p != NULL) {
+        HASH_DEL(w->poisoned, p);
+        free(p);
+    }
+}
+
+static void poison_add(struct wl_writer *w, uint64_t id)
+{
+    struct poisoned *p;
+    HASH_FIND(hh, w->poisoned, &id, sizeof id, p);
+    if (p != NULL || (p = calloc(1, sizeof *p)) == NULL)
+        return;
+    p->id = id;
+    HASH_ADD(hh, w->poisoned, id, sizeof p->id, p);
+}
+
 static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
 {
+    if (job->clear_poison)
+        poison_clear(w, job->origin_id);
+    if (job->origin_id != 0 && w->poisoned != NULL) {
+        struct poisoned *p;
+        HASH_FIND(hh, w->poisoned, &job->origin_id, sizeof job->origin_id, p);
+        if (p != NULL)
+            job->retry_later = 1;
+    }
     if (job->retry_later) {
         job->status = WL_ACK_RETRY_LATER;
         return;
@@ -220,6 +257,8 @@ static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group
     for (struct wl_job *job = group; job != NULL; job = job->next) {
         job->status = WL_ACK_RETRY_LATER;
         job->accepted = job->duplicates = job->n_rejected = 0;
+        if (job->origin_id != 0)
+            poison_add(w, job->origin_id);
     }
 }
 
@@ -393,6 +432,11 @@ void wl_writer_stop(struct wl_writer *w)
     wl_batch_free(w->batch);
     wl_state_free(w->state);
     free(w->ping_buf);
+    struct poisoned *p, *tmp;
+    HASH_ITER(hh, w->poisoned, p, tmp) {
+        HASH_DEL(w->poisoned, p);
+        free(p);
+    }
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w);

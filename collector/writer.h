@@ -1,7 +1,12 @@
 /* The writer: exactly one thread that owns aggregate state. It takes jobs
  * (decoded batches) from the ingest loop, validates and dedups each ping,
  * and commits a whole group of jobs as ONE atomic write with one WAL sync,
- * then hands the finished jobs back, in submission order, for their acks. */
+ * then hands the finished jobs back, in submission order, for their acks.
+ *
+ * When a write fails, every job of the group is answered RETRY_LATER, and
+ * so is every later job of the same connections (they are "poisoned") until
+ * one arrives with clear_poison: otherwise a later frame with newer seqs
+ * could land first and make the resent ones duplicates, losing them. */
 #ifndef WL_WRITER_H
 #define WL_WRITER_H
 
@@ -24,6 +29,9 @@ struct wl_job {
     uint64_t batch_id;
     int64_t received_at;      /* unix ms */
     void *origin;             /* the TCP connection, or NULL for UDP */
+    uint64_t origin_id;       /* the connection's id (never reused), 0 for UDP */
+    int clear_poison;         /* the first frame after the connection's acks caught
+                                 up with a RETRY_LATER: its frames may land again */
     enum wl_reason rejected;  /* envelope-level rejection, or WL_REJECT_NONE */
     int retry_later;          /* refused for overload before the writer saw it */
     int event_time_sent_at;   /* imported history: event time is each ping's sent_at */
