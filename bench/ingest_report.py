@@ -185,6 +185,7 @@ def median(values):
 DESCRIPTIONS = {
     "baseline": "loadgen alone: UDP, 1 ping per datagram, into a socket nobody reads",
     "tcp-sync": "TCP, durability=sync (default), 100 pings/frame, 4 conns x 32 in flight",
+    "tcp-sync-norules": "as tcp-sync, with the bundled config's [rule] sections removed",
     "tcp-async": "TCP, durability=async",
     "tcp-zlib": "TCP, sync, zlib payloads",
     "tcp-sync-inflight128": "TCP, sync, 4 conns x 128 frames in flight",
@@ -258,6 +259,15 @@ def cmd_report(a):
           f"{'-' if rat is None else f'{rat:.3f}'} | "
           f"{'-' if cpu is None else f'{100 * cpu:.0f}%'} | {fmt_rate(grp)} | {notes} | `{cmd}` |")
     w("")
+    rules = [(m["pings_per_s"], n["pings_per_s"])
+             for m in by.get("tcp-sync", []) for n in by.get("tcp-sync-norules", [])
+             if m["round"] == n["round"] and m["pings_per_s"] and n["pings_per_s"]]
+    if rules:
+        cost = median([1 - with_ / without for with_, without in rules])
+        w(f"Cost of the default rules: {100 * cost:.1f}% of ingest throughput (median over rounds "
+          "of 1 - tcp-sync / tcp-sync-norules, the two measured in the same round; target: "
+          "under 20%).")
+        w("")
     w("Collector CPU: its user+system time while the load ran, over that time (100% = one core; "
       "both its threads share CPU 0 when pinned). Pings per group commit: pings_accepted / "
       "groups_committed from event=stats_final.")

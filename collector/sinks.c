@@ -452,6 +452,16 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+/* Called by libcurl about once a second and on progress: a non-zero
+ * return aborts the transfer, so stopping never waits out a request that
+ * hangs (webhook_timeout_ms may be minutes). */
+static int abort_if_stopping(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                             curl_off_t ulnow)
+{
+    (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+    return is_stopping(arg);
+}
+
 static int webhook_open(struct wl_sinks *s, const struct wl_config *cfg, char *err,
                         size_t errlen)
 {
@@ -494,7 +504,10 @@ static int webhook_open(struct wl_sinks *s, const struct wl_config *cfg, char *e
         curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK ||
         curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout) != CURLE_OK ||
         curl_easy_setopt(h->curl, CURLOPT_USERAGENT, "warmline") != CURLE_OK ||
-        curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, discard) != CURLE_OK) {
+        curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, discard) != CURLE_OK ||
+        curl_easy_setopt(h->curl, CURLOPT_XFERINFOFUNCTION, abort_if_stopping) != CURLE_OK ||
+        curl_easy_setopt(h->curl, CURLOPT_XFERINFODATA, s) != CURLE_OK ||
+        curl_easy_setopt(h->curl, CURLOPT_NOPROGRESS, 0L) != CURLE_OK) {
         snprintf(err, errlen, "webhook: curl rejected an option");
         goto out;
     }
