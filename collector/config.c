@@ -222,13 +222,15 @@ struct load_ctx {
     const char *path;
     FILE *file;
     int line;      /* lines read so far: the line the handler is called for */
+    int section_no;  /* section headers read so far */
+    int indented;    /* the line read last starts with white space (a continuation) */
     int long_line; /* first line longer than inih's buffer, or 0 */
     int bad_line;  /* line of the first error the handler saw, or 0 */
     char why[512];
     int failed;
     /* the [rule "name"] section being read */
     int in_rule;
-    char rule_section[256];
+    int rule_section_no;
     char rule_name[WL_RULE_NAME_MAX + 8];
     int rule_line;                   /* its first key's line */
     char *rule_vals[5];              /* when weight cooldown hysteresis description */
@@ -246,7 +248,7 @@ static void rule_reset(struct load_ctx *ctx)
         ctx->rule_val_lines[i] = 0;
     }
     ctx->in_rule = 0;
-    ctx->rule_section[0] = '\0';
+    ctx->rule_section_no = 0;
 }
 
 /* Compiles the rule read so far into the ruleset; 0 or -1 with ctx->why. */
@@ -277,7 +279,7 @@ static int rule_finish(struct load_ctx *ctx)
 static int rule_line(struct load_ctx *ctx, const char *section, const char *name,
                      const char *value)
 {
-    if (!ctx->in_rule || strcmp(section, ctx->rule_section) != 0) {
+    if (!ctx->in_rule || ctx->section_no != ctx->rule_section_no) {
         if (rule_finish(ctx) != 0)
             return 0;
         const char *q = section + 4;
@@ -293,14 +295,14 @@ static int rule_line(struct load_ctx *ctx, const char *section, const char *name
         }
         memcpy(ctx->rule_name, q + 1, len - 2);
         ctx->rule_name[len - 2] = '\0';
-        snprintf(ctx->rule_section, sizeof ctx->rule_section, "%s", section);
+        ctx->rule_section_no = ctx->section_no;
         ctx->in_rule = 1;
         ctx->rule_line = ctx->line;
     }
     for (int i = 0; i < 5; i++) {
         if (strcmp(name, rule_keys[i]) != 0)
             continue;
-        if (ctx->rule_vals[i] != NULL && i == 0) { /* a continuation line of when */
+        if (ctx->rule_vals[i] != NULL && i == 0 && ctx->indented) { /* when, continued */
             size_t a = strlen(ctx->rule_vals[0]), b = strlen(value);
             char *joined = realloc(ctx->rule_vals[0], a + b + 2);
             if (joined == NULL)
@@ -335,6 +337,12 @@ static char *read_line(char *str, int num, void *stream)
     if (fgets(str, num, ctx->file) == NULL)
         return NULL;
     size_t n = strlen(str);
+    const char *p = str;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    ctx->indented = p != str;
+    if (*p == '[')
+        ctx->section_no++;
     if (n > 0 && str[n - 1] == '\n') {
         ctx->line++;
     } else if (!feof(ctx->file)) {

@@ -149,6 +149,7 @@ static void test_bundled_ini_equals_defaults(void **state)
         fail_msg("loading %s: %s", path, err);
     wl_config_defaults(&defaults);
     assert_config_equal(&loaded, &defaults);
+    wl_config_free(&loaded);
 }
 
 /* --print-config output is itself a valid file that loads back to the same. */
@@ -617,6 +618,135 @@ static void test_parse_hostport_host_buffer(void **state)
     assert_int_equal(wl_parse_hostport("[abcde]:1", host, sizeof host, &port), -EINVAL);
 }
 
+
+/* ---- [rule "name"] sections ---- */
+
+static void test_rule_sections_load(void **state)
+{
+    (void)state;
+    struct wl_config cfg;
+    char path[64], err[512];
+    const char *text = "[collector]\n"
+                       "data_dir = /tmp/x\n"
+                       "[rule \"a\"]\n"
+                       "when = teams >= 5\n"
+                       "weight = 2\n"
+                       "cooldown = 12h\n"
+                       "hysteresis = 5%\n"
+                       "\n"
+                       "[rule \"b.2\"]\n"
+                       "when = installs >= 2 and\n"
+                       "  teams >= 1\n"
+                       "description = two installs\n"
+                       "[limits]\n"
+                       "max_count = 7\n";
+    assert_int_equal(load_text(text, &cfg, path, sizeof path, err, sizeof err), 0);
+    assert_int_equal(cfg.rules.n, 2);
+    assert_string_equal(cfg.rules.rules[0].name, "a");
+    assert_true(cfg.rules.rules[0].weight == 2.0);
+    assert_int_equal(cfg.rules.rules[0].cooldown_ms, 12ULL * 3600 * 1000);
+    assert_true(cfg.rules.rules[0].hysteresis > 0.0499 && cfg.rules.rules[0].hysteresis < 0.0501);
+    assert_string_equal(cfg.rules.rules[0].description, "teams >= 5"); /* defaults to when */
+    assert_string_equal(cfg.rules.rules[1].name, "b.2");
+    /* An indented continuation line continues the condition. */
+    assert_string_equal(cfg.rules.rules[1].when_text, "installs >= 2 and teams >= 1");
+    assert_string_equal(cfg.rules.rules[1].description, "two installs");
+    assert_true(cfg.rules.rules[1].weight == 1.0);
+    assert_int_equal(cfg.rules.rules[1].cooldown_ms, 7ULL * 86400 * 1000);
+    /* Options after a rule section still load. */
+    assert_int_equal(cfg.max_count, 7);
+    wl_config_free(&cfg);
+    assert_int_equal(cfg.rules.n, 0);
+}
+
+static void test_bundled_rules(void **state)
+{
+    (void)state;
+    struct wl_config cfg;
+    char err[512], path[1024];
+    snprintf(path, sizeof path, "%s", __FILE__);
+    char *slash = strrchr(path, '/');
+    assert_non_null(slash);
+    snprintf(slash, sizeof path - (size_t)(slash - path), "/../../collector/warmline.ini");
+    wl_config_defaults(&cfg);
+    assert_int_equal(wl_config_load(&cfg, path, err, sizeof err), 0);
+    assert_int_equal(cfg.rules.n, 13);
+    assert_string_equal(cfg.rules.rules[0].name, "mau_over_25");
+    /* growth_30d(active_users_monthly) is the one growth term shipped. */
+    assert_int_equal(cfg.rules.growth_metrics, 1u << WL_COUNT_active_users_monthly);
+    assert_int_equal(cfg.rules.max_growth_days, 30);
+
+    /* --print-config prints the rules so that they load back the same. */
+    struct wl_config back;
+    char *text = NULL;
+    size_t textlen = 0;
+    char tmp[64];
+    FILE *f = open_memstream(&text, &textlen);
+    assert_non_null(f);
+    wl_config_print(&cfg, f);
+    assert_int_equal(fclose(f), 0);
+    wl_config_defaults(&back);
+    write_temp_ini(text, tmp, sizeof tmp);
+    int rc = wl_config_load(&back, tmp, err, sizeof err);
+    unlink(tmp);
+    if (rc != 0)
+        fail_msg("printed rules do not load: %s\n%s", err, text);
+    free(text);
+    assert_int_equal(back.rules.n, cfg.rules.n);
+    for (size_t i = 0; i < cfg.rules.n; i++) {
+        const struct wl_rule *a = &cfg.rules.rules[i], *b = &back.rules.rules[i];
+        assert_string_equal(a->name, b->name);
+        assert_string_equal(a->when_text, b->when_text);
+        assert_string_equal(a->description, b->description);
+        assert_true(a->weight == b->weight);
+        assert_int_equal(a->cooldown_ms, b->cooldown_ms);
+        assert_true(a->hysteresis == b->hysteresis);
+    }
+    wl_config_free(&back);
+    wl_config_free(&cfg);
+}
+
+static const struct must_not_parse rule_must_not_parse[] = {
+    {"[rule \"a\"]\nweight = 2\nwhen = teams >=\n", 3, "when: column"},
+    {"[rule \"a\"]\nwhen = teams >= 5\nweight = abc\n", 3, "weight: 'abc'"},
+    {"[rule \"a\"]\nwhen = teams >= 5\ncooldown = soon\n", 3, "cooldown: 'soon'"},
+    {"[rule \"a\"]\nwhen = teams >= 5\nhysteresis = 150%\n", 3, "hysteresis"},
+    {"[rule \"a\"]\nwhen = teams >= 5\ncolor = red\n", 3, "unknown key 'color'"},
+    {"[rule a]\nwhen = teams >= 5\n", 2, "[rule \"name\"]"},
+    {"[rule \"a\"]\nweight = 2\n", 2, "when: missing"},
+    {"[rule \"a\"]\nwhen = teams >= 5\nweight = 1\nweight = 2\n", 4, "weight given twice"},
+    {"[rule \"a\"]\nwhen = teams >= 5\n[rule \"a\"]\nwhen = teams >= 6\n", 4,
+     "defined twice"},
+    {"[rule \"a b\"]\nwhen = teams >= 5\n", 2, "name"},
+    {"[rule \"a\"]\nwhen = teams >= 5\nwhen = teams >= 6\n", 3, "when given twice"},
+    {"[rule \"a\"]\nwhen = users >= 5\n[limits]\nmax_count = 5\n", 2, "unknown metric"},
+};
+
+static void test_rule_sections_must_not_parse(void **state)
+{
+    (void)state;
+    size_t n = sizeof rule_must_not_parse / sizeof rule_must_not_parse[0];
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct must_not_parse *c = &rule_must_not_parse[i];
+        struct wl_config cfg;
+        char path[64], err[512], prefix[128];
+        int rc = load_text(c->text, &cfg, path, sizeof path, err, sizeof err);
+        snprintf(prefix, sizeof prefix, "%s:%d: ", path, c->line);
+        if (rc != -1)
+            CASE_FAIL("rule case %zu must not parse (rc %d):\n%s", i, rc, c->text);
+        else if (strncmp(err, prefix, strlen(prefix)) != 0)
+            CASE_FAIL("rule case %zu: error \"%s\" does not start with \"%s\"\n%s", i, err,
+                      prefix, c->text);
+        else if (strstr(err + strlen(prefix), c->reason) == NULL)
+            CASE_FAIL("rule case %zu: error \"%s\" does not say \"%s\"\n%s", i, err,
+                      c->reason, c->text);
+        wl_config_free(&cfg);
+    }
+    if (bad)
+        fail_msg("%d of %zu bad rule files misreported", bad, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +767,9 @@ int main(void)
         cmocka_unit_test(test_parse_hostport_must_parse),
         cmocka_unit_test(test_parse_hostport_must_not_parse),
         cmocka_unit_test(test_parse_hostport_host_buffer),
+        cmocka_unit_test(test_rule_sections_load),
+        cmocka_unit_test(test_bundled_rules),
+        cmocka_unit_test(test_rule_sections_must_not_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
