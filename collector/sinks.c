@@ -79,6 +79,7 @@ struct wl_sinks {
     pthread_cond_t cv;    /* on CLOCK_MONOTONIC */
     uint64_t notified;    /* highest durable id announced */
     int stopping;
+    int64_t stop_at;        /* mono_ms() when stopping was asked */
 
     /* the sink thread's (and start's, before the thread runs) */
     struct wl_store *store;
@@ -452,14 +453,22 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* Called by libcurl about once a second and on progress: a non-zero
- * return aborts the transfer, so stopping never waits out a request that
- * hangs (webhook_timeout_ms may be minutes). */
+#define STOP_GRACE_MS 1000 /* a request in flight at stop gets this long to finish */
+
+/* Called by libcurl on progress and at least once a second: a non-zero
+ * return aborts the transfer. A request in flight when the collector stops
+ * gets STOP_GRACE_MS to finish (so a delivery that is done is recorded as
+ * such), then is aborted: stopping never waits out a request that hangs
+ * (webhook_timeout_ms may be minutes). */
 static int abort_if_stopping(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                              curl_off_t ulnow)
 {
+    struct wl_sinks *s = arg;
     (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
-    return is_stopping(arg);
+    pthread_mutex_lock(&s->mu);
+    int late = s->stopping && mono_ms() - s->stop_at >= STOP_GRACE_MS;
+    pthread_mutex_unlock(&s->mu);
+    return late;
 }
 
 static int webhook_open(struct wl_sinks *s, const struct wl_config *cfg, char *err,
@@ -781,6 +790,7 @@ void wl_sinks_stop(struct wl_sinks *s)
         return;
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
+    s->stop_at = mono_ms();
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
