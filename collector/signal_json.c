@@ -39,15 +39,13 @@ static json_t *json_u64(uint64_t v)
     return json_string(buf);
 }
 
-/* jansson refuses invalid UTF-8; a damaged record should still print. */
-static json_t *json_text(const char *s)
+json_t *wl_json_string_lossy(const char *s, size_t len)
 {
     if (s == NULL)
         return json_string("");
-    size_t len = strlen(s);
     if (wl_utf8_valid(s, len))
         return json_stringn(s, len);
-    char *copy = malloc(len + 1);
+    char *copy = malloc(len ? len : 1);
     if (copy == NULL)
         return NULL;
     for (size_t i = 0; i < len; i++)
@@ -55,6 +53,12 @@ static json_t *json_text(const char *s)
     json_t *j = json_stringn(copy, len);
     free(copy);
     return j;
+}
+
+/* jansson refuses invalid UTF-8; a damaged record should still print. */
+static json_t *json_text(const char *s)
+{
+    return wl_json_string_lossy(s, s ? strlen(s) : 0);
 }
 
 static void org_text(const wl_signal *sig, char out[ORG_TEXT_MAX])

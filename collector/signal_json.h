@@ -27,6 +27,10 @@ typedef Warmline__Store__V1__Signal wl_signal;
  * digits (0.1 prints as 0.1, not 0.10000000000000001). */
 #define WL_SIGNAL_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
+/* A JSON string from bytes that should be UTF-8; bytes that are not are
+ * replaced by '?', so a damaged record still prints. NULL on ENOMEM. */
+json_t *wl_json_string_lossy(const char *s, size_t len);
+
 /* A new object with the fields above, in that order. NULL on ENOMEM. */
 json_t *wl_signal_json(const wl_signal *sig);
 

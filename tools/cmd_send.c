@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "collector/envelope.h"
+#include "collector/signal_json.h"
 #include "collector/framing.h"
 #include "collector/orgkey.h"
 #include "ndjson_input.h"

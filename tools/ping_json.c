@@ -1,5 +1,7 @@
 #include "ping_json.h"
 
+#include "collector/signal_json.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <sodium.h>
@@ -53,22 +55,6 @@ json_t *wl_json_u64(uint64_t v)
         return json_integer((json_int_t)v);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
     return json_string(buf);
-}
-
-json_t *wl_json_string_lossy(const char *s, size_t len)
-{
-    if (s == NULL)
-        return json_string("");
-    if (wl_utf8_valid(s, len))
-        return json_stringn(s, len);
-    char *copy = malloc(len ? len : 1);
-    if (copy == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i++)
-        copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
-    json_t *j = json_stringn(copy, len);
-    free(copy);
-    return j;
 }
 
 json_t *wl_json_hex(const uint8_t *b, size_t len)

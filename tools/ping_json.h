@@ -32,9 +32,7 @@ void wl_ping_clear(wl_ping *p);
  * decimal string (jansson's integers are signed). NULL on ENOMEM. */
 json_t *wl_json_u64(uint64_t v);
 
-/* A JSON string from bytes that should be UTF-8; bytes that are not are
- * replaced by '?', so a damaged record still prints. NULL on ENOMEM. */
-json_t *wl_json_string_lossy(const char *s, size_t len);
+/* wl_json_string_lossy: collector/signal_json.h. */
 
 /* Lower-case hex of the bytes as a JSON string. NULL on ENOMEM. */
 json_t *wl_json_hex(const uint8_t *b, size_t len);

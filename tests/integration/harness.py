@@ -717,7 +717,7 @@ def fmt_ack(ack):
 # --------------------------------------------------------------------------
 # On disk: the warmline CLI.
 
-DUMP_TABLES = ("installs", "orgs", "pings", "quarantine")
+DUMP_TABLES = ("installs", "orgs", "pings", "quarantine", "signals", "daily")
 
 
 def have_cli():
@@ -879,30 +879,10 @@ class CollectorCase(unittest.TestCase):
 import hashlib as _hashlib
 import hmac as _hmac
 
-ALL_DUMP_TABLES = DUMP_TABLES + ("signals", "daily")
+ALL_DUMP_TABLES = DUMP_TABLES
 
-
-def dump_any(table, data_dir, timeout=30):
-    """`warmline dump TABLE --data-dir DIR` for any table the CLI knows
-    (signals and daily too), as a list of dicts."""
-    if table not in ALL_DUMP_TABLES:
-        raise ValueError("unknown table %r" % table)
-    if not have_cli():
-        raise CollectorError("warmline CLI missing: %s" % CLI_BIN)
-    r = subprocess.run([CLI_BIN, "dump", table, "--data-dir", data_dir],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    if r.returncode != 0:
-        raise CollectorError("warmline dump %s: exit %d\nstderr: %s" % (
-            table, r.returncode, r.stderr.decode("utf-8", "replace")))
-    out = []
-    for n, line in enumerate(r.stdout.decode("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except ValueError as e:
-                raise CollectorError("warmline dump %s: line %d is not JSON (%s): %r"
-                                     % (table, n, e, line))
-    return out
+# dump() takes every table the CLI knows.
+dump_any = dump
 
 
 def run_import(path, data_dir, config=DEFAULT_INI, org_salt_file=None, extra=(), timeout=60):
