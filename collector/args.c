@@ -24,6 +24,9 @@ static void usage(FILE *out)
             "  --data-dir DIR      override [collector] data_dir\n"
             "  --udp HOST:PORT     override udp_listen (port 0: ephemeral; \"\": off)\n"
             "  --tcp HOST:PORT     override tcp_listen (port 0: ephemeral; \"\": off)\n"
+            "  --api HOST:PORT     override api_listen (port 0: ephemeral; \"\": off)\n"
+            "  --read-token-file F   override read_token_file\n"
+            "  --admin-token-file F  override admin_token_file\n"
             "  --set NAME=VALUE    override any option, e.g. --set limits.max_count=5000\n"
             "  --check-config      validate the configuration and exit (0 when valid)\n"
             "  --print-config      print the effective configuration and exit\n"
@@ -36,12 +39,16 @@ static void usage(FILE *out)
 
 enum wl_args_result wl_collector_args(int argc, char **argv, struct wl_config *cfg)
 {
-    enum { OPT_DATA_DIR = 256, OPT_UDP, OPT_TCP, OPT_SET, OPT_CHECK, OPT_PRINT, OPT_VERSION };
+    enum { OPT_DATA_DIR = 256, OPT_UDP, OPT_TCP, OPT_API, OPT_READ_TOKEN, OPT_ADMIN_TOKEN, OPT_SET,
+           OPT_CHECK, OPT_PRINT, OPT_VERSION };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"data-dir", required_argument, NULL, OPT_DATA_DIR},
         {"udp", required_argument, NULL, OPT_UDP},
         {"tcp", required_argument, NULL, OPT_TCP},
+        {"api", required_argument, NULL, OPT_API},
+        {"read-token-file", required_argument, NULL, OPT_READ_TOKEN},
+        {"admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN},
         {"set", required_argument, NULL, OPT_SET},
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"print-config", no_argument, NULL, OPT_PRINT},
@@ -64,6 +71,9 @@ enum wl_args_result wl_collector_args(int argc, char **argv, struct wl_config *c
         case OPT_DATA_DIR: name = "data_dir"; break;
         case OPT_UDP: name = "udp_listen"; break;
         case OPT_TCP: name = "tcp_listen"; break;
+        case OPT_API: name = "api_listen"; break;
+        case OPT_READ_TOKEN: name = "read_token_file"; break;
+        case OPT_ADMIN_TOKEN: name = "admin_token_file"; break;
         case OPT_SET: {
             static char names[64][128];
             const char *eq = strchr(optarg, '=');

@@ -86,6 +86,16 @@ static const struct opt options[] = {
     NUM("sinks", webhook_max_backoff_ms, OPT_DURATION, "5m", 100, DAY,
         "longest wait between webhook retries (backoff doubles from 500ms)"),
 
+    STR("api", api_listen, "127.0.0.1:7811",
+        "HTTP API HOST:PORT (empty: off; without tokens only loopback is allowed)"),
+    STR("api", read_token_file, "", "file holding the bearer token of the query endpoints"),
+    STR("api", admin_token_file, "",
+        "file holding the bearer token of named accounts (it also reads)"),
+    NUM("api", api_max_connections, OPT_UINT, "64", 1, 100000, "concurrent HTTP connections"),
+    NUM("api", api_max_body_bytes, OPT_BYTES, "4MiB", 1024, 256 * MiB, "largest request body"),
+    NUM("api", api_timeout_ms, OPT_DURATION, "30s", 1 * SEC, 3600 * SEC,
+        "close an HTTP connection idle this long"),
+
     NUM("quarantine", quarantine_max_records, OPT_UINT, "10000", 0, 100000000,
         "rejected samples kept (oldest deleted first; 0: keep none)"),
     NUM("quarantine", quarantine_sample_bytes, OPT_BYTES, "4KiB", 16, 1 * MiB,
@@ -500,8 +510,10 @@ int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "udp_listen and tcp_listen are both empty: nothing to listen on");
         return -1;
     }
-    const char *listens[2][2] = {{"udp_listen", cfg->udp_listen}, {"tcp_listen", cfg->tcp_listen}};
-    for (int i = 0; i < 2; i++) {
+    const char *listens[3][2] = {{"udp_listen", cfg->udp_listen},
+                                 {"tcp_listen", cfg->tcp_listen},
+                                 {"api_listen", cfg->api_listen}};
+    for (int i = 0; i < 3; i++) {
         if (listens[i][1][0] != '\0' &&
             wl_parse_hostport(listens[i][1], host, sizeof host, &port) != 0) {
             snprintf(err, errlen, "%s: '%s' is not HOST:PORT (e.g. 0.0.0.0:7810 or [::1]:0)",

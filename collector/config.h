@@ -48,6 +48,14 @@ struct wl_config {
     uint64_t webhook_timeout_ms;
     uint64_t webhook_max_backoff_ms;
 
+    /* [api] */
+    char api_listen[256];           /* HOST:PORT, empty = off */
+    char read_token_file[1024];     /* bearer token for the query endpoints */
+    char admin_token_file[1024];    /* bearer token for named accounts (and all else) */
+    uint64_t api_max_connections;
+    uint64_t api_max_body_bytes;
+    uint64_t api_timeout_ms;
+
     /* [quarantine] */
     uint64_t quarantine_max_records;
     uint64_t quarantine_sample_bytes;

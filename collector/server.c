@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -24,6 +25,7 @@ struct wl_server {
     uv_timer_t drain_deadline;
     uint64_t linger_until;  /* loop ms */
     struct wl_sinks *sinks;
+    struct wl_api *api;
     uint64_t last_stats;
     int stopping;
     int finished;
@@ -111,6 +113,8 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     srv->stopping = 1;
     srv->ing.draining = 1;
+    if (srv->api != NULL)
+        wl_api_set_ready(srv->api, 0);
     wl_info("stopping", "signal=%s inflight=%llu", signum == SIGINT ? "SIGINT" : "SIGTERM",
             (unsigned long long)srv->ing.inflight);
     wl_udp_stop(&srv->ing);
@@ -148,7 +152,10 @@ static void log_ready(struct wl_server *srv)
         if (uv_tcp_getsockname(&srv->ing.tcp, (struct sockaddr *)&ss, &len) == 0)
             wl_format_addr((struct sockaddr *)&ss, tcp, sizeof tcp);
     }
-    wl_info("ready", "udp=%s tcp=%s data_dir=%s", udp, tcp, srv->ing.cfg->data_dir);
+    char api[300] = "off";
+    if (srv->api != NULL)
+        wl_api_address(srv->api, api, sizeof api);
+    wl_info("ready", "udp=%s tcp=%s api=%s data_dir=%s", udp, tcp, api, srv->ing.cfg->data_dir);
 }
 
 static int start_listeners(struct wl_server *srv, char *err, size_t errlen)
@@ -205,6 +212,10 @@ int wl_server_run(const struct wl_config *cfg)
         wl_error("start_failed", "stage=listen error=\"%s\"", err);
         goto close_loop;
     }
+    if ((rc = wl_api_start(cfg, store, &srv->api, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=api error=\"%s\"", err);
+        goto close_loop;
+    }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_start(&srv->tick, on_tick, 250, 250);
@@ -221,6 +232,8 @@ close_loop:
     srv->ing.writer = NULL;
     wl_sinks_stop(srv->sinks);
     srv->sinks = NULL;
+    wl_api_stop(srv->api);
+    srv->api = NULL;
     wl_udp_stop(&srv->ing);
     wl_tcp_stop_accepting(&srv->ing);
     wl_tcp_close_all(&srv->ing, 1);

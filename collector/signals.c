@@ -99,6 +99,10 @@ static void put_signal(struct wl_signals *sg, const struct wl_rule *r,
     warmline__store__v1__signal__pack(&rec, sg->buf);
     wl_be64_put(key, rec.id);
     wl_batch_put(batch, WL_CF_SIGNALS, key, sizeof key, sg->buf, n);
+    /* The organization's signals, in id order, for its reasons. */
+    uint8_t okey[1 + WL_ORG_ID_MAX + 8];
+    size_t oklen = wl_org_signal_key(cause->org, cause->org_len, rec.id, okey);
+    wl_batch_put(batch, WL_CF_ORG_SIGNALS, okey, oklen, "", 0);
     sg->fired++;
 }
 

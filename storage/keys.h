@@ -76,6 +76,17 @@ static inline size_t wl_daily_key(const uint8_t *org, size_t org_len, uint32_t d
     return 1 + org_len + 4;
 }
 
+/* org_signals column family key: one length byte, the org id, the
+ * big-endian signal id; out needs 1 + WL_ORG_ID_MAX + 8 bytes. */
+static inline size_t wl_org_signal_key(const uint8_t *org, size_t org_len, uint64_t id,
+                                       uint8_t *out)
+{
+    out[0] = (uint8_t)org_len;
+    memcpy(out + 1, org, org_len);
+    wl_be64_put(out + 1 + org_len, id);
+    return 1 + org_len + 8;
+}
+
 /* Formats an org id for people: 64 hex digits, or "install:<id>".
  * out needs at least 2 * WL_ORG_KEY_BYTES + 1 or 8 + 64 + 1 bytes. */
 static inline void wl_org_id_format(const uint8_t *id, size_t len, char *out, size_t outlen)

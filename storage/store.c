@@ -14,7 +14,8 @@ static const char *const cf_names[WL_CF_COUNT] = {
     [WL_CF_INSTALLS] = "installs",     [WL_CF_ORGS] = "orgs",
     [WL_CF_QUARANTINE] = "quarantine", [WL_CF_META] = "meta",
     [WL_CF_SIGNALS] = "signals",       [WL_CF_DAILY] = "daily",
-    [WL_CF_RANK] = "rank",
+    [WL_CF_RANK] = "rank",             [WL_CF_ORG_SIGNALS] = "org_signals",
+    [WL_CF_NAMED] = "named",
 };
 
 struct wl_store {
@@ -36,6 +37,12 @@ struct wl_batch {
 
 struct wl_iter {
     rocksdb_iterator_t *it;
+};
+
+struct wl_snapshot {
+    struct wl_store *store;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ropts;
 };
 
 const char *wl_cf_name(enum wl_cf cf)
@@ -225,12 +232,53 @@ int wl_store_write(struct wl_store *s, struct wl_batch *b, int sync, char *err, 
     return 0;
 }
 
+struct wl_snapshot *wl_snapshot_new(struct wl_store *s)
+{
+    struct wl_snapshot *snap = calloc(1, sizeof *snap);
+    if (snap == NULL)
+        return NULL;
+    snap->store = s;
+    snap->snap = rocksdb_create_snapshot(s->db);
+    snap->ropts = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(snap->ropts, snap->snap);
+    return snap;
+}
+
+void wl_snapshot_free(struct wl_snapshot *snap)
+{
+    if (snap == NULL)
+        return;
+    rocksdb_readoptions_destroy(snap->ropts);
+    rocksdb_release_snapshot(snap->store->db, snap->snap);
+    free(snap);
+}
+
+uint64_t wl_store_disk_bytes(struct wl_store *s)
+{
+    uint64_t total = 0, v = 0;
+    for (int i = 0; i < WL_CF_COUNT; i++) {
+        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.total-sst-files-size", &v) == 0)
+            total += v;
+    }
+    if (rocksdb_property_int(s->db, "rocksdb.live-sst-files-size", &v) == 0 && v > total)
+        total = v;
+    return total;
+}
+
 int wl_store_get(struct wl_store *s, enum wl_cf cf, const void *key, size_t klen, char **val,
                  size_t *vlen, char *err, size_t errlen)
 {
+    return wl_store_get_at(s, NULL, cf, key, klen, val, vlen, err, errlen);
+}
+
+int wl_store_get_at(struct wl_store *s, const struct wl_snapshot *snap, enum wl_cf cf,
+                    const void *key, size_t klen, char **val, size_t *vlen, char *err,
+                    size_t errlen)
+{
     char *rerr = NULL;
     size_t n = 0;
-    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[cf], key, klen, &n, &rerr);
+    char *v = rocksdb_get_cf(s->db, snap ? snap->ropts : s->ropts, s->cf[cf], key, klen, &n,
+                             &rerr);
     if (rerr != NULL)
         return set_err(err, errlen, "read", rerr);
     if (v == NULL)
@@ -287,9 +335,14 @@ void wl_batch_free(struct wl_batch *b)
 
 struct wl_iter *wl_iter_new(struct wl_store *s, enum wl_cf cf)
 {
+    return wl_iter_new_at(s, NULL, cf);
+}
+
+struct wl_iter *wl_iter_new_at(struct wl_store *s, const struct wl_snapshot *snap, enum wl_cf cf)
+{
     struct wl_iter *it = calloc(1, sizeof *it);
     if (it != NULL)
-        it->it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[cf]);
+        it->it = rocksdb_create_iterator_cf(s->db, snap ? snap->ropts : s->ropts, s->cf[cf]);
     return it;
 }
 

@@ -20,6 +20,8 @@ enum wl_cf {
     WL_CF_SIGNALS,    /* big-endian signal id -> Signal */
     WL_CF_DAILY,      /* len(org id) + org id + big-endian day -> DailyState */
     WL_CF_RANK,       /* big-endian sortable score key + org id -> (empty) */
+    WL_CF_ORG_SIGNALS,/* len(org id) + org id + big-endian signal id -> (empty) */
+    WL_CF_NAMED,      /* 32-byte org_key -> NamedAccount (written by the API) */
     WL_CF_COUNT
 };
 
@@ -31,6 +33,7 @@ enum wl_store_mode {
 struct wl_store;
 struct wl_batch;
 struct wl_iter;
+struct wl_snapshot;
 
 /* Returns the column family's name ("pings", ...) or NULL for an unknown id. */
 const char *wl_cf_name(enum wl_cf cf);
@@ -55,6 +58,18 @@ int wl_store_get(struct wl_store *store, enum wl_cf cf, const void *key, size_t 
                  char **val, size_t *vlen, char *err, size_t errlen);
 
 /* A batch for this store's column families. */
+/* A consistent view for several reads (any thread). */
+struct wl_snapshot *wl_snapshot_new(struct wl_store *store);
+void wl_snapshot_free(struct wl_snapshot *snap);
+
+/* wl_store_get as of a snapshot (NULL: the latest). */
+int wl_store_get_at(struct wl_store *store, const struct wl_snapshot *snap, enum wl_cf cf,
+                    const void *key, size_t klen, char **val, size_t *vlen, char *err,
+                    size_t errlen);
+
+/* Bytes on disk: SST files and write-ahead logs (approximate). */
+uint64_t wl_store_disk_bytes(struct wl_store *store);
+
 struct wl_batch *wl_batch_new(struct wl_store *store);
 void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen,
                   const void *val, size_t vlen);
@@ -65,6 +80,9 @@ void wl_batch_free(struct wl_batch *b);
 
 /* Ordered iteration over one column family (a consistent view). */
 struct wl_iter *wl_iter_new(struct wl_store *store, enum wl_cf cf);
+/* An iterator over a snapshot (NULL: the latest). */
+struct wl_iter *wl_iter_new_at(struct wl_store *store, const struct wl_snapshot *snap,
+                               enum wl_cf cf);
 void wl_iter_seek_first(struct wl_iter *it);
 void wl_iter_seek_last(struct wl_iter *it);
 void wl_iter_seek(struct wl_iter *it, const void *key, size_t klen);

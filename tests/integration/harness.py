@@ -225,7 +225,7 @@ class Collector:
         self.lines = []           # log lines of the current run
         self._cond = threading.Condition()
         self._readers = []
-        self.udp_port = self.tcp_port = None
+        self.udp_port = self.tcp_port = self.api_port = None
         self.last_rc = None
         with _live_lock:
             _live_collectors.add(self)
@@ -234,7 +234,8 @@ class Collector:
 
     def argv(self, *extra):
         return [COLLECTOR_BIN, "--config", self.ini_path, "--data-dir", self.data_dir,
-                "--udp", "%s:0" % LOCALHOST, "--tcp", "%s:0" % LOCALHOST] + list(extra)
+                "--udp", "%s:0" % LOCALHOST, "--tcp", "%s:0" % LOCALHOST,
+                "--api", "%s:0" % LOCALHOST] + list(extra)
 
     def start(self, timeout=READY_TIMEOUT):
         """Starts the process and waits for event=ready. Returns self."""
@@ -267,6 +268,9 @@ class Collector:
             raise CollectorError("%s: --data-dir %s ignored: %s" % (self.name, self.data_dir,
                                                                     m.group(0)))
         self.udp_port, self.tcp_port = ports["udp"], ports["tcp"]
+        hp = re.fullmatch(r"(?:%s|\[[^\]]+\]):(\d+)" % re.escape(LOCALHOST),
+                          str(ready.get("api", "")))
+        self.api_port = int(hp.group(1)) if hp else None  # None: the API is off
         return self
 
     restart = start

@@ -1,0 +1,31 @@
+/* The HTTP API (libmicrohttpd, its own threads): hot accounts, one
+ * account, the signal log, named accounts, /metrics, /healthz, /readyz.
+ * It reads through RocksDB snapshots and iterators and never writes
+ * aggregates; its own writes (named accounts) go to their own column
+ * family. JSON is written with jansson. */
+#ifndef WL_API_H
+#define WL_API_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "storage/store.h"
+
+struct wl_api;
+
+/* Binds cfg->api_listen and starts serving (*out = NULL when api_listen is
+ * empty). Reads the token files; refuses a non-loopback address without
+ * them. Returns 0 or a negative code with the reason in err. */
+int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_api **out,
+                 char *err, size_t errlen);
+
+/* The bound address as HOST:PORT (for the ready line). */
+void wl_api_address(const struct wl_api *api, char *out, size_t len);
+
+/* Marks the collector not ready (/readyz answers 503): stopping. */
+void wl_api_set_ready(struct wl_api *api, int ready);
+
+/* Stops serving and frees. NULL is a no-op. */
+void wl_api_stop(struct wl_api *api);
+
+#endif
