@@ -748,6 +748,7 @@ uint64_t wl_state_commit(struct wl_state *st)
     st->dirty_installs = NULL;
     st->dirty_orgs = NULL;
     st->group_last_signal = 0;
+    wl_signals_committed(&st->signals);
     return last;
 }
 

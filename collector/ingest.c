@@ -44,8 +44,11 @@ struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, siz
     wl_format_addr(peer, job->peer, sizeof job->peer);
     job->rejected = wl_envelope_decode(&ing->decoder, buf, len, &job->batch, &job->batch_id,
                                        &job->ping_rejects);
+    enum wl_transport t = wl_transport_of(transport);
+    if (job->batch != NULL)
+        wl_count_t(t, WL_T_pings_received, job->batch->n_pings);
     if (job->rejected != WL_REJECT_NONE) {
-        wl_count_reject(job->rejected);
+        wl_count_envelope_reject(t, job->rejected);
         wl_job_set_sample(job, buf, len, ing->cfg->quarantine_sample_bytes);
     }
     return job;

@@ -62,6 +62,7 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     ing->n_conns--;
+    wl_gauge_set(WL_G_tcp_connections_open, ing->n_conns);
     c->closed = 1;
     conn_free_if_done(c);
 }
@@ -157,7 +158,8 @@ static void conn_resume(struct wl_conn *c)
 
 static void reject_frame(struct wl_conn *c, enum wl_reason r)
 {
-    wl_count_reject(r);
+    wl_count_t(WL_TRANSPORT_TCP, WL_T_envelopes_received, 1);
+    wl_count_envelope_reject(WL_TRANSPORT_TCP, r);
     wl_count(WL_M_tcp_closed_bad_frame, 1);
     wl_info("connection_closed", "reason=%s peer=%s", wl_reason_name(r), c->peer);
     conn_close(c);
@@ -171,6 +173,7 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
     int plen = sizeof peer;
 
     wl_count(WL_M_tcp_frames, 1);
+    wl_count_t(WL_TRANSPORT_TCP, WL_T_envelopes_received, 1);
     uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen);
     job = wl_ingest_make_job(ing, frame, len, "tcp", (struct sockaddr *)&peer);
     if (job == NULL)
@@ -201,6 +204,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     size_t off = 0;
     (void)buf;
 
+    if (nread > 0)
+        wl_count_t(WL_TRANSPORT_TCP, WL_T_received_bytes, (uint64_t)nread);
     if (c->discard) { /* stopping: drop input, close once the peer is done */
         if (nread < 0) {
             conn_pause(c);
@@ -272,6 +277,7 @@ static void on_connection(uv_stream_t *server, int status)
         ing->conns->prev = c;
     ing->conns = c;
     ing->n_conns++;
+    wl_gauge_set(WL_G_tcp_connections_open, ing->n_conns);
     if (uv_accept(server, (uv_stream_t *)&c->handle) != 0) {
         conn_close(c);
         return;

@@ -36,8 +36,10 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     if (ing->draining)
         return;
     wl_count(WL_M_udp_datagrams, 1);
+    wl_count_t(WL_TRANSPORT_UDP, WL_T_envelopes_received, 1);
+    wl_count_t(WL_TRANSPORT_UDP, WL_T_received_bytes, (uint64_t)nread);
     if ((flags & UV_UDP_PARTIAL) || (uint64_t)nread > ing->cfg->max_frame_bytes) {
-        wl_count_reject(WL_REJECT_DATAGRAM_TOO_LARGE);
+        wl_count_envelope_reject(WL_TRANSPORT_UDP, WL_REJECT_DATAGRAM_TOO_LARGE);
         return;
     }
     if (wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings) {
@@ -100,6 +102,9 @@ int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
         return rc;
     }
     set_recv_buffer(ing);
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&ing->udp, &fd) == 0)
+        wl_metrics_set_udp_fd(fd);
     if ((rc = uv_udp_recv_start(&ing->udp, udp_alloc, udp_recv)) != 0) {
         snprintf(err, errlen, "udp recv: %s", uv_strerror(rc));
         return rc;
@@ -110,6 +115,7 @@ int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
 void wl_udp_stop(struct wl_ingest *ing)
 {
     if (ing->udp_on && !uv_is_closing((uv_handle_t *)&ing->udp)) {
+        wl_metrics_set_udp_fd(-1);
         uv_udp_recv_stop(&ing->udp);
         uv_close((uv_handle_t *)&ing->udp, NULL);
     }

@@ -1,37 +1,84 @@
-/* Process-wide counters: rejections by reason and the traffic that passed.
- * Relaxed atomics; any thread may count, any thread may read. */
+/* Process-wide metrics: counters, gauges and two histograms, kept in relaxed
+ * atomics. Any thread may count, any thread may read; nothing here locks.
+ *
+ * Read out two ways: wl_metrics_log() (the periodic event=stats line) and
+ * wl_metrics_prometheus() (the text exposition format, for GET /metrics). */
 #ifndef WL_METRICS_H
 #define WL_METRICS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "reasons.h"
 
-#define WL_COUNTERS(X)                                                             \
-    X(udp_datagrams)         /* datagrams received */                              \
-    X(udp_dropped_overload)  /* datagrams dropped: writer queue over its limit */   \
-    X(tcp_connections)       /* connections accepted */                            \
-    X(tcp_refused)           /* connections closed at once: max_connections */     \
-    X(tcp_closed_bad_frame)  /* connections closed for a bad frame */              \
-    X(tcp_closed_idle)       /* connections closed by the idle timeout */          \
-    X(tcp_frames)            /* frames received */                                 \
-    X(tcp_retry_later)       /* frames answered RETRY_LATER: writer overloaded */  \
-    X(batches_rejected)      /* envelopes rejected whole */                        \
-    X(pings_accepted)        /* pings stored */                                    \
-    X(pings_duplicate)       /* pings at or below their install's last seq */      \
-    X(pings_rejected)        /* pings that failed validation */                    \
-    X(groups_committed)      /* atomic writes (one WAL sync each under sync) */    \
-    X(write_errors)          /* failed writes; their batches got RETRY_LATER */    \
-    X(quarantined)           /* rejected samples kept */
+struct wl_ruleset;
+struct wl_store;
 
-#define WL_COUNTER_ENUM(name) WL_M_##name,
+/* Unlabelled counters: name in the stats line, and warmline_<name>_total. */
+#define WL_COUNTERS(X)                                                                    \
+    X(udp_datagrams, "Datagrams received.")                                               \
+    X(udp_dropped_overload, "Datagrams dropped: the writer queue was over its limit.")    \
+    X(tcp_connections, "TCP connections accepted.")                                       \
+    X(tcp_refused, "TCP connections closed at once: max_connections, or stopping.")      \
+    X(tcp_closed_bad_frame, "TCP connections closed for a bad frame.")                    \
+    X(tcp_closed_idle, "TCP connections closed by the idle timeout.")                     \
+    X(tcp_frames, "TCP frames received.")                                                 \
+    X(tcp_retry_later, "TCP frames answered RETRY_LATER: the writer was overloaded.")     \
+    X(batches_rejected, "Envelopes rejected whole.")                                      \
+    X(pings_accepted, "Pings stored.")                                                    \
+    X(pings_duplicate, "Pings at or below their install's last seq.")                     \
+    X(pings_rejected, "Pings that failed validation.")                                    \
+    X(groups_committed, "Group commits: atomic writes, one WAL sync each under sync.")    \
+    X(write_errors, "Failed writes; their batches got RETRY_LATER.")                      \
+    X(quarantined, "Rejected samples kept in quarantine.")
+
+#define WL_COUNTER_ENUM(name, help) WL_M_##name,
 enum wl_counter { WL_COUNTERS(WL_COUNTER_ENUM) WL_N_COUNTERS };
 #undef WL_COUNTER_ENUM
 
+/* Where input came from: the job's transport string. */
+enum wl_transport {
+    WL_TRANSPORT_UDP,
+    WL_TRANSPORT_TCP,
+    WL_TRANSPORT_IMPORT,
+    WL_TRANSPORT_OTHER, /* any other name (exported only when non-zero) */
+    WL_N_TRANSPORTS
+};
+
+/* Counters by transport: warmline_<name>_total{transport="..."}. */
+#define WL_TRANSPORT_COUNTERS(X)                                                          \
+    X(pings_received, "Pings in envelopes that decoded.")                                 \
+    X(pings_accepted, "Pings stored.")                                                    \
+    X(pings_duplicate, "Pings at or below their install's last seq.")                     \
+    X(envelopes_received, "Envelopes received (datagrams, or frames), rejected ones too.") \
+    X(received_bytes, "Bytes received on the ingest sockets.")
+
+#define WL_TCOUNTER_ENUM(name, help) WL_T_##name,
+enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
+#undef WL_TCOUNTER_ENUM
+
+/* Gauges: warmline_<name>, set to the current value by whoever owns it. */
+#define WL_GAUGES(X)                                                                      \
+    X(tcp_connections_open, "TCP connections open.")                                      \
+    X(writer_queue_pings, "Pings queued for the writer and not yet committed.")           \
+    X(installs, "Installs in the writer's state.")                                        \
+    X(organizations, "Organizations in the writer's state.")
+
+#define WL_GAUGE_ENUM(name, help) WL_G_##name,
+enum wl_gauge { WL_GAUGES(WL_GAUGE_ENUM) WL_N_GAUGES };
+#undef WL_GAUGE_ENUM
+
+enum wl_sink_kind { WL_SINK_FILE, WL_SINK_WEBHOOK, WL_N_SINKS };
+
+/* Counters the hot paths touch (inline). The loop thread's and the
+ * writer's live on separate cache lines. */
 struct wl_metrics {
-    _Atomic uint64_t counter[WL_N_COUNTERS];
-    _Atomic uint64_t rejected[WL_N_REASONS];
+    _Alignas(64) _Atomic uint64_t counter[WL_N_COUNTERS];
+    _Alignas(64) _Atomic uint64_t by_transport[WL_N_TRANSPORTS][WL_N_TCOUNTERS];
+    _Alignas(64) _Atomic uint64_t envelope_rejected[WL_N_TRANSPORTS][WL_N_REASONS];
+    _Alignas(64) _Atomic uint64_t ping_rejected[WL_N_TRANSPORTS][WL_N_REASONS];
+    _Alignas(64) _Atomic uint64_t gauge[WL_N_GAUGES];
 };
 
 extern struct wl_metrics wl_metrics;
@@ -41,18 +88,66 @@ static inline void wl_count(enum wl_counter c, uint64_t n)
     atomic_fetch_add_explicit(&wl_metrics.counter[c], n, memory_order_relaxed);
 }
 
-static inline void wl_count_reject(enum wl_reason r)
-{
-    atomic_fetch_add_explicit(&wl_metrics.rejected[r], 1, memory_order_relaxed);
-}
-
 static inline uint64_t wl_counter_get(enum wl_counter c)
 {
     return atomic_load_explicit(&wl_metrics.counter[c], memory_order_relaxed);
 }
 
-/* Logs one key=value line with every counter and every non-zero
- * rejected_<reason> count. */
+static inline void wl_count_t(enum wl_transport t, enum wl_tcounter c, uint64_t n)
+{
+    atomic_fetch_add_explicit(&wl_metrics.by_transport[t][c], n, memory_order_relaxed);
+}
+
+/* An envelope (datagram, frame) rejected whole, or a broken frame. */
+static inline void wl_count_envelope_reject(enum wl_transport t, enum wl_reason r)
+{
+    atomic_fetch_add_explicit(&wl_metrics.envelope_rejected[t][r], 1, memory_order_relaxed);
+}
+
+/* One ping rejected. */
+static inline void wl_count_ping_reject(enum wl_transport t, enum wl_reason r)
+{
+    atomic_fetch_add_explicit(&wl_metrics.ping_rejected[t][r], 1, memory_order_relaxed);
+}
+
+static inline void wl_gauge_set(enum wl_gauge g, uint64_t v)
+{
+    atomic_store_explicit(&wl_metrics.gauge[g], v, memory_order_relaxed);
+}
+
+/* "udp", "tcp", "import" (anything else, or NULL: WL_TRANSPORT_OTHER). */
+enum wl_transport wl_transport_of(const char *name);
+
+/* Pings of one committed group (warmline_group_commit_pings). */
+void wl_observe_group_pings(uint64_t pings);
+/* Duration of one group's write, WAL sync included (warmline_group_commit_seconds). */
+void wl_observe_commit_ns(uint64_t ns);
+
+/* Names the rules whose signals are counted, by index in the set (copied).
+ * Called at writer start, before anything renders; a rule whose name
+ * changed starts again from zero. */
+void wl_metrics_set_rules(const struct wl_ruleset *rules);
+/* n committed signals of the rule at index rule. */
+void wl_count_signals(size_t rule, uint64_t n);
+
+/* Signals a sink delivered, or one failed attempt. */
+void wl_count_sink_delivered(enum wl_sink_kind sink, uint64_t n);
+void wl_count_sink_failure(enum wl_sink_kind sink);
+
+/* The UDP socket whose kernel drop count (SO_MEMINFO) is reported as
+ * udp_receive_queue_drops; -1 when it closes (the last count is kept). */
+void wl_metrics_set_udp_fd(int fd);
+
+/* Logs one key=value line with every counter, every non-zero
+ * rejected_<reason> count (all transports, envelopes and pings together)
+ * and udp_receive_queue_drops. */
 void wl_metrics_log(const char *event);
+
+/* Renders every metric in the Prometheus text exposition format 0.0.4
+ * (HELP and TYPE once per family; names warmline_*, counters *_total).
+ * With a store, warmline_database_bytes is included (store may be NULL).
+ * Returns a malloc'd NUL-terminated text the caller frees, its length in
+ * *len (len may be NULL), or NULL when out of memory. Any thread. */
+char *wl_metrics_prometheus(struct wl_store *store, size_t *len);
 
 #endif

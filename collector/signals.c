@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "records.pb-c.h"
 #include "storage/keys.h"
 
@@ -104,6 +105,7 @@ static void put_signal(struct wl_signals *sg, const struct wl_rule *r,
     size_t oklen = wl_org_signal_key(cause->org, cause->org_len, rec.id, okey);
     wl_batch_put(batch, WL_CF_ORG_SIGNALS, okey, oklen, "", 0);
     sg->fired++;
+    sg->fired_by_rule[r - sg->rules->rules]++;
 }
 
 int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
@@ -144,6 +146,18 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
         wl_batch_put(batch, WL_CF_RANK, key, klen, "", 0);
     }
     return fired;
+}
+
+void wl_signals_committed(struct wl_signals *sg)
+{
+    if (sg->rules == NULL)
+        return;
+    for (size_t i = 0; i < sg->rules->n && i < WL_RULES_MAX; i++) {
+        if (sg->fired_by_rule[i] != 0) {
+            wl_count_signals(i, sg->fired_by_rule[i]);
+            sg->fired_by_rule[i] = 0;
+        }
+    }
 }
 
 void wl_signals_flush(struct wl_signals *sg, struct wl_batch *batch)

@@ -24,6 +24,7 @@ struct wl_signals {
     uint64_t half_life_ms;
     uint64_t seq;                 /* the last signal id handed out */
     uint64_t fired;               /* signals put into the current group */
+    uint32_t fired_by_rule[WL_RULES_MAX]; /* the group's, counted once committed */
     uint8_t *buf;
     size_t cap;
 };
@@ -50,6 +51,9 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
 
 /* Puts the last signal id into meta (once per group, when anything fired). */
 void wl_signals_flush(struct wl_signals *sg, struct wl_batch *batch);
+
+/* After the group's write: counts its signals by rule in the metrics. */
+void wl_signals_committed(struct wl_signals *sg);
 
 /* The rank index key of a score: sortable big-endian bits of score_log2,
  * then the org id; out needs 8 + WL_ORG_ID_MAX bytes. Returns its length. */

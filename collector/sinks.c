@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "signal_json.h"
 #include "storage/keys.h"
 
@@ -348,6 +349,7 @@ static void file_failed(struct wl_sinks *s, const char *what, const char *reason
     uint64_t delay = backoff_ms(s, ++f->failures, FILE_MAX_BACKOFF_MS);
 
     f->retry_at = mono_ms() + (int64_t)delay;
+    wl_count_sink_failure(WL_SINK_FILE);
     wl_warn("sink_failed", "sink=file id=%" PRIu64 " attempt=%u error=\"%s: %s\" retry_in_ms=%"
             PRIu64, f->cursor + 1, f->failures, what, reason, delay);
 }
@@ -434,6 +436,7 @@ static void file_turn(struct wl_sinks *s, int *more)
     f->cursor = last;
     f->failures = 0;
     f->retry_at = 0;
+    wl_count_sink_delivered(WL_SINK_FILE, n_ids);
     if (cursor_save(s, FILE_CURSOR_KEY, last, err, sizeof err) != 0)
         wl_error("sink_cursor_not_saved", "sink=file id=%" PRIu64 " error=\"%s\"", last, err);
     for (size_t i = 0; i < n_ids; i++)
@@ -627,6 +630,7 @@ static void webhook_turn(struct wl_sinks *s, int *more)
             return;
         if (rc < 0) {
             /* the log itself failed: wait for the tick, no backoff state */
+            wl_count_sink_failure(WL_SINK_WEBHOOK);
             wl_warn("sink_failed", "sink=webhook id=%" PRIu64 " error=\"reading the log: %s\"",
                     h->cursor + 1, err);
             h->retry_at = mono_ms() + TICK_MS;
@@ -641,6 +645,7 @@ static void webhook_turn(struct wl_sinks *s, int *more)
             if (!ok) {
                 uint64_t delay = backoff_ms(s, ++h->attempt, h->max_backoff_ms);
                 h->retry_at = mono_ms() + (int64_t)delay;
+                wl_count_sink_failure(WL_SINK_WEBHOOK);
                 wl_warn("sink_failed", "sink=webhook host=%s id=%" PRIu64 " attempt=%u"
                         " status=%ld error=\"%s\" retry_in_ms=%" PRIu64,
                         h->host, id, h->attempt, status, why, delay);
@@ -649,6 +654,7 @@ static void webhook_turn(struct wl_sinks *s, int *more)
             if (h->attempt > 0)
                 wl_info("sink_resumed", "sink=webhook host=%s id=%" PRIu64 " attempts=%u",
                         h->host, id, h->attempt + 1);
+            wl_count_sink_delivered(WL_SINK_WEBHOOK, 1);
             wl_debug("signal_delivered", "sink=webhook id=%" PRIu64, id);
         }
         h->cursor = id;

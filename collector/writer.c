@@ -129,6 +129,7 @@ void wl_writer_submit(struct wl_writer *w, struct wl_job *job)
         w->head = job;
     w->tail = job;
     w->queued_pings += job_pings(job);
+    wl_gauge_set(WL_G_writer_queue_pings, w->queued_pings);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -219,7 +220,7 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
         if (r != WL_REJECT_NONE) {
             if (job->n_rejected++ == 0)
                 job->first_reject = r;
-            wl_count_reject(r);
+            wl_count_ping_reject(wl_transport_of(job->transport), r);
             quarantine_ping(w, job, p, r, now);
             continue;
         }
@@ -262,15 +263,33 @@ static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group
     }
 }
 
+/* The state's size, for the installs and organizations gauges. */
+static void publish_state(struct wl_writer *w)
+{
+    wl_gauge_set(WL_G_installs, wl_state_n_installs(w->state));
+    wl_gauge_set(WL_G_organizations, wl_state_n_orgs(w->state));
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings)
 {
     int64_t now = now_ms();
     uint64_t accepted = 0, duplicates = 0, rejected = 0, batches_rejected = 0;
+    uint64_t t_accepted[WL_N_TRANSPORTS] = {0}, t_duplicates[WL_N_TRANSPORTS] = {0};
     char err[512];
 
     wl_batch_clear(w->batch);
     for (struct wl_job *job = group; job != NULL; job = job->next) {
         apply_job(w, job, now);
+        enum wl_transport t = wl_transport_of(job->transport);
+        t_accepted[t] += job->accepted;
+        t_duplicates[t] += job->duplicates;
         accepted += job->accepted;
         duplicates += job->duplicates;
         rejected += job->n_rejected;
@@ -284,13 +303,17 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     if (wl_batch_count(w->batch) > 0) {
         /* Only state changes need the sync; quarantine alone can wait. */
         int sync = changed && w->cfg->durability == WL_DURABILITY_SYNC;
+        uint64_t t0 = mono_ns();
         if (wl_store_write(w->store, w->batch, sync, err, sizeof err) != 0) {
             wl_error("write_failed", "error=\"%s\" jobs_retry_later=1 pings=%llu", err,
                      (unsigned long long)n_pings);
             wl_count(WL_M_write_errors, 1);
             recover_after_failed_write(w, group);
+            publish_state(w);
             return;
         }
+        wl_observe_commit_ns(mono_ns() - t0);
+        wl_observe_group_pings(n_pings);
         wl_count(WL_M_groups_committed, 1);
     }
     uint64_t last_signal = wl_state_commit(w->state);
@@ -303,6 +326,13 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     wl_count(WL_M_pings_duplicate, duplicates);
     wl_count(WL_M_pings_rejected, rejected);
     wl_count(WL_M_batches_rejected, batches_rejected);
+    for (int t = 0; t < WL_N_TRANSPORTS; t++) {
+        if (t_accepted[t])
+            wl_count_t((enum wl_transport)t, WL_T_pings_accepted, t_accepted[t]);
+        if (t_duplicates[t])
+            wl_count_t((enum wl_transport)t, WL_T_pings_duplicate, t_duplicates[t]);
+    }
+    publish_state(w);
 }
 
 static void *writer_main(void *arg)
@@ -348,6 +378,7 @@ static void *writer_main(void *arg)
 
         pthread_mutex_lock(&w->mu);
         w->queued_pings -= n;
+        wl_gauge_set(WL_G_writer_queue_pings, w->queued_pings);
         if (w->done_tail)
             w->done_tail->next = group;
         else
@@ -386,6 +417,8 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     if ((rc = wl_state_load(store, &w->state_opts, &w->state, err, errlen)) != 0)
         goto fail;
     w->signal_seq = wl_state_signal_seq(w->state);
+    wl_metrics_set_rules(&cfg->rules);
+    publish_state(w);
     if ((rc = wl_quarantine_init(&w->quarantine, store, cfg->quarantine_max_records,
                                  cfg->quarantine_per_second, err, errlen)) != 0)
         goto fail;

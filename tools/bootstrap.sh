@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev zlib1g-dev
   libinih-dev libsodium-dev libjansson-dev uthash-dev
-  libcmocka-dev python3 python3-protobuf protobuf-compiler
+  libcmocka-dev python3 python3-protobuf python3-prometheus-client protobuf-compiler
   libcurl4-openssl-dev libmicrohttpd-dev
 )
 
