@@ -5,24 +5,21 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "api_http.h"
 #include "log.h"
+#include "metrics.h"
+#include "orgkey.h"
+#include "signal_json.h"
 
 #define TOKEN_MAX 4096
-
-struct wl_api {
-    struct MHD_Daemon *mhd;
-    const struct wl_config *cfg;
-    struct wl_store *store;
-    char *read_token;   /* NULL: none configured */
-    char *admin_token;
-    char address[300];
-    atomic_int ready;
-};
+#define THREADS 4
 
 /* ---- tokens ---- */
 
@@ -71,10 +68,12 @@ static int token_equal(const char *given, size_t glen, const char *want)
     return sodium_memcmp(given, want, wlen) == 0;
 }
 
-/* ---- responses ---- */
+/* ---- answers ---- */
 
-static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status, const char *type,
-                                 char *body, size_t len)
+/* Queues body (taken) with the content type and, when allow is set, an
+ * Allow header. */
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const char *type,
+                             char *body, size_t len, const char *allow)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -82,15 +81,30 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status, c
         free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (type != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (allow != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     enum MHD_Result ret = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-/* Sends obj (taking it) as JSON. */
-static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *obj)
+enum MHD_Result wl_api_send_text(struct MHD_Connection *conn, unsigned status, const char *type,
+                                 char *body, size_t len)
+{
+    return queue(conn, status, type, body, len, NULL);
+}
+
+enum MHD_Result wl_api_send_no_content(struct MHD_Connection *conn)
+{
+    return queue(conn, MHD_HTTP_NO_CONTENT, NULL, NULL, 0, NULL);
+}
+
+/* obj (taken) as one line of JSON and a newline. */
+static enum MHD_Result queue_json(struct MHD_Connection *conn, unsigned status, json_t *obj,
+                                  const char *allow)
 {
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
@@ -104,14 +118,56 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, j
     }
     body[n] = '\n';
     body[n + 1] = '\0';
-    return send_body(conn, status, "application/json", body, n + 1);
+    return queue(conn, status, "application/json", body, n + 1, allow);
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                  const char *message)
+enum MHD_Result wl_api_send_json(struct MHD_Connection *conn, unsigned status, json_t *obj)
 {
-    return send_json(conn, status,
-                     json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+    return queue_json(conn, status, obj, NULL);
+}
+
+static json_t *error_json(const char *code, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* messages quote what the client sent: keep them valid UTF-8 */
+    return json_pack("{s:{s:s,s:o}}", "error", "code", code, "message",
+                     wl_json_string_lossy(msg, strlen(msg)));
+}
+
+enum MHD_Result wl_api_send_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *obj = error_json(code, fmt, ap);
+    va_end(ap);
+    return queue_json(conn, status, obj, NULL);
+}
+
+enum MHD_Result wl_api_storage_error(struct MHD_Connection *conn, const char *what,
+                                     const char *err)
+{
+    wl_error("api_storage_error", "what=%s error=\"%s\"", what, err);
+    return wl_api_send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error", "%s: %s",
+                             what, err);
+}
+
+static enum MHD_Result method_not_allowed(struct MHD_Connection *conn, const char *allow)
+{
+    json_t *obj = json_pack("{s:{s:s,s:s+}}", "error", "code", "method_not_allowed",
+                            "message", "use ", allow);
+    return queue_json(conn, MHD_HTTP_METHOD_NOT_ALLOWED, obj, allow);
+}
+
+int wl_api_need_salt(const struct wl_req *rq, enum MHD_Result *ret)
+{
+    if (rq->api->org_salt != NULL)
+        return 1;
+    *ret = wl_api_send_error(rq->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "no_org_salt",
+                             "the org salt is not loaded (%s): domains cannot be matched",
+                             rq->api->salt_error);
+    return 0;
 }
 
 /* ---- auth ---- */
@@ -135,48 +191,230 @@ static int authorized(struct wl_api *api, struct MHD_Connection *conn, enum acce
             token_equal(tok, len, api->read_token))
             return 1;
     }
-    *ret = send_error(conn, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-                      h == NULL ? "missing Authorization: Bearer <token>"
-                                : "wrong token for this endpoint");
+    *ret = wl_api_send_error(conn, MHD_HTTP_UNAUTHORIZED, "unauthorized", "%s",
+                             h == NULL ? "missing Authorization: Bearer <token>"
+                                       : "wrong token for this endpoint");
     return 0;
 }
 
 /* ---- routes ---- */
+
+static enum MHD_Result healthz(struct wl_req *rq)
+{
+    return wl_api_send_json(rq->conn, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+}
+
+static enum MHD_Result readyz(struct wl_req *rq)
+{
+    int ready = atomic_load(&rq->api->ready);
+    return wl_api_send_json(rq->conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                            json_pack("{s:s}", "status", ready ? "ready" : "stopping"));
+}
+
+static enum MHD_Result metrics(struct wl_req *rq)
+{
+    size_t len = 0;
+    char *text = wl_metrics_prometheus(rq->api->store, &len);
+    if (text == NULL)
+        return MHD_NO;
+    return wl_api_send_text(rq->conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                            text, len);
+}
+
+struct route {
+    const char *path;
+    int prefix;                 /* path is a prefix; the rest (not empty) is rq->rest */
+    const char *method;
+    enum access access;
+    enum MHD_Result (*fn)(struct wl_req *rq);
+};
+
+/* Rows with the same path are one resource, listed together; the first
+ * resource whose path matches is the one. */
+static const struct route routes[] = {
+    {"/healthz", 0, "GET", ACCESS_PUBLIC, healthz},
+    {"/readyz", 0, "GET", ACCESS_PUBLIC, readyz},
+    {"/metrics", 0, "GET", ACCESS_READ, metrics},
+    {"/v1/accounts/hot", 0, "GET", ACCESS_READ, wl_api_hot},
+    {"/v1/accounts/", 1, "GET", ACCESS_READ, wl_api_account},
+    {"/v1/signals", 0, "GET", ACCESS_READ, wl_api_signals},
+    {"/v1/named-accounts", 0, "GET", ACCESS_READ, wl_api_named_list},
+    {"/v1/named-accounts", 0, "PUT", ACCESS_ADMIN, wl_api_named_put},
+    {"/v1/named-accounts/", 1, "DELETE", ACCESS_ADMIN, wl_api_named_delete},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+static int path_matches(const struct route *r, const char *url)
+{
+    if (!r->prefix)
+        return strcmp(url, r->path) == 0;
+    size_t n = strlen(r->path);
+    return strncmp(url, r->path, n) == 0 && url[n] != '\0';
+}
+
+/* The route for url and method. NULL with *first = NULL: no such path;
+ * NULL with *first set: the path exists, not with this method (allow
+ * lists its methods). */
+static const struct route *find_route(const char *url, const char *method,
+                                      const struct route **first, char *allow, size_t allowlen)
+{
+    size_t i = 0, n = 0;
+
+    *first = NULL;
+    allow[0] = '\0';
+    while (i < N_ROUTES && !path_matches(&routes[i], url))
+        i++;
+    if (i == N_ROUTES)
+        return NULL;
+    *first = &routes[i];
+    for (; i < N_ROUTES && strcmp(routes[i].path, (*first)->path) == 0; i++) {
+        if (strcmp(routes[i].method, method) == 0)
+            return &routes[i];
+        n += (size_t)snprintf(allow + n, n < allowlen ? allowlen - n : 0, "%s%s",
+                              n ? ", " : "", routes[i].method);
+    }
+    return NULL;
+}
+
+/* What one request carries from its headers to its answer. */
+struct request {
+    const struct route *route;  /* NULL once answered at the headers */
+    char *body;                 /* NUL-terminated */
+    size_t len, cap;
+    int too_large;
+};
+
+static void request_free(struct request *req)
+{
+    if (req == NULL)
+        return;
+    free(req->body);
+    free(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    request_free(*con_cls);
+    *con_cls = NULL;
+}
+
+static int takes_body(const struct route *r)
+{
+    return strcmp(r->method, "PUT") == 0;
+}
+
+/* At the headers: route, authorize, and turn away a body declared too
+ * large. Returns MHD_YES to read on, or the queued answer. */
+static enum MHD_Result on_headers(struct wl_api *api, struct MHD_Connection *conn,
+                                  const char *url, const char *method, struct request *req)
+{
+    const struct route *first, *r;
+    enum MHD_Result ret = MHD_NO;
+    char allow[64];
+
+    r = find_route(url, method, &first, allow, sizeof allow);
+    if (r == NULL) {
+        /* a wrong method answers to readers; only the public paths to all */
+        if (!authorized(api, conn, first && first->access == ACCESS_PUBLIC ? ACCESS_PUBLIC
+                                                                            : ACCESS_READ,
+                        &ret))
+            return ret;
+        if (first == NULL)
+            return wl_api_send_error(conn, MHD_HTTP_NOT_FOUND, "not_found",
+                                     "no such endpoint: %s", url);
+        return method_not_allowed(conn, allow);
+    }
+    if (!authorized(api, conn, r->access, &ret))
+        return ret;
+    if (takes_body(r)) {
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && strtoull(cl, NULL, 10) > api->cfg->api_max_body_bytes)
+            return wl_api_send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                                     "the body is over api_max_body_bytes (%llu bytes)",
+                                     (unsigned long long)api->cfg->api_max_body_bytes);
+    }
+    req->route = r;
+    return MHD_YES;
+}
+
+/* Keeps up to api_max_body_bytes of the body; past that, notes it. */
+static int add_body(struct wl_api *api, struct request *req, const char *data, size_t n)
+{
+    uint64_t max = api->cfg->api_max_body_bytes;
+    if (req->too_large || req->len + n > max) {
+        req->too_large = 1;
+        free(req->body);
+        req->body = NULL;
+        req->len = req->cap = 0;
+        return 0;
+    }
+    if (req->len + n + 1 > req->cap) {
+        size_t cap = req->cap ? req->cap : 4096;
+        while (cap < req->len + n + 1)
+            cap *= 2;
+        char *b = realloc(req->body, cap);
+        if (b == NULL)
+            return -ENOMEM;
+        req->body = b;
+        req->cap = cap;
+    }
+    memcpy(req->body + req->len, data, n);
+    req->len += n;
+    req->body[req->len] = '\0';
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls)
 {
     struct wl_api *api = cls;
-    enum MHD_Result ret = MHD_NO;
+    struct request *req = *con_cls;
     (void)version;
-    (void)upload_data;
 
-    if (*con_cls == NULL) { /* the headers: answer once the body is in */
-        *con_cls = api;
-        return MHD_YES;
+    if (req == NULL) { /* the headers */
+        if ((req = calloc(1, sizeof *req)) == NULL)
+            return MHD_NO;
+        *con_cls = req;
+        return on_headers(api, conn, url, method, req);
     }
-    if (*upload_size != 0) { /* no endpoint takes a body yet */
+    if (*upload_size != 0) {
+        size_t n = *upload_size;
         *upload_size = 0;
+        if (req->route != NULL && takes_body(req->route) &&
+            add_body(api, req, upload_data, n) != 0)
+            return MHD_NO;
         return MHD_YES;
     }
-    if (strcmp(url, "/healthz") == 0) {
-        if (strcmp(method, "GET") != 0)
-            return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                              "use GET");
-        return send_json(conn, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
-    }
-    if (strcmp(url, "/readyz") == 0) {
-        if (strcmp(method, "GET") != 0)
-            return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                              "use GET");
-        int ready = atomic_load(&api->ready);
-        return send_json(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                         json_pack("{s:s}", "status", ready ? "ready" : "stopping"));
-    }
-    if (!authorized(api, conn, ACCESS_READ, &ret))
-        return ret;
-    return send_error(conn, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
+    if (req->route == NULL) /* answered at the headers */
+        return MHD_YES;
+    if (req->too_large)
+        return wl_api_send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                                 "the body is over api_max_body_bytes (%llu bytes)",
+                                 (unsigned long long)api->cfg->api_max_body_bytes);
+    const struct route *r = req->route;
+    struct wl_req rq = {
+        .api = api,
+        .conn = conn,
+        .path = url,
+        .rest = r->prefix ? url + strlen(r->path) : "",
+        .body = req->body,
+        .body_len = req->len,
+        .now = now_ms(),
+    };
+    return r->fn(&rq);
 }
 
 /* ---- lifecycle ---- */
@@ -229,7 +467,12 @@ int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_
         return -ENOMEM;
     api->cfg = cfg;
     api->store = store;
+    api->named_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
     atomic_store(&api->ready, 1);
+    if (wl_org_salt_load(cfg->org_salt_file, &api->org_salt, &api->org_salt_len,
+                         api->salt_error, sizeof api->salt_error) != 0)
+        wl_warn("api_no_org_salt", "reason=\"%s\" effect=\"domain: lookups and named "
+                "accounts answer 503\"", api->salt_error);
     if ((rc = load_token(cfg->read_token_file, &api->read_token, err, errlen)) != 0 ||
         (rc = load_token(cfg->admin_token_file, &api->admin_token, err, errlen)) != 0)
         goto fail;
@@ -246,7 +489,8 @@ int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_
         flags |= MHD_USE_IPv6;
     api->mhd = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->api_max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->api_timeout_ms / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
@@ -295,5 +539,10 @@ void wl_api_stop(struct wl_api *api)
         sodium_memzero(api->admin_token, strlen(api->admin_token));
         free(api->admin_token);
     }
+    if (api->org_salt != NULL) {
+        sodium_memzero(api->org_salt, api->org_salt_len);
+        free(api->org_salt);
+    }
+    pthread_mutex_destroy(&api->named_lock);
     free(api);
 }

@@ -8,8 +8,8 @@
 #include <time.h>
 
 #include "cli.h"
+#include "collector/ping_json.h"
 #include "collector/signal_json.h"
-#include "ping_json.h"
 #include "records.pb-c.h"
 #include "storage/keys.h"
 #include "storage/store.h"

@@ -17,8 +17,8 @@
 #include "collector/signal_json.h"
 #include "collector/framing.h"
 #include "collector/orgkey.h"
+#include "collector/ping_json.h"
 #include "ndjson_input.h"
-#include "ping_json.h"
 #include "storage/keys.h"
 
 static const char *const CMD = "send";

@@ -1,112 +1,15 @@
 #include "ping_json.h"
 
-#include "collector/signal_json.h"
-
 #include <errno.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector/signal_json.h"
 #include "storage/keys.h"
 
-enum kind { K_STRING, K_U32, K_U64, K_I64, K_ORG_KEY, K_FEATURES };
-
-struct field {
-    const char *name;
-    enum kind kind;
-    size_t off;
-};
-
-#define FIELD_SIZE(name) sizeof(((wl_ping *)0)->name)
-#define F_STRING(name) {#name, K_STRING, offsetof(wl_ping, name)},
-#define F_COUNT(name) \
-    {#name, FIELD_SIZE(name) == sizeof(uint64_t) ? K_U64 : K_U32, offsetof(wl_ping, name)},
-
-/* Proto order; the lists in ping.h supply the strings and the counts. */
-static const struct field fields[] = {
-    {"install_id", K_STRING, offsetof(wl_ping, install_id)},
-    {"org_key", K_ORG_KEY, offsetof(wl_ping, org_key)},
-    {"seq", K_U64, offsetof(wl_ping, seq)},
-    {"sent_at", K_I64, offsetof(wl_ping, sent_at)},
-    WL_STRING_FIELDS(F_STRING)
-    WL_COUNT_FIELDS(F_COUNT)
-    {"features", K_FEATURES, offsetof(wl_ping, features)},
-};
-#define N_FIELDS (sizeof fields / sizeof fields[0])
-
-/* The table reads counts as uint32_t or uint64_t: fail the build if a
- * count of another width is ever added. */
-#define CHECK_COUNT_WIDTH(name)                                              \
-    _Static_assert(FIELD_SIZE(name) == sizeof(uint32_t) ||                   \
-                       FIELD_SIZE(name) == sizeof(uint64_t),                 \
-                   #name " must be uint32 or uint64");
-WL_COUNT_FIELDS(CHECK_COUNT_WIDTH)
-#undef CHECK_COUNT_WIDTH
-
-#define AT(p, f, type) ((type *)((char *)(p) + (f)->off))
-#define AT_CONST(p, f, type) ((const type *)((const char *)(p) + (f)->off))
-
-json_t *wl_json_u64(uint64_t v)
-{
-    char buf[24];
-
-    if (v <= (uint64_t)INT64_MAX)
-        return json_integer((json_int_t)v);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-    return json_string(buf);
-}
-
-json_t *wl_json_hex(const uint8_t *b, size_t len)
-{
-    char *hex = malloc(2 * len + 1);
-    if (hex == NULL)
-        return NULL;
-    sodium_bin2hex(hex, 2 * len + 1, b, len);
-    json_t *j = json_stringn(hex, 2 * len);
-    free(hex);
-    return j;
-}
-
-static json_t *field_to_json(const wl_ping *p, const struct field *f)
-{
-    switch (f->kind) {
-    case K_STRING: {
-        const char *s = *AT_CONST(p, f, char *);
-        return wl_json_string_lossy(s, s ? strlen(s) : 0);
-    }
-    case K_U32:
-        return json_integer(*AT_CONST(p, f, uint32_t));
-    case K_U64:
-        return wl_json_u64(*AT_CONST(p, f, uint64_t));
-    case K_I64:
-        return json_integer(*AT_CONST(p, f, int64_t));
-    case K_ORG_KEY:
-        return wl_json_hex(p->org_key.data, p->org_key.len);
-    case K_FEATURES: {
-        json_t *arr = json_array();
-        for (size_t i = 0; arr != NULL && i < p->n_features; i++) {
-            const char *s = p->features[i];
-            if (json_array_append_new(arr, wl_json_string_lossy(s, s ? strlen(s) : 0)) != 0) {
-                json_decref(arr);
-                arr = NULL;
-            }
-        }
-        return arr;
-    }
-    }
-    return NULL;
-}
-
-int wl_ping_json_add(json_t *obj, const wl_ping *p)
-{
-    for (size_t i = 0; i < N_FIELDS; i++) {
-        /* set_new takes the value even when it fails, and rejects NULL. */
-        if (json_object_set_new(obj, fields[i].name, field_to_json(p, &fields[i])) != 0)
-            return -ENOMEM;
-    }
-    return 0;
-}
+#define AT(p, f, type) WL_PING_FIELD_AT(p, f, type)
 
 static const char *type_name(const json_t *v)
 {
@@ -228,39 +131,39 @@ static int set_features(wl_ping *p, const json_t *v, char *err, size_t errlen)
     return 0;
 }
 
-static int set_field(wl_ping *p, const struct field *f, const json_t *v, char *err,
+static int set_field(wl_ping *p, const struct wl_ping_field *f, const json_t *v, char *err,
                      size_t errlen)
 {
     uint64_t u;
 
     switch (f->kind) {
-    case K_STRING: {
+    case WL_PF_STRING: {
         char *s = dup_string(v, f->name, err, errlen);
         if (s == NULL)
             return -EINVAL;
         *AT(p, f, char *) = s;
         return 0;
     }
-    case K_U32:
+    case WL_PF_U32:
         if (get_unsigned(v, UINT32_MAX, f->name, &u, err, errlen) != 0)
             return -EINVAL;
         *AT(p, f, uint32_t) = (uint32_t)u;
         return 0;
-    case K_U64:
+    case WL_PF_U64:
         if (get_unsigned(v, UINT64_MAX, f->name, &u, err, errlen) != 0)
             return -EINVAL;
         *AT(p, f, uint64_t) = u;
         return 0;
-    case K_I64:
+    case WL_PF_I64:
         if (!json_is_integer(v)) {
             snprintf(err, errlen, "%s: expected an integer, got %s", f->name, type_name(v));
             return -EINVAL;
         }
         *AT(p, f, int64_t) = json_integer_value(v);
         return 0;
-    case K_ORG_KEY:
+    case WL_PF_ORG_KEY:
         return set_org_key(p, v, err, errlen);
-    case K_FEATURES:
+    case WL_PF_FEATURES:
         return set_features(p, v, err, errlen);
     }
     return -EINVAL;
@@ -287,10 +190,10 @@ int wl_ping_from_json(const json_t *obj, wl_ping *p, const char **org_domain, ch
             *org_domain = json_string_value(v);
             continue;
         }
-        const struct field *f = NULL;
-        for (size_t i = 0; i < N_FIELDS && f == NULL; i++) {
-            if (strcmp(key, fields[i].name) == 0)
-                f = &fields[i];
+        const struct wl_ping_field *f = NULL;
+        for (size_t i = 0; i < wl_ping_n_fields && f == NULL; i++) {
+            if (strcmp(key, wl_ping_fields[i].name) == 0)
+                f = &wl_ping_fields[i];
         }
         if (f == NULL) {
             snprintf(err, errlen, "unknown field '%s'", key);
@@ -309,9 +212,9 @@ int wl_ping_from_json(const json_t *obj, wl_ping *p, const char **org_domain, ch
 
 void wl_ping_clear(wl_ping *p)
 {
-    for (size_t i = 0; i < N_FIELDS; i++) {
-        if (fields[i].kind == K_STRING) {
-            char **s = AT(p, &fields[i], char *);
+    for (size_t i = 0; i < wl_ping_n_fields; i++) {
+        if (wl_ping_fields[i].kind == WL_PF_STRING) {
+            char **s = AT(p, &wl_ping_fields[i], char *);
             if (*s != NULL && *s != protobuf_c_empty_string)
                 free(*s);
         }

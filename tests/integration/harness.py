@@ -947,3 +947,63 @@ def wait_until(fn, timeout=10.0, interval=0.05, what="condition"):
             raise AssertionError("%s not reached within %.1fs (last: %r)"
                                  % (what, timeout, last))
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# The HTTP API (test_api.py): helpers added for it.
+
+import urllib.error as _urlerror
+import urllib.request as _urlrequest
+
+
+def set_options(collector, options):
+    """Adds or replaces options ({option: value}, each one's section found
+    from the bundled INI) of a not yet started collector and rewrites its INI
+    (the bundled rules kept)."""
+    if collector.running():
+        raise CollectorError("%s: options are set before start" % collector.name)
+    with open(DEFAULT_INI) as f:
+        base = f.read()
+    where = _default_sections(base)
+    for k, v in options.items():
+        if k not in where:
+            raise ValueError("unknown option %r (not in %s)" % (k, DEFAULT_INI))
+        collector.config.setdefault(where[k], {})[k] = str(v)
+    with open(collector.ini_path, "w") as f:
+        f.write(render_ini(base, collector.config))
+
+
+class ApiResponse:
+    """status, headers (a dict with lower-case names), body (bytes); json()
+    parses the body."""
+
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except ValueError as e:
+            raise AssertionError("HTTP %d body is not JSON (%s): %r"
+                                 % (self.status, e, self.body[:300]))
+
+    def __repr__(self):
+        return "ApiResponse(%d, %r)" % (self.status, self.body[:300])
+
+
+def api_call(port, method, path, body=None, token=None, headers=None, timeout=IO_TIMEOUT,
+             host=LOCALHOST):
+    """One HTTP request to the collector's API (path with its query string):
+    an ApiResponse whatever the status. token: sent as a bearer token.
+    body: bytes, or an iterable of bytes (sent chunked)."""
+    req = _urlrequest.Request("http://%s:%d%s" % (host, port, path), data=body, method=method)
+    if token is not None:
+        req.add_header("Authorization", "Bearer %s" % token)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with _urlrequest.urlopen(req, timeout=timeout) as r:
+            return ApiResponse(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    except _urlerror.HTTPError as e:
+        with e:
+            return ApiResponse(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())

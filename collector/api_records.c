@@ -1,0 +1,182 @@
+#include "api_records.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ping.h"
+#include "ping_json.h"
+#include "storage/keys.h"
+
+#define ORG_TEXT_MAX (8 + 2 * WL_ORG_ID_MAX + 1)
+
+/* ---- records ---- */
+
+void wl_org_signals_free(struct wl_org_signals *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        warmline__store__v1__signal__free_unpacked(s->v[i], NULL);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static int get_signal(struct wl_store *store, const struct wl_snapshot *snap, uint64_t id,
+                      wl_signal **out, char *err, size_t errlen)
+{
+    uint8_t key[8];
+    char *val = NULL;
+    size_t vlen = 0;
+
+    wl_be64_put(key, id);
+    int rc = wl_store_get_at(store, snap, WL_CF_SIGNALS, key, sizeof key, &val, &vlen, err,
+                             errlen);
+    if (rc != 0)
+        return rc;
+    *out = warmline__store__v1__signal__unpack(NULL, vlen, (const uint8_t *)val);
+    free(val);
+    if (*out == NULL) {
+        snprintf(err, errlen, "signal %llu does not decode", (unsigned long long)id);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int wl_org_signals_load(struct wl_store *store, const struct wl_snapshot *snap,
+                        struct wl_iter *it, const uint8_t *org, size_t org_len,
+                        struct wl_org_signals *out, char *err, size_t errlen)
+{
+    uint8_t prefix[1 + WL_ORG_ID_MAX];
+    int rc = 0;
+
+    memset(out, 0, sizeof *out);
+    prefix[0] = (uint8_t)org_len;
+    memcpy(prefix + 1, org, org_len);
+    for (wl_iter_seek(it, prefix, 1 + org_len); wl_iter_valid(it); wl_iter_next(it)) {
+        size_t klen;
+        const char *key = wl_iter_key(it, &klen);
+        if (klen != 1 + org_len + 8 || memcmp(key, prefix, 1 + org_len) != 0)
+            break;
+        wl_signal *sig = NULL;
+        rc = get_signal(store, snap, wl_be64_get(key + 1 + org_len), &sig, err, errlen);
+        if (rc == -ENOENT) { /* an index entry without its record: skip it */
+            rc = 0;
+            continue;
+        }
+        if (rc != 0)
+            break;
+        if (out->n == out->cap) {
+            size_t cap = out->cap ? 2 * out->cap : 8;
+            wl_signal **v = realloc(out->v, cap * sizeof *v);
+            if (v == NULL) {
+                warmline__store__v1__signal__free_unpacked(sig, NULL);
+                snprintf(err, errlen, "out of memory");
+                rc = -ENOMEM;
+                break;
+            }
+            out->v = v;
+            out->cap = cap;
+        }
+        out->v[out->n++] = sig;
+    }
+    if (rc == 0)
+        rc = wl_iter_status(it, err, errlen);
+    if (rc != 0)
+        wl_org_signals_free(out);
+    return rc;
+}
+
+int wl_org_state_get(struct wl_store *store, const struct wl_snapshot *snap, const uint8_t *org,
+                     size_t org_len, wl_org_state **out, char *err, size_t errlen)
+{
+    char *val = NULL;
+    size_t vlen = 0;
+
+    int rc = wl_store_get_at(store, snap, WL_CF_ORGS, org, org_len, &val, &vlen, err, errlen);
+    if (rc != 0)
+        return rc;
+    *out = warmline__store__v1__org_state__unpack(NULL, vlen, (const uint8_t *)val);
+    free(val);
+    if (*out == NULL) {
+        snprintf(err, errlen, "organization record does not decode");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int wl_install_state_get(struct wl_store *store, const struct wl_snapshot *snap, const char *id,
+                         wl_install_state **out, char *err, size_t errlen)
+{
+    char *val = NULL;
+    size_t vlen = 0;
+
+    int rc = wl_store_get_at(store, snap, WL_CF_INSTALLS, id, strlen(id), &val, &vlen, err,
+                             errlen);
+    if (rc != 0)
+        return rc;
+    *out = warmline__store__v1__install_state__unpack(NULL, vlen, (const uint8_t *)val);
+    free(val);
+    if (*out == NULL) {
+        snprintf(err, errlen, "install record '%s' does not decode", id);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- JSON ---- */
+
+void wl_json_put(json_t *o, const char *key, json_t *v, int *bad)
+{
+    if (json_object_set_new(o, key, v) != 0)
+        *bad = 1;
+}
+
+json_t *wl_json_str(const char *s)
+{
+    return wl_json_string_lossy(s, s ? strlen(s) : 0);
+}
+
+json_t *wl_json_str_array(char **v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < n; i++) {
+        if (json_array_append_new(a, wl_json_str(v[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+json_t *wl_json_org(const uint8_t *org, size_t org_len)
+{
+    char buf[ORG_TEXT_MAX];
+    wl_org_id_format(org, org_len, buf, sizeof buf);
+    return wl_json_str(buf);
+}
+
+/* {count name: value} in WL_COUNT_FIELDS order. */
+json_t *wl_json_totals(const uint64_t *totals, size_t n)
+{
+    json_t *o = json_object();
+    int bad = o == NULL;
+    for (size_t i = 0; !bad && i < n && i < WL_N_COUNTS; i++)
+        wl_json_put(o, wl_count_names[i], wl_json_u64(totals[i]), &bad);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* first_seen, last_seen, [versions,] editions, features, totals. */
+void wl_json_put_activity(json_t *o, const wl_org_state *st, int versions, int *bad)
+{
+    wl_json_put(o, "first_seen", json_integer(st->first_seen), bad);
+    wl_json_put(o, "last_seen", json_integer(st->last_seen), bad);
+    if (versions)
+        wl_json_put(o, "versions", wl_json_str_array(st->versions, st->n_versions), bad);
+    wl_json_put(o, "editions", wl_json_str_array(st->editions, st->n_editions), bad);
+    wl_json_put(o, "features", wl_json_str_array(st->features, st->n_features), bad);
+    wl_json_put(o, "totals", wl_json_totals(st->totals, st->n_totals), bad);
+}
