@@ -33,6 +33,14 @@ int wl_cmd_dump(int argc, char **argv);
 void wl_usage_dump(FILE *out);
 int wl_cmd_import(int argc, char **argv);
 void wl_usage_import(FILE *out);
+int wl_cmd_hot(int argc, char **argv);
+void wl_usage_hot(FILE *out);
+int wl_cmd_account(int argc, char **argv);
+void wl_usage_account(FILE *out);
+int wl_cmd_signals(int argc, char **argv);
+void wl_usage_signals(FILE *out);
+int wl_cmd_named(int argc, char **argv);
+void wl_usage_named(FILE *out);
 
 /* Prints "warmline CMD: message" on stderr. */
 void wl_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

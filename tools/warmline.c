@@ -11,6 +11,13 @@ static const struct wl_cmd cmds[] = {
     {"import", "feed historical pings into a data directory (event time = sent_at)",
      wl_cmd_import, wl_usage_import},
     {"orgkey", "print the org_key of a domain", wl_cmd_orgkey, wl_usage_orgkey},
+    {"hot", "list the accounts scoring highest (collector API)", wl_cmd_hot, wl_usage_hot},
+    {"account", "show one organization: installs, signals, history (collector API)",
+     wl_cmd_account, wl_usage_account},
+    {"signals", "print the signal log, or follow it (collector API)", wl_cmd_signals,
+     wl_usage_signals},
+    {"named-accounts", "import, list or delete named accounts (collector API)", wl_cmd_named,
+     wl_usage_named},
 };
 #define N_CMDS (sizeof cmds / sizeof cmds[0])
 
@@ -18,13 +25,15 @@ static void usage(FILE *out)
 {
     fprintf(out, "Usage: warmline COMMAND [OPTIONS]\n\nCommands:\n");
     for (size_t i = 0; i < N_CMDS; i++)
-        fprintf(out, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
+        fprintf(out, "  %-14s %s\n", cmds[i].name, cmds[i].summary);
     fprintf(out,
-            "  help     print this help, or a command's (warmline help COMMAND)\n"
+            "  help           print this help, or a command's (warmline help COMMAND)\n"
             "\n"
             "Every command takes --config FILE (the collector's INI file) and --help.\n"
             "Exit status: 0 success, 1 failure, 2 usage or configuration error;\n"
-            "send and import also return 3 when a batch was not wholly OK.\n");
+            "send and import also return 3 when a batch was not wholly OK. The collector\n"
+            "API commands take --url URL and --token-file FILE (or WARMLINE_TOKEN), and\n"
+            "return 1 when the collector cannot be reached or refuses the token.\n");
 }
 
 static const struct wl_cmd *find_cmd(const char *name)
