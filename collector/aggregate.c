@@ -29,7 +29,7 @@ struct wl_org;
 struct wl_install {
     char id[WL_INSTALL_ID_MAX + 1];
     struct wl_org *org;
-    struct wl_install *lru_prev, *lru_next; /* counting installs, oldest last_seen first */
+    uint32_t heap_pos;                      /* in the expiry heap, while counting */
     uint64_t last_seq;
     uint64_t last_ingest_seq;
     int64_t first_seen, last_seen;          /* event time */
@@ -75,7 +75,8 @@ struct wl_state {
     struct wl_install *installs;            /* uthash heads */
     struct wl_org *orgs;
     struct wl_str *strings;
-    struct wl_install *lru_head, *lru_tail;
+    struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
+    size_t heap_n, heap_cap;
     struct wl_install *dirty_installs;
     struct wl_org *dirty_orgs;
     struct wl_signals signals;
@@ -132,37 +133,66 @@ static const char *interned(const struct wl_state *st, const char *s)
     return e ? e->s : NULL;
 }
 
-/* ---- the counting installs, by last_seen ---- */
+/* ---- the counting installs, a min-heap by last_seen ----
+ * Expiry pops the install silent longest; a ping moves its install down.
+ * O(log n) whatever order event times arrive in (imports need not be
+ * sorted). */
 
-static void lru_remove(struct wl_state *st, struct wl_install *in)
+static void heap_set(struct wl_state *st, size_t i, struct wl_install *in)
 {
-    if (in->lru_prev)
-        in->lru_prev->lru_next = in->lru_next;
-    else
-        st->lru_head = in->lru_next;
-    if (in->lru_next)
-        in->lru_next->lru_prev = in->lru_prev;
-    else
-        st->lru_tail = in->lru_prev;
-    in->lru_prev = in->lru_next = NULL;
+    st->heap[i] = in;
+    in->heap_pos = (uint32_t)i;
 }
 
-/* Inserts by last_seen; pings mostly arrive in time order, so from the tail. */
-static void lru_insert(struct wl_state *st, struct wl_install *in)
+static void heap_sift_up(struct wl_state *st, size_t i)
 {
-    struct wl_install *after = st->lru_tail;
-    while (after != NULL && after->last_seen > in->last_seen)
-        after = after->lru_prev;
-    in->lru_prev = after;
-    in->lru_next = after ? after->lru_next : st->lru_head;
-    if (in->lru_next)
-        in->lru_next->lru_prev = in;
-    else
-        st->lru_tail = in;
-    if (after)
-        after->lru_next = in;
-    else
-        st->lru_head = in;
+    struct wl_install *in = st->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (st->heap[parent]->last_seen <= in->last_seen)
+            break;
+        heap_set(st, i, st->heap[parent]);
+        i = parent;
+    }
+    heap_set(st, i, in);
+}
+
+static void heap_sift_down(struct wl_state *st, size_t i)
+{
+    struct wl_install *in = st->heap[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= st->heap_n)
+            break;
+        if (child + 1 < st->heap_n && st->heap[child + 1]->last_seen < st->heap[child]->last_seen)
+            child++;
+        if (in->last_seen <= st->heap[child]->last_seen)
+            break;
+        heap_set(st, i, st->heap[child]);
+        i = child;
+    }
+    heap_set(st, i, in);
+}
+
+static void heap_push(struct wl_state *st, struct wl_install *in)
+{
+    if (st->heap_n == st->heap_cap) {
+        st->heap_cap = st->heap_cap ? st->heap_cap * 2 : 1024;
+        st->heap = xrealloc(st->heap, st->heap_cap * sizeof *st->heap);
+    }
+    heap_set(st, st->heap_n++, in);
+    heap_sift_up(st, st->heap_n - 1);
+}
+
+static void heap_remove(struct wl_state *st, struct wl_install *in)
+{
+    size_t i = in->heap_pos;
+    struct wl_install *last = st->heap[--st->heap_n];
+    if (last == in)
+        return;
+    heap_set(st, i, last);
+    heap_sift_down(st, i);
+    heap_sift_up(st, last->heap_pos);
 }
 
 /* ---- organizations ---- */
@@ -479,10 +509,10 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
 static void expire(struct wl_state *st, struct wl_batch *batch)
 {
     int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
-    while (st->lru_head != NULL && st->lru_head->last_seen < limit) {
-        struct wl_install *in = st->lru_head;
+    while (st->heap_n > 0 && st->heap[0]->last_seen < limit) {
+        struct wl_install *in = st->heap[0];
         struct wl_org *org = in->org;
-        lru_remove(st, in);
+        heap_remove(st, in);
         org_touch(st, org, st->clock, batch);
         org_count(org, in, -1);
         in->counting = 0;
@@ -569,11 +599,9 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
         org_evaluate(st, old, event_at, rec.ingest_seq, batch);
     }
     org_touch(st, org, event_at, batch);
-    if (in->counting) { /* its old counts leave the totals; the new ones come in below */
-        if (old == org)
-            org_count(org, in, -1);
-        lru_remove(st, in);
-    }
+    int was_counting = in->counting;
+    if (was_counting && old == org) /* its old counts leave the totals; the new come in below */
+        org_count(org, in, -1);
     if (in->org != org)
         org_attach(org, in);
     install_set_ping(st, in, ping);
@@ -583,7 +611,10 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
         in->first_seen = event_at;
     if (event_at > in->last_seen)
         in->last_seen = event_at;
-    lru_insert(st, in);
+    if (was_counting) /* last_seen only grows: the install moves down */
+        heap_sift_down(st, in->heap_pos);
+    else
+        heap_push(st, in);
     if (in->first_seen < org->first_seen || org->first_seen == 0)
         org->first_seen = in->first_seen;
     if (in->last_seen > org->last_seen)
@@ -827,38 +858,19 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
     warmline__store__v1__org_state__free_unpacked(rec, NULL);
 }
 
-static int by_last_seen(const void *a, const void *b)
-{
-    const struct wl_install *x = *(struct wl_install *const *)a;
-    const struct wl_install *y = *(struct wl_install *const *)b;
-    return (x->last_seen > y->last_seen) - (x->last_seen < y->last_seen);
-}
-
 /* Counting, totals and the expiry order follow from last_seen and the clock. */
 static int rebuild_counting(struct wl_state *st)
 {
-    struct wl_install **all = malloc((st->n_installs ? st->n_installs : 1) * sizeof *all);
     struct wl_install *in, *tmp;
-    size_t n = 0;
     int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
 
-    if (all == NULL)
-        return -ENOMEM;
     HASH_ITER(hh, st->installs, in, tmp) {
         if (in->last_seen >= limit) {
             in->counting = 1;
             org_count(in->org, in, +1);
-            all[n++] = in;
+            heap_push(st, in);
         }
     }
-    qsort(all, n, sizeof *all, by_last_seen);
-    for (size_t i = 0; i < n; i++) {
-        all[i]->lru_prev = i ? all[i - 1] : NULL;
-        all[i]->lru_next = i + 1 < n ? all[i + 1] : NULL;
-    }
-    st->lru_head = n ? all[0] : NULL;
-    st->lru_tail = n ? all[n - 1] : NULL;
-    free(all);
     return 0;
 }
 
@@ -946,6 +958,7 @@ void wl_state_free(struct wl_state *st)
         free(s);
     }
     wl_signals_free(&st->signals);
+    free(st->heap);
     free(st->scratch);
     free(st);
 }

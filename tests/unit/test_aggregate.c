@@ -727,6 +727,90 @@ static void test_reload_corrupt_install(void **state)
     assert_non_null(strstr(err, "broken"));
 }
 
+
+/* Event times in any order (an unsorted import): an install counts while
+ * its last ping is within install_ttl of the clock, the latest event time
+ * seen. 3000 installs, each its own organization, pinged in 4 rounds a
+ * quarter TTL apart, shuffled within each round; a third skip the last
+ * round. Then the clock moves so that the limit falls inside round 2, and
+ * exactly the skippers pinged early in round 2 must stop counting. */
+static void test_ttl_with_unordered_event_times(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "";
+    enum { N = 3000, ROUNDS = 4 };
+    const int64_t ttl = 1000000, base = 10000000;
+    static int64_t last[N];
+    static int order[N];
+    struct wl_state_opts opts = test_opts;
+    opts.install_ttl_ms = (uint64_t)ttl;
+    wl_state_free(f->st);
+    f->st = NULL;
+    assert_int_equal(wl_state_load(f->store, &opts, &f->st, err, sizeof err), 0);
+
+    unsigned seed = 12345;
+#define RND() (seed = seed * 1103515245u + 12345u, (seed >> 8))
+    struct wl_batch *b = wl_batch_new(f->store);
+    int64_t clock = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++)
+            order[i] = i;
+        for (int i = N - 1; i > 0; i--) { /* shuffle: unordered within the round */
+            int j = (int)(RND() % (unsigned)(i + 1)), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (int k = 0; k < N; k++) {
+            int i = order[k];
+            if (round == ROUNDS - 1 && i % 3 == 0)
+                continue; /* a third skip the last round */
+            struct tping t;
+            char id[32];
+            snprintf(id, sizeof id, "u-%05d", i);
+            tping_init(&t, id, -1, (uint64_t)round + 1, 1);
+            int64_t at = base + round * ttl / 4 + (int64_t)(RND() % (unsigned)(ttl / 4));
+            assert_int_equal(wl_state_apply(f->st, &t.p, at, at, b), WL_APPLY_ACCEPTED);
+            last[i] = at > last[i] ? at : last[i];
+            clock = at > clock ? at : clock;
+            wl_state_flush(f->st, b); /* while the ping is alive */
+            assert_int_equal(wl_store_write(f->store, b, 0, err, sizeof err), 0);
+            wl_state_commit(f->st);
+            wl_batch_clear(b);
+        }
+    }
+#undef RND
+    int64_t now = base + 2 * ttl / 4 + ttl / 8 + ttl; /* limit: the middle of round 2 */
+    assert_true(now > clock);
+    wl_state_advance(f->st, now, b);
+    wl_state_flush(f->st, b);
+    assert_int_equal(wl_store_write(f->store, b, 1, err, sizeof err), 0);
+    wl_state_commit(f->st);
+    wl_batch_free(b);
+
+    int bad = 0, expired = 0;
+    for (int i = 0; i < N; i++) {
+        uint8_t org[WL_ORG_ID_MAX];
+        char id[32], *val = NULL;
+        size_t vlen;
+        snprintf(id, sizeof id, "u-%05d", i);
+        size_t olen = wl_org_id(org, NULL, 0, id, strlen(id));
+        assert_int_equal(wl_store_get(f->store, WL_CF_ORGS, org, olen, &val, &vlen, err,
+                                      sizeof err), 0);
+        Warmline__Store__V1__OrgState *o =
+            warmline__store__v1__org_state__unpack(NULL, vlen, (const uint8_t *)val);
+        assert_non_null(o);
+        int want = last[i] >= now - ttl;
+        expired += !want;
+        if ((int)o->installs_counting != want && bad++ < 5)
+            print_error("install %s last_seen %lld now %lld: counting %u, want %d\n", id,
+                        (long long)last[i], (long long)now, o->installs_counting, want);
+        warmline__store__v1__org_state__free_unpacked(o, NULL);
+        free(val);
+    }
+    assert_int_equal(bad, 0);
+    assert_true(expired > 100 && expired < N / 3); /* both sides are tested */
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -743,6 +827,7 @@ int main(void)
         T(test_reload_from_disk),
         T(test_restart_does_not_change_org_record),
         T(test_reload_corrupt_install),
+        T(test_ttl_with_unordered_event_times),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
