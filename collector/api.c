@@ -428,25 +428,6 @@ static int is_loopback(const struct sockaddr_storage *ss)
     return 0;
 }
 
-static int parse_addr(const char *host, int port, struct sockaddr_storage *ss)
-{
-    struct sockaddr_in *in = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-
-    memset(ss, 0, sizeof *ss);
-    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
-        in->sin_family = AF_INET;
-        in->sin_port = htons((uint16_t)port);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        return 0;
-    }
-    return -EINVAL;
-}
-
 int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_api **out,
                  char *err, size_t errlen)
 {
@@ -457,11 +438,10 @@ int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_
     *out = NULL;
     if (cfg->api_listen[0] == '\0')
         return 0;
-    if (wl_parse_hostport(cfg->api_listen, host, sizeof host, &port) != 0 ||
-        parse_addr(host, port, &ss) != 0) {
-        snprintf(err, errlen, "api_listen: '%s' is not a numeric HOST:PORT", cfg->api_listen);
+    if (wl_parse_listen("api_listen", cfg->api_listen, &ss, host, sizeof host, err, errlen) != 0)
         return -EINVAL;
-    }
+    port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
     struct wl_api *api = calloc(1, sizeof *api);
     if (api == NULL)
         return -ENOMEM;

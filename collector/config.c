@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -497,10 +498,34 @@ int wl_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+int wl_parse_listen(const char *name, const char *value, struct sockaddr_storage *ss, char *host,
+                    size_t hostlen, char *err, size_t errlen)
+{
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    int port;
+
+    memset(ss, 0, sizeof *ss);
+    if (wl_parse_hostport(value, host, hostlen, &port) == 0) {
+        if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+            in->sin_family = AF_INET;
+            in->sin_port = htons((uint16_t)port);
+            return 0;
+        }
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons((uint16_t)port);
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "%s: '%s' is not a numeric HOST:PORT (e.g. 0.0.0.0:7810 or [::1]:0)",
+             name, value);
+    return -EINVAL;
+}
+
 int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen)
 {
     char host[256];
-    int port;
 
     if (cfg->data_dir[0] == '\0') {
         snprintf(err, errlen, "data_dir: must not be empty");
@@ -514,12 +539,10 @@ int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen)
                                  {"tcp_listen", cfg->tcp_listen},
                                  {"api_listen", cfg->api_listen}};
     for (int i = 0; i < 3; i++) {
+        struct sockaddr_storage ss;
         if (listens[i][1][0] != '\0' &&
-            wl_parse_hostport(listens[i][1], host, sizeof host, &port) != 0) {
-            snprintf(err, errlen, "%s: '%s' is not HOST:PORT (e.g. 0.0.0.0:7810 or [::1]:0)",
-                     listens[i][0], listens[i][1]);
+            wl_parse_listen(listens[i][0], listens[i][1], &ss, host, sizeof host, err, errlen) != 0)
             return -1;
-        }
     }
     if (cfg->max_inflated_bytes < cfg->max_frame_bytes) {
         /* Uncompressed payloads are bounded by the frame; keep the two coherent. */

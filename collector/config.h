@@ -94,4 +94,12 @@ void wl_config_print_help(FILE *out);
 /* Parses "HOST:PORT" / "[V6]:PORT" into host and port. Returns 0 or -EINVAL. */
 int wl_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
+struct sockaddr_storage;
+
+/* Parses a listen address with a numeric host (IPv4 or IPv6) into a socket
+ * address; host (hostlen bytes) gets the host part. Returns 0, or -EINVAL
+ * with "NAME: 'VALUE' is not a numeric HOST:PORT" in err. */
+int wl_parse_listen(const char *name, const char *value, struct sockaddr_storage *ss, char *host,
+                    size_t hostlen, char *err, size_t errlen);
+
 #endif

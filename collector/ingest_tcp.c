@@ -363,15 +363,11 @@ void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now)
 int wl_tcp_start(struct wl_ingest *ing, char *err, size_t errlen)
 {
     char host[256];
-    int port, rc;
+    int rc;
     struct sockaddr_storage ss;
 
-    if (wl_parse_hostport(ing->cfg->tcp_listen, host, sizeof host, &port) != 0 ||
-        (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
-        snprintf(err, errlen, "tcp_listen: '%s' is not a numeric HOST:PORT", ing->cfg->tcp_listen);
+    if (wl_parse_listen("tcp_listen", ing->cfg->tcp_listen, &ss, host, sizeof host, err, errlen) != 0)
         return -EINVAL;
-    }
     uv_tcp_init(ing->loop, &ing->tcp);
     ing->tcp.data = ing;
     ing->tcp_on = 1;

@@ -77,15 +77,11 @@ static void set_recv_buffer(struct wl_ingest *ing)
 int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
 {
     char host[256];
-    int port, rc;
+    int rc;
     struct sockaddr_storage ss;
 
-    if (wl_parse_hostport(ing->cfg->udp_listen, host, sizeof host, &port) != 0 ||
-        (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
-        snprintf(err, errlen, "udp_listen: '%s' is not a numeric HOST:PORT", ing->cfg->udp_listen);
+    if (wl_parse_listen("udp_listen", ing->cfg->udp_listen, &ss, host, sizeof host, err, errlen) != 0)
         return -EINVAL;
-    }
     ing->udp_buf_len = UDP_DGRAM_MAX * UDP_MMSG_COUNT;
     ing->udp_buf = malloc(ing->udp_buf_len);
     if (ing->udp_buf == NULL)

@@ -537,10 +537,10 @@ static void test_validate(void **state)
 
     wl_config_defaults(&cfg);
     strcpy(cfg.udp_listen, "localhost");
-    expect_invalid(&cfg, "udp_listen: 'localhost' is not HOST:PORT");
+    expect_invalid(&cfg, "udp_listen: 'localhost' is not a numeric HOST:PORT");
     wl_config_defaults(&cfg);
     strcpy(cfg.tcp_listen, "0.0.0.0:70000");
-    expect_invalid(&cfg, "tcp_listen: '0.0.0.0:70000' is not HOST:PORT");
+    expect_invalid(&cfg, "tcp_listen: '0.0.0.0:70000' is not a numeric HOST:PORT");
 
     wl_config_defaults(&cfg);
     cfg.max_frame_bytes = 2 * MiB;
