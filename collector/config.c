@@ -78,6 +78,11 @@ static const struct opt options[] = {
     NUM("accounts", score_half_life_ms, OPT_DURATION, "14d", 3600 * SEC, 3650 * DAY,
         "a signal's weight in the score halves every this long"),
 
+    NUM("retention", retention_days, OPT_UINT, "400", 0, 36500,
+        "raw pings received more than this many days ago are deleted (0: keep forever)"),
+    NUM("retention", retention_check_ms, OPT_DURATION, "1h", 1 * SEC, 7 * DAY,
+        "how often the collector deletes raw pings past retention_days"),
+
     STR("sinks", signal_file, "", "append every signal to this NDJSON file, fsynced (empty: off)"),
     STR("sinks", webhook_url, "", "POST every signal to this URL (empty: off)"),
     ENUM("sinks", webhook_format, webhook_formats, "json",

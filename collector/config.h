@@ -41,6 +41,10 @@ struct wl_config {
     uint64_t install_ttl_ms;        /* silent longer: stops counting */
     uint64_t score_half_life_ms;
 
+    /* [retention] */
+    uint64_t retention_days;        /* raw pings older than this are deleted; 0 = keep */
+    uint64_t retention_check_ms;    /* how often the collector looks for old pings */
+
     /* [sinks] */
     char signal_file[1024];         /* NDJSON file, empty = off */
     char webhook_url[1024];         /* empty = off */
