@@ -794,6 +794,210 @@ int64_t wl_state_clock(const struct wl_state *st) { return st->clock; }
 uint64_t wl_state_n_installs(const struct wl_state *st) { return st->n_installs; }
 uint64_t wl_state_n_orgs(const struct wl_state *st) { return st->n_orgs; }
 
+/* ---- forgetting ---- */
+
+static int forgotten_add_org(struct wl_forgotten *out, const uint8_t *id, size_t len, int loaded)
+{
+    for (size_t i = 0; i < out->n_orgs; i++) {
+        if (out->org_lens[i] == len && memcmp(out->orgs[i], id, len) == 0) {
+            out->org_loaded[i] |= (uint8_t)loaded;
+            return 0;
+        }
+    }
+    if (out->n_orgs == WL_FORGET_ORGS_MAX)
+        return -ENOSPC;
+    memcpy(out->orgs[out->n_orgs], id, len);
+    out->org_lens[out->n_orgs] = len;
+    out->org_loaded[out->n_orgs] = (uint8_t)loaded;
+    out->n_orgs++;
+    return 0;
+}
+
+/* Takes the install out of the expiry heap, its organization and the
+ * table, and deletes its record. */
+static void install_forget(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
+                           struct wl_forgotten *out)
+{
+    out->installs = xrealloc(out->installs, (out->n_installs + 1) * sizeof *out->installs);
+    out->installs[out->n_installs] = strdup(in->id);
+    if (out->installs[out->n_installs] == NULL)
+        abort();
+    out->n_installs++;
+    if (in->counting)
+        heap_remove(st, in);
+    if (in->org != NULL)
+        org_detach(in->org, in); /* takes its counts out while it still counts */
+    wl_batch_delete(batch, WL_CF_INSTALLS, in->id, strlen(in->id));
+    out->install_records++;
+    HASH_DEL(st->installs, in);
+    st->n_installs--;
+    free(in->features);
+    free(in);
+}
+
+/* Deletes the organization's record and rank entry and frees it. */
+static void org_forget(struct wl_state *st, struct wl_org *org, struct wl_batch *batch,
+                       struct wl_forgotten *out)
+{
+    wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
+    out->org_records++;
+    if (org->rules.n_signals > 0) {
+        uint8_t key[8 + WL_ORG_ID_MAX];
+        size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
+        wl_batch_delete(batch, WL_CF_RANK, key, klen);
+    }
+    HASH_DEL(st->orgs, org);
+    st->n_orgs--;
+    org_destroy(org);
+}
+
+int wl_state_forget_org(struct wl_state *st, const uint8_t *id, size_t len,
+                        struct wl_batch *batch, struct wl_forgotten *out)
+{
+    memset(out, 0, sizeof *out);
+    if (wl_state_dirty(st))
+        return -EBUSY;
+    struct wl_org *org = org_find(st, id, len);
+    forgotten_add_org(out, id, len, org != NULL);
+    if (org == NULL)
+        return 0;
+    while (org->n_installs > 0)
+        install_forget(st, org->installs[org->n_installs - 1], batch, out);
+    org_forget(st, org, batch, out);
+    return 0;
+}
+
+int wl_state_forget_install(struct wl_state *st, const char *install_id, struct wl_batch *batch,
+                            struct wl_forgotten *out)
+{
+    size_t idlen = strlen(install_id);
+    uint8_t own[WL_ORG_ID_MAX];
+    struct wl_install *in;
+
+    memset(out, 0, sizeof *out);
+    if (wl_state_dirty(st))
+        return -EBUSY;
+    if (idlen == 0 || idlen > WL_INSTALL_ID_MAX)
+        return -EINVAL;
+    size_t own_len = wl_org_id(own, NULL, 0, install_id, idlen);
+    HASH_FIND(hh, st->installs, install_id, idlen, in);
+    if (in == NULL || in->org == NULL) {
+        forgotten_add_org(out, own, own_len, org_find(st, own, own_len) != NULL);
+        if (in != NULL)
+            install_forget(st, in, batch, out);
+        return 0;
+    }
+    struct wl_org *org = in->org;
+    if (org->n_installs > 1) /* it stays: as when an install moves away, the day it
+                                was on ends first, and it is rewritten at the flush */
+        org_touch(st, org, st->clock, batch);
+    install_forget(st, in, batch, out);
+    if (org->n_installs == 0) {
+        forgotten_add_org(out, org->id, org->id_len, 1);
+        org_forget(st, org, batch, out);
+    } else {
+        /* What it has seen is what the installs it keeps run. */
+        org->n_versions = org->n_editions = 0;
+        for (size_t i = 0; i < org->n_installs; i++) {
+            org_add_seen(&org->versions, &org->n_versions, org->installs[i]->version);
+            org_add_seen(&org->editions, &org->n_editions, org->installs[i]->edition);
+        }
+    }
+    forgotten_add_org(out, own, own_len, 0); /* a no-key org it once had: its history */
+    return 0;
+}
+
+void wl_forgotten_free(struct wl_forgotten *f)
+{
+    for (size_t i = 0; i < f->n_installs; i++)
+        free(f->installs[i]);
+    free(f->installs);
+    f->installs = NULL;
+    f->n_installs = 0;
+}
+
+/* ---- reading stored pings without decoding them ---- */
+
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -EPROTO;
+}
+
+/* The next field of a message: its number and wire type; for a
+ * length-delimited one its bytes, for a varint its value. */
+static int pb_field(const uint8_t **p, const uint8_t *end, uint32_t *field, const uint8_t **data,
+                    size_t *len, uint64_t *value)
+{
+    uint64_t tag, n;
+    if (pb_varint(p, end, &tag) != 0 || (tag >> 3) == 0)
+        return -EPROTO;
+    *field = (uint32_t)(tag >> 3);
+    switch (tag & 7) {
+    case 0:
+        return pb_varint(p, end, value);
+    case 1:
+    case 5:
+        n = (tag & 7) == 1 ? 8 : 4;
+        if ((uint64_t)(end - *p) < n)
+            return -EPROTO;
+        *p += n;
+        return 1; /* fixed width: not read */
+    case 2:
+        if (pb_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p))
+            return -EPROTO;
+        *data = *p;
+        *len = (size_t)n;
+        *p += n;
+        return 2;
+    default:
+        return -EPROTO; /* groups are not in these records */
+    }
+}
+
+int wl_ping_peek(const void *val, size_t vlen, struct wl_ping_peek *out)
+{
+    const uint8_t *p = val, *end = p + vlen;
+    memset(out, 0, sizeof *out);
+    while (p < end) {
+        uint32_t field;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        uint64_t v = 0;
+        int wt = pb_field(&p, end, &field, &data, &len, &v);
+        if (wt < 0)
+            return -EPROTO;
+        if (field == 2 && wt == 0) { /* received_at */
+            out->received_at = (int64_t)v;
+        } else if (field == 3 && wt == 2) { /* org */
+            out->org = data;
+            out->org_len = len;
+        } else if (field == 4 && wt == 2) { /* ping: its install_id */
+            const uint8_t *q = data, *qend = data + len;
+            while (q < qend) {
+                const uint8_t *d = NULL;
+                size_t dl = 0;
+                int w = pb_field(&q, qend, &field, &d, &dl, &v);
+                if (w < 0)
+                    return -EPROTO;
+                if (field == 1 && w == 2) {
+                    out->install_id = (const char *)d;
+                    out->install_len = dl;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 /* ---- loading ---- */
 
 static int load_install(struct wl_state *st, const char *val, size_t vlen)

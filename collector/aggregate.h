@@ -56,6 +56,55 @@ uint64_t wl_state_commit(struct wl_state *st);
 /* 1 when the group so far changed anything that must be written. */
 int wl_state_dirty(const struct wl_state *st);
 
+/* ---- forgetting (data-subject requests, collector/forget.h) ---- */
+
+#define WL_FORGET_ORGS_MAX 2
+
+/* What a forget took out of memory: the installs, and the organizations
+ * gone whole (whose history and signals go too). */
+struct wl_forgotten {
+    char **installs;              /* malloc'd ids; wl_forgotten_free */
+    size_t n_installs;
+    uint8_t orgs[WL_FORGET_ORGS_MAX][WL_ORG_ID_MAX];
+    size_t org_lens[WL_FORGET_ORGS_MAX];
+    uint8_t org_loaded[WL_FORGET_ORGS_MAX]; /* it was in memory (its record is counted) */
+    size_t n_orgs;
+    uint64_t install_records;     /* install and org records deleted into the batch */
+    uint64_t org_records;
+};
+
+/* Forgets an organization (its id) and every install it has: their
+ * install, org and rank records are deleted into batch. The organization
+ * is named in out->orgs even when it is not in memory (its history may
+ * outlive its installs). Call between groups, with nothing staged: -EBUSY
+ * otherwise. The rules are not stepped. */
+int wl_state_forget_org(struct wl_state *st, const uint8_t *org, size_t org_len,
+                        struct wl_batch *batch, struct wl_forgotten *out);
+
+/* Forgets one install. Its organization goes whole when this was its last
+ * install; otherwise it stays, with its totals, counting installs,
+ * versions and editions recomputed from the installs it keeps, and its
+ * record and current day are rewritten at the flush. The install's own
+ * organization id (install:<id>) is always named in out->orgs. As
+ * wl_state_forget_org otherwise. */
+int wl_state_forget_install(struct wl_state *st, const char *install_id, struct wl_batch *batch,
+                            struct wl_forgotten *out);
+
+void wl_forgotten_free(struct wl_forgotten *f);
+
+/* The fields of a StoredPing record (pings column family) that retention
+ * and forget read, without decoding the ping: pointers into the value. */
+struct wl_ping_peek {
+    int64_t received_at;
+    const uint8_t *org;           /* organization id */
+    size_t org_len;
+    const char *install_id;       /* not NUL-terminated */
+    size_t install_len;
+};
+
+/* Returns 0, or -EPROTO when val is not a well-formed StoredPing. */
+int wl_ping_peek(const void *val, size_t vlen, struct wl_ping_peek *out);
+
 uint64_t wl_state_ingest_seq(const struct wl_state *st);
 uint64_t wl_state_signal_seq(const struct wl_state *st);
 int64_t wl_state_clock(const struct wl_state *st);

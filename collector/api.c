@@ -241,6 +241,8 @@ static const struct route routes[] = {
     {"/v1/named-accounts", 0, "GET", ACCESS_READ, wl_api_named_list},
     {"/v1/named-accounts", 0, "PUT", ACCESS_ADMIN, wl_api_named_put},
     {"/v1/named-accounts/", 1, "DELETE", ACCESS_ADMIN, wl_api_named_delete},
+    {"/v1/forget", 0, "POST", ACCESS_ADMIN, wl_api_forget},
+    {"/v1/deletions", 0, "GET", ACCESS_ADMIN, wl_api_deletions},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -304,7 +306,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static int takes_body(const struct route *r)
 {
-    return strcmp(r->method, "PUT") == 0;
+    return strcmp(r->method, "PUT") == 0 || strcmp(r->method, "POST") == 0;
 }
 
 /* At the headers: route, authorize, and turn away a body declared too
@@ -448,6 +450,7 @@ int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_
     api->cfg = cfg;
     api->store = store;
     api->named_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    pthread_rwlock_init(&api->writer_lock, NULL);
     atomic_store(&api->ready, 1);
     if (wl_org_salt_load(cfg->org_salt_file, &api->org_salt, &api->org_salt_len,
                          api->salt_error, sizeof api->salt_error) != 0)
@@ -505,6 +508,15 @@ void wl_api_set_ready(struct wl_api *api, int ready)
     atomic_store(&api->ready, ready);
 }
 
+void wl_api_set_writer(struct wl_api *api, struct wl_writer *writer)
+{
+    if (api == NULL)
+        return;
+    pthread_rwlock_wrlock(&api->writer_lock);
+    api->writer = writer;
+    pthread_rwlock_unlock(&api->writer_lock);
+}
+
 void wl_api_stop(struct wl_api *api)
 {
     if (api == NULL)
@@ -524,5 +536,6 @@ void wl_api_stop(struct wl_api *api)
         free(api->org_salt);
     }
     pthread_mutex_destroy(&api->named_lock);
+    pthread_rwlock_destroy(&api->writer_lock);
     free(api);
 }

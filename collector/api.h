@@ -2,7 +2,8 @@
  * account, the signal log, named accounts, /metrics, /healthz, /readyz.
  * It reads through RocksDB snapshots and iterators and never writes
  * aggregates; its own writes (named accounts) go to their own column
- * family. JSON is written with jansson. */
+ * family, and a forget (POST /v1/forget) is handed to the writer
+ * (forget.h). JSON is written with jansson. */
 #ifndef WL_API_H
 #define WL_API_H
 
@@ -24,6 +25,12 @@ void wl_api_address(const struct wl_api *api, char *out, size_t len);
 
 /* Marks the collector not ready (/readyz answers 503): stopping. */
 void wl_api_set_ready(struct wl_api *api, int ready);
+
+/* The writer that POST /v1/forget hands its work to (NULL: none, forgets
+ * answer 503). Setting it waits for the forgets in progress: set NULL
+ * before the writer stops. api may be NULL. */
+struct wl_writer;
+void wl_api_set_writer(struct wl_api *api, struct wl_writer *writer);
 
 /* Stops serving and frees. NULL is a no-op. */
 void wl_api_stop(struct wl_api *api);

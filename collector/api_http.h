@@ -16,6 +16,8 @@
 #include "config.h"
 #include "storage/store.h"
 
+struct wl_writer;
+
 #define WL_API_LIMIT_MAX 1000
 
 struct wl_api {
@@ -30,6 +32,8 @@ struct wl_api {
     pthread_mutex_t named_lock; /* one named-accounts write at a time */
     char address[300];
     atomic_int ready;
+    pthread_rwlock_t writer_lock; /* forgets hold it for reading while they use writer */
+    struct wl_writer *writer;     /* NULL: forgets answer 503 */
 };
 
 /* One request, as the handlers see it. */
@@ -110,6 +114,10 @@ enum MHD_Result wl_api_signals(struct wl_req *rq);
 enum MHD_Result wl_api_named_put(struct wl_req *rq);
 enum MHD_Result wl_api_named_list(struct wl_req *rq);
 enum MHD_Result wl_api_named_delete(struct wl_req *rq); /* rq->rest: the domain */
+
+/* api_forget.c */
+enum MHD_Result wl_api_forget(struct wl_req *rq);
+enum MHD_Result wl_api_deletions(struct wl_req *rq);
 
 /* The organization's label {"domain","name","owner"}, or JSON null when it
  * has none (or is not an org_key organization). NULL on a storage error or

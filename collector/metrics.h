@@ -31,7 +31,9 @@ struct wl_store;
     X(pings_rejected, "Pings that failed validation.")                                    \
     X(groups_committed, "Group commits: atomic writes, one WAL sync each under sync.")    \
     X(write_errors, "Failed writes; their batches got RETRY_LATER.")                      \
-    X(quarantined, "Rejected samples kept in quarantine.")
+    X(quarantined, "Rejected samples kept in quarantine.")                                \
+    X(retention_pings_deleted, "Raw pings past retention_days deleted.")                  \
+    X(forgets, "Forget requests applied (data-subject deletions).")
 
 #define WL_COUNTER_ENUM(name, help) WL_M_##name,
 enum wl_counter { WL_COUNTERS(WL_COUNTER_ENUM) WL_N_COUNTERS };

@@ -9,6 +9,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "retention.h"
 #include "sinks.h"
 #include "storage/store.h"
 
@@ -26,6 +27,7 @@ struct wl_server {
     uint64_t linger_until;  /* loop ms */
     struct wl_sinks *sinks;
     struct wl_api *api;
+    struct wl_retention *retention;
     uint64_t last_stats;
     int stopping;
     int finished;
@@ -216,6 +218,11 @@ int wl_server_run(const struct wl_config *cfg)
         wl_error("start_failed", "stage=api error=\"%s\"", err);
         goto close_loop;
     }
+    wl_api_set_writer(srv->api, srv->ing.writer);
+    if ((rc = wl_retention_start(cfg, store, &srv->retention, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=retention error=\"%s\"", err);
+        goto close_loop;
+    }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_start(&srv->tick, on_tick, 250, 250);
@@ -227,7 +234,11 @@ int wl_server_run(const struct wl_config *cfg)
 
 close_loop:
     /* The writer goes first: it commits what is queued and sends no more
-     * notifications; then every handle still open is closed. */
+     * notifications; then every handle still open is closed. Forgets in
+     * progress through the API finish before it stops. */
+    wl_retention_stop(srv->retention);
+    srv->retention = NULL;
+    wl_api_set_writer(srv->api, NULL);
     wl_writer_stop(srv->ing.writer);
     srv->ing.writer = NULL;
     wl_sinks_stop(srv->sinks);

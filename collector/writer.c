@@ -12,6 +12,7 @@
 
 #include "aggregate.h"
 #include "envelope.h"
+#include "forget.h"
 #include "log.h"
 #include "metrics.h"
 #include "quarantine.h"
@@ -335,6 +336,44 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     publish_state(w);
 }
 
+/* A forget, alone: one atomic write, synced; then its requester hears how
+ * it went. A failure leaves memory ahead of disk: it is rebuilt. */
+static void commit_forget(struct wl_writer *w, struct wl_job *job)
+{
+    char err[512];
+    int rc;
+
+    wl_batch_clear(w->batch);
+    rc = wl_forget_apply(job->forget, w->state, w->store, w->batch, now_ms());
+    if (rc == 0 && wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
+        wl_error("write_failed", "error=\"%s\" forget=1", err);
+        wl_count(WL_M_write_errors, 1);
+        rc = -EIO;
+    }
+    if (rc == 0) {
+        const struct wl_forget_result *r = wl_forget_req_result(job->forget);
+        const struct wl_forget_counts *c = &r->deleted;
+        wl_state_commit(w->state);
+        wl_count(WL_M_forgets, 1);
+        /* What kind and how many, never whom. */
+        wl_info("forget", "kind=%s deletion=%llu pings=%llu installs=%llu orgs=%llu "
+                "daily=%llu signals=%llu named=%llu quarantine=%llu signals_edited=%llu",
+                wl_forget_kind_name(job->forget), (unsigned long long)r->deletion,
+                (unsigned long long)c->pings, (unsigned long long)c->installs,
+                (unsigned long long)c->orgs, (unsigned long long)c->daily,
+                (unsigned long long)c->signals, (unsigned long long)c->named,
+                (unsigned long long)c->quarantine, (unsigned long long)c->signals_edited);
+    } else if (rc != -ENOENT) {
+        wl_error("forget_failed", "kind=%s error=%s", wl_forget_kind_name(job->forget),
+                 strerror(-rc));
+        wl_batch_clear(w->batch);
+        recover_after_failed_write(w, NULL);
+    }
+    publish_state(w);
+    wl_forget_done(job->forget, rc);
+    wl_job_free(job);
+}
+
 static void *writer_main(void *arg)
 {
     struct wl_writer *w = arg;
@@ -361,10 +400,21 @@ static void *writer_main(void *arg)
             commit_group(w, NULL, 0);
             continue;
         }
-        /* Take a group: whole jobs, up to max_group_pings (at least one). */
         struct wl_job *group = w->head, *last = w->head;
+        if (group->forget != NULL) { /* a forget goes alone */
+            w->head = group->next;
+            if (w->head == NULL)
+                w->tail = NULL;
+            group->next = NULL;
+            pthread_mutex_unlock(&w->mu);
+            commit_forget(w, group);
+            continue;
+        }
+        /* Take a group: whole jobs, up to max_group_pings (at least one),
+         * up to the next forget. */
         uint64_t n = job_pings(last);
-        while (last->next != NULL && n + job_pings(last->next) <= w->cfg->max_group_pings) {
+        while (last->next != NULL && last->next->forget == NULL &&
+               n + job_pings(last->next) <= w->cfg->max_group_pings) {
             last = last->next;
             n += job_pings(last);
         }

@@ -17,6 +17,8 @@
 #include "ping.h"
 #include "storage/store.h"
 
+struct wl_forget_req;
+
 /* Ack.Status values, named for the code that fills them. */
 enum wl_status { WL_ACK_OK = 0, WL_ACK_PARTIAL = 1, WL_ACK_REJECTED = 2, WL_ACK_RETRY_LATER = 3 };
 
@@ -40,6 +42,9 @@ struct wl_job {
     size_t input_len;         /* length of the input the sample was cut from */
     char peer[64];
     const char *transport;    /* "udp" | "tcp" */
+    struct wl_forget_req *forget; /* a forget (forget.h), not pings: applied alone, in
+                                     its own write, and answered to its requester (the
+                                     job is freed, never on the done list) */
 
     /* out: set by the writer */
     enum wl_status status;

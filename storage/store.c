@@ -315,6 +315,12 @@ void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t 
     rocksdb_writebatch_delete_cf(b->wb, b->store->cf[cf], key, klen);
 }
 
+void wl_batch_delete_range(struct wl_batch *b, enum wl_cf cf, const void *begin, size_t blen,
+                           const void *end, size_t elen)
+{
+    rocksdb_writebatch_delete_range_cf(b->wb, b->store->cf[cf], begin, blen, end, elen);
+}
+
 int wl_batch_count(const struct wl_batch *b)
 {
     return rocksdb_writebatch_count(b->wb);

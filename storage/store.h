@@ -74,6 +74,9 @@ struct wl_batch *wl_batch_new(struct wl_store *store);
 void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen,
                   const void *val, size_t vlen);
 void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen);
+/* Deletes every key k with begin <= k < end (one range tombstone). */
+void wl_batch_delete_range(struct wl_batch *b, enum wl_cf cf, const void *begin, size_t blen,
+                           const void *end, size_t elen);
 int wl_batch_count(const struct wl_batch *b);
 void wl_batch_clear(struct wl_batch *b);
 void wl_batch_free(struct wl_batch *b);

@@ -18,6 +18,8 @@ static const struct wl_cmd cmds[] = {
      wl_usage_signals},
     {"named-accounts", "import, list or delete named accounts (collector API)", wl_cmd_named,
      wl_usage_named},
+    {"forget", "delete every record of an organization or install (data-subject requests)",
+     wl_cmd_forget, wl_usage_forget},
 };
 #define N_CMDS (sizeof cmds / sizeof cmds[0])
 
