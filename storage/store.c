@@ -130,6 +130,9 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
     rocksdb_options_set_create_missing_column_families(s->opts, mode == WL_STORE_PRIMARY);
     rocksdb_options_increase_parallelism(s->opts, 2);
     rocksdb_options_set_keep_log_file_num(s->opts, 4);
+    /* Bound the write-ahead log: memtables are flushed once it passes this,
+     * so a tool opening the directory (dump, export) replays little. */
+    rocksdb_options_set_max_total_wal_size(s->opts, 128ULL << 20);
     if (mode == WL_STORE_SECONDARY)
         rocksdb_options_set_max_open_files(s->opts, -1);
 

@@ -58,7 +58,9 @@ int wl_store_get(struct wl_store *store, enum wl_cf cf, const void *key, size_t 
                  char **val, size_t *vlen, char *err, size_t errlen);
 
 /* A batch for this store's column families. */
-/* A consistent view for several reads (any thread). */
+/* A consistent view for several reads (any thread). PRIMARY only: a
+ * secondary instance does not support snapshots, but it is frozen at the
+ * moment it opened (until wl_store_catch_up), which is a view already. */
 struct wl_snapshot *wl_snapshot_new(struct wl_store *store);
 void wl_snapshot_free(struct wl_snapshot *snap);
 

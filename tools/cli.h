@@ -43,6 +43,8 @@ int wl_cmd_named(int argc, char **argv);
 void wl_usage_named(FILE *out);
 int wl_cmd_forget(int argc, char **argv);
 void wl_usage_forget(FILE *out);
+int wl_cmd_export(int argc, char **argv);
+void wl_usage_export(FILE *out);
 
 /* Prints "warmline CMD: message" on stderr. */
 void wl_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

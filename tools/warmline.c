@@ -10,6 +10,8 @@ static const struct wl_cmd cmds[] = {
      wl_usage_dump},
     {"import", "feed historical pings into a data directory (event time = sent_at)",
      wl_cmd_import, wl_usage_import},
+    {"export", "write a table as gzipped NDJSON or CSV files with a manifest (incremental)",
+     wl_cmd_export, wl_usage_export},
     {"orgkey", "print the org_key of a domain", wl_cmd_orgkey, wl_usage_orgkey},
     {"hot", "list the accounts scoring highest (collector API)", wl_cmd_hot, wl_usage_hot},
     {"account", "show one organization: installs, signals, history (collector API)",
@@ -33,9 +35,10 @@ static void usage(FILE *out)
             "\n"
             "Every command takes --config FILE (the collector's INI file) and --help.\n"
             "Exit status: 0 success, 1 failure, 2 usage or configuration error;\n"
-            "send and import also return 3 when a batch was not wholly OK. The collector\n"
-            "API commands take --url URL and --token-file FILE (or WARMLINE_TOKEN), and\n"
-            "return 1 when the collector cannot be reached or refuses the token.\n");
+            "send and import also return 3 when a batch was not wholly OK, forget when\n"
+            "nothing matched. The collector API commands take --url URL and --token-file\n"
+            "FILE (or WARMLINE_TOKEN), and return 1 when the collector cannot be reached\n"
+            "or refuses the token.\n");
 }
 
 static const struct wl_cmd *find_cmd(const char *name)

@@ -1,0 +1,395 @@
+#include "export_fmt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/ping.h"
+#include "collector/signal_json.h"
+
+/* ---- the byte buffer ------------------------------------------------------ */
+
+static int sb_grow(struct wl_sbuf *sb, size_t more)
+{
+    if (sb->oom)
+        return -ENOMEM;
+    size_t cap = sb->cap ? sb->cap : 4096;
+    while (cap - sb->len < more)
+        cap *= 2;
+    char *p = realloc(sb->p, cap);
+    if (p == NULL) {
+        sb->oom = 1;
+        return -ENOMEM;
+    }
+    sb->p = p;
+    sb->cap = cap;
+    return 0;
+}
+
+/* Room for more bytes: 0, or -ENOMEM (oom is set and sticks). */
+static inline int sb_reserve(struct wl_sbuf *sb, size_t more)
+{
+    if (__builtin_expect(sb->cap - sb->len >= more && !sb->oom, 1))
+        return 0;
+    return sb_grow(sb, more);
+}
+
+static inline void sb_put(struct wl_sbuf *sb, const void *s, size_t n)
+{
+    if (sb_reserve(sb, n) == 0) {
+        memcpy(sb->p + sb->len, s, n);
+        sb->len += n;
+    }
+}
+
+static inline void sb_putc(struct wl_sbuf *sb, char c)
+{
+    if (sb_reserve(sb, 1) == 0)
+        sb->p[sb->len++] = c;
+}
+
+static void sb_u64(struct wl_sbuf *sb, uint64_t v)
+{
+    static const char pairs[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    char tmp[20];
+    size_t n = 0;
+    while (v >= 100) {
+        const char *d = pairs + 2 * (v % 100);
+        v /= 100;
+        tmp[sizeof tmp - 1 - n++] = d[1];
+        tmp[sizeof tmp - 1 - n++] = d[0];
+    }
+    if (v >= 10) {
+        tmp[sizeof tmp - 1 - n++] = pairs[2 * v + 1];
+        tmp[sizeof tmp - 1 - n++] = pairs[2 * v];
+    } else {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + v);
+    }
+    sb_put(sb, tmp + sizeof tmp - n, n);
+}
+
+static void sb_i64(struct wl_sbuf *sb, int64_t v)
+{
+    if (v < 0) {
+        sb_putc(sb, '-');
+        sb_u64(sb, (uint64_t)0 - (uint64_t)v);
+    } else {
+        sb_u64(sb, (uint64_t)v);
+    }
+}
+
+/* Appends jansson's dump of v (JSON_ENCODE_ANY added). */
+static void sb_dump(struct wl_sbuf *sb, const json_t *v, size_t flags)
+{
+    if (v == NULL) {
+        sb->oom = 1;
+        return;
+    }
+    size_t avail = sb->oom ? 0 : sb->cap - sb->len;
+    size_t need = json_dumpb(v, sb->oom ? NULL : sb->p + sb->len, avail,
+                             flags | JSON_ENCODE_ANY);
+    if (need == 0) { /* jansson failed (out of memory) */
+        sb->oom = 1;
+        return;
+    }
+    if (need > avail) {
+        if (sb_reserve(sb, need) != 0)
+            return;
+        json_dumpb(v, sb->p + sb->len, need, flags | JSON_ENCODE_ANY);
+    }
+    sb->len += need;
+}
+
+/* 1 when JSON shows the string as it is: printable ASCII, no quote, no
+ * backslash. Anything else goes through jansson's escaping. */
+static int json_verbatim(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+void wl_sbuf_json_str(struct wl_sbuf *sb, const char *s, size_t len)
+{
+    if (s == NULL)
+        len = 0;
+    if (len == 0 || json_verbatim(s, len)) {
+        if (sb_reserve(sb, len + 2) == 0) {
+            sb->p[sb->len++] = '"';
+            if (len > 0)
+                memcpy(sb->p + sb->len, s, len);
+            sb->len += len;
+            sb->p[sb->len++] = '"';
+        }
+        return;
+    }
+    json_t *j = wl_json_string_lossy(s, len);
+    sb_dump(sb, j, 0);
+    json_decref(j);
+}
+
+/* ---- CSV fields ------------------------------------------------------------ */
+
+static void csv_field(struct wl_sbuf *sb, const char *s, size_t len)
+{
+    int quote = 0;
+    size_t quotes = 0;
+    int ascii = 1;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ',' || c == '\r' || c == '\n')
+            quote = 1;
+        else if (c == '"')
+            quote = 1, quotes++;
+        else if (c >= 0x80)
+            ascii = 0;
+    }
+    int lossy = !ascii && !wl_utf8_valid(s, len);
+    if (!quote && !lossy) {
+        sb_put(sb, s, len);
+        return;
+    }
+    if (sb_reserve(sb, len + quotes + 2) != 0)
+        return;
+    char *o = sb->p + sb->len;
+    if (quote)
+        *o++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"')
+            *o++ = '"';
+        *o++ = lossy && c >= 0x80 ? '?' : (char)c;
+    }
+    if (quote)
+        *o++ = '"';
+    sb->len = (size_t)(o - sb->p);
+}
+
+/* ---- rows ------------------------------------------------------------------- */
+
+int wl_rows_init(struct wl_rows *r, enum wl_export_format fmt, const char *const *cols,
+                 size_t ncols)
+{
+    size_t total = 0;
+
+    memset(r, 0, sizeof *r);
+    r->fmt = fmt;
+    r->cols = cols;
+    r->ncols = ncols;
+    for (size_t i = 0; i < ncols; i++) {
+        const char *c = cols[i];
+        if (c[0] == '\0')
+            return -EINVAL;
+        for (const char *p = c; *p; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                return -EINVAL;
+        }
+        total += strlen(c) + 3;
+    }
+    r->keys = malloc(total + 1);
+    r->key_off = malloc((ncols + 1) * sizeof *r->key_off);
+    if (r->keys == NULL || r->key_off == NULL) {
+        wl_rows_free(r);
+        return -ENOMEM;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < ncols; i++) {
+        r->key_off[i] = off;
+        off += (size_t)sprintf(r->keys + off, "\"%s\":", cols[i]);
+    }
+    r->key_off[ncols] = off;
+    return 0;
+}
+
+void wl_rows_free(struct wl_rows *r)
+{
+    free(r->keys);
+    free(r->key_off);
+    free(r->buf.p);
+    free(r->tmp.p);
+    memset(r, 0, sizeof *r);
+}
+
+void wl_rows_header(struct wl_rows *r)
+{
+    if (r->fmt != WL_EXPORT_CSV)
+        return;
+    for (size_t i = 0; i < r->ncols; i++) {
+        if (i > 0)
+            sb_putc(&r->buf, ',');
+        sb_put(&r->buf, r->cols[i], strlen(r->cols[i]));
+    }
+    sb_put(&r->buf, "\r\n", 2);
+}
+
+void wl_rows_begin(struct wl_rows *r)
+{
+    r->col = 0;
+    if (r->fmt == WL_EXPORT_NDJSON)
+        sb_putc(&r->buf, '{');
+}
+
+/* Opens the next cell: its separator and, in NDJSON, its key. Returns 0, or
+ * -1 when the row already has every column (the cell is dropped). */
+static inline int cell(struct wl_rows *r)
+{
+    if (r->col >= r->ncols) {
+        r->err = -EPROTO;
+        return -1;
+    }
+    size_t i = r->col++;
+    if (r->fmt == WL_EXPORT_NDJSON) {
+        size_t off = r->key_off[i], n = r->key_off[i + 1] - off;
+        if (sb_reserve(&r->buf, n + 1) == 0) {
+            if (i > 0)
+                r->buf.p[r->buf.len++] = ',';
+            memcpy(r->buf.p + r->buf.len, r->keys + off, n);
+            r->buf.len += n;
+        }
+    } else if (i > 0) {
+        sb_putc(&r->buf, ',');
+    }
+    return 0;
+}
+
+void wl_rows_u64(struct wl_rows *r, uint64_t v)
+{
+    if (cell(r) == 0)
+        sb_u64(&r->buf, v);
+}
+
+void wl_rows_i64(struct wl_rows *r, int64_t v)
+{
+    if (cell(r) == 0)
+        sb_i64(&r->buf, v);
+}
+
+void wl_rows_str(struct wl_rows *r, const char *s, size_t len)
+{
+    if (cell(r) != 0)
+        return;
+    if (s == NULL)
+        len = 0;
+    if (r->fmt == WL_EXPORT_NDJSON)
+        wl_sbuf_json_str(&r->buf, s, len);
+    else
+        csv_field(&r->buf, s, len);
+}
+
+void wl_rows_cstr(struct wl_rows *r, const char *s)
+{
+    wl_rows_str(r, s, s ? strlen(s) : 0);
+}
+
+void wl_rows_hex(struct wl_rows *r, const uint8_t *b, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (cell(r) != 0)
+        return;
+    int q = r->fmt == WL_EXPORT_NDJSON;
+    if (sb_reserve(&r->buf, 2 * len + 2) != 0)
+        return;
+    char *o = r->buf.p + r->buf.len;
+    if (q)
+        *o++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    if (q)
+        *o++ = '"';
+    r->buf.len = (size_t)(o - r->buf.p);
+}
+
+void wl_rows_null(struct wl_rows *r)
+{
+    if (cell(r) == 0 && r->fmt == WL_EXPORT_NDJSON)
+        sb_put(&r->buf, "null", 4);
+}
+
+void wl_rows_real(struct wl_rows *r, double v, int precision)
+{
+    if (!isfinite(v)) {
+        wl_rows_null(r);
+        return;
+    }
+    if (cell(r) != 0)
+        return;
+    json_t *j = json_real(v);
+    sb_dump(&r->buf, j, JSON_REAL_PRECISION(precision));
+    json_decref(j);
+}
+
+static void json_str_array(struct wl_sbuf *sb, char *const *v, size_t n)
+{
+    sb_putc(sb, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            sb_putc(sb, ',');
+        wl_sbuf_json_str(sb, v[i], v[i] ? strlen(v[i]) : 0);
+    }
+    sb_putc(sb, ']');
+}
+
+/* CSV: the JSON text built in r->tmp becomes one field. */
+static void csv_from_tmp(struct wl_rows *r)
+{
+    if (r->tmp.oom) {
+        r->buf.oom = 1;
+        return;
+    }
+    csv_field(&r->buf, r->tmp.p, r->tmp.len);
+}
+
+void wl_rows_str_array(struct wl_rows *r, char *const *v, size_t n)
+{
+    if (cell(r) != 0)
+        return;
+    if (r->fmt == WL_EXPORT_NDJSON) {
+        json_str_array(&r->buf, v, n);
+        return;
+    }
+    r->tmp.len = 0;
+    json_str_array(&r->tmp, v, n);
+    csv_from_tmp(r);
+}
+
+void wl_rows_json(struct wl_rows *r, const json_t *v, size_t flags)
+{
+    if (cell(r) != 0)
+        return;
+    if (r->fmt == WL_EXPORT_NDJSON) {
+        sb_dump(&r->buf, v, flags);
+        return;
+    }
+    if (v != NULL && json_is_null(v))
+        return;
+    if (v != NULL && json_is_string(v)) {
+        csv_field(&r->buf, json_string_value(v), json_string_length(v));
+        return;
+    }
+    r->tmp.len = 0;
+    sb_dump(&r->tmp, v, flags);
+    csv_from_tmp(r);
+}
+
+int wl_rows_end(struct wl_rows *r)
+{
+    if (r->col != r->ncols)
+        r->err = -EPROTO;
+    if (r->fmt == WL_EXPORT_NDJSON)
+        sb_put(&r->buf, "}\n", 2);
+    else
+        sb_put(&r->buf, "\r\n", 2);
+    if (r->buf.oom && r->err == 0)
+        r->err = -ENOMEM;
+    return r->err;
+}

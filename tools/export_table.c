@@ -1,0 +1,565 @@
+#include "export_table.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "collector/ping_json.h"
+#include "collector/rules.h"
+#include "collector/signal_json.h"
+#include "records.pb-c.h"
+#include "storage/keys.h"
+
+typedef Warmline__Store__V1__StoredPing stored_ping;
+typedef Warmline__Store__V1__OrgState org_state;
+typedef Warmline__Store__V1__DailyState daily_state;
+
+/* ---- columns, export schema 1 ------------------------------------------------ */
+
+#define COUNT_COLUMNS                                                                      \
+    "registered_users", "active_users_daily", "active_users_monthly", "bot_accounts",     \
+        "guest_accounts", "teams", "public_channels", "private_channels",                  \
+        "direct_message_channels", "posts_previous_day", "incoming_webhooks",              \
+        "outgoing_webhooks", "slash_commands", "system_admins", "posts"
+#define N_COUNT_COLUMNS 15
+
+/* The first PING_STORED columns come from StoredPing, the rest are the
+ * ping's own fields, read through collector/ping_json.h's field table. */
+#define PING_STORED 4
+static const char *const ping_cols[] = {
+    "ingest_seq", "received_at", "event_at", "org",
+    "install_id", "org_key", "seq", "sent_at",
+    "version", "edition", "database_type", "operating_system", "installation_type",
+    COUNT_COLUMNS,
+    "features",
+};
+
+/* The shape of collector/signal_json.h, shared with the signal file, the
+ * webhook, `warmline dump signals` and the API. */
+static const char *const signal_cols[] = {
+    "id", "org", "rule", "description", "weight", "fired_at", "fired_at_iso",
+    "terms", "install_ids", "ingest_seq",
+};
+
+static const char *const daily_cols[] = {
+    "org", "day", "date", "installs", "installs_total", COUNT_COLUMNS,
+};
+
+static const char *const account_cols[] = {
+    "snapshot_seq", "as_of", "org", "install_ids", "installs_total", "installs_counting",
+    "first_seen", "last_seen", COUNT_COLUMNS,
+    "versions", "editions", "features", "signals", "score", "score_log2", "day", "updated_at",
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Counts are only ever appended to ping.h: schema 1 has the first 15. */
+_Static_assert(N_COUNT_COLUMNS <= WL_N_COUNTS, "a count was removed from ping.h");
+
+const struct wl_export_table wl_export_tables[] = {
+    {WL_EXPORT_PINGS, "pings", "ingest_seq", 1, 1, ping_cols, N(ping_cols)},
+    {WL_EXPORT_SIGNALS, "signals", "signal_id", 1, 1, signal_cols, N(signal_cols)},
+    {WL_EXPORT_DAILY, "daily", "utc_day", 0, 0, daily_cols, N(daily_cols)},
+    {WL_EXPORT_ACCOUNTS, "accounts", "ingest_seq", 1, 0, account_cols, N(account_cols)},
+};
+const size_t wl_export_n_tables = N(wl_export_tables);
+
+const struct wl_export_table *wl_export_table_find(const char *name)
+{
+    for (size_t i = 0; i < wl_export_n_tables; i++) {
+        if (strcmp(wl_export_tables[i].name, name) == 0)
+            return &wl_export_tables[i];
+    }
+    return NULL;
+}
+
+/* ---- bounds ------------------------------------------------------------------ */
+
+/* max(meta name, the last key of cf) as a big-endian u64. */
+static int meta_or_last(const struct wl_export_ctx *ctx, const char *name, enum wl_cf cf,
+                        uint64_t *out, char *err, size_t errlen)
+{
+    char *val = NULL;
+    size_t vlen = 0, klen = 0;
+    uint64_t v = 0;
+    int rc = wl_store_get_at(ctx->store, ctx->snap, WL_CF_META, name, strlen(name), &val, &vlen,
+                             err, errlen);
+    if (rc != 0 && rc != -ENOENT)
+        return rc;
+    if (rc == 0 && vlen == 8)
+        v = wl_be64_get(val);
+    free(val);
+    struct wl_iter *it = wl_iter_new_at(ctx->store, ctx->snap, cf);
+    if (it == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_iter_seek_last(it);
+    if (wl_iter_valid(it)) {
+        const char *k = wl_iter_key(it, &klen);
+        if (klen == 8 && wl_be64_get(k) > v)
+            v = wl_be64_get(k);
+    }
+    rc = wl_iter_status(it, err, errlen);
+    wl_iter_free(it);
+    *out = v;
+    return rc;
+}
+
+int wl_export_ingest_seq(const struct wl_export_ctx *ctx, uint64_t *out, char *err,
+                         size_t errlen)
+{
+    return meta_or_last(ctx, "ingest_seq", WL_CF_PINGS, out, err, errlen);
+}
+
+int wl_export_upper(const struct wl_export_table *t, const struct wl_export_ctx *ctx,
+                    uint64_t *out, char *err, size_t errlen)
+{
+    switch (t->id) {
+    case WL_EXPORT_PINGS:
+    case WL_EXPORT_ACCOUNTS:
+        return wl_export_ingest_seq(ctx, out, err, errlen);
+    case WL_EXPORT_SIGNALS:
+        return meta_or_last(ctx, "signal_seq", WL_CF_SIGNALS, out, err, errlen);
+    case WL_EXPORT_DAILY: {
+        int64_t end = ctx->as_of - WL_EXPORT_DAY_GRACE_MS;
+        int64_t complete = end < 0 ? 0 : end / 86400000LL; /* days that ended */
+        if (complete == 0) {
+            snprintf(err, errlen, "no UTC day is complete yet");
+            return -ENOENT;
+        }
+        *out = (uint64_t)(complete - 1);
+        return 0;
+    }
+    }
+    return -EINVAL;
+}
+
+/* ---- a bump allocator for protobuf-c: one row's allocations, freed at once --- */
+
+struct arena {
+    char *p;
+    size_t used, cap;
+    struct arena_big { struct arena_big *next; } *big; /* allocations that did not fit */
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct arena *a = data;
+    size = (size + 15) & ~(size_t)15;
+    if (a->cap - a->used >= size) {
+        void *p = a->p + a->used;
+        a->used += size;
+        return p;
+    }
+    /* Does not fit: a separate block, freed by arena_reset (the next row
+     * gets a bigger arena). */
+    struct arena_big *b = malloc(sizeof(struct arena_big) + 16 + size);
+    if (b == NULL)
+        return NULL;
+    b->next = a->big;
+    a->big = b;
+    return (char *)b + 16;
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* everything goes at arena_reset */
+}
+
+static void arena_reset(struct arena *a)
+{
+    size_t grow = 0;
+    while (a->big != NULL) {
+        struct arena_big *next = a->big->next;
+        free(a->big);
+        a->big = next;
+        grow = 1;
+    }
+    if (grow || a->p == NULL) {
+        size_t cap = a->cap ? 2 * a->cap : 16384;
+        char *p = malloc(cap);
+        if (p != NULL) {
+            free(a->p);
+            a->p = p;
+            a->cap = cap;
+        }
+    }
+    a->used = 0;
+}
+
+static void arena_destroy(struct arena *a)
+{
+    a->used = a->cap; /* nothing fits: reset only frees */
+    while (a->big != NULL) {
+        struct arena_big *next = a->big->next;
+        free(a->big);
+        a->big = next;
+    }
+    free(a->p);
+    memset(a, 0, sizeof *a);
+}
+
+_Static_assert(sizeof(struct arena_big) <= 16, "arena block header");
+
+/* ---- row sources ------------------------------------------------------------- */
+
+struct wl_export_src {
+    const struct wl_export_table *t;
+    const struct wl_export_ctx *ctx;
+    enum wl_cf cf;
+    struct wl_iter *it;
+    uint64_t first, last;
+    int started, done;
+    struct arena arena;
+    ProtobufCAllocator alloc;
+    const struct wl_ping_field *ping_fields[N(ping_cols) - PING_STORED];
+};
+
+int wl_export_src_open(const struct wl_export_table *t, const struct wl_export_ctx *ctx,
+                       uint64_t first, uint64_t last, struct wl_export_src **out, char *err,
+                       size_t errlen)
+{
+    static const enum wl_cf cfs[] = {
+        [WL_EXPORT_PINGS] = WL_CF_PINGS, [WL_EXPORT_SIGNALS] = WL_CF_SIGNALS,
+        [WL_EXPORT_DAILY] = WL_CF_DAILY, [WL_EXPORT_ACCOUNTS] = WL_CF_ORGS,
+    };
+    struct wl_export_src *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        goto oom;
+    s->t = t;
+    s->ctx = ctx;
+    s->first = first;
+    s->last = last;
+    if (t->id == WL_EXPORT_PINGS) {
+        /* Every ping column past the stored ones is a field of the shared table. */
+        for (size_t c = PING_STORED; c < t->ncols; c++) {
+            const struct wl_ping_field *f = NULL;
+            for (size_t i = 0; i < wl_ping_n_fields && f == NULL; i++) {
+                if (strcmp(wl_ping_fields[i].name, t->cols[c]) == 0)
+                    f = &wl_ping_fields[i];
+            }
+            if (f == NULL) {
+                snprintf(err, errlen, "pings column %s is not a ping field (export schema %d)",
+                         t->cols[c], WL_EXPORT_SCHEMA);
+                free(s);
+                return -EPROTO;
+            }
+            s->ping_fields[c - PING_STORED] = f;
+        }
+    }
+    s->alloc.alloc = arena_alloc;
+    s->alloc.free = arena_free;
+    s->alloc.allocator_data = &s->arena;
+    arena_reset(&s->arena);
+    s->cf = cfs[t->id];
+    s->it = wl_iter_new_at(ctx->store, ctx->snap, s->cf);
+    if (s->it == NULL || s->arena.p == NULL)
+        goto oom;
+    *out = s;
+    return 0;
+
+oom:
+    wl_export_src_free(s);
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+}
+
+void wl_export_src_free(struct wl_export_src *s)
+{
+    if (s == NULL)
+        return;
+    wl_iter_free(s->it);
+    arena_destroy(&s->arena);
+    free(s);
+}
+
+static void key_hex(const char *key, size_t klen, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = klen;
+    if (2 * n + 1 > outlen)
+        n = (outlen - 1) / 2;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[(uint8_t)key[i] >> 4];
+        out[2 * i + 1] = hex[(uint8_t)key[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int bad_record(const struct wl_export_src *s, const char *key, size_t klen, char *err,
+                      size_t errlen)
+{
+    char hex[2 * 40 + 1];
+    key_hex(key, klen, hex, sizeof hex);
+    snprintf(err, errlen, "%s: the record at key %s%s does not decode", wl_cf_name(s->cf), hex,
+             klen > 40 ? "..." : "");
+    return -EINVAL;
+}
+
+static void org_cell(struct wl_rows *r, const uint8_t *org, size_t len)
+{
+    char buf[8 + 2 * WL_ORG_ID_MAX + 1];
+    if (len == 0) {
+        wl_rows_str(r, "", 0);
+        return;
+    }
+    wl_org_id_format(org, len, buf, sizeof buf);
+    wl_rows_cstr(r, buf);
+}
+
+static void ping_row(struct wl_export_src *s, const stored_ping *sp, struct wl_rows *r)
+{
+    static const wl_ping empty = WARMLINE__V1__PING__INIT;
+    const wl_ping *p = sp->ping != NULL ? sp->ping : &empty;
+
+    wl_rows_begin(r);
+    wl_rows_u64(r, sp->ingest_seq);
+    wl_rows_i64(r, sp->received_at);
+    wl_rows_i64(r, sp->event_at);
+    org_cell(r, sp->org.data, sp->org.len);
+    for (size_t i = 0; i < N(s->ping_fields); i++) {
+        const struct wl_ping_field *f = s->ping_fields[i];
+        switch (f->kind) {
+        case WL_PF_STRING:
+            wl_rows_cstr(r, *WL_PING_FIELD_AT_CONST(p, f, char *));
+            break;
+        case WL_PF_U32:
+            wl_rows_u64(r, *WL_PING_FIELD_AT_CONST(p, f, uint32_t));
+            break;
+        case WL_PF_U64:
+            wl_rows_u64(r, *WL_PING_FIELD_AT_CONST(p, f, uint64_t));
+            break;
+        case WL_PF_I64:
+            wl_rows_i64(r, *WL_PING_FIELD_AT_CONST(p, f, int64_t));
+            break;
+        case WL_PF_ORG_KEY:
+            wl_rows_hex(r, p->org_key.data, p->org_key.len);
+            break;
+        case WL_PF_FEATURES:
+            wl_rows_str_array(r, p->features, p->n_features);
+            break;
+        }
+    }
+}
+
+/* The signal's JSON object, its keys checked against the columns. */
+static int signal_row(const struct wl_export_table *t, const wl_signal *sig, struct wl_rows *r,
+                      char *err, size_t errlen)
+{
+    json_t *o = wl_signal_json(sig);
+    size_t i = 0;
+    const char *key;
+    json_t *v;
+
+    if (o == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_rows_begin(r);
+    json_object_foreach(o, key, v) {
+        if (i >= t->ncols || strcmp(key, t->cols[i]) != 0) {
+            snprintf(err, errlen, "the signal JSON has '%s' where export schema %d has '%s'",
+                     key, WL_EXPORT_SCHEMA, i < t->ncols ? t->cols[i] : "(nothing)");
+            json_decref(o);
+            return -EPROTO;
+        }
+        wl_rows_json(r, v, WL_SIGNAL_JSON_FLAGS);
+        i++;
+    }
+    json_decref(o);
+    return 0;
+}
+
+static void counts_cells(struct wl_rows *r, const uint64_t *totals, size_t n)
+{
+    for (size_t i = 0; i < N_COUNT_COLUMNS; i++)
+        wl_rows_u64(r, i < n ? totals[i] : 0);
+}
+
+static void daily_row(const uint8_t *key, size_t org_len, const daily_state *d,
+                      struct wl_rows *r)
+{
+    char date[16];
+    time_t t = (time_t)d->day * 86400;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof date, "%Y-%m-%d", &tm);
+    wl_rows_begin(r);
+    org_cell(r, key + 1, org_len);
+    wl_rows_u64(r, d->day);
+    wl_rows_cstr(r, date);
+    wl_rows_u64(r, d->installs);
+    wl_rows_u64(r, d->installs_total);
+    counts_cells(r, d->totals, d->n_totals);
+}
+
+static void account_row(const struct wl_export_ctx *ctx, const char *key, size_t klen,
+                        const org_state *o, struct wl_rows *r)
+{
+    wl_rows_begin(r);
+    wl_rows_u64(r, ctx->snapshot_seq);
+    wl_rows_i64(r, ctx->as_of);
+    org_cell(r, (const uint8_t *)key, klen);
+    wl_rows_str_array(r, o->install_ids, o->n_install_ids);
+    wl_rows_u64(r, o->n_install_ids);
+    wl_rows_u64(r, o->installs_counting);
+    wl_rows_i64(r, o->first_seen);
+    wl_rows_i64(r, o->last_seen);
+    counts_cells(r, o->totals, o->n_totals);
+    wl_rows_str_array(r, o->versions, o->n_versions);
+    wl_rows_str_array(r, o->editions, o->n_editions);
+    wl_rows_str_array(r, o->features, o->n_features);
+    wl_rows_u64(r, o->signals);
+    if (o->has_score) {
+        wl_rows_real(r, wl_score_at(o->score_log2, ctx->as_of, ctx->half_life_ms), 17);
+        wl_rows_real(r, o->score_log2, 17);
+    } else {
+        wl_rows_real(r, 0.0, 17);
+        wl_rows_null(r);
+    }
+    wl_rows_u64(r, o->day);
+    wl_rows_i64(r, o->updated_at);
+}
+
+/* pings and signals: big-endian u64 keys from first to last. */
+static int next_seq_keyed(struct wl_export_src *s, struct wl_rows *r, uint64_t *seq, char *err,
+                          size_t errlen)
+{
+    uint8_t k8[8];
+    size_t klen, vlen;
+
+    if (!s->started) {
+        wl_be64_put(k8, s->first);
+        wl_iter_seek(s->it, k8, 8);
+        s->started = 1;
+    } else {
+        wl_iter_next(s->it);
+    }
+    if (!wl_iter_valid(s->it))
+        return wl_iter_status(s->it, err, errlen) != 0 ? -EIO : 0;
+    const char *key = wl_iter_key(s->it, &klen);
+    if (klen != 8)
+        return bad_record(s, key, klen, err, errlen);
+    *seq = wl_be64_get(key);
+    if (*seq > s->last)
+        return 0;
+    if (r == NULL)
+        return 1;
+    const uint8_t *val = (const uint8_t *)wl_iter_value(s->it, &vlen);
+    int rc = 0;
+    arena_reset(&s->arena);
+    if (s->t->id == WL_EXPORT_PINGS) {
+        stored_ping *sp = warmline__store__v1__stored_ping__unpack(&s->alloc, vlen, val);
+        if (sp == NULL)
+            return bad_record(s, key, klen, err, errlen);
+        ping_row(s, sp, r);
+    } else {
+        wl_signal *sig = warmline__store__v1__signal__unpack(&s->alloc, vlen, val);
+        if (sig == NULL)
+            return bad_record(s, key, klen, err, errlen);
+        rc = signal_row(s->t, sig, r, err, errlen);
+    }
+    return rc != 0 ? rc : 1;
+}
+
+/* daily: keys are length byte + org id + big-endian day, so rows of the
+ * range are found by seeking within each organization's run of keys. */
+static int next_daily(struct wl_export_src *s, struct wl_rows *r, uint64_t *seq, char *err,
+                      size_t errlen)
+{
+    uint8_t target[1 + 255 + 4];
+    size_t klen, vlen;
+
+    if (!s->started) {
+        wl_iter_seek_first(s->it);
+        s->started = 1;
+    } else {
+        wl_iter_next(s->it);
+    }
+    for (;;) {
+        if (!wl_iter_valid(s->it))
+            return wl_iter_status(s->it, err, errlen) != 0 ? -EIO : 0;
+        const char *key = wl_iter_key(s->it, &klen);
+        if (klen < 5 || (size_t)(uint8_t)key[0] + 5 != klen)
+            return bad_record(s, key, klen, err, errlen);
+        size_t prefix = klen - 4;
+        uint32_t day = wl_be32_get(key + prefix);
+        if (day < s->first || day > s->last) {
+            /* Seek to this organization's first day of the range, or past
+             * its last possible day. */
+            memcpy(target, key, prefix);
+            wl_be32_put(target + prefix, day < s->first ? (uint32_t)s->first : UINT32_MAX);
+            int past = day > s->last;
+            wl_iter_seek(s->it, target, prefix + 4);
+            if (past && wl_iter_valid(s->it)) {
+                const char *k2 = wl_iter_key(s->it, &klen);
+                if (klen == prefix + 4 && memcmp(k2, target, klen) == 0)
+                    wl_iter_next(s->it);
+            }
+            continue;
+        }
+        *seq = day;
+        if (r == NULL)
+            return 1;
+        const uint8_t *val = (const uint8_t *)wl_iter_value(s->it, &vlen);
+        arena_reset(&s->arena);
+        daily_state *d = warmline__store__v1__daily_state__unpack(&s->alloc, vlen, val);
+        if (d == NULL || d->day != day)
+            return bad_record(s, key, klen, err, errlen);
+        daily_row((const uint8_t *)key, prefix - 1, d, r);
+        return 1;
+    }
+}
+
+static int next_account(struct wl_export_src *s, struct wl_rows *r, uint64_t *seq, char *err,
+                        size_t errlen)
+{
+    size_t klen, vlen;
+
+    if (!s->started) {
+        wl_iter_seek_first(s->it);
+        s->started = 1;
+    } else {
+        wl_iter_next(s->it);
+    }
+    if (!wl_iter_valid(s->it))
+        return wl_iter_status(s->it, err, errlen) != 0 ? -EIO : 0;
+    *seq = s->ctx->snapshot_seq;
+    if (r == NULL)
+        return 1;
+    const char *key = wl_iter_key(s->it, &klen);
+    const uint8_t *val = (const uint8_t *)wl_iter_value(s->it, &vlen);
+    arena_reset(&s->arena);
+    org_state *o = warmline__store__v1__org_state__unpack(&s->alloc, vlen, val);
+    if (o == NULL)
+        return bad_record(s, key, klen, err, errlen);
+    account_row(s->ctx, key, klen, o, r);
+    return 1;
+}
+
+int wl_export_src_next(struct wl_export_src *s, struct wl_rows *rows, uint64_t *seq, char *err,
+                       size_t errlen)
+{
+    int rc;
+    if (s->done)
+        return 0;
+    switch (s->t->id) {
+    case WL_EXPORT_PINGS:
+    case WL_EXPORT_SIGNALS: rc = next_seq_keyed(s, rows, seq, err, errlen); break;
+    case WL_EXPORT_DAILY: rc = next_daily(s, rows, seq, err, errlen); break;
+    case WL_EXPORT_ACCOUNTS: rc = next_account(s, rows, seq, err, errlen); break;
+    default: rc = -EINVAL; break;
+    }
+    if (rc == 1 && rows != NULL && wl_rows_end(rows) != 0) {
+        snprintf(err, errlen, "%s", rows->err == -ENOMEM ? "out of memory"
+                                    : "a row does not match the table's columns");
+        return rows->err;
+    }
+    if (rc <= 0)
+        s->done = 1;
+    return rc;
+}
