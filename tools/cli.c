@@ -64,6 +64,7 @@ int wl_cli_config(const char *cmd, const char *path, struct wl_config *cfg)
         return 0;
     if (wl_config_load(cfg, path, err, sizeof err) != 0) {
         wl_cli_error(cmd, "%s", err);
+        wl_config_free(cfg);
         return WL_EXIT_USAGE;
     }
     return 0;

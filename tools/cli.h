@@ -60,7 +60,8 @@ int wl_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                   const struct option *longopts);
 
 /* Fills cfg with the defaults, then loads path over them unless path is
- * NULL. Returns 0, or prints the loader's error and returns WL_EXIT_USAGE. */
+ * NULL. Returns 0, or prints the loader's error and returns WL_EXIT_USAGE.
+ * The caller frees the rules with wl_config_free (at once, if unused). */
 int wl_cli_config(const char *cmd, const char *path, struct wl_config *cfg);
 
 /* Strict decimal: digits only, no sign, no overflow. Returns 0 or -EINVAL. */

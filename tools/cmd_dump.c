@@ -341,6 +341,7 @@ int wl_cmd_dump(int argc, char **argv)
             argv[optind]);
     if ((rc = wl_cli_config(CMD, config_path, &cfg)) != 0)
         return rc;
+    wl_config_free(&cfg); /* the rules are not needed here; the options stay */
     if (data_dir == NULL)
         data_dir = cfg.data_dir;
 

@@ -609,6 +609,7 @@ int wl_cmd_export(int argc, char **argv)
         return rc < 0 ? WL_EXIT_OK : rc;
     if ((rc = wl_cli_config(CMD, o.config, &cfg)) != 0)
         return rc;
+    wl_config_free(&cfg); /* the rules are not needed here; the options stay */
     if (o.data_dir == NULL)
         o.data_dir = cfg.data_dir;
     /* Test hook: the export's clock (accounts' score, complete days). */

@@ -60,6 +60,7 @@ int wl_cmd_orgkey(int argc, char **argv)
         return wl_cli_usage_error(CMD, "%s", err);
     if ((rc = wl_cli_config(CMD, config_path, &cfg)) != 0)
         return rc;
+    wl_config_free(&cfg); /* the rules are not needed here; the options stay */
     if (salt_path == NULL)
         salt_path = cfg.org_salt_file;
     if (wl_org_salt_load(salt_path, &salt, &saltlen, err, sizeof err) != 0) {

@@ -523,6 +523,7 @@ int wl_cmd_send(int argc, char **argv)
         return wl_cli_usage_error(CMD, "--udp and --tcp exclude each other");
     if ((rc = wl_cli_config(CMD, config_path, &cfg)) != 0)
         return rc;
+    wl_config_free(&cfg); /* the rules are not needed here; the options stay */
     if (udp == NULL && tcp == NULL) {
         if (cfg.tcp_listen[0] == '\0')
             return wl_cli_usage_error(CMD, "no target: tcp_listen is empty in the "
