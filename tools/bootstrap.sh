@@ -9,6 +9,7 @@ PACKAGES=(
   libinih-dev libsodium-dev libjansson-dev uthash-dev
   libcmocka-dev python3 python3-protobuf python3-prometheus-client protobuf-compiler
   libcurl4-openssl-dev libmicrohttpd-dev
+  e2fsprogs
 )
 
 missing=()
