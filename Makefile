@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 CONFIG ?= collector/warmline.ini
 JOBS ?= $(shell nproc)
 
-.PHONY: all bootstrap build run test clean
+.PHONY: all bootstrap build run test sanitize clean
 
 all: build
 
@@ -24,5 +24,12 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Every test again on a build with AddressSanitizer, UBSan and LeakSanitizer
+# (a leak or error makes the collector exit non-zero, which fails its test).
+sanitize: bootstrap
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DWL_SANITIZE=ON
+	cmake --build build-sanitize -j $(JOBS)
+	cd build-sanitize && ctest --output-on-failure -j $(JOBS)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-sanitize
