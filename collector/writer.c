@@ -378,6 +378,7 @@ static void *writer_main(void *arg)
 {
     struct wl_writer *w = arg;
 
+    wl_store_thread_init();
     for (;;) {
         pthread_mutex_lock(&w->mu);
         int timed_out = 0;

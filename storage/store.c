@@ -215,6 +215,11 @@ void wl_store_close(struct wl_store *s)
     free(s);
 }
 
+void wl_store_thread_init(void)
+{
+    rocksdb_set_perf_level(rocksdb_disable);
+}
+
 int wl_store_catch_up(struct wl_store *s, char *err, size_t errlen)
 {
     char *rerr = NULL;

@@ -46,6 +46,10 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
 /* Flushes nothing extra (the WAL is the durability), closes, frees. */
 void wl_store_close(struct wl_store *store);
 
+/* Call once on a thread that writes a lot (the writer): turns off RocksDB's
+ * per-thread perf counters, which nothing here reads. */
+void wl_store_thread_init(void);
+
 /* SECONDARY only: catches up with what the primary has written since. */
 int wl_store_catch_up(struct wl_store *store, char *err, size_t errlen);
 
