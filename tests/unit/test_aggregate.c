@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 
 #include "aggregate.h"
 #include "records.pb-c.h"
+#include "tmpdir.h"
 
 typedef Warmline__Store__V1__OrgState org_rec;
 typedef Warmline__Store__V1__InstallState install_rec;
@@ -37,12 +37,6 @@ static const struct wl_state_opts test_opts = {
     .score_half_life_ms = 14ULL * 86400 * 1000,
     .rules = NULL,
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -71,7 +65,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     wl_state_free(f->st);
     wl_store_close(f->store);
-    int rc = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = wl_test_rmtree(f->root);
     free(f);
     return rc;
 }

@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "tools/export_dir.c"
+#include "tmpdir.h"
 
 static void test_names_round_trip(void **state)
 {
@@ -87,12 +87,6 @@ static void test_cursor_names(void **state)
         if (wl_export_cursor_valid(bad[i]))
             fail_msg("'%s' is a valid cursor name", bad[i]);
     }
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
 }
 
 static void touch(const char *dir, const char *name)
@@ -172,7 +166,7 @@ static void test_scan_publish(void **state)
     /* Not a directory. */
     assert_int_equal(wl_outdir_open(&d, path, 0, err, sizeof err), -ENOTDIR);
     wl_outdir_close(&d, 1);
-    nftw(root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    wl_test_rmtree(root);
 }
 
 int main(void)

@@ -13,7 +13,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include "records.pb-c.h"
 #include "storage/keys.h"
 #include "writer.h"
+#include "tmpdir.h"
 
 #define T0 1700000000000LL /* 2023-11-14 */
 #define HOUR 3600000LL
@@ -57,12 +57,6 @@ struct fx {
     pthread_cond_t cv;
     int notified;
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
 
 static void on_done(void *arg)
 {
@@ -139,7 +133,7 @@ static int teardown(void **state)
     wl_config_free(&f->cfg);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
-    int rc = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = wl_test_rmtree(f->root);
     free(f);
     return rc;
 }

@@ -16,7 +16,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 #include "metrics.h"
 #include "rules.h"
 #include "storage/store.h"
+#include "tmpdir.h"
 
 /* ---- reading the text back ---- */
 
@@ -396,12 +396,6 @@ static void test_format_families(void **state)
     free(text);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static void test_database_bytes_with_a_store(void **state)
 {
     (void)state;
@@ -425,7 +419,7 @@ static void test_database_bytes_with_a_store(void **state)
     free(with);
     free(without);
     wl_store_close(store);
-    assert_int_equal(nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+    assert_int_equal(wl_test_rmtree(root), 0);
 }
 
 /* The stats line keeps its keys: every counter by its old name, and the

@@ -10,7 +10,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "metrics.h"
 #include "records.pb-c.h"
 #include "retention.h"
+#include "tmpdir.h"
 
 #define DAY 86400000LL
 
@@ -40,12 +40,6 @@ static const struct wl_state_opts opts = {
     .score_half_life_ms = 14ULL * 86400 * 1000,
     .rules = NULL,
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
 
 static int64_t now_ms(void)
 {
@@ -79,7 +73,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     wl_state_free(f->st);
     wl_store_close(f->store);
-    int rc = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = wl_test_rmtree(f->root);
     free(f);
     return rc;
 }

@@ -13,7 +13,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
@@ -33,6 +32,7 @@
 #include "sinks.h"
 #include "storage/keys.h"
 #include "storage/store.h"
+#include "tmpdir.h"
 
 #define WAIT_MS 10000 /* deadline of every wait; a pass takes far less */
 
@@ -376,12 +376,6 @@ struct fx {
     struct wl_sinks *sinks;
 };
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
@@ -410,7 +404,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     wl_sinks_stop(f->sinks);
     wl_store_close(f->store);
-    int rc = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = wl_test_rmtree(f->root);
     free(f);
     return rc;
 }

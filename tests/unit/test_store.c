@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 
 #include "storage/keys.h"
 #include "storage/store.h"
+#include "tmpdir.h"
 
 /* ---- a temporary directory per test ---- */
 
@@ -25,12 +25,6 @@ struct tmp {
     char root[64]; /* mkdtemp */
     char db[128];  /* root/db: created by the store */
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -50,7 +44,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct tmp *t = *state;
-    int rc = nftw(t->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = wl_test_rmtree(t->root);
     struct stat st;
     int gone = stat(t->root, &st) != 0;
     free(t);

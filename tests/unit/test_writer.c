@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include "records.pb-c.h"
 #include "storage/keys.h"
 #include "writer.h"
+#include "tmpdir.h"
 
 /* ---- fixture ---- */
 
@@ -39,12 +39,6 @@ struct fx {
     int notified;
     int notify_calls;
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
 
 static void on_done(void *arg)
 {
@@ -86,7 +80,7 @@ static int teardown(void **state)
     wl_store_close(f->store);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
-    int rc = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = wl_test_rmtree(f->root);
     free(f);
     return rc;
 }
