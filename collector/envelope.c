@@ -107,6 +107,32 @@ static enum wl_reason scan_ping_strings(const uint8_t *p, const uint8_t *end)
     return WL_REJECT_NONE;
 }
 
+/* protobuf-c accepts a field number 0 written as a multi-byte tag (0x80
+ * 0x00) and keeps it as an unknown field, which it then packs as 0x00: a
+ * tag its own decoder refuses. A stored ping carrying one would never
+ * decode again (dump, export, and the installs the writer loads at start).
+ * Field numbers run from 1 to 2^29 - 1; anything else does not decode. */
+static int unknown_fields_valid(const ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+        uint32_t tag = m->unknown_fields[i].tag;
+        if (tag < 1 || tag > 536870911u)
+            return 0;
+    }
+    return 1;
+}
+
+static int batch_fields_valid(const wl_ping_batch *b)
+{
+    if (!unknown_fields_valid(&b->base))
+        return 0;
+    for (size_t i = 0; i < b->n_pings; i++) {
+        if (!unknown_fields_valid(&b->pings[i]->base))
+            return 0;
+    }
+    return 1;
+}
+
 /* Walks a PingBatch's wire bytes (field 1: the pings, in order). */
 static enum wl_reason *scan_batch_strings(const uint8_t *p, size_t len, size_t n_pings)
 {
@@ -194,6 +220,10 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
         wl_ping_batch_free(*out);
         *out = NULL;
         r = WL_REJECT_BATCH_TOO_MANY_PINGS;
+    } else if (!batch_fields_valid(*out)) {
+        wl_ping_batch_free(*out);
+        *out = NULL;
+        r = WL_REJECT_BATCH_DECODE;
     } else if (plen > 0 && memchr(payload, 0, plen) != NULL) {
         *ping_rejects = scan_batch_strings(payload, plen, (*out)->n_pings);
     }
