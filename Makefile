@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 CONFIG ?= collector/warmline.ini
 JOBS ?= $(shell nproc)
 
-.PHONY: all bootstrap build run test sanitize clean
+.PHONY: all bootstrap build run test sanitize fuzz ci clean
 
 all: build
 
@@ -31,5 +31,22 @@ sanitize: bootstrap
 	cmake --build build-sanitize -j $(JOBS)
 	cd build-sanitize && ctest --output-on-failure -j $(JOBS)
 
+# The libFuzzer targets of tests/fuzz (clang, ASan, UBSan), each run for
+# FUZZ_SECONDS on a copy of its seed corpus; fails on any crash, leak or
+# timeout and prints the path of the input that caused it.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= frame_stream envelope ping_validate config_rules api_params named_csv
+fuzz: bootstrap
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWL_FUZZ=ON
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# What CI runs (.ci/run): the suite, the suite under sanitizers, then
+# every fuzz target for a minute.
+ci:
+	$(MAKE) test
+	$(MAKE) sanitize
+	$(MAKE) fuzz FUZZ_SECONDS=60
+
 clean:
-	rm -rf $(BUILD) build-sanitize
+	rm -rf $(BUILD) build-sanitize build-fuzz

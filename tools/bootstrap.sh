@@ -10,6 +10,7 @@ PACKAGES=(
   libcmocka-dev python3 python3-protobuf python3-prometheus-client protobuf-compiler
   libcurl4-openssl-dev libmicrohttpd-dev
   e2fsprogs
+  clang libclang-rt-14-dev
 )
 
 missing=()
