@@ -475,6 +475,7 @@ int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->api_max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->api_max_connections_per_address,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->api_timeout_ms / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
     if (api->mhd == NULL) {

@@ -27,6 +27,7 @@ struct opt {
 static const char *const durability_names[] = {"sync", "async", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const webhook_formats[] = {"json", "slack", NULL};
+static const char *const off_on[] = {"off", "on", NULL};
 
 #define STR(sec, field, def, help) \
     {sec, #field, OPT_STR, offsetof(struct wl_config, field), \
@@ -69,9 +70,26 @@ static const struct opt options[] = {
     NUM("limits", udp_recv_buffer, OPT_BYTES, "16MiB", 64 * KiB, 1 * GiB,
         "SO_RCVBUF asked for the UDP socket (the kernel may grant less; it is logged)"),
     NUM("limits", writer_queue_pings, OPT_UINT, "200000", 1000, 100000000,
-        "pings queued for the writer above which UDP batches are dropped (and counted)"),
+        "decoded pings not yet answered (queued for the writer, or committed and awaiting "
+        "their acks) above which UDP datagrams are dropped and TCP frames get RETRY_LATER"),
     NUM("limits", max_group_pings, OPT_UINT, "50000", 1, 10000000,
         "pings the writer commits in one atomic write and one WAL sync"),
+    NUM("limits", frame_timeout_ms, OPT_DURATION, "30s", 0, DAY,
+        "close a TCP connection whose frame, once begun, is not complete this long "
+        "(while the collector reads; 0: never)"),
+    NUM("limits", rate_per_address, OPT_UINT, "1000", 0, 1000000000,
+        "envelopes (UDP datagrams + TCP frames) per second per source address (IPv6: per /64); "
+        "over it datagrams are dropped and TCP reads wait (0: no limit)"),
+    NUM("limits", burst_per_address, OPT_UINT, "10000", 1, 1000000000,
+        "envelopes a source address may send at once before rate_per_address applies"),
+    NUM("limits", max_connections_per_address, OPT_UINT, "64", 0, 1000000,
+        "open TCP connections per source address; further ones are closed at once (0: no limit)"),
+    NUM("limits", address_table_size, OPT_UINT, "65536", 1024, 16777216,
+        "source addresses tracked for the per-address limits (raised to 4 x max_connections); "
+        "the least recently seen idle one is forgotten first"),
+    ENUM("limits", limit_loopback, off_on, "off",
+         "on: the per-address limits apply to loopback sources too (off: local senders and "
+         "proxies are not limited)"),
 
     NUM("accounts", install_ttl_ms, OPT_DURATION, "14d", 60 * SEC, 3650 * DAY,
         "an install silent this long stops counting toward its organization"),
@@ -98,9 +116,11 @@ static const struct opt options[] = {
     STR("api", admin_token_file, "",
         "file holding the bearer token of named accounts (it also reads)"),
     NUM("api", api_max_connections, OPT_UINT, "64", 1, 100000, "concurrent HTTP connections"),
+    NUM("api", api_max_connections_per_address, OPT_UINT, "16", 0, 100000,
+        "concurrent HTTP connections per client address; more are closed at once (0: no limit)"),
     NUM("api", api_max_body_bytes, OPT_BYTES, "4MiB", 1024, 256 * MiB, "largest request body"),
     NUM("api", api_timeout_ms, OPT_DURATION, "30s", 1 * SEC, 3600 * SEC,
-        "close an HTTP connection idle this long"),
+        "close an HTTP connection that sent or read nothing this long"),
 
     NUM("quarantine", quarantine_max_records, OPT_UINT, "10000", 0, 100000000,
         "rejected samples kept (oldest deleted first; 0: keep none)"),

@@ -34,8 +34,15 @@ struct wl_config {
     uint64_t max_count;
     uint64_t max_inflight_frames;   /* per TCP connection, before reads pause */
     uint64_t udp_recv_buffer;
-    uint64_t writer_queue_pings;    /* UDP batches are dropped above this */
+    uint64_t writer_queue_pings;    /* decoded pings not yet answered: above it UDP
+                                       is dropped and TCP frames get RETRY_LATER */
     uint64_t max_group_pings;       /* pings per group commit */
+    uint64_t frame_timeout_ms;      /* a TCP frame begun and unfinished this long closes it */
+    uint64_t rate_per_address;      /* envelopes (datagrams + frames) per second; 0 = off */
+    uint64_t burst_per_address;     /* the token bucket's size */
+    uint64_t max_connections_per_address; /* open TCP connections; 0 = off */
+    uint64_t address_table_size;    /* addresses tracked (at least 4 x max_connections) */
+    int limit_loopback;             /* 1: the per-address limits apply to loopback too */
 
     /* [accounts] */
     uint64_t install_ttl_ms;        /* silent longer: stops counting */
@@ -57,6 +64,7 @@ struct wl_config {
     char read_token_file[1024];     /* bearer token for the query endpoints */
     char admin_token_file[1024];    /* bearer token for named accounts (and all else) */
     uint64_t api_max_connections;
+    uint64_t api_max_connections_per_address; /* 0 = off */
     uint64_t api_max_body_bytes;
     uint64_t api_timeout_ms;
 

@@ -1,9 +1,11 @@
 #include "ingest.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <sys/time.h>
 
+#include "log.h"
 #include "metrics.h"
 
 void wl_format_addr(const struct sockaddr *sa, char *out, size_t len)
@@ -28,6 +30,63 @@ void wl_format_addr(const struct sockaddr *sa, char *out, size_t len)
     } else {
         snprintf(out, len, "-");
     }
+}
+
+int wl_ingest_limits_init(struct wl_ingest *ing, char *err, size_t errlen)
+{
+    const struct wl_config *cfg = ing->cfg;
+    size_t entries = cfg->address_table_size;
+
+    if (cfg->rate_per_address == 0 && cfg->max_connections_per_address == 0)
+        return 0;
+    /* Every open connection holds its address's slot: keep the table at
+     * most a quarter full of them, so that an address always finds one. */
+    if (entries < 4 * cfg->max_connections)
+        entries = 4 * cfg->max_connections;
+    if (wl_addrlimit_new(entries, cfg->rate_per_address, cfg->burst_per_address, &ing->addrs) !=
+        0) {
+        snprintf(err, errlen, "cannot allocate the address table (%zu entries)", entries);
+        return -ENOMEM;
+    }
+    wl_info("address_limits", "rate_per_address=%llu burst_per_address=%llu "
+            "max_connections_per_address=%llu addresses=%zu table_bytes=%zu limit_loopback=%s",
+            (unsigned long long)cfg->rate_per_address, (unsigned long long)cfg->burst_per_address,
+            (unsigned long long)cfg->max_connections_per_address,
+            wl_addrlimit_capacity(ing->addrs), wl_addrlimit_bytes(ing->addrs),
+            cfg->limit_loopback ? "on" : "off");
+    return 0;
+}
+
+void wl_ingest_limits_free(struct wl_ingest *ing)
+{
+    wl_addrlimit_free(ing->addrs);
+    ing->addrs = NULL;
+}
+
+int wl_ingest_limited(const struct wl_ingest *ing, const struct sockaddr *peer,
+                      struct wl_addr *key)
+{
+    if (ing->addrs == NULL)
+        return 0;
+    int loopback = wl_addr_key(peer, key);
+    return loopback == 0 || (loopback == 1 && ing->cfg->limit_loopback);
+}
+
+static uint64_t job_units(const struct wl_job *job)
+{
+    return job->batch != NULL && job->batch->n_pings > 0 ? job->batch->n_pings : 1;
+}
+
+void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job)
+{
+    ing->held += job_units(job);
+    wl_writer_submit(ing->writer, job);
+}
+
+void wl_ingest_release(struct wl_ingest *ing, const struct wl_job *job)
+{
+    uint64_t n = job_units(job);
+    ing->held = ing->held > n ? ing->held - n : 0;
 }
 
 struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, size_t len,

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include "addrlimit.h"
 #include "config.h"
 #include "envelope.h"
 #include "writer.h"
@@ -27,8 +28,35 @@ struct wl_ingest {
     uint64_t next_conn_id;
     uint64_t n_conns;
     uint64_t inflight;          /* TCP jobs with the writer */
+    uint64_t held;              /* what jobs not yet freed hold (TCP and UDP, with the
+                                   writer or finished and awaiting their ack): their
+                                   decoded pings, and 1 for a job without any */
     int draining;               /* shutdown: no new input, acks still go out */
+
+    struct wl_addrlimit *addrs; /* per-address limits, NULL when all are off */
+    uv_timer_t rate_timer;      /* wakes TCP connections waiting for a token */
+    int rate_timer_on;          /* initialized (and not yet closed) */
+    uint64_t rate_due;          /* loop ms it is set for, 0 when stopped */
 };
+
+/* Creates the per-address table when a per-address limit is on. Returns 0
+ * or -ENOMEM (err says so). */
+int wl_ingest_limits_init(struct wl_ingest *ing, char *err, size_t errlen);
+void wl_ingest_limits_free(struct wl_ingest *ing);
+
+/* The key of a peer whose input the per-address limits apply to: returns 1
+ * and fills key, or 0 when no limit applies (limits off, a loopback peer
+ * without limit_loopback, or an unknown address family). */
+int wl_ingest_limited(const struct wl_ingest *ing, const struct sockaddr *peer,
+                      struct wl_addr *key);
+
+/* Submits a job to the writer and counts what it holds (ing->held);
+ * wl_ingest_release uncounts it once the job is back, before it is freed.
+ * Over writer_queue_pings held, UDP datagrams are dropped and TCP frames
+ * answered RETRY_LATER: decoded pings in memory stay bounded even when the
+ * loop falls behind freeing finished jobs. */
+void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job);
+void wl_ingest_release(struct wl_ingest *ing, const struct wl_job *job);
 
 /* Decodes one envelope from bytes and builds the writer job for it
  * (a batch, or the rejection with a sample). Counts envelope rejections. */
@@ -41,6 +69,8 @@ void wl_format_addr(const struct sockaddr *sa, char *out, size_t len);
 /* Binds and starts the UDP listener on cfg->udp_listen. */
 int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen);
 void wl_udp_stop(struct wl_ingest *ing);
+/* A UDP job came back from the writer: frees it. */
+void wl_udp_job_done(struct wl_ingest *ing, struct wl_job *job);
 
 /* Binds and starts the TCP listener on cfg->tcp_listen. */
 int wl_tcp_start(struct wl_ingest *ing, char *err, size_t errlen);
@@ -48,7 +78,8 @@ int wl_tcp_start(struct wl_ingest *ing, char *err, size_t errlen);
 void wl_tcp_stop_accepting(struct wl_ingest *ing);
 /* Writes the ack of a finished TCP job (and frees the job). */
 void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job);
-/* Closes connections idle longer than the timeout. */
+/* Closes connections idle longer than idle_timeout_ms, and those whose
+ * frame has been unfinished for frame_timeout_ms. */
 void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now_ms);
 /* Closes every connection: after its queued acks are written, or at once
  * when force is set (a peer that never reads must not hold shutdown). */

@@ -1,7 +1,14 @@
 /* TCP ingest: a stream of delimited Envelopes per connection, each answered
  * by one delimited Ack, in frame order, once the writer says it is durable.
  * A connection owns one input buffer capped at one frame; a bad frame
- * closes that connection only. */
+ * closes that connection only.
+ *
+ * A connection stops reading (and leaves what it has buffered unparsed)
+ * while it is held: max_inflight_frames of its frames are with the writer
+ * or have acks the kernel has not taken yet (a peer that does not read its
+ * acks), or its source address is out of tokens (rate_per_address). So its
+ * memory is one buffer plus max_inflight_frames jobs or acks, whatever the
+ * peer sends, and every frame still gets its ack in order. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +22,8 @@
 
 #define READ_CHUNK (64 * 1024)
 
+static void on_rate_timer(uv_timer_t *t);
+
 struct wl_conn {
     uv_tcp_t handle;
     struct wl_ingest *ing;
@@ -22,7 +31,16 @@ struct wl_conn {
     uint8_t *buf;
     size_t len, cap;
     uint64_t inflight;     /* frames with the writer, acks not yet written */
+    uint64_t acks_unsent;  /* acks written but not yet taken by the kernel */
     uint64_t last_active;  /* loop ms of the last read or ack */
+    uint64_t partial_since; /* loop ms since the buffered partial frame waits, 0: none */
+    uint64_t resume_at;    /* rate_wait: loop ms when the address has a token */
+    int held;              /* inflight + acks_unsent reached max_inflight_frames */
+    int rate_wait;         /* a whole frame waits for its address's token */
+    int rate_counted;      /* that frame is counted as rate limited */
+    int limited;           /* the per-address limits apply to this peer */
+    int addr_counted;      /* counted in the address's open connections */
+    struct wl_addr addr;
     int reading;
     int eof;               /* the peer finished sending; close after the acks */
     int discard;           /* stopping: input is read and dropped, so that a
@@ -40,6 +58,7 @@ struct wl_conn {
 
 struct ack_write {
     uv_write_t req;
+    struct wl_conn *conn;
     uint8_t data[];
 };
 
@@ -63,6 +82,9 @@ static void on_conn_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     ing->n_conns--;
     wl_gauge_set(WL_G_tcp_connections_open, ing->n_conns);
+    if (c->addr_counted && ing->addrs != NULL)
+        wl_addrlimit_conn_close(ing->addrs, &c->addr);
+    c->addr_counted = 0;
     c->closed = 1;
     conn_free_if_done(c);
 }
@@ -149,12 +171,40 @@ static void conn_read_start(struct wl_conn *c)
     }
 }
 
-/* Reads again once acks have caught up (backpressure released). */
-static void conn_resume(struct wl_conn *c)
+/* Frames with the writer or acks not yet with the kernel: held at
+ * max_inflight_frames, released below half of it (so that reads do not
+ * flap on every ack). */
+static int conn_held(struct wl_conn *c)
 {
-    if (!c->closing && !c->discard)
-        conn_read_start(c);
+    uint64_t max = c->ing->cfg->max_inflight_frames;
+    uint64_t n = c->inflight + c->acks_unsent;
+    if (n >= max)
+        c->held = 1;
+    else if (n < max / 2 + 1)
+        c->held = 0;
+    return c->held;
 }
+
+/* Reads when nothing holds the connection, and keeps the clock of the
+ * partial frame: it runs only while the collector reads. */
+static void conn_update_reading(struct wl_conn *c)
+{
+    if (c->closing || c->discard)
+        return;
+    if (c->rate_wait || c->held) {
+        conn_pause(c);
+        c->partial_since = 0;
+        return;
+    }
+    conn_read_start(c);
+    if (c->len == 0)
+        c->partial_since = 0;
+    else if (c->partial_since == 0)
+        c->partial_since = uv_now(c->ing->loop);
+}
+
+/* Wakes the rate timer at loop time at (or earlier, if it is set earlier). */
+static void rate_schedule(struct wl_ingest *ing, uint64_t at);
 
 static void reject_frame(struct wl_conn *c, enum wl_reason r)
 {
@@ -174,14 +224,15 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
 
     wl_count(WL_M_tcp_frames, 1);
     wl_count_t(WL_TRANSPORT_TCP, WL_T_envelopes_received, 1);
-    uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen);
+    if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen) != 0)
+        memset(&peer, 0, sizeof peer);
     job = wl_ingest_make_job(ing, frame, len, "tcp", (struct sockaddr *)&peer);
     if (job == NULL)
         return;
-    if (job->batch != NULL &&
-        (c->refusing || wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings)) {
-        /* Overloaded, or an earlier frame must be resent first: answer
-         * RETRY_LATER, in order, through the writer's queue. */
+    if (job->batch != NULL && (c->refusing || ing->held > ing->cfg->writer_queue_pings)) {
+        /* Overloaded (decoded pings not yet answered over the limit), or an
+         * earlier frame must be resent first: answer RETRY_LATER, in order,
+         * through the writer's queue. */
         wl_ping_batch_free(job->batch);
         job->batch = NULL;
         job->retry_later = 1;
@@ -194,14 +245,62 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
     job->origin = c;
     c->inflight++;
     ing->inflight++;
-    wl_writer_submit(ing->writer, job);
+    wl_ingest_submit(ing, job);
+}
+
+/* Parses and submits the whole frames buffered, as long as nothing holds
+ * the connection; then reads again or not. */
+static void conn_process(struct wl_conn *c)
+{
+    struct wl_ingest *ing = c->ing;
+    size_t off = 0;
+    int consumed = 0;
+
+    while (!c->closing && !c->discard && !c->rate_wait && !conn_held(c)) {
+        size_t hdr, flen;
+        enum wl_frame_status st =
+            wl_frame_parse(c->buf + off, c->len - off, ing->cfg->max_frame_bytes, &hdr, &flen);
+        if (st == WL_FRAME_NEED_MORE)
+            break;
+        if (st == WL_FRAME_TOO_LARGE) {
+            reject_frame(c, WL_REJECT_FRAME_TOO_LARGE);
+            return;
+        }
+        if (st == WL_FRAME_BAD_VARINT) {
+            reject_frame(c, WL_REJECT_FRAME_BAD_VARINT);
+            return;
+        }
+        if (c->limited) {
+            uint64_t now = uv_now(ing->loop);
+            uint64_t wait = wl_addrlimit_take(ing->addrs, &c->addr, now);
+            if (wait != 0) { /* the frame stays buffered until a token comes */
+                if (!c->rate_counted)
+                    wl_count_t(WL_TRANSPORT_TCP, WL_T_rate_limited, 1);
+                c->rate_counted = 1;
+                c->rate_wait = 1;
+                c->resume_at = now + wait;
+                rate_schedule(ing, c->resume_at);
+                break;
+            }
+            c->rate_counted = 0;
+        }
+        submit_frame(c, c->buf + off + hdr, flen);
+        off += hdr + flen;
+        consumed = 1;
+    }
+    if (off > 0) {
+        memmove(c->buf, c->buf + off, c->len - off);
+        c->len -= off;
+    }
+    if (consumed)
+        c->partial_since = 0; /* what is left is a new frame */
+    conn_update_reading(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct wl_conn *c = s->data;
     struct wl_ingest *ing = c->ing;
-    size_t off = 0;
     (void)buf;
 
     if (nread > 0)
@@ -229,29 +328,36 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->len += (size_t)nread;
     c->last_active = uv_now(ing->loop);
-    while (!c->closing) {
-        size_t hdr, flen;
-        enum wl_frame_status st =
-            wl_frame_parse(c->buf + off, c->len - off, ing->cfg->max_frame_bytes, &hdr, &flen);
-        if (st == WL_FRAME_NEED_MORE)
-            break;
-        if (st == WL_FRAME_TOO_LARGE) {
-            reject_frame(c, WL_REJECT_FRAME_TOO_LARGE);
-            return;
+    conn_process(c);
+}
+
+static void rate_schedule(struct wl_ingest *ing, uint64_t at)
+{
+    uint64_t now = uv_now(ing->loop);
+    if (!ing->rate_timer_on || (ing->rate_due != 0 && ing->rate_due <= at))
+        return;
+    ing->rate_due = at;
+    uv_timer_start(&ing->rate_timer, on_rate_timer, at > now ? at - now : 0, 0);
+}
+
+/* Connections whose address has a token again parse what they buffered. */
+static void on_rate_timer(uv_timer_t *t)
+{
+    struct wl_ingest *ing = t->data;
+    uint64_t now = uv_now(ing->loop);
+
+    ing->rate_due = 0;
+    for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
+        if (!c->rate_wait || c->closing)
+            continue;
+        if (c->resume_at <= now) {
+            c->rate_wait = 0;
+            c->last_active = now;
+            conn_process(c); /* may wait again, and schedule */
+        } else {
+            rate_schedule(ing, c->resume_at);
         }
-        if (st == WL_FRAME_BAD_VARINT) {
-            reject_frame(c, WL_REJECT_FRAME_BAD_VARINT);
-            return;
-        }
-        submit_frame(c, c->buf + off + hdr, flen);
-        off += hdr + flen;
     }
-    if (off > 0) {
-        memmove(c->buf, c->buf + off, c->len - off);
-        c->len -= off;
-    }
-    if (c->inflight >= ing->cfg->max_inflight_frames)
-        conn_pause(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -282,7 +388,8 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen);
+    if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen) != 0)
+        memset(&peer, 0, sizeof peer);
     wl_format_addr((struct sockaddr *)&peer, c->peer, sizeof c->peer);
     if (ing->n_conns > ing->cfg->max_connections || ing->draining) {
         wl_count(WL_M_tcp_refused, 1);
@@ -291,16 +398,37 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
+    c->limited = wl_ingest_limited(ing, (struct sockaddr *)&peer, &c->addr);
+    if (c->limited) {
+        int rc = wl_addrlimit_conn_open(ing->addrs, &c->addr,
+                                        ing->cfg->max_connections_per_address,
+                                        uv_now(ing->loop));
+        if (rc < 0) {
+            /* Debug only: a flood of these must not become a flood of logs. */
+            wl_count(WL_M_tcp_refused_per_address, 1);
+            wl_debug("connection_refused", "reason=max_connections_per_address peer=%s",
+                     c->peer);
+            conn_close(c);
+            return;
+        }
+        c->addr_counted = rc == 0;
+    }
     wl_count(WL_M_tcp_connections, 1);
     uv_tcp_nodelay(&c->handle, 1);
     c->last_active = uv_now(ing->loop);
-    conn_resume(c);
+    conn_update_reading(c);
 }
 
 static void on_ack_written(uv_write_t *req, int status)
 {
+    struct ack_write *w = (struct ack_write *)req;
+    struct wl_conn *c = w->conn;
     (void)status; /* a failed write means the peer is gone; its read side sees it */
-    free(req);
+    free(w);
+    /* Called before the handle's close callback, so c is still there. */
+    c->acks_unsent--;
+    if (c->held && !c->closing)
+        conn_process(c);
 }
 
 void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job)
@@ -311,6 +439,7 @@ void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job)
 
     c->inflight--;
     ing->inflight--;
+    wl_ingest_release(ing, job);
     if (job->status == WL_ACK_RETRY_LATER)
         c->refusing = 1;
     if (c->refusing && c->inflight == 0) { /* the client has every ack: it resends */
@@ -330,17 +459,20 @@ void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job)
         if (w != NULL) {
             size_t h = wl_varint_encode(n, w->data);
             warmline__v1__ack__pack(&ack, w->data + h);
+            w->conn = c;
             uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(h + n));
             if (uv_write(&w->req, (uv_stream_t *)&c->handle, &b, 1, on_ack_written) != 0) {
                 free(w);
                 conn_close(c);
+            } else {
+                c->acks_unsent++;
             }
         }
         c->last_active = uv_now(ing->loop);
         if (c->eof && c->inflight == 0)
             conn_close_after_writes(c);
-        else if (c->inflight < ing->cfg->max_inflight_frames / 2 + 1)
-            conn_resume(c);
+        else
+            conn_process(c);
     }
     wl_job_free(job);
     conn_free_if_done(c);
@@ -349,10 +481,23 @@ void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job)
 void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now)
 {
     uint64_t timeout = ing->cfg->idle_timeout_ms;
-    if (timeout == 0)
-        return;
+    uint64_t frame_timeout = ing->cfg->frame_timeout_ms;
+
     for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
-        if (!c->closing && c->inflight == 0 && now - c->last_active >= timeout) {
+        if (c->closing || c->discard)
+            continue;
+        if (frame_timeout != 0 && c->reading && c->partial_since != 0 &&
+            now - c->partial_since >= frame_timeout) {
+            /* Partly sent, then (nearly) silent: a slow or stalling peer
+             * holding a buffer of up to max_frame_bytes. Nothing of it was
+             * acked, so closing loses nothing. */
+            wl_count(WL_M_tcp_closed_slow_frame, 1);
+            wl_info("connection_closed", "reason=frame_timeout peer=%s buffered=%zu", c->peer,
+                    c->len);
+            conn_close(c);
+            continue;
+        }
+        if (timeout != 0 && c->inflight == 0 && !c->rate_wait && now - c->last_active >= timeout) {
             wl_count(WL_M_tcp_closed_idle, 1);
             wl_debug("connection_closed", "reason=idle peer=%s", c->peer);
             conn_close(c);
@@ -371,6 +516,9 @@ int wl_tcp_start(struct wl_ingest *ing, char *err, size_t errlen)
     uv_tcp_init(ing->loop, &ing->tcp);
     ing->tcp.data = ing;
     ing->tcp_on = 1;
+    uv_timer_init(ing->loop, &ing->rate_timer);
+    ing->rate_timer.data = ing;
+    ing->rate_timer_on = 1;
     if ((rc = uv_tcp_bind(&ing->tcp, (const struct sockaddr *)&ss, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&ing->tcp, 511, on_connection)) != 0) {
         snprintf(err, errlen, "cannot listen on TCP %s: %s", ing->cfg->tcp_listen,
@@ -384,9 +532,14 @@ void wl_tcp_stop_accepting(struct wl_ingest *ing)
 {
     if (ing->tcp_on && !uv_is_closing((uv_handle_t *)&ing->tcp))
         uv_close((uv_handle_t *)&ing->tcp, NULL);
+    if (ing->rate_timer_on) {
+        ing->rate_timer_on = 0;
+        uv_close((uv_handle_t *)&ing->rate_timer, NULL);
+    }
     for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
         c->discard = 1; /* a partial frame is dropped: it was never acked */
         c->len = 0;
+        c->rate_wait = 0;
         conn_read_start(c);
     }
 }

@@ -38,18 +38,33 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     wl_count(WL_M_udp_datagrams, 1);
     wl_count_t(WL_TRANSPORT_UDP, WL_T_envelopes_received, 1);
     wl_count_t(WL_TRANSPORT_UDP, WL_T_received_bytes, (uint64_t)nread);
+    struct wl_addr key;
+    if (wl_ingest_limited(ing, addr, &key) &&
+        wl_addrlimit_take(ing->addrs, &key, uv_now(ing->loop)) != 0) {
+        wl_count_t(WL_TRANSPORT_UDP, WL_T_rate_limited, 1);
+        return;
+    }
     if ((flags & UV_UDP_PARTIAL) || (uint64_t)nread > ing->cfg->max_frame_bytes) {
         wl_count_envelope_reject(WL_TRANSPORT_UDP, WL_REJECT_DATAGRAM_TOO_LARGE);
         return;
     }
-    if (wl_writer_queued_pings(ing->writer) > ing->cfg->writer_queue_pings) {
+    /* Over the limit of what jobs may hold (pings, or 1 for a job without):
+     * checked before decoding, so that an overloaded collector spends
+     * nothing on the datagram. */
+    if (ing->held >= ing->cfg->writer_queue_pings) {
         wl_count(WL_M_udp_dropped_overload, 1);
         return;
     }
     struct wl_job *job =
         wl_ingest_make_job(ing, (const uint8_t *)buf->base, (size_t)nread, "udp", addr);
     if (job != NULL)
-        wl_writer_submit(ing->writer, job);
+        wl_ingest_submit(ing, job);
+}
+
+void wl_udp_job_done(struct wl_ingest *ing, struct wl_job *job)
+{
+    wl_ingest_release(ing, job);
+    wl_job_free(job);
 }
 
 /* Asks for a large receive queue: SO_RCVBUFFORCE where we may (root), else

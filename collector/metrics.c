@@ -184,6 +184,11 @@ void wl_metrics_log(const char *event)
                                   wl_reason_name((enum wl_reason)r), v);
     }
     if (n < sizeof line)
+        n += (size_t)snprintf(line + n, sizeof line - n,
+                              " udp_rate_limited=%" PRIu64 " tcp_rate_limited=%" PRIu64,
+                              load(&wl_metrics.by_transport[WL_TRANSPORT_UDP][WL_T_rate_limited]),
+                              load(&wl_metrics.by_transport[WL_TRANSPORT_TCP][WL_T_rate_limited]));
+    if (n < sizeof line)
         snprintf(line + n, sizeof line - n, " udp_receive_queue_drops=%" PRIu64,
                  udp_receive_queue_drops());
     wl_info(event, "%s", line);

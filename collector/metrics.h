@@ -21,6 +21,9 @@ struct wl_store;
     X(udp_dropped_overload, "Datagrams dropped: the writer queue was over its limit.")    \
     X(tcp_connections, "TCP connections accepted.")                                       \
     X(tcp_refused, "TCP connections closed at once: max_connections, or stopping.")      \
+    X(tcp_refused_per_address,                                                            \
+      "TCP connections closed at once: their address had max_connections_per_address open.") \
+    X(tcp_closed_slow_frame, "TCP connections closed: a frame unfinished for frame_timeout_ms.") \
     X(tcp_closed_bad_frame, "TCP connections closed for a bad frame.")                    \
     X(tcp_closed_idle, "TCP connections closed by the idle timeout.")                     \
     X(tcp_frames, "TCP frames received.")                                                 \
@@ -54,7 +57,9 @@ enum wl_transport {
     X(pings_accepted, "Pings stored.")                                                    \
     X(pings_duplicate, "Pings at or below their install's last seq.")                     \
     X(envelopes_received, "Envelopes received (datagrams, or frames), rejected ones too.") \
-    X(received_bytes, "Bytes received on the ingest sockets.")
+    X(received_bytes, "Bytes received on the ingest sockets.")                           \
+    X(rate_limited, "Envelopes over their source address's rate_per_address: datagrams "  \
+                    "dropped (udp); frames read only once a token came (tcp).")
 
 #define WL_TCOUNTER_ENUM(name, help) WL_T_##name,
 enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
@@ -141,8 +146,8 @@ void wl_count_sink_failure(enum wl_sink_kind sink);
 void wl_metrics_set_udp_fd(int fd);
 
 /* Logs one key=value line with every counter, every non-zero
- * rejected_<reason> count (all transports, envelopes and pings together)
- * and udp_receive_queue_drops. */
+ * rejected_<reason> count (all transports, envelopes and pings together),
+ * udp_rate_limited, tcp_rate_limited and udp_receive_queue_drops. */
 void wl_metrics_log(const char *event);
 
 /* Renders every metric in the Prometheus text exposition format 0.0.4

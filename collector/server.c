@@ -84,7 +84,7 @@ static void on_jobs_done(uv_async_t *h)
         if (job->origin != NULL)
             wl_tcp_job_done(&srv->ing, job);
         else
-            wl_job_free(job);
+            wl_udp_job_done(&srv->ing, job);
     }
     if (srv->stopping)
         finish_if_drained(srv, 0);
@@ -210,6 +210,10 @@ int wl_server_run(const struct wl_config *cfg)
         wl_error("start_failed", "stage=writer error=\"%s\"", err);
         goto close_loop;
     }
+    if ((rc = wl_ingest_limits_init(&srv->ing, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=limits error=\"%s\"", err);
+        goto close_loop;
+    }
     if ((rc = start_listeners(srv, err, sizeof err)) != 0) {
         wl_error("start_failed", "stage=listen error=\"%s\"", err);
         goto close_loop;
@@ -262,6 +266,7 @@ close_loop:
     }
     wl_decoder_free(&srv->ing.decoder);
     free(srv->ing.udp_buf);
+    wl_ingest_limits_free(&srv->ing);
     wl_store_close(store);
     wl_metrics_log("stats_final");
     wl_info("stopped", "exit_code=%d", exit_code);

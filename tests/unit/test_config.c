@@ -78,6 +78,15 @@ static void assert_config_equal(const struct wl_config *a, const struct wl_confi
     assert_int_equal(a->udp_recv_buffer, b->udp_recv_buffer);
     assert_int_equal(a->writer_queue_pings, b->writer_queue_pings);
     assert_int_equal(a->max_group_pings, b->max_group_pings);
+    assert_int_equal(a->frame_timeout_ms, b->frame_timeout_ms);
+    assert_int_equal(a->rate_per_address, b->rate_per_address);
+    assert_int_equal(a->burst_per_address, b->burst_per_address);
+    assert_int_equal(a->max_connections_per_address, b->max_connections_per_address);
+    assert_int_equal(a->address_table_size, b->address_table_size);
+    assert_int_equal(a->limit_loopback, b->limit_loopback);
+    assert_int_equal(a->api_max_connections, b->api_max_connections);
+    assert_int_equal(a->api_max_connections_per_address, b->api_max_connections_per_address);
+    assert_int_equal(a->api_timeout_ms, b->api_timeout_ms);
     assert_int_equal(a->quarantine_max_records, b->quarantine_max_records);
     assert_int_equal(a->quarantine_sample_bytes, b->quarantine_sample_bytes);
     assert_int_equal(a->quarantine_per_second, b->quarantine_per_second);
@@ -112,6 +121,17 @@ static void test_defaults_every_field(void **state)
     assert_int_equal(cfg.udp_recv_buffer, 16 * MiB);
     assert_int_equal(cfg.writer_queue_pings, 200000);
     assert_int_equal(cfg.max_group_pings, 50000);
+    assert_int_equal(cfg.frame_timeout_ms, 30 * SEC);
+    assert_int_equal(cfg.rate_per_address, 1000);
+    assert_int_equal(cfg.burst_per_address, 10000);
+    assert_int_equal(cfg.max_connections_per_address, 64);
+    assert_int_equal(cfg.address_table_size, 65536);
+    assert_int_equal(cfg.limit_loopback, 0);
+
+    /* [api] */
+    assert_int_equal(cfg.api_max_connections, 64);
+    assert_int_equal(cfg.api_max_connections_per_address, 16);
+    assert_int_equal(cfg.api_timeout_ms, 30 * SEC);
 
     /* [quarantine] */
     assert_int_equal(cfg.quarantine_max_records, 10000);
@@ -168,6 +188,9 @@ static void test_print_config_roundtrip(void **state)
     assert_int_equal(wl_config_set(&cfg, "log_level", "error", err, sizeof err), 0);
     assert_int_equal(wl_config_set(&cfg, "udp_listen", "", err, sizeof err), 0);
     assert_int_equal(wl_config_set(&cfg, "quarantine_sample_bytes", "17", err, sizeof err), 0);
+    assert_int_equal(wl_config_set(&cfg, "limit_loopback", "on", err, sizeof err), 0);
+    assert_int_equal(wl_config_set(&cfg, "rate_per_address", "0", err, sizeof err), 0);
+    assert_int_equal(wl_config_set(&cfg, "frame_timeout_ms", "2500ms", err, sizeof err), 0);
 
     FILE *f = open_memstream(&text, &textlen);
     assert_non_null(f);
@@ -192,8 +215,10 @@ static void test_print_help_lists_every_option(void **state)
         "stats_interval_ms", "max_frame_bytes", "max_inflated_bytes", "max_pings_per_batch",
         "max_connections", "idle_timeout_ms", "max_count", "max_inflight_frames",
         "udp_recv_buffer", "writer_queue_pings", "max_group_pings", "quarantine_max_records",
-        "quarantine_sample_bytes", "quarantine_per_second", "[collector]", "[limits]",
-        "[quarantine]",
+        "quarantine_sample_bytes", "quarantine_per_second", "frame_timeout_ms",
+        "rate_per_address", "burst_per_address", "max_connections_per_address",
+        "address_table_size", "limit_loopback", "api_max_connections_per_address",
+        "[collector]", "[limits]", "[quarantine]",
     };
     char *text = NULL;
     size_t textlen = 0;
