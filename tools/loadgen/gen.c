@@ -6,6 +6,8 @@
  * about itself (size, version, organization, features) is derived from a
  * hash of its index and the seed; its seq counts up from opt->seq_base. */
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,13 +64,57 @@ int lg_gen_init(struct lg_gen *g, const struct lg_options *opt, char *err, size_
         snprintf(domain, sizeof domain, "org-%06u.example", i);
         wl_org_key(salt, sizeof salt - 1, domain, g->org_keys[i]);
     }
+    if (opt->zipf > 0 && opt->orgs > 0) {
+        /* Organization of rank k (index k - 1) weighs 1 / k^s. */
+        g->zipf_cdf = malloc(opt->orgs * sizeof *g->zipf_cdf);
+        if (g->zipf_cdf == NULL) {
+            snprintf(err, errlen, "out of memory for %u org weights", opt->orgs);
+            lg_gen_free(g);
+            return -ENOMEM;
+        }
+        double sum = 0;
+        for (unsigned i = 0; i < opt->orgs; i++)
+            g->zipf_cdf[i] = sum += pow((double)i + 1, -opt->zipf);
+        for (unsigned i = 0; i < opt->orgs; i++)
+            g->zipf_cdf[i] /= sum;
+    }
     return 0;
 }
 
 void lg_gen_free(struct lg_gen *g)
 {
     free(g->org_keys);
+    free(g->zipf_cdf);
     g->org_keys = NULL;
+    g->zipf_cdf = NULL;
+}
+
+/* Install inst's organization index, or -1 for none. Uniform: one install
+ * in ten has none, the others a hash's pick. Zipf: install i < orgs
+ * belongs to organization i (so every organization has one), the rest
+ * (one in ten without) to rank k with probability proportional to 1/k^s. */
+static long pick_org(const struct lg_gen *g, uint32_t inst, uint64_t h)
+{
+    const struct lg_options *opt = g->opt;
+
+    if (opt->orgs == 0)
+        return -1;
+    if (g->zipf_cdf == NULL)
+        return h % 10 != 0 ? (long)((h >> 16) % opt->orgs) : -1;
+    if (inst < opt->orgs)
+        return (long)inst;
+    if (h % 10 == 0)
+        return -1;
+    double u = (double)(mix(h) >> 11) / 9007199254740992.0; /* [0, 1) */
+    size_t lo = 0, hi = opt->orgs - 1;
+    while (lo < hi) { /* the first rank whose cumulative weight exceeds u */
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->zipf_cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return (long)lo;
 }
 
 /* Fills p as the k-th ping of this run from install inst. id and features
@@ -88,8 +134,9 @@ static void fill_ping(const struct lg_gen *g, uint32_t inst, uint64_t k, wl_ping
     warmline__v1__ping__init(p);
     snprintf(id, 24, "inst-%06u", inst);
     p->install_id = id;
-    if (opt->orgs > 0 && h % 10 != 0) { /* one install in ten has no organization */
-        p->org_key.data = g->org_keys[(h >> 16) % opt->orgs];
+    long org = pick_org(g, inst, h);
+    if (org >= 0) {
+        p->org_key.data = g->org_keys[org];
         p->org_key.len = 32;
     }
     p->seq = opt->seq_base + k;
@@ -124,6 +171,43 @@ static void fill_ping(const struct lg_gen *g, uint32_t inst, uint64_t k, wl_ping
     }
 }
 
+/* Fills s->pings[0..n) with the next n pings of s, round robin over its
+ * installs. */
+static void fill_batch(struct lg_source *s, uint64_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        fill_ping(s->gen, s->installs[s->cursor], s->sent[s->cursor]++, &s->pings[j], s->ids[j],
+                  s->features + j * MAX_FEATURES);
+        s->cursor = s->cursor + 1 == s->n_installs ? 0 : s->cursor + 1;
+    }
+    s->left -= n;
+}
+
+/* --statsd: one counter line per ping, the organization's posts of the
+ * previous day (what its totals would add), keyed by the first 8 bytes of
+ * its org_key in hex. */
+static int encode_statsd(const wl_ping *pings, uint64_t n, uint8_t **out, size_t *outlen)
+{
+    size_t cap = (size_t)n * 64, len = 0;
+    char *buf = malloc(cap);
+
+    if (buf == NULL)
+        return -ENOMEM;
+    for (size_t j = 0; j < n; j++) {
+        const wl_ping *p = &pings[j];
+        char org[17] = "none";
+        if (p->org_key.len >= 8) {
+            for (int b = 0; b < 8; b++)
+                snprintf(org + 2 * b, 3, "%02x", p->org_key.data[b]);
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "%swarmline.org.%s.posts:%" PRIu64 "|c",
+                                j ? "\n" : "", org, (uint64_t)p->posts_previous_day);
+    }
+    *out = (uint8_t *)buf;
+    *outlen = len;
+    return 0;
+}
+
 /* Encodes the next frame of s into *out. */
 static int encode_frame(struct lg_source *s, struct lg_frame *out)
 {
@@ -134,17 +218,17 @@ static int encode_frame(struct lg_source *s, struct lg_frame *out)
     size_t envlen, hlen = 0;
     int rc;
 
-    for (size_t j = 0; j < n; j++) {
-        fill_ping(s->gen, s->installs[s->cursor], s->sent[s->cursor]++, &s->pings[j], s->ids[j],
-                  s->features + j * MAX_FEATURES);
-        s->cursor = s->cursor + 1 == s->n_installs ? 0 : s->cursor + 1;
-    }
+    fill_batch(s, n);
     batch.pings = s->ptrs;
     batch.n_pings = n;
     out->npings = (uint32_t)n;
     out->batch_id = s->next_frame * opt->connections + s->conn + 1; /* unique in the run */
     s->next_frame++;
-    s->left -= n;
+    if (opt->statsd) {
+        if ((rc = encode_statsd(s->pings, n, &out->buf, &out->len)) != 0)
+            return rc;
+        return 0;
+    }
     if ((rc = wl_envelope_encode(&batch, opt->zlib, out->batch_id, &env, &envlen)) != 0)
         return rc;
     if (!opt->tcp) {
@@ -283,4 +367,30 @@ size_t lg_source_max_frame(const struct lg_source *s)
             max = s->q[i].len;
     }
     return max;
+}
+
+const char lg_csv_header[] = "install_id,org_key,seq,sent_at,registered_users,active_users_daily,"
+                             "active_users_monthly,posts,posts_previous_day";
+
+int lg_source_write_csv(struct lg_source *s, FILE *out)
+{
+    const struct lg_options *opt = s->gen->opt;
+
+    while (s->left > 0) {
+        uint64_t n = s->left < opt->batch ? s->left : opt->batch;
+        fill_batch(s, n);
+        for (size_t j = 0; j < n; j++) {
+            const wl_ping *p = &s->pings[j];
+            char org[65] = "";
+            for (size_t b = 0; b < p->org_key.len && b < 32; b++)
+                snprintf(org + 2 * b, 3, "%02x", p->org_key.data[b]);
+            if (fprintf(out, "%s,%s,%" PRIu64 ",%" PRId64 ",%u,%u,%u,%" PRIu64 ",%u\n",
+                        p->install_id, org, (uint64_t)p->seq, (int64_t)p->sent_at,
+                        (unsigned)p->registered_users, (unsigned)p->active_users_daily,
+                        (unsigned)p->active_users_monthly, (uint64_t)p->posts,
+                        (unsigned)p->posts_previous_day) < 0)
+                return -EIO;
+        }
+    }
+    return 0;
 }

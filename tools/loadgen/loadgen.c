@@ -21,10 +21,10 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: " PROG " (--tcp HOST:PORT | --udp HOST:PORT) [--connections N] [--pings N]\n"
-            "                        [--batch N] [--installs N] [--orgs N] [--zlib] [--inflight N]\n"
-            "                        [--rate N] [--duration S] [--seed N] [--seq-base N]\n"
-            "                        [--timeout S] [--json]\n"
+            "Usage: " PROG " (--tcp HOST:PORT | --udp HOST:PORT | --csv FILE) [--connections N]\n"
+            "                        [--pings N | --storm] [--batch N] [--installs N] [--orgs N]\n"
+            "                        [--zipf S] [--zlib] [--statsd] [--inflight N] [--rate N]\n"
+            "                        [--duration S] [--seed N] [--seq-base N] [--timeout S] [--json]\n"
             "\n"
             "Sends generated pings to a Warmline collector and reports what it saw.\n"
             "TCP: delimited Envelopes, pipelined; every Ack is checked (batch_id in frame\n"
@@ -35,17 +35,33 @@ static void usage(FILE *out)
             "Install i is \"inst-%%06u\" and always travels on connection i %% N, so its seqs\n"
             "arrive in order; its size, version, features and organization come from a\n"
             "hash of i and the seed (one install in ten has no org_key; the others share\n"
-            "--orgs keys, HMAC-SHA256 of \"org-NNNNNN.example\" under a fixed salt).\n"
+            "--orgs keys, HMAC-SHA256 of \"org-NNNNNN.example\" under a fixed salt). With\n"
+            "--zipf S, organization sizes are heavy-tailed instead: install i < --orgs\n"
+            "belongs to organization i, so each has one, and every other install (one in\n"
+            "ten without an org) to the organization of rank k with probability\n"
+            "proportional to 1/k^S.\n"
             "\n"
             "  --tcp HOST:PORT     send over TCP\n"
             "  --udp HOST:PORT     send over UDP\n"
+            "  --csv FILE          send nothing: write the pings as CSV to FILE (- for stdout),\n"
+            "                      one line each, connection after connection, with a header\n"
+            "                      (install_id,org_key in hex,seq,sent_at,registered_users,\n"
+            "                      active_users_daily,active_users_monthly,posts,\n"
+            "                      posts_previous_day): the same load for another system\n"
             "  --connections N     TCP connections or UDP sockets (default 4)\n"
             "  --pings N           pings in all (default 1000000; with --duration, no limit\n"
             "                      unless given)\n"
+            "  --storm             the top-of-the-hour storm: every install sends one ping,\n"
+            "                      all at once (--pings = --installs; no --rate, --duration)\n"
             "  --batch N           pings per Envelope (default 100)\n"
             "  --installs N        distinct install ids (default 10000; at least --connections)\n"
             "  --orgs N            distinct org_keys (default 2000; 0: none)\n"
+            "  --zipf S            heavy-tailed organization sizes, exponent S (e.g. 1;\n"
+            "                      default 0: uniform)\n"
             "  --zlib              compress each payload with zlib\n"
+            "  --statsd            UDP: send statsd counter lines instead of Envelopes, one\n"
+            "                      per ping (--batch per datagram), for comparing with statsd:\n"
+            "                      warmline.org.<first 8 bytes of org_key in hex>.posts:N|c\n"
             "  --inflight N        TCP: frames per connection written and not yet acked\n"
             "                      before it waits (default 32)\n"
             "  --rate N            pings per second in all (default 0: as fast as possible)\n"
@@ -159,7 +175,8 @@ int lg_resolve(const struct lg_options *opt, int socktype, struct sockaddr_stora
 static int parse_args(int argc, char **argv, struct lg_options *o)
 {
     enum { O_TCP = 256, O_UDP, O_CONN, O_PINGS, O_BATCH, O_INSTALLS, O_ORGS, O_ZLIB, O_INFLIGHT,
-           O_RATE, O_DURATION, O_SEED, O_SEQ_BASE, O_TIMEOUT, O_JSON };
+           O_RATE, O_DURATION, O_SEED, O_SEQ_BASE, O_TIMEOUT, O_JSON, O_ZIPF, O_STORM, O_STATSD,
+           O_CSV };
     static const struct option opts[] = {
         {"tcp", required_argument, NULL, O_TCP},
         {"udp", required_argument, NULL, O_UDP},
@@ -176,11 +193,15 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
         {"seq-base", required_argument, NULL, O_SEQ_BASE},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"json", no_argument, NULL, O_JSON},
+        {"zipf", required_argument, NULL, O_ZIPF},
+        {"storm", no_argument, NULL, O_STORM},
+        {"statsd", no_argument, NULL, O_STATSD},
+        {"csv", required_argument, NULL, O_CSV},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *target = NULL;
-    int pings_given = 0, seq_given = 0, c;
+    int pings_given = 0, seq_given = 0, rate_given = 0, c;
     uint64_t v;
 
     *o = (struct lg_options){
@@ -206,7 +227,7 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
         case O_TCP:
         case O_UDP:
             if (target != NULL)
-                return usage_error("give one target: --tcp or --udp, once");
+                return usage_error("give one target: --tcp, --udp or --csv, once");
             target = optarg;
             o->tcp = c == O_TCP;
             break;
@@ -217,7 +238,7 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
         case O_ORGS: NUM("orgs", 0, 10000000, o->orgs); break;
         case O_ZLIB: o->zlib = 1; break;
         case O_INFLIGHT: NUM("inflight", 1, 100000, o->inflight); break;
-        case O_RATE: NUM("rate", 0, 1000000000, o->rate); break;
+        case O_RATE: NUM("rate", 0, 1000000000, o->rate); rate_given = 1; break;
         case O_SEED: NUM("seed", 0, UINT64_MAX, o->seed); break;
         case O_SEQ_BASE: NUM("seq-base", 1, UINT64_MAX / 2, o->seq_base); seq_given = 1; break;
         case O_DURATION:
@@ -231,6 +252,24 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
                                    "(at most 7 days)", optarg);
             break;
         case O_JSON: o->json = 1; break;
+        case O_STORM: o->storm = 1; break;
+        case O_STATSD: o->statsd = 1; break;
+        case O_ZIPF: {
+            char *end;
+            errno = 0;
+            o->zipf = strtod(optarg, &end);
+            if (errno != 0 || end == optarg || *end != '\0' || !(o->zipf >= 0) || o->zipf > 10)
+                return usage_error("--zipf: '%s' is not an exponent from 0 to 10", optarg);
+            break;
+        }
+        case O_CSV:
+            if (target != NULL)
+                return usage_error("give one target: --tcp, --udp or --csv, once");
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof o->csv)
+                return usage_error("--csv: give a file name (or - for stdout)");
+            snprintf(o->csv, sizeof o->csv, "%s", optarg);
+            target = optarg;
+            break;
         case 'h': usage(stdout); return -1;
         case ':': return usage_error("%s needs a value", argv[optind - 1]);
         default:
@@ -241,20 +280,67 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (target == NULL)
-        return usage_error("no target: give --tcp HOST:PORT or --udp HOST:PORT");
-    if (wl_parse_hostport(target, o->host, sizeof o->host, &o->port) != 0 || o->port == 0)
+        return usage_error("no target: give --tcp HOST:PORT, --udp HOST:PORT or --csv FILE");
+    if (o->csv[0] == '\0' &&
+        (wl_parse_hostport(target, o->host, sizeof o->host, &o->port) != 0 || o->port == 0))
         return usage_error("--%s: '%s' is not HOST:PORT with a port from 1 to 65535",
                            o->tcp ? "tcp" : "udp", target);
     snprintf(o->target, sizeof o->target, "%s", target);
+    if (o->statsd && (o->tcp || o->csv[0] != '\0'))
+        return usage_error("--statsd goes with --udp only");
+    if (o->statsd && o->zlib)
+        return usage_error("--statsd lines are not compressed: drop --zlib");
+    if (o->storm) {
+        if (pings_given || o->duration > 0 || rate_given)
+            return usage_error("--storm sends one ping per install at once: no --pings, "
+                               "--duration or --rate");
+        o->pings = o->installs;
+        pings_given = 1;
+    }
     if (o->installs < o->connections)
         return usage_error("--installs (%u) must be at least --connections (%u): each "
                            "connection sends for installs of its own", o->installs,
                            o->connections);
-    if (o->duration > 0 && !pings_given)
+    if (o->duration > 0 && !pings_given) {
+        if (o->csv[0] != '\0')
+            return usage_error("--csv needs --pings (or --storm), not --duration");
         o->pings = LG_UNBOUNDED;
+    }
     if (!seq_given)
         o->seq_base = (uint64_t)lg_unix_ms() * 1000;
     return 0;
+}
+
+/* --csv: every connection's pings, one after the other, as CSV lines. */
+static int write_csv(const struct lg_options *opt, const struct lg_gen *gen, struct lg_source *src)
+{
+    char err[512];
+    FILE *out = strcmp(opt->csv, "-") == 0 ? stdout : fopen(opt->csv, "w");
+    int rc = LG_EXIT_OK;
+
+    if (out == NULL) {
+        fprintf(stderr, PROG ": --csv %s: %s\n", opt->csv, strerror(errno));
+        return LG_EXIT_FAIL;
+    }
+    fprintf(out, "%s\n", lg_csv_header);
+    for (unsigned c = 0; c < opt->connections && rc == LG_EXIT_OK; c++) {
+        uint64_t share = opt->pings / opt->connections + (c < opt->pings % opt->connections);
+        if (lg_source_init(&src[c], gen, c, share, 0, err, sizeof err) != 0) {
+            fprintf(stderr, PROG ": %s\n", err);
+            rc = LG_EXIT_FAIL;
+            break;
+        }
+        if (lg_source_write_csv(&src[c], out) != 0) {
+            fprintf(stderr, PROG ": --csv %s: write failed\n", opt->csv);
+            rc = LG_EXIT_FAIL;
+        }
+        lg_source_free(&src[c]);
+    }
+    if ((out == stdout ? fflush(out) : fclose(out)) != 0 && rc == LG_EXIT_OK) {
+        fprintf(stderr, PROG ": --csv %s: %s\n", opt->csv, strerror(errno));
+        rc = LG_EXIT_FAIL;
+    }
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -281,6 +367,11 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": out of memory\n");
         rc = LG_EXIT_FAIL;
         goto done;
+    }
+
+    if (opt.csv[0] != '\0') {
+        rc = write_csv(&opt, &gen, src);
+        goto done_csv;
     }
 
     int preencode = opt.pings <= PREENCODE_MAX_PINGS;
@@ -340,6 +431,7 @@ int main(int argc, char **argv)
 done:
     for (unsigned i = 0; i < ready; i++)
         lg_source_free(&src[i]);
+done_csv:
     free(src);
     free(res);
     lg_gen_free(&gen);

@@ -38,6 +38,10 @@ struct lg_options {
     uint64_t seq_base;       /* first seq of every install */
     double timeout;          /* seconds without progress before giving up */
     int json;
+    double zipf;             /* 0: organizations drawn uniformly; s > 0: rank-Zipf sizes */
+    int storm;               /* every install sends one ping, all at once */
+    int statsd;              /* UDP: statsd counter lines instead of Envelopes */
+    char csv[1024];          /* write the pings as CSV here instead of sending */
 };
 
 /* ---- gen.c: pings and frames ------------------------------------------ */
@@ -55,6 +59,7 @@ struct lg_gen {
     const struct lg_options *opt;
     int64_t sent_at;         /* unix ms, stamped on every ping */
     uint8_t (*org_keys)[32]; /* opt->orgs keys, HMAC-SHA256 of "org-NNNNNN.example" */
+    double *zipf_cdf;        /* with --zipf: cumulative weights of org ranks 1..orgs */
 };
 
 /* One connection's (or UDP socket's) stream of frames: its own installs,
@@ -102,6 +107,12 @@ void lg_source_stop(struct lg_source *s);
 
 /* The largest frame pre-encoded so far (0 when none). */
 size_t lg_source_max_frame(const struct lg_source *s);
+
+/* --csv: writes every ping of s (initialized without preencode) as one CSV
+ * line instead of encoding frames. Returns 0 or -EIO. */
+int lg_source_write_csv(struct lg_source *s, FILE *out);
+/* The CSV header line's columns, in order. */
+extern const char lg_csv_header[];
 
 /* ---- latency.c: ack latency histogram --------------------------------- */
 

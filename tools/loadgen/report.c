@@ -46,6 +46,8 @@ void lg_report_json(FILE *out, const struct lg_options *o, const struct lg_resul
     json_object_set_new(j, "duration_s", o->duration > 0 ? json_real(o->duration) : json_null());
     json_object_set_new(j, "installs", json_integer(o->installs));
     json_object_set_new(j, "orgs", json_integer(o->orgs));
+    json_object_set_new(j, "zipf", json_real(o->zipf));
+    json_object_set_new(j, "statsd", json_boolean(o->statsd));
     json_object_set_new(j, "seed", json_u64(o->seed));
     json_object_set_new(j, "seq_base", json_u64(o->seq_base));
     json_object_set_new(j, "preencoded", json_boolean(info->preencoded));
@@ -86,6 +88,7 @@ void lg_report_json(FILE *out, const struct lg_options *o, const struct lg_resul
         json_object_set_new(lat, "p50", json_real(ms(lg_hist_quantile(&r->latency, 0.50))));
         json_object_set_new(lat, "p90", json_real(ms(lg_hist_quantile(&r->latency, 0.90))));
         json_object_set_new(lat, "p99", json_real(ms(lg_hist_quantile(&r->latency, 0.99))));
+        json_object_set_new(lat, "p999", json_real(ms(lg_hist_quantile(&r->latency, 0.999))));
         json_object_set_new(lat, "max", json_real(ms(r->latency.max)));
         json_object_set_new(j, "ack_latency_ms", lat);
         json_object_set_new(j, "first_not_ok",
@@ -111,7 +114,7 @@ void lg_report_human(FILE *out, const struct lg_options *o, const struct lg_resu
                 "%.0f pings/s, %.0f frames/s, %.1f MB/s; acks %llu (ok %llu, partial %llu, "
                 "rejected %llu, retry_later %llu, missing %llu); pings accepted %llu, "
                 "duplicates %llu, rejected %llu; ack latency p50 %.2f ms, p99 %.2f ms, "
-                "max %.2f ms\n",
+                "p999 %.2f ms, max %.2f ms\n",
                 o->target, (unsigned long long)r->pings_sent, (unsigned long long)r->frames_sent,
                 o->connections, r->elapsed, per_s(acked, r->elapsed),
                 per_s(r->frames_sent, r->elapsed), mb, (unsigned long long)r->acks,
@@ -120,7 +123,7 @@ void lg_report_human(FILE *out, const struct lg_options *o, const struct lg_resu
                 (unsigned long long)r->acks_missing, (unsigned long long)r->accepted,
                 (unsigned long long)r->duplicates, (unsigned long long)r->rejected,
                 ms(lg_hist_quantile(&r->latency, 0.50)), ms(lg_hist_quantile(&r->latency, 0.99)),
-                ms(r->latency.max));
+                ms(lg_hist_quantile(&r->latency, 0.999)), ms(r->latency.max));
     } else {
         fprintf(out,
                 "udp %s: %llu pings in %llu datagrams over %u sockets, %.3f s: %.0f pings/s, "

@@ -1,0 +1,942 @@
+#!/usr/bin/env python3
+"""bench/run --suite full|smoke: the whole measurement suite of issue 6 in one run.
+
+Started by bench/run (which builds the binaries and the helper programs
+first); what it measures and how to read it: bench/README.md, "The suite".
+Standard library only. Everything it starts, it stops by pid.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+# Targets (issue 6).
+T_UDP_VS_DISCARD = 0.70
+T_SYNC_VS_ROCKSDB = 0.70
+T_VS_PEERS = 3.0
+T_P99_MS = 20.0
+T_RAM_PER_ORG = 1024
+T_RAM_PER_INSTALL = 300
+T_DISK_PER_PING = 80
+
+
+def log(msg):
+    print("bench/suite: %s %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+class Settings:
+    def __init__(self, a):
+        self.smoke = a.mode == "smoke"
+        s = self.smoke
+        self.root, self.build, self.helpers, self.work = a.root, a.build, a.helpers, a.work
+        self.runs = 1 if s else a.runs
+        self.step_s = a.step_seconds or (0.5 if s else 3.0)
+        self.tcp_s = a.step_seconds or (0.5 if s else 6.0)
+        self.udp_steps = 0 if s else a.udp_steps
+        self.installs = 5000 if s else a.installs
+        self.orgs = 1000 if s else a.orgs
+        self.zipf = a.zipf
+        self.ceiling_pings = 10000 if s else 1000000
+        self.full_speed_pings = 10000 if s else 300000  # a search's first, full-speed step
+        self.step_pings_max = 60000 if s else 3000000  # pre-encoded frames cost memory
+        self.rocksdb_records = 50000 if s else 2000000
+        self.rocksdb_max_s = 1.0 if s else 4.0
+        self.pg_pings = 5000 if s else a.pg_pings
+        self.pg_batch, self.pg_depth = a.pg_batch, a.pg_depth
+        self.mem_n = 5000 if s else a.mem_n
+        self.hot_export = "skip" if s else a.hot_export
+        self.peers = a.peers
+        pin = shutil.which("taskset") and os.cpu_count() >= 2
+        self.pin_server = ["taskset", "-c", "0"] if pin else []
+        self.pin_client = ["taskset", "-c", "1"] if pin else []
+        self.collector = os.path.join(self.build, "warmline-collector")
+        self.loadgen = os.path.join(self.build, "warmline-loadgen")
+        self.config = os.path.join(self.root, "collector", "warmline.ini")
+        self.data_parent = a.data_parent
+
+    def load_flags(self):
+        return ["--installs", str(self.installs), "--orgs", str(self.orgs), "--zipf", str(self.zipf)]
+
+
+# ---------------------------------------------------------------- processes
+
+class Collector:
+    """warmline-collector on a fresh data directory, pinned to CPU 0."""
+
+    def __init__(self, st, name, sets=(), udp=True, tcp=True):
+        self.st, self.name = st, name
+        self.data = tempfile.mkdtemp(prefix="wl-suite-data.", dir=st.data_parent)
+        self.logpath = os.path.join(st.work, name + ".collector.log")
+        salt = os.path.join(st.work, "org_salt")
+        if not os.path.exists(salt):
+            with open(salt, "wb") as f:
+                f.write(os.urandom(32))
+        cmd = st.pin_server + [st.collector, "--config", st.config, "--data-dir", self.data,
+                               "--udp", "127.0.0.1:0" if udp else "", "--tcp",
+                               "127.0.0.1:0" if tcp else "", "--api", "127.0.0.1:0",
+                               "--set", "stats_interval_ms=250ms", "--set", "org_salt_file=" + salt]
+        for s in sets:
+            cmd += ["--set", s]
+        self.cmd = cmd
+        self.lines = []
+        self.ready = threading.Event()
+        self.addr = {}
+        self.p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, errors="replace")
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(60) or not self.addr:
+            self.kill()
+            raise RuntimeError("collector did not log event=ready:\n" + "".join(self.lines[-20:]))
+
+    def _read(self):
+        with open(self.logpath, "w") as f:
+            for line in self.p.stderr:
+                self.lines.append(line)
+                f.write(line)
+                if not self.ready.is_set() and " event=ready " in line:
+                    for k in ("udp", "tcp", "api"):
+                        m = re.search(r" %s=(\S+)" % k, line)
+                        if m:
+                            self.addr[k] = m.group(1)
+                    self.ready.set()
+        self.ready.set()
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.p.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return None
+
+    def metrics(self):
+        with urllib.request.urlopen("http://%s/metrics" % self.addr["api"], timeout=30) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            m = re.match(r"^(warmline_\w+)(\{[^}]*\})? (\S+)$", line)
+            if m:
+                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        return out
+
+    def stats(self):
+        """Every event=stats line so far: (unix s, counters)."""
+        out = []
+        for line in list(self.lines):
+            m = re.match(r"^ts=(\S+) level=\w+ event=stats (.*)$", line)
+            if m:
+                out.append((parse_ts(m.group(1)), {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}))
+        return out
+
+    def wait_quiet(self, key="pings_accepted", timeout=60):
+        """Waits until two stats lines logged from now on agree on key (and
+        on udp_datagrams): the writer is done."""
+        start = len(self.stats())
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            s = self.stats()[start:]
+            if len(s) >= 2 and s[-1][1].get(key) == s[-2][1].get(key) and \
+                    s[-1][1].get("udp_datagrams") == s[-2][1].get("udp_datagrams"):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, keep_data=False):
+        """SIGTERM, wait; returns the stats_final counters."""
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.rc = self.p.wait(120)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.rc = self.p.wait()
+        self.reader.join(10)
+        final = {}
+        for line in self.lines:
+            m = re.match(r"^ts=\S+ level=\w+ event=stats_final (.*)$", line)
+            if m:
+                final = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+        self.problems = [l.strip()[:200] for l in self.lines if " level=error " in l]
+        if not keep_data:
+            shutil.rmtree(self.data, ignore_errors=True)
+        return final
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def parse_ts(ts):
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def loadgen(st, args, name):
+    """Runs warmline-loadgen on CPU 1 with --json; returns its report."""
+    cmd = st.pin_client + [st.loadgen] + args + ["--json"]
+    with open(os.path.join(st.work, name + ".loadgen.err"), "w") as err:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        rep = json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError("loadgen printed no report (exit %d): %s" % (p.returncode, " ".join(cmd)))
+    rep["_cmd"] = " ".join(cmd)
+    return rep
+
+
+def cmd_str(cmd):
+    return shlex.join(cmd).replace(os.path.abspath(os.path.join(os.path.dirname(__file__), "..")) + "/", "")
+
+
+# ---------------------------------------------------------------- 1. ceilings
+
+def udp_ceiling(st, r):
+    exe = os.path.join(st.helpers, "udp_discard")
+    p = subprocess.Popen(st.pin_server + [exe, "127.0.0.1", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(p.stdout.readline().strip().split("=")[1])
+        rep = loadgen(st, ["--udp", "127.0.0.1:%d" % port, "--batch", "1", "--pings",
+                           str(st.ceiling_pings)] + st.load_flags(), "ceiling-udp.%d" % r)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(30)[0]
+    got = json.loads(out.strip().splitlines()[-1])
+    return {"per_s": got["per_s"], "received": got["datagrams"], "sent": rep["frames_sent"],
+            "sender_bound": got["datagrams"] >= rep["frames_sent"],
+            "sent_per_s": rep["frames_per_s"], "bytes_avg": got["bytes"] / max(1, got["datagrams"]),
+            "rcvbuf": got["rcvbuf"]}
+
+
+def rocksdb_ceiling(st, r, values_dir, group, sync):
+    exe = os.path.join(st.helpers, "rocksdb_batch")
+    d = tempfile.mkdtemp(prefix="wl-suite-rocksdb.", dir=st.data_parent)
+    try:
+        cmd = st.pin_server + [exe, "write", os.path.join(d, "db"), str(st.rocksdb_records),
+                               str(group), str(int(sync)), values_dir, str(st.rocksdb_max_s)]
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True).stdout
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return json.loads(out)
+
+
+def helper_json(st, *args):
+    out = subprocess.run([os.path.join(st.helpers, "rocksdb_batch")] + list(args),
+                         stdout=subprocess.PIPE, check=True, text=True).stdout
+    return json.loads(out)
+
+
+# ---------------------------------------------------------------- 3. TCP
+
+def tcp_saturation(st, r, durability, keep=False):
+    c = Collector(st, "tcp-%s.%d" % (durability, r), ["durability=" + durability], udp=False)
+    try:
+        rep = loadgen(st, ["--tcp", c.addr["tcp"], "--batch", "50", "--duration", str(st.tcp_s)]
+                      + st.load_flags(), "tcp-%s.%d" % (durability, r))
+    except Exception:
+        c.kill()
+        raise
+    fin = c.stop(keep_data=keep)
+    res = {"per_s": rep["pings_per_s"], "acked": rep.get("pings_acked"), "ok": rep["exit_code"] == 0,
+           "p99": rep["ack_latency_ms"]["p99"], "group": fin.get("pings_accepted", 0) /
+           max(1, fin.get("groups_committed", 1)), "accepted": fin.get("pings_accepted"),
+           "error": rep.get("error"), "cmd": rep["_cmd"], "collector_cmd": c.cmd}
+    if keep:
+        res["data"] = c.data
+    return res
+
+
+def tcp_latency(st, r, durability, rate, frac):
+    c = Collector(st, "lat-%s-%d.%d" % (durability, int(frac * 100), r), ["durability=" + durability],
+                  udp=False)
+    try:
+        rep = loadgen(st, ["--tcp", c.addr["tcp"], "--batch", "50", "--rate", str(max(1, int(rate))),
+                           "--duration", str(st.tcp_s)] + st.load_flags(),
+                      "lat-%s-%d.%d" % (durability, int(frac * 100), r))
+    finally:
+        c.stop()
+    lat = rep["ack_latency_ms"]
+    return {"rate": int(rate), "achieved": rep["pings_per_s"], "p50": lat["p50"], "p99": lat["p99"],
+            "p999": lat["p999"], "ok": rep["exit_code"] == 0, "cmd": rep["_cmd"]}
+
+
+# ---------------------------------------------------------------- 2. UDP zero loss
+
+def udp_probe(st, name, batch, zlib, rate):
+    """One step: a fresh collector, the load at rate (0: full speed) for
+    step_s seconds. Passes when every ping sent was stored and the
+    collector had stored the last of them within max(0.5 s, 10% of the
+    step) of the last datagram sent (no backlog left to absorb)."""
+    pings = int(rate * st.step_s) if rate else st.full_speed_pings
+    pings = max(batch, min(pings, st.step_pings_max))
+    c = Collector(st, name, tcp=False)
+    try:
+        args = ["--udp", c.addr["udp"], "--batch", str(batch), "--pings", str(pings)] + st.load_flags()
+        if zlib:
+            args.append("--zlib")
+        if rate:
+            args += ["--rate", str(int(rate))]
+        rep = loadgen(st, args, name)
+        c.wait_quiet()
+    except Exception:
+        c.kill()
+        raise
+    stats = c.stats()
+    stopped_at = time.time()
+    fin = c.stop()
+    sent, stored = rep["pings_sent"], fin.get("pings_accepted", 0)
+    # When the last ping was stored: the first stats line (every 250 ms)
+    # showing the final count; at the latest, when the collector was stopped.
+    done_at = next((t for t, k in stats if k.get("pings_accepted", 0) >= stored), stopped_at)
+    lag = done_at - rep["finished_at_ms"] / 1000
+    lag_ok = lag <= max(0.5, 0.1 * st.step_s) + 0.25  # + the stats tick
+    busy = max(1e-3, done_at - rep["started_at_ms"] / 1000)
+    return {"rate": rate, "sent": sent, "sent_per_s": rep["pings_per_s"], "stored": stored,
+            "lost": sent - stored, "lag_s": lag, "pass": sent == stored and lag_ok and rep["exit_code"] == 0,
+            "stored_per_s": stored / busy,
+            "kernel_drops": fin.get("udp_receive_queue_drops"), "overload": fin.get("udp_dropped_overload"),
+            "cmd": rep["_cmd"]}
+
+
+def search(probe, steps):
+    """The highest passing rate: a full-speed step first, then bracketing
+    around what that step stored, then bisection. Returns (best, bracket, steps)."""
+    log_ = []
+    full = probe(0)
+    log_.append(full)
+    if full["pass"]:
+        return full["sent_per_s"], (full["sent_per_s"], None), log_, True
+    # Above 4x what was stored per second at full speed nothing will pass.
+    lo, hi = 0.0, float(min(full["sent_per_s"], 4 * full["stored_per_s"]))
+    guess = min(hi * 0.95, max(full["stored_per_s"], hi / 64))
+    for _ in range(steps):
+        rate = guess if guess else (lo + hi) / 2
+        guess = None
+        s = probe(rate)
+        log_.append(s)
+        if s["pass"]:
+            lo = rate
+        else:
+            hi = rate
+        if lo == 0:
+            guess = hi / 2  # keep halving until something passes
+        elif hi / lo < 1.03:
+            break
+    return lo, (lo, hi), log_, False
+
+
+def udp_search(st, r, batch, zlib):
+    name = "udp-b%d%s" % (batch, "-zlib" if zlib else "")
+    n = [0]
+
+    def probe(rate):
+        n[0] += 1
+        return udp_probe(st, "%s.%d.%d" % (name, r, n[0]), batch, zlib, rate)
+    best, bracket, steps, sender_bound = search(probe, st.udp_steps)
+    return {"best": best, "bracket": bracket, "steps": steps, "sender_bound": sender_bound}
+
+
+# ---------------------------------------------------------------- 4. peers
+
+def free_port(kind):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def statsd_probe(st, statsd_dir, name, rate):
+    """statsd (node) on CPU 0, counting with its own counters through the
+    bench's backend, flushing every second; the same pings as counter
+    lines, one per datagram."""
+    port, mgmt = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    counts = os.path.join(st.work, name + ".statsd.counts")
+    conf = os.path.join(st.work, name + ".statsd.json")
+    with open(conf, "w") as f:
+        json.dump({"port": port, "address": "127.0.0.1", "mgmt_port": mgmt, "mgmt_address": "127.0.0.1",
+                   "flushInterval": 1000,
+                   "backends": [os.path.join(st.root, "bench", "peers", "statsd_count_backend.js")],
+                   "countbackend": {"out": counts}}, f)
+    logf = open(os.path.join(st.work, name + ".statsd.log"), "w")
+    p = subprocess.Popen(st.pin_server + ["node", os.path.join(statsd_dir, "stats.js"), conf],
+                         stdout=logf, stderr=subprocess.STDOUT, cwd=statsd_dir)
+
+    def flushes():
+        try:
+            with open(counts) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except (OSError, ValueError):
+            return []
+    try:
+        # Ready: its first flush (the socket is bound before the first timer fires).
+        deadline = time.time() + 30
+        while not flushes():
+            if time.time() > deadline or p.poll() is not None:
+                raise RuntimeError("statsd did not start; see " + logf.name)
+            time.sleep(0.05)
+        pings = max(1, int(rate * st.step_s)) if rate else st.full_speed_pings
+        args = ["--udp", "127.0.0.1:%d" % port, "--statsd", "--batch", "1", "--connections", "1",
+                "--pings", str(min(pings, st.step_pings_max))] + st.load_flags()
+        if rate:
+            args += ["--rate", str(int(rate))]
+        rep = loadgen(st, args, name)
+        # Done: two flushes after the last datagram that add nothing.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            f = [x for x in flushes() if x["ts_ms"] > rep["finished_at_ms"]]
+            if len(f) >= 2 and f[-1]["metrics_received"] == f[-2]["metrics_received"]:
+                break
+            time.sleep(0.1)
+    finally:
+        p.terminate()
+        p.wait(30)
+        logf.close()
+    last = flushes()[-1]
+    got = last["metrics_received"]
+    sent = rep["pings_sent"]
+    return {"rate": rate, "sent": sent, "sent_per_s": rep["pings_per_s"], "stored": got, "lost": sent - got,
+            "pass": got == sent and last["bad_lines_seen"] == 0, "bad_lines": last["bad_lines_seen"],
+            "stored_per_s": got / max(1e-9, rep["elapsed_s"]), "counter_keys": last["counter_keys"],
+            "cmd": rep["_cmd"]}
+
+
+def statsd_search(st, statsd_dir, r):
+    n = [0]
+
+    def probe(rate):
+        n[0] += 1
+        return statsd_probe(st, statsd_dir, "statsd.%d.%d" % (r, n[0]), rate)
+    best, bracket, steps, sender_bound = search(probe, st.udp_steps)
+    return {"best": best, "bracket": bracket, "steps": steps, "sender_bound": sender_bound}
+
+
+class Postgres:
+    """initdb + postgres on a Unix socket in a temp dir, as the postgres
+    user (it refuses root), pinned to CPU 0."""
+
+    def __init__(self, st):
+        self.dir = tempfile.mkdtemp(prefix="wl-suite-pg.", dir=st.data_parent)
+        self.user = []
+        if os.geteuid() == 0:
+            user = "postgres"
+            try:
+                import pwd
+                pwd.getpwnam(user)
+            except KeyError:
+                user = "nobody"
+            shutil.chown(self.dir, user)
+            self.user = ["runuser", "-u", user, "--"]
+        os.chmod(self.dir, 0o700)
+        data = os.path.join(self.dir, "data")
+        subprocess.run(self.user + [PG_BIN + "/initdb", "-D", data, "-U", "bench", "--auth=trust",
+                                    "--no-sync"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, cwd="/")
+        # A server sized for the load: WAL and buffers large enough that no
+        # checkpoint lands mid-run; fsync and synchronous_commit as shipped.
+        self.settings = ["-c", "listen_addresses=", "-c", "shared_buffers=1GB", "-c", "max_wal_size=8GB",
+                         "-c", "checkpoint_timeout=30min"]
+        self.logpath = os.path.join(st.work, "postgres.log")
+        self.logf = open(self.logpath, "w")
+        self.p = subprocess.Popen(st.pin_server + self.user + [PG_BIN + "/postgres", "-D", data, "-k",
+                                                               self.dir] + self.settings,
+                                  stdout=self.logf, stderr=subprocess.PIPE, text=True, cwd="/")
+        for line in self.p.stderr:
+            self.logf.write(line)
+            if "ready to accept connections" in line:
+                break
+        else:
+            raise RuntimeError("postgres did not start; see " + self.logpath)
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.conninfo = "host=%s user=bench dbname=postgres" % self.dir
+
+    def _drain(self):
+        for line in self.p.stderr:
+            self.logf.write(line)
+
+    def stop(self):
+        # Fast shutdown, signalled to the postmaster itself (runuser and
+        # taskset in front of it do not pass SIGINT on).
+        try:
+            with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+                os.kill(int(f.readline()), signal.SIGINT)
+        except (OSError, ValueError):
+            self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.logf.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pg_run(st, pg, csv, sync):
+    cmd = st.pin_client + [os.path.join(st.helpers, "pg_upsert"), pg.conninfo, csv, str(st.pg_batch),
+                           str(st.pg_depth), sync]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("pg_upsert failed: " + p.stderr[-500:])
+    out = json.loads(p.stdout)
+    n = len(st.pin_client)
+    out["cmd"] = " ".join(cmd[:n] + ["pg_upsert", "'host=TMP user=bench dbname=postgres'", "PINGS.csv"]
+                          + cmd[n + 3:])
+    return out
+
+
+# ---------------------------------------------------------------- 5. memory and disk
+
+def memory(st):
+    """RSS after N installs without organizations, then after N installs
+    each in its own organization, each less the empty collector's."""
+    out = {}
+    for kind, orgs in (("installs", 0), ("orgs", st.mem_n)):
+        c = Collector(st, "mem-" + kind, ["durability=async"], udp=False)
+        try:
+            empty = c.rss_kib()
+            rep = loadgen(st, ["--tcp", c.addr["tcp"], "--storm", "--batch", "50", "--installs", str(st.mem_n),
+                               "--orgs", str(orgs), "--zipf", "1", "--timeout", "60"], "mem-" + kind)
+            m = c.metrics()
+            loaded = c.rss_kib()
+        finally:
+            c.stop()
+        out[kind] = {"empty_kib": empty, "loaded_kib": loaded, "installs": m.get("warmline_installs"),
+                     "orgs": m.get("warmline_organizations"), "ok": rep["exit_code"] == 0,
+                     "cmd": rep["_cmd"]}
+    i, o = out["installs"], out["orgs"]
+    out["per_install_b"] = (i["loaded_kib"] - i["empty_kib"]) * 1024 / max(1, i["installs"])
+    out["per_org_b"] = ((o["loaded_kib"] - o["empty_kib"]) - (i["loaded_kib"] - i["empty_kib"])) * 1024 \
+        / max(1, o["orgs"])
+    return out
+
+
+def disk(st, data_dir, pings):
+    """Compacts a stopped collector's data directory fully with its own
+    options, then: du of the directory (less RocksDB's LOG files) and the
+    pings column family's SST bytes, per stored ping."""
+    comp = helper_json(st, "compact", data_dir)["sst_bytes"]
+    total = 0
+    for name in os.listdir(data_dir):
+        if name.startswith("LOG"):
+            continue
+        total += os.stat(os.path.join(data_dir, name)).st_blocks * 512
+    return {"pings": pings, "dir_bytes": total, "sst_bytes": comp,
+            "dir_per_ping": total / max(1, pings), "pings_cf_per_ping": comp.get("pings", 0) / max(1, pings)}
+
+
+# ---------------------------------------------------------------- 6. hot accounts, export
+
+def latest(pattern_dir, suffix):
+    files = sorted(f for f in os.listdir(pattern_dir) if f.endswith(suffix))
+    return os.path.join(pattern_dir, files[-1]) if files else None
+
+
+def parse_hot(path):
+    text = open(path).read()
+    m = re.search(r"\| /v1/accounts/hot\?limit=50 \| ([\d.]+) ms \| ([\d.]+) ms \| ([\d.]+) ms", text)
+    orgs = re.search(r"- (\d+) organizations imported", text)
+    return {"p50": float(m.group(1)), "p99": float(m.group(3)), "orgs": int(orgs.group(1)) if orgs else None} \
+        if m else None
+
+
+def parse_export(path):
+    text = open(path).read()
+    m = re.search(r"\| pings, ndjson\.gz \| [\d.]+ s \| ([\d,]+) \| ([\d,]+) \|", text)
+    return {"end_to_end": int(m.group(1).replace(",", "")), "after_open": int(m.group(2).replace(",", ""))} \
+        if m else None
+
+
+def hot_and_export(st):
+    res = {"mode": st.hot_export}
+    rdir = os.path.join(st.root, "bench", "results")
+    if st.hot_export == "run":
+        for name, script, args, suffix in (
+                ("hot", "hot_query", [], "hot.md"), ("export", "export", ["--runs", "1"], "export.md")):
+            out = os.path.join(st.work, suffix)
+            log("running bench/%s %s" % (script, " ".join(args)))
+            with open(os.path.join(st.work, suffix + ".log"), "w") as f:
+                p = subprocess.run([os.path.join(st.root, "bench", script), "--out", out] + args,
+                                   stdout=f, stderr=subprocess.STDOUT, cwd=st.root)
+            res[name + "_source"] = "bench/%s %s (this run)" % (script, " ".join(args + ["--out", "WORK"])) \
+                if p.returncode == 0 else "bench/%s failed (exit %d)" % (script, p.returncode)
+            if p.returncode == 0 and os.path.exists(out):
+                res[name] = (parse_hot if name == "hot" else parse_export)(out)
+    elif st.hot_export == "reuse":
+        for name, suffix, parse in (("hot", "-hot-query.md", parse_hot), ("export", "-export.md", parse_export)):
+            path = latest(rdir, suffix)
+            if path:
+                res[name] = parse(path)
+                res[name + "_source"] = "reused from bench/results/%s (not measured in this run)" % \
+                    os.path.basename(path)
+    return res
+
+
+# ---------------------------------------------------------------- the run
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return "%d x %s, kernel %s" % (os.cpu_count(), model, platform.release())
+
+
+def git_rev(root):
+    try:
+        rev = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "collector", "storage",
+                                "proto"], stdout=subprocess.PIPE, text=True).stdout.strip()
+        return rev + (" (with uncommitted changes to the collector)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def find_statsd(st):
+    for d in (os.environ.get("WL_STATSD_DIR"), os.path.join(st.root, "bench", "peers", "node_modules", "statsd")):
+        if d and os.path.exists(os.path.join(d, "stats.js")):
+            return d
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=("full", "smoke"), required=True)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--helpers", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--data-parent", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--step-seconds", type=float, default=0)
+    ap.add_argument("--udp-steps", type=int, default=6)
+    ap.add_argument("--installs", type=int, default=300000)
+    ap.add_argument("--orgs", type=int, default=100000)
+    ap.add_argument("--zipf", type=float, default=1.0)
+    ap.add_argument("--pg-pings", type=int, default=300000)
+    ap.add_argument("--pg-batch", type=int, default=10000)
+    ap.add_argument("--pg-depth", type=int, default=2)
+    ap.add_argument("--mem-n", type=int, default=300000)
+    ap.add_argument("--hot-export", choices=("run", "reuse", "skip"), default="run")
+    ap.add_argument("--peers", choices=("auto", "skip"), default="auto")
+    ap.add_argument("--results", default="")
+    ap.add_argument("--report", required=True)
+    a = ap.parse_args()
+    st = Settings(a)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = open("/proc/loadavg").read().split()[:3]
+    R = {"rounds": [], "skipped": [], "notes": []}
+
+    statsd_dir = find_statsd(st) if st.peers == "auto" else None
+    have_pg = st.peers == "auto" and os.path.exists(PG_BIN + "/postgres") and \
+        os.path.exists(os.path.join(st.helpers, "pg_upsert"))
+    if not statsd_dir:
+        R["skipped"].append("statsd: not installed (bench/run installs it with npm in full mode; "
+                            "WL_STATSD_DIR names another copy)" if st.peers == "auto" else "statsd: --no-peers")
+    if not have_pg:
+        R["skipped"].append("PostgreSQL: %s" % ("--no-peers" if st.peers == "skip" else
+                                                "no %s/postgres or no libpq-dev (pg_upsert not built)" % PG_BIN))
+    for s in R["skipped"]:
+        log("SKIPPING " + s)
+
+    pg = csv = None
+    if have_pg:
+        csv = os.path.join(st.work, "pings.csv")
+        subprocess.run([st.loadgen, "--csv", csv, "--pings", str(st.pg_pings), "--connections", "1"]
+                       + st.load_flags(), check=True)
+        pg = Postgres(st)
+    try:
+        for r in range(1, st.runs + 1):
+            rd = {}
+            R["rounds"].append(rd)
+            log("round %d/%d: UDP discard ceiling" % (r, st.runs))
+            rd["udp_ceiling"] = udp_ceiling(st, r)
+            log("round %d/%d: TCP sync saturation, then RocksDB's ceiling for its records" % (r, st.runs))
+            ts = tcp_saturation(st, r, "sync", keep=True)
+            rd["tcp_sync"] = ts
+            try:
+                rd["pings_cf"] = helper_json(st, "measure", ts["data"])
+                group = max(1, int(round(ts["group"])))
+                rd["rocksdb_sync"] = rocksdb_ceiling(st, r, ts["data"], group, True)
+                rd["rocksdb_nosync"] = rocksdb_ceiling(st, r, ts["data"], group, False)
+                if r == 1:
+                    log("disk per stored ping: compacting the TCP sync run's data directory")
+                    R["disk"] = disk(st, ts["data"], ts["accepted"])
+            finally:
+                shutil.rmtree(ts.pop("data"), ignore_errors=True)
+            log("round %d/%d: TCP async saturation" % (r, st.runs))
+            rd["tcp_async"] = tcp_saturation(st, r, "async")
+            for mode in ("sync", "async"):
+                for frac in (0.5, 0.9):
+                    log("round %d/%d: TCP %s at %d%% of its peak" % (r, st.runs, mode, frac * 100))
+                    rd["lat_%s_%d" % (mode, frac * 100)] = tcp_latency(
+                        st, r, mode, rd["tcp_" + mode]["per_s"] * frac, frac)
+            for batch in (1, 50):
+                for zlib in (False, True):
+                    key = "udp_b%d%s" % (batch, "_zlib" if zlib else "")
+                    log("round %d/%d: UDP zero-loss search, %d ping(s)/datagram%s" %
+                        (r, st.runs, batch, ", zlib" if zlib else ""))
+                    rd[key] = udp_search(st, r, batch, zlib)
+            if statsd_dir:
+                log("round %d/%d: statsd zero-loss search" % (r, st.runs))
+                rd["statsd"] = statsd_search(st, statsd_dir, r)
+            if pg:
+                for sync in ("on", "off"):
+                    log("round %d/%d: PostgreSQL upserts, synchronous_commit=%s" % (r, st.runs, sync))
+                    rd["pg_" + sync] = pg_run(st, pg, csv, sync)
+    finally:
+        if pg:
+            pg.stop()
+    log("memory per install and per organization (%d each)" % st.mem_n)
+    R["memory"] = memory(st)
+    R["hot_export"] = hot_and_export(st)
+    R["meta"] = {"started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "git": git_rev(st.root), "machine": machine(),
+                 "load": "%s -> %s" % (" ".join(load_before), " ".join(open("/proc/loadavg").read().split()[:3])),
+                 "fs": subprocess.run(["stat", "-f", "-c", "%T", st.data_parent], stdout=subprocess.PIPE,
+                                      text=True).stdout.strip(),
+                 "mode": "smoke" if st.smoke else "full", "runs": st.runs, "step_s": st.step_s,
+                 "tcp_s": st.tcp_s, "load_flags": " ".join(st.load_flags()),
+                 "pinning": "server side on CPU 0, load generators on CPU 1" if st.pin_server else "none",
+                 "pg": "batch %d, pipeline depth %d" % (st.pg_batch, st.pg_depth)}
+    with open(os.path.join(st.work, "suite.json"), "w") as f:
+        json.dump(R, f, indent=1, default=str)
+    text, missing = report(st, R)
+    with open(a.report, "w") as f:
+        f.write(text)
+    if a.results:
+        with open(a.results, "a") as f:
+            f.write(text)
+    print(text)
+    if missing:
+        log("these steps produced no number: " + ", ".join(missing))
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- the report
+
+def fmt(x, unit=""):
+    if x is None:
+        return "-"
+    if isinstance(x, float) and x < 100:
+        return "%.2f%s" % (x, unit)
+    return "{:,}{}".format(int(round(x)), unit)
+
+
+def report(st, R):
+    rounds, meta = R["rounds"], R["meta"]
+    missing = []
+
+    def med(path):
+        vals = []
+        for rd in rounds:
+            v = rd
+            for k in path:
+                v = v.get(k) if isinstance(v, dict) else None
+            vals.append(v)
+        m = median(vals)
+        return m, [v for v in vals if v is not None]
+
+    def row(label, path, unit="", note="", need=True):
+        m, vals = med(path)
+        if m is None and need:
+            missing.append(label)
+        return m, "| %s | %s | %s | %s |" % (label, fmt(m, unit), ", ".join(fmt(v, unit) for v in vals), note)
+
+    L = []
+    L.append("\n## %s: %s run, commit %s\n" % (meta["started"], meta["mode"], meta["git"]))
+    L.append("- machine: %s; load average %s; data directories on %s" % (meta["machine"], meta["load"], meta["fs"]))
+    L.append("- %d round(s), interleaved (each round runs every step once); figures are medians over rounds, "
+             "every round's value follows; %s" % (meta["runs"], meta["pinning"]))
+    L.append("- load for every step: warmline-loadgen %s (heavy-tailed organization sizes; one install in ten "
+             "of those past the first --orgs has no organization); UDP steps of %.0f s, TCP runs of %.0f s"
+             % (meta["load_flags"], meta["step_s"], meta["tcp_s"]))
+    L.append("- finished %s" % meta["finished"])
+    for s in R["skipped"]:
+        L.append("- **SKIPPED: %s**" % s)
+    L.append("")
+    L.append("| figure | median | every round | notes |")
+    L.append("|---|---:|---|---|")
+    out = {}
+
+    def add(key, *args, **kw):
+        m, line = row(*args, **kw)
+        out[key] = m
+        L.append(line)
+
+    add("udp_ceiling", "ceiling: UDP recvmmsg discard, datagrams/s received", ("udp_ceiling", "per_s"),
+        note="bench/ceiling/udp_discard (recvmmsg 64, 16 MiB queue) fed by warmline-loadgen --udp --batch 1 "
+             "at full speed; sender-bound when it receives all it is sent")
+    bound = [rd["udp_ceiling"]["sender_bound"] for rd in rounds if "udp_ceiling" in rd]
+    add("udp_ceiling_sent", "ceiling: the sender's datagrams/s in that step", ("udp_ceiling", "sent_per_s"),
+        need=False, note="the discard loop received every datagram sent in %d of %d rounds: there the "
+                         "ceiling is the sender's" % (sum(bound), len(bound)))
+    m, _ = med(("pings_cf", "value_bytes_avg"))
+    g, _ = med(("tcp_sync", "group"))
+    add("rocksdb_sync", "ceiling: RocksDB WriteBatch + WAL sync, records/s", ("rocksdb_sync", "per_s"),
+        note="bench/ceiling/rocksdb_batch: the TCP sync run's own StoredPing values (%s B avg), sequential "
+             "8-byte big-endian keys, batches of that run's pings per group commit (%s)" % (fmt(m), fmt(g)))
+    add("rocksdb_nosync", "ceiling: RocksDB WriteBatch, no sync, records/s", ("rocksdb_nosync", "per_s"))
+    for batch in (1, 50):
+        for zlib in (False, True):
+            key = "udp_b%d%s" % (batch, "_zlib" if zlib else "")
+            add(key, "UDP zero-loss pings/s, %d ping%s/datagram%s" % (batch, "" if batch == 1 else "s",
+                                                                      ", zlib" if zlib else ""),
+                (key, "best"), note=udp_note([rd.get(key) for rd in rounds]))
+    add("tcp_sync", "TCP sync (batch 50) pings/s at saturation", ("tcp_sync", "per_s"),
+        note="4 connections x 32 frames in flight; every ack after the WAL fsync")
+    add("tcp_async", "TCP async (batch 50) pings/s at saturation", ("tcp_async", "per_s"))
+    for mode in ("sync", "async"):
+        for frac in (50, 90):
+            k = "lat_%s_%d" % (mode, frac)
+            for q in ("p50", "p99", "p999"):
+                add(k + "_" + q, "TCP %s ack %s at %d%% of peak" % (mode, q, frac), (k, q), unit=" ms",
+                    note="achieved %s pings/s" % fmt(med((k, "achieved"))[0]) if q == "p50" else "")
+    if any("statsd" in rd for rd in rounds):
+        add("statsd", "statsd zero-loss counter lines/s", ("statsd", "best"),
+            note="statsd 0.9 (node), flushInterval 1 s, its own counters (statsd.metrics_received) via "
+                 "bench/peers/statsd_count_backend.js; one line per ping per datagram; %s" %
+                 udp_note([rd.get("statsd") for rd in rounds]))
+    if any("pg_on" in rd for rd in rounds):
+        add("pg_on", "PostgreSQL 15 upserts, pings/s, synchronous_commit=on", ("pg_on", "pings_per_s"),
+            note="bench/peers/pg_upsert: %s, one unnest()-array INSERT .. ON CONFLICT DO UPDATE per batch for "
+                 "installs then orgs (sorted keys), %s pings" % (meta["pg"], fmt(st.pg_pings)))
+        add("pg_off", "PostgreSQL 15 upserts, pings/s, synchronous_commit=off", ("pg_off", "pings_per_s"))
+    mem = R.get("memory") or {}
+    L.append("| RAM per install (no org) | %s B | | RSS after %s installs (%s) less the empty collector's, "
+             "divided by the installs gauge |" % (fmt(mem.get("per_install_b")), fmt(mem.get("installs", {}).get("installs")),
+                                                  "one ping each, --storm"))
+    L.append("| RAM per organization | %s B | | RSS with %s installs in %s organizations less RSS with as many "
+             "installs and no organizations, divided by the organizations gauge |" %
+             (fmt(mem.get("per_org_b")), fmt(mem.get("orgs", {}).get("installs")), fmt(mem.get("orgs", {}).get("orgs"))))
+    for k in ("per_install_b", "per_org_b"):
+        if mem.get(k) is None:
+            missing.append(k)
+    dk = R.get("disk") or {}
+    L.append("| disk per stored ping, pings column family | %s B | | after a full manual compaction "
+             "(bench/ceiling/rocksdb_batch compact: the directory's own options) of round 1's TCP sync run "
+             "(%s pings) |" % (fmt(dk.get("pings_cf_per_ping")), fmt(dk.get("pings"))))
+    L.append("| disk per stored ping, whole data directory | %s B | | du of the directory less LOG files, same "
+             "run: includes every install's and organization's state |" % fmt(dk.get("dir_per_ping")))
+    if dk.get("pings_cf_per_ping") is None:
+        missing.append("disk")
+    he = R.get("hot_export") or {}
+    hot, exp = he.get("hot"), he.get("export")
+    if he.get("mode") == "skip":
+        L.append("| hot accounts p99, export rows/s | - | | not run (--hot-export skip) |")
+    else:
+        L.append("| hot accounts GET /v1/accounts/hot?limit=50 p99 | %s | | %s; %s organizations, ingest "
+                 "running |" % (fmt(hot and hot["p99"], " ms"), he.get("hot_source", "no result"),
+                                fmt(hot and hot["orgs"])))
+        L.append("| export rows/s, pings to NDJSON.gz | %s | | %s; once the store is open (end to end: %s) |"
+                 % (fmt(exp and exp["after_open"]), he.get("export_source", "no result"),
+                    fmt(exp and exp["end_to_end"])))
+    L.append("")
+
+    # Targets, as measured.
+    L.append("Targets (issue 6), as measured in this run:\n")
+    L.append("| target | measured | verdict |")
+    L.append("|---|---|---|")
+
+    def verdict(ok):
+        return "-" if ok is None else ("reached" if ok else "**missed**")
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    r1 = ratio(out.get("udp_b1"), out.get("udp_ceiling"))
+    L.append("| UDP 1 ping/datagram >= 70%% of the discard ceiling | %s / %s = %s | %s |" % (
+        fmt(out.get("udp_b1")), fmt(out.get("udp_ceiling")), fmt(r1 and 100 * r1, "%"),
+        verdict(None if r1 is None else r1 >= T_UDP_VS_DISCARD)))
+    r2 = ratio(out.get("tcp_sync"), out.get("rocksdb_sync"))
+    L.append("| batched ingest (50/envelope, sync) >= 70%% of RocksDB's synced WriteBatch ceiling | %s / %s = %s | %s |"
+             % (fmt(out.get("tcp_sync")), fmt(out.get("rocksdb_sync")), fmt(r2 and 100 * r2, "%"),
+                verdict(None if r2 is None else r2 >= T_SYNC_VS_ROCKSDB)))
+    r3 = ratio(out.get("tcp_sync"), out.get("pg_on"))
+    L.append("| >= 3x PostgreSQL (sync vs sync, %s orgs) | %s / %s = %sx | %s |" % (
+        fmt(st.orgs), fmt(out.get("tcp_sync")), fmt(out.get("pg_on")), fmt(r3), verdict(None if r3 is None else r3 >= T_VS_PEERS))
+        if out.get("pg_on") is not None else "| >= 3x PostgreSQL | not measured (skipped) | - |")
+    sd, bound = out.get("statsd"), ""
+    if sd == 0:
+        # Nothing passed: its zero-loss rate is below the lowest rate tried.
+        fails = [x["bracket"][1] for x in (rd.get("statsd") for rd in rounds) if x and x["bracket"][1]]
+        if fails:
+            sd, bound = median(fails), "below "
+    r4 = ratio(out.get("udp_b1"), sd)
+    L.append("| >= 3x statsd's zero-loss rate (UDP, 1 per datagram, %s orgs) | %s / %s%s = %s%sx | %s |" % (
+        fmt(st.orgs), fmt(out.get("udp_b1")), bound, fmt(sd), "over " if bound else "", fmt(r4),
+        verdict(None if r4 is None else r4 >= T_VS_PEERS))
+        if out.get("statsd") is not None else "| >= 3x statsd | not measured (skipped) | - |")
+    p99 = out.get("lat_sync_50_p99")
+    L.append("| TCP p99 ack < 20 ms at 50%% of peak (sync) | %s (async: %s) | %s |" % (
+        fmt(p99, " ms"), fmt(out.get("lat_async_50_p99"), " ms"), verdict(None if p99 is None else p99 < T_P99_MS)))
+    L.append("| <= 1 KiB RAM per organization | %s B | %s |" % (
+        fmt(mem.get("per_org_b")), verdict(None if mem.get("per_org_b") is None else mem["per_org_b"] <= T_RAM_PER_ORG)))
+    L.append("| <= 300 B RAM per install | %s B | %s |" % (
+        fmt(mem.get("per_install_b")),
+        verdict(None if mem.get("per_install_b") is None else mem["per_install_b"] <= T_RAM_PER_INSTALL)))
+    d = dk.get("pings_cf_per_ping")
+    L.append("| <= 80 B disk per raw ping (pings column family, compacted) | %s B (whole directory: %s B) | %s |" % (
+        fmt(d), fmt(dk.get("dir_per_ping")), verdict(None if d is None else d <= T_DISK_PER_PING)))
+    L.append("")
+    L.append("<details><summary>Commands and every search step</summary>\n")
+    if rounds:
+        rd = rounds[0]
+        cc = list(rd["tcp_sync"]["collector_cmd"])
+        cc[cc.index("--data-dir") + 1] = "DATA"
+        cc = [("org_salt_file=WORK/org_salt" if x.startswith("org_salt_file=") else x) for x in cc]
+        L.append("- collector: `%s`" % cmd_str(cc))
+        L.append("- TCP sync: `%s` (ports made generic: 127.0.0.1:PORT)" % re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT",
+                                                                               cmd_str(rd["tcp_sync"]["cmd"].split())))
+        for key in sorted(k for k in rd if k.startswith("udp_b") or k == "statsd"):
+            steps = "; ".join("%s: sent %s, stored %s%s" % ("full speed" if s["rate"] == 0 else fmt(s["rate"]) + "/s",
+                                                            fmt(s["sent"]), fmt(s["stored"]),
+                                                            " PASS" if s["pass"] else "")
+                              for s in rd[key]["steps"])
+            L.append("- %s, round 1: %s" % (key, steps))
+        if "pg_on" in rd:
+            L.append("- PostgreSQL: `%s`, server settings %s" % (rd["pg_on"]["cmd"], "listen_addresses='' "
+                     "shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=30min (fsync on)"))
+    L.append("\n</details>\n")
+    return "\n".join(L) + "\n", missing
+
+
+def udp_note(results):
+    results = [x for x in results if x]
+    if not results:
+        return ""
+    notes = []
+    if any(x["sender_bound"] for x in results):
+        notes.append("sender-bound in some rounds (no loss at full speed): at least this")
+    br = ["%s-%s" % (fmt(x["bracket"][0]), fmt(x["bracket"][1])) for x in results if x["bracket"][1]]
+    if br:
+        notes.append("passed-failed bracket " + ", ".join(br))
+    return "; ".join(notes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
