@@ -242,6 +242,30 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
         job->status = WL_ACK_REJECTED;
 }
 
+/* After a failed write RocksDB refuses every later one until the store is
+ * reopened (wl_store_recover). The group's batch is all puts and deletes
+ * computed from memory, so writing it again after a reopen is safe even if
+ * the failed write did land (a WAL sync that failed after the append):
+ * 1 when the reopen and the second write both worked. */
+static int reopen_and_write_again(struct wl_writer *w, int sync)
+{
+    char err[512];
+    int rc = wl_store_recover(w->store, err, sizeof err);
+    if (rc == -EAGAIN)
+        return 0; /* tried moments ago */
+    if (rc != 0) {
+        wl_warn("storage_reopen_failed", "error=\"%s\" writes=refused", err);
+        return 0;
+    }
+    if (wl_store_write(w->store, w->batch, sync, err, sizeof err) != 0) {
+        wl_error("write_failed", "error=\"%s\" after_reopen=1", err);
+        wl_count(WL_M_write_errors, 1);
+        return 0;
+    }
+    wl_info("storage_recovered", "how=reopen");
+    return 1;
+}
+
 /* A failed write leaves memory ahead of disk: rebuild it from disk. */
 static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group)
 {
@@ -252,16 +276,21 @@ static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group
         wl_error("state_reload_failed", "error=\"%s\" retry_in_ms=1000", err);
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL);
+        if (wl_store_recover(w->store, err, sizeof err) != 0 && !wl_store_writable(w->store))
+            wl_warn("storage_reopen_failed", "error=\"%s\"", err);
     }
     if (wl_quarantine_init(&w->quarantine, w->store, w->cfg->quarantine_max_records,
                            w->cfg->quarantine_per_second, err, sizeof err) != 0)
         wl_error("quarantine_reload_failed", "error=\"%s\"", err);
-    for (struct wl_job *job = group; job != NULL; job = job->next) {
+    uint64_t n = 0;
+    for (struct wl_job *job = group; job != NULL; job = job->next, n++) {
         job->status = WL_ACK_RETRY_LATER;
         job->accepted = job->duplicates = job->n_rejected = 0;
         if (job->origin_id != 0)
             poison_add(w, job->origin_id);
     }
+    if (n > 0)
+        wl_warn("frames_retry_later", "frames=%llu reason=storage", (unsigned long long)n);
 }
 
 /* The state's size, for the installs and organizations gauges. */
@@ -306,12 +335,14 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         int sync = changed && w->cfg->durability == WL_DURABILITY_SYNC;
         uint64_t t0 = mono_ns();
         if (wl_store_write(w->store, w->batch, sync, err, sizeof err) != 0) {
-            wl_error("write_failed", "error=\"%s\" jobs_retry_later=1 pings=%llu", err,
+            wl_error("write_failed", "error=\"%s\" pings=%llu", err,
                      (unsigned long long)n_pings);
             wl_count(WL_M_write_errors, 1);
-            recover_after_failed_write(w, group);
-            publish_state(w);
-            return;
+            if (!reopen_and_write_again(w, sync)) {
+                recover_after_failed_write(w, group);
+                publish_state(w);
+                return;
+            }
         }
         wl_observe_commit_ns(mono_ns() - t0);
         wl_observe_group_pings(n_pings);

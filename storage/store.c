@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const cf_names[WL_CF_COUNT] = {
@@ -18,7 +21,21 @@ static const char *const cf_names[WL_CF_COUNT] = {
     [WL_CF_NAMED] = "named",
 };
 
+/* After a failed write the primary is closed and opened again (see
+ * wl_store_recover): a WAL write error leaves RocksDB 7.8 read-only for
+ * good, and its C API has no Resume. Every use of db and cf holds lock for
+ * reading (an iterator or a snapshot for its whole life); a reopen holds it
+ * for writing, and waits at most REOPEN_WAIT_MS for readers to finish. */
+#define REOPEN_WAIT_MS 2000
+#define REOPEN_EVERY_MS 500 /* at most one reopen attempt this often */
+
 struct wl_store {
+    pthread_rwlock_t lock;
+    int lock_ready;
+    char dir[1024];
+    atomic_int failed;   /* a write failed: the next wl_store_recover reopens */
+    int read_only;       /* the reopen could not open read-write: reads only */
+    int64_t reopened_at; /* monotonic ms of the last reopen attempt */
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_options_t *cf_opts[WL_CF_COUNT];
@@ -37,6 +54,7 @@ struct wl_batch {
 
 struct wl_iter {
     rocksdb_iterator_t *it;
+    struct wl_store *store; /* holds its lock for reading while alive */
 };
 
 struct wl_snapshot {
@@ -113,34 +131,116 @@ static int check_schema(struct wl_store *s, char *err, size_t errlen)
     return ok ? 0 : -EPROTO;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Opens s->db and s->cf in s->mode; a PRIMARY with read_only opens the
+ * directory for reading alone (it writes nothing, so it opens on a full
+ * disk). */
+static int db_open(struct wl_store *s, int read_only, char *err, size_t errlen)
+{
+    const char *names[WL_CF_COUNT];
+    const rocksdb_options_t *cfo[WL_CF_COUNT];
+    char *rerr = NULL;
+
+    for (int i = 0; i < WL_CF_COUNT; i++) {
+        names[i] = cf_names[i];
+        cfo[i] = s->cf_opts[i];
+    }
+    if (s->mode == WL_STORE_SECONDARY)
+        s->db = rocksdb_open_as_secondary_column_families(s->opts, s->dir, s->secondary_dir,
+                                                          WL_CF_COUNT, names, cfo, s->cf, &rerr);
+    else if (read_only)
+        s->db = rocksdb_open_for_read_only_column_families(s->opts, s->dir, WL_CF_COUNT, names,
+                                                           cfo, s->cf, 0, &rerr);
+    else
+        s->db = rocksdb_open_column_families(s->opts, s->dir, WL_CF_COUNT, names, cfo, s->cf,
+                                             &rerr);
+    if (rerr != NULL) {
+        char what[1200];
+        s->db = NULL;
+        memset(s->cf, 0, sizeof s->cf);
+        snprintf(what, sizeof what, "cannot open RocksDB in %s", s->dir);
+        return set_err(err, errlen, what, rerr);
+    }
+    return 0;
+}
+
+static void db_close(struct wl_store *s)
+{
+    if (s->db == NULL)
+        return;
+    for (int i = 0; i < WL_CF_COUNT; i++) {
+        if (s->cf[i] != NULL)
+            rocksdb_column_family_handle_destroy(s->cf[i]);
+        s->cf[i] = NULL;
+    }
+    rocksdb_close(s->db);
+    s->db = NULL;
+}
+
 int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **out, char *err,
                   size_t errlen)
 {
     struct wl_store *s = calloc(1, sizeof *s);
-    const char *names[WL_CF_COUNT];
-    const rocksdb_options_t *cfo[WL_CF_COUNT];
-    char *rerr = NULL;
     int rc;
 
     if (s == NULL)
         return -ENOMEM;
+    if (strlen(dir) >= sizeof s->dir) {
+        snprintf(err, errlen, "data directory path too long: %s", dir);
+        free(s);
+        return -ENAMETOOLONG;
+    }
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    pthread_rwlock_init(&s->lock, NULL);
+    s->lock_ready = 1;
     s->mode = mode;
     s->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(s->opts, mode == WL_STORE_PRIMARY);
     rocksdb_options_set_create_missing_column_families(s->opts, mode == WL_STORE_PRIMARY);
     rocksdb_options_increase_parallelism(s->opts, 2);
     rocksdb_options_set_keep_log_file_num(s->opts, 4);
+    /* RocksDB's own info LOG lives in the data directory. On a full disk
+     * its first failed append makes the next one abort the process (an
+     * assertion in the Debian build of 7.8), and RocksDB logs exactly when
+     * writes fail: keep only fatal messages. The collector logs every
+     * storage error itself (event=write_failed). */
+    rocksdb_options_set_info_log_level(s->opts, 4 /* FATAL_LEVEL */);
+    /* RocksDB preallocates 4 MiB for each new MANIFEST: on a nearly full
+     * ext4 that preallocation takes the last free blocks and the open (or a
+     * reopen after a failed write) then fails for want of a few bytes. */
+    rocksdb_options_set_manifest_preallocation_size(s->opts, 64 << 10);
     /* Bound the write-ahead log: memtables are flushed once it passes this,
      * so a tool opening the directory (dump, export) replays little. */
     rocksdb_options_set_max_total_wal_size(s->opts, 128ULL << 20);
     if (mode == WL_STORE_SECONDARY)
         rocksdb_options_set_max_open_files(s->opts, -1);
 
-    for (int i = 0; i < WL_CF_COUNT; i++) {
-        s->cf_opts[i] = rocksdb_options_create_copy(s->opts);
-        names[i] = cf_names[i];
-        cfo[i] = s->cf_opts[i];
+    /* No fallocate: RocksDB preallocates each WAL for a whole memtable
+     * (70 MiB), which on ext4 takes whatever is free, up to that. On a
+     * small or nearly full disk the WAL then holds every free block, and
+     * after a crash the recovery cannot write the SST it must write before
+     * that WAL may go: the collector would not start again. Not in the C
+     * API as a setter: through an options string. */
+    {
+        rocksdb_options_t *o = rocksdb_options_create();
+        char *rerr = NULL;
+        rocksdb_get_options_from_string(s->opts, "allow_fallocate=false", o, &rerr);
+        if (rerr != NULL) {
+            rc = set_err(err, errlen, "RocksDB options", rerr);
+            rocksdb_options_destroy(o);
+            goto fail;
+        }
+        rocksdb_options_destroy(s->opts);
+        s->opts = o;
     }
+    for (int i = 0; i < WL_CF_COUNT; i++)
+        s->cf_opts[i] = rocksdb_options_create_copy(s->opts);
     /* Raw pings are written once on sequential keys and read in ranges. */
     rocksdb_options_set_compression(s->cf_opts[WL_CF_PINGS], rocksdb_lz4_compression);
 
@@ -149,7 +249,6 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
             snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(-rc));
             goto fail;
         }
-        s->db = rocksdb_open_column_families(s->opts, dir, WL_CF_COUNT, names, cfo, s->cf, &rerr);
     } else {
         snprintf(s->secondary_dir, sizeof s->secondary_dir, "/tmp/warmline-secondary-XXXXXX");
         if (mkdtemp(s->secondary_dir) == NULL) {
@@ -164,15 +263,9 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
             rc = -ENOENT;
             goto fail;
         }
-        s->db = rocksdb_open_as_secondary_column_families(s->opts, dir, s->secondary_dir,
-                                                          WL_CF_COUNT, names, cfo, s->cf, &rerr);
     }
-    if (rerr != NULL) {
-        char what[1200];
-        snprintf(what, sizeof what, "cannot open RocksDB in %s", dir);
-        rc = set_err(err, errlen, what, rerr);
+    if ((rc = db_open(s, 0, err, errlen)) != 0)
         goto fail;
-    }
     s->ropts = rocksdb_readoptions_create();
     s->wopts_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
@@ -191,13 +284,7 @@ void wl_store_close(struct wl_store *s)
 {
     if (s == NULL)
         return;
-    if (s->db != NULL) {
-        for (int i = 0; i < WL_CF_COUNT; i++) {
-            if (s->cf[i] != NULL)
-                rocksdb_column_family_handle_destroy(s->cf[i]);
-        }
-        rocksdb_close(s->db);
-    }
+    db_close(s);
     for (int i = 0; i < WL_CF_COUNT; i++) {
         if (s->cf_opts[i] != NULL)
             rocksdb_options_destroy(s->cf_opts[i]);
@@ -212,7 +299,64 @@ void wl_store_close(struct wl_store *s)
         rocksdb_writeoptions_destroy(s->wopts_async);
     if (s->secondary_dir[0] != '\0')
         nftw(s->secondary_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (s->lock_ready)
+        pthread_rwlock_destroy(&s->lock);
     free(s);
+}
+
+int wl_store_recover(struct wl_store *s, char *err, size_t errlen)
+{
+    struct timespec deadline;
+    int rc;
+
+    if (s->mode != WL_STORE_PRIMARY)
+        return 0;
+    pthread_rwlock_rdlock(&s->lock);
+    int failed = s->failed, recent = mono_ms() - s->reopened_at < REOPEN_EVERY_MS;
+    pthread_rwlock_unlock(&s->lock);
+    if (!failed)
+        return 0;
+    if (recent) {
+        snprintf(err, errlen, "storage is read-only since a failed write; reopening again soon");
+        return -EAGAIN;
+    }
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += REOPEN_WAIT_MS / 1000;
+    deadline.tv_nsec += (long)(REOPEN_WAIT_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    if ((rc = pthread_rwlock_timedwrlock(&s->lock, &deadline)) != 0) {
+        snprintf(err, errlen, "cannot reopen the database: readers still hold it (%s)",
+                 strerror(rc));
+        return -EBUSY;
+    }
+    s->reopened_at = mono_ms();
+    db_close(s);
+    rc = db_open(s, 0, err, errlen);
+    if (rc == 0) {
+        s->failed = 0;
+        s->read_only = 0;
+    } else {
+        /* Keep serving reads while the disk is full. */
+        char err2[256];
+        s->read_only = 1;
+        if (db_open(s, 1, err2, sizeof err2) != 0 && err != NULL && errlen > 0) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, "; read-only: %s", err2);
+        }
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int wl_store_writable(struct wl_store *s)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    int ok = s->db != NULL && !s->failed;
+    pthread_rwlock_unlock(&s->lock);
+    return ok;
 }
 
 void wl_store_thread_init(void)
@@ -225,7 +369,9 @@ int wl_store_catch_up(struct wl_store *s, char *err, size_t errlen)
     char *rerr = NULL;
     if (s->mode != WL_STORE_SECONDARY)
         return 0;
+    pthread_rwlock_rdlock(&s->lock);
     rocksdb_try_catch_up_with_primary(s->db, &rerr);
+    pthread_rwlock_unlock(&s->lock);
     if (rerr != NULL)
         return set_err(err, errlen, "catching up with the collector", rerr);
     return 0;
@@ -234,10 +380,25 @@ int wl_store_catch_up(struct wl_store *s, char *err, size_t errlen)
 int wl_store_write(struct wl_store *s, struct wl_batch *b, int sync, char *err, size_t errlen)
 {
     char *rerr = NULL;
+    int rc = 0;
+
+    pthread_rwlock_rdlock(&s->lock);
+    if (s->db == NULL || s->read_only) {
+        snprintf(err, errlen, "write: storage is read-only since a failed write (reopen pending)");
+        rc = -EROFS;
+        goto done;
+    }
     rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts_async, b->wb, &rerr);
-    if (rerr != NULL)
-        return set_err(err, errlen, "write", rerr);
-    return 0;
+    if (rerr != NULL) {
+        /* RocksDB refuses every later write (a background error): only a
+         * reopen (wl_store_recover) brings it back. */
+        rc = strstr(rerr, "No space left") != NULL ? -ENOSPC : -EIO;
+        atomic_store(&s->failed, 1);
+        set_err(err, errlen, "write", rerr);
+    }
+done:
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
 }
 
 struct wl_snapshot *wl_snapshot_new(struct wl_store *s)
@@ -246,6 +407,12 @@ struct wl_snapshot *wl_snapshot_new(struct wl_store *s)
     if (snap == NULL)
         return NULL;
     snap->store = s;
+    pthread_rwlock_rdlock(&s->lock); /* until wl_snapshot_free */
+    if (s->db == NULL) {
+        pthread_rwlock_unlock(&s->lock);
+        free(snap);
+        return NULL;
+    }
     snap->snap = rocksdb_create_snapshot(s->db);
     snap->ropts = rocksdb_readoptions_create();
     rocksdb_readoptions_set_snapshot(snap->ropts, snap->snap);
@@ -258,18 +425,22 @@ void wl_snapshot_free(struct wl_snapshot *snap)
         return;
     rocksdb_readoptions_destroy(snap->ropts);
     rocksdb_release_snapshot(snap->store->db, snap->snap);
+    pthread_rwlock_unlock(&snap->store->lock);
     free(snap);
 }
 
 uint64_t wl_store_disk_bytes(struct wl_store *s)
 {
     uint64_t total = 0, v = 0;
-    for (int i = 0; i < WL_CF_COUNT; i++) {
+    pthread_rwlock_rdlock(&s->lock);
+    for (int i = 0; s->db != NULL && i < WL_CF_COUNT; i++) {
         if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.total-sst-files-size", &v) == 0)
             total += v;
     }
-    if (rocksdb_property_int(s->db, "rocksdb.live-sst-files-size", &v) == 0 && v > total)
+    if (s->db != NULL && rocksdb_property_int(s->db, "rocksdb.live-sst-files-size", &v) == 0 &&
+        v > total)
         total = v;
+    pthread_rwlock_unlock(&s->lock);
     return total;
 }
 
@@ -285,8 +456,15 @@ int wl_store_get_at(struct wl_store *s, const struct wl_snapshot *snap, enum wl_
 {
     char *rerr = NULL;
     size_t n = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    if (s->db == NULL) {
+        pthread_rwlock_unlock(&s->lock);
+        snprintf(err, errlen, "read: the database is not open (reopen pending)");
+        return -EIO;
+    }
     char *v = rocksdb_get_cf(s->db, snap ? snap->ropts : s->ropts, s->cf[cf], key, klen, &n,
                              &rerr);
+    pthread_rwlock_unlock(&s->lock);
     if (rerr != NULL)
         return set_err(err, errlen, "read", rerr);
     if (v == NULL)
@@ -315,18 +493,24 @@ struct wl_batch *wl_batch_new(struct wl_store *store)
 void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen,
                   const void *val, size_t vlen)
 {
+    pthread_rwlock_rdlock(&b->store->lock); /* the handle lives until a reopen */
     rocksdb_writebatch_put_cf(b->wb, b->store->cf[cf], key, klen, val, vlen);
+    pthread_rwlock_unlock(&b->store->lock);
 }
 
 void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen)
 {
+    pthread_rwlock_rdlock(&b->store->lock);
     rocksdb_writebatch_delete_cf(b->wb, b->store->cf[cf], key, klen);
+    pthread_rwlock_unlock(&b->store->lock);
 }
 
 void wl_batch_delete_range(struct wl_batch *b, enum wl_cf cf, const void *begin, size_t blen,
                            const void *end, size_t elen)
 {
+    pthread_rwlock_rdlock(&b->store->lock);
     rocksdb_writebatch_delete_range_cf(b->wb, b->store->cf[cf], begin, blen, end, elen);
+    pthread_rwlock_unlock(&b->store->lock);
 }
 
 int wl_batch_count(const struct wl_batch *b)
@@ -355,23 +539,39 @@ struct wl_iter *wl_iter_new(struct wl_store *s, enum wl_cf cf)
 struct wl_iter *wl_iter_new_at(struct wl_store *s, const struct wl_snapshot *snap, enum wl_cf cf)
 {
     struct wl_iter *it = calloc(1, sizeof *it);
-    if (it != NULL)
+    if (it == NULL)
+        return NULL;
+    pthread_rwlock_rdlock(&s->lock); /* until wl_iter_free */
+    it->store = s;
+    if (s->db != NULL)
         it->it = rocksdb_create_iterator_cf(s->db, snap ? snap->ropts : s->ropts, s->cf[cf]);
     return it;
 }
 
-void wl_iter_seek_first(struct wl_iter *it) { rocksdb_iter_seek_to_first(it->it); }
-void wl_iter_seek_last(struct wl_iter *it) { rocksdb_iter_seek_to_last(it->it); }
+/* An iterator made while the database was not open (a reopen failed) is
+ * empty and reports an error. */
+void wl_iter_seek_first(struct wl_iter *it)
+{
+    if (it->it != NULL)
+        rocksdb_iter_seek_to_first(it->it);
+}
+void wl_iter_seek_last(struct wl_iter *it)
+{
+    if (it->it != NULL)
+        rocksdb_iter_seek_to_last(it->it);
+}
 void wl_iter_seek(struct wl_iter *it, const void *key, size_t klen)
 {
-    rocksdb_iter_seek(it->it, key, klen);
+    if (it->it != NULL)
+        rocksdb_iter_seek(it->it, key, klen);
 }
 void wl_iter_seek_for_prev(struct wl_iter *it, const void *key, size_t klen)
 {
-    rocksdb_iter_seek_for_prev(it->it, key, klen);
+    if (it->it != NULL)
+        rocksdb_iter_seek_for_prev(it->it, key, klen);
 }
 void wl_iter_prev(struct wl_iter *it) { rocksdb_iter_prev(it->it); }
-int wl_iter_valid(const struct wl_iter *it) { return rocksdb_iter_valid(it->it); }
+int wl_iter_valid(const struct wl_iter *it) { return it->it != NULL && rocksdb_iter_valid(it->it); }
 void wl_iter_next(struct wl_iter *it) { rocksdb_iter_next(it->it); }
 const char *wl_iter_key(const struct wl_iter *it, size_t *klen)
 {
@@ -385,6 +585,10 @@ const char *wl_iter_value(const struct wl_iter *it, size_t *vlen)
 int wl_iter_status(const struct wl_iter *it, char *err, size_t errlen)
 {
     char *rerr = NULL;
+    if (it->it == NULL) {
+        snprintf(err, errlen, "iteration: the database is not open (reopen pending)");
+        return -EIO;
+    }
     rocksdb_iter_get_error(it->it, &rerr);
     if (rerr != NULL)
         return set_err(err, errlen, "iteration", rerr);
@@ -395,6 +599,8 @@ void wl_iter_free(struct wl_iter *it)
 {
     if (it == NULL)
         return;
-    rocksdb_iter_destroy(it->it);
+    if (it->it != NULL)
+        rocksdb_iter_destroy(it->it);
+    pthread_rwlock_unlock(&it->store->lock);
     free(it);
 }

@@ -46,6 +46,17 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
 /* Flushes nothing extra (the WAL is the durability), closes, frees. */
 void wl_store_close(struct wl_store *store);
 
+/* After a failed write RocksDB refuses every later one. PRIMARY: closes
+ * and opens the database again, once readers let go (waits up to 2 s, then
+ * -EBUSY) and at most every 500 ms (-EAGAIN sooner). 0 when it is writable
+ * again (or never failed); otherwise, with the reason in err, it stays open
+ * read-only (reads work, writes fail with -EROFS) until a later call
+ * succeeds. Call it from a thread that holds no iterator or snapshot. */
+int wl_store_recover(struct wl_store *store, char *err, size_t errlen);
+
+/* 1 unless a write failed and no reopen has succeeded since. */
+int wl_store_writable(struct wl_store *store);
+
 /* Call once on a thread that writes a lot (the writer): turns off RocksDB's
  * per-thread perf counters, which nothing here reads. */
 void wl_store_thread_init(void);
@@ -53,7 +64,10 @@ void wl_store_thread_init(void);
 /* SECONDARY only: catches up with what the primary has written since. */
 int wl_store_catch_up(struct wl_store *store, char *err, size_t errlen);
 
-/* Writes the batch atomically; sync = fsync the WAL before returning. */
+/* Writes the batch atomically; sync = fsync the WAL before returning.
+ * -ENOSPC when the disk is full, -EIO on another error, -EROFS while a
+ * failed write waits for wl_store_recover. After a failure the batch is in
+ * no read; a reopen may still find it stored when only the WAL sync failed. */
 int wl_store_write(struct wl_store *store, struct wl_batch *batch, int sync, char *err,
                    size_t errlen);
 
@@ -87,7 +101,9 @@ int wl_batch_count(const struct wl_batch *b);
 void wl_batch_clear(struct wl_batch *b);
 void wl_batch_free(struct wl_batch *b);
 
-/* Ordered iteration over one column family (a consistent view). */
+/* Ordered iteration over one column family (a consistent view). An
+ * iterator or a snapshot holds the store open (wl_store_recover waits for
+ * it): free it on the thread that made it, and soon. */
 struct wl_iter *wl_iter_new(struct wl_store *store, enum wl_cf cf);
 /* An iterator over a snapshot (NULL: the latest). */
 struct wl_iter *wl_iter_new_at(struct wl_store *store, const struct wl_snapshot *snap,
