@@ -15,6 +15,10 @@ typedef Warmline__Store__V1__StoredPing wl_ping_rec;
 typedef Warmline__Store__V1__DailyState wl_daily_rec;
 
 static const char META_INGEST_SEQ[] = "ingest_seq";
+/* The ingest sequence the installs, orgs and current days on disk are
+ * exact for: pings after it are replayed from the pings column family when
+ * the state loads. Absent (databases from before it): the ingest sequence. */
+static const char META_STATE_SEQ[] = "state_seq";
 
 #define SEEN_MAX 16 /* versions and editions remembered per organization */
 
@@ -39,7 +43,8 @@ struct wl_install {
     uint8_t n_features;
     uint8_t counting;
     uint8_t dirty;
-    const wl_ping *staged;                  /* the group's latest ping, until the flush */
+    uint8_t *ping;                          /* while dirty: the latest ping, packed */
+    uint32_t ping_len;
     struct wl_install *next_dirty;
     UT_hash_handle hh;
 };
@@ -79,6 +84,12 @@ struct wl_state {
     size_t heap_n, heap_cap;
     struct wl_install *dirty_installs;
     struct wl_org *dirty_orgs;
+    uint64_t n_dirty_installs;
+    uint64_t state_seq;                     /* what the records on disk are exact for */
+    uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
+    int flushed;                            /* the batch holds a whole flush */
+    uint64_t replayed;                      /* pings the load replayed */
+    int replaying;                          /* loading: the log is on disk already */
     struct wl_signals signals;
     uint64_t ingest_seq;
     uint64_t group_last_signal;
@@ -231,6 +242,7 @@ static void install_mark(struct wl_state *st, struct wl_install *in)
         in->dirty = 1;
         in->next_dirty = st->dirty_installs;
         st->dirty_installs = in;
+        st->n_dirty_installs++;
     }
 }
 
@@ -499,8 +511,41 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
         .install_ids = ids,
         .n_installs = n_ids,
     };
-    if (wl_signals_evaluate(&st->signals, &org->rules, &view, &cause, batch) > 0)
+    /* Replaying, the signals are on disk already: the rules only step. */
+    if (wl_signals_evaluate(&st->signals, &org->rules, &view, &cause,
+                            st->replaying ? NULL : batch) > 0 &&
+        !st->replaying)
         st->group_last_signal = st->signals.seq;
+}
+
+/* An organization whose last install moved away ends: its day is written,
+ * its rank entry goes, its record goes at the next flush (put_org); should an install come back
+ * first, it starts again from nothing, as a new organization does. So the
+ * state does not depend on when flushes happen, and a replay computes
+ * what the live writer did. */
+static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+{
+    if (org->day_dirty) /* its day (touched by the move) ends: with no installs */
+        put_daily(st, org, batch);
+    if (org->rules.n_signals > 0) {
+        uint8_t key[8 + WL_ORG_ID_MAX];
+        size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
+        if (!st->replaying)
+            wl_batch_delete(batch, WL_CF_RANK, key, klen);
+    }
+    wl_org_rules_free(&org->rules);
+    memset(&org->rules, 0, sizeof org->rules);
+    org->rules.score_log2 = WL_SCORE_NONE;
+    free(org->versions);
+    free(org->editions);
+    org->versions = org->editions = NULL;
+    org->n_versions = org->n_editions = 0;
+    org->hist_n = 0;
+    org->hist_ready = 1; /* as org_new: a new organization reads no history */
+    org->day = 0;
+    org->day_dirty = 0;
+    org->first_seen = org->last_seen = org->updated_at = 0;
+    org_mark(st, org);
 }
 
 /* ---- time ---- */
@@ -552,8 +597,22 @@ static struct wl_install *install_new(struct wl_state *st, const char *id, size_
     return in;
 }
 
-enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
-                             int64_t event_at, struct wl_batch *batch)
+/* The install keeps its latest ping, packed, until the flush writes it. */
+static void install_keep_ping(struct wl_install *in, const uint8_t *stored, size_t len)
+{
+    struct wl_ping_peek pk;
+    if (wl_ping_peek(stored, len, &pk) != 0 || pk.ping == NULL)
+        abort(); /* we packed it ourselves, or it loaded from disk whole */
+    if (in->ping == NULL || in->ping_len < pk.ping_len)
+        in->ping = xrealloc(in->ping, pk.ping_len);
+    memcpy(in->ping, pk.ping, pk.ping_len);
+    in->ping_len = (uint32_t)pk.ping_len;
+}
+
+/* wl_state_apply; stored is the ping's record when it is replayed. */
+static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
+                           int64_t event_at, struct wl_batch *batch, const uint8_t *stored,
+                           size_t stored_len)
 {
     size_t idlen = strlen(ping->install_id);
     struct wl_install *in;
@@ -568,25 +627,29 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
         st->clock = event_at;
     expire(st, batch);
 
-    /* The raw ping, on the next sequential key. */
+    /* The raw ping, on the next sequential key (replaying: it is there). */
     wl_ping_rec rec = WARMLINE__STORE__V1__STORED_PING__INIT;
-    uint8_t key[8];
     rec.ingest_seq = ++st->ingest_seq;
-    rec.received_at = received_at;
-    rec.event_at = event_at;
-    rec.org.data = org_id;
-    rec.org.len = org_len;
-    rec.ping = (wl_ping *)ping;
-    size_t n = warmline__store__v1__stored_ping__get_packed_size(&rec);
-    uint8_t *buf = scratch(st, n);
-    warmline__store__v1__stored_ping__pack(&rec, buf);
-    wl_be64_put(key, rec.ingest_seq);
-    wl_batch_put(batch, WL_CF_PINGS, key, sizeof key, buf, n);
+    if (stored == NULL) {
+        uint8_t key[8];
+        rec.received_at = received_at;
+        rec.event_at = event_at;
+        rec.org.data = org_id;
+        rec.org.len = org_len;
+        rec.ping = (wl_ping *)ping;
+        stored_len = warmline__store__v1__stored_ping__get_packed_size(&rec);
+        uint8_t *buf = scratch(st, stored_len);
+        warmline__store__v1__stored_ping__pack(&rec, buf);
+        wl_be64_put(key, rec.ingest_seq);
+        wl_batch_put(batch, WL_CF_PINGS, key, sizeof key, buf, stored_len);
+        stored = buf;
+    }
 
     if (in == NULL) {
         in = install_new(st, ping->install_id, idlen);
         in->first_seen = event_at;
     }
+    install_keep_ping(in, stored, stored_len); /* before scratch is reused */
     struct wl_org *org = org_find(st, org_id, org_len);
     if (org == NULL) {
         org = org_new(st, org_id, org_len);
@@ -597,6 +660,8 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
         org_touch(st, old, event_at, batch);
         org_detach(old, in);
         org_evaluate(st, old, event_at, rec.ingest_seq, batch);
+        if (old->n_installs == 0)
+            org_empty(st, old, batch);
     }
     org_touch(st, org, event_at, batch);
     int was_counting = in->counting;
@@ -623,10 +688,15 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
     org_add_seen(&org->editions, &org->n_editions, in->edition);
     in->last_seq = ping->seq;
     in->last_ingest_seq = rec.ingest_seq;
-    in->staged = ping;
     install_mark(st, in);
     org_evaluate(st, org, event_at, rec.ingest_seq, batch);
     return WL_APPLY_ACCEPTED;
+}
+
+enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
+                             int64_t event_at, struct wl_batch *batch)
+{
+    return apply(st, ping, received_at, event_at, batch, NULL, 0);
 }
 
 /* ---- records ---- */
@@ -641,10 +711,19 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     rec.first_seen = in->first_seen;
     rec.last_seen = in->last_seen;
     rec.last_ingest_seq = in->last_ingest_seq;
-    rec.last_ping = (wl_ping *)in->staged;
+    /* last_ping (field 7, the last) is the kept packed ping: appended as
+     * protobuf-c would put it, without a decode and an encode. */
     size_t n = warmline__store__v1__install_state__get_packed_size(&rec);
-    uint8_t *buf = scratch(st, n);
+    uint8_t *buf = scratch(st, n + 1 + 5 + in->ping_len);
     warmline__store__v1__install_state__pack(&rec, buf);
+    buf[n++] = (7 << 3) | 2;
+    for (uint32_t v = in->ping_len; ; v >>= 7) {
+        buf[n++] = (uint8_t)(v > 0x7f ? (v & 0x7f) | 0x80 : v);
+        if (v <= 0x7f)
+            break;
+    }
+    memcpy(buf + n, in->ping, in->ping_len);
+    n += in->ping_len;
     wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), buf, n);
 }
 
@@ -661,13 +740,8 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     Warmline__Store__V1__OrgState__RuleState *rule_ptrs[n_rules];
     size_t n_rule_recs = 0;
 
-    if (org->n_installs == 0) { /* every install moved away */
+    if (org->n_installs == 0) { /* every install moved away (org_empty) */
         wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
-        if (org->rules.n_signals > 0) {
-            uint8_t key[8 + WL_ORG_ID_MAX];
-            size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
-            wl_batch_delete(batch, WL_CF_RANK, key, klen);
-        }
         return;
     }
     for (size_t i = 0; i < org->n_installs; i++) {
@@ -726,11 +800,23 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, buf, n);
 }
 
+void wl_state_stage(struct wl_state *st, struct wl_batch *batch)
+{
+    uint8_t seq[8];
+    if (st->ingest_seq != st->staged_ingest_seq) {
+        wl_be64_put(seq, st->ingest_seq);
+        wl_batch_put(batch, WL_CF_META, META_INGEST_SEQ, sizeof META_INGEST_SEQ - 1, seq,
+                     sizeof seq);
+        st->staged_ingest_seq = st->ingest_seq;
+    }
+    wl_signals_flush(&st->signals, batch);
+}
+
 void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
 {
     uint8_t seq[8];
     for (struct wl_install *in = st->dirty_installs; in != NULL; in = in->next_dirty) {
-        if (in->staged != NULL)
+        if (in->ping != NULL)
             put_install(st, in, batch);
     }
     for (struct wl_org *org = st->dirty_orgs; org != NULL; org = org->next_dirty) {
@@ -739,8 +825,10 @@ void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
             put_daily(st, org, batch);
     }
     wl_be64_put(seq, st->ingest_seq);
-    wl_batch_put(batch, WL_CF_META, META_INGEST_SEQ, sizeof META_INGEST_SEQ - 1, seq, sizeof seq);
-    wl_signals_flush(&st->signals, batch);
+    wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
+    st->staged_ingest_seq = 0; /* put it again: the flush may come after a failed write */
+    wl_state_stage(st, batch);
+    st->flushed = 1;
 }
 
 static void org_destroy(struct wl_org *org)
@@ -760,10 +848,18 @@ uint64_t wl_state_commit(struct wl_state *st)
     struct wl_org *org, *next_org;
     uint64_t last = st->group_last_signal;
 
+    st->group_last_signal = 0;
+    wl_signals_committed(&st->signals);
+    if (!st->flushed)
+        return last; /* the state stays dirty, in memory, until a flush */
+    st->flushed = 0;
+    st->state_seq = st->ingest_seq;
     for (in = st->dirty_installs; in != NULL; in = next_in) {
         next_in = in->next_dirty;
         in->dirty = 0;
-        in->staged = NULL;
+        free(in->ping);
+        in->ping = NULL;
+        in->ping_len = 0;
         in->next_dirty = NULL;
     }
     for (org = st->dirty_orgs; org != NULL; org = next_org) {
@@ -778,8 +874,7 @@ uint64_t wl_state_commit(struct wl_state *st)
     }
     st->dirty_installs = NULL;
     st->dirty_orgs = NULL;
-    st->group_last_signal = 0;
-    wl_signals_committed(&st->signals);
+    st->n_dirty_installs = 0;
     return last;
 }
 
@@ -787,6 +882,10 @@ int wl_state_dirty(const struct wl_state *st)
 {
     return st->dirty_orgs != NULL || st->dirty_installs != NULL;
 }
+
+uint64_t wl_state_dirty_installs(const struct wl_state *st) { return st->n_dirty_installs; }
+uint64_t wl_state_state_seq(const struct wl_state *st) { return st->state_seq; }
+uint64_t wl_state_replayed(const struct wl_state *st) { return st->replayed; }
 
 uint64_t wl_state_ingest_seq(const struct wl_state *st) { return st->ingest_seq; }
 uint64_t wl_state_signal_seq(const struct wl_state *st) { return st->signals.seq; }
@@ -832,6 +931,7 @@ static void install_forget(struct wl_state *st, struct wl_install *in, struct wl
     HASH_DEL(st->installs, in);
     st->n_installs--;
     free(in->features);
+    free(in->ping);
     free(in);
 }
 
@@ -980,8 +1080,10 @@ int wl_ping_peek(const void *val, size_t vlen, struct wl_ping_peek *out)
         } else if (field == 3 && wt == 2) { /* org */
             out->org = data;
             out->org_len = len;
-        } else if (field == 4 && wt == 2) { /* ping: its install_id */
+        } else if (field == 4 && wt == 2) { /* ping: its bytes and install_id */
             const uint8_t *q = data, *qend = data + len;
+            out->ping = data;
+            out->ping_len = len;
             while (q < qend) {
                 const uint8_t *d = NULL;
                 size_t dl = 0;
@@ -1100,6 +1202,55 @@ static int scan(struct wl_state *st, enum wl_cf cf, char *err, size_t errlen)
     return rc;
 }
 
+/* The pings stored after state_seq, through the state again, in order:
+ * what a crash between two flushes left only in memory. Their signals,
+ * rank moves and finished days were written with them, so the replay
+ * writes nothing (its batch is dropped); what it changed stays dirty. */
+static int replay(struct wl_state *st, char *err, size_t errlen)
+{
+    uint64_t last = st->ingest_seq, n = 0;
+    uint8_t key[8];
+    struct wl_batch *scratch_batch = wl_batch_new(st->store);
+    struct wl_iter *it = wl_iter_new(st->store, WL_CF_PINGS);
+    int rc = 0;
+
+    st->replaying = 1;
+    wl_be64_put(key, st->state_seq + 1);
+    for (wl_iter_seek(it, key, sizeof key); wl_iter_valid(it); wl_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = wl_iter_key(it, &klen);
+        const uint8_t *v = (const uint8_t *)wl_iter_value(it, &vlen);
+        if (klen != 8)
+            continue;
+        uint64_t seq = wl_be64_get(k);
+        wl_ping_rec *rec = warmline__store__v1__stored_ping__unpack(NULL, vlen, v);
+        if (rec == NULL || rec->ping == NULL || rec->ingest_seq != seq) {
+            if (rec != NULL)
+                warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+            snprintf(err, errlen, "pings: the record at ingest_seq %llu does not decode",
+                     (unsigned long long)seq);
+            rc = -EPROTO;
+            break;
+        }
+        st->ingest_seq = seq - 1; /* forgotten pings leave gaps */
+        if (apply(st, rec->ping, rec->received_at, rec->event_at, scratch_batch, v, vlen) !=
+            WL_APPLY_ACCEPTED)
+            st->ingest_seq = seq; /* cannot happen: the log holds accepted pings */
+        warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+        if (++n % 4096 == 0)
+            wl_batch_clear(scratch_batch);
+    }
+    if (rc == 0)
+        rc = wl_iter_status(it, err, errlen);
+    wl_iter_free(it);
+    wl_batch_free(scratch_batch);
+    st->replaying = 0;
+    if (st->ingest_seq < last)
+        st->ingest_seq = last;
+    st->replayed = n;
+    return rc;
+}
+
 int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
                   struct wl_state **out, char *err, size_t errlen)
 {
@@ -1127,10 +1278,31 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
     if (rc == 0 && vlen == 8)
         st->ingest_seq = wl_be64_get(val);
     free(val);
+    val = NULL;
     if (rc != 0 && rc != -ENOENT)
         goto fail;
+    rc = wl_store_get(store, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, &val, &vlen,
+                      err, errlen);
+    st->state_seq = rc == 0 && vlen == 8 ? wl_be64_get(val) : st->ingest_seq;
+    free(val);
+    if (rc == -ENOENT) {
+        /* A new database, or one from before lazy flushes (which wrote its
+         * state with every group): its records are exact now. Say so on
+         * disk before any ping can be stored without its state. */
+        uint8_t seq[8];
+        struct wl_batch *b = wl_batch_new(store);
+        wl_be64_put(seq, st->state_seq);
+        wl_batch_put(b, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
+        rc = wl_store_write(store, b, 1, err, errlen);
+        wl_batch_free(b);
+    }
+    if (rc != 0)
+        goto fail;
+    st->staged_ingest_seq = st->ingest_seq;
     if ((rc = scan(st, WL_CF_INSTALLS, err, errlen)) != 0 ||
         (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 || (rc = rebuild_counting(st)) != 0)
+        goto fail;
+    if (st->state_seq < st->ingest_seq && (rc = replay(st, err, errlen)) != 0)
         goto fail;
     *out = st;
     return 0;
@@ -1151,6 +1323,7 @@ void wl_state_free(struct wl_state *st)
     HASH_ITER(hh, st->installs, in, tmp_in) {
         HASH_DEL(st->installs, in);
         free(in->features);
+        free(in->ping);
         free(in);
     }
     HASH_ITER(hh, st->orgs, org, tmp_org) {

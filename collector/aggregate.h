@@ -27,7 +27,10 @@ struct wl_state_opts {
 
 enum wl_apply { WL_APPLY_ACCEPTED = 0, WL_APPLY_DUPLICATE = 1 };
 
-/* Rebuilds the state from the installs and orgs column families and meta. */
+/* Rebuilds the state from the installs and orgs column families and meta,
+ * then replays the pings stored after the state was last flushed (see
+ * wl_state_flush): the state is then exact for every stored ping, and what
+ * the replay changed is dirty, for the next flush. */
 int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
                   struct wl_state **out, char *err, size_t errlen);
 void wl_state_free(struct wl_state *st);
@@ -45,16 +48,29 @@ enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t r
  * and steps the rules of the organizations that changed. */
 void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch);
 
-/* Puts every dirty install, organization and day, and the sequences, into
- * batch. Call once per group, before the write. */
+/* Every group's write carries its raw pings and signals (put by apply and
+ * advance) and the sequences: wl_state_stage puts the sequences. The
+ * records of state (installs, organizations, current days) may lag: the
+ * state is flushed when the writer chooses (wl_state_flush: every dirty
+ * install, organization and day, the sequences, and the ingest sequence
+ * the records are now exact for). A crash between flushes loses nothing:
+ * the pings after that sequence are replayed at the next load. */
+void wl_state_stage(struct wl_state *st, struct wl_batch *batch);
 void wl_state_flush(struct wl_state *st, struct wl_batch *batch);
 
-/* After the write: forget the group's staging. Returns the id of the last
- * signal the group fired, or 0 when it fired none. */
+/* After the write: forget the group's staging (and, when the batch held a
+ * flush, the dirty marks). Returns the id of the last signal the group
+ * fired, or 0 when it fired none. */
 uint64_t wl_state_commit(struct wl_state *st);
 
-/* 1 when the group so far changed anything that must be written. */
+/* 1 when anything changed since the last flush. */
 int wl_state_dirty(const struct wl_state *st);
+/* Installs changed since the last flush. */
+uint64_t wl_state_dirty_installs(const struct wl_state *st);
+/* The ingest sequence the stored state records are exact for. */
+uint64_t wl_state_state_seq(const struct wl_state *st);
+/* Pings the load replayed. */
+uint64_t wl_state_replayed(const struct wl_state *st);
 
 /* ---- forgetting (data-subject requests, collector/forget.h) ---- */
 
@@ -100,6 +116,8 @@ struct wl_ping_peek {
     size_t org_len;
     const char *install_id;       /* not NUL-terminated */
     size_t install_len;
+    const uint8_t *ping;          /* the packed Ping */
+    size_t ping_len;
 };
 
 /* Returns 0, or -EPROTO when val is not a well-formed StoredPing. */

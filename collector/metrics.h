@@ -33,6 +33,7 @@ struct wl_store;
     X(pings_duplicate, "Pings at or below their install's last seq.")                     \
     X(pings_rejected, "Pings that failed validation.")                                    \
     X(groups_committed, "Group commits: atomic writes, one WAL sync each under sync.")    \
+    X(state_flushes, "Writes that carried the state records (installs, orgs, days).")  \
     X(write_errors, "Failed writes; their batches got RETRY_LATER.")                      \
     X(quarantined, "Rejected samples kept in quarantine.")                                \
     X(retention_pings_deleted, "Raw pings past retention_days deleted.")                  \

@@ -129,13 +129,14 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
                 abort();
             orules->states[i] = armed;
         }
-        put_signal(sg, &rs->rules[i], view, cause, batch);
+        if (batch != NULL)
+            put_signal(sg, &rs->rules[i], view, cause, batch);
         orules->score_log2 = wl_score_add(orules->n_signals ? orules->score_log2 : WL_SCORE_NONE,
                                           rs->rules[i].weight, cause->at, sg->half_life_ms);
         orules->n_signals++;
         fired++;
     }
-    if (fired) {
+    if (fired && batch != NULL) {
         uint8_t key[8 + WL_ORG_ID_MAX];
         size_t klen;
         if (orules->n_signals > (uint64_t)fired) {

@@ -44,7 +44,9 @@ struct wl_signal_cause {
     size_t n_installs;
 };
 
-/* Steps every rule for one organization; returns how many fired. */
+/* Steps every rule for one organization; returns how many fired. With
+ * batch NULL (a replay of pings whose signals are stored already) the rule
+ * states and the score change as they did, and nothing is written. */
 int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
                         const struct wl_account_view *view, const struct wl_signal_cause *cause,
                         struct wl_batch *batch);

@@ -41,10 +41,19 @@ struct wl_writer {
     int live;
     struct wl_state_opts state_opts;
     uint64_t signal_seq;     /* the last signal id committed */
+    int64_t flushed_at;      /* when the state records were last written */
     struct poisoned *poisoned;
 };
 
 #define ADVANCE_EVERY_MS 10000 /* live: how often idle time expires installs */
+
+/* The state records (installs, organizations, current days) are written
+ * with a group when nothing new was queued while it was applied; under a
+ * backlog, at most this long and this many changed installs apart. In between, a group writes only
+ * its raw pings, signals and sequences: one sequential put per ping. A
+ * crash replays what the records lack from the pings (wl_state_load). */
+#define STATE_FLUSH_MS 2000
+#define STATE_FLUSH_INSTALLS 100000
 
 /* Connections whose frames must not land until the client resends. */
 struct poisoned {
@@ -307,7 +316,25 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings)
+/* Whether this group's write carries the state records too. */
+static int flush_due(const struct wl_writer *w, int idle, int64_t now)
+{
+    if (!wl_state_dirty(w->state))
+        return 0;
+    return idle || now - w->flushed_at >= STATE_FLUSH_MS ||
+           wl_state_dirty_installs(w->state) >= STATE_FLUSH_INSTALLS;
+}
+
+static int queue_empty(struct wl_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int empty = w->head == NULL;
+    pthread_mutex_unlock(&w->mu);
+    return empty;
+}
+
+/* force: flush whatever the queue holds (a tick, the stop). */
+static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings, int force)
 {
     int64_t now = now_ms();
     uint64_t accepted = 0, duplicates = 0, rejected = 0, batches_rejected = 0;
@@ -327,11 +354,18 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     }
     if (group == NULL) /* a tick with no jobs: time passes */
         wl_state_advance(w->state, now, w->batch);
-    int changed = wl_state_dirty(w->state);
-    if (changed)
+    /* Nothing arrived while the group was applied: the writer has time,
+     * and whoever reads after the acks sees the records. A tick's changes
+     * are flushed at once: the replay after a crash sees only pings, not
+     * the passing of time. */
+    int flush = flush_due(w, force || group == NULL || queue_empty(w), now);
+    int changed = accepted > 0 || flush;
+    if (flush)
         wl_state_flush(w->state, w->batch);
+    else
+        wl_state_stage(w->state, w->batch);
     if (wl_batch_count(w->batch) > 0) {
-        /* Only state changes need the sync; quarantine alone can wait. */
+        /* Only pings and state need the sync; quarantine alone can wait. */
         int sync = changed && w->cfg->durability == WL_DURABILITY_SYNC;
         uint64_t t0 = mono_ns();
         if (wl_store_write(w->store, w->batch, sync, err, sizeof err) != 0) {
@@ -347,6 +381,10 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         wl_observe_commit_ns(mono_ns() - t0);
         wl_observe_group_pings(n_pings);
         wl_count(WL_M_groups_committed, 1);
+    }
+    if (flush) {
+        w->flushed_at = now;
+        wl_count(WL_M_state_flushes, 1);
     }
     uint64_t last_signal = wl_state_commit(w->state);
     if (last_signal != 0) {
@@ -367,15 +405,41 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     publish_state(w);
 }
 
+/* The state records alone, synced, with nothing else in the batch: before
+ * a forget and at the stop. After a failure the state is rebuilt from disk
+ * (the stored pings replayed): still dirty, nothing lost. */
+static int flush_state(struct wl_writer *w, const char *why)
+{
+    char err[512];
+
+    wl_batch_clear(w->batch);
+    wl_state_flush(w->state, w->batch);
+    if (wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
+        wl_error("write_failed", "error=\"%s\" state_flush=%s", err, why);
+        wl_count(WL_M_write_errors, 1);
+        wl_batch_clear(w->batch);
+        recover_after_failed_write(w, NULL);
+        return -EIO;
+    }
+    wl_state_commit(w->state);
+    wl_count(WL_M_state_flushes, 1);
+    w->flushed_at = now_ms();
+    wl_batch_clear(w->batch);
+    return 0;
+}
+
 /* A forget, alone: one atomic write, synced; then its requester hears how
  * it went. A failure leaves memory ahead of disk: it is rebuilt. */
 static void commit_forget(struct wl_writer *w, struct wl_job *job)
 {
     char err[512];
-    int rc;
+    int rc = 0;
 
+    if (wl_state_dirty(w->state)) /* a forget starts from written state */
+        rc = flush_state(w, "forget");
     wl_batch_clear(w->batch);
-    rc = wl_forget_apply(job->forget, w->state, w->store, w->batch, now_ms());
+    if (rc == 0)
+        rc = wl_forget_apply(job->forget, w->state, w->store, w->batch, now_ms());
     if (rc == 0 && wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
         wl_error("write_failed", "error=\"%s\" forget=1", err);
         wl_count(WL_M_write_errors, 1);
@@ -425,11 +489,13 @@ static void *writer_main(void *arg)
         }
         if (w->head == NULL && !timed_out) { /* stopping, and nothing left */
             pthread_mutex_unlock(&w->mu);
+            if (wl_state_dirty(w->state)) /* leave nothing to replay */
+                flush_state(w, "stop");
             break;
         }
         if (w->head == NULL) { /* live and idle: let time pass */
             pthread_mutex_unlock(&w->mu);
-            commit_group(w, NULL, 0);
+            commit_group(w, NULL, 0, 1);
             continue;
         }
         struct wl_job *group = w->head, *last = w->head;
@@ -456,7 +522,7 @@ static void *writer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&w->mu);
 
-        commit_group(w, group, n);
+        commit_group(w, group, n, 0);
 
         pthread_mutex_lock(&w->mu);
         w->queued_pings -= n;
@@ -505,17 +571,23 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
                                  cfg->quarantine_per_second, err, errlen)) != 0)
         goto fail;
     w->batch = wl_batch_new(store);
+    /* What a crash left to replay is written back before anything else. */
+    uint64_t replayed = wl_state_replayed(w->state);
+    if (wl_state_dirty(w->state))
+        flush_state(w, "replay");
+    w->flushed_at = now_ms();
     if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
         rc = -rc;
         goto fail;
     }
     wl_info("writer_started",
-            "installs=%llu orgs=%llu ingest_seq=%llu signal_seq=%llu rules=%zu durability=%s",
+            "installs=%llu orgs=%llu ingest_seq=%llu signal_seq=%llu replayed=%llu rules=%zu "
+            "durability=%s",
             (unsigned long long)wl_state_n_installs(w->state),
             (unsigned long long)wl_state_n_orgs(w->state),
             (unsigned long long)wl_state_ingest_seq(w->state),
-            (unsigned long long)w->signal_seq, cfg->rules.n,
+            (unsigned long long)w->signal_seq, (unsigned long long)replayed, cfg->rules.n,
             cfg->durability == WL_DURABILITY_SYNC ? "sync" : "async");
     *out = w;
     return 0;

@@ -1,0 +1,374 @@
+/* Unit tests for the state's lazy flush and replay (collector/aggregate.h):
+ * a state whose records are written only now and then, and which "crashes"
+ * (is dropped without a flush) and reloads at random points, must end with
+ * the same records as a state flushed after every group: installs, orgs,
+ * days, signals, rank and the organizations' signal index. Real stores in
+ * a temporary directory, rules that fire, expire and re-arm. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "records.pb-c.h"
+#include "tmpdir.h"
+
+typedef Warmline__Store__V1__OrgState org_rec;
+typedef Warmline__Store__V1__Signal signal_rec;
+
+#define DAY_MS (86400LL * 1000)
+#define T0 (1767225600000LL) /* 2026-01-01 */
+#define N_INSTALLS 30
+#define N_PINGS 1500
+#define GROUP 7
+
+struct side {
+    char db[160];
+    struct wl_store *store;
+    struct wl_state *st;
+};
+
+struct fx {
+    char root[64];
+    struct wl_ruleset rules;
+    struct wl_state_opts opts;
+    struct side eager, lazy;
+};
+
+static void add_rule(struct wl_ruleset *rs, const char *name, const char *when,
+                     const char *cooldown)
+{
+    char err[256];
+    if (wl_ruleset_add(rs, name, when, NULL, cooldown, NULL, NULL, err, sizeof err) != 0)
+        fail_msg("rule %s: %s", name, err);
+}
+
+static void side_open(struct fx *f, struct side *s, const char *name)
+{
+    char err[512];
+    snprintf(s->db, sizeof s->db, "%s/%s", f->root, name);
+    if (wl_store_open(s->db, WL_STORE_PRIMARY, &s->store, err, sizeof err) != 0)
+        fail_msg("store: %s", err);
+    if (wl_state_load(s->store, &f->opts, &s->st, err, sizeof err) != 0)
+        fail_msg("state: %s", err);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    snprintf(f->root, sizeof f->root, "/tmp/wl-test-replay-XXXXXX");
+    if (mkdtemp(f->root) == NULL)
+        return -1;
+    add_rule(&f->rules, "mau_over_25", "active_users_monthly > 25", "3d");
+    add_rule(&f->rules, "second_install", "installs >= 2", "5d");
+    add_rule(&f->rules, "growth", "growth_7d(active_users_monthly) >= 50", "2d");
+    add_rule(&f->rules, "sso", "has_feature(saml_configured)", "4d");
+    add_rule(&f->rules, "enterprise", "edition == \"enterprise\"", "6d");
+    f->opts = (struct wl_state_opts){
+        .install_ttl_ms = 4 * DAY_MS, /* installs expire and come back */
+        .score_half_life_ms = 14 * DAY_MS,
+        .rules = &f->rules,
+    };
+    side_open(f, &f->eager, "eager");
+    side_open(f, &f->lazy, "lazy");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    struct side *sides[2] = {&f->eager, &f->lazy};
+    for (int i = 0; i < 2; i++) {
+        wl_state_free(sides[i]->st);
+        wl_store_close(sides[i]->store);
+    }
+    wl_ruleset_clear(&f->rules);
+    int rc = wl_test_rmtree(f->root);
+    free(f);
+    return rc;
+}
+
+/* ---- a deterministic stream of pings ---- */
+
+static uint64_t rng = 88172645463325252ULL;
+
+static uint32_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
+}
+
+struct tping {
+    wl_ping p;
+    char id[32];
+    uint8_t key[32];
+    char *features[2];
+    int64_t at;
+};
+
+static void make_stream(struct tping *out, size_t n)
+{
+    uint64_t seq[N_INSTALLS] = {0};
+    uint32_t mau[N_INSTALLS];
+    int org_of[N_INSTALLS];
+    int64_t at = T0;
+
+    for (int i = 0; i < N_INSTALLS; i++) {
+        mau[i] = next_rand() % 30;
+        org_of[i] = i % 9 == 8 ? -1 : (int)(next_rand() % 6); /* -1: no org key */
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct tping *t = &out[k];
+        wl_ping init = WARMLINE__V1__PING__INIT;
+        /* A few installs at a time, for some days, then a gap that makes
+         * the others expire; hours apart, so days roll over. */
+        int i = (int)(next_rand() % (k % 400 < 300 ? N_INSTALLS : 5));
+        at += (int64_t)(next_rand() % (3 * 3600)) * 1000;
+        if (k % 400 == 399)
+            at += 5 * DAY_MS;
+        if (next_rand() % 40 == 0) /* it moves to another organization */
+            org_of[i] = (int)(next_rand() % 6);
+        int32_t step = (int32_t)(next_rand() % 21) - 8;
+        mau[i] = (int32_t)mau[i] + step < 0 ? 0 : mau[i] + step;
+        memset(t, 0, sizeof *t);
+        t->p = init;
+        snprintf(t->id, sizeof t->id, "inst-%02d", i);
+        t->p.install_id = t->id;
+        if (org_of[i] >= 0) {
+            memset(t->key, 'a' + org_of[i], sizeof t->key);
+            t->p.org_key.data = t->key;
+            t->p.org_key.len = 32;
+        }
+        t->p.seq = ++seq[i];
+        t->p.version = i % 2 ? "9.11" : "10.0";
+        t->p.edition = next_rand() % 50 == 0 ? "enterprise" : "team";
+        t->p.active_users_monthly = mau[i];
+        t->p.registered_users = mau[i] * 2;
+        t->p.teams = 1 + i % 3;
+        t->p.posts = k;
+        if (next_rand() % 30 == 0) {
+            t->features[0] = "saml_configured";
+            t->p.features = t->features;
+            t->p.n_features = 1;
+        }
+        t->at = at;
+    }
+}
+
+/* ---- groups ---- */
+
+static void write_group(struct side *s, struct tping *pings, size_t n, int flush)
+{
+    char err[512];
+    struct wl_batch *b = wl_batch_new(s->store);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(wl_state_apply(s->st, &pings[i].p, pings[i].at, pings[i].at, b),
+                         WL_APPLY_ACCEPTED);
+    if (flush)
+        wl_state_flush(s->st, b);
+    else
+        wl_state_stage(s->st, b);
+    if (wl_store_write(s->store, b, 1, err, sizeof err) != 0)
+        fail_msg("write: %s", err);
+    wl_state_commit(s->st);
+    wl_batch_free(b);
+}
+
+/* A crash: the state goes without a flush; the store stays (its writes
+ * are durable); the state loads again. */
+static void crash(struct fx *f, struct side *s)
+{
+    char err[512];
+    wl_state_free(s->st);
+    s->st = NULL;
+    if (wl_state_load(s->store, &f->opts, &s->st, err, sizeof err) != 0)
+        fail_msg("reload: %s", err);
+}
+
+static void final_flush(struct side *s)
+{
+    write_group(s, NULL, 0, 1);
+}
+
+/* ---- comparing the stores ---- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A record as compared: organizations and signals with their install ids
+ * (and an organization's features) in sorted order, since the order of an
+ * organization's installs is that of the loads, not of the pings. */
+static uint8_t *normalize(enum wl_cf cf, const char *v, size_t vlen, size_t *out_len)
+{
+    uint8_t *out = NULL;
+    if (cf == WL_CF_ORGS) {
+        org_rec *o = warmline__store__v1__org_state__unpack(NULL, vlen, (const uint8_t *)v);
+        assert_non_null(o);
+        qsort(o->install_ids, o->n_install_ids, sizeof *o->install_ids, cmp_str);
+        qsort(o->features, o->n_features, sizeof *o->features, cmp_str);
+        *out_len = warmline__store__v1__org_state__get_packed_size(o);
+        out = malloc(*out_len + 1);
+        warmline__store__v1__org_state__pack(o, out);
+        warmline__store__v1__org_state__free_unpacked(o, NULL);
+    } else if (cf == WL_CF_SIGNALS) {
+        signal_rec *g = warmline__store__v1__signal__unpack(NULL, vlen, (const uint8_t *)v);
+        assert_non_null(g);
+        qsort(g->install_ids, g->n_install_ids, sizeof *g->install_ids, cmp_str);
+        *out_len = warmline__store__v1__signal__get_packed_size(g);
+        out = malloc(*out_len + 1);
+        warmline__store__v1__signal__pack(g, out);
+        warmline__store__v1__signal__free_unpacked(g, NULL);
+    } else {
+        out = malloc(vlen + 1);
+        memcpy(out, v, vlen);
+        *out_len = vlen;
+    }
+    return out;
+}
+
+static size_t compare_cf(struct fx *f, enum wl_cf cf)
+{
+    struct wl_iter *a = wl_iter_new(f->eager.store, cf);
+    struct wl_iter *b = wl_iter_new(f->lazy.store, cf);
+    size_t n = 0;
+    wl_iter_seek_first(a);
+    wl_iter_seek_first(b);
+    for (; wl_iter_valid(a) && wl_iter_valid(b); wl_iter_next(a), wl_iter_next(b), n++) {
+        size_t ka, kb, va, vb, na, nb;
+        const char *keya = wl_iter_key(a, &ka), *keyb = wl_iter_key(b, &kb);
+        if (ka != kb || memcmp(keya, keyb, ka) != 0)
+            fail_msg("%s: record %zu has another key", wl_cf_name(cf), n);
+        const char *vala = wl_iter_value(a, &va), *valb = wl_iter_value(b, &vb);
+        uint8_t *x = normalize(cf, vala, va, &na);
+        uint8_t *y = normalize(cf, valb, vb, &nb);
+        if (na != nb || memcmp(x, y, na) != 0)
+            fail_msg("%s: record %zu differs (%zu and %zu bytes)", wl_cf_name(cf), n, na, nb);
+        free(x);
+        free(y);
+    }
+    if (wl_iter_valid(a) || wl_iter_valid(b))
+        fail_msg("%s: the eager store has %s records", wl_cf_name(cf),
+                 wl_iter_valid(a) ? "more" : "fewer");
+    wl_iter_free(a);
+    wl_iter_free(b);
+    return n;
+}
+
+static uint64_t meta_u64(struct side *s, const char *name)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    assert_int_equal(wl_store_get(s->store, WL_CF_META, name, strlen(name), &val, &vlen, err,
+                                  sizeof err), 0);
+    assert_int_equal(vlen, 8);
+    uint64_t v = wl_be64_get(val);
+    free(val);
+    return v;
+}
+
+/* ---- the tests ---- */
+
+static void run(struct fx *f, int crash_every, int flush_every)
+{
+    static struct tping pings[N_PINGS];
+    size_t replayed = 0, crashes = 0;
+
+    make_stream(pings, N_PINGS);
+    for (size_t k = 0, g = 0; k < N_PINGS; k += GROUP, g++) {
+        size_t n = N_PINGS - k < GROUP ? N_PINGS - k : GROUP;
+        write_group(&f->eager, pings + k, n, 1);
+        write_group(&f->lazy, pings + k, n, flush_every > 0 && g % (size_t)flush_every == 0);
+        if (crash_every > 0 && g % (size_t)crash_every == (size_t)crash_every - 1) {
+            crash(f, &f->eager); /* a clean restart: nothing to replay */
+            assert_int_equal(wl_state_replayed(f->eager.st), 0);
+            crash(f, &f->lazy);
+            replayed += wl_state_replayed(f->lazy.st);
+            crashes++;
+        }
+    }
+    final_flush(&f->eager);
+    final_flush(&f->lazy);
+    assert_true(crashes == 0 || replayed > 0);
+
+    assert_int_equal(meta_u64(&f->lazy, "ingest_seq"), N_PINGS);
+    assert_int_equal(meta_u64(&f->lazy, "state_seq"), N_PINGS);
+    assert_int_equal(meta_u64(&f->eager, "signal_seq"), meta_u64(&f->lazy, "signal_seq"));
+    assert_int_equal(compare_cf(f, WL_CF_PINGS), N_PINGS);
+    assert_int_equal(compare_cf(f, WL_CF_INSTALLS), N_INSTALLS);
+    assert_true(compare_cf(f, WL_CF_ORGS) > 0);
+    assert_true(compare_cf(f, WL_CF_DAILY) > 0);
+    size_t signals = compare_cf(f, WL_CF_SIGNALS);
+    assert_true(signals > 10); /* the rules fired: the replay had something to get right */
+    assert_true(compare_cf(f, WL_CF_ORG_SIGNALS) > 0);
+    assert_true(compare_cf(f, WL_CF_RANK) > 0);
+    print_message("  %zu signals, %zu crashes, %zu pings replayed\n", signals, crashes, replayed);
+}
+
+/* Never flushed until the end, never crashed: the stage alone. */
+static void test_lazy_without_crash(void **state)
+{
+    run(*state, 0, 0);
+}
+
+/* Crashes between rare flushes: each reload replays what the records lack. */
+static void test_crashes_between_flushes(void **state)
+{
+    run(*state, 9, 4);
+}
+
+/* Crashes with no flush ever: each reload replays from the beginning. */
+static void test_crashes_without_flushes(void **state)
+{
+    run(*state, 23, 0);
+}
+
+/* The records on disk after a crash lag; a reload is exact anyway, and the
+ * records say which ingest sequence they are exact for. */
+static void test_state_seq_marks_the_flush(void **state)
+{
+    struct fx *f = *state;
+    static struct tping pings[40];
+    make_stream(pings, 40);
+    write_group(&f->lazy, pings, 10, 1);
+    write_group(&f->lazy, pings + 10, 10, 0);
+    assert_int_equal(meta_u64(&f->lazy, "state_seq"), 10);
+    assert_int_equal(meta_u64(&f->lazy, "ingest_seq"), 20);
+    assert_int_equal(wl_state_state_seq(f->lazy.st), 10);
+    assert_true(wl_state_dirty(f->lazy.st));
+    crash(f, &f->lazy);
+    assert_int_equal(wl_state_replayed(f->lazy.st), 10);
+    assert_int_equal(wl_state_ingest_seq(f->lazy.st), 20);
+    assert_true(wl_state_dirty(f->lazy.st));
+    assert_true(wl_state_dirty_installs(f->lazy.st) > 0);
+    final_flush(&f->lazy);
+    assert_int_equal(meta_u64(&f->lazy, "state_seq"), 20);
+    assert_false(wl_state_dirty(f->lazy.st));
+    crash(f, &f->lazy);
+    assert_int_equal(wl_state_replayed(f->lazy.st), 0);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_lazy_without_crash),
+        T(test_crashes_between_flushes),
+        T(test_crashes_without_flushes),
+        T(test_state_seq_marks_the_flush),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
