@@ -395,6 +395,9 @@ int wl_store_write(struct wl_store *s, struct wl_batch *b, int sync, char *err, 
         rc = strstr(rerr, "No space left") != NULL ? -ENOSPC : -EIO;
         atomic_store(&s->failed, 1);
         set_err(err, errlen, "write", rerr);
+    } else if (atomic_load_explicit(&s->failed, memory_order_relaxed)) {
+        /* RocksDB recovered by itself (a failed flush, once space returns) */
+        atomic_store(&s->failed, 0);
     }
 done:
     pthread_rwlock_unlock(&s->lock);
@@ -545,6 +548,26 @@ struct wl_iter *wl_iter_new_at(struct wl_store *s, const struct wl_snapshot *sna
     it->store = s;
     if (s->db != NULL)
         it->it = rocksdb_create_iterator_cf(s->db, snap ? snap->ropts : s->ropts, s->cf[cf]);
+    return it;
+}
+
+struct wl_iter *wl_iter_new_scan(struct wl_store *s, enum wl_cf cf, size_t readahead)
+{
+    struct wl_iter *it = calloc(1, sizeof *it);
+    if (it == NULL)
+        return NULL;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (ro == NULL) {
+        free(it);
+        return NULL;
+    }
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_readoptions_set_readahead_size(ro, readahead);
+    pthread_rwlock_rdlock(&s->lock); /* until wl_iter_free */
+    it->store = s;
+    if (s->db != NULL) /* the iterator keeps its own copy of the options */
+        it->it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
+    rocksdb_readoptions_destroy(ro);
     return it;
 }
 

@@ -257,9 +257,9 @@ class DiskFull(CollectorCase):
                          "%d\n" % (len([b for b in acked if b < refused[0]]), len(refused),
                                    attempts, write_errors(c)))
 
-        # ---- nothing acked is lost: after a crash, and after a clean restart ----
+        # ---- nothing acked is lost: after a clean restart, and after a crash ----
         want_keys = {(p.install_id, p.seq) for ps in acked.values() for p in ps}
-        for how in ("kill", "stop"):
+        for how in ("stop", "kill"):  # stop first: the run that reopened exits cleanly
             with self.subTest(restart=how):
                 if how == "kill":
                     c.kill()
