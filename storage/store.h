@@ -108,6 +108,10 @@ struct wl_iter *wl_iter_new(struct wl_store *store, enum wl_cf cf);
 /* An iterator over a snapshot (NULL: the latest). */
 struct wl_iter *wl_iter_new_at(struct wl_store *store, const struct wl_snapshot *snap,
                                enum wl_cf cf);
+/* An iterator over the latest view for one long forward scan (an export):
+ * it reads files readahead bytes at a time and leaves the block cache as it
+ * was. */
+struct wl_iter *wl_iter_new_scan(struct wl_store *store, enum wl_cf cf, size_t readahead);
 void wl_iter_seek_first(struct wl_iter *it);
 void wl_iter_seek_last(struct wl_iter *it);
 void wl_iter_seek(struct wl_iter *it, const void *key, size_t klen);
