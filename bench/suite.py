@@ -222,7 +222,7 @@ def udp_ceiling(st, r):
         p.send_signal(signal.SIGTERM)
         out = p.communicate(30)[0]
     got = json.loads(out.strip().splitlines()[-1])
-    return {"per_s": got["per_s"], "received": got["datagrams"], "sent": rep["frames_sent"],
+    return {"per_s": got["per_s"], "received": got["datagrams"], "sent": rep["frames_sent"], "cmd": rep["_cmd"],
             "sender_bound": got["datagrams"] >= rep["frames_sent"],
             "sent_per_s": rep["frames_per_s"], "bytes_avg": got["bytes"] / max(1, got["datagrams"]),
             "rcvbuf": got["rcvbuf"]}
@@ -253,7 +253,7 @@ def tcp_saturation(st, r, durability, keep=False):
     try:
         rep = loadgen(st, ["--tcp", c.addr["tcp"], "--batch", "50", "--duration", str(st.tcp_s)]
                       + st.load_flags(), "tcp-%s.%d" % (durability, r))
-    except Exception:
+    except BaseException:
         c.kill()
         raise
     fin = c.stop(keep_data=keep)
@@ -286,9 +286,14 @@ def udp_probe(st, name, batch, zlib, rate):
     """One step: a fresh collector, the load at rate (0: full speed) for
     step_s seconds. Passes when every ping sent was stored and the
     collector had stored the last of them within max(0.5 s, 10% of the
-    step) of the last datagram sent (no backlog left to absorb)."""
+    step) of the last datagram sent (no backlog left to absorb), as its
+    event=stats lines (every 250 ms) tell; then its event=stats_final must
+    agree. A step that has not stored everything by then has failed: the
+    collector is killed rather than left to drain its backlog, and what it
+    had stored so far is what the search uses."""
     pings = int(rate * st.step_s) if rate else st.full_speed_pings
     pings = max(batch, min(pings, st.step_pings_max))
+    tolerance = max(0.5, 0.1 * st.step_s)
     c = Collector(st, name, tcp=False)
     try:
         args = ["--udp", c.addr["udp"], "--batch", str(batch), "--pings", str(pings)] + st.load_flags()
@@ -297,51 +302,60 @@ def udp_probe(st, name, batch, zlib, rate):
         if rate:
             args += ["--rate", str(int(rate))]
         rep = loadgen(st, args, name)
-        c.wait_quiet()
-    except Exception:
+        sent, end = rep["pings_sent"], rep["finished_at_ms"] / 1000
+        # Wait for a stats line past the deadline, or one showing every ping stored.
+        while True:
+            stats = c.stats()
+            if stats and (stats[-1][0] > end + tolerance or stats[-1][1].get("pings_accepted", 0) >= sent):
+                break
+            if c.p.poll() is not None:
+                raise RuntimeError("the collector exited; see " + c.logpath)
+            time.sleep(0.05)
+    except BaseException:
         c.kill()
         raise
-    stats = c.stats()
-    stopped_at = time.time()
-    fin = c.stop()
-    sent, stored = rep["pings_sent"], fin.get("pings_accepted", 0)
-    # When the last ping was stored: the first stats line (every 250 ms)
-    # showing the final count; at the latest, when the collector was stopped.
-    done_at = next((t for t, k in stats if k.get("pings_accepted", 0) >= stored), stopped_at)
-    lag = done_at - rep["finished_at_ms"] / 1000
-    lag_ok = lag <= max(0.5, 0.1 * st.step_s) + 0.25  # + the stats tick
-    busy = max(1e-3, done_at - rep["started_at_ms"] / 1000)
+    done = next(((t, k) for t, k in stats if k.get("pings_accepted", 0) >= sent), None)
+    if done is not None and done[0] <= end + tolerance:
+        fin = c.stop()
+        stored, done_at = fin.get("pings_accepted", 0), done[0]
+        ok = stored == sent and rep["exit_code"] == 0
+    else:
+        t, k = stats[-1]
+        c.kill()
+        stored, done_at, ok, fin = k.get("pings_accepted", 0), t, False, k
     return {"rate": rate, "sent": sent, "sent_per_s": rep["pings_per_s"], "stored": stored,
-            "lost": sent - stored, "lag_s": lag, "pass": sent == stored and lag_ok and rep["exit_code"] == 0,
-            "stored_per_s": stored / busy,
+            "lost": sent - stored if ok or done is not None else None,
+            "lag_s": done_at - end, "pass": ok,
+            "stored_per_s": stored / max(1e-3, done_at - rep["started_at_ms"] / 1000),
             "kernel_drops": fin.get("udp_receive_queue_drops"), "overload": fin.get("udp_dropped_overload"),
             "cmd": rep["_cmd"]}
 
 
 def search(probe, steps):
-    """The highest passing rate: a full-speed step first, then bracketing
-    around what that step stored, then bisection. Returns (best, bracket, steps)."""
+    """The highest passing rate. A full-speed step first (if it passes, the
+    figure is the sender's rate: "at least"). Then, between 0 and the rate
+    the sender reached: first the rate stored per second at full speed
+    (under overload that underestimates: a likely pass), halving while
+    steps fail, and once one passes, geometric bisection (the range can span
+    three orders of magnitude) until the bracket is within 3%. Returns
+    (best, (passed, failed), steps, sender_bound)."""
     log_ = []
     full = probe(0)
     log_.append(full)
     if full["pass"]:
         return full["sent_per_s"], (full["sent_per_s"], None), log_, True
-    # Above 4x what was stored per second at full speed nothing will pass.
-    lo, hi = 0.0, float(min(full["sent_per_s"], 4 * full["stored_per_s"]))
-    guess = min(hi * 0.95, max(full["stored_per_s"], hi / 64))
+    lo, hi = 0.0, float(full["sent_per_s"])
+    rate = min(hi * 0.95, max(full["stored_per_s"], hi / 1024))
     for _ in range(steps):
-        rate = guess if guess else (lo + hi) / 2
-        guess = None
         s = probe(rate)
         log_.append(s)
         if s["pass"]:
             lo = rate
         else:
             hi = rate
-        if lo == 0:
-            guess = hi / 2  # keep halving until something passes
-        elif hi / lo < 1.03:
+        if lo > 0 and hi / lo < 1.03:
             break
+        rate = hi / 2 if lo == 0 else (lo * hi) ** 0.5
     return lo, (lo, hi), log_, False
 
 
@@ -645,6 +659,8 @@ def main():
     ap.add_argument("--report", required=True)
     a = ap.parse_args()
     st = Settings(a)
+    # SIGTERM (or ^C): stop what was started (collector, statsd, postgres) on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = open("/proc/loadavg").read().split()[:3]
     R = {"rounds": [], "skipped": [], "notes": []}
@@ -661,57 +677,79 @@ def main():
     for s in R["skipped"]:
         log("SKIPPING " + s)
 
+    R["errors"] = []
+
+    def step(what, fn, *args):
+        """Runs one step; a failure is recorded (and reported) and the
+        suite goes on with the next step."""
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - any failure of a step is reported, not fatal
+            msg = "%s: %s: %s" % (what, type(e).__name__, str(e).strip().splitlines()[-1][:300] if str(e).strip() else "")
+            log("STEP FAILED " + msg)
+            R["errors"].append(msg)
+            return None
+
+    def put(rd, key, value):
+        if value is not None:
+            rd[key] = value
+
     pg = csv = None
     if have_pg:
         csv = os.path.join(st.work, "pings.csv")
         subprocess.run([st.loadgen, "--csv", csv, "--pings", str(st.pg_pings), "--connections", "1"]
                        + st.load_flags(), check=True)
-        pg = Postgres(st)
+        pg = step("starting PostgreSQL", Postgres, st)
     try:
         for r in range(1, st.runs + 1):
             rd = {}
             R["rounds"].append(rd)
             log("round %d/%d: UDP discard ceiling" % (r, st.runs))
-            rd["udp_ceiling"] = udp_ceiling(st, r)
+            put(rd, "udp_ceiling", step("UDP ceiling", udp_ceiling, st, r))
             log("round %d/%d: TCP sync saturation, then RocksDB's ceiling for its records" % (r, st.runs))
-            ts = tcp_saturation(st, r, "sync", keep=True)
-            rd["tcp_sync"] = ts
-            try:
-                rd["pings_cf"] = helper_json(st, "measure", ts["data"])
-                group = max(1, int(round(ts["group"])))
-                rd["rocksdb_sync"] = rocksdb_ceiling(st, r, ts["data"], group, True)
-                rd["rocksdb_nosync"] = rocksdb_ceiling(st, r, ts["data"], group, False)
-                if r == 1:
-                    log("disk per stored ping: compacting the TCP sync run's data directory")
-                    R["disk"] = disk(st, ts["data"], ts["accepted"])
-            finally:
-                shutil.rmtree(ts.pop("data"), ignore_errors=True)
+            ts = step("TCP sync", tcp_saturation, st, r, "sync", True)
+            if ts is not None:
+                rd["tcp_sync"] = ts
+                try:
+                    put(rd, "pings_cf", step("measuring the stored pings", helper_json, st, "measure", ts["data"]))
+                    group = max(1, int(round(ts["group"])))
+                    put(rd, "rocksdb_sync", step("RocksDB ceiling, sync", rocksdb_ceiling, st, r, ts["data"], group, True))
+                    put(rd, "rocksdb_nosync", step("RocksDB ceiling, no sync", rocksdb_ceiling, st, r, ts["data"], group,
+                                                   False))
+                    if "disk" not in R:
+                        log("disk per stored ping: compacting the TCP sync run's data directory")
+                        put(R, "disk", step("disk", disk, st, ts["data"], ts["accepted"]))
+                finally:
+                    shutil.rmtree(ts.pop("data"), ignore_errors=True)
             log("round %d/%d: TCP async saturation" % (r, st.runs))
-            rd["tcp_async"] = tcp_saturation(st, r, "async")
+            put(rd, "tcp_async", step("TCP async", tcp_saturation, st, r, "async"))
             for mode in ("sync", "async"):
                 for frac in (0.5, 0.9):
+                    if "tcp_" + mode not in rd:
+                        continue
                     log("round %d/%d: TCP %s at %d%% of its peak" % (r, st.runs, mode, frac * 100))
-                    rd["lat_%s_%d" % (mode, frac * 100)] = tcp_latency(
-                        st, r, mode, rd["tcp_" + mode]["per_s"] * frac, frac)
+                    put(rd, "lat_%s_%d" % (mode, frac * 100), step(
+                        "TCP %s latency at %d%%" % (mode, frac * 100), tcp_latency,
+                        st, r, mode, rd["tcp_" + mode]["per_s"] * frac, frac))
             for batch in (1, 50):
                 for zlib in (False, True):
                     key = "udp_b%d%s" % (batch, "_zlib" if zlib else "")
                     log("round %d/%d: UDP zero-loss search, %d ping(s)/datagram%s" %
                         (r, st.runs, batch, ", zlib" if zlib else ""))
-                    rd[key] = udp_search(st, r, batch, zlib)
+                    put(rd, key, step("UDP search " + key, udp_search, st, r, batch, zlib))
             if statsd_dir:
                 log("round %d/%d: statsd zero-loss search" % (r, st.runs))
-                rd["statsd"] = statsd_search(st, statsd_dir, r)
+                put(rd, "statsd", step("statsd search", statsd_search, st, statsd_dir, r))
             if pg:
                 for sync in ("on", "off"):
                     log("round %d/%d: PostgreSQL upserts, synchronous_commit=%s" % (r, st.runs, sync))
-                    rd["pg_" + sync] = pg_run(st, pg, csv, sync)
+                    put(rd, "pg_" + sync, step("PostgreSQL synchronous_commit=" + sync, pg_run, st, pg, csv, sync))
     finally:
         if pg:
             pg.stop()
     log("memory per install and per organization (%d each)" % st.mem_n)
-    R["memory"] = memory(st)
-    R["hot_export"] = hot_and_export(st)
+    put(R, "memory", step("memory", memory, st))
+    R["hot_export"] = step("hot accounts and export", hot_and_export, st) or {"mode": st.hot_export}
     R["meta"] = {"started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "git": git_rev(st.root), "machine": machine(),
@@ -778,6 +816,9 @@ def report(st, R):
     L.append("- finished %s" % meta["finished"])
     for s in R["skipped"]:
         L.append("- **SKIPPED: %s**" % s)
+    for e in R.get("errors", []):
+        L.append("- **STEP FAILED: %s**" % e)
+        missing.append(e.split(":")[0])
     L.append("")
     L.append("| figure | median | every round | notes |")
     L.append("|---|---:|---|---|")
@@ -904,7 +945,7 @@ def report(st, R):
         fmt(d), fmt(dk.get("dir_per_ping")), verdict(None if d is None else d <= T_DISK_PER_PING)))
     L.append("")
     L.append("<details><summary>Commands and every search step</summary>\n")
-    if rounds:
+    if rounds and "tcp_sync" in rounds[0]:
         rd = rounds[0]
         cc = list(rd["tcp_sync"]["collector_cmd"])
         cc[cc.index("--data-dir") + 1] = "DATA"
@@ -913,16 +954,41 @@ def report(st, R):
         L.append("- TCP sync: `%s` (ports made generic: 127.0.0.1:PORT)" % re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT",
                                                                                cmd_str(rd["tcp_sync"]["cmd"].split())))
         for key in sorted(k for k in rd if k.startswith("udp_b") or k == "statsd"):
-            steps = "; ".join("%s: sent %s, stored %s%s" % ("full speed" if s["rate"] == 0 else fmt(s["rate"]) + "/s",
-                                                            fmt(s["sent"]), fmt(s["stored"]),
-                                                            " PASS" if s["pass"] else "")
-                              for s in rd[key]["steps"])
-            L.append("- %s, round 1: %s" % (key, steps))
+            steps = "; ".join("%s: sent %s, stored %s, %s" % (
+                "full speed" if s["rate"] == 0 else fmt(s["rate"]) + "/s", fmt(s["sent"]), fmt(s["stored"]),
+                step_verdict(s))
+                for s in rd[key]["steps"])
+            L.append("- %s, round 1: %s; e.g. `%s`" % (key, steps, re.sub(
+                r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", cmd_str(rd[key]["steps"][-1]["cmd"].split()))))
+        if "udp_ceiling" in rd:
+            L.append("- UDP ceiling: `taskset -c 0 udp_discard 127.0.0.1 0` and `%s`" % re.sub(
+                r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", cmd_str(rd["udp_ceiling"]["cmd"].split())))
+        if "rocksdb_sync" in rd:
+            L.append("- RocksDB ceiling: `taskset -c 0 rocksdb_batch write DIR %d GROUP 1|0 TCP_SYNC_DATA_DIR %s` "
+                     "(round 1: %s records synced, %s not)" % (st.rocksdb_records, st.rocksdb_max_s,
+                                                             fmt(rd["rocksdb_sync"]["records"]),
+                                                             fmt(rd.get("rocksdb_nosync", {}).get("records"))))
         if "pg_on" in rd:
             L.append("- PostgreSQL: `%s`, server settings %s" % (rd["pg_on"]["cmd"], "listen_addresses='' "
                      "shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=30min (fsync on)"))
+    for kind in ("installs", "orgs"):
+        if (R.get("memory") or {}).get(kind):
+            L.append("- memory, %s: `%s`" % (kind, re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT",
+                                                        cmd_str(R["memory"][kind]["cmd"].split()))))
     L.append("\n</details>\n")
     return "\n".join(L) + "\n", missing
+
+
+def step_verdict(s):
+    if s["pass"]:
+        return "PASS"
+    if s.get("lost"):
+        return "lost %s" % fmt(s["lost"])
+    if "lag_s" not in s:
+        return "fail"
+    if s.get("lost") is None:
+        return "not all stored %.1f s after the last sent" % s["lag_s"]
+    return "the last stored %.1f s after the last sent" % s["lag_s"]
 
 
 def udp_note(results):
