@@ -31,23 +31,26 @@ struct wl_str {
 
 struct wl_org;
 
+/* One per install ever seen, so kept small (about 220 bytes with its id):
+ * counts fit 32 bits (validation caps them at max_count <= UINT32_MAX),
+ * the id is as long as it is. */
 struct wl_install {
-    char id[WL_INSTALL_ID_MAX + 1];
+    UT_hash_handle hh;
     struct wl_org *org;
-    uint32_t heap_pos;                      /* in the expiry heap, while counting */
+    struct wl_install *next_dirty;
+    const char *edition, *version;          /* interned */
+    const char **features;                  /* interned */
+    uint8_t *ping;                          /* while dirty: the latest ping, packed */
     uint64_t last_seq;
     uint64_t last_ingest_seq;
     int64_t first_seen, last_seen;          /* event time */
-    uint64_t counts[WL_N_COUNTS];
-    const char *edition, *version;          /* interned */
-    const char **features;                  /* interned */
+    uint32_t counts[WL_N_COUNTS];
+    uint32_t heap_pos;                      /* in the expiry heap, while counting */
+    uint32_t ping_len;
     uint8_t n_features;
     uint8_t counting;
     uint8_t dirty;
-    uint8_t *ping;                          /* while dirty: the latest ping, packed */
-    uint32_t ping_len;
-    struct wl_install *next_dirty;
-    UT_hash_handle hh;
+    char id[];                              /* NUL-terminated */
 };
 
 struct wl_org {
@@ -385,7 +388,7 @@ static void org_add_seen(const char ***list, uint8_t *n, const char *s)
 static void org_count(struct wl_org *org, const struct wl_install *in, int sign)
 {
     for (int i = 0; i < WL_N_COUNTS; i++)
-        org->totals[i] += sign > 0 ? in->counts[i] : -in->counts[i];
+        org->totals[i] += sign > 0 ? in->counts[i] : -(uint64_t)in->counts[i];
     org->n_counting += sign > 0 ? 1 : -1;
 }
 
@@ -579,7 +582,10 @@ void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch)
 
 static void install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p)
 {
-    wl_ping_counts(p, in->counts);
+    uint64_t counts[WL_N_COUNTS];
+    wl_ping_counts(p, counts);
+    for (int i = 0; i < WL_N_COUNTS; i++)
+        in->counts[i] = counts[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)counts[i];
     in->edition = p->edition[0] ? intern(st, p->edition) : NULL;
     in->version = p->version[0] ? intern(st, p->version) : NULL;
     size_t nf = p->n_features > WL_FEATURES_MAX ? WL_FEATURES_MAX : p->n_features;
@@ -592,9 +598,10 @@ static void install_set_ping(struct wl_state *st, struct wl_install *in, const w
 
 static struct wl_install *install_new(struct wl_state *st, const char *id, size_t len)
 {
-    struct wl_install *in = xrealloc(NULL, sizeof *in);
+    struct wl_install *in = xrealloc(NULL, sizeof *in + len + 1);
     memset(in, 0, sizeof *in);
     memcpy(in->id, id, len);
+    in->id[len] = '\0';
     HASH_ADD(hh, st->installs, id, len, in);
     st->n_installs++;
     return in;
