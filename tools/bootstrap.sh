@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libuv1-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev zlib1g-dev
+  libuv1-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev zlib1g-dev libisal-dev libssl-dev
   libinih-dev libsodium-dev libjansson-dev uthash-dev
   libcmocka-dev python3 python3-protobuf python3-prometheus-client protobuf-compiler
   libcurl4-openssl-dev libmicrohttpd-dev

@@ -1,13 +1,15 @@
 #include "export_gz.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 /* Writes all of buf, hashing and counting it. */
 static int put(struct wl_gz *gz, const unsigned char *buf, size_t len)
 {
-    crypto_hash_sha256_update(&gz->sha, buf, len);
+    if (EVP_DigestUpdate(gz->sha, buf, len) != 1)
+        return -ENOMEM;
     gz->bytes_out += len;
     while (len > 0) {
         ssize_t n = write(gz->fd, buf, len);
@@ -22,37 +24,64 @@ static int put(struct wl_gz *gz, const unsigned char *buf, size_t len)
     return 0;
 }
 
-int wl_gz_open(struct wl_gz *gz, int fd, int level)
+static size_t level_buf_size(int level)
 {
-    memset(&gz->zs, 0, sizeof gz->zs);
-    memset(&gz->hdr, 0, sizeof gz->hdr);
-    gz->fd = fd;
-    gz->bytes_in = gz->bytes_out = 0;
-    /* windowBits 16 + 15: a gzip wrapper around a 32 KiB window. */
-    int rc = deflateInit2(&gz->zs, level, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY);
-    if (rc != Z_OK)
-        return rc == Z_MEM_ERROR ? -ENOMEM : -EINVAL;
-    /* No name, no comment, mtime 0, OS "unknown": nothing of this machine
-     * or this moment in the bytes. */
-    gz->hdr.time = 0;
-    gz->hdr.os = 255;
-    if (deflateSetHeader(&gz->zs, &gz->hdr) != Z_OK) {
-        deflateEnd(&gz->zs);
-        return -EINVAL;
+    switch (level) {
+    case 0: return 0;
+    case 1: return ISAL_DEF_LVL1_DEFAULT;
+    case 2: return ISAL_DEF_LVL2_DEFAULT;
+    case 3: return ISAL_DEF_LVL3_DEFAULT;
     }
-    crypto_hash_sha256_init(&gz->sha);
-    gz->open = 1;
-    return 0;
+    return SIZE_MAX;
 }
 
-/* Runs deflate over the pending input with flush, writing every output. */
-static int pump(struct wl_gz *gz, int flush)
+int wl_gz_open(struct wl_gz *gz, int fd, int level)
 {
+    /* The header: magic, deflate, no flags, mtime 0, no extra flags, OS
+     * "unknown" (255): nothing of this machine or this moment in the bytes. */
+    static const unsigned char header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255};
+    size_t lb = level_buf_size(level);
+
+    gz->open = 0;
+    gz->level_buf = NULL;
+    gz->in = NULL;
+    gz->sha = NULL;
+    if (lb == SIZE_MAX)
+        return -EINVAL;
+    isal_deflate_init(&gz->zs);
+    gz->zs.level = (uint32_t)level;
+    gz->zs.gzip_flag = IGZIP_GZIP_NO_HDR; /* the trailer (CRC-32, size) but our header */
+    gz->zs.flush = NO_FLUSH;
+    gz->in = malloc(WL_GZ_CHUNK);
+    if (lb > 0)
+        gz->level_buf = malloc(lb);
+    gz->sha = EVP_MD_CTX_new();
+    gz->open = 1;
+    if (gz->in == NULL || (lb > 0 && gz->level_buf == NULL) || gz->sha == NULL ||
+        EVP_DigestInit_ex(gz->sha, EVP_sha256(), NULL) != 1) {
+        wl_gz_abort(gz);
+        return -ENOMEM;
+    }
+    gz->zs.level_buf = gz->level_buf;
+    gz->zs.level_buf_size = (uint32_t)lb;
+    gz->in_len = 0;
+    gz->fd = fd;
+    gz->bytes_in = 0;
+    gz->bytes_out = 0;
+    return put(gz, header, sizeof header);
+}
+
+/* Compresses the buffered input (all of it, and the stream's end when
+ * last), writing every output. */
+static int pump(struct wl_gz *gz, int last)
+{
+    gz->zs.next_in = gz->in;
+    gz->zs.avail_in = (uint32_t)gz->in_len;
+    gz->zs.end_of_stream = (uint16_t)last;
     for (;;) {
         gz->zs.next_out = gz->out;
         gz->zs.avail_out = sizeof gz->out;
-        int zrc = deflate(&gz->zs, flush);
-        if (zrc == Z_STREAM_ERROR)
+        if (isal_deflate(&gz->zs) != COMP_OK)
             return -EINVAL;
         size_t have = sizeof gz->out - gz->zs.avail_out;
         if (have > 0) {
@@ -60,9 +89,12 @@ static int pump(struct wl_gz *gz, int flush)
             if (rc != 0)
                 return rc;
         }
-        if (flush == Z_FINISH ? zrc == Z_STREAM_END : gz->zs.avail_out != 0)
-            return 0;
+        if (gz->zs.avail_in == 0 &&
+            (last ? gz->zs.internal_state.state == ZSTATE_END : gz->zs.avail_out != 0))
+            break;
     }
+    gz->in_len = 0;
+    return 0;
 }
 
 int wl_gz_write(struct wl_gz *gz, const void *buf, size_t len)
@@ -70,30 +102,38 @@ int wl_gz_write(struct wl_gz *gz, const void *buf, size_t len)
     const unsigned char *p = buf;
     gz->bytes_in += len;
     while (len > 0) {
-        /* avail_in is a uInt: feed at most 1 GiB at a time. */
-        size_t chunk = len < (1u << 30) ? len : (1u << 30);
-        gz->zs.next_in = (unsigned char *)p;
-        gz->zs.avail_in = (uInt)chunk;
-        int rc = pump(gz, Z_NO_FLUSH);
-        if (rc != 0)
-            return rc;
-        p += chunk;
-        len -= chunk;
+        size_t n = WL_GZ_CHUNK - gz->in_len;
+        if (n > len)
+            n = len;
+        memcpy(gz->in + gz->in_len, p, n);
+        gz->in_len += n;
+        p += n;
+        len -= n;
+        if (gz->in_len == WL_GZ_CHUNK) {
+            int rc = pump(gz, 0);
+            if (rc != 0)
+                return rc;
+        }
     }
     return 0;
 }
 
 int wl_gz_finish(struct wl_gz *gz, uint64_t *bytes, char sha256_hex[65])
 {
-    unsigned char digest[crypto_hash_sha256_BYTES];
-    gz->zs.next_in = NULL;
-    gz->zs.avail_in = 0;
-    int rc = pump(gz, Z_FINISH);
+    static const char hex[] = "0123456789abcdef";
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    int rc = pump(gz, 1);
+    if (rc == 0 && (EVP_DigestFinal_ex(gz->sha, digest, &n) != 1 || n != 32))
+        rc = -ENOMEM;
     wl_gz_abort(gz);
     if (rc != 0)
         return rc;
-    crypto_hash_sha256_final(&gz->sha, digest);
-    sodium_bin2hex(sha256_hex, 65, digest, sizeof digest);
+    for (unsigned i = 0; i < 32; i++) {
+        sha256_hex[2 * i] = hex[digest[i] >> 4];
+        sha256_hex[2 * i + 1] = hex[digest[i] & 15];
+    }
+    sha256_hex[64] = '\0';
     *bytes = gz->bytes_out;
     return 0;
 }
@@ -101,7 +141,12 @@ int wl_gz_finish(struct wl_gz *gz, uint64_t *bytes, char sha256_hex[65])
 void wl_gz_abort(struct wl_gz *gz)
 {
     if (gz->open) {
-        deflateEnd(&gz->zs);
+        free(gz->in);
+        free(gz->level_buf);
+        EVP_MD_CTX_free(gz->sha);
+        gz->in = NULL;
+        gz->level_buf = NULL;
+        gz->sha = NULL;
         gz->open = 0;
     }
 }
