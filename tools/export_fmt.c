@@ -49,30 +49,48 @@ static inline void sb_putc(struct wl_sbuf *sb, char c)
         sb->p[sb->len++] = c;
 }
 
-static void sb_u64(struct wl_sbuf *sb, uint64_t v)
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static inline unsigned u64_digits(uint64_t v)
 {
-    static const char pairs[201] =
-        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-        "8081828384858687888990919293949596979899";
-    char tmp[20];
-    size_t n = 0;
-    while (v >= 100) {
-        const char *d = pairs + 2 * (v % 100);
-        v /= 100;
-        tmp[sizeof tmp - 1 - n++] = d[1];
-        tmp[sizeof tmp - 1 - n++] = d[0];
+    unsigned n = 1;
+    for (;;) {
+        if (v < 10)
+            return n;
+        if (v < 100)
+            return n + 1;
+        if (v < 1000)
+            return n + 2;
+        if (v < 10000)
+            return n + 3;
+        v /= 10000;
+        n += 4;
     }
-    if (v >= 10) {
-        tmp[sizeof tmp - 1 - n++] = pairs[2 * v + 1];
-        tmp[sizeof tmp - 1 - n++] = pairs[2 * v];
-    } else {
-        tmp[sizeof tmp - 1 - n++] = (char)('0' + v);
-    }
-    sb_put(sb, tmp + sizeof tmp - n, n);
 }
 
-static void sb_i64(struct wl_sbuf *sb, int64_t v)
+/* Decimal digits, written in place from the last pair to the first. */
+static inline void sb_u64(struct wl_sbuf *sb, uint64_t v)
+{
+    if (sb_reserve(sb, 20) != 0)
+        return;
+    unsigned n = u64_digits(v);
+    char *e = sb->p + sb->len + n;
+    sb->len += n;
+    while (v >= 100) {
+        e -= 2;
+        memcpy(e, digit_pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10)
+        memcpy(e - 2, digit_pairs + 2 * v, 2);
+    else
+        e[-1] = (char)('0' + v);
+}
+
+static inline void sb_i64(struct wl_sbuf *sb, int64_t v)
 {
     if (v < 0) {
         sb_putc(sb, '-');
@@ -104,32 +122,48 @@ static void sb_dump(struct wl_sbuf *sb, const json_t *v, size_t flags)
     sb->len += need;
 }
 
-/* 1 when JSON shows the string as it is: printable ASCII, no quote, no
- * backslash. Anything else goes through jansson's escaping. */
-static int json_verbatim(const char *s, size_t len)
+/* 1 for the bytes JSON shows as they are: printable ASCII but '"' and '\\'. */
+static const uint8_t json_plain[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7e] = 1,
+};
+
+/* 1 when JSON shows the string as it is. Anything else goes through
+ * jansson's escaping. */
+static inline int json_verbatim(const char *s, size_t len)
 {
+    unsigned ok = 1;
+    for (size_t i = 0; i < len; i++)
+        ok &= json_plain[(unsigned char)s[i]];
+    return (int)ok;
+}
+
+/* Appends "s" when JSON shows s as it is, copying and checking in one pass;
+ * returns 0, or -1 (nothing appended) when s needs escaping. */
+static inline int json_str_plain(struct wl_sbuf *sb, const char *s, size_t len)
+{
+    if (sb_reserve(sb, len + 2) != 0)
+        return 0;
+    char *o = sb->p + sb->len;
+    unsigned ok = 1;
+    o[0] = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            return 0;
+        ok &= json_plain[c];
+        o[1 + i] = (char)c;
     }
-    return 1;
+    if (!ok)
+        return -1;
+    o[1 + len] = '"';
+    sb->len += len + 2;
+    return 0;
 }
 
 void wl_sbuf_json_str(struct wl_sbuf *sb, const char *s, size_t len)
 {
     if (s == NULL)
         len = 0;
-    if (len == 0 || json_verbatim(s, len)) {
-        if (sb_reserve(sb, len + 2) == 0) {
-            sb->p[sb->len++] = '"';
-            if (len > 0)
-                memcpy(sb->p + sb->len, s, len);
-            sb->len += len;
-            sb->p[sb->len++] = '"';
-        }
+    if (json_str_plain(sb, s, len) == 0)
         return;
-    }
     json_t *j = wl_json_string_lossy(s, len);
     sb_dump(sb, j, 0);
     json_decref(j);
@@ -175,6 +209,9 @@ static void csv_field(struct wl_sbuf *sb, const char *s, size_t len)
 
 /* ---- rows ------------------------------------------------------------------- */
 
+/* NDJSON keys are copied KEY_COPY bytes at a time when they fit. */
+#define KEY_COPY 32
+
 int wl_rows_init(struct wl_rows *r, enum wl_export_format fmt, const char *const *cols,
                  size_t ncols)
 {
@@ -192,9 +229,9 @@ int wl_rows_init(struct wl_rows *r, enum wl_export_format fmt, const char *const
             if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
                 return -EINVAL;
         }
-        total += strlen(c) + 3;
+        total += strlen(c) + 4;
     }
-    r->keys = malloc(total + 1);
+    r->keys = malloc(total + KEY_COPY + 1);
     r->key_off = malloc((ncols + 1) * sizeof *r->key_off);
     if (r->keys == NULL || r->key_off == NULL) {
         wl_rows_free(r);
@@ -203,9 +240,10 @@ int wl_rows_init(struct wl_rows *r, enum wl_export_format fmt, const char *const
     size_t off = 0;
     for (size_t i = 0; i < ncols; i++) {
         r->key_off[i] = off;
-        off += (size_t)sprintf(r->keys + off, "\"%s\":", cols[i]);
+        off += (size_t)sprintf(r->keys + off, "%s\"%s\":", i > 0 ? "," : "", cols[i]);
     }
     r->key_off[ncols] = off;
+    memset(r->keys + off, 0, KEY_COPY + 1);
     return 0;
 }
 
@@ -247,11 +285,14 @@ static inline int cell(struct wl_rows *r)
     }
     size_t i = r->col++;
     if (r->fmt == WL_EXPORT_NDJSON) {
+        /* ',' (but first) and "name": a fixed-size copy when it fits (keys
+         * is padded for it), cheaper than a copy of the exact length. */
         size_t off = r->key_off[i], n = r->key_off[i + 1] - off;
-        if (sb_reserve(&r->buf, n + 1) == 0) {
-            if (i > 0)
-                r->buf.p[r->buf.len++] = ',';
-            memcpy(r->buf.p + r->buf.len, r->keys + off, n);
+        if (sb_reserve(&r->buf, n + KEY_COPY) == 0) {
+            if (n <= KEY_COPY)
+                memcpy(r->buf.p + r->buf.len, r->keys + off, KEY_COPY);
+            else
+                memcpy(r->buf.p + r->buf.len, r->keys + off, n);
             r->buf.len += n;
         }
     } else if (i > 0) {
@@ -287,6 +328,22 @@ void wl_rows_str(struct wl_rows *r, const char *s, size_t len)
 void wl_rows_cstr(struct wl_rows *r, const char *s)
 {
     wl_rows_str(r, s, s ? strlen(s) : 0);
+}
+
+void wl_rows_strz(struct wl_rows *r, const char *s, size_t len)
+{
+    if (s == NULL)
+        len = 0;
+    /* A NUL is not plain JSON: the string is cut there on the slow path. */
+    if (r->fmt == WL_EXPORT_NDJSON && r->col < r->ncols) {
+        size_t mark = r->buf.len;
+        cell(r);
+        if (json_str_plain(&r->buf, s, len) == 0)
+            return;
+        r->buf.len = mark;
+        r->col--;
+    }
+    wl_rows_str(r, s, len > 0 ? strnlen(s, len) : 0);
 }
 
 void wl_rows_hex(struct wl_rows *r, const uint8_t *b, size_t len)
@@ -328,13 +385,18 @@ void wl_rows_real(struct wl_rows *r, double v, int precision)
     json_decref(j);
 }
 
-static void json_str_array(struct wl_sbuf *sb, char *const *v, size_t n)
+/* A JSON array of n strings: C strings (v) or (pointer, length) ones (w). */
+static void json_str_array(struct wl_sbuf *sb, char *const *v, const struct wl_str *w, size_t n)
 {
     sb_putc(sb, '[');
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
             sb_putc(sb, ',');
-        wl_sbuf_json_str(sb, v[i], v[i] ? strlen(v[i]) : 0);
+        if (w != NULL) {
+            if (json_str_plain(sb, w[i].p, w[i].len) != 0) /* a NUL ends it */
+                wl_sbuf_json_str(sb, w[i].p, strnlen(w[i].p, w[i].len));
+        } else
+            wl_sbuf_json_str(sb, v[i], v[i] ? strlen(v[i]) : 0);
     }
     sb_putc(sb, ']');
 }
@@ -349,17 +411,27 @@ static void csv_from_tmp(struct wl_rows *r)
     csv_field(&r->buf, r->tmp.p, r->tmp.len);
 }
 
-void wl_rows_str_array(struct wl_rows *r, char *const *v, size_t n)
+static void str_array_cell(struct wl_rows *r, char *const *v, const struct wl_str *w, size_t n)
 {
     if (cell(r) != 0)
         return;
     if (r->fmt == WL_EXPORT_NDJSON) {
-        json_str_array(&r->buf, v, n);
+        json_str_array(&r->buf, v, w, n);
         return;
     }
     r->tmp.len = 0;
-    json_str_array(&r->tmp, v, n);
+    json_str_array(&r->tmp, v, w, n);
     csv_from_tmp(r);
+}
+
+void wl_rows_str_array(struct wl_rows *r, char *const *v, size_t n)
+{
+    str_array_cell(r, v, NULL, n);
+}
+
+void wl_rows_strs(struct wl_rows *r, const struct wl_str *v, size_t n)
+{
+    str_array_cell(r, NULL, v, n);
 }
 
 void wl_rows_json(struct wl_rows *r, const json_t *v, size_t flags)

@@ -24,6 +24,12 @@
 
 enum wl_export_format { WL_EXPORT_NDJSON, WL_EXPORT_CSV };
 
+/* A string that need not end with a NUL. */
+struct wl_str {
+    const char *p;
+    size_t len;
+};
+
 /* A growable byte buffer; oom is set (and sticks) when it cannot grow. */
 struct wl_sbuf {
     char *p;
@@ -58,6 +64,8 @@ void wl_rows_i64(struct wl_rows *r, int64_t v);
 /* s may be NULL (an empty string). */
 void wl_rows_str(struct wl_rows *r, const char *s, size_t len);
 void wl_rows_cstr(struct wl_rows *r, const char *s);
+/* The string of at most len bytes that ends at its first NUL, if any. */
+void wl_rows_strz(struct wl_rows *r, const char *s, size_t len);
 /* Lower-case hex of the bytes, as a string ("" when len is 0). */
 void wl_rows_hex(struct wl_rows *r, const uint8_t *b, size_t len);
 void wl_rows_null(struct wl_rows *r);
@@ -66,6 +74,8 @@ void wl_rows_null(struct wl_rows *r);
 void wl_rows_real(struct wl_rows *r, double v, int precision);
 /* An array of strings (NDJSON: a JSON array; CSV: its JSON text). */
 void wl_rows_str_array(struct wl_rows *r, char *const *v, size_t n);
+/* The same from (pointer, length) strings, each ending at its first NUL. */
+void wl_rows_strs(struct wl_rows *r, const struct wl_str *v, size_t n);
 /* Any JSON value, dumped by jansson with flags (JSON_ENCODE_ANY is added).
  * CSV: a string is its text, null empty, a number its JSON text, an array
  * or object its JSON text. */

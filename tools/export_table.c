@@ -205,6 +205,170 @@ static void arena_destroy(struct arena *a)
 
 _Static_assert(sizeof(struct arena_big) <= 16, "arena block header");
 
+/* ---- pings: a view of one stored ping, and a direct reader of its bytes ------ */
+
+/* Ping fields are read into arrays indexed by their proto field number. */
+#define PING_MAX_FIELD 31
+
+/* A StoredPing as the pings row needs it: numbers, and strings and bytes as
+ * (pointer, length) into the record or the unpacked message. A string column
+ * ends at the string's first NUL, as the unpacked message's C string does. */
+struct ping_view {
+    uint64_t ingest_seq;
+    int64_t received_at, event_at;
+    struct wl_str org;
+    uint32_t seen;          /* bit n: field n was read (else it is 0 or "") */
+    uint64_t num[PING_MAX_FIELD + 1];
+    struct wl_str str[PING_MAX_FIELD + 1];
+    struct wl_str *features;
+    size_t n_features, cap_features;
+};
+
+/* One pings column past the stored ones: the ping field it shows. */
+struct ping_col {
+    const struct wl_ping_field *f;
+    unsigned number;        /* its proto field number */
+};
+
+/* How the direct reader takes each Ping field number: 0 unknown (the record
+ * goes to protobuf-c), else the wire type it must have. */
+enum { WIRE_NONE = 0, WIRE_VARINT = 1, WIRE_LEN = 2, WIRE_REPEATED = 3 };
+
+static int view_feature(struct ping_view *v, const char *p, size_t len)
+{
+    if (v->n_features == v->cap_features) {
+        size_t cap = v->cap_features ? 2 * v->cap_features : 64;
+        struct wl_str *f = realloc(v->features, cap * sizeof *f);
+        if (f == NULL)
+            return -ENOMEM;
+        v->features = f;
+        v->cap_features = cap;
+    }
+    v->features[v->n_features].p = p;
+    v->features[v->n_features].len = len; /* cut at a NUL by wl_rows_strs */
+    v->n_features++;
+    return 0;
+}
+
+/* A varint of at most 10 bytes: 0, or -1 (truncated or too long). */
+static inline int pb_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    if (p < end && *p < 0x80) { /* most tags and counts: one byte */
+        *out = *p;
+        *pp = p + 1;
+        return 0;
+    }
+    for (unsigned shift = 0; shift < 70 && p < end; shift += 7) {
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80) {
+            *pp = p;
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The next field: its number and wire type, and for a varint its value, for
+ * a length-delimited field its bytes. 1, 0 at the end, -1 for anything the
+ * direct reader leaves to protobuf-c (fixed-width fields, groups, bad
+ * encodings: protobuf-c then decides, and refuses what is broken). */
+static inline int pb_field(const uint8_t **pp, const uint8_t *end, unsigned *number,
+                           unsigned *wire, uint64_t *num, struct wl_str *str)
+{
+    uint64_t tag, len;
+    if (*pp == end)
+        return 0;
+    if (pb_varint(pp, end, &tag) != 0 || tag >> 3 == 0 || tag >> 3 > PING_MAX_FIELD)
+        return -1;
+    *number = (unsigned)(tag >> 3);
+    *wire = (unsigned)(tag & 7);
+    if (*wire == 0)
+        return pb_varint(pp, end, num) == 0 ? 1 : -1;
+    if (*wire != 2 || pb_varint(pp, end, &len) != 0 || len > (uint64_t)(end - *pp))
+        return -1;
+    str->p = (const char *)*pp;
+    str->len = (size_t)len;
+    *pp += len;
+    return 1;
+}
+
+/* Reads a Ping's bytes into v. 0, or -1: leave the record to protobuf-c. */
+static int read_ping(const uint8_t *wire_of, const uint8_t *p, const uint8_t *end,
+                     struct ping_view *v)
+{
+    unsigned number, wire;
+    uint64_t num = 0;
+    struct wl_str str = {NULL, 0};
+    int rc;
+    while ((rc = pb_field(&p, end, &number, &wire, &num, &str)) == 1) {
+        switch (wire_of[number]) {
+        case WIRE_VARINT:
+            if (wire != 0)
+                return -1;
+            v->num[number] = num;
+            v->seen |= 1u << number;
+            break;
+        case WIRE_LEN:
+            if (wire != 2)
+                return -1;
+            v->str[number] = str;
+            v->seen |= 1u << number;
+            break;
+        case WIRE_REPEATED:
+            if (wire != 2 || view_feature(v, str.p, str.len) != 0)
+                return -1;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return rc;
+}
+
+/* Reads a StoredPing's bytes into v, without allocating per record. 0, or
+ * -1: leave the record to protobuf-c (what this reader does not take, or a
+ * record that does not decode). */
+static int read_stored_ping(const uint8_t *wire_of, const uint8_t *p, size_t len,
+                            struct ping_view *v)
+{
+    const uint8_t *end = p + len, *ping = NULL, *ping_end = NULL;
+    unsigned number, wire;
+    uint64_t num = 0;
+    struct wl_str str = {NULL, 0};
+    int rc;
+
+    v->ingest_seq = 0;
+    v->received_at = v->event_at = 0;
+    v->org.p = "";
+    v->org.len = 0;
+    while ((rc = pb_field(&p, end, &number, &wire, &num, &str)) == 1) {
+        if (wire == 0 && number == 1)
+            v->ingest_seq = num;
+        else if (wire == 0 && number == 2)
+            v->received_at = (int64_t)num;
+        else if (wire == 0 && number == 5)
+            v->event_at = (int64_t)num;
+        else if (wire == 2 && number == 3)
+            v->org = str;
+        else if (wire == 2 && number == 4 && ping == NULL) /* twice: merged, by protobuf-c */
+            ping = (const uint8_t *)str.p, ping_end = ping + str.len;
+        else
+            return -1;
+    }
+    if (rc != 0)
+        return -1;
+    v->seen = 0;
+    v->n_features = 0;
+    return ping != NULL ? read_ping(wire_of, ping, ping_end, v) : 0;
+}
+
+/* Bytes a row source's scan reads from a file at a time. */
+#define SCAN_READAHEAD (2u << 20)
+
 /* ---- row sources ------------------------------------------------------------- */
 
 struct wl_export_src {
@@ -216,8 +380,60 @@ struct wl_export_src {
     int started, done;
     struct arena arena;
     ProtobufCAllocator alloc;
-    const struct wl_ping_field *ping_fields[N(ping_cols) - PING_STORED];
+    struct ping_col ping_cols[N(ping_cols) - PING_STORED];
+    int direct;                          /* the direct reader is on */
+    uint8_t wire_of[PING_MAX_FIELD + 1]; /* its map of Ping field numbers */
+    struct ping_view view;
 };
+
+/* Maps every pings column past the stored ones to its field of the shared
+ * ping table and its proto field number, and sets up the direct reader when
+ * every Ping field is of a type it reads (else every record goes through
+ * protobuf-c). */
+static int ping_columns(struct wl_export_src *s, char *err, size_t errlen)
+{
+    const ProtobufCMessageDescriptor *d = &warmline__v1__ping__descriptor;
+    const struct wl_export_table *t = s->t;
+    int direct = 1;
+
+    for (size_t c = PING_STORED; c < t->ncols; c++) {
+        const struct wl_ping_field *f = NULL;
+        for (size_t i = 0; i < wl_ping_n_fields && f == NULL; i++) {
+            if (strcmp(wl_ping_fields[i].name, t->cols[c]) == 0)
+                f = &wl_ping_fields[i];
+        }
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, t->cols[c]);
+        if (f == NULL || fd == NULL) {
+            snprintf(err, errlen, "pings column %s is not a ping field (export schema %d)",
+                     t->cols[c], WL_EXPORT_SCHEMA);
+            return -EPROTO;
+        }
+        s->ping_cols[c - PING_STORED].f = f;
+        s->ping_cols[c - PING_STORED].number = fd->id;
+    }
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *fd = &d->fields[i];
+        int repeated = fd->label == PROTOBUF_C_LABEL_REPEATED;
+        uint8_t w = WIRE_NONE;
+        if (fd->id > PING_MAX_FIELD)
+            direct = 0;
+        else if (!repeated && (fd->type == PROTOBUF_C_TYPE_UINT32 ||
+                               fd->type == PROTOBUF_C_TYPE_UINT64 ||
+                               fd->type == PROTOBUF_C_TYPE_INT64))
+            w = WIRE_VARINT;
+        else if (!repeated && (fd->type == PROTOBUF_C_TYPE_STRING ||
+                               fd->type == PROTOBUF_C_TYPE_BYTES))
+            w = WIRE_LEN;
+        else if (repeated && fd->type == PROTOBUF_C_TYPE_STRING)
+            w = WIRE_REPEATED;
+        else
+            direct = 0;
+        if (fd->id <= PING_MAX_FIELD)
+            s->wire_of[fd->id] = w;
+    }
+    s->direct = direct;
+    return 0;
+}
 
 int wl_export_src_open(const struct wl_export_table *t, const struct wl_export_ctx *ctx,
                        uint64_t first, uint64_t last, struct wl_export_src **out, char *err,
@@ -234,29 +450,19 @@ int wl_export_src_open(const struct wl_export_table *t, const struct wl_export_c
     s->ctx = ctx;
     s->first = first;
     s->last = last;
-    if (t->id == WL_EXPORT_PINGS) {
-        /* Every ping column past the stored ones is a field of the shared table. */
-        for (size_t c = PING_STORED; c < t->ncols; c++) {
-            const struct wl_ping_field *f = NULL;
-            for (size_t i = 0; i < wl_ping_n_fields && f == NULL; i++) {
-                if (strcmp(wl_ping_fields[i].name, t->cols[c]) == 0)
-                    f = &wl_ping_fields[i];
-            }
-            if (f == NULL) {
-                snprintf(err, errlen, "pings column %s is not a ping field (export schema %d)",
-                         t->cols[c], WL_EXPORT_SCHEMA);
-                free(s);
-                return -EPROTO;
-            }
-            s->ping_fields[c - PING_STORED] = f;
-        }
+    if (t->id == WL_EXPORT_PINGS && ping_columns(s, err, errlen) != 0) {
+        free(s);
+        return -EPROTO;
     }
     s->alloc.alloc = arena_alloc;
     s->alloc.free = arena_free;
     s->alloc.allocator_data = &s->arena;
     arena_reset(&s->arena);
     s->cf = cfs[t->id];
-    s->it = wl_iter_new_at(ctx->store, ctx->snap, s->cf);
+    /* The export's view is the frozen secondary (snap NULL): one long scan,
+     * read ahead, that leaves the block cache alone. */
+    s->it = ctx->snap == NULL ? wl_iter_new_scan(ctx->store, s->cf, SCAN_READAHEAD)
+                              : wl_iter_new_at(ctx->store, ctx->snap, s->cf);
     if (s->it == NULL || s->arena.p == NULL)
         goto oom;
     *out = s;
@@ -274,6 +480,7 @@ void wl_export_src_free(struct wl_export_src *s)
         return;
     wl_iter_free(s->it);
     arena_destroy(&s->arena);
+    free(s->view.features);
     free(s);
 }
 
@@ -307,43 +514,97 @@ static void org_cell(struct wl_rows *r, const uint8_t *org, size_t len)
         wl_rows_str(r, "", 0);
         return;
     }
+    if (len == 1 + WL_ORG_KEY_BYTES && org[0] == WL_ORG_TAG_KEY) { /* as wl_org_id_format */
+        wl_rows_hex(r, org + 1, WL_ORG_KEY_BYTES);
+        return;
+    }
     wl_org_id_format(org, len, buf, sizeof buf);
     wl_rows_cstr(r, buf);
 }
 
-static void ping_row(struct wl_export_src *s, const stored_ping *sp, struct wl_rows *r)
+/* The view of a message protobuf-c unpacked. 0 or -ENOMEM. */
+static int view_unpacked(struct wl_export_src *s, const stored_ping *sp)
 {
     static const wl_ping empty = WARMLINE__V1__PING__INIT;
     const wl_ping *p = sp->ping != NULL ? sp->ping : &empty;
+    struct ping_view *v = &s->view;
 
-    wl_rows_begin(r);
-    wl_rows_u64(r, sp->ingest_seq);
-    wl_rows_i64(r, sp->received_at);
-    wl_rows_i64(r, sp->event_at);
-    org_cell(r, sp->org.data, sp->org.len);
-    for (size_t i = 0; i < N(s->ping_fields); i++) {
-        const struct wl_ping_field *f = s->ping_fields[i];
+    v->ingest_seq = sp->ingest_seq;
+    v->received_at = sp->received_at;
+    v->event_at = sp->event_at;
+    v->org.p = (const char *)sp->org.data;
+    v->org.len = sp->org.len;
+    v->n_features = 0;
+    v->seen = UINT32_MAX;
+    for (size_t i = 0; i < N(s->ping_cols); i++) {
+        const struct wl_ping_field *f = s->ping_cols[i].f;
+        unsigned n = s->ping_cols[i].number;
+        const char *str;
         switch (f->kind) {
         case WL_PF_STRING:
-            wl_rows_cstr(r, *WL_PING_FIELD_AT_CONST(p, f, char *));
+            str = *WL_PING_FIELD_AT_CONST(p, f, char *);
+            v->str[n].p = str != NULL ? str : "";
+            v->str[n].len = strlen(v->str[n].p);
             break;
-        case WL_PF_U32:
-            wl_rows_u64(r, *WL_PING_FIELD_AT_CONST(p, f, uint32_t));
-            break;
-        case WL_PF_U64:
-            wl_rows_u64(r, *WL_PING_FIELD_AT_CONST(p, f, uint64_t));
-            break;
-        case WL_PF_I64:
-            wl_rows_i64(r, *WL_PING_FIELD_AT_CONST(p, f, int64_t));
-            break;
+        case WL_PF_U32: v->num[n] = *WL_PING_FIELD_AT_CONST(p, f, uint32_t); break;
+        case WL_PF_U64: v->num[n] = *WL_PING_FIELD_AT_CONST(p, f, uint64_t); break;
+        case WL_PF_I64: v->num[n] = (uint64_t)*WL_PING_FIELD_AT_CONST(p, f, int64_t); break;
         case WL_PF_ORG_KEY:
-            wl_rows_hex(r, p->org_key.data, p->org_key.len);
+            v->str[n].p = (const char *)p->org_key.data;
+            v->str[n].len = p->org_key.len;
             break;
         case WL_PF_FEATURES:
-            wl_rows_str_array(r, p->features, p->n_features);
+            for (size_t k = 0; k < p->n_features; k++) {
+                const char *ft = p->features[k] != NULL ? p->features[k] : "";
+                if (view_feature(v, ft, strlen(ft)) != 0)
+                    return -ENOMEM;
+            }
             break;
         }
     }
+    return 0;
+}
+
+static void ping_row(const struct wl_export_src *s, const struct ping_view *v,
+                     struct wl_rows *r)
+{
+    static const struct wl_str empty = {"", 0};
+    wl_rows_begin(r);
+    wl_rows_u64(r, v->ingest_seq);
+    wl_rows_i64(r, v->received_at);
+    wl_rows_i64(r, v->event_at);
+    org_cell(r, (const uint8_t *)v->org.p, v->org.len);
+    for (size_t i = 0; i < N(s->ping_cols); i++) {
+        unsigned n = s->ping_cols[i].number;
+        int seen = (v->seen >> n) & 1;
+        uint64_t num = seen ? v->num[n] : 0;
+        const struct wl_str *str = seen ? &v->str[n] : &empty;
+        switch (s->ping_cols[i].f->kind) {
+        case WL_PF_STRING: wl_rows_strz(r, str->p, str->len); break;
+        case WL_PF_U32: wl_rows_u64(r, (uint32_t)num); break; /* the varint's low bits */
+        case WL_PF_U64: wl_rows_u64(r, num); break;
+        case WL_PF_I64: wl_rows_i64(r, (int64_t)num); break;
+        case WL_PF_ORG_KEY: wl_rows_hex(r, (const uint8_t *)str->p, str->len); break;
+        case WL_PF_FEATURES: wl_rows_strs(r, v->features, v->n_features); break;
+        }
+    }
+}
+
+/* One pings record into r: read directly, or by protobuf-c when the direct
+ * reader leaves it. 0, or -EINVAL (it does not decode) / -ENOMEM. */
+static int ping_record(struct wl_export_src *s, const uint8_t *val, size_t vlen,
+                       struct wl_rows *r)
+{
+    if (!s->direct || read_stored_ping(s->wire_of, val, vlen, &s->view) != 0) {
+        arena_reset(&s->arena);
+        stored_ping *sp = warmline__store__v1__stored_ping__unpack(&s->alloc, vlen, val);
+        if (sp == NULL)
+            return -EINVAL;
+        if (view_unpacked(s, sp) != 0)
+            return -ENOMEM;
+    }
+    ping_row(s, &s->view, r);
+    return 0;
 }
 
 /* The signal's JSON object, its keys checked against the columns. */
@@ -451,13 +712,14 @@ static int next_seq_keyed(struct wl_export_src *s, struct wl_rows *r, uint64_t *
         return 1;
     const uint8_t *val = (const uint8_t *)wl_iter_value(s->it, &vlen);
     int rc = 0;
-    arena_reset(&s->arena);
     if (s->t->id == WL_EXPORT_PINGS) {
-        stored_ping *sp = warmline__store__v1__stored_ping__unpack(&s->alloc, vlen, val);
-        if (sp == NULL)
+        rc = ping_record(s, val, vlen, r);
+        if (rc == -EINVAL)
             return bad_record(s, key, klen, err, errlen);
-        ping_row(s, sp, r);
+        if (rc == -ENOMEM)
+            snprintf(err, errlen, "out of memory");
     } else {
+        arena_reset(&s->arena);
         wl_signal *sig = warmline__store__v1__signal__unpack(&s->alloc, vlen, val);
         if (sig == NULL)
             return bad_record(s, key, klen, err, errlen);
