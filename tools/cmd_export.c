@@ -24,7 +24,7 @@ static const char *const CMD = "export";
 
 #define DEFAULT_MAX_ROWS 500000
 #define DEFAULT_CURSOR "default"
-#define FLUSH_BYTES (256 * 1024)
+#define FLUSH_BYTES (256 * 1024) /* rows handed to the compressor at a time: still in cache */
 
 void wl_usage_export(FILE *out)
 {
@@ -633,6 +633,7 @@ int wl_cmd_export(int argc, char **argv)
      * catch up, which the export never does. That frozen instance is the
      * snapshot (RocksDB refuses snapshots on a secondary: "Not implemented"),
      * so every read below passes snap = NULL. */
+    wl_store_thread_init(); /* no per-thread perf counters: this thread reads a lot */
     if (wl_store_open(o.data_dir, WL_STORE_SECONDARY, &store, err, sizeof err) != 0) {
         wl_cli_error(CMD, "%s", err);
         return WL_EXIT_USAGE;

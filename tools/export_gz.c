@@ -71,12 +71,12 @@ int wl_gz_open(struct wl_gz *gz, int fd, int level)
     return put(gz, header, sizeof header);
 }
 
-/* Compresses the buffered input (all of it, and the stream's end when
- * last), writing every output. */
-static int pump(struct wl_gz *gz, int last)
+/* Compresses len bytes of in (one whole piece, or the last bytes and the
+ * stream's end when last), writing every output. */
+static int pump(struct wl_gz *gz, const unsigned char *in, size_t len, int last)
 {
-    gz->zs.next_in = gz->in;
-    gz->zs.avail_in = (uint32_t)gz->in_len;
+    gz->zs.next_in = (uint8_t *)in;
+    gz->zs.avail_in = (uint32_t)len;
     gz->zs.end_of_stream = (uint16_t)last;
     for (;;) {
         gz->zs.next_out = gz->out;
@@ -91,17 +91,25 @@ static int pump(struct wl_gz *gz, int last)
         }
         if (gz->zs.avail_in == 0 &&
             (last ? gz->zs.internal_state.state == ZSTATE_END : gz->zs.avail_out != 0))
-            break;
+            return 0;
     }
-    gz->in_len = 0;
-    return 0;
 }
 
 int wl_gz_write(struct wl_gz *gz, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
+    int rc;
     gz->bytes_in += len;
     while (len > 0) {
+        /* A whole piece straight from the caller's buffer when none is
+         * pending: the same pieces as through gz->in, one copy fewer. */
+        if (gz->in_len == 0 && len >= WL_GZ_CHUNK) {
+            if ((rc = pump(gz, p, WL_GZ_CHUNK, 0)) != 0)
+                return rc;
+            p += WL_GZ_CHUNK;
+            len -= WL_GZ_CHUNK;
+            continue;
+        }
         size_t n = WL_GZ_CHUNK - gz->in_len;
         if (n > len)
             n = len;
@@ -110,8 +118,8 @@ int wl_gz_write(struct wl_gz *gz, const void *buf, size_t len)
         p += n;
         len -= n;
         if (gz->in_len == WL_GZ_CHUNK) {
-            int rc = pump(gz, 0);
-            if (rc != 0)
+            gz->in_len = 0;
+            if ((rc = pump(gz, gz->in, WL_GZ_CHUNK, 0)) != 0)
                 return rc;
         }
     }
@@ -123,7 +131,7 @@ int wl_gz_finish(struct wl_gz *gz, uint64_t *bytes, char sha256_hex[65])
     static const char hex[] = "0123456789abcdef";
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    int rc = pump(gz, 1);
+    int rc = pump(gz, gz->in, gz->in_len, 1);
     if (rc == 0 && (EVP_DigestFinal_ex(gz->sha, digest, &n) != 1 || n != 32))
         rc = -ENOMEM;
     wl_gz_abort(gz);

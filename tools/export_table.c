@@ -227,7 +227,8 @@ struct ping_view {
 /* One pings column past the stored ones: the ping field it shows. */
 struct ping_col {
     const struct wl_ping_field *f;
-    unsigned number;        /* its proto field number */
+    enum wl_ping_field_kind kind; /* f->kind, at hand */
+    unsigned number;              /* its proto field number */
 };
 
 /* How the direct reader takes each Ping field number: 0 unknown (the record
@@ -409,6 +410,7 @@ static int ping_columns(struct wl_export_src *s, char *err, size_t errlen)
             return -EPROTO;
         }
         s->ping_cols[c - PING_STORED].f = f;
+        s->ping_cols[c - PING_STORED].kind = f->kind;
         s->ping_cols[c - PING_STORED].number = fd->id;
     }
     for (unsigned i = 0; i < d->n_fields; i++) {
@@ -579,7 +581,7 @@ static void ping_row(const struct wl_export_src *s, const struct ping_view *v,
         int seen = (v->seen >> n) & 1;
         uint64_t num = seen ? v->num[n] : 0;
         const struct wl_str *str = seen ? &v->str[n] : &empty;
-        switch (s->ping_cols[i].f->kind) {
+        switch (s->ping_cols[i].kind) {
         case WL_PF_STRING: wl_rows_strz(r, str->p, str->len); break;
         case WL_PF_U32: wl_rows_u64(r, (uint32_t)num); break; /* the varint's low bits */
         case WL_PF_U64: wl_rows_u64(r, num); break;
