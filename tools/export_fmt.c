@@ -79,15 +79,28 @@ static inline void sb_u64(struct wl_sbuf *sb, uint64_t v)
     unsigned n = u64_digits(v);
     char *e = sb->p + sb->len + n;
     sb->len += n;
+    while (v >= 100000000) {
+        /* Eight digits at a time, as four pairs that do not wait on each
+         * other (timestamps and sequences have 13 to 16 digits). */
+        uint32_t lo = (uint32_t)(v % 100000000), a = lo / 10000, b = lo % 10000;
+        v /= 100000000;
+        memcpy(e - 8, digit_pairs + 2 * (a / 100), 2);
+        memcpy(e - 6, digit_pairs + 2 * (a % 100), 2);
+        memcpy(e - 4, digit_pairs + 2 * (b / 100), 2);
+        memcpy(e - 2, digit_pairs + 2 * (b % 100), 2);
+        e -= 8;
+    }
     while (v >= 100) {
         e -= 2;
         memcpy(e, digit_pairs + 2 * (v % 100), 2);
         v /= 100;
     }
-    if (v >= 10)
-        memcpy(e - 2, digit_pairs + 2 * v, 2);
-    else
+    if (v >= 10) {
+        e[-1] = (char)('0' + v % 10);
+        e[-2] = (char)('0' + v / 10);
+    } else {
         e[-1] = (char)('0' + v);
+    }
 }
 
 static inline void sb_i64(struct wl_sbuf *sb, int64_t v)
@@ -208,6 +221,13 @@ static void csv_field(struct wl_sbuf *sb, const char *s, size_t len)
 }
 
 /* ---- rows ------------------------------------------------------------------- */
+
+/* The two lower-case hex digits of every byte. */
+#define HEX2(b) {"0123456789abcdef"[(b) >> 4], "0123456789abcdef"[(b) & 15]}
+#define HEX2x4(b) HEX2(b), HEX2((b) + 1), HEX2((b) + 2), HEX2((b) + 3)
+#define HEX2x16(b) HEX2x4(b), HEX2x4((b) + 4), HEX2x4((b) + 8), HEX2x4((b) + 12)
+#define HEX2x64(b) HEX2x16(b), HEX2x16((b) + 16), HEX2x16((b) + 32), HEX2x16((b) + 48)
+static const char hex_pairs[256][2] = {HEX2x64(0), HEX2x64(64), HEX2x64(128), HEX2x64(192)};
 
 /* NDJSON keys are copied KEY_COPY bytes at a time when they fit. */
 #define KEY_COPY 32
@@ -348,7 +368,6 @@ void wl_rows_strz(struct wl_rows *r, const char *s, size_t len)
 
 void wl_rows_hex(struct wl_rows *r, const uint8_t *b, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     if (cell(r) != 0)
         return;
     int q = r->fmt == WL_EXPORT_NDJSON;
@@ -357,10 +376,8 @@ void wl_rows_hex(struct wl_rows *r, const uint8_t *b, size_t len)
     char *o = r->buf.p + r->buf.len;
     if (q)
         *o++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
-    }
+    for (size_t i = 0; i < len; i++, o += 2)
+        memcpy(o, hex_pairs[b[i]], 2);
     if (q)
         *o++ = '"';
     r->buf.len = (size_t)(o - r->buf.p);

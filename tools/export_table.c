@@ -409,6 +409,11 @@ static int ping_columns(struct wl_export_src *s, char *err, size_t errlen)
                      t->cols[c], WL_EXPORT_SCHEMA);
             return -EPROTO;
         }
+        if (fd->id > PING_MAX_FIELD) { /* the view's arrays end there: raise it */
+            snprintf(err, errlen, "pings column %s is field %u, past PING_MAX_FIELD %d",
+                     t->cols[c], fd->id, PING_MAX_FIELD);
+            return -EPROTO;
+        }
         s->ping_cols[c - PING_STORED].f = f;
         s->ping_cols[c - PING_STORED].kind = f->kind;
         s->ping_cols[c - PING_STORED].number = fd->id;
