@@ -83,9 +83,9 @@ class Settings:
 class Collector:
     """warmline-collector on a fresh data directory, pinned to CPU 0."""
 
-    def __init__(self, st, name, sets=(), udp=True, tcp=True):
+    def __init__(self, st, name, sets=(), udp=True, tcp=True, data=None):
         self.st, self.name = st, name
-        self.data = tempfile.mkdtemp(prefix="wl-suite-data.", dir=st.data_parent)
+        self.data = data or tempfile.mkdtemp(prefix="wl-suite-data.", dir=st.data_parent)
         self.logpath = os.path.join(st.work, name + ".collector.log")
         salt = os.path.join(st.work, "org_salt")
         if not os.path.exists(salt):
@@ -521,10 +521,19 @@ def pg_run(st, pg, csv, sync):
 # ---------------------------------------------------------------- 5. memory and disk
 
 def memory(st):
-    """RSS after N installs without organizations, then after N installs
-    each in its own organization, each less the empty collector's."""
+    """Resident memory of the state. Two loads of N installs (one ping
+    each, --storm): A with every install in one organization, B with each
+    in its own (an install without an org_key counts as its own
+    organization, so A has some too: the gauges say how many). For each:
+    RSS of the empty collector, RSS once the load is acked, then RSS of the
+    collector restarted twice on that data directory (the first restart
+    replays the write-ahead log and flushes it; the second loads the state
+    from RocksDB with nothing to replay, so what grew is the state, not the
+    write buffers). With G = growth, I = installs, O = organizations:
+    G = I*a + O*b for both loads gives a (per install) and b (per
+    organization)."""
     out = {}
-    for kind, orgs in (("installs", 0), ("orgs", st.mem_n)):
+    for kind, orgs in (("one_org", 1), ("own_org", st.mem_n)):
         c = Collector(st, "mem-" + kind, ["durability=async"], udp=False)
         try:
             empty = c.rss_kib()
@@ -532,15 +541,30 @@ def memory(st):
                                "--orgs", str(orgs), "--zipf", "1", "--timeout", "60"], "mem-" + kind)
             m = c.metrics()
             loaded = c.rss_kib()
-        finally:
-            c.stop()
-        out[kind] = {"empty_kib": empty, "loaded_kib": loaded, "installs": m.get("warmline_installs"),
-                     "orgs": m.get("warmline_organizations"), "ok": rep["exit_code"] == 0,
+            c.stop(keep_data=True)
+        except BaseException:
+            c.kill()
+            raise
+        for n in (1, 2):
+            c2 = Collector(st, "mem-%s-restart%d" % (kind, n), ["durability=async"], udp=False, data=c.data)
+            try:
+                m2 = c2.metrics()
+                restarted = c2.rss_kib()
+            finally:
+                c2.stop(keep_data=n == 1)
+        out[kind] = {"empty_kib": empty, "loaded_kib": loaded, "restarted_kib": restarted,
+                     "installs": m.get("warmline_installs"), "orgs": m.get("warmline_organizations"),
+                     "installs_restarted": m2.get("warmline_installs"),
+                     "orgs_restarted": m2.get("warmline_organizations"), "ok": rep["exit_code"] == 0,
                      "cmd": rep["_cmd"]}
-    i, o = out["installs"], out["orgs"]
-    out["per_install_b"] = (i["loaded_kib"] - i["empty_kib"]) * 1024 / max(1, i["installs"])
-    out["per_org_b"] = ((o["loaded_kib"] - o["empty_kib"]) - (i["loaded_kib"] - i["empty_kib"])) * 1024 \
-        / max(1, o["orgs"])
+    A, B = out["one_org"], out["own_org"]
+    for key, at in (("", "restarted_kib"), ("_loaded", "loaded_kib")):
+        ga, gb = (A[at] - A["empty_kib"]) * 1024, (B[at] - B["empty_kib"]) * 1024
+        if B["orgs"] != A["orgs"] and A["installs"]:
+            b = (gb - ga - (B["installs"] - A["installs"]) * ga / A["installs"]) / (B["orgs"] - A["orgs"] - (
+                B["installs"] - A["installs"]) * A["orgs"] / A["installs"])
+            out["per_org_b" + key] = b
+            out["per_install_b" + key] = (ga - A["orgs"] * b) / A["installs"]
     return out
 
 
@@ -657,11 +681,21 @@ def main():
     ap.add_argument("--peers", choices=("auto", "skip"), default="auto")
     ap.add_argument("--results", default="")
     ap.add_argument("--report", required=True)
+    ap.add_argument("--render", metavar="SUITE_JSON",
+                    help="only write the report of an earlier run's suite.json (kept with --keep)")
     a = ap.parse_args()
     st = Settings(a)
+    if a.render:
+        with open(a.render) as f:
+            text, missing = report(st, json.load(f))
+        with open(a.report, "w") as f:
+            f.write(text)
+        print(text)
+        return 1 if missing else 0
     # SIGTERM (or ^C): stop what was started (collector, statsd, postgres) on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.datetime.now(datetime.timezone.utc)
+    rev_at_start = git_rev(st.root)  # bench/run built the binaries just before
     load_before = open("/proc/loadavg").read().split()[:3]
     R = {"rounds": [], "skipped": [], "notes": []}
 
@@ -752,7 +786,9 @@ def main():
     R["hot_export"] = step("hot accounts and export", hot_and_export, st) or {"mode": st.hot_export}
     R["meta"] = {"started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                 "git": git_rev(st.root), "machine": machine(),
+                 "git": rev_at_start + ("" if git_rev(st.root) == rev_at_start else
+                                        " (built at the start; %s by the end)" % git_rev(st.root)),
+                 "machine": machine(),
                  "load": "%s -> %s" % (" ".join(load_before), " ".join(open("/proc/loadavg").read().split()[:3])),
                  "fs": subprocess.run(["stat", "-f", "-c", "%T", st.data_parent], stdout=subprocess.PIPE,
                                       text=True).stdout.strip(),
@@ -868,12 +904,18 @@ def report(st, R):
                  "installs then orgs (sorted keys), %s pings" % (meta["pg"], fmt(st.pg_pings)))
         add("pg_off", "PostgreSQL 15 upserts, pings/s, synchronous_commit=off", ("pg_off", "pings_per_s"))
     mem = R.get("memory") or {}
-    L.append("| RAM per install (no org) | %s B | | RSS after %s installs (%s) less the empty collector's, "
-             "divided by the installs gauge |" % (fmt(mem.get("per_install_b")), fmt(mem.get("installs", {}).get("installs")),
-                                                  "one ping each, --storm"))
-    L.append("| RAM per organization | %s B | | RSS with %s installs in %s organizations less RSS with as many "
-             "installs and no organizations, divided by the organizations gauge |" %
-             (fmt(mem.get("per_org_b")), fmt(mem.get("orgs", {}).get("installs")), fmt(mem.get("orgs", {}).get("orgs"))))
+    def per_million(b):
+        return "%s MiB per million" % fmt(b * 1e6 / 2**20) if b is not None else "-"
+    A, B = mem.get("one_org", {}), mem.get("own_org", {})
+    L.append("| RAM per install | %s B | %s | two loads of %s installs (one ping each, --storm): in one organization "
+             "(%s organizations counted: an install without org_key is its own) and each in its own (%s); RSS of "
+             "the collector restarted twice on each (state loaded, nothing to replay) less the empty one's; "
+             "growth = installs x a + organizations x b solved for a; while still loaded, write buffers "
+             "included: %s B |" % (
+                 fmt(mem.get("per_install_b")), per_million(mem.get("per_install_b")), fmt(A.get("installs")),
+                 fmt(A.get("orgs")), fmt(B.get("orgs")), fmt(mem.get("per_install_b_loaded"))))
+    L.append("| RAM per organization | %s B | %s | the same, solved for b; while still loaded: %s B |" % (
+        fmt(mem.get("per_org_b")), per_million(mem.get("per_org_b")), fmt(mem.get("per_org_b_loaded"))))
     for k in ("per_install_b", "per_org_b"):
         if mem.get(k) is None:
             missing.append(k)
@@ -971,7 +1013,7 @@ def report(st, R):
         if "pg_on" in rd:
             L.append("- PostgreSQL: `%s`, server settings %s" % (rd["pg_on"]["cmd"], "listen_addresses='' "
                      "shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=30min (fsync on)"))
-    for kind in ("installs", "orgs"):
+    for kind in ("one_org", "own_org"):
         if (R.get("memory") or {}).get(kind):
             L.append("- memory, %s: `%s`" % (kind, re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT",
                                                         cmd_str(R["memory"][kind]["cmd"].split()))))
