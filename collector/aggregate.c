@@ -31,6 +31,14 @@ struct wl_str {
 
 struct wl_org;
 
+/* How many of an organization's counting installs run a feature or an
+ * edition (interned): the rules ask has_feature and edition == of every
+ * changed organization, which must not cost a walk over its installs. */
+struct wl_tally {
+    const char *s;
+    uint32_t n;
+};
+
 /* One per install ever seen, so kept small (about 220 bytes with its id):
  * counts fit 32 bits (validation caps them at max_count <= UINT32_MAX),
  * the id is as long as it is. */
@@ -69,6 +77,8 @@ struct wl_org {
     struct wl_install **installs;
     size_t n_installs, cap_installs;
     const char **versions, **editions;      /* interned, at most SEEN_MAX */
+    struct wl_tally *feats, *eds;           /* over the counting installs; n may be 0 */
+    uint16_t n_feats, cap_feats, n_eds, cap_eds;
     /* End-of-day values of the metrics growth rules use, for past days:
      * hist_days[i], hist_vals[i * n_tracked + k]; oldest first. */
     uint32_t *hist_days;
@@ -385,11 +395,43 @@ static void org_add_seen(const char ***list, uint8_t *n, const char *s)
     (*list)[(*n)++] = s;
 }
 
+static void tally(struct wl_tally **t, uint16_t *n, uint16_t *cap, const char *s, int sign)
+{
+    for (uint16_t i = 0; i < *n; i++) {
+        if ((*t)[i].s == s) {
+            (*t)[i].n += sign > 0 ? 1 : -1;
+            return;
+        }
+    }
+    if (sign < 0 || *n == UINT16_MAX)
+        return;
+    if (*n == *cap) {
+        *cap = (uint16_t)(*cap ? (*cap > UINT16_MAX / 2 ? UINT16_MAX : *cap * 2) : 4);
+        *t = xrealloc(*t, *cap * sizeof **t);
+    }
+    (*t)[(*n)++] = (struct wl_tally){s, 1};
+}
+
+static const struct wl_tally *tally_find(const struct wl_tally *t, uint16_t n, const char *s)
+{
+    for (uint16_t i = 0; i < n; i++) {
+        if (t[i].s == s)
+            return t[i].n > 0 ? &t[i] : NULL;
+    }
+    return NULL;
+}
+
+/* A counting install's counts, features and edition enter (sign +1) or
+ * leave (-1) its organization's account. */
 static void org_count(struct wl_org *org, const struct wl_install *in, int sign)
 {
     for (int i = 0; i < WL_N_COUNTS; i++)
         org->totals[i] += sign > 0 ? in->counts[i] : -(uint64_t)in->counts[i];
     org->n_counting += sign > 0 ? 1 : -1;
+    for (uint8_t f = 0; f < in->n_features; f++)
+        tally(&org->feats, &org->n_feats, &org->cap_feats, in->features[f], sign);
+    if (in->edition != NULL)
+        tally(&org->eds, &org->n_eds, &org->cap_eds, in->edition, sign);
 }
 
 static void org_attach(struct wl_org *org, struct wl_install *in)
@@ -437,18 +479,7 @@ static int view_has_feature(void *ctx, const char *name)
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
     const char *s = interned(st, name);
-    if (s == NULL)
-        return 0;
-    for (size_t i = 0; i < org->n_installs; i++) {
-        const struct wl_install *in = org->installs[i];
-        if (!in->counting)
-            continue;
-        for (uint8_t f = 0; f < in->n_features; f++) {
-            if (in->features[f] == s)
-                return 1;
-        }
-    }
-    return 0;
+    return s != NULL && tally_find(org->feats, org->n_feats, s) != NULL;
 }
 
 static int view_has_edition(void *ctx, const char *edition)
@@ -457,13 +488,7 @@ static int view_has_edition(void *ctx, const char *edition)
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
     const char *s = interned(st, edition);
-    if (s == NULL)
-        return 0;
-    for (size_t i = 0; i < org->n_installs; i++) {
-        if (org->installs[i]->counting && org->installs[i]->edition == s)
-            return 1;
-    }
-    return 0;
+    return s != NULL && tally_find(org->eds, org->n_eds, s) != NULL;
 }
 
 static int view_past_value(void *ctx, enum wl_count metric, int days_ago, uint64_t *out)
@@ -488,6 +513,18 @@ static int view_past_value(void *ctx, enum wl_count metric, int days_ago, uint64
     return -1;
 }
 
+/* A signal's installs: the organization's first max counting ones. */
+static size_t org_counting_ids(void *ctx, const char **out, size_t max)
+{
+    const struct wl_org *org = ctx;
+    size_t n = 0;
+    for (size_t i = 0; i < org->n_installs && n < max; i++) {
+        if (org->installs[i]->counting)
+            out[n++] = org->installs[i]->id;
+    }
+    return n;
+}
+
 /* Steps the rules for an organization that just changed at event time t. */
 static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uint64_t ingest_seq,
                          struct wl_batch *batch)
@@ -495,12 +532,6 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
     if (st->opts.rules == NULL || st->opts.rules->n == 0)
         return;
     void *ctx[2] = {st, org};
-    const char *ids[org->n_installs ? org->n_installs : 1];
-    size_t n_ids = 0;
-    for (size_t i = 0; i < org->n_installs; i++) {
-        if (org->installs[i]->counting)
-            ids[n_ids++] = org->installs[i]->id;
-    }
     struct wl_account_view view = {
         .totals = org->totals,
         .installs = org->n_counting,
@@ -514,8 +545,8 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
         .org_len = org->id_len,
         .at = t,
         .ingest_seq = ingest_seq,
-        .install_ids = ids,
-        .n_installs = n_ids,
+        .installs = org_counting_ids,
+        .installs_ctx = org,
     };
     /* Replaying, the signals are on disk already: the rules only step. */
     if (wl_signals_evaluate(&st->signals, &org->rules, &view, &cause,
@@ -546,6 +577,7 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
     free(org->editions);
     org->versions = org->editions = NULL;
     org->n_versions = org->n_editions = 0;
+    org->n_feats = org->n_eds = 0; /* every count is 0: no installs */
     org->hist_n = 0;
     org->hist_ready = 1; /* as org_new: a new organization reads no history */
     org->day = 0;
@@ -737,6 +769,11 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), buf, n);
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     wl_org_rec rec = WARMLINE__STORE__V1__ORG_STATE__INIT;
@@ -754,19 +791,13 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
         wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
         return;
     }
-    for (size_t i = 0; i < org->n_installs; i++) {
-        const struct wl_install *in = org->installs[i];
-        ids[i] = (char *)in->id;
-        if (!in->counting)
-            continue;
-        for (uint8_t f = 0; f < in->n_features; f++) {
-            size_t k;
-            for (k = 0; k < n_features && features[k] != in->features[f]; k++)
-                ;
-            if (k == n_features && n_features < sizeof features / sizeof features[0])
-                features[n_features++] = in->features[f];
-        }
+    for (size_t i = 0; i < org->n_installs; i++)
+        ids[i] = (char *)org->installs[i]->id;
+    for (uint16_t i = 0; i < org->n_feats; i++) {
+        if (org->feats[i].n > 0 && n_features < sizeof features / sizeof features[0])
+            features[n_features++] = org->feats[i].s;
     }
+    qsort(features, n_features, sizeof *features, str_cmp);
     if (org->rules.states != NULL && rs != NULL) {
         for (size_t i = 0; i < rs->n; i++) {
             const struct wl_rule_state *s = &org->rules.states[i];
@@ -883,6 +914,8 @@ void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
 
 static void org_destroy(struct wl_org *org)
 {
+    free(org->feats);
+    free(org->eds);
     free(org->installs);
     free(org->versions);
     free(org->editions);

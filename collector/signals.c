@@ -9,7 +9,6 @@
 #include "storage/keys.h"
 
 #define MAX_TERMS 16
-#define MAX_SIGNAL_INSTALLS 100
 
 static const char META_SIGNAL_SEQ[] = "signal_seq";
 
@@ -84,9 +83,10 @@ static void put_signal(struct wl_signals *sg, const struct wl_rule *r,
     rec.fired_at = cause->at;
     rec.n_terms = n_terms;
     rec.terms = term_ptrs;
+    const char *ids[WL_SIGNAL_INSTALLS_MAX];
     rec.n_install_ids =
-        cause->n_installs < MAX_SIGNAL_INSTALLS ? cause->n_installs : MAX_SIGNAL_INSTALLS;
-    rec.install_ids = (char **)cause->install_ids;
+        cause->installs ? cause->installs(cause->installs_ctx, ids, WL_SIGNAL_INSTALLS_MAX) : 0;
+    rec.install_ids = (char **)ids;
     rec.ingest_seq = cause->ingest_seq;
 
     size_t n = warmline__store__v1__signal__get_packed_size(&rec);

@@ -34,14 +34,18 @@ int wl_signals_init(struct wl_signals *sg, struct wl_store *store, const struct 
                     uint64_t half_life_ms, char *err, size_t errlen);
 void wl_signals_free(struct wl_signals *sg);
 
-/* What fired is explained by the organization's counting installs. */
+/* A signal names at most this many of its organization's installs. */
+#define WL_SIGNAL_INSTALLS_MAX 100
+
+/* What fired is explained by the organization's counting installs: asked
+ * for only when something fires (an organization may have thousands). */
 struct wl_signal_cause {
     const uint8_t *org;
     size_t org_len;
     int64_t at;                   /* event time, unix ms */
     uint64_t ingest_seq;          /* the ping that caused it, 0 for a timer */
-    const char *const *install_ids;
-    size_t n_installs;
+    size_t (*installs)(void *ctx, const char **out, size_t max); /* fills out, returns n */
+    void *installs_ctx;
 };
 
 /* Steps every rule for one organization; returns how many fired. With
