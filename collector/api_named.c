@@ -182,7 +182,8 @@ static int parse_table(struct wl_api *api, char *body, size_t len, struct entry 
     }
     if (k < 0)
         goto bad;
-    qsort(v, n, sizeof *v, by_key);
+    if (n > 1) /* v is NULL for a header alone: qsort(NULL, 0) is undefined */
+        qsort(v, n, sizeof *v, by_key);
     for (size_t i = 1; i < n; i++) {
         if (memcmp(v[i].key, v[i - 1].key, WL_ORG_KEY_BYTES) == 0) {
             snprintf(err, errlen, "line %u: domain '%.64s' is already on line %u", v[i].line,
@@ -362,7 +363,8 @@ enum MHD_Result wl_api_named_list(struct wl_req *rq)
     if (rc == 0)
         rc = wl_iter_status(it, err, sizeof err);
     wl_iter_free(it);
-    qsort(v, n, sizeof *v, by_domain);
+    if (n > 1) /* v is NULL when there are none: qsort(NULL, 0) is undefined */
+        qsort(v, n, sizeof *v, by_domain);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
         if (list != NULL && json_array_append_new(list, v[i]) != 0)
