@@ -243,6 +243,12 @@ close_loop:
     wl_retention_stop(srv->retention);
     srv->retention = NULL;
     wl_api_set_writer(srv->api, NULL);
+    /* Jobs the writer finished after the loop ended go back to their
+     * connections, which free themselves once nothing is in flight. */
+    if (srv->ing.writer != NULL) {
+        wl_writer_join(srv->ing.writer);
+        on_jobs_done(&srv->done_async);
+    }
     wl_writer_stop(srv->ing.writer);
     srv->ing.writer = NULL;
     wl_sinks_stop(srv->sinks);

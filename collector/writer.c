@@ -25,6 +25,7 @@ struct wl_writer {
     struct wl_job *done_head, *done_tail;
     uint64_t queued_pings;
     int stopping;
+    int joined;              /* the thread has ended */
 
     /* writer thread only */
     const struct wl_config *cfg;
@@ -601,15 +602,23 @@ fail:
     return rc;
 }
 
-void wl_writer_stop(struct wl_writer *w)
+void wl_writer_join(struct wl_writer *w)
 {
-    if (w == NULL)
+    if (w == NULL || w->joined)
         return;
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    w->joined = 1;
+}
+
+void wl_writer_stop(struct wl_writer *w)
+{
+    if (w == NULL)
+        return;
+    wl_writer_join(w);
     for (struct wl_job *job = wl_writer_take_done(w), *next; job != NULL; job = next) {
         next = job->next;
         wl_job_free(job);

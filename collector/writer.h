@@ -75,8 +75,12 @@ struct wl_job *wl_writer_take_done(struct wl_writer *w);
 /* Pings queued and not yet committed. */
 uint64_t wl_writer_queued_pings(struct wl_writer *w);
 
-/* Commits everything queued, stops the thread, frees the state. Finished
- * jobs not yet taken are freed. */
+/* Commits everything queued and stops the thread; the finished jobs stay
+ * for wl_writer_take_done. */
+void wl_writer_join(struct wl_writer *w);
+
+/* wl_writer_join, then frees the state. Finished jobs not yet taken are
+ * freed. */
 void wl_writer_stop(struct wl_writer *w);
 
 /* Builds a job with a sample of input cut to the configured size. */
