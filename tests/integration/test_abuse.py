@@ -26,7 +26,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import (IO_TIMEOUT, LOCALHOST, CollectorCase, TcpClient, encode_varint,
+from harness import (BUILD_DIR, IO_TIMEOUT, LOCALHOST, CollectorCase, TcpClient, encode_varint,
                      envelope_bytes, frame, make_ping, pb, wait_until)
 
 OTHER = "127.0.0.2"  # a second loopback address: another source for the limits
@@ -274,6 +274,12 @@ class SlowClients(CollectorCase):
         c.stop()
 
 
+def sanitized_build():
+    """True when the collector under test was built with AddressSanitizer."""
+    with open(os.path.join(BUILD_DIR, "warmline-collector"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class MemoryUnderFlood(CollectorCase):
     """100 connections stream maximal frames without reading a single ack,
     while a well-behaved client sends batches and waits for each ack.
@@ -358,10 +364,26 @@ class MemoryUnderFlood(CollectorCase):
             cl.close()
 
     def test_peak_memory_is_bounded(self):
-        c = self.collector({"max_frame_bytes": "%dB" % self.MAX_FRAME,
-                            "max_inflight_frames": self.INFLIGHT,
-                            "writer_queue_pings": self.QUEUE_PINGS,
-                            "max_connections": 256, "idle_timeout_ms": "120s"})
+        # Under AddressSanitizer (make sanitize) freed memory waits in a
+        # quarantine (256 MiB by default), every allocation has redzones and
+        # shadow memory, and everything runs several times slower: the
+        # quarantine is kept small, the bound gets ASan's overhead on top,
+        # and the well-behaved client is expected to get fewer acks. The
+        # bound as written is what the normal build is held to.
+        asan = sanitized_build()
+        saved = os.environ.get("ASAN_OPTIONS")
+        if asan:
+            os.environ["ASAN_OPTIONS"] = ((saved + ":") if saved else "") + "quarantine_size_mb=8"
+        try:
+            c = self.collector({"max_frame_bytes": "%dB" % self.MAX_FRAME,
+                                "max_inflight_frames": self.INFLIGHT,
+                                "writer_queue_pings": self.QUEUE_PINGS,
+                                "max_connections": 256, "idle_timeout_ms": "120s"})
+        finally:
+            if asan and saved is None:
+                del os.environ["ASAN_OPTIONS"]
+            elif asan:
+                os.environ["ASAN_OPTIONS"] = saved
         pid = c.pid
         # Warm up: every flood frame once, acked, so that the pings are
         # stored and the installs known before the flood (the flood is then
@@ -413,8 +435,8 @@ class MemoryUnderFlood(CollectorCase):
         errors = [r for r in polite if r[0] == "error" or
                   r[1] not in (pb.Ack.OK, pb.Ack.RETRY_LATER)]
         self.assertFalse(errors, "the well-behaved client failed: %s" % errors[:5])
-        self.assertGreaterEqual(len(polite), 10, "the well-behaved client got few acks: %s"
-                                % polite)
+        self.assertGreaterEqual(len(polite), 3 if asan else 10,
+                                "the well-behaved client got few acks: %s" % polite)
         worst = max(r[2] for r in polite)
         self.assertLess(worst, 10.0, "an ack took %.1fs" % worst)
         ok = [r[0] for r in polite if r[1] == pb.Ack.OK]
@@ -434,6 +456,8 @@ class MemoryUnderFlood(CollectorCase):
         # The allocator keeps some freed memory in its arenas: allow as much
         # again.
         allowed = baseline + 2 * bound
+        if asan:  # redzones, shadow (1/8) and the 8 MiB quarantine
+            allowed = baseline + 4 * bound + 8 * 1024
         report = ("baseline VmRSS %d KiB; peak VmHWM %d KiB under maximal frames (%.1f MiB "
                   "sent on %d connections in %.0fs); derived bound %d KiB over the "
                   "baseline, allowed %d KiB; RSS samples %s; well-behaved client: %d acks "
