@@ -797,7 +797,8 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
         if (org->feats[i].n > 0 && n_features < sizeof features / sizeof features[0])
             features[n_features++] = org->feats[i].s;
     }
-    qsort(features, n_features, sizeof *features, str_cmp);
+    if (n_features > 1)
+        qsort(features, n_features, sizeof *features, str_cmp);
     if (org->rules.states != NULL && rs != NULL) {
         for (size_t i = 0; i < rs->n; i++) {
             const struct wl_rule_state *s = &org->rules.states[i];
@@ -881,7 +882,8 @@ static void **sorted_dirty(struct wl_state *st, void *head, size_t next_off, siz
         }
         st->sort_buf[k++] = e;
     }
-    qsort(st->sort_buf, k, sizeof *st->sort_buf, cmp);
+    if (k > 1) /* sort_buf is NULL until the first dirty record */
+        qsort(st->sort_buf, k, sizeof *st->sort_buf, cmp);
     *n = k;
     return st->sort_buf;
 }

@@ -392,7 +392,8 @@ static int write_rows(struct run *r, const struct wl_export_ctx *ctx, char *err,
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    memcpy(r->header, rows.buf.p, rows.buf.len);
+    if (rows.buf.len > 0) /* JSON rows have no header: p may be NULL */
+        memcpy(r->header, rows.buf.p, rows.buf.len);
     r->header_len = rows.buf.len;
     wl_rows_take(&rows);
     r->next_first = r->first;
@@ -419,7 +420,8 @@ static int write_rows(struct run *r, const struct wl_export_ctx *ctx, char *err,
                 goto done;
             if (!r->dry)
                 crash_point("WL_EXPORT_CRASH_AFTER_FILES", r->n_files, src, ctx->store);
-            memmove(rows.buf.p, rows.buf.p + mark, rows.buf.len - mark);
+            if (mark < rows.buf.len) /* a dry run formats nothing: p may be NULL */
+                memmove(rows.buf.p, rows.buf.p + mark, rows.buf.len - mark);
             rows.buf.len -= mark;
         }
         if (!r->open && (rc = open_file(r, err, errlen)) != 0)

@@ -728,7 +728,7 @@ def have_cli():
     return os.access(CLI_BIN, os.X_OK)
 
 
-def dump(table, data_dir, timeout=30):
+def dump(table, data_dir, timeout=120):
     """`warmline dump TABLE --data-dir DIR` as a list of dicts (one per JSON
     line). Works beside a running collector."""
     if table not in DUMP_TABLES:

@@ -217,8 +217,10 @@ static uint8_t *normalize(enum wl_cf cf, const char *v, size_t vlen, size_t *out
     if (cf == WL_CF_ORGS) {
         org_rec *o = warmline__store__v1__org_state__unpack(NULL, vlen, (const uint8_t *)v);
         assert_non_null(o);
-        qsort(o->install_ids, o->n_install_ids, sizeof *o->install_ids, cmp_str);
-        qsort(o->features, o->n_features, sizeof *o->features, cmp_str);
+        if (o->n_install_ids > 1)
+            qsort(o->install_ids, o->n_install_ids, sizeof *o->install_ids, cmp_str);
+        if (o->n_features > 1)
+            qsort(o->features, o->n_features, sizeof *o->features, cmp_str);
         *out_len = warmline__store__v1__org_state__get_packed_size(o);
         out = malloc(*out_len + 1);
         warmline__store__v1__org_state__pack(o, out);
@@ -226,7 +228,8 @@ static uint8_t *normalize(enum wl_cf cf, const char *v, size_t vlen, size_t *out
     } else if (cf == WL_CF_SIGNALS) {
         signal_rec *g = warmline__store__v1__signal__unpack(NULL, vlen, (const uint8_t *)v);
         assert_non_null(g);
-        qsort(g->install_ids, g->n_install_ids, sizeof *g->install_ids, cmp_str);
+        if (g->n_install_ids > 1)
+            qsort(g->install_ids, g->n_install_ids, sizeof *g->install_ids, cmp_str);
         *out_len = warmline__store__v1__signal__get_packed_size(g);
         out = malloc(*out_len + 1);
         warmline__store__v1__signal__pack(g, out);
