@@ -777,8 +777,11 @@ static int str_cmp(const void *a, const void *b)
 static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     wl_org_rec rec = WARMLINE__STORE__V1__ORG_STATE__INIT;
-    size_t cap = org->n_installs ? org->n_installs : 1;
-    char *ids[cap];
+    /* A record that lists every install of an organization with 100,000
+     * would cost megabytes per write: it lists the first few. */
+    size_t n_ids = org->n_installs < WL_ORG_INSTALL_IDS_MAX ? org->n_installs
+                                                            : WL_ORG_INSTALL_IDS_MAX;
+    char *ids[WL_ORG_INSTALL_IDS_MAX];
     const char *features[WL_FEATURES_MAX * 4];
     size_t n_features = 0;
     const struct wl_ruleset *rs = st->opts.rules;
@@ -791,7 +794,7 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
         wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
         return;
     }
-    for (size_t i = 0; i < org->n_installs; i++)
+    for (size_t i = 0; i < n_ids; i++)
         ids[i] = (char *)org->installs[i]->id;
     for (uint16_t i = 0; i < org->n_feats; i++) {
         if (org->feats[i].n > 0 && n_features < sizeof features / sizeof features[0])
@@ -816,8 +819,9 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     }
     rec.org.data = org->id;
     rec.org.len = org->id_len;
-    rec.n_install_ids = org->n_installs;
+    rec.n_install_ids = n_ids;
     rec.install_ids = ids;
+    rec.installs_total = (uint32_t)org->n_installs;
     rec.first_seen = org->first_seen;
     rec.last_seen = org->last_seen;
     rec.n_totals = WL_N_COUNTS;

@@ -27,6 +27,15 @@ struct wl_state_opts {
 
 enum wl_apply { WL_APPLY_ACCEPTED = 0, WL_APPLY_DUPLICATE = 1 };
 
+/* An OrgState record lists at most this many install ids (installs_total
+ * says how many there are). */
+#define WL_ORG_INSTALL_IDS_MAX 1000
+
+/* An organization record's install count, whichever version wrote it. */
+#define WL_ORG_INSTALLS_TOTAL(rec)                                                         \
+    ((rec)->installs_total > (rec)->n_install_ids ? (size_t)(rec)->installs_total           \
+                                                  : (rec)->n_install_ids)
+
 /* Rebuilds the state from the installs and orgs column families and meta,
  * then replays the pings stored after the state was last flushed (see
  * wl_state_flush): the state is then exact for every stored ping, and what

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "aggregate.h"
 #include "api_http.h"
 #include "api_records.h"
 #include "orgkey.h"
@@ -122,7 +123,7 @@ static json_t *hot_account_json(struct wl_api *api, const struct wl_snapshot *sn
     wl_json_put(o, "org", wl_json_org(org, org_len), &bad);
     wl_json_put(o, "score", json_real(score), &bad);
     wl_json_put(o, "named", named, &bad);
-    wl_json_put(o, "installs", json_integer((json_int_t)st->n_install_ids), &bad);
+    wl_json_put(o, "installs", json_integer((json_int_t)WL_ORG_INSTALLS_TOTAL(st)), &bad);
     wl_json_put(o, "installs_counting", json_integer(st->installs_counting), &bad);
     wl_json_put_activity(o, st, 0, &bad);
     wl_json_put(o, "reasons", reasons_json(sigs, now, api->cfg->score_half_life_ms), &bad);

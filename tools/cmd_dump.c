@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "collector/aggregate.h"
 #include "collector/ping_json.h"
 #include "collector/signal_json.h"
 #include "records.pb-c.h"
@@ -121,6 +122,7 @@ static int org_record(const uint8_t *val, size_t vlen, json_t *o)
             rc = -ENOMEM;
     }
     put(o, "install_ids", ids, &rc);
+    put(o, "installs_total", json_integer((json_int_t)WL_ORG_INSTALLS_TOTAL(r)), &rc);
     put(o, "first_seen", json_integer(r->first_seen), &rc);
     put(o, "last_seen", json_integer(r->last_seen), &rc);
     /* totals[] follows WL_COUNT_FIELDS; a newer collector may have more. */
@@ -237,7 +239,8 @@ void wl_usage_dump(FILE *out)
             "  pings       ingest_seq, received_at, org, then every ping field\n"
             "  installs    install_id, org, last_seq, first_seen, last_seen,\n"
             "              last_ingest_seq, last_ping {every ping field}\n"
-            "  orgs        org, install_ids, first_seen, last_seen, totals {count: sum\n"
+            "  orgs        org, install_ids (the first 1000), installs_total, first_seen,\n"
+            "              last_seen, totals {count: sum\n"
             "              over counting installs}, installs_counting, versions,\n"
             "              editions, features, signals, score_log2, day, updated_at\n"
             "  signals     id, org, rule, description, weight, fired_at, fired_at_iso,\n"

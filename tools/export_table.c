@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "collector/aggregate.h"
 #include "collector/ping_json.h"
 #include "collector/rules.h"
 #include "collector/signal_json.h"
@@ -673,7 +674,7 @@ static void account_row(const struct wl_export_ctx *ctx, const char *key, size_t
     wl_rows_i64(r, ctx->as_of);
     org_cell(r, (const uint8_t *)key, klen);
     wl_rows_str_array(r, o->install_ids, o->n_install_ids);
-    wl_rows_u64(r, o->n_install_ids);
+    wl_rows_u64(r, WL_ORG_INSTALLS_TOTAL(o));
     wl_rows_u64(r, o->installs_counting);
     wl_rows_i64(r, o->first_seen);
     wl_rows_i64(r, o->last_seen);

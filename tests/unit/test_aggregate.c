@@ -805,6 +805,34 @@ static void test_ttl_with_unordered_event_times(void **state)
     assert_true(expired > 100 && expired < N / 3); /* both sides are tested */
 }
 
+/* An organization's record lists its first WL_ORG_INSTALL_IDS_MAX installs
+ * and counts them all: a record must not grow with a huge organization. */
+static void test_large_org_record_is_capped(void **state)
+{
+    struct fx *f = *state;
+    size_t n = WL_ORG_INSTALL_IDS_MAX + 5;
+    struct tping *pings = calloc(n, sizeof *pings);
+    struct tping **ptrs = calloc(n, sizeof *ptrs);
+    assert_non_null(pings);
+    assert_non_null(ptrs);
+    for (size_t i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "big-%05zu", i);
+        tping_init(&pings[i], id, 0x42, 1, 1);
+        ptrs[i] = &pings[i];
+    }
+    group(f, ptrs, n, 1000, NULL);
+    org_rec *o = get_org(f, 0x42, "big-00000");
+    assert_non_null(o);
+    assert_int_equal(o->n_install_ids, WL_ORG_INSTALL_IDS_MAX);
+    assert_int_equal(o->installs_total, n);
+    assert_int_equal(WL_ORG_INSTALLS_TOTAL(o), n);
+    assert_int_equal(o->installs_counting, n);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    free(ptrs);
+    free(pings);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -822,6 +850,7 @@ int main(void)
         T(test_restart_does_not_change_org_record),
         T(test_reload_corrupt_install),
         T(test_ttl_with_unordered_event_times),
+        T(test_large_org_record_is_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
