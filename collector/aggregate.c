@@ -556,10 +556,10 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
 }
 
 /* An organization whose last install moved away ends: its day is written,
- * its rank entry goes, its record goes at the next flush (put_org); should an install come back
- * first, it starts again from nothing, as a new organization does. So the
- * state does not depend on when flushes happen, and a replay computes
- * what the live writer did. */
+ * its rank entry goes, its record goes at the next flush (put_org); should
+ * an install come back first, it starts again from nothing, as a new
+ * organization does. So the state does not depend on when flushes happen,
+ * and a replay computes what the live writer did. */
 static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     if (org->day_dirty) /* its day (touched by the move) ends: with no installs */

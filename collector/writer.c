@@ -50,9 +50,10 @@ struct wl_writer {
 
 /* The state records (installs, organizations, current days) are written
  * with a group when nothing new was queued while it was applied; under a
- * backlog, at most this long and this many changed installs apart. In between, a group writes only
- * its raw pings, signals and sequences: one sequential put per ping. A
- * crash replays what the records lack from the pings (wl_state_load). */
+ * backlog, at most this long and this many changed installs apart. In
+ * between, a group writes only its raw pings, signals and sequences: one
+ * sequential put per ping. A crash replays what the records lack from the
+ * pings (wl_state_load). */
 #define STATE_FLUSH_MS 2000
 #define STATE_FLUSH_INSTALLS 100000
 
