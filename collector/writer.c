@@ -54,7 +54,7 @@ struct wl_writer {
  * between, a group writes only its raw pings, signals and sequences: one
  * sequential put per ping. A crash replays what the records lack from the
  * pings (wl_state_load). */
-#define STATE_FLUSH_MS 2000
+#define STATE_FLUSH_MS 500
 #define STATE_FLUSH_INSTALLS 100000
 
 /* Connections whose frames must not land until the client resends. */
