@@ -555,6 +555,16 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
         st->group_last_signal = st->signals.seq;
 }
 
+/* Takes the organization out of the rank index, where its signals put it. */
+static void rank_delete(const struct wl_org *org, struct wl_batch *batch)
+{
+    if (org->rules.n_signals > 0) {
+        uint8_t key[8 + WL_ORG_ID_MAX];
+        size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
+        wl_batch_delete(batch, WL_CF_RANK, key, klen);
+    }
+}
+
 /* An organization whose last install moved away ends: its day is written,
  * its rank entry goes, its record goes at the next flush (put_org); should
  * an install come back first, it starts again from nothing, as a new
@@ -564,12 +574,8 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
 {
     if (org->day_dirty) /* its day (touched by the move) ends: with no installs */
         put_daily(st, org, batch);
-    if (org->rules.n_signals > 0) {
-        uint8_t key[8 + WL_ORG_ID_MAX];
-        size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
-        if (!st->replaying)
-            wl_batch_delete(batch, WL_CF_RANK, key, klen);
-    }
+    if (!st->replaying) /* replaying, the delete is stored already */
+        rank_delete(org, batch);
     wl_org_rules_free(&org->rules);
     memset(&org->rules, 0, sizeof org->rules);
     org->rules.score_log2 = WL_SCORE_NONE;
@@ -1030,11 +1036,7 @@ static void org_forget(struct wl_state *st, struct wl_org *org, struct wl_batch 
 {
     wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
     out->org_records++;
-    if (org->rules.n_signals > 0) {
-        uint8_t key[8 + WL_ORG_ID_MAX];
-        size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
-        wl_batch_delete(batch, WL_CF_RANK, key, klen);
-    }
+    rank_delete(org, batch);
     HASH_DEL(st->orgs, org);
     st->n_orgs--;
     org_destroy(org);
