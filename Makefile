@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 CONFIG ?= collector/warmline.ini
 JOBS ?= $(shell nproc)
 
-.PHONY: all bootstrap build run test sanitize fuzz ci clean
+.PHONY: all bootstrap build run test check sanitize fuzz clean
 
 all: build
 
@@ -21,7 +21,15 @@ run: build
 	@[ -s var/org_salt ] || (umask 077 && head -c 32 /dev/urandom > var/org_salt && echo "make: created var/org_salt")
 	$(BUILD)/warmline-collector --config $(CONFIG)
 
-test: build
+# The README's test command, and what CI runs (.ci/run): the suite, the
+# suite under sanitizers, then every fuzz target for a minute.
+test:
+	$(MAKE) check
+	$(MAKE) sanitize
+	$(MAKE) fuzz FUZZ_SECONDS=60
+
+# The suite alone: unit, integration and fuzz-corpus replays through ctest.
+check: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # Every test again on a build with AddressSanitizer, UBSan and LeakSanitizer
@@ -40,13 +48,6 @@ fuzz: bootstrap
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWL_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
 	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
-
-# What CI runs (.ci/run): the suite, the suite under sanitizers, then
-# every fuzz target for a minute.
-ci:
-	$(MAKE) test
-	$(MAKE) sanitize
-	$(MAKE) fuzz FUZZ_SECONDS=60
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-fuzz

@@ -158,7 +158,7 @@ class Client(threading.Thread):
         self.rng = rng
         self.next_batch = n * 10**9 + 1
         self.frames = []                          # every frame made, in order
-        self.todo = collections.deque()           # to (re)send, in order
+        self.to_send = collections.deque()           # to (re)send, in order
         self.resends = 0
         self.retry_later = 0
         self.connections = 0
@@ -199,8 +199,8 @@ class Client(threading.Thread):
                     with self.shared.cond:
                         finishing = self.shared.finishing
                     while len(inflight) < WINDOW:
-                        if self.todo:
-                            f = self.todo.popleft()
+                        if self.to_send:
+                            f = self.to_send.popleft()
                             self.resends += 1
                         elif not finishing:
                             f = self.make_frame()
@@ -236,13 +236,13 @@ class Client(threading.Thread):
                             if a.status == pb.Ack.OK:
                                 raise AssertionError("OK after a RETRY_LATER on one connection")
                             redo.append(g)
-                        self.todo.extendleft(reversed(redo))
+                        self.to_send.extendleft(reversed(redo))
                     else:
                         raise AssertionError("unexpected ack status %s for a valid frame: %r"
                                              % (pb.Ack.Status.Name(ack.status), ack.message))
             except (OSError, EOFError):
                 # The collector died: every frame without an OK goes again.
-                self.todo.extendleft(reversed(list(inflight)))
+                self.to_send.extendleft(reversed(list(inflight)))
             finally:
                 sock.close()
             if done:
