@@ -142,6 +142,7 @@ static void *retention_main(void *arg)
 {
     struct wl_retention *r = arg;
 
+    pthread_setname_np(pthread_self(), "wl-retention"); /* for top -H, perf, gdb */
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         pthread_mutex_unlock(&r->mu);

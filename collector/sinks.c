@@ -673,6 +673,7 @@ static void *sinks_main(void *arg)
 {
     struct wl_sinks *s = arg;
 
+    pthread_setname_np(pthread_self(), "wl-sinks"); /* for top -H, perf, gdb */
     for (;;) {
         pthread_mutex_lock(&s->mu);
         uint64_t seen = s->notified;

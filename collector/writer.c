@@ -475,6 +475,7 @@ static void *writer_main(void *arg)
 {
     struct wl_writer *w = arg;
 
+    pthread_setname_np(pthread_self(), "wl-writer"); /* for top -H, perf, gdb */
     wl_store_thread_init();
     for (;;) {
         pthread_mutex_lock(&w->mu);
