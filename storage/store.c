@@ -183,6 +183,30 @@ static void db_close(struct wl_store *s)
     s->db = NULL;
 }
 
+/* Raw pings are written once on sequential keys and only read in ranges
+ * (export, retention, forget, replay): zstd over 256 KiB blocks finds what
+ * repeats between pings (org keys, versions, feature names, the field
+ * layout) and stores a compacted ping in about 76 bytes, where LZ4 over
+ * 4 KiB blocks took 130 (bench/RESULTS.md). Installs, organizations and
+ * days are rewritten all the time, by random keys: their young levels,
+ * which compaction soon rewrites anyway, are not compressed at all (the
+ * CPU goes to ingest); their last level is, with LZ4. Signals are written
+ * once, like pings, and keep the default (Snappy at every level). */
+static void set_cf_options(struct wl_store *s)
+{
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_size(t, 256 << 10);
+    rocksdb_options_set_block_based_table_factory(s->cf_opts[WL_CF_PINGS], t); /* copies t */
+    rocksdb_block_based_options_destroy(t);
+    rocksdb_options_set_compression(s->cf_opts[WL_CF_PINGS], rocksdb_zstd_compression);
+    static const enum wl_cf rewritten[] = {WL_CF_INSTALLS, WL_CF_ORGS, WL_CF_DAILY};
+    for (size_t i = 0; i < sizeof rewritten / sizeof rewritten[0]; i++) {
+        rocksdb_options_set_compression(s->cf_opts[rewritten[i]], rocksdb_no_compression);
+        rocksdb_options_set_bottommost_compression(s->cf_opts[rewritten[i]],
+                                                   rocksdb_lz4_compression);
+    }
+}
+
 int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **out, char *err,
                   size_t errlen)
 {
@@ -241,8 +265,7 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
     }
     for (int i = 0; i < WL_CF_COUNT; i++)
         s->cf_opts[i] = rocksdb_options_create_copy(s->opts);
-    /* Raw pings are written once on sequential keys and read in ranges. */
-    rocksdb_options_set_compression(s->cf_opts[WL_CF_PINGS], rocksdb_lz4_compression);
+    set_cf_options(s);
 
     if (mode == WL_STORE_PRIMARY) {
         if ((rc = make_dirs(dir)) != 0) {
