@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/time.h>
 
 #include "log.h"
@@ -77,9 +78,14 @@ static uint64_t job_units(const struct wl_job *job)
     return job->batch != NULL && job->batch->n_pings > 0 ? job->batch->n_pings : 1;
 }
 
-void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job)
+void wl_ingest_hold(struct wl_ingest *ing, const struct wl_job *job)
 {
     ing->held += job_units(job);
+}
+
+void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job)
+{
+    wl_ingest_hold(ing, job);
     wl_writer_submit(ing->writer, job);
 }
 
@@ -100,7 +106,10 @@ struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, siz
     gettimeofday(&tv, NULL);
     job->received_at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     job->transport = transport;
-    wl_format_addr(peer, job->peer, sizeof job->peer);
+    if (peer != NULL && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
+        memcpy(&job->peer_addr, peer,
+               peer->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                          : sizeof(struct sockaddr_in6));
     job->rejected = wl_envelope_decode(&ing->decoder, buf, len, &job->batch, &job->batch_id,
                                        &job->ping_rejects);
     enum wl_transport t = wl_transport_of(transport);

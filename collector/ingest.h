@@ -23,6 +23,9 @@ struct wl_ingest {
     int udp_on, tcp_on;
     uint8_t *udp_buf;           /* one recvmmsg buffer, reused */
     size_t udp_buf_len;
+    struct wl_job *udp_first, *udp_last; /* datagrams' jobs not yet submitted: the
+                                            writer gets each recvmmsg run at once */
+    uv_check_t udp_check;       /* submits them after each loop iteration's I/O */
 
     struct wl_conn *conns;      /* every open connection, doubly linked */
     uint64_t next_conn_id;
@@ -56,6 +59,9 @@ int wl_ingest_limited(const struct wl_ingest *ing, const struct sockaddr *peer,
  * answered RETRY_LATER: decoded pings in memory stay bounded even when the
  * loop falls behind freeing finished jobs. */
 void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job);
+/* Counts what a job holds, as wl_ingest_submit does, for a job submitted
+ * later with others (wl_writer_submit_list). */
+void wl_ingest_hold(struct wl_ingest *ing, const struct wl_job *job);
 void wl_ingest_release(struct wl_ingest *ing, const struct wl_job *job);
 
 /* Decodes one envelope from bytes and builds the writer job for it

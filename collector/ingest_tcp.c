@@ -53,6 +53,7 @@ struct wl_conn {
     uint64_t id;
     int closing;           /* uv_close called (or about to be, after shutdown) */
     int closed;            /* the handle is closed; free when inflight reaches 0 */
+    struct sockaddr_storage peer_addr;
     char peer[64];
 };
 
@@ -219,14 +220,10 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
 {
     struct wl_ingest *ing = c->ing;
     struct wl_job *job;
-    struct sockaddr_storage peer;
-    int plen = sizeof peer;
 
     wl_count(WL_M_tcp_frames, 1);
     wl_count_t(WL_TRANSPORT_TCP, WL_T_envelopes_received, 1);
-    if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen) != 0)
-        memset(&peer, 0, sizeof peer);
-    job = wl_ingest_make_job(ing, frame, len, "tcp", (struct sockaddr *)&peer);
+    job = wl_ingest_make_job(ing, frame, len, "tcp", (struct sockaddr *)&c->peer_addr);
     if (job == NULL)
         return;
     if (job->batch != NULL && (c->refusing || ing->held > ing->cfg->writer_queue_pings)) {
@@ -390,6 +387,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&peer, &plen) != 0)
         memset(&peer, 0, sizeof peer);
+    c->peer_addr = peer;
     wl_format_addr((struct sockaddr *)&peer, c->peer, sizeof c->peer);
     if (ing->n_conns > ing->cfg->max_connections || ing->draining) {
         wl_count(WL_M_tcp_refused, 1);

@@ -19,6 +19,33 @@ static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)ing->udp_buf, (unsigned)ing->udp_buf_len);
 }
 
+/* A run of datagrams goes to the writer at once: one lock and one wake for
+ * up to UDP_MMSG_COUNT jobs, not one each (on one core, each wake could
+ * hand the CPU to the writer for a single ping). libuv ends every recvmmsg
+ * run with a call that has no address; the check handle, which runs after
+ * each loop iteration's I/O, is there for any other path. */
+static void udp_submit_pending(struct wl_ingest *ing)
+{
+    struct wl_job *job = ing->udp_first, *last = ing->udp_last, *next;
+
+    if (job == NULL)
+        return;
+    ing->udp_first = ing->udp_last = NULL;
+    if (ing->writer != NULL) {
+        wl_writer_submit_list(ing->writer, job, last);
+        return;
+    }
+    for (; job != NULL; job = next) { /* no writer (an aborted start): nothing to store */
+        next = job->next;
+        wl_udp_job_done(ing, job);
+    }
+}
+
+static void udp_check(uv_check_t *h)
+{
+    udp_submit_pending(h->data);
+}
+
 static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                      unsigned flags)
 {
@@ -27,8 +54,10 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 
     /* nread == 0 with no address: the kernel had nothing more (or the end of
      * an mmsg run); the buffer is ours and reused, nothing to free. */
-    if (nread == 0 && addr == NULL)
+    if (nread == 0 && addr == NULL) {
+        udp_submit_pending(ing);
         return;
+    }
     if (nread < 0) {
         wl_warn("udp_recv_error", "error=%s", uv_strerror((int)nread));
         return;
@@ -57,8 +86,15 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     }
     struct wl_job *job =
         wl_ingest_make_job(ing, (const uint8_t *)buf->base, (size_t)nread, "udp", addr);
-    if (job != NULL)
-        wl_ingest_submit(ing, job);
+    if (job == NULL)
+        return;
+    wl_ingest_hold(ing, job);
+    job->next = NULL;
+    if (ing->udp_last != NULL)
+        ing->udp_last->next = job;
+    else
+        ing->udp_first = job;
+    ing->udp_last = job;
 }
 
 void wl_udp_job_done(struct wl_ingest *ing, struct wl_job *job)
@@ -108,6 +144,9 @@ int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
     }
     ing->udp.data = ing;
     ing->udp_on = 1;
+    uv_check_init(ing->loop, &ing->udp_check);
+    ing->udp_check.data = ing;
+    uv_check_start(&ing->udp_check, udp_check);
     if ((rc = uv_udp_bind(&ing->udp, (const struct sockaddr *)&ss, 0)) != 0) {
         snprintf(err, errlen, "cannot bind UDP %s: %s", ing->cfg->udp_listen, uv_strerror(rc));
         return rc;
@@ -128,6 +167,8 @@ void wl_udp_stop(struct wl_ingest *ing)
     if (ing->udp_on && !uv_is_closing((uv_handle_t *)&ing->udp)) {
         wl_metrics_set_udp_fd(-1);
         uv_udp_recv_stop(&ing->udp);
+        udp_submit_pending(ing);
         uv_close((uv_handle_t *)&ing->udp, NULL);
+        uv_close((uv_handle_t *)&ing->udp_check, NULL);
     }
 }

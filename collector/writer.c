@@ -13,6 +13,7 @@
 #include "aggregate.h"
 #include "envelope.h"
 #include "forget.h"
+#include "ingest.h"
 #include "log.h"
 #include "metrics.h"
 #include "quarantine.h"
@@ -104,6 +105,14 @@ void wl_job_free(struct wl_job *job)
     free(job);
 }
 
+const char *wl_job_peer(struct wl_job *job)
+{
+    if (job->peer[0] == '\0')
+        wl_format_addr(job->peer_addr.ss_family ? (struct sockaddr *)&job->peer_addr : NULL,
+                       job->peer, sizeof job->peer);
+    return job->peer;
+}
+
 void wl_job_message(const struct wl_job *job, char *buf, size_t len)
 {
     switch (job->status) {
@@ -131,19 +140,28 @@ static uint64_t job_pings(const struct wl_job *job)
     return job->batch ? job->batch->n_pings : 0;
 }
 
-void wl_writer_submit(struct wl_writer *w, struct wl_job *job)
+void wl_writer_submit_list(struct wl_writer *w, struct wl_job *first, struct wl_job *last)
 {
-    job->next = NULL;
+    uint64_t n = 0;
+    for (struct wl_job *job = first; job != NULL; job = job->next)
+        n += job_pings(job);
+    last->next = NULL;
     pthread_mutex_lock(&w->mu);
     if (w->tail)
-        w->tail->next = job;
+        w->tail->next = first;
     else
-        w->head = job;
-    w->tail = job;
-    w->queued_pings += job_pings(job);
+        w->head = first;
+    w->tail = last;
+    w->queued_pings += n;
     wl_gauge_set(WL_G_writer_queue_pings, w->queued_pings);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+}
+
+void wl_writer_submit(struct wl_writer *w, struct wl_job *job)
+{
+    job->next = NULL;
+    wl_writer_submit_list(w, job, job);
 }
 
 struct wl_job *wl_writer_take_done(struct wl_writer *w)
@@ -176,7 +194,7 @@ static void quarantine_ping(struct wl_writer *w, struct wl_job *job, const wl_pi
     }
     warmline__v1__ping__pack(p, w->ping_buf);
     size_t keep = n < w->cfg->quarantine_sample_bytes ? n : w->cfg->quarantine_sample_bytes;
-    if (wl_quarantine_add(&w->quarantine, w->batch, now, r, job->peer, job->transport,
+    if (wl_quarantine_add(&w->quarantine, w->batch, now, r, wl_job_peer(job), job->transport,
                           w->ping_buf, keep, n))
         wl_count(WL_M_quarantined, 1);
 }
@@ -219,7 +237,7 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
     if (job->rejected != WL_REJECT_NONE) {
         job->status = WL_ACK_REJECTED;
         if (job->sample != NULL &&
-            wl_quarantine_add(&w->quarantine, w->batch, now, job->rejected, job->peer,
+            wl_quarantine_add(&w->quarantine, w->batch, now, job->rejected, wl_job_peer(job),
                               job->transport, job->sample, job->sample_len, job->input_len))
             wl_count(WL_M_quarantined, 1);
         return;

@@ -11,6 +11,7 @@
 #define WL_WRITER_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -40,7 +41,8 @@ struct wl_job {
     uint8_t *sample;          /* rejected input to quarantine (owned), or NULL */
     size_t sample_len;
     size_t input_len;         /* length of the input the sample was cut from */
-    char peer[64];
+    struct sockaddr_storage peer_addr; /* the sender (family 0: none) */
+    char peer[64];            /* its text, made when first needed: wl_job_peer */
     const char *transport;    /* "udp" | "tcp" */
     struct wl_forget_req *forget; /* a forget (forget.h), not pings: applied alone, in
                                      its own write, and answered to its requester (the
@@ -68,6 +70,10 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
 
 /* Queues a job (any thread). The writer owns it until it comes back. */
 void wl_writer_submit(struct wl_writer *w, struct wl_job *job);
+/* Submits jobs first..last (linked by next) at once: one lock, one wake. */
+void wl_writer_submit_list(struct wl_writer *w, struct wl_job *first, struct wl_job *last);
+/* The sender as text ("1.2.3.4:5", "[::1]:5" or "-"), formatted on first use. */
+const char *wl_job_peer(struct wl_job *job);
 
 /* Takes every finished job, oldest first, as a list (any thread). */
 struct wl_job *wl_writer_take_done(struct wl_writer *w);
