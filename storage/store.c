@@ -47,10 +47,24 @@ struct wl_store {
     char secondary_dir[256];
 };
 
+/* An operation on an index column family (rank, org_signals: keys only),
+ * held back until the write. */
+struct deferred {
+    uint32_t off, n;  /* the key in keys; arrival order */
+    uint16_t len;
+    uint8_t cf, del;
+};
+
 struct wl_batch {
     rocksdb_writebatch_t *wb;
     struct wl_store *store;
+    struct deferred *dv;  /* index operations, in arrival order */
+    size_t dn, dcap;
+    uint8_t *keys;
+    size_t kused, kcap;
 };
+
+static void undefer(struct wl_batch *b);
 
 struct wl_iter {
     rocksdb_iterator_t *it;
@@ -205,23 +219,27 @@ static int set_cf_options(struct wl_store *s, char *err, size_t errlen)
         rocksdb_options_set_bottommost_compression(s->cf_opts[rewritten[i]],
                                                    rocksdb_lz4_compression);
     }
-    /* The writer flushes state records in key order. With an insert hint
-     * per first key byte, each memtable insert starts from where the last
-     * one of that byte went instead of from the top of the skiplist: 34% ->
-     * 27% of the writer's time in MemTable::Add (bench/RESULTS.md). The
-     * option has no C setter: it goes through an options string. */
-    for (size_t i = 0; i < sizeof rewritten / sizeof rewritten[0]; i++) {
+    /* The writer flushes state records in key order, and the index
+     * operations go into each WriteBatch in key order (undefer). With an
+     * insert hint per first key byte, each memtable insert starts from where
+     * the last one of that byte went instead of from the top of the
+     * skiplist: 34% -> 27% of the writer's time in MemTable::Add for the
+     * state alone (bench/RESULTS.md). The option has no C setter: it goes
+     * through an options string. */
+    static const enum wl_cf sorted[] = {WL_CF_INSTALLS, WL_CF_ORGS, WL_CF_DAILY, WL_CF_RANK,
+                                        WL_CF_ORG_SIGNALS};
+    for (size_t i = 0; i < sizeof sorted / sizeof sorted[0]; i++) {
         rocksdb_options_t *o = rocksdb_options_create();
         char *rerr = NULL;
         rocksdb_get_options_from_string(
-            s->cf_opts[rewritten[i]],
+            s->cf_opts[sorted[i]],
             "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1", o, &rerr);
         if (rerr != NULL) {
             rocksdb_options_destroy(o);
             return set_err(err, errlen, "RocksDB options", rerr);
         }
-        rocksdb_options_destroy(s->cf_opts[rewritten[i]]);
-        s->cf_opts[rewritten[i]] = o;
+        rocksdb_options_destroy(s->cf_opts[sorted[i]]);
+        s->cf_opts[sorted[i]] = o;
     }
     return 0;
 }
@@ -431,6 +449,7 @@ int wl_store_write(struct wl_store *s, struct wl_batch *b, int sync, char *err, 
         rc = -EROFS;
         goto done;
     }
+    undefer(b);
     rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts_async, b->wb, &rerr);
     if (rerr != NULL) {
         /* RocksDB refuses every later write (a background error): only a
@@ -536,9 +555,84 @@ struct wl_batch *wl_batch_new(struct wl_store *store)
     return b;
 }
 
+/* The index column families get their keys as the writer evaluates
+ * organizations: in random order. Held back and added to the WriteBatch in
+ * key order when it is written (operations on one key keep their order),
+ * each memtable insert starts from a hint (set_cf_options) instead of from
+ * the top of the skiplist. */
+static int deferred_cf(enum wl_cf cf)
+{
+    return cf == WL_CF_RANK || cf == WL_CF_ORG_SIGNALS;
+}
+
+static void defer(struct wl_batch *b, enum wl_cf cf, int del, const void *key, size_t klen)
+{
+    if (b->dn == b->dcap) {
+        size_t cap = b->dcap ? 2 * b->dcap : 256;
+        struct deferred *dv = realloc(b->dv, cap * sizeof *dv);
+        if (dv == NULL)
+            abort(); /* out of memory in the writer */
+        b->dv = dv;
+        b->dcap = cap;
+    }
+    if (b->kused + klen > b->kcap) {
+        size_t cap = b->kcap ? 2 * b->kcap : 8192;
+        while (cap < b->kused + klen)
+            cap *= 2;
+        uint8_t *keys = realloc(b->keys, cap);
+        if (keys == NULL)
+            abort();
+        b->keys = keys;
+        b->kcap = cap;
+    }
+    memcpy(b->keys + b->kused, key, klen);
+    b->dv[b->dn] = (struct deferred){.off = (uint32_t)b->kused, .n = (uint32_t)b->dn,
+                                     .len = (uint16_t)klen, .cf = (uint8_t)cf,
+                                     .del = (uint8_t)del};
+    b->kused += klen;
+    b->dn++;
+}
+
+static int deferred_cmp(const void *x, const void *y, void *keys)
+{
+    const struct deferred *a = x, *b = y;
+    if (a->cf != b->cf)
+        return a->cf < b->cf ? -1 : 1;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp((uint8_t *)keys + a->off, (uint8_t *)keys + b->off, n);
+    if (c != 0)
+        return c;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    return a->n < b->n ? -1 : a->n > b->n;
+}
+
+/* Moves the held-back operations into the WriteBatch, in key order: once,
+ * so that writing the batch again (after a reopen) writes them once. With
+ * the store's lock held for reading and the database open. */
+static void undefer(struct wl_batch *b)
+{
+    if (b->dn == 0)
+        return;
+    qsort_r(b->dv, b->dn, sizeof *b->dv, deferred_cmp, b->keys);
+    for (size_t i = 0; i < b->dn; i++) {
+        const struct deferred *d = &b->dv[i];
+        const char *k = (const char *)b->keys + d->off;
+        if (d->del)
+            rocksdb_writebatch_delete_cf(b->wb, b->store->cf[d->cf], k, d->len);
+        else
+            rocksdb_writebatch_put_cf(b->wb, b->store->cf[d->cf], k, d->len, "", 0);
+    }
+    b->dn = b->kused = 0;
+}
+
 void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen,
                   const void *val, size_t vlen)
 {
+    if (deferred_cf(cf) && vlen == 0 && klen <= UINT16_MAX) {
+        defer(b, cf, 0, key, klen);
+        return;
+    }
     pthread_rwlock_rdlock(&b->store->lock); /* the handle lives until a reopen */
     rocksdb_writebatch_put_cf(b->wb, b->store->cf[cf], key, klen, val, vlen);
     pthread_rwlock_unlock(&b->store->lock);
@@ -546,6 +640,10 @@ void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t kle
 
 void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t klen)
 {
+    if (deferred_cf(cf) && klen <= UINT16_MAX) {
+        defer(b, cf, 1, key, klen);
+        return;
+    }
     pthread_rwlock_rdlock(&b->store->lock);
     rocksdb_writebatch_delete_cf(b->wb, b->store->cf[cf], key, klen);
     pthread_rwlock_unlock(&b->store->lock);
@@ -561,12 +659,13 @@ void wl_batch_delete_range(struct wl_batch *b, enum wl_cf cf, const void *begin,
 
 int wl_batch_count(const struct wl_batch *b)
 {
-    return rocksdb_writebatch_count(b->wb);
+    return rocksdb_writebatch_count(b->wb) + (int)b->dn;
 }
 
 void wl_batch_clear(struct wl_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
+    b->dn = b->kused = 0;
 }
 
 void wl_batch_free(struct wl_batch *b)
@@ -574,6 +673,8 @@ void wl_batch_free(struct wl_batch *b)
     if (b == NULL)
         return;
     rocksdb_writebatch_destroy(b->wb);
+    free(b->dv);
+    free(b->keys);
     free(b);
 }
 

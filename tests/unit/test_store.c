@@ -176,6 +176,61 @@ static void test_batch_across_cfs_and_reopen(void **state)
 
 /* ---- iteration ---- */
 
+/* Index operations (rank, org_signals) wait in the batch and go in key
+ * order at the write; operations on one key keep their order, the count
+ * includes them, and a batch written twice (the retry after a reopen)
+ * writes them once. */
+static void test_index_operations_in_key_order(void **state)
+{
+    struct tmp *t = *state;
+    char err[512] = "";
+    struct wl_store *s = open_or_fail(t->db, WL_STORE_PRIMARY);
+    struct wl_batch *b = wl_batch_new(s);
+
+    wl_batch_put(b, WL_CF_RANK, S("m"), "", 0);
+    wl_batch_put(b, WL_CF_RANK, S("zz"), "", 0);
+    wl_batch_delete(b, WL_CF_RANK, S("m"));   /* put then delete: gone */
+    wl_batch_delete(b, WL_CF_RANK, S("b"));   /* delete then put: there */
+    wl_batch_put(b, WL_CF_RANK, S("b"), "", 0);
+    wl_batch_put(b, WL_CF_RANK, S("a"), "", 0);
+    wl_batch_put(b, WL_CF_RANK, S("ab"), "", 0);
+    wl_batch_put(b, WL_CF_ORG_SIGNALS, S("a"), "", 0);
+    wl_batch_put(b, WL_CF_PINGS, S("p"), S("ping")); /* not held back */
+    assert_int_equal(wl_batch_count(b), 9);
+    assert_int_equal(wl_store_write(s, b, 1, err, sizeof err), 0);
+    assert_int_equal(wl_batch_count(b), 9); /* all in the WriteBatch now */
+    assert_int_equal(wl_store_write(s, b, 1, err, sizeof err), 0); /* once more: the same */
+
+    static const char *want[] = {"a", "ab", "b", "zz"};
+    struct wl_iter *it = wl_iter_new(s, WL_CF_RANK);
+    size_t n = 0, klen;
+    for (wl_iter_seek_first(it); wl_iter_valid(it); wl_iter_next(it), n++) {
+        const char *k = wl_iter_key(it, &klen);
+        assert_true(n < 4);
+        assert_int_equal(klen, strlen(want[n]));
+        assert_memory_equal(k, want[n], klen);
+    }
+    assert_int_equal(n, 4);
+    wl_iter_free(it);
+    it = wl_iter_new(s, WL_CF_ORG_SIGNALS);
+    wl_iter_seek_first(it);
+    assert_true(wl_iter_valid(it));
+    wl_iter_next(it);
+    assert_false(wl_iter_valid(it));
+    wl_iter_free(it);
+
+    wl_batch_clear(b); /* a cleared batch drops what it held back */
+    wl_batch_put(b, WL_CF_RANK, S("c"), "", 0);
+    wl_batch_clear(b);
+    assert_int_equal(wl_batch_count(b), 0);
+    assert_int_equal(wl_store_write(s, b, 1, err, sizeof err), 0);
+    char *v = NULL;
+    size_t vlen = 0;
+    assert_int_equal(wl_store_get(s, WL_CF_RANK, S("c"), &v, &vlen, err, sizeof err), -ENOENT);
+    wl_batch_free(b);
+    wl_store_close(s);
+}
+
 static void test_iterate_big_endian_order(void **state)
 {
     struct tmp *t = *state;
@@ -496,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_cf_names),
         cmocka_unit_test_setup_teardown(test_batch_across_cfs_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterate_big_endian_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_operations_in_key_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_beside_primary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_missing_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_empty_dir, setup, teardown),
