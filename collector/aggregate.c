@@ -29,6 +29,14 @@ struct wl_str {
     char s[];
 };
 
+/* Interned feature lists: installs share a handful of them, so an install
+ * points at one instead of owning an array (a malloc'd chunk each). The
+ * entries are interned strings: equal lists are equal pointer arrays. */
+struct wl_fset {
+    UT_hash_handle hh;
+    const char *s[];
+};
+
 struct wl_org;
 
 /* How many of an organization's counting installs run a feature or an
@@ -47,7 +55,7 @@ struct wl_install {
     struct wl_org *org;
     struct wl_install *next_dirty;
     const char *edition, *version;          /* interned */
-    const char **features;                  /* interned */
+    const char **features;                  /* an interned list (wl_fset) */
     uint8_t *ping;                          /* while dirty: the latest ping, packed */
     uint64_t last_seq;
     uint64_t last_ingest_seq;
@@ -94,6 +102,7 @@ struct wl_state {
     struct wl_install *installs;            /* uthash heads */
     struct wl_org *orgs;
     struct wl_str *strings;
+    struct wl_fset *fsets;
     struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
     size_t heap_n, heap_cap;
     struct wl_install *dirty_installs;
@@ -150,6 +159,21 @@ static const char *intern(struct wl_state *st, const char *s)
     memcpy(e->s, s, len + 1);
     HASH_ADD_KEYPTR(hh, st->strings, e->s, len, e);
     return e->s;
+}
+
+static const char **intern_fset(struct wl_state *st, const char **v, size_t n)
+{
+    struct wl_fset *f;
+    if (n == 0)
+        return NULL;
+    HASH_FIND(hh, st->fsets, v, n * sizeof *v, f);
+    if (f != NULL)
+        return f->s;
+    f = xrealloc(NULL, sizeof *f + n * sizeof *v);
+    memset(&f->hh, 0, sizeof f->hh);
+    memcpy(f->s, v, n * sizeof *v);
+    HASH_ADD_KEYPTR(hh, st->fsets, f->s, n * sizeof *v, f);
+    return f->s;
 }
 
 /* The interned copy of s, or NULL when no install ever had it. */
@@ -627,10 +651,10 @@ static void install_set_ping(struct wl_state *st, struct wl_install *in, const w
     in->edition = p->edition[0] ? intern(st, p->edition) : NULL;
     in->version = p->version[0] ? intern(st, p->version) : NULL;
     size_t nf = p->n_features > WL_FEATURES_MAX ? WL_FEATURES_MAX : p->n_features;
-    if (nf != in->n_features)
-        in->features = xrealloc(in->features, nf * sizeof *in->features);
+    const char *features[WL_FEATURES_MAX];
     for (size_t i = 0; i < nf; i++)
-        in->features[i] = intern(st, p->features[i]);
+        features[i] = intern(st, p->features[i]);
+    in->features = intern_fset(st, features, nf);
     in->n_features = (uint8_t)nf;
 }
 
@@ -1025,7 +1049,6 @@ static void install_forget(struct wl_state *st, struct wl_install *in, struct wl
     out->install_records++;
     HASH_DEL(st->installs, in);
     st->n_installs--;
-    free(in->features);
     free(in->ping);
     free(in);
 }
@@ -1408,12 +1431,12 @@ void wl_state_free(struct wl_state *st)
     struct wl_install *in, *tmp_in;
     struct wl_org *org, *tmp_org;
     struct wl_str *s, *tmp_s;
+    struct wl_fset *f, *tmp_f;
 
     if (st == NULL)
         return;
     HASH_ITER(hh, st->installs, in, tmp_in) {
         HASH_DEL(st->installs, in);
-        free(in->features);
         free(in->ping);
         free(in);
     }
@@ -1424,6 +1447,10 @@ void wl_state_free(struct wl_state *st)
     HASH_ITER(hh, st->strings, s, tmp_s) {
         HASH_DEL(st->strings, s);
         free(s);
+    }
+    HASH_ITER(hh, st->fsets, f, tmp_f) {
+        HASH_DEL(st->fsets, f);
+        free(f);
     }
     wl_signals_free(&st->signals);
     free(st->heap);
