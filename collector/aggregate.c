@@ -47,11 +47,10 @@ struct wl_tally {
     uint32_t n;
 };
 
-/* One per install ever seen, so kept small (about 220 bytes with its id):
+/* One per install ever seen, so kept small (about 170 bytes with its id):
  * counts fit 32 bits (validation caps them at max_count <= UINT32_MAX),
  * the id is as long as it is. */
 struct wl_install {
-    UT_hash_handle hh;
     struct wl_org *org;
     struct wl_install *next_dirty;
     const char *edition, *version;          /* interned */
@@ -63,6 +62,7 @@ struct wl_install {
     uint32_t counts[WL_N_COUNTS];
     uint32_t heap_pos;                      /* in the expiry heap, while counting */
     uint32_t ping_len;
+    uint32_t hash;                          /* of the id: its place in the install table */
     uint8_t n_features;
     uint8_t counting;
     uint8_t dirty;
@@ -99,7 +99,8 @@ struct wl_org {
 struct wl_state {
     struct wl_store *store;
     struct wl_state_opts opts;
-    struct wl_install *installs;            /* uthash heads */
+    struct wl_install **islots;             /* the install table (install_find) */
+    size_t icap, iused;                     /* slots; slots live or deleted */
     struct wl_org *orgs;
     struct wl_str *strings;
     struct wl_fset *fsets;
@@ -658,13 +659,80 @@ static void install_set_ping(struct wl_state *st, struct wl_install *in, const w
     in->n_features = (uint8_t)nf;
 }
 
+/* ---- installs by id ----
+ * Open addressing, linear probing, a power-of-two array of pointers at most
+ * 3/4 full (live and deleted slots): 8-16 bytes per install, where a uthash
+ * handle in each install took 56. */
+#define INSTALL_GONE ((struct wl_install *)(uintptr_t)1) /* a deleted slot */
+
+static uint32_t install_hash(const char *id, size_t len)
+{
+    unsigned h;
+    HASH_VALUE(id, len, h);
+    return h;
+}
+
+static struct wl_install *install_find(const struct wl_state *st, const char *id, size_t len)
+{
+    if (st->icap == 0)
+        return NULL;
+    uint32_t h = install_hash(id, len);
+    size_t mask = st->icap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        struct wl_install *in = st->islots[i];
+        if (in == NULL)
+            return NULL;
+        if (in != INSTALL_GONE && in->hash == h && memcmp(in->id, id, len) == 0 &&
+            in->id[len] == '\0')
+            return in;
+    }
+}
+
+static void install_place(struct wl_install **slots, size_t cap, struct wl_install *in)
+{
+    size_t mask = cap - 1, i = in->hash & mask;
+    while (slots[i] != NULL)
+        i = (i + 1) & mask;
+    slots[i] = in;
+}
+
+/* Doubles the table when half of it is live, else only clears deleted slots. */
+static void install_table_rebuild(struct wl_state *st)
+{
+    size_t cap = st->icap == 0 ? 1024 : st->n_installs >= st->icap / 2 ? 2 * st->icap : st->icap;
+    struct wl_install **slots = calloc(cap, sizeof *slots);
+    if (slots == NULL)
+        abort(); /* out of memory in the writer */
+    for (size_t i = 0; i < st->icap; i++) {
+        if (st->islots[i] != NULL && st->islots[i] != INSTALL_GONE)
+            install_place(slots, cap, st->islots[i]);
+    }
+    free(st->islots);
+    st->islots = slots;
+    st->icap = cap;
+    st->iused = st->n_installs;
+}
+
+static void install_unlink(struct wl_state *st, struct wl_install *in)
+{
+    size_t mask = st->icap - 1, i = in->hash & mask;
+    while (st->islots[i] != in)
+        i = (i + 1) & mask;
+    st->islots[i] = INSTALL_GONE;
+    st->n_installs--;
+}
+
 static struct wl_install *install_new(struct wl_state *st, const char *id, size_t len)
 {
     struct wl_install *in = xrealloc(NULL, sizeof *in + len + 1);
     memset(in, 0, sizeof *in);
     memcpy(in->id, id, len);
     in->id[len] = '\0';
-    HASH_ADD(hh, st->installs, id, len, in);
+    in->hash = install_hash(id, len);
+    if (4 * (st->iused + 1) > 3 * st->icap)
+        install_table_rebuild(st);
+    install_place(st->islots, st->icap, in);
+    st->iused++;
     st->n_installs++;
     return in;
 }
@@ -692,7 +760,7 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
     size_t org_len = wl_org_id(org_id, ping->org_key.data, ping->org_key.len, ping->install_id,
                                idlen);
 
-    HASH_FIND(hh, st->installs, ping->install_id, idlen, in);
+    in = install_find(st, ping->install_id, idlen);
     if (in != NULL && ping->seq <= in->last_seq)
         return WL_APPLY_DUPLICATE;
     if (event_at > st->clock)
@@ -1047,8 +1115,7 @@ static void install_forget(struct wl_state *st, struct wl_install *in, struct wl
         org_detach(in->org, in); /* takes its counts out while it still counts */
     wl_batch_delete(batch, WL_CF_INSTALLS, in->id, strlen(in->id));
     out->install_records++;
-    HASH_DEL(st->installs, in);
-    st->n_installs--;
+    install_unlink(st, in);
     free(in->ping);
     free(in);
 }
@@ -1094,7 +1161,7 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
     if (idlen == 0 || idlen > WL_INSTALL_ID_MAX)
         return -EINVAL;
     size_t own_len = wl_org_id(own, NULL, 0, install_id, idlen);
-    HASH_FIND(hh, st->installs, install_id, idlen, in);
+    in = install_find(st, install_id, idlen);
     if (in == NULL || in->org == NULL) {
         forgotten_add_org(out, own, own_len, org_find(st, own, own_len) != NULL);
         if (in != NULL)
@@ -1281,10 +1348,12 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
 /* Counting, totals and the expiry order follow from last_seen and the clock. */
 static int rebuild_counting(struct wl_state *st)
 {
-    struct wl_install *in, *tmp;
     int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
 
-    HASH_ITER(hh, st->installs, in, tmp) {
+    for (size_t i = 0; i < st->icap; i++) {
+        struct wl_install *in = st->islots[i];
+        if (in == NULL || in == INSTALL_GONE)
+            continue;
         if (in->last_seen >= limit) {
             in->counting = 1;
             org_count(in->org, in, +1);
@@ -1428,18 +1497,20 @@ fail:
 
 void wl_state_free(struct wl_state *st)
 {
-    struct wl_install *in, *tmp_in;
     struct wl_org *org, *tmp_org;
     struct wl_str *s, *tmp_s;
     struct wl_fset *f, *tmp_f;
 
     if (st == NULL)
         return;
-    HASH_ITER(hh, st->installs, in, tmp_in) {
-        HASH_DEL(st->installs, in);
+    for (size_t i = 0; i < st->icap; i++) {
+        struct wl_install *in = st->islots[i];
+        if (in == NULL || in == INSTALL_GONE)
+            continue;
         free(in->ping);
         free(in);
     }
+    free(st->islots);
     HASH_ITER(hh, st->orgs, org, tmp_org) {
         HASH_DEL(st->orgs, org);
         org_destroy(org);
