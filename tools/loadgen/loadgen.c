@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "collector/config.h"
 #include "loadgen.h"
@@ -25,12 +26,14 @@ static void usage(FILE *out)
             "                        [--pings N | --storm] [--batch N] [--installs N] [--orgs N]\n"
             "                        [--zipf S] [--zlib] [--statsd] [--inflight N] [--rate N]\n"
             "                        [--duration S] [--seed N] [--seq-base N] [--timeout S] [--json]\n"
+            "                        [--metrics URL [--token-file F]] [--no-progress]\n"
             "\n"
             "Sends generated pings to a Warmline collector and reports what it saw.\n"
             "TCP: delimited Envelopes, pipelined; every Ack is checked (batch_id in frame\n"
             "order, status, counts) and timed. UDP: one Envelope per datagram with\n"
-            "sendmmsg; there are no acks, so the collector's event=stats_final line\n"
-            "(pings_accepted) tells what arrived.\n"
+            "sendmmsg; there are no acks: with --metrics, the collector's own counters\n"
+            "(read before and after) tell what it received and stored, and so what was\n"
+            "lost (its event=stats_final line tells the same).\n"
             "\n"
             "Install i is \"inst-%%06u\" and always travels on connection i %% N, so its seqs\n"
             "arrive in order; its size, version, features and organization come from a\n"
@@ -72,6 +75,15 @@ static void usage(FILE *out)
             "  --timeout S         give up after S seconds without progress (default 10)\n"
             "  --json              print the report as one JSON object line on stdout (the\n"
             "                      human line goes to stderr)\n"
+            "  --metrics URL       UDP: the collector's /metrics (e.g.\n"
+            "                      http://127.0.0.1:7811/metrics), read before the run and\n"
+            "                      after it, once its counters catch up with what was sent\n"
+            "                      or stop moving (0.5 s; 3 s while some received pings are\n"
+            "                      not stored yet; at most --timeout): reports the pings it\n"
+            "                      received, stored and the loss\n"
+            "  --token-file F      the API's read token for --metrics, when it has one\n"
+            "  --no-progress       no progress line (drawn on stderr once a second when it\n"
+            "                      is a terminal)\n"
             "  -h, --help          this help\n"
             "\n"
             "Frames are encoded before the clock starts when the run has at most %llu\n"
@@ -171,12 +183,50 @@ int lg_resolve(const struct lg_options *opt, int socktype, struct sockaddr_stora
     return 0;
 }
 
+/* UDP with --metrics: waits until the collector's counters have caught up
+ * with what was sent, or stop moving (what is missing then is lost), or
+ * --timeout; then records their growth. */
+static void count_at_collector(const struct lg_options *opt, const struct lg_udp_counts *before,
+                               struct lg_result *res)
+{
+    struct lg_udp_counts now, last = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    uint64_t start = lg_now_ns(), still_since = 0;
+    char err[1200];
+
+    for (;;) {
+        if (lg_metrics_udp(opt, &now, err, sizeof err) != 0) {
+            lg_error(res, "%s", err);
+            return;
+        }
+        uint64_t received = now.received - before->received;
+        uint64_t stored = (now.accepted - before->accepted) + (now.duplicate - before->duplicate);
+        uint64_t t = lg_now_ns();
+        if (now.received != last.received || now.accepted != last.accepted ||
+            now.duplicate != last.duplicate)
+            still_since = t;
+        last = now;
+        /* Still: nothing moved for 0.5 s once all it received is stored, for
+         * 3 s while some is not (rejected pings never are; a busy writer
+         * stores them in one group). */
+        uint64_t quiet = stored >= received ? 500000000u : 3000000000u;
+        if ((received >= res->pings_sent && stored >= received) || t - still_since >= quiet ||
+            (double)(t - start) / 1e9 >= opt->timeout)
+            break;
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    res->counted = 1;
+    res->c_received = now.received - before->received;
+    res->c_accepted = now.accepted - before->accepted;
+    res->c_duplicate = now.duplicate - before->duplicate;
+}
+
 /* Returns 0, LG_EXIT_USAGE after printing why, or -1 after printing --help. */
 static int parse_args(int argc, char **argv, struct lg_options *o)
 {
     enum { O_TCP = 256, O_UDP, O_CONN, O_PINGS, O_BATCH, O_INSTALLS, O_ORGS, O_ZLIB, O_INFLIGHT,
            O_RATE, O_DURATION, O_SEED, O_SEQ_BASE, O_TIMEOUT, O_JSON, O_ZIPF, O_STORM, O_STATSD,
-           O_CSV };
+           O_CSV, O_METRICS, O_TOKEN_FILE, O_NO_PROGRESS };
     static const struct option opts[] = {
         {"tcp", required_argument, NULL, O_TCP},
         {"udp", required_argument, NULL, O_UDP},
@@ -197,6 +247,9 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
         {"storm", no_argument, NULL, O_STORM},
         {"statsd", no_argument, NULL, O_STATSD},
         {"csv", required_argument, NULL, O_CSV},
+        {"metrics", required_argument, NULL, O_METRICS},
+        {"token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"no-progress", no_argument, NULL, O_NO_PROGRESS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -213,6 +266,7 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
         .inflight = 32,
         .seed = 1,
         .timeout = 10,
+        .progress = isatty(STDERR_FILENO),
     };
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -270,6 +324,20 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
             snprintf(o->csv, sizeof o->csv, "%s", optarg);
             target = optarg;
             break;
+        case O_METRICS:
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
+                return usage_error("--metrics: '%s' is not an http:// or https:// URL (the "
+                                   "collector's, e.g. http://127.0.0.1:7811/metrics)", optarg);
+            if (strlen(optarg) >= sizeof o->metrics)
+                return usage_error("--metrics: the URL is too long");
+            snprintf(o->metrics, sizeof o->metrics, "%s", optarg);
+            break;
+        case O_TOKEN_FILE:
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof o->token_file)
+                return usage_error("--token-file: give a file name");
+            snprintf(o->token_file, sizeof o->token_file, "%s", optarg);
+            break;
+        case O_NO_PROGRESS: o->progress = 0; break;
         case 'h': usage(stdout); return -1;
         case ':': return usage_error("%s needs a value", argv[optind - 1]);
         default:
@@ -288,6 +356,11 @@ static int parse_args(int argc, char **argv, struct lg_options *o)
     snprintf(o->target, sizeof o->target, "%s", target);
     if (o->statsd && (o->tcp || o->csv[0] != '\0'))
         return usage_error("--statsd goes with --udp only");
+    if (o->metrics[0] != '\0' && (o->tcp || o->csv[0] != '\0' || o->statsd))
+        return usage_error("--metrics goes with --udp only (TCP has acks; statsd is not a "
+                           "collector)");
+    if (o->token_file[0] != '\0' && o->metrics[0] == '\0')
+        return usage_error("--token-file goes with --metrics");
     if (o->statsd && o->zlib)
         return usage_error("--statsd lines are not compressed: drop --zlib");
     if (o->storm) {
@@ -404,7 +477,19 @@ int main(int argc, char **argv)
                 "max_frame_bytes (1 MiB), which closes the connection; use a smaller --batch "
                 "or --zlib\n", max_frame);
 
+    struct lg_udp_counts before = {0};
+    if (opt.metrics[0] != '\0') {
+        char err[1200];
+        if (lg_metrics_udp(&opt, &before, err, sizeof err) != 0) {
+            fprintf(stderr, PROG ": %s\n", err);
+            rc = LG_EXIT_USAGE;
+            goto done;
+        }
+    }
     rc = opt.tcp ? lg_run_tcp(&opt, src, res) : lg_run_udp(&opt, src, res);
+    lg_progress_end(res);
+    if (opt.metrics[0] != '\0' && res->started_at_ms != 0)
+        count_at_collector(&opt, &before, res);
     if (rc == LG_EXIT_OK && (res->out_of_order > 0 || res->ack_count_mismatch > 0)) {
         if (res->ack_count_mismatch > 0)
             lg_error(res, "%llu acks whose accepted+duplicates+rejected is not their frame's "

@@ -42,6 +42,9 @@ struct lg_options {
     int storm;               /* every install sends one ping, all at once */
     int statsd;              /* UDP: statsd counter lines instead of Envelopes */
     char csv[1024];          /* write the pings as CSV here instead of sending */
+    char metrics[1024];      /* UDP: the collector's /metrics URL, read before and after */
+    char token_file[1024];   /* its read token, when the API asks for one */
+    int progress;            /* a progress line on stderr (a terminal) every second */
 };
 
 /* ---- gen.c: pings and frames ------------------------------------------ */
@@ -151,7 +154,27 @@ struct lg_result {
     double elapsed;               /* seconds: first send to last ack (TCP) or last send (UDP) */
     int64_t started_at_ms, finished_at_ms; /* unix ms */
     char error[512];              /* the first failure, empty when none */
+    /* UDP with --metrics: what the collector counted (its counters' growth) */
+    int counted;
+    uint64_t c_received, c_accepted, c_duplicate;
+    /* the progress line */
+    uint64_t progress_at_ns;
+    int progress_shown;
 };
+
+/* ---- progress.c, metrics.c -------------------------------------------- */
+
+/* With opt->progress, redraws one line on stderr at most once a second. */
+void lg_progress(const struct lg_options *opt, struct lg_result *res, uint64_t t0_ns);
+/* Ends the progress line, if one was drawn. */
+void lg_progress_end(struct lg_result *res);
+
+/* The collector's UDP ping counters, from its Prometheus text at opt->metrics. */
+struct lg_udp_counts {
+    uint64_t received, accepted, duplicate;
+};
+int lg_metrics_udp(const struct lg_options *opt, struct lg_udp_counts *out, char *err,
+                   size_t errlen);
 
 /* Records the first failure of the run in res->error (later ones are
  * usually its consequences). */

@@ -97,6 +97,17 @@ void lg_report_json(FILE *out, const struct lg_options *o, const struct lg_resul
         json_object_set_new(j, "send_errors", json_integer((json_int_t)r->send_errors));
     }
     json_object_set_new(j, "error", r->error[0] ? json_string(r->error) : json_null());
+    if (r->counted) { /* UDP, --metrics: what the collector counted */
+        json_t *c = json_object();
+        json_object_set_new(c, "received", json_u64(r->c_received));
+        json_object_set_new(c, "accepted", json_u64(r->c_accepted));
+        json_object_set_new(c, "duplicates", json_u64(r->c_duplicate));
+        json_object_set_new(c, "lost", json_u64(r->pings_sent > r->c_received
+                                                    ? r->pings_sent - r->c_received : 0));
+        json_object_set_new(j, "collector", c);
+    } else {
+        json_object_set_new(j, "collector", json_null());
+    }
     json_object_set_new(j, "exit_code", json_integer(info->exit_code));
     json_dumpf(j, out, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     fputc('\n', out);
@@ -127,10 +138,19 @@ void lg_report_human(FILE *out, const struct lg_options *o, const struct lg_resu
     } else {
         fprintf(out,
                 "udp %s: %llu pings in %llu datagrams over %u sockets, %.3f s: %.0f pings/s, "
-                "%.0f datagrams/s, %.1f MB/s sent (no acks over UDP: the collector's "
-                "pings_accepted says what arrived)\n",
+                "%.0f datagrams/s, %.1f MB/s sent",
                 o->target, (unsigned long long)r->pings_sent, (unsigned long long)r->frames_sent,
                 o->connections, r->elapsed, per_s(r->pings_sent, r->elapsed),
                 per_s(r->frames_sent, r->elapsed), mb);
+        uint64_t lost = r->pings_sent > r->c_received ? r->pings_sent - r->c_received : 0;
+        if (r->counted)
+            fprintf(out, "; the collector received %llu (lost %llu, %.2f%%), stored %llu, "
+                    "duplicates %llu\n", (unsigned long long)r->c_received,
+                    (unsigned long long)lost,
+                    r->pings_sent ? 100.0 * (double)lost / (double)r->pings_sent : 0.0,
+                    (unsigned long long)r->c_accepted, (unsigned long long)r->c_duplicate);
+        else
+            fprintf(out, " (no acks over UDP: --metrics, or the collector's pings_accepted, "
+                    "says what arrived)\n");
     }
 }

@@ -361,6 +361,7 @@ int lg_run_tcp(const struct lg_options *opt, struct lg_source *src, struct lg_re
         if (active == 0)
             break;
         uint64_t now = lg_now_ns();
+        lg_progress(opt, res, r.t0);
         if (waiting == 0) /* only the rate limit holds us back: not the collector's fault */
             r.last_progress_ns = now;
         uint64_t idle = now - r.last_progress_ns, limit = (uint64_t)(opt->timeout * 1e9);
@@ -371,6 +372,8 @@ int lg_run_tcp(const struct lg_options *opt, struct lg_source *src, struct lg_re
         uint64_t wait_ns = limit - idle;
         if (r.rate_wait_ns > 0 && r.rate_wait_ns < wait_ns)
             wait_ns = r.rate_wait_ns;
+        if (opt->progress && wait_ns > 1000000000u) /* redraw the progress line */
+            wait_ns = 1000000000u;
         if (opt->duration > 0) {
             uint64_t end = r.t0 + (uint64_t)(opt->duration * 1e9);
             if (end > now && end - now < wait_ns)

@@ -132,6 +132,7 @@ int lg_run_udp(const struct lg_options *opt, struct lg_source *src, struct lg_re
             last_send = lg_now_ns();
             sent_any = 1;
         }
+        lg_progress(opt, res, t0);
         if (!sent_any && rate_wait > 0)
             sleep_ns(rate_wait);
     }
