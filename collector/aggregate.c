@@ -682,8 +682,9 @@ static struct wl_install *install_find(const struct wl_state *st, const char *id
         struct wl_install *in = st->islots[i];
         if (in == NULL)
             return NULL;
-        if (in != INSTALL_GONE && in->hash == h && memcmp(in->id, id, len) == 0 &&
-            in->id[len] == '\0')
+        /* strnlen first: a shorter id is never read past its end */
+        if (in != INSTALL_GONE && in->hash == h && strnlen(in->id, len + 1) == len &&
+            memcmp(in->id, id, len) == 0)
             return in;
     }
 }
