@@ -13,8 +13,8 @@
 #include "cli.h"
 #include "collector/signal_json.h"
 #include "table.h"
+#include "token.h"
 
-#define TOKEN_MAX 4096
 #define REPLY_MAX (256u << 20)   /* a reply larger than this is refused */
 #define CONNECT_TIMEOUT_MS 10000L
 #define REQUEST_TIMEOUT_MS 60000L
@@ -136,63 +136,22 @@ static int url_from_config(const char *cmd, const char *config_path, char *base,
  * Returns 0 or WL_EXIT_USAGE after saying why (never showing the token). */
 static int load_token(const char *cmd, const char *path, char **tok)
 {
-    char buf[TOKEN_MAX + 2];
-    const char *src;
-    size_t n;
+    char err[1200];
+    int rc;
 
     *tok = NULL;
     if (path != NULL) {
-        FILE *f = fopen(path, "r");
-        if (f == NULL) {
-            wl_cli_error(cmd, "--token-file %s: %s", path, strerror(errno));
-            return WL_EXIT_USAGE;
-        }
-        n = fread(buf, 1, sizeof buf - 1, f);
-        int bad = ferror(f);
-        fclose(f);
-        if (bad) {
-            wl_cli_error(cmd, "--token-file %s: cannot read it", path);
-            return WL_EXIT_USAGE;
-        }
-        src = path;
+        rc = wl_token_from_file(path, tok, err, sizeof err);
     } else {
         const char *env = getenv(TOKEN_ENV);
         if (env == NULL || env[0] == '\0')
             return 0;
-        n = strlen(env);
-        if (n > sizeof buf - 1)
-            n = sizeof buf - 1;
-        memcpy(buf, env, n);
-        src = TOKEN_ENV;
+        rc = wl_token_from_text(TOKEN_ENV, env, strlen(env), tok, err, sizeof err);
     }
-    buf[n] = '\0';
-    char *s = buf, *e = buf + n;
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-        s++;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
-        e--;
-    *e = '\0';
-    int rc = 0;
-    if (e - s > TOKEN_MAX) {
-        wl_cli_error(cmd, "%s: the token is longer than %d bytes", src, TOKEN_MAX);
-        rc = WL_EXIT_USAGE;
-    } else if (s == e) {
-        wl_cli_error(cmd, "%s: the token is empty", src);
-        rc = WL_EXIT_USAGE;
-    } else {
-        for (const char *p = s; p < e && rc == 0; p++) {
-            if ((unsigned char)*p < 0x20 || *p == 0x7F) {
-                wl_cli_error(cmd, "%s: the token holds control characters", src);
-                rc = WL_EXIT_USAGE;
-            }
-        }
-    }
-    if (rc == 0 && (*tok = strdup(s)) == NULL) {
-        wl_cli_error(cmd, "out of memory");
-        rc = WL_EXIT_FAIL;
-    }
-    sodium_memzero(buf, sizeof buf);
-    return rc;
+    if (rc == 0)
+        return 0;
+    wl_cli_error(cmd, "%s", err);
+    return rc == -ENOMEM ? WL_EXIT_FAIL : WL_EXIT_USAGE;
 }
 
 /* ---- libcurl ---- */

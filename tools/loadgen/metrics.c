@@ -3,11 +3,13 @@
  * run: UDP has no acks, so this is how a sender learns what was lost. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loadgen.h"
+#include "tools/token.h"
 
 #define METRICS_MAX (4 << 20) /* the collector's whole page is a few KiB */
 
@@ -60,31 +62,12 @@ static int find_counter(const char *text, const char *name, uint64_t *out)
     return -1;
 }
 
-static int read_token(const char *path, char *tok, size_t len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "--token-file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t n = fread(tok, 1, len - 1, f);
-    fclose(f);
-    tok[n] = '\0';
-    while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
-        tok[--n] = '\0';
-    if (n == 0) {
-        snprintf(err, errlen, "--token-file %s is empty", path);
-        return -1;
-    }
-    return 0;
-}
-
 int lg_metrics_udp(const struct lg_options *opt, struct lg_udp_counts *out, char *err,
                    size_t errlen)
 {
     struct body b = {0};
     struct curl_slist *headers = NULL;
-    char tok[512], auth[600];
+    char *tok = NULL, *auth = NULL;
     long status = 0;
     int rc = -1;
 
@@ -94,9 +77,13 @@ int lg_metrics_udp(const struct lg_options *opt, struct lg_udp_counts *out, char
         return -1;
     }
     if (opt->token_file[0] != '\0') {
-        if (read_token(opt->token_file, tok, sizeof tok, err, errlen) != 0)
+        if (wl_token_from_file(opt->token_file, &tok, err, errlen) != 0)
             goto done;
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+        if (asprintf(&auth, "Authorization: Bearer %s", tok) < 0) {
+            auth = NULL;
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
         headers = curl_slist_append(headers, auth);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     }
@@ -126,6 +113,14 @@ int lg_metrics_udp(const struct lg_options *opt, struct lg_udp_counts *out, char
     }
     rc = 0;
 done:
+    if (tok != NULL) /* the token, wherever it went */
+        sodium_memzero(tok, strlen(tok));
+    if (auth != NULL)
+        sodium_memzero(auth, strlen(auth));
+    for (struct curl_slist *h = headers; h != NULL; h = h->next)
+        sodium_memzero(h->data, strlen(h->data));
+    free(tok);
+    free(auth);
     curl_slist_free_all(headers);
     curl_easy_cleanup(c);
     free(b.buf);

@@ -6,9 +6,10 @@
 
 void lg_progress(const struct lg_options *opt, struct lg_result *res, uint64_t t0_ns)
 {
+    if (!opt->progress) /* not on a terminal: no clock read per send */
+        return;
     uint64_t now = lg_now_ns();
-
-    if (!opt->progress || now - res->progress_at_ns < 1000000000u)
+    if (now - res->progress_at_ns < 1000000000u)
         return;
     if (res->progress_at_ns == 0) { /* the first call: start the clock */
         res->progress_at_ns = now;
