@@ -1189,6 +1189,23 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
     return 0;
 }
 
+size_t wl_state_org_install_ids(const struct wl_state *st, const uint8_t *org, size_t org_len,
+                                char ***out)
+{
+    struct wl_org *o = org_find((struct wl_state *)st, org, org_len);
+    *out = NULL;
+    if (o == NULL || o->n_installs == 0)
+        return 0;
+    char **v = xrealloc(NULL, o->n_installs * sizeof *v);
+    for (size_t i = 0; i < o->n_installs; i++) {
+        v[i] = strdup(o->installs[i]->id);
+        if (v[i] == NULL)
+            abort(); /* out of memory in the writer */
+    }
+    *out = v;
+    return o->n_installs;
+}
+
 void wl_forgotten_free(struct wl_forgotten *f)
 {
     for (size_t i = 0; i < f->n_installs; i++)
