@@ -156,6 +156,11 @@ int wl_export_name_parse(const char *name, struct wl_export_name *out)
 
 /* ---- the directory ---------------------------------------------------------- */
 
+/* The data directory's modes: nothing an export writes is readable by others.
+ * Explicit here, not left to the umask (a stricter umask still applies). */
+#define DIR_MODE 0750
+#define FILE_MODE 0640
+
 static int make_dirs(const char *dir, int *created)
 {
     char path[4096];
@@ -169,7 +174,7 @@ static int make_dirs(const char *dir, int *created)
         if (path[i] == '/' || path[i] == '\0') {
             char c = path[i];
             path[i] = '\0';
-            if (mkdir(path, 0755) == 0) {
+            if (mkdir(path, DIR_MODE) == 0) {
                 if (c == '\0')
                     *created = 1;
             } else if (errno != EEXIST) {
@@ -354,7 +359,7 @@ int wl_outdir_tmp(struct wl_outdir *d, char tmp[64])
 {
     for (int tries = 0; tries < 1000; tries++) {
         snprintf(tmp, 64, TMP_PREFIX "%u" TMP_SUFFIX, ++d->tmp_seq);
-        int fd = openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        int fd = openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
         if (fd >= 0 || errno != EEXIST)
             return fd >= 0 ? fd : -errno;
     }

@@ -1,7 +1,8 @@
 /* Unit tests for the export's output directory (tools/export_dir.h): names
  * format and parse back (and nothing else parses), cursor names, the cursor
- * and the orphans a directory holds, crash-safe publication and the
- * removal of temp files. */
+ * and the orphans a directory holds, crash-safe publication, the
+ * removal of temp files, and the modes of what an export creates (the data
+ * directory's: folders 0750, files 0640, whatever a looser umask says). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,6 +170,56 @@ static void test_scan_publish(void **state)
     wl_test_rmtree(root);
 }
 
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+/* An export into a fresh folder under umask 022 (the common default) leaves
+ * nothing readable by others: folders (parents too) 0750, temp and published
+ * files 0640; a stricter umask (077) still applies. */
+static void test_modes(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/wl-test-export-modes-XXXXXX", out[4200], path[4300], err[300],
+         tmp[64];
+    struct wl_outdir d;
+    assert_non_null(mkdtemp(root));
+    mode_t old = umask(022);
+
+    snprintf(out, sizeof out, "%s/parent/out", root);
+    assert_int_equal(wl_outdir_open(&d, out, 0, err, sizeof err), 0);
+    int fd = wl_outdir_tmp(&d, tmp);
+    assert_true(fd >= 0);
+    snprintf(path, sizeof path, "%s/%s", out, tmp);
+    assert_int_equal(mode_of(path), 0640);
+    assert_int_equal(write(fd, "x", 1), 1);
+    assert_int_equal(wl_outdir_publish(&d, fd, tmp, "manifest-pings-000000000001-000000000001.json"),
+                     0);
+    wl_outdir_close(&d, 0);
+    snprintf(path, sizeof path, "%s/manifest-pings-000000000001-000000000001.json", out);
+    assert_int_equal(mode_of(path), 0640);
+    assert_int_equal(mode_of(out), 0750);
+    snprintf(path, sizeof path, "%s/parent", root);
+    assert_int_equal(mode_of(path), 0750);
+
+    umask(077);
+    snprintf(out, sizeof out, "%s/strict", root);
+    assert_int_equal(wl_outdir_open(&d, out, 0, err, sizeof err), 0);
+    fd = wl_outdir_tmp(&d, tmp);
+    assert_true(fd >= 0);
+    assert_int_equal(wl_outdir_publish(&d, fd, tmp, "pings-000000000001-000000000001.csv.gz"), 0);
+    wl_outdir_close(&d, 0);
+    snprintf(path, sizeof path, "%s/pings-000000000001-000000000001.csv.gz", out);
+    assert_int_equal(mode_of(path), 0600);
+    assert_int_equal(mode_of(out), 0700);
+
+    umask(old);
+    wl_test_rmtree(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_names_refused),
         cmocka_unit_test(test_cursor_names),
         cmocka_unit_test(test_scan_publish),
+        cmocka_unit_test(test_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
