@@ -266,11 +266,38 @@ done:
     return rc;
 }
 
-static int csv_field(FILE *out, const char *s)
+/* -?[0-9]+(\.[0-9]+)?: what the tools print for a number. */
+static int plain_number(const char *s)
 {
+    s += *s == '-';
+    if (*s < '0' || *s > '9')
+        return 0;
+    while (*s >= '0' && *s <= '9')
+        s++;
+    if (*s == '.') {
+        if (*++s < '0' || *s > '9')
+            return 0;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return *s == '\0';
+}
+
+/* A spreadsheet opening the file would run a field that starts with one of
+ * these as a formula (or a DDE call): OWASP, "CSV Injection". */
+static int formula_like(const char *s, int numeric)
+{
+    if (strchr("=+-@\t\r", *s) == NULL || *s == '\0')
+        return 0;
+    return !(numeric && plain_number(s));
+}
+
+static int csv_field(FILE *out, const char *s, int numeric)
+{
+    const char *prefix = formula_like(s, numeric) ? "'" : "";
     if (strpbrk(s, ",\"\r\n") == NULL)
-        return fputs(s, out) == EOF ? -1 : 0;
-    if (fputc('"', out) == EOF)
+        return fputs(prefix, out) == EOF || fputs(s, out) == EOF ? -1 : 0;
+    if (fputc('"', out) == EOF || fputs(prefix, out) == EOF)
         return -1;
     for (; *s; s++) {
         if ((*s == '"' && fputc('"', out) == EOF) || fputc(*s, out) == EOF)
@@ -290,7 +317,7 @@ int wl_table_print_csv(const struct wl_table *t, FILE *out, unsigned flags)
             continue;
         for (size_t c = 0; c < t->ncols && !bad; c++) {
             const char *s = r == 0 ? t->cols[c].header : cell(t, r - 1, c);
-            bad = (c > 0 && fputc(',', out) == EOF) || csv_field(out, s) != 0;
+            bad = (c > 0 && fputc(',', out) == EOF) || csv_field(out, s, t->cols[c].numeric) != 0;
         }
         bad = bad || fputs("\r\n", out) == EOF;
     }

@@ -18,6 +18,8 @@ struct wl_table_col {
     unsigned max;   /* on a terminal, longer cells end in "…" (0: no cap) */
     int flex;       /* on a terminal, this column shrinks (to 8, header and all) to fit
                      * the window */
+    int numeric;    /* the tool prints numbers here: in CSV, a cell that is a plain
+                     * number (-12, -0.5) is not taken for a formula */
 };
 
 struct wl_table;
@@ -52,7 +54,10 @@ int wl_table_print(const struct wl_table *t, FILE *out, unsigned flags);
 
 /* Prints the rows as RFC 4180 CSV (CRLF line ends, fields quoted when they
  * hold a comma, a quote, CR or LF), with the header row unless
- * WL_TABLE_NO_HEADER. Cells print whole. Returns 0 or -errno. */
+ * WL_TABLE_NO_HEADER. Cells print whole, but safe to open in a spreadsheet:
+ * a cell that starts with '=', '+', '-', '@', TAB or CR gets a leading "'"
+ * (OWASP's advice on CSV injection), except a plain number (-?digits, an
+ * optional .digits) in a numeric column. Returns 0 or -errno. */
 int wl_table_print_csv(const struct wl_table *t, FILE *out, unsigned flags);
 
 /* Code points in s when it is UTF-8 (bytes that do not continue a
