@@ -17,47 +17,21 @@
 #include "metrics.h"
 #include "orgkey.h"
 #include "signal_json.h"
+#include "token.h"
 
-#define TOKEN_MAX 4096
 #define THREADS 4
 
 /* ---- tokens ---- */
 
-/* Reads a token file: its bytes less surrounding white space. */
-static int load_token(const char *path, char **out, char *err, size_t errlen)
+/* The token in the file that option names (*out = NULL when path is empty),
+ * read by the same strict rules as the CLI's (token.h). */
+static int load_token(const char *option, const char *path, char **out, char *err,
+                      size_t errlen)
 {
-    char buf[TOKEN_MAX + 2];
-    FILE *f;
-    size_t n;
-
     *out = NULL;
     if (path[0] == '\0')
         return 0;
-    if ((f = fopen(path, "r")) == NULL) {
-        snprintf(err, errlen, "token file %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    if (n > TOKEN_MAX) {
-        snprintf(err, errlen, "token file %s: longer than %d bytes", path, TOKEN_MAX);
-        return -EINVAL;
-    }
-    buf[n] = '\0';
-    char *s = buf, *e = buf + n;
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-        s++;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
-        e--;
-    *e = '\0';
-    if (strlen(s) < 16) {
-        snprintf(err, errlen, "token file %s: a token needs at least 16 characters", path);
-        sodium_memzero(buf, sizeof buf);
-        return -EINVAL;
-    }
-    *out = strdup(s);
-    sodium_memzero(buf, sizeof buf);
-    return *out ? 0 : -ENOMEM;
+    return wl_token_from_file(option, path, out, err, errlen);
 }
 
 static int token_equal(const char *given, size_t glen, const char *want)
@@ -456,8 +430,10 @@ int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_
                          api->salt_error, sizeof api->salt_error) != 0)
         wl_warn("api_no_org_salt", "reason=\"%s\" effect=\"domain: lookups and named "
                 "accounts answer 503\"", api->salt_error);
-    if ((rc = load_token(cfg->read_token_file, &api->read_token, err, errlen)) != 0 ||
-        (rc = load_token(cfg->admin_token_file, &api->admin_token, err, errlen)) != 0)
+    if ((rc = load_token("read_token_file", cfg->read_token_file, &api->read_token, err,
+                         errlen)) != 0 ||
+        (rc = load_token("admin_token_file", cfg->admin_token_file, &api->admin_token, err,
+                         errlen)) != 0)
         goto fail;
     if (api->read_token == NULL && api->admin_token == NULL && !is_loopback(&ss)) {
         snprintf(err, errlen,

@@ -12,8 +12,8 @@
 
 #include "cli.h"
 #include "collector/signal_json.h"
+#include "collector/token.h"
 #include "table.h"
-#include "token.h"
 
 #define REPLY_MAX (256u << 20)   /* a reply larger than this is refused */
 #define CONNECT_TIMEOUT_MS 10000L
@@ -141,7 +141,7 @@ static int load_token(const char *cmd, const char *path, char **tok)
 
     *tok = NULL;
     if (path != NULL) {
-        rc = wl_token_from_file(path, tok, err, sizeof err);
+        rc = wl_token_from_file("--token-file", path, tok, err, sizeof err);
     } else {
         const char *env = getenv(TOKEN_ENV);
         if (env == NULL || env[0] == '\0')

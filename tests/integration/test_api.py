@@ -10,14 +10,15 @@ import json
 import os
 import random
 import secrets
+import subprocess
 import threading
 import time
 import unittest
 import urllib.parse
 
 import test_signals as hist
-from harness import (Collector, CollectorCase, api_call, as_int, dump_any, make_ping,
-                     org_key_hex, run_import, set_options)
+from harness import (READY_TIMEOUT, Collector, CollectorCase, api_call, as_int, dump_any,
+                     make_ping, org_key_hex, parse_kv, run_import, set_options)
 
 DAY = hist.DAY
 HL = hist.HALF_LIFE
@@ -597,6 +598,55 @@ class ApiWithoutSalt(ApiCase):
         r = self.call("GET", "/v1/accounts/hot")
         self.assertEqual((r.status, r.json()["accounts"]), (200, []), r)
         self.assertTrue(self.c.find_lines(r"event=api_no_org_salt"))
+
+
+class TokenFiles(CollectorCase):
+    """The collector reads its token files with the CLI's strict rules
+    (collector/token.h): a token with a NUL (which once shortened it
+    silently), a control character, a space, a second line or fewer than 16
+    characters stops the start with the file and the reason, and a good token
+    with one trailing CRLF is the token."""
+
+    def start_with(self, content):
+        c = Collector(name="api-token")
+        self.addCleanup(c.close)
+        path = os.path.join(c.root, "read.token")
+        with open(path, "wb") as f:
+            f.write(content)
+        set_options(c, {"read_token_file": path})
+        return c, path
+
+    def test_bad_token_files_refused(self):
+        good = b"read-" + secrets.token_hex(16).encode()
+        for content, why in ((good[:8] + b"\0" + good[8:], "a NUL byte (0x00) at byte 9"),
+                             (good + b"\0\n", "a NUL byte"),
+                             (good[:8] + b"\x1b" + good[8:], "a control character (0x1b)"),
+                             (good + b"\t\n", "a control character (0x09)"),
+                             (b" " + good + b"\n", "a space"),
+                             (good + b"\n\n", "a line break"),
+                             (b"short-token\n", "at least 16 characters")):
+            with self.subTest(content=content):
+                c, path = self.start_with(content)
+                r = subprocess.run(c.argv(), stdin=subprocess.DEVNULL, capture_output=True,
+                                   timeout=READY_TIMEOUT, cwd=c.root)
+                err = r.stderr.decode("utf-8", "replace")
+                self.assertNotEqual(r.returncode, 0, err)
+                self.assertNotIn("event=ready", err)
+                line = [l for l in err.splitlines() if "event=start_failed" in l]
+                self.assertEqual(len(line), 1, err)
+                kv = parse_kv(line[0])
+                self.assertEqual(kv.get("stage"), "api", line[0])
+                self.assertIn("read_token_file %s: " % path, kv.get("error", ""), line[0])
+                self.assertIn(why, kv.get("error", ""), line[0])
+                self.assertNotIn(good[9:].decode(), err)  # the token is never printed
+
+    def test_crlf_token_is_the_token(self):
+        good = "read-" + secrets.token_hex(16)
+        c, _ = self.start_with(good.encode() + b"\r\n")
+        c.start()
+        self.assertEqual(api_call(c.api_port, "GET", "/v1/signals", token=good).status, 200)
+        self.assertEqual(api_call(c.api_port, "GET", "/v1/signals", token=good[:8]).status, 401)
+        c.stop()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "loadgen.h"
-#include "tools/token.h"
+#include "collector/token.h"
 
 #define METRICS_MAX (4 << 20) /* the collector's whole page is a few KiB */
 
@@ -77,7 +77,7 @@ int lg_metrics_udp(const struct lg_options *opt, struct lg_udp_counts *out, char
         return -1;
     }
     if (opt->token_file[0] != '\0') {
-        if (wl_token_from_file(opt->token_file, &tok, err, errlen) != 0)
+        if (wl_token_from_file("--token-file", opt->token_file, &tok, err, errlen) != 0)
             goto done;
         if (asprintf(&auth, "Authorization: Bearer %s", tok) < 0) {
             auth = NULL;
