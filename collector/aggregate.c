@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
+#include "ptable.h"
 #include "records.pb-c.h"
 #include "signals.h"
 
@@ -22,18 +22,32 @@ static const char META_INGEST_SEQ[] = "ingest_seq";
 static const char META_STATE_SEQ[] = "state_seq";
 
 #define SEEN_MAX 16 /* versions and editions remembered per organization */
+/* Past days kept per organization for growth rules: more than any window
+ * (a window of d days keeps at most d + 1); the oldest goes past it. */
+#define HIST_MAX 1024
 
-/* Interned strings: editions, versions and features repeat across installs. */
+/* Interned strings: editions, versions and features repeat across installs.
+ * Counted references (installs, their feature lists, organizations' seen
+ * lists and tallies): a string is freed with its last reference, so memory
+ * tracks what is stored, not every string a sender ever sent. A string a
+ * rule tests holds one more reference, the state's own, and is always
+ * tallied. */
 struct wl_str {
-    UT_hash_handle hh;
+    uint32_t refs;
+    uint32_t hash;                          /* keyed (ptable.h) */
+    uint32_t len;
+    uint8_t ruled;
     char s[];
 };
 
 /* Interned feature lists: installs share a handful of them, so an install
  * points at one instead of owning an array (a malloc'd chunk each). The
- * entries are interned strings: equal lists are equal pointer arrays. */
+ * entries are interned strings (one reference each): equal lists are equal
+ * pointer arrays. Counted references, from installs. */
 struct wl_fset {
-    UT_hash_handle hh;
+    uint32_t refs;
+    uint32_t hash;
+    uint32_t n;
     const char *s[];
 };
 
@@ -41,10 +55,20 @@ struct wl_org;
 
 /* How many of an organization's counting installs run a feature or an
  * edition (interned): the rules ask has_feature and edition == of every
- * changed organization, which must not cost a walk over its installs. */
+ * changed organization, which must not cost a walk over its installs. An
+ * open-addressing table keyed by the string's hash; an entry leaves when its
+ * count reaches 0. At most max_org_features entries, past which only the
+ * strings rules test join (the rest are counted as untallied): "capped"
+ * stays set until the organization empties, so an entry present is exact. */
 struct wl_tally {
-    const char *s;
+    const char *s;                          /* interned (one reference); NULL: empty */
     uint32_t n;
+};
+
+struct wl_tallies {
+    struct wl_tally *v;
+    uint16_t n, cap;                        /* cap: 0 or a power of two */
+    uint8_t capped;
 };
 
 /* One per install ever seen, so kept small (about 170 bytes with its id):
@@ -61,8 +85,9 @@ struct wl_install {
     int64_t first_seen, last_seen;          /* event time */
     uint32_t counts[WL_N_COUNTS];
     uint32_t heap_pos;                      /* in the expiry heap, while counting */
+    uint32_t org_pos;                       /* in org->installs */
     uint32_t ping_len;
-    uint32_t hash;                          /* of the id: its place in the install table */
+    uint32_t hash;                          /* of the id (keyed): the install table's */
     uint8_t n_features;
     uint8_t counting;
     uint8_t dirty;
@@ -76,7 +101,8 @@ struct wl_org {
     uint8_t day_dirty;                      /* the current day's record is not written yet */
     uint8_t hist_ready;                     /* the growth history is in memory */
     uint8_t n_versions, n_editions;
-    uint8_t hist_n, hist_cap;
+    uint16_t hist_n, hist_cap;
+    uint32_t hash;                          /* of the id (keyed): the organization table's */
     uint32_t day;                           /* UTC day of the latest change */
     uint32_t n_counting;
     int64_t first_seen, last_seen;
@@ -84,26 +110,25 @@ struct wl_org {
     uint64_t totals[WL_N_COUNTS];           /* over counting installs */
     struct wl_install **installs;
     size_t n_installs, cap_installs;
-    const char **versions, **editions;      /* interned, at most SEEN_MAX */
-    struct wl_tally *feats, *eds;           /* over the counting installs; n may be 0 */
-    uint16_t n_feats, cap_feats, n_eds, cap_eds;
+    const char **versions, **editions;      /* interned, at most SEEN_MAX (a reference each) */
+    struct wl_tallies feats, eds;           /* over the counting installs */
     /* End-of-day values of the metrics growth rules use, for past days:
      * hist_days[i], hist_vals[i * n_tracked + k]; oldest first. */
     uint32_t *hist_days;
     uint64_t *hist_vals;
     struct wl_org_rules rules;
     struct wl_org *next_dirty;
-    UT_hash_handle hh;
 };
 
 struct wl_state {
     struct wl_store *store;
     struct wl_state_opts opts;
-    struct wl_install **islots;             /* the install table (install_find) */
-    size_t icap, iused;                     /* slots; slots live or deleted */
-    struct wl_org *orgs;
-    struct wl_str *strings;
-    struct wl_fset *fsets;
+    struct wl_ptable installs;              /* by id */
+    struct wl_ptable orgs;                  /* by id */
+    struct wl_ptable strings;               /* interned strings */
+    struct wl_ptable fsets;                 /* interned feature lists */
+    uint64_t interned_bytes;                /* what strings and fsets hold */
+    uint64_t untallied;                     /* features and editions left out of tallies */
     struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
     size_t heap_n, heap_cap;
     struct wl_install *dirty_installs;
@@ -126,6 +151,8 @@ struct wl_state {
     size_t scratch_cap;
     void **sort_buf;                        /* the flush's dirty records in key order */
     size_t sort_cap;
+    const char **feat_buf;                  /* an organization record's features */
+    size_t feat_cap;
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -148,41 +175,138 @@ static uint8_t *scratch(struct wl_state *st, size_t need)
     return st->scratch;
 }
 
+/* ---- interned strings and feature lists ---- */
+
+static struct wl_str *str_of(const char *s)
+{
+    return (struct wl_str *)(void *)(s - offsetof(struct wl_str, s));
+}
+
+static struct wl_fset *fset_of(const char **v)
+{
+    return (struct wl_fset *)(void *)((char *)v - offsetof(struct wl_fset, s));
+}
+
+static uint32_t str_hash_of(const void *e) { return ((const struct wl_str *)e)->hash; }
+static uint32_t fset_hash_of(const void *e) { return ((const struct wl_fset *)e)->hash; }
+
+struct bytes_key {
+    const void *p;
+    size_t len;
+};
+
+static int str_eq(const void *e, const void *key)
+{
+    const struct wl_str *x = e;
+    const struct bytes_key *k = key;
+    return x->len == k->len && memcmp(x->s, k->p, k->len) == 0;
+}
+
+static int fset_eq(const void *e, const void *key)
+{
+    const struct wl_fset *f = e;
+    const struct bytes_key *k = key;
+    return f->n * sizeof(const char *) == k->len && memcmp(f->s, k->p, k->len) == 0;
+}
+
+static size_t str_bytes(const struct wl_str *e) { return sizeof *e + e->len + 1; }
+static size_t fset_bytes(const struct wl_fset *f) { return sizeof *f + f->n * sizeof *f->s; }
+
+/* A new reference to the interned copy of s. */
 static const char *intern(struct wl_state *st, const char *s)
 {
-    struct wl_str *e;
-    size_t len = strlen(s);
-    HASH_FIND(hh, st->strings, s, len, e);
-    if (e != NULL)
-        return e->s;
-    e = xrealloc(NULL, sizeof *e + len + 1);
-    memset(&e->hh, 0, sizeof e->hh);
-    memcpy(e->s, s, len + 1);
-    HASH_ADD_KEYPTR(hh, st->strings, e->s, len, e);
+    struct bytes_key k = {s, strlen(s)};
+    uint32_t h = (uint32_t)wl_keyhash(s, k.len);
+    struct wl_str *e = wl_ptable_find(&st->strings, h, str_eq, &k);
+    if (e == NULL) {
+        e = xrealloc(NULL, sizeof *e + k.len + 1);
+        memset(e, 0, sizeof *e);
+        e->hash = h;
+        e->len = (uint32_t)k.len;
+        memcpy(e->s, s, k.len + 1);
+        wl_ptable_add(&st->strings, e);
+        st->interned_bytes += str_bytes(e);
+    }
+    e->refs++;
     return e->s;
 }
 
+static const char *str_ref(const char *s)
+{
+    if (s != NULL)
+        str_of(s)->refs++;
+    return s;
+}
+
+static void str_unref(struct wl_state *st, const char *s)
+{
+    if (s == NULL)
+        return;
+    struct wl_str *e = str_of(s);
+    if (--e->refs > 0)
+        return;
+    wl_ptable_remove(&st->strings, e);
+    st->interned_bytes -= str_bytes(e);
+    free(e);
+}
+
+/* A reference to the interned list of v's n strings; takes over the
+ * references v holds (one per entry). */
 static const char **intern_fset(struct wl_state *st, const char **v, size_t n)
 {
-    struct wl_fset *f;
     if (n == 0)
         return NULL;
-    HASH_FIND(hh, st->fsets, v, n * sizeof *v, f);
-    if (f != NULL)
-        return f->s;
-    f = xrealloc(NULL, sizeof *f + n * sizeof *v);
-    memset(&f->hh, 0, sizeof f->hh);
-    memcpy(f->s, v, n * sizeof *v);
-    HASH_ADD_KEYPTR(hh, st->fsets, f->s, n * sizeof *v, f);
+    struct bytes_key k = {v, n * sizeof *v};
+    uint32_t h = (uint32_t)wl_keyhash(v, k.len);
+    struct wl_fset *f = wl_ptable_find(&st->fsets, h, fset_eq, &k);
+    if (f != NULL) {
+        for (size_t i = 0; i < n; i++)
+            str_unref(st, v[i]); /* the list holds its own */
+    } else {
+        f = xrealloc(NULL, sizeof *f + n * sizeof *v);
+        memset(f, 0, sizeof *f);
+        f->hash = h;
+        f->n = (uint32_t)n;
+        memcpy(f->s, v, n * sizeof *v);
+        wl_ptable_add(&st->fsets, f);
+        st->interned_bytes += fset_bytes(f);
+    }
+    f->refs++;
     return f->s;
 }
 
-/* The interned copy of s, or NULL when no install ever had it. */
+static void fset_unref(struct wl_state *st, const char **v)
+{
+    if (v == NULL)
+        return;
+    struct wl_fset *f = fset_of(v);
+    if (--f->refs > 0)
+        return;
+    wl_ptable_remove(&st->fsets, f);
+    st->interned_bytes -= fset_bytes(f);
+    for (uint32_t i = 0; i < f->n; i++)
+        str_unref(st, f->s[i]);
+    free(f);
+}
+
+/* The interned copy of s, or NULL when nothing holds it. */
 static const char *interned(const struct wl_state *st, const char *s)
 {
-    struct wl_str *e;
-    HASH_FIND(hh, st->strings, s, strlen(s), e);
+    struct bytes_key k = {s, strlen(s)};
+    struct wl_str *e = wl_ptable_find(&st->strings, (uint32_t)wl_keyhash(s, k.len), str_eq, &k);
     return e ? e->s : NULL;
+}
+
+/* The rules' operands: interned for good, and always tallied. */
+static void pin_operand(void *arg, int is_feature, const char *text)
+{
+    struct wl_state *st = arg;
+    (void)is_feature;
+    const char *s = interned(st, text);
+    if (s != NULL && str_of(s)->ruled)
+        return;
+    s = intern(st, text); /* the state's reference, dropped at wl_state_free */
+    str_of(s)->ruled = 1;
 }
 
 /* ---- the counting installs, a min-heap by last_seen ----
@@ -249,11 +373,19 @@ static void heap_remove(struct wl_state *st, struct wl_install *in)
 
 /* ---- organizations ---- */
 
-static struct wl_org *org_find(struct wl_state *st, const uint8_t *id, size_t len)
+static uint32_t org_hash_of(const void *e) { return ((const struct wl_org *)e)->hash; }
+
+static int org_eq(const void *e, const void *key)
 {
-    struct wl_org *org;
-    HASH_FIND(hh, st->orgs, id, len, org);
-    return org;
+    const struct wl_org *org = e;
+    const struct bytes_key *k = key;
+    return org->id_len == k->len && memcmp(org->id, k->p, k->len) == 0;
+}
+
+static struct wl_org *org_find(const struct wl_state *st, const uint8_t *id, size_t len)
+{
+    struct bytes_key k = {id, len};
+    return wl_ptable_find(&st->orgs, (uint32_t)wl_keyhash(id, len), org_eq, &k);
 }
 
 static struct wl_org *org_new(struct wl_state *st, const uint8_t *id, size_t len)
@@ -262,8 +394,9 @@ static struct wl_org *org_new(struct wl_state *st, const uint8_t *id, size_t len
     memset(org, 0, sizeof *org);
     memcpy(org->id, id, len);
     org->id_len = (uint8_t)len;
+    org->hash = (uint32_t)wl_keyhash(id, len);
     org->rules.score_log2 = WL_SCORE_NONE;
-    HASH_ADD(hh, st->orgs, id, len, org);
+    wl_ptable_add(&st->orgs, org);
     st->n_orgs++;
     return org;
 }
@@ -313,10 +446,10 @@ static void hist_push(struct wl_state *st, struct wl_org *org, uint32_t day, con
     if (org->hist_n > 0 && org->hist_days[org->hist_n - 1] == day) {
         org->hist_n--; /* a newer end-of-day value for the same day */
     }
-    if (org->hist_n == org->hist_cap) {
-        org->hist_cap = (uint8_t)(org->hist_cap ? org->hist_cap * 2 : 4);
-        if (org->hist_cap > 128)
-            org->hist_cap = 128;
+    if (org->hist_n == org->hist_cap && org->hist_cap < HIST_MAX) {
+        /* computed wide, then bounded: the capacity never wraps */
+        size_t cap = org->hist_cap ? 2 * (size_t)org->hist_cap : 4;
+        org->hist_cap = (uint16_t)(cap > HIST_MAX ? HIST_MAX : cap);
         org->hist_days = xrealloc(org->hist_days, org->hist_cap * sizeof *org->hist_days);
         org->hist_vals = xrealloc(org->hist_vals, (size_t)org->hist_cap * k * sizeof(uint64_t));
     }
@@ -338,7 +471,7 @@ static void hist_push(struct wl_state *st, struct wl_org *org, uint32_t day, con
         memmove(org->hist_days, org->hist_days + drop, (org->hist_n - drop) * sizeof *org->hist_days);
         memmove(org->hist_vals, org->hist_vals + (size_t)drop * k,
                 (size_t)(org->hist_n - drop) * k * sizeof(uint64_t));
-        org->hist_n = (uint8_t)(org->hist_n - drop);
+        org->hist_n = (uint16_t)(org->hist_n - drop);
     }
 }
 
@@ -406,6 +539,7 @@ static void org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct
     org_mark(st, org);
 }
 
+/* s (interned) joins the list, with a reference of its own, unless there. */
 static void org_add_seen(const char ***list, uint8_t *n, const char *s)
 {
     if (s == NULL || s[0] == '\0')
@@ -417,46 +551,117 @@ static void org_add_seen(const char ***list, uint8_t *n, const char *s)
     if (*n >= SEEN_MAX)
         return;
     *list = xrealloc(*list, (*n + 1) * sizeof **list);
-    (*list)[(*n)++] = s;
+    (*list)[(*n)++] = str_ref(s);
 }
 
-static void tally(struct wl_tally **t, uint16_t *n, uint16_t *cap, const char *s, int sign)
+static void seen_clear(struct wl_state *st, const char ***list, uint8_t *n)
 {
-    for (uint16_t i = 0; i < *n; i++) {
-        if ((*t)[i].s == s) {
-            (*t)[i].n += sign > 0 ? 1 : -1;
-            return;
+    for (uint8_t i = 0; i < *n; i++)
+        str_unref(st, (*list)[i]);
+    free(*list);
+    *list = NULL;
+    *n = 0;
+}
+
+/* The slot holding s, or the empty one where it would go. */
+static struct wl_tally *tally_slot(const struct wl_tallies *t, const char *s)
+{
+    size_t mask = (size_t)t->cap - 1;
+    for (size_t i = str_of(s)->hash & mask;; i = (i + 1) & mask) {
+        if (t->v[i].s == s || t->v[i].s == NULL)
+            return &t->v[i];
+    }
+}
+
+static void tally_grow(struct wl_tallies *t)
+{
+    struct wl_tallies bigger = {.cap = (uint16_t)(t->cap ? 2 * t->cap : 4), .n = t->n,
+                                .capped = t->capped};
+    bigger.v = xrealloc(NULL, bigger.cap * sizeof *bigger.v);
+    memset(bigger.v, 0, bigger.cap * sizeof *bigger.v);
+    for (uint16_t i = 0; i < t->cap; i++) {
+        if (t->v[i].s != NULL)
+            *tally_slot(&bigger, t->v[i].s) = t->v[i];
+    }
+    free(t->v);
+    *t = bigger;
+}
+
+/* Empties slot i of a linear-probing table, moving back the entries after
+ * it that would no longer be found (so no deleted markers are needed). */
+static void tally_erase(struct wl_tallies *t, size_t i)
+{
+    size_t mask = (size_t)t->cap - 1;
+    for (size_t j = (i + 1) & mask; t->v[j].s != NULL; j = (j + 1) & mask) {
+        size_t home = str_of(t->v[j].s)->hash & mask;
+        /* j stays when its home is cyclically in (i, j] */
+        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            t->v[i] = t->v[j];
+            i = j;
         }
     }
-    if (sign < 0 || *n == UINT16_MAX)
-        return;
-    if (*n == *cap) {
-        *cap = (uint16_t)(*cap ? (*cap > UINT16_MAX / 2 ? UINT16_MAX : *cap * 2) : 4);
-        *t = xrealloc(*t, *cap * sizeof **t);
-    }
-    (*t)[(*n)++] = (struct wl_tally){s, 1};
+    t->v[i].s = NULL;
+    t->v[i].n = 0;
+    t->n--;
 }
 
-static const struct wl_tally *tally_find(const struct wl_tally *t, uint16_t n, const char *s)
+/* One more (sign > 0) or one fewer counting install has s. */
+static void tally(struct wl_state *st, struct wl_tallies *t, const char *s, int sign)
 {
-    for (uint16_t i = 0; i < n; i++) {
-        if (t[i].s == s)
-            return t[i].n > 0 ? &t[i] : NULL;
+    struct wl_tally *e = t->cap ? tally_slot(t, s) : NULL;
+    if (sign < 0) {
+        if (e == NULL || e->s == NULL)
+            return; /* it was never tallied (past the cap) */
+        if (--e->n == 0) {
+            tally_erase(t, (size_t)(e - t->v));
+            str_unref(st, s);
+        }
+        return;
     }
-    return NULL;
+    if (e != NULL && e->s != NULL) {
+        e->n++;
+        return;
+    }
+    if (!str_of(s)->ruled && (t->capped || t->n >= st->opts.max_org_features)) {
+        t->capped = 1;
+        st->untallied++;
+        return;
+    }
+    if (4 * ((size_t)t->n + 1) > 3 * (size_t)t->cap) {
+        tally_grow(t);
+    }
+    e = tally_slot(t, s);
+    e->s = str_ref(s);
+    e->n = 1;
+    t->n++;
+}
+
+static int tally_has(const struct wl_tallies *t, const char *s)
+{
+    return t->cap > 0 && tally_slot(t, s)->s == s;
+}
+
+static void tally_clear(struct wl_state *st, struct wl_tallies *t)
+{
+    for (uint16_t i = 0; i < t->cap; i++)
+        str_unref(st, t->v[i].s);
+    free(t->v);
+    memset(t, 0, sizeof *t);
 }
 
 /* A counting install's counts, features and edition enter (sign +1) or
  * leave (-1) its organization's account. */
-static void org_count(struct wl_org *org, const struct wl_install *in, int sign)
+static void org_count(struct wl_state *st, struct wl_org *org, const struct wl_install *in,
+                      int sign)
 {
     for (int i = 0; i < WL_N_COUNTS; i++)
         org->totals[i] += sign > 0 ? in->counts[i] : -(uint64_t)in->counts[i];
     org->n_counting += sign > 0 ? 1 : -1;
     for (uint8_t f = 0; f < in->n_features; f++)
-        tally(&org->feats, &org->n_feats, &org->cap_feats, in->features[f], sign);
+        tally(st, &org->feats, in->features[f], sign);
     if (in->edition != NULL)
-        tally(&org->eds, &org->n_eds, &org->cap_eds, in->edition, sign);
+        tally(st, &org->eds, in->edition, sign);
 }
 
 static void org_attach(struct wl_org *org, struct wl_install *in)
@@ -465,6 +670,7 @@ static void org_attach(struct wl_org *org, struct wl_install *in)
         org->cap_installs = org->cap_installs ? org->cap_installs * 2 : 2;
         org->installs = xrealloc(org->installs, org->cap_installs * sizeof *org->installs);
     }
+    in->org_pos = (uint32_t)org->n_installs;
     org->installs[org->n_installs++] = in;
     if (org->first_seen == 0 || in->first_seen < org->first_seen)
         org->first_seen = in->first_seen;
@@ -473,18 +679,23 @@ static void org_attach(struct wl_org *org, struct wl_install *in)
     in->org = org;
 }
 
-static void org_detach(struct wl_org *org, struct wl_install *in)
+/* O(1) whatever the organization's size: the last install takes the
+ * leaver's place. The organization's first and last seen stay: they are
+ * the first and last time it saw any install, also one that moved away
+ * (its record keeps them across restarts, load_org). */
+static void org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in)
 {
-    for (size_t i = 0; i < org->n_installs; i++) {
-        if (org->installs[i] == in) {
-            org->installs[i] = org->installs[--org->n_installs];
-            break;
-        }
-    }
+    struct wl_install *last = org->installs[--org->n_installs];
+    org->installs[in->org_pos] = last;
+    last->org_pos = in->org_pos;
     if (in->counting)
-        org_count(org, in, -1);
-    /* first/last seen are those of the installs it still has, as a reload
-     * from disk would compute them. */
+        org_count(st, org, in, -1);
+    in->org = NULL;
+}
+
+/* First and last seen of the installs it has (after a forget). */
+static void org_reseen(struct wl_org *org)
+{
     org->first_seen = org->last_seen = 0;
     for (size_t i = 0; i < org->n_installs; i++) {
         const struct wl_install *o = org->installs[i];
@@ -493,7 +704,6 @@ static void org_detach(struct wl_org *org, struct wl_install *in)
         if (o->last_seen > org->last_seen)
             org->last_seen = o->last_seen;
     }
-    in->org = NULL;
 }
 
 /* ---- the rules' view of an organization ---- */
@@ -504,7 +714,7 @@ static int view_has_feature(void *ctx, const char *name)
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
     const char *s = interned(st, name);
-    return s != NULL && tally_find(org->feats, org->n_feats, s) != NULL;
+    return s != NULL && tally_has(&org->feats, s);
 }
 
 static int view_has_edition(void *ctx, const char *edition)
@@ -513,7 +723,7 @@ static int view_has_edition(void *ctx, const char *edition)
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
     const char *s = interned(st, edition);
-    return s != NULL && tally_find(org->eds, org->n_eds, s) != NULL;
+    return s != NULL && tally_has(&org->eds, s);
 }
 
 static int view_past_value(void *ctx, enum wl_count metric, int days_ago, uint64_t *out)
@@ -604,11 +814,10 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
     wl_org_rules_free(&org->rules);
     memset(&org->rules, 0, sizeof org->rules);
     org->rules.score_log2 = WL_SCORE_NONE;
-    free(org->versions);
-    free(org->editions);
-    org->versions = org->editions = NULL;
-    org->n_versions = org->n_editions = 0;
-    org->n_feats = org->n_eds = 0; /* every count is 0: no installs */
+    seen_clear(st, &org->versions, &org->n_versions);
+    seen_clear(st, &org->editions, &org->n_editions);
+    tally_clear(st, &org->feats); /* every count is 0 (no installs); the cap starts again */
+    tally_clear(st, &org->eds);
     org->hist_n = 0;
     org->hist_ready = 1; /* as org_new: a new organization reads no history */
     org->day = 0;
@@ -628,7 +837,7 @@ static void expire(struct wl_state *st, struct wl_batch *batch)
         struct wl_org *org = in->org;
         heap_remove(st, in);
         org_touch(st, org, st->clock, batch);
-        org_count(org, in, -1);
+        org_count(st, org, in, -1);
         in->counting = 0;
         org_evaluate(st, org, st->clock, 0, batch);
     }
@@ -643,9 +852,12 @@ void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch)
 
 /* ---- pings ---- */
 
+/* The install's strings become the ping's: new references first, then the
+ * old ones go (freeing what no one else holds). */
 static void install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p)
 {
     uint64_t counts[WL_N_COUNTS];
+    const char *edition = in->edition, *version = in->version, **fl = in->features;
     wl_ping_counts(p, counts);
     for (int i = 0; i < WL_N_COUNTS; i++)
         in->counts[i] = counts[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)counts[i];
@@ -657,69 +869,43 @@ static void install_set_ping(struct wl_state *st, struct wl_install *in, const w
         features[i] = intern(st, p->features[i]);
     in->features = intern_fset(st, features, nf);
     in->n_features = (uint8_t)nf;
+    str_unref(st, edition);
+    str_unref(st, version);
+    fset_unref(st, fl);
 }
 
-/* ---- installs by id ----
- * Open addressing, linear probing, a power-of-two array of pointers at most
- * 3/4 full (live and deleted slots): 8-16 bytes per install, where a uthash
- * handle in each install took 56. */
-#define INSTALL_GONE ((struct wl_install *)(uintptr_t)1) /* a deleted slot */
-
-static uint32_t install_hash(const char *id, size_t len)
+/* Everything an install holds of the interned strings goes. */
+static void install_release(struct wl_state *st, struct wl_install *in)
 {
-    unsigned h;
-    HASH_VALUE(id, len, h);
-    return h;
+    str_unref(st, in->edition);
+    str_unref(st, in->version);
+    fset_unref(st, in->features);
+    in->edition = in->version = NULL;
+    in->features = NULL;
+    in->n_features = 0;
+}
+
+/* ---- installs by id (ptable.h: keyed, 8-16 bytes per install) ---- */
+
+static uint32_t install_hash_of(const void *e) { return ((const struct wl_install *)e)->hash; }
+
+static int install_eq(const void *e, const void *key)
+{
+    const struct wl_install *in = e;
+    const struct bytes_key *k = key;
+    /* strnlen first: a shorter id is never read past its end */
+    return strnlen(in->id, k->len + 1) == k->len && memcmp(in->id, k->p, k->len) == 0;
 }
 
 static struct wl_install *install_find(const struct wl_state *st, const char *id, size_t len)
 {
-    if (st->icap == 0)
-        return NULL;
-    uint32_t h = install_hash(id, len);
-    size_t mask = st->icap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        struct wl_install *in = st->islots[i];
-        if (in == NULL)
-            return NULL;
-        /* strnlen first: a shorter id is never read past its end */
-        if (in != INSTALL_GONE && in->hash == h && strnlen(in->id, len + 1) == len &&
-            memcmp(in->id, id, len) == 0)
-            return in;
-    }
-}
-
-static void install_place(struct wl_install **slots, size_t cap, struct wl_install *in)
-{
-    size_t mask = cap - 1, i = in->hash & mask;
-    while (slots[i] != NULL)
-        i = (i + 1) & mask;
-    slots[i] = in;
-}
-
-/* Doubles the table when half of it is live, else only clears deleted slots. */
-static void install_table_rebuild(struct wl_state *st)
-{
-    size_t cap = st->icap == 0 ? 1024 : st->n_installs >= st->icap / 2 ? 2 * st->icap : st->icap;
-    struct wl_install **slots = calloc(cap, sizeof *slots);
-    if (slots == NULL)
-        abort(); /* out of memory in the writer */
-    for (size_t i = 0; i < st->icap; i++) {
-        if (st->islots[i] != NULL && st->islots[i] != INSTALL_GONE)
-            install_place(slots, cap, st->islots[i]);
-    }
-    free(st->islots);
-    st->islots = slots;
-    st->icap = cap;
-    st->iused = st->n_installs;
+    struct bytes_key k = {id, len};
+    return wl_ptable_find(&st->installs, (uint32_t)wl_keyhash(id, len), install_eq, &k);
 }
 
 static void install_unlink(struct wl_state *st, struct wl_install *in)
 {
-    size_t mask = st->icap - 1, i = in->hash & mask;
-    while (st->islots[i] != in)
-        i = (i + 1) & mask;
-    st->islots[i] = INSTALL_GONE;
+    wl_ptable_remove(&st->installs, in);
     st->n_installs--;
 }
 
@@ -729,11 +915,8 @@ static struct wl_install *install_new(struct wl_state *st, const char *id, size_
     memset(in, 0, sizeof *in);
     memcpy(in->id, id, len);
     in->id[len] = '\0';
-    in->hash = install_hash(id, len);
-    if (4 * (st->iused + 1) > 3 * st->icap)
-        install_table_rebuild(st);
-    install_place(st->islots, st->icap, in);
-    st->iused++;
+    in->hash = (uint32_t)wl_keyhash(id, len);
+    wl_ptable_add(&st->installs, in);
     st->n_installs++;
     return in;
 }
@@ -799,7 +982,7 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
     struct wl_org *old = in->org;
     if (old != NULL && old != org) { /* the install moved: its old org loses it */
         org_touch(st, old, event_at, batch);
-        org_detach(old, in);
+        org_detach(st, old, in);
         org_evaluate(st, old, event_at, rec.ingest_seq, batch);
         if (old->n_installs == 0)
             org_empty(st, old, batch);
@@ -807,12 +990,12 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
     org_touch(st, org, event_at, batch);
     int was_counting = in->counting;
     if (was_counting && old == org) /* its old counts leave the totals; the new come in below */
-        org_count(org, in, -1);
+        org_count(st, org, in, -1);
     if (in->org != org)
         org_attach(org, in);
     install_set_ping(st, in, ping);
     in->counting = 1;
-    org_count(org, in, +1);
+    org_count(st, org, in, +1);
     if (event_at < in->first_seen)
         in->first_seen = event_at;
     if (event_at > in->last_seen)
@@ -881,7 +1064,7 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     size_t n_ids = org->n_installs < WL_ORG_INSTALL_IDS_MAX ? org->n_installs
                                                             : WL_ORG_INSTALL_IDS_MAX;
     char *ids[WL_ORG_INSTALL_IDS_MAX];
-    const char *features[WL_FEATURES_MAX * 4];
+    const char **features;
     size_t n_features = 0;
     const struct wl_ruleset *rs = st->opts.rules;
     size_t n_rules = org->rules.states && rs ? rs->n : 1;
@@ -895,9 +1078,14 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     }
     for (size_t i = 0; i < n_ids; i++)
         ids[i] = (char *)org->installs[i]->id;
-    for (uint16_t i = 0; i < org->n_feats; i++) {
-        if (org->feats[i].n > 0 && n_features < sizeof features / sizeof features[0])
-            features[n_features++] = org->feats[i].s;
+    if (org->feats.n > st->feat_cap) {
+        st->feat_cap = org->feats.n;
+        st->feat_buf = xrealloc(st->feat_buf, st->feat_cap * sizeof *st->feat_buf);
+    }
+    features = st->feat_buf;
+    for (uint16_t i = 0; i < org->feats.cap; i++) {
+        if (org->feats.v[i].s != NULL)
+            features[n_features++] = org->feats.v[i].s;
     }
     if (n_features > 1)
         qsort(features, n_features, sizeof *features, str_cmp);
@@ -1017,13 +1205,13 @@ void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     st->flushed = 1;
 }
 
-static void org_destroy(struct wl_org *org)
+static void org_destroy(struct wl_state *st, struct wl_org *org)
 {
-    free(org->feats);
-    free(org->eds);
+    tally_clear(st, &org->feats);
+    tally_clear(st, &org->eds);
+    seen_clear(st, &org->versions, &org->n_versions);
+    seen_clear(st, &org->editions, &org->n_editions);
     free(org->installs);
-    free(org->versions);
-    free(org->editions);
     free(org->hist_days);
     free(org->hist_vals);
     wl_org_rules_free(&org->rules);
@@ -1055,9 +1243,9 @@ uint64_t wl_state_commit(struct wl_state *st)
         org->dirty = 0;
         org->next_dirty = NULL;
         if (org->n_installs == 0) {
-            HASH_DEL(st->orgs, org);
+            wl_ptable_remove(&st->orgs, org);
             st->n_orgs--;
-            org_destroy(org);
+            org_destroy(st, org);
         }
     }
     st->dirty_installs = NULL;
@@ -1080,6 +1268,12 @@ uint64_t wl_state_signal_seq(const struct wl_state *st) { return st->signals.seq
 int64_t wl_state_clock(const struct wl_state *st) { return st->clock; }
 uint64_t wl_state_n_installs(const struct wl_state *st) { return st->n_installs; }
 uint64_t wl_state_n_orgs(const struct wl_state *st) { return st->n_orgs; }
+uint64_t wl_state_interned_bytes(const struct wl_state *st) { return st->interned_bytes; }
+uint64_t wl_state_interned(const struct wl_state *st)
+{
+    return st->strings.live + st->fsets.live;
+}
+uint64_t wl_state_untallied(const struct wl_state *st) { return st->untallied; }
 
 /* ---- forgetting ---- */
 
@@ -1105,7 +1299,10 @@ static int forgotten_add_org(struct wl_forgotten *out, const uint8_t *id, size_t
 static void install_forget(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
                            struct wl_forgotten *out)
 {
-    out->installs = xrealloc(out->installs, (out->n_installs + 1) * sizeof *out->installs);
+    if (out->n_installs == out->cap_installs) {
+        out->cap_installs = out->cap_installs ? 2 * out->cap_installs : 16;
+        out->installs = xrealloc(out->installs, out->cap_installs * sizeof *out->installs);
+    }
     out->installs[out->n_installs] = strdup(in->id);
     if (out->installs[out->n_installs] == NULL)
         abort();
@@ -1113,10 +1310,11 @@ static void install_forget(struct wl_state *st, struct wl_install *in, struct wl
     if (in->counting)
         heap_remove(st, in);
     if (in->org != NULL)
-        org_detach(in->org, in); /* takes its counts out while it still counts */
+        org_detach(st, in->org, in); /* takes its counts out while it still counts */
     wl_batch_delete(batch, WL_CF_INSTALLS, in->id, strlen(in->id));
     out->install_records++;
     install_unlink(st, in);
+    install_release(st, in);
     free(in->ping);
     free(in);
 }
@@ -1128,9 +1326,9 @@ static void org_forget(struct wl_state *st, struct wl_org *org, struct wl_batch 
     wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
     out->org_records++;
     rank_delete(org, batch);
-    HASH_DEL(st->orgs, org);
+    wl_ptable_remove(&st->orgs, org);
     st->n_orgs--;
-    org_destroy(org);
+    org_destroy(st, org);
 }
 
 int wl_state_forget_org(struct wl_state *st, const uint8_t *id, size_t len,
@@ -1178,8 +1376,10 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
         forgotten_add_org(out, org->id, org->id_len, 1);
         org_forget(st, org, batch, out);
     } else {
-        /* What it has seen is what the installs it keeps run. */
-        org->n_versions = org->n_editions = 0;
+        /* What it has seen is what the installs it keeps run, and when. */
+        seen_clear(st, &org->versions, &org->n_versions);
+        seen_clear(st, &org->editions, &org->n_editions);
+        org_reseen(org);
         for (size_t i = 0; i < org->n_installs; i++) {
             org_add_seen(&org->versions, &org->n_versions, org->installs[i]->version);
             org_add_seen(&org->editions, &org->n_editions, org->installs[i]->edition);
@@ -1192,7 +1392,7 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
 size_t wl_state_org_install_ids(const struct wl_state *st, const uint8_t *org, size_t org_len,
                                 char ***out)
 {
-    struct wl_org *o = org_find((struct wl_state *)st, org, org_len);
+    struct wl_org *o = org_find(st, org, org_len);
     *out = NULL;
     if (o == NULL || o->n_installs == 0)
         return 0;
@@ -1338,10 +1538,21 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
         return;
     struct wl_org *org = org_find(st, rec->org.data, rec->org.len);
     if (org != NULL) {
-        for (size_t i = 0; i < rec->n_versions; i++)
-            org_add_seen(&org->versions, &org->n_versions, intern(st, rec->versions[i]));
-        for (size_t i = 0; i < rec->n_editions; i++)
-            org_add_seen(&org->editions, &org->n_editions, intern(st, rec->editions[i]));
+        for (size_t i = 0; i < rec->n_versions; i++) {
+            const char *v = intern(st, rec->versions[i]);
+            org_add_seen(&org->versions, &org->n_versions, v);
+            str_unref(st, v); /* the list holds its own reference */
+        }
+        for (size_t i = 0; i < rec->n_editions; i++) {
+            const char *e = intern(st, rec->editions[i]);
+            org_add_seen(&org->editions, &org->n_editions, e);
+            str_unref(st, e);
+        }
+        /* also the times of installs that moved away since (org_detach) */
+        if (rec->first_seen != 0 && rec->first_seen < org->first_seen)
+            org->first_seen = rec->first_seen;
+        if (rec->last_seen > org->last_seen)
+            org->last_seen = rec->last_seen;
         org->day = rec->day;
         org->updated_at = rec->updated_at;
         org->rules.n_signals = rec->signals;
@@ -1368,13 +1579,11 @@ static int rebuild_counting(struct wl_state *st)
 {
     int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
 
-    for (size_t i = 0; i < st->icap; i++) {
-        struct wl_install *in = st->islots[i];
-        if (in == NULL || in == INSTALL_GONE)
-            continue;
+    struct wl_install *in;
+    for (size_t i = 0; (in = wl_ptable_next(&st->installs, &i)) != NULL;) {
         if (in->last_seen >= limit) {
             in->counting = 1;
-            org_count(in->org, in, +1);
+            org_count(st, in->org, in, +1);
             heap_push(st, in);
         }
     }
@@ -1464,12 +1673,20 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
         return -ENOMEM;
     st->store = store;
     st->opts = *opts;
+    if (st->opts.max_org_features == 0)
+        st->opts.max_org_features = WL_ORG_FEATURES_DEFAULT;
+    wl_ptable_init(&st->installs, install_hash_of);
+    wl_ptable_init(&st->orgs, org_hash_of);
+    wl_ptable_init(&st->strings, str_hash_of);
+    wl_ptable_init(&st->fsets, fset_hash_of);
     if (opts->rules != NULL) {
         for (int m = 0; m < WL_N_COUNTS; m++) {
             if (opts->rules->growth_metrics & (1u << m))
                 st->tracked[st->n_tracked++] = m;
         }
         st->hist_keep_days = st->n_tracked ? opts->rules->max_growth_days : 0;
+        for (size_t r = 0; r < opts->rules->n; r++)
+            wl_expr_operands(opts->rules->rules[r].when, pin_operand, st);
     }
     if ((rc = wl_signals_init(&st->signals, store, opts->rules, opts->score_half_life_ms, err,
                               errlen)) != 0)
@@ -1515,35 +1732,31 @@ fail:
 
 void wl_state_free(struct wl_state *st)
 {
-    struct wl_org *org, *tmp_org;
-    struct wl_str *s, *tmp_s;
-    struct wl_fset *f, *tmp_f;
+    struct wl_install *in;
+    struct wl_org *org;
+    struct wl_str *str;
 
     if (st == NULL)
         return;
-    for (size_t i = 0; i < st->icap; i++) {
-        struct wl_install *in = st->islots[i];
-        if (in == NULL || in == INSTALL_GONE)
-            continue;
+    for (size_t i = 0; (in = wl_ptable_next(&st->installs, &i)) != NULL;) {
+        install_release(st, in);
         free(in->ping);
         free(in);
     }
-    free(st->islots);
-    HASH_ITER(hh, st->orgs, org, tmp_org) {
-        HASH_DEL(st->orgs, org);
-        org_destroy(org);
-    }
-    HASH_ITER(hh, st->strings, s, tmp_s) {
-        HASH_DEL(st->strings, s);
-        free(s);
-    }
-    HASH_ITER(hh, st->fsets, f, tmp_f) {
-        HASH_DEL(st->fsets, f);
-        free(f);
-    }
+    for (size_t i = 0; (org = wl_ptable_next(&st->orgs, &i)) != NULL;)
+        org_destroy(st, org);
+    /* Left: the rules' operands, the state's own references. No removal
+     * while iterating: free them all, then the tables. */
+    for (size_t i = 0; (str = wl_ptable_next(&st->strings, &i)) != NULL;)
+        free(str);
+    wl_ptable_free(&st->installs);
+    wl_ptable_free(&st->orgs);
+    wl_ptable_free(&st->strings);
+    wl_ptable_free(&st->fsets);
     wl_signals_free(&st->signals);
     free(st->heap);
     free(st->scratch);
     free(st->sort_buf);
+    free(st->feat_buf);
     free(st);
 }

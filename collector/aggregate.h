@@ -19,9 +19,16 @@
 
 struct wl_state;
 
+/* Distinct features (and editions) an organization's tallies hold, past
+ * which only those the rules test are tallied (the rest counted, see
+ * wl_state_untallied): the cost of a ping never grows with what senders
+ * made an organization run. */
+#define WL_ORG_FEATURES_DEFAULT 256
+
 struct wl_state_opts {
     uint64_t install_ttl_ms;
     uint64_t score_half_life_ms;
+    uint32_t max_org_features;      /* 0: WL_ORG_FEATURES_DEFAULT */
     const struct wl_ruleset *rules; /* may be empty; must outlive the state */
 };
 
@@ -89,7 +96,7 @@ uint64_t wl_state_replayed(const struct wl_state *st);
  * gone whole (whose history and signals go too). */
 struct wl_forgotten {
     char **installs;              /* malloc'd ids; wl_forgotten_free */
-    size_t n_installs;
+    size_t n_installs, cap_installs;
     uint8_t orgs[WL_FORGET_ORGS_MAX][WL_ORG_ID_MAX];
     size_t org_lens[WL_FORGET_ORGS_MAX];
     uint8_t org_loaded[WL_FORGET_ORGS_MAX]; /* it was in memory (its record is counted) */
@@ -145,5 +152,11 @@ uint64_t wl_state_signal_seq(const struct wl_state *st);
 int64_t wl_state_clock(const struct wl_state *st);
 uint64_t wl_state_n_installs(const struct wl_state *st);
 uint64_t wl_state_n_orgs(const struct wl_state *st);
+/* Bytes held by interned strings and feature lists, and how many there are. */
+uint64_t wl_state_interned_bytes(const struct wl_state *st);
+uint64_t wl_state_interned(const struct wl_state *st);
+/* Features and editions left out of an organization's tallies (past
+ * max_org_features), since the state was loaded. */
+uint64_t wl_state_untallied(const struct wl_state *st);
 
 #endif

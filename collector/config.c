@@ -95,6 +95,9 @@ static const struct opt options[] = {
         "an install silent this long stops counting toward its organization"),
     NUM("accounts", score_half_life_ms, OPT_DURATION, "14d", 3600 * SEC, 3650 * DAY,
         "a signal's weight in the score halves every this long"),
+    NUM("accounts", max_org_features, OPT_UINT, "256", 8, 10000,
+        "distinct features (and editions) tallied per organization; past it only those the "
+        "rules test are (the rest are counted: warmline_features_untallied_total)"),
 
     NUM("retention", retention_days, OPT_UINT, "400", 0, 36500,
         "raw pings received more than this many days ago are deleted (0: keep forever)"),

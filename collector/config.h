@@ -47,6 +47,7 @@ struct wl_config {
     /* [accounts] */
     uint64_t install_ttl_ms;        /* silent longer: stops counting */
     uint64_t score_half_life_ms;
+    uint64_t max_org_features;      /* distinct features tallied per organization */
 
     /* [retention] */
     uint64_t retention_days;        /* raw pings older than this are deleted; 0 = keep */

@@ -37,7 +37,9 @@ struct wl_store;
     X(write_errors, "Failed writes; their batches got RETRY_LATER.")                      \
     X(quarantined, "Rejected samples kept in quarantine.")                                \
     X(retention_pings_deleted, "Raw pings past retention_days deleted.")                  \
-    X(forgets, "Forget requests applied (data-subject deletions).")
+    X(forgets, "Forget requests applied (data-subject deletions).")                        \
+    X(features_untallied,                                                                 \
+      "Features and editions left out of an organization's tallies: past max_org_features.")
 
 #define WL_COUNTER_ENUM(name, help) WL_M_##name,
 enum wl_counter { WL_COUNTERS(WL_COUNTER_ENUM) WL_N_COUNTERS };
@@ -71,7 +73,9 @@ enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
     X(tcp_connections_open, "TCP connections open.")                                      \
     X(writer_queue_pings, "Pings queued for the writer and not yet committed.")           \
     X(installs, "Installs in the writer's state.")                                        \
-    X(organizations, "Organizations in the writer's state.")
+    X(organizations, "Organizations in the writer's state.")                              \
+    X(interned_bytes, "Bytes held by interned strings and feature lists (writer state).")   \
+    X(interned_strings, "Interned strings and feature lists held (writer state).")
 
 #define WL_GAUGE_ENUM(name, help) WL_G_##name,
 enum wl_gauge { WL_GAUGES(WL_GAUGE_ENUM) WL_N_GAUGES };

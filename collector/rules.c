@@ -51,6 +51,19 @@ struct wl_expr {
     } u;
 };
 
+void wl_expr_operands(const struct wl_expr *e,
+                      void (*fn)(void *arg, int is_feature, const char *text), void *arg)
+{
+    if (e == NULL)
+        return;
+    if (e->kind == NODE_AND || e->kind == NODE_OR) {
+        for (size_t i = 0; i < e->u.list.n; i++)
+            wl_expr_operands(e->u.list.kids[i], fn, arg);
+    } else if (e->kind == NODE_HAS_FEATURE || e->kind == NODE_EDITION_EQ) {
+        fn(arg, e->kind == NODE_HAS_FEATURE, e->u.text);
+    }
+}
+
 void wl_expr_free(struct wl_expr *e)
 {
     if (e == NULL)

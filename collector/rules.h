@@ -76,6 +76,11 @@ struct wl_ruleset {
 int wl_expr_parse(const char *text, struct wl_expr **out, char *err, size_t errlen);
 void wl_expr_free(struct wl_expr *e);
 
+/* Calls fn with the operand of every has_feature (is_feature 1) and
+ * edition == (0) in e: the writer always tallies what rules test. */
+void wl_expr_operands(const struct wl_expr *e,
+                      void (*fn)(void *arg, int is_feature, const char *text), void *arg);
+
 /* Evaluates a condition. relax = 0 evaluates it as written; relax = h
  * evaluates it with every threshold moved by h toward "still true" (x >= t
  * becomes x >= t*(1-h); x <= t becomes x <= t*(1+h)); == and has_feature and

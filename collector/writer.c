@@ -29,6 +29,7 @@ struct wl_writer {
     int joined;              /* the thread has ended */
 
     /* writer thread only */
+    uint64_t untallied_published;     /* wl_state_untallied at the last publish_state */
     const struct wl_config *cfg;
     struct wl_store *store;
     struct wl_state *state;
@@ -325,8 +326,14 @@ static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group
 /* The state's size, for the installs and organizations gauges. */
 static void publish_state(struct wl_writer *w)
 {
+    uint64_t untallied = wl_state_untallied(w->state);
     wl_gauge_set(WL_G_installs, wl_state_n_installs(w->state));
     wl_gauge_set(WL_G_organizations, wl_state_n_orgs(w->state));
+    wl_gauge_set(WL_G_interned_bytes, wl_state_interned_bytes(w->state));
+    wl_gauge_set(WL_G_interned_strings, wl_state_interned(w->state));
+    if (untallied > w->untallied_published) /* a reload starts the state's count again */
+        wl_count(WL_M_features_untallied, untallied - w->untallied_published);
+    w->untallied_published = untallied;
 }
 
 static uint64_t mono_ns(void)
@@ -579,6 +586,7 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     w->state_opts = (struct wl_state_opts){
         .install_ttl_ms = cfg->install_ttl_ms,
         .score_half_life_ms = cfg->score_half_life_ms,
+        .max_org_features = (uint32_t)cfg->max_org_features,
         .rules = &cfg->rules,
     };
     pthread_mutex_init(&w->mu, NULL);

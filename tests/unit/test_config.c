@@ -138,6 +138,11 @@ static void test_defaults_every_field(void **state)
     assert_int_equal(cfg.quarantine_sample_bytes, 4 * KiB);
     assert_int_equal(cfg.quarantine_per_second, 100);
 
+    /* [accounts] */
+    assert_int_equal(cfg.install_ttl_ms, 14 * DAY);
+    assert_int_equal(cfg.score_half_life_ms, 14 * DAY);
+    assert_int_equal(cfg.max_org_features, 256);
+
     /* The default port constant agrees with the default listeners. */
     assert_int_equal(WL_DEFAULT_PORT, 7810);
     /* Strings are terminated within their buffers, nothing of 0xa5 left. */

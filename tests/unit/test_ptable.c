@@ -1,0 +1,145 @@
+/* Unit tests for collector/ptable.h: the keyed hash and the pointer table
+ * (find, add, remove, growth past any load, deleted slots reused, shrinking,
+ * iteration), against a plain array as the model. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ptable.h"
+
+struct elem {
+    uint32_t hash;
+    int key;
+    int in;
+};
+
+static uint32_t elem_hash(const void *e) { return ((const struct elem *)e)->hash; }
+
+static int elem_eq(const void *e, const void *key)
+{
+    return ((const struct elem *)e)->key == *(const int *)key;
+}
+
+static uint32_t key_hash(int key) { return (uint32_t)wl_keyhash(&key, sizeof key); }
+
+static struct elem *find(const struct wl_ptable *t, int key)
+{
+    return wl_ptable_find(t, key_hash(key), elem_eq, &key);
+}
+
+static void test_keyhash_is_stable_and_spreads(void **state)
+{
+    (void)state;
+    const char a[] = "install-0001", b[] = "install-0002";
+    assert_true(wl_keyhash(a, sizeof a - 1) == wl_keyhash(a, sizeof a - 1));
+    assert_true(wl_keyhash(a, sizeof a - 1) != wl_keyhash(b, sizeof b - 1));
+    /* 65,536 keys that differ in one byte fill at least 60% of 65,536 buckets
+     * (random: about 63%); a weak hash of such keys would bunch them. */
+    uint8_t *seen = calloc(65536, 1);
+    size_t used = 0;
+    assert_non_null(seen);
+    for (uint32_t i = 0; i < 65536; i++) {
+        uint8_t key[33] = {1};
+        key[31] = (uint8_t)(i >> 8);
+        key[32] = (uint8_t)i;
+        uint32_t bucket = (uint32_t)wl_keyhash(key, sizeof key) & 0xffff;
+        used += !seen[bucket];
+        seen[bucket] = 1;
+    }
+    free(seen);
+    assert_true(used > 65536 * 6 / 10);
+}
+
+static void test_add_find_remove_against_a_model(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    struct elem *v = calloc(N, sizeof *v);
+    struct wl_ptable t;
+    assert_non_null(v);
+    wl_ptable_init(&t, elem_hash);
+    assert_null(find(&t, 1));
+    for (int i = 0; i < N; i++) {
+        v[i].key = i;
+        v[i].hash = key_hash(i);
+    }
+    srand(7);
+    /* Rounds of random adds and removes: deleted slots pile up and must be
+     * reused or cleared; the table must keep finding everything. */
+    for (int round = 0; round < 200000; round++) {
+        int i = rand() % N;
+        if (v[i].in) {
+            assert_ptr_equal(find(&t, i), &v[i]);
+            wl_ptable_remove(&t, &v[i]);
+            v[i].in = 0;
+        } else {
+            assert_null(find(&t, i));
+            wl_ptable_add(&t, &v[i]);
+            v[i].in = 1;
+        }
+        assert_true(4 * t.used <= 3 * t.cap);
+    }
+    size_t live = 0;
+    for (int i = 0; i < N; i++) {
+        live += (size_t)v[i].in;
+        assert_ptr_equal(find(&t, i), v[i].in ? &v[i] : NULL);
+    }
+    assert_int_equal(t.live, live);
+    /* Iteration sees every live element once. */
+    size_t seen = 0;
+    struct elem *e;
+    for (size_t i = 0; (e = wl_ptable_next(&t, &i)) != NULL;) {
+        assert_true(e->in);
+        e->in = 2;
+        seen++;
+    }
+    assert_int_equal(seen, live);
+    /* Emptied, it gives its memory back. */
+    for (int i = 0; i < N; i++) {
+        if (v[i].in)
+            wl_ptable_remove(&t, &v[i]);
+    }
+    assert_int_equal(t.live, 0);
+    assert_true(t.cap <= 64);
+    wl_ptable_free(&t);
+    free(v);
+}
+
+/* Elements that all hash alike (as colliding keys would under an unkeyed
+ * hash) are still all found and the table still grows: no state in which it
+ * stops growing. */
+static void test_same_hash_still_grows(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    struct elem *v = calloc(N, sizeof *v);
+    struct wl_ptable t;
+    assert_non_null(v);
+    wl_ptable_init(&t, elem_hash);
+    for (int i = 0; i < N; i++) {
+        v[i].key = i;
+        v[i].hash = 42;
+        wl_ptable_add(&t, &v[i]);
+    }
+    for (int i = 0; i < N; i++)
+        assert_ptr_equal(wl_ptable_find(&t, 42, elem_eq, &i), &v[i]);
+    assert_true(4 * t.used <= 3 * t.cap && t.cap >= N);
+    wl_ptable_free(&t);
+    free(v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_keyhash_is_stable_and_spreads),
+        cmocka_unit_test(test_add_find_remove_against_a_model),
+        cmocka_unit_test(test_same_hash_still_grows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
