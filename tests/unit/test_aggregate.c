@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "aggregate.h"
+#include "rules.h"
 #include "records.pb-c.h"
 #include "tmpdir.h"
 
@@ -833,6 +834,169 @@ static void test_large_org_record_is_capped(void **state)
     free(pings);
 }
 
+/* ---- bounded work and memory (issue: no input costs more than its size) ---- */
+
+/* A state with its own options, on the fixture's store (replacing its state). */
+static void reload_with(struct fx *f, const struct wl_state_opts *opts)
+{
+    char err[512];
+    wl_state_free(f->st);
+    f->st = NULL;
+    if (wl_state_load(f->store, opts, &f->st, err, sizeof err) != 0)
+        fail_msg("state: %s", err);
+}
+
+static void forget_install(struct fx *f, const char *id)
+{
+    char err[512];
+    struct wl_forgotten fg;
+    struct wl_batch *b = wl_batch_new(f->store);
+    assert_int_equal(wl_state_forget_install(f->st, id, b, &fg), 0);
+    if (wl_state_dirty(f->st))
+        wl_state_flush(f->st, b);
+    if (wl_store_write(f->store, b, 1, err, sizeof err) != 0)
+        fail_msg("write: %s", err);
+    wl_state_commit(f->st);
+    wl_forgotten_free(&fg);
+    wl_batch_free(b);
+}
+
+/* Past max_org_features distinct features an organization's tallies take no
+ * more (the rest are counted), yet a feature a rule tests is still tallied:
+ * nobody can crowd out a real organization's has_feature signal. */
+static void test_feature_tally_cap_keeps_rule_features(void **state)
+{
+    struct fx *f = *state;
+    struct wl_ruleset rs;
+    char err[256];
+    memset(&rs, 0, sizeof rs);
+    if (wl_ruleset_add(&rs, "saml", "has_feature(saml)", NULL, NULL, NULL, NULL, err,
+                       sizeof err) != 0)
+        fail_msg("rule: %s", err);
+    struct wl_state_opts opts = test_opts;
+    opts.rules = &rs;
+    opts.max_org_features = 8;
+    reload_with(f, &opts);
+
+    /* Five installs of one organization, 40 distinct features in all. */
+    char names[40][16];
+    char *lists[5][8];
+    struct tping t[5];
+    struct tping *g[5];
+    for (int i = 0; i < 5; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "crowd-%d", i);
+        tping_init(&t[i], id, 0x51, 1, 1);
+        for (int k = 0; k < 8; k++) {
+            snprintf(names[i * 8 + k], sizeof names[0], "junk-%02d", i * 8 + k);
+            lists[i][k] = names[i * 8 + k];
+        }
+        t[i].p.features = lists[i];
+        t[i].p.n_features = 8;
+        g[i] = &t[i];
+    }
+    group(f, g, 5, 1000, NULL);
+    assert_int_equal(wl_state_untallied(f->st), 32);
+    org_rec *o = get_org(f, 0x51, "");
+    assert_int_equal(o->n_features, 8);
+    assert_int_equal(o->signals, 0);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    /* The rule's feature arrives last, and still counts. */
+    struct tping real;
+    char *saml[] = {"saml"};
+    tping_init(&real, "real-admin", 0x51, 1, 1);
+    real.p.features = saml;
+    real.p.n_features = 1;
+    assert_int_equal(apply1(f, &real, 2000), WL_APPLY_ACCEPTED);
+    o = get_org(f, 0x51, "");
+    assert_int_equal(o->signals, 1);
+    int found = 0;
+    for (size_t i = 0; i < o->n_features; i++)
+        found |= strcmp(o->features[i], "saml") == 0;
+    assert_true(found);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    wl_state_free(f->st);
+    f->st = NULL;
+    wl_ruleset_clear(&rs);
+    reload_with(f, &test_opts);
+}
+
+/* Interned strings are held while something stores them, not forever: one
+ * install sending a new version and new features in every ping holds what
+ * its latest ping (and its organization's bounded lists) name, and nothing
+ * once it is forgotten. */
+static void test_interned_strings_are_released(void **state)
+{
+    struct fx *f = *state;
+    uint64_t most = 0;
+    assert_int_equal(wl_state_interned_bytes(f->st), 0);
+    for (int i = 1; i <= 200; i++) {
+        struct tping t;
+        char version[32], fa[32], fb[32];
+        char *feats[] = {fa, fb};
+        tping_init(&t, "churner", 0x52, (uint64_t)i, 1);
+        snprintf(version, sizeof version, "v-%d", i);
+        snprintf(fa, sizeof fa, "feature-a-%d", i);
+        snprintf(fb, sizeof fb, "feature-b-%d", i);
+        t.p.version = version;
+        t.p.features = feats;
+        t.p.n_features = 2;
+        assert_int_equal(apply1(f, &t, 1000 + i), WL_APPLY_ACCEPTED);
+        if (wl_state_interned(f->st) > most)
+            most = wl_state_interned(f->st);
+    }
+    /* version + 2 features + their list, and the 16 versions the organization
+     * remembers: about 20, whatever the number of pings. */
+    assert_true(most <= 4 + 16);
+    assert_true(wl_state_interned_bytes(f->st) < 4096);
+    forget_install(f, "churner");
+    assert_int_equal(wl_state_interned(f->st), 0);
+    assert_int_equal(wl_state_interned_bytes(f->st), 0);
+}
+
+/* Installs move between organizations in any order: each organization's
+ * members stay exact (the O(1) detach swaps positions), and a restart
+ * agrees. */
+static void test_many_moves_keep_members(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 64 };
+    uint64_t seq[N] = {0};
+    int where[N];
+    for (int round = 0; round < 6; round++) {
+        struct tping t[N];
+        struct tping *g[N];
+        for (int i = 0; i < N; i++) {
+            where[i] = (i * 7 + round * 3) % 3; /* orgs 0x60, 0x61, 0x62 */
+            char id[16];
+            snprintf(id, sizeof id, "mover-%02d", i);
+            tping_init(&t[i], id, 0x60 + where[i], ++seq[i], 1);
+            g[i] = &t[i];
+        }
+        group(f, g, N, 1000 + round, NULL);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int o = 0; o < 3; o++) {
+            uint8_t id[WL_ORG_ID_MAX];
+            size_t idlen = org_id_of(id, 0x60 + o, "");
+            char **ids = NULL;
+            size_t n = wl_state_org_install_ids(f->st, id, idlen, &ids);
+            size_t want = 0;
+            for (int i = 0; i < N; i++)
+                want += where[i] == o;
+            assert_int_equal(n, want);
+            for (size_t k = 0; k < n; k++) {
+                int i = atoi(ids[k] + strlen("mover-"));
+                assert_int_equal(where[i], o);
+                free(ids[k]);
+            }
+            free(ids);
+        }
+        reload_with(f, &test_opts); /* the same from disk */
+    }
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -851,6 +1015,9 @@ int main(void)
         T(test_reload_corrupt_install),
         T(test_ttl_with_unordered_event_times),
         T(test_large_org_record_is_capped),
+        T(test_feature_tally_cap_keeps_rule_features),
+        T(test_interned_strings_are_released),
+        T(test_many_moves_keep_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
