@@ -1,6 +1,7 @@
 #include "envelope.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,55 @@ static enum wl_reason inflate_capped(struct wl_decoder *d, const uint8_t *src, s
     }
 }
 
+/* ---- the counting allocator ---- */
+
+/* What a block really takes from malloc: its usable size plus the chunk
+ * header (glibc), so that the count is what the process holds. */
+static size_t chunk_bytes(void *p)
+{
+    return malloc_usable_size(p) + sizeof(size_t);
+}
+
+static void *budget_alloc(void *data, size_t size)
+{
+    struct wl_decoder *d = data;
+    if (d == NULL)
+        return malloc(size ? size : 1);
+    if (size > d->limit || d->live > d->limit - size) {
+        d->over_budget = 1;
+        return NULL;
+    }
+    void *p = malloc(size ? size : 1);
+    if (p == NULL)
+        return NULL;
+    d->live += chunk_bytes(p);
+    if (d->live > d->peak_bytes)
+        d->peak_bytes = d->live;
+    return p;
+}
+
+/* With no decoder (a batch freed later, on any thread) it is plain free:
+ * what the batch held was counted when it was decoded. */
+static void budget_free(void *data, void *p)
+{
+    struct wl_decoder *d = data;
+    if (p == NULL)
+        return;
+    if (d != NULL) {
+        size_t n = chunk_bytes(p);
+        d->live = d->live > n ? d->live - n : 0;
+    }
+    free(p);
+}
+
+static ProtobufCAllocator decoder_allocator(struct wl_decoder *d)
+{
+    ProtobufCAllocator a = {.alloc = budget_alloc, .free = budget_free, .allocator_data = d};
+    return a;
+}
+
+/* ---- the wire walk ---- */
+
 static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     *v = 0;
@@ -77,116 +127,187 @@ static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-/* Walks one Ping's wire bytes: the reason when a string field holds a NUL. */
-static enum wl_reason scan_ping_strings(const uint8_t *p, const uint8_t *end)
+/* Field numbers run from 1 to 2^29 - 1; anything else does not decode.
+ * (protobuf-c accepts a field number 0 written as a multi-byte tag, 0x80
+ * 0x00, and keeps it as an unknown field that it then packs as 0x00, a tag
+ * its own decoder refuses: a stored ping carrying one would never decode
+ * again, in dumps, exports or the installs loaded at start.) */
+#define FIELD_NUMBER_MAX 536870911u
+
+/* Skips one field's value after its tag: 0, or -1 when the wire ends
+ * inside it or the wire type is not one protobuf-c decodes. For a length-
+ * delimited value, *value and *vlen say where it is. */
+static int skip_value(const uint8_t **p, const uint8_t *end, uint64_t tag,
+                      const uint8_t **value, uint64_t *vlen)
+{
+    uint64_t v;
+    *value = NULL;
+    *vlen = 0;
+    switch (tag & 7) {
+    case 0: return wire_varint(p, end, &v);
+    case 1: if (end - *p < 8) return -1; *p += 8; return 0;
+    case 5: if (end - *p < 4) return -1; *p += 4; return 0;
+    case 2:
+        if (wire_varint(p, end, &v) != 0 || v > (uint64_t)(end - *p))
+            return -1;
+        *value = *p;
+        *vlen = v;
+        *p += v;
+        return 0;
+    default: return -1;
+    }
+}
+
+/* What one Ping's wire holds. */
+struct ping_walk {
+    size_t fields;        /* every field, features and unknown ones included */
+    size_t features;
+    enum wl_reason nul;   /* a string field with a NUL byte, or WL_REJECT_NONE */
+};
+
+#define FEATURES_FIELD 25
+
+static int walk_ping(const uint8_t *p, const uint8_t *end, struct ping_walk *pw)
 {
     const ProtobufCMessageDescriptor *desc = &warmline__v1__ping__descriptor;
-    uint64_t tag, v;
+    uint64_t tag, vlen;
+    const uint8_t *value;
 
+    pw->fields = pw->features = 0;
+    pw->nul = WL_REJECT_NONE;
     while (p < end) {
-        if (wire_varint(&p, end, &tag) != 0)
-            return WL_REJECT_NONE; /* protobuf-c judged the wire; nothing more here */
-        switch (tag & 7) {
-        case 0: if (wire_varint(&p, end, &v) != 0) return WL_REJECT_NONE; break;
-        case 1: p += 8; break;
-        case 5: p += 4; break;
-        case 2: {
-            if (wire_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
-                return WL_REJECT_NONE;
-            const ProtobufCFieldDescriptor *f =
-                protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
-            if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, v) != NULL)
-                return (tag >> 3) == 1 ? WL_REJECT_INSTALL_ID_NOT_PRINTABLE
-                                       : WL_REJECT_STRING_HAS_NUL;
-            p += v;
-            break;
-        }
-        default: return WL_REJECT_NONE;
+        if (wire_varint(&p, end, &tag) != 0 || (tag >> 3) < 1 || (tag >> 3) > FIELD_NUMBER_MAX)
+            return -1;
+        if (skip_value(&p, end, tag, &value, &vlen) != 0)
+            return -1;
+        unsigned num = (unsigned)(tag >> 3);
+        pw->fields++;
+        if (num == FEATURES_FIELD)
+            pw->features++;
+        if (value != NULL && pw->nul == WL_REJECT_NONE && memchr(value, 0, vlen) != NULL) {
+            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(desc, num);
+            if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING)
+                pw->nul = num == 1 ? WL_REJECT_INSTALL_ID_NOT_PRINTABLE : WL_REJECT_STRING_HAS_NUL;
         }
     }
+    return 0;
+}
+
+/* What the walk of a PingBatch found. */
+struct batch_walk {
+    size_t pings;
+    size_t fields;           /* of the pings kept, and the batch's own other fields */
+    size_t len;              /* the payload's length once rejected pings are emptied */
+    enum wl_reason *rejects; /* per ping (malloc'd, rejects_cap long), or NULL */
+    size_t rejects_cap;
+};
+
+static int mark_reject(struct batch_walk *bw, size_t i, enum wl_reason r)
+{
+    if (i >= bw->rejects_cap) {
+        size_t ncap = bw->rejects_cap ? bw->rejects_cap : 16;
+        while (ncap <= i)
+            ncap *= 2;
+        enum wl_reason *n = realloc(bw->rejects, ncap * sizeof *n);
+        if (n == NULL)
+            return -1;
+        for (size_t k = bw->rejects_cap; k < ncap; k++)
+            n[k] = WL_REJECT_NONE;
+        bw->rejects = n;
+        bw->rejects_cap = ncap;
+    }
+    bw->rejects[i] = r;
+    return 0;
+}
+
+/* An empty Ping (field 1, length 0): what a rejected ping becomes. */
+static const uint8_t empty_ping[2] = {0x0a, 0x00};
+
+/* Walks a PingBatch's wire (field 1: the pings, in order) before anything
+ * is decoded. A ping rejected for its features or fields is replaced in
+ * place by an empty ping (shorter: the bytes after it move down), so that
+ * protobuf-c never decodes it and the pings keep their indexes. */
+static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
+                                 struct batch_walk *bw)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    uint8_t *w = buf;
+    uint64_t tag, vlen;
+    const uint8_t *value;
+
+    memset(bw, 0, sizeof *bw);
+    while (p < end) {
+        const uint8_t *start = p;
+        enum wl_reason r = WL_REJECT_NONE;
+        if (wire_varint(&p, end, &tag) != 0 || (tag >> 3) < 1 || (tag >> 3) > FIELD_NUMBER_MAX)
+            return WL_REJECT_BATCH_DECODE;
+        if (skip_value(&p, end, tag, &value, &vlen) != 0)
+            return WL_REJECT_BATCH_DECODE;
+        if ((tag >> 3) != 1) {
+            bw->fields++; /* a field of a later PingBatch: kept as unknown */
+        } else {
+            struct ping_walk pw;
+            if (value == NULL) /* a Ping must be length-delimited */
+                return WL_REJECT_BATCH_DECODE;
+            if (++bw->pings > max_pings)
+                return WL_REJECT_BATCH_TOO_MANY_PINGS;
+            if (walk_ping(value, value + vlen, &pw) != 0)
+                return WL_REJECT_BATCH_DECODE;
+            if (pw.features > WL_FEATURES_MAX)
+                r = WL_REJECT_TOO_MANY_FEATURES;
+            else if (pw.fields > WL_PING_FIELDS_MAX)
+                r = WL_REJECT_PING_TOO_MANY_FIELDS;
+            else
+                bw->fields += pw.fields;
+            enum wl_reason flag = r != WL_REJECT_NONE ? r : pw.nul;
+            if (flag != WL_REJECT_NONE && mark_reject(bw, bw->pings - 1, flag) != 0)
+                return WL_REJECT_BATCH_OVER_BUDGET;
+        }
+        if (r != WL_REJECT_NONE) {
+            memcpy(w, empty_ping, sizeof empty_ping); /* a ping of 2+ fields was longer */
+            w += sizeof empty_ping;
+        } else {
+            if (w != start)
+                memmove(w, start, (size_t)(p - start));
+            w += p - start;
+        }
+    }
+    bw->len = (size_t)(w - buf);
     return WL_REJECT_NONE;
 }
 
-/* protobuf-c accepts a field number 0 written as a multi-byte tag (0x80
- * 0x00) and keeps it as an unknown field, which it then packs as 0x00: a
- * tag its own decoder refuses. A stored ping carrying one would never
- * decode again (dump, export, and the installs the writer loads at start).
- * Field numbers run from 1 to 2^29 - 1; anything else does not decode. */
-static int unknown_fields_valid(const ProtobufCMessage *m)
+/* The batch's decode budget, from its walk. */
+static size_t batch_budget(const struct batch_walk *bw)
 {
-    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
-        uint32_t tag = m->unknown_fields[i].tag;
-        if (tag < 1 || tag > 536870911u)
-            return 0;
-    }
-    return 1;
+    return WL_DECODE_FIXED + bw->len + bw->pings * WL_DECODE_PER_PING +
+           bw->fields * WL_DECODE_PER_FIELD;
 }
 
-static int batch_fields_valid(const wl_ping_batch *b)
+/* The decoder's figures start again for each envelope. */
+static void budget_reset(struct wl_decoder *d, size_t limit)
 {
-    if (!unknown_fields_valid(&b->base))
-        return 0;
-    for (size_t i = 0; i < b->n_pings; i++) {
-        if (!unknown_fields_valid(&b->pings[i]->base))
-            return 0;
-    }
-    return 1;
-}
-
-/* Walks a PingBatch's wire bytes (field 1: the pings, in order). */
-static enum wl_reason *scan_batch_strings(const uint8_t *p, size_t len, size_t n_pings)
-{
-    const uint8_t *end = p + len;
-    enum wl_reason *reasons = NULL;
-    size_t i = 0;
-    uint64_t tag, v;
-
-    while (p < end && i < n_pings) {
-        if (wire_varint(&p, end, &tag) != 0)
-            break;
-        if ((tag & 7) == 2) {
-            if (wire_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
-                break;
-            if ((tag >> 3) == 1) {
-                enum wl_reason r = scan_ping_strings(p, p + v);
-                if (r != WL_REJECT_NONE) {
-                    if (reasons == NULL) {
-                        reasons = malloc(n_pings * sizeof *reasons);
-                        if (reasons == NULL)
-                            return NULL;
-                        for (size_t k = 0; k < n_pings; k++)
-                            reasons[k] = WL_REJECT_NONE;
-                    }
-                    reasons[i] = r;
-                }
-                i++;
-            }
-            p += v;
-        } else if ((tag & 7) == 0) {
-            if (wire_varint(&p, end, &v) != 0)
-                break;
-        } else if ((tag & 7) == 1) {
-            p += 8;
-        } else if ((tag & 7) == 5) {
-            p += 4;
-        } else {
-            break;
-        }
-    }
-    return reasons;
+    d->live = 0;
+    d->limit = limit;
+    d->peak_bytes = 0;
+    d->batch_bytes = 0;
+    d->over_budget = 0;
 }
 
 enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size_t len,
                                   wl_ping_batch **out, uint64_t *batch_id,
                                   enum wl_reason **ping_rejects)
 {
-    wl_envelope_msg *env = warmline__v1__envelope__unpack(NULL, len, buf);
+    ProtobufCAllocator alloc = decoder_allocator(d);
+    struct batch_walk bw = {0};
+    wl_envelope_msg *env;
     enum wl_reason r = WL_REJECT_NONE;
-    const uint8_t *payload;
+    uint8_t *payload;
     size_t plen;
 
     *out = NULL;
     *ping_rejects = NULL;
+    budget_reset(d, WL_DECODE_FIXED + 2 * len);
+    env = warmline__v1__envelope__unpack(&alloc, len, buf);
     if (env == NULL)
         return WL_REJECT_ENVELOPE_DECODE;
     *batch_id = env->batch_id;
@@ -196,7 +317,7 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
     }
     switch ((int)env->compression) {
     case WARMLINE__V1__ENVELOPE__COMPRESSION__NONE:
-        payload = env->payload.data;
+        payload = env->payload.data; /* our copy: the walk may rewrite it */
         plen = env->payload.len;
         if (plen > d->max_inflated) {
             r = WL_REJECT_INFLATE_TOO_LARGE;
@@ -213,29 +334,49 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
         r = WL_REJECT_ENVELOPE_COMPRESSION;
         goto done;
     }
-    *out = warmline__v1__ping_batch__unpack(NULL, plen, payload ? payload : (const uint8_t *)"");
+    if (plen == 0)
+        payload = (uint8_t *)"";
+    r = walk_batch(payload, plen, d->max_pings, &bw);
+    if (r != WL_REJECT_NONE)
+        goto done;
+    size_t before = d->live;
+    d->limit = before + batch_budget(&bw);
+    *out = warmline__v1__ping_batch__unpack(&alloc, bw.len, payload);
     if (*out == NULL) {
-        r = WL_REJECT_BATCH_DECODE;
-    } else if ((*out)->n_pings > d->max_pings) {
-        wl_ping_batch_free(*out);
-        *out = NULL;
-        r = WL_REJECT_BATCH_TOO_MANY_PINGS;
-    } else if (!batch_fields_valid(*out)) {
-        wl_ping_batch_free(*out);
+        r = d->over_budget ? WL_REJECT_BATCH_OVER_BUDGET : WL_REJECT_BATCH_DECODE;
+        goto done;
+    }
+    if ((*out)->n_pings != bw.pings) { /* the walk and protobuf-c disagree: trust neither */
+        warmline__v1__ping_batch__free_unpacked(*out, &alloc);
         *out = NULL;
         r = WL_REJECT_BATCH_DECODE;
-    } else if (plen > 0 && memchr(payload, 0, plen) != NULL) {
-        *ping_rejects = scan_batch_strings(payload, plen, (*out)->n_pings);
+        goto done;
+    }
+    d->batch_bytes = d->live - before;
+    if (bw.rejects != NULL) {
+        if (bw.pings > bw.rejects_cap && mark_reject(&bw, bw.pings - 1, WL_REJECT_NONE) != 0) {
+            warmline__v1__ping_batch__free_unpacked(*out, &alloc);
+            *out = NULL;
+            r = WL_REJECT_BATCH_OVER_BUDGET;
+            goto done;
+        }
+        *ping_rejects = bw.rejects; /* at least n_pings long */
+        bw.rejects = NULL;
     }
 done:
-    warmline__v1__envelope__free_unpacked(env, NULL);
+    free(bw.rejects);
+    warmline__v1__envelope__free_unpacked(env, &alloc);
     return r;
 }
+
+/* A batch outlives its decode: freed later, on any thread, uncounted. */
+static ProtobufCAllocator batch_free_allocator = {
+    .alloc = budget_alloc, .free = budget_free, .allocator_data = NULL};
 
 void wl_ping_batch_free(wl_ping_batch *batch)
 {
     if (batch != NULL)
-        warmline__v1__ping_batch__free_unpacked(batch, NULL);
+        warmline__v1__ping_batch__free_unpacked(batch, &batch_free_allocator);
 }
 
 int wl_envelope_encode(const wl_ping_batch *batch, int compress, uint64_t batch_id,

@@ -12,7 +12,30 @@
 
 #define WL_ENVELOPE_VERSION 1
 
-/* Reusable decoding state: one zlib stream and one inflate buffer. */
+/* What decoding may cost. The PingBatch's wire is walked once before any
+ * allocation: pings are counted (over max_pings the envelope is rejected
+ * whole, nothing decoded), and so are each ping's fields and features. A
+ * ping with more than WL_FEATURES_MAX features, or more fields (features
+ * included) than WL_PING_FIELDS_MAX, is rejected alone and never decoded:
+ * no valid ping has that many, since a field appears once (twice allows an
+ * encoder that repeats one) and features are capped.
+ *
+ * The rest is decoded by protobuf-c through an allocator that counts the
+ * bytes it holds (malloc's own chunk sizes) and refuses past a budget
+ * computed from the walk: WL_DECODE_FIXED + the inflated size
+ * + WL_DECODE_PER_PING per ping + WL_DECODE_PER_FIELD per field. The
+ * constants cover protobuf-c's worst case per shape (an empty ping, an
+ * empty string, an unknown field; see tests/unit/test_envelope.c), so that
+ * the budget refuses only what the walk failed to foresee
+ * (batch_over_budget). The Envelope itself is decoded under
+ * WL_DECODE_FIXED + 2 x its size. */
+#define WL_PING_FIELDS_MAX (2 * 25 + WL_FEATURES_MAX) /* Ping has 25 fields */
+#define WL_DECODE_FIXED ((size_t)64 * 1024)
+#define WL_DECODE_PER_PING ((size_t)320)
+#define WL_DECODE_PER_FIELD ((size_t)64)
+
+/* Reusable decoding state: one zlib stream and one inflate buffer, and the
+ * counting allocator's figures for the last decode. */
 struct wl_decoder {
     z_stream zs;
     int zs_ready;
@@ -20,21 +43,28 @@ struct wl_decoder {
     size_t cap;
     size_t max_inflated;
     size_t max_pings;
+
+    size_t live;        /* bytes the allocator holds now (during a decode) */
+    size_t limit;       /* ... and may hold at most */
+    size_t peak_bytes;  /* out: the most it held at once during the last decode */
+    size_t batch_bytes; /* out: what the last decoded batch holds (0: none) */
+    int over_budget;    /* the allocator refused during the last decode */
 };
 
 void wl_decoder_init(struct wl_decoder *d, size_t max_inflated, size_t max_pings);
 void wl_decoder_free(struct wl_decoder *d);
 
 /* Decodes one serialized Envelope. On WL_REJECT_NONE *out holds the batch
- * (free it with wl_ping_batch_free). *batch_id is set whenever the envelope
- * itself decoded, so even a rejection can be acked with the sender's id.
- * A zlib payload is inflated into the decoder's buffer and never past
- * max_inflated bytes.
+ * (free it with wl_ping_batch_free, on any thread) and d->batch_bytes what
+ * it holds. *batch_id is set whenever the envelope itself decoded, so even
+ * a rejection can be acked with the sender's id. A zlib payload is inflated
+ * into the decoder's buffer and never past max_inflated bytes.
  *
- * protobuf-c hands strings over as C strings, so a NUL byte inside one
- * would silently cut it. The wire is scanned for that: when a ping has a
- * NUL in a string field, *ping_rejects (else NULL) is a malloc'd array, one
- * reason per ping (WL_REJECT_NONE for the clean ones). */
+ * Pings rejected by the walk (too many features or fields) come out as
+ * empty pings, and protobuf-c hands strings over as C strings, so a NUL
+ * byte inside one would silently cut it: the walk flags those too. When a
+ * ping is flagged, *ping_rejects (else NULL) is a malloc'd array, one
+ * reason per ping (WL_REJECT_NONE for the clean ones), of *out->n_pings. */
 enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size_t len,
                                   wl_ping_batch **out, uint64_t *batch_id,
                                   enum wl_reason **ping_rejects);

@@ -12,6 +12,7 @@
     X(INFLATE_TOO_LARGE, "inflate_too_large")                                \
     X(BATCH_DECODE, "batch_decode")                                          \
     X(BATCH_TOO_MANY_PINGS, "batch_too_many_pings")                          \
+    X(BATCH_OVER_BUDGET, "batch_over_budget")                                \
     X(FRAME_TOO_LARGE, "frame_too_large")                                    \
     X(FRAME_BAD_VARINT, "frame_bad_varint")                                  \
     X(DATAGRAM_TOO_LARGE, "datagram_too_large")                              \
@@ -25,6 +26,7 @@
     X(STRING_NOT_UTF8, "string_not_utf8")                                    \
     X(STRING_HAS_NUL, "string_has_nul")                                      \
     X(TOO_MANY_FEATURES, "too_many_features")                                \
+    X(PING_TOO_MANY_FIELDS, "ping_too_many_fields")                          \
     X(COUNT_TOO_LARGE, "count_too_large")
 
 #define WL_REASON_ENUM(sym, name) WL_REJECT_##sym,

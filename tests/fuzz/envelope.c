@@ -21,9 +21,16 @@ static void check_rejects(const wl_ping_batch *b, const enum wl_reason *rejects)
 {
     if (rejects == NULL)
         return;
-    for (size_t i = 0; i < b->n_pings; i++)
+    for (size_t i = 0; i < b->n_pings; i++) {
         FUZZ_CHECK(rejects[i] == WL_REJECT_NONE || rejects[i] == WL_REJECT_STRING_HAS_NUL ||
-                   rejects[i] == WL_REJECT_INSTALL_ID_NOT_PRINTABLE);
+                   rejects[i] == WL_REJECT_INSTALL_ID_NOT_PRINTABLE ||
+                   rejects[i] == WL_REJECT_TOO_MANY_FEATURES ||
+                   rejects[i] == WL_REJECT_PING_TOO_MANY_FIELDS);
+        if (rejects[i] == WL_REJECT_TOO_MANY_FEATURES ||
+            rejects[i] == WL_REJECT_PING_TOO_MANY_FIELDS)
+            FUZZ_CHECK(b->pings[i]->install_id[0] == '\0' && b->pings[i]->n_features == 0 &&
+                       b->pings[i]->base.n_unknown_fields == 0);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -37,12 +44,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum wl_reason r1 = wl_envelope_decode(&d, data, size, &b1, &id1, &rej1);
     enum wl_reason r2 = wl_envelope_decode(&d, data, size, &b2, &id2, &rej2);
     FUZZ_CHECK(r1 == r2);
+    FUZZ_CHECK(r1 != WL_REJECT_BATCH_OVER_BUDGET);
+    FUZZ_CHECK(d.peak_bytes <= 2 * WL_DECODE_FIXED + 2 * size + MAX_INFLATED +
+                                   MAX_PINGS * WL_DECODE_PER_PING +
+                                   MAX_INFLATED / 2 * WL_DECODE_PER_FIELD);
     FUZZ_CHECK(r1 == WL_REJECT_ENVELOPE_DECODE || id1 == id2);
     FUZZ_CHECK((r1 == WL_REJECT_NONE) == (b1 != NULL));
     FUZZ_CHECK((b1 == NULL) == (b2 == NULL));
     FUZZ_CHECK((rej1 == NULL) == (rej2 == NULL));
     if (b1 != NULL) {
         FUZZ_CHECK(b1->n_pings <= MAX_PINGS);
+        FUZZ_CHECK(d.batch_bytes > 0);
         FUZZ_CHECK(b1->n_pings == b2->n_pings);
         check_rejects(b1, rej1);
         /* what the writer stores is this batch packed again: it must

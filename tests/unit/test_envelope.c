@@ -788,6 +788,393 @@ static void test_nul_in_strings_flagged_per_ping(void **state)
     wl_decoder_free(&d);
 }
 
+/* ---- decode cost: the walk before the unpack, the counting allocator ---- */
+
+/* A growable byte string for hand-made wire. */
+struct wire {
+    uint8_t *b;
+    size_t n, cap;
+};
+
+static void w_bytes(struct wire *w, const void *p, size_t n)
+{
+    if (w->n + n > w->cap) {
+        size_t ncap = w->cap ? w->cap : 256;
+        while (ncap < w->n + n)
+            ncap *= 2;
+        w->b = realloc(w->b, ncap);
+        assert_non_null(w->b);
+        w->cap = ncap;
+    }
+    if (n)
+        memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+static void w_varint(struct wire *w, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        tmp[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    tmp[n++] = (uint8_t)v;
+    w_bytes(w, tmp, n);
+}
+
+static void w_tag(struct wire *w, uint32_t field, int type) { w_varint(w, (uint64_t)field << 3 | (unsigned)type); }
+
+static void w_string(struct wire *w, uint32_t field, const char *str)
+{
+    w_tag(w, field, 2);
+    w_varint(w, strlen(str));
+    w_bytes(w, str, strlen(str));
+}
+
+/* Appends one ping (field 1 of the batch) holding the wire in ping. */
+static void w_ping(struct wire *batch, const struct wire *ping)
+{
+    w_tag(batch, 1, 2);
+    w_varint(batch, ping->n);
+    w_bytes(batch, ping->b, ping->n);
+}
+
+/* A valid ping's fields: install_id, seq. */
+static void w_valid_ping(struct wire *w, const char *id, uint64_t seq)
+{
+    w_string(w, 1, id);
+    w_tag(w, 3, 0);
+    w_varint(w, seq);
+}
+
+/* The budget wl_envelope_decode gives a batch, computed by hand. */
+static size_t budget_of(size_t plen, size_t pings, size_t fields)
+{
+    return WL_DECODE_FIXED + plen + pings * WL_DECODE_PER_PING + fields * WL_DECODE_PER_FIELD;
+}
+
+static void test_walk_bound_matches_schema(void **state)
+{
+    (void)state;
+    assert_int_equal(WL_PING_FIELDS_MAX,
+                     2 * warmline__v1__ping__descriptor.n_fields + WL_FEATURES_MAX);
+    assert_int_equal(warmline__v1__ping__descriptor.fields[
+                         warmline__v1__ping__descriptor.n_fields - 1].id, 25); /* features */
+}
+
+/* max_pings + 1 empty pings (2 bytes each on the wire, ~200 once decoded):
+ * rejected on the walk, before protobuf-c allocates a single ping. What the
+ * allocator held is the Envelope with its payload: the input's size. */
+static void test_too_many_empty_pings_never_decoded(void **state)
+{
+    (void)state;
+    enum { MP = 1000 };
+    struct wire b = {0};
+    for (size_t i = 0; i < MP + 1; i++)
+        w_bytes(&b, "\x0a\x00", 2);
+    for (int compress = 0; compress <= 1; compress++) {
+        size_t len, zlen = 0;
+        uint8_t *z = compress ? zlib_compress(b.b, b.n, &zlen) : NULL;
+        uint8_t *buf = compress ? pack_envelope(1, 1, z, zlen, 5, &len)
+                                : pack_envelope(1, 0, b.b, b.n, 5, &len);
+        struct wl_decoder d;
+        wl_decoder_init(&d, MAX_INFLATED, MP);
+        expect_reject(&d, buf, len, WL_REJECT_BATCH_TOO_MANY_PINGS, "max_pings + 1 empty pings");
+        if (d.peak_bytes > len + 4096)
+            fail_msg("%s: the allocator held %zu bytes for a %zu-byte envelope",
+                     compress ? "zlib" : "plain", d.peak_bytes, len);
+        assert_int_equal(d.batch_bytes, 0);
+
+        /* exactly max_pings: decoded, within the budget, and counted */
+        wl_decoder_free(&d);
+        wl_decoder_init(&d, MAX_INFLATED, MP + 1);
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        enum wl_reason *rejects = NULL;
+        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id, &rejects), WL_REJECT_NONE);
+        assert_null(rejects);
+        assert_int_equal(out->n_pings, MP + 1);
+        assert_true(d.batch_bytes >= (MP + 1) * sizeof(wl_ping));
+        assert_true(d.batch_bytes <= budget_of(b.n, MP + 1, 0));
+        wl_ping_batch_free(out);
+        wl_decoder_free(&d);
+        free(buf);
+        free(z);
+    }
+    free(b.b);
+}
+
+/* The issue's case: an ~8 KB zlib envelope inflating to 8 MiB of empty
+ * pings (4 million of them) used to make protobuf-c allocate ~1 GB before
+ * the count was checked. Now the walk stops at max_pings + 1. */
+static void test_zlib_bomb_of_empty_pings(void **state)
+{
+    (void)state;
+    size_t n = MAX_INFLATED, zlen, len;
+    uint8_t *plain = malloc(n);
+    assert_non_null(plain);
+    for (size_t i = 0; i < n; i += 2)
+        memcpy(plain + i, "\x0a\x00", 2);
+    uint8_t *z = zlib_compress(plain, n, &zlen);
+    assert_true(zlen < 16 * 1024);
+    uint8_t *buf = pack_envelope(1, 1, z, zlen, 99, &len);
+    struct wl_decoder d;
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    expect_reject(&d, buf, len, WL_REJECT_BATCH_TOO_MANY_PINGS, "zlib bomb of empty pings");
+    if (d.peak_bytes > len + 4096)
+        fail_msg("the allocator held %zu bytes for a %zu-byte envelope", d.peak_bytes, len);
+    wl_decoder_free(&d);
+    free(buf);
+    free(z);
+    free(plain);
+}
+
+/* A ping with 65 features, one with 10,000 unknown fields, one with 115
+ * copies of a known field: each is rejected alone, never decoded (it comes
+ * out empty), and its neighbours decode. At the bounds (64 features,
+ * WL_PING_FIELDS_MAX fields) a ping passes. */
+static void test_ping_rejected_alone(void **state)
+{
+    (void)state;
+    struct wire b = {0}, p = {0};
+    enum wl_reason want[8];
+    size_t np = 0;
+
+#define NEXT_PING(reason)                                                                 \
+    do {                                                                                  \
+        w_ping(&b, &p);                                                                   \
+        want[np++] = (reason);                                                            \
+        p.n = 0;                                                                          \
+    } while (0)
+
+    w_valid_ping(&p, "before", 1);
+    NEXT_PING(WL_REJECT_NONE);
+
+    w_valid_ping(&p, "features-65", 1);
+    for (int i = 0; i < WL_FEATURES_MAX + 1; i++)
+        w_string(&p, 25, "f");
+    NEXT_PING(WL_REJECT_TOO_MANY_FEATURES);
+
+    w_valid_ping(&p, "features-64", 1);
+    for (int i = 0; i < WL_FEATURES_MAX; i++)
+        w_string(&p, 25, "f");
+    NEXT_PING(WL_REJECT_NONE);
+
+    w_valid_ping(&p, "unknown-10000", 1);
+    for (int i = 0; i < 10000; i++) {
+        w_tag(&p, 1000 + (uint32_t)i, 0);
+        w_varint(&p, 1);
+    }
+    NEXT_PING(WL_REJECT_PING_TOO_MANY_FIELDS);
+
+    w_valid_ping(&p, "fields-at-max", 1); /* 2 fields + the rest unknown */
+    for (int i = 0; i < WL_PING_FIELDS_MAX - 2; i++) {
+        w_tag(&p, 100, 0);
+        w_varint(&p, 1);
+    }
+    NEXT_PING(WL_REJECT_NONE);
+
+    w_valid_ping(&p, "version-115", 1);
+    for (int i = 0; i < WL_PING_FIELDS_MAX - 1; i++)
+        w_string(&p, 5, "1.0");
+    NEXT_PING(WL_REJECT_PING_TOO_MANY_FIELDS);
+
+    w_valid_ping(&p, "after", 2);
+    NEXT_PING(WL_REJECT_NONE);
+#undef NEXT_PING
+
+    for (int compress = 0; compress <= 1; compress++) {
+        size_t len, zlen = 0;
+        uint8_t *z = compress ? zlib_compress(b.b, b.n, &zlen) : NULL;
+        uint8_t *buf = compress ? pack_envelope(1, 1, z, zlen, 5, &len)
+                                : pack_envelope(1, 0, b.b, b.n, 5, &len);
+        struct wl_decoder d;
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        enum wl_reason *rejects = NULL;
+        wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+        assert_reason(wl_envelope_decode(&d, buf, len, &out, &id, &rejects), WL_REJECT_NONE);
+        assert_non_null(out);
+        assert_non_null(rejects);
+        assert_int_equal(out->n_pings, np);
+        for (size_t i = 0; i < np; i++) {
+            if (rejects[i] != want[i])
+                fail_msg("ping %zu: got %s, want %s", i, rname(rejects[i]), rname(want[i]));
+            if (want[i] == WL_REJECT_NONE) {
+                assert_true(strlen(out->pings[i]->install_id) > 0);
+                assert_true(out->pings[i]->seq > 0);
+            } else { /* never decoded: an empty ping stands in */
+                assert_string_equal(out->pings[i]->install_id, "");
+                assert_int_equal(out->pings[i]->n_features, 0);
+                assert_int_equal(out->pings[i]->base.n_unknown_fields, 0);
+            }
+        }
+        assert_string_equal(out->pings[0]->install_id, "before");
+        assert_int_equal(out->pings[2]->n_features, WL_FEATURES_MAX);
+        assert_int_equal(out->pings[4]->base.n_unknown_fields, WL_PING_FIELDS_MAX - 2);
+        assert_string_equal(out->pings[np - 1]->install_id, "after");
+        /* the 10,000 unknown fields never reached the allocator */
+        if (d.peak_bytes > 2 * len + 64 * 1024)
+            fail_msg("peak %zu bytes for a %zu-byte envelope", d.peak_bytes, len);
+        free(rejects);
+        wl_ping_batch_free(out);
+        wl_decoder_free(&d);
+        free(buf);
+        free(z);
+    }
+    free(b.b);
+    free(p.b);
+}
+
+/* Must parse: the shapes that cost protobuf-c the most per wire byte, each
+ * at its bound, decode within the budget the walk computes (so the budget
+ * refuses nothing valid), and what they hold is reported. */
+static void test_costly_shapes_fit_the_budget(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        int features;     /* one-byte features per ping */
+        int unknown;      /* unknown varint fields per ping */
+        int repeats;      /* extra copies of the version string */
+        int empty;        /* the ping is empty (no id, no seq) */
+    } shapes[] = {
+        {"empty pings", 0, 0, 0, 1},
+        {"minimal valid pings", 0, 0, 0, 0},
+        {"64 one-byte features", WL_FEATURES_MAX, 0, 0, 0},
+        {"112 unknown fields", 0, WL_PING_FIELDS_MAX - 2, 0, 0},
+        {"version 48 times and 64 features", WL_FEATURES_MAX, 0, 48, 0},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        struct wire b = {0}, p = {0};
+        size_t fields = 0;
+        for (size_t i = 0; i < MAX_PINGS; i++) {
+            char id[16];
+            p.n = 0;
+            if (!shapes[s].empty) {
+                snprintf(id, sizeof id, "i%zu", i);
+                w_valid_ping(&p, id, 1);
+            }
+            for (int k = 0; k < shapes[s].features; k++)
+                w_string(&p, 25, "f");
+            for (int k = 0; k < shapes[s].unknown; k++) {
+                w_tag(&p, 30 + (uint32_t)k, 0);
+                w_varint(&p, 1);
+            }
+            for (int k = 0; k < shapes[s].repeats; k++)
+                w_string(&p, 5, "");
+            fields += (shapes[s].empty ? 0 : 2) + (size_t)shapes[s].features +
+                      (size_t)shapes[s].unknown + (size_t)shapes[s].repeats;
+            w_ping(&b, &p);
+        }
+        size_t len;
+        uint8_t *buf = pack_envelope(1, 0, b.b, b.n, 1, &len);
+        struct wl_decoder d;
+        wl_ping_batch *out = NULL;
+        uint64_t id = 0;
+        enum wl_reason *rejects = NULL;
+        wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+        enum wl_reason r = wl_envelope_decode(&d, buf, len, &out, &id, &rejects);
+        if (r != WL_REJECT_NONE)
+            fail_msg("%s: got %s", shapes[s].what, rname(r));
+        assert_null(rejects);
+        assert_int_equal(out->n_pings, MAX_PINGS);
+        size_t budget = budget_of(b.n, MAX_PINGS, fields);
+        print_message("%-34s wire %8zu B  decoded %9zu B (%5.1fx)  peak %9zu B  budget %9zu B\n",
+                      shapes[s].what, b.n, d.batch_bytes, (double)d.batch_bytes / (double)b.n,
+                      d.peak_bytes, budget);
+        assert_true(d.batch_bytes > 0);
+        assert_true(d.peak_bytes <= WL_DECODE_FIXED + 2 * len + budget);
+        wl_ping_batch_free(out);
+        wl_decoder_free(&d);
+        free(buf);
+        free(b.b);
+        free(p.b);
+    }
+}
+
+/* Must not parse: wire the walk refuses before anything is decoded (as
+ * protobuf-c would, or as the stored pings could not be read back). */
+static void test_walk_must_not_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t len;
+        enum wl_reason want;
+    } cases[] = {
+        {"ping: field number 0 as a multi-byte tag", "\x0a\x05\x18\x01\x80\x00\x01", 7,
+         WL_REJECT_BATCH_DECODE},
+        {"batch: field number 0", "\x0a\x02\x18\x01\x00\x01", 6, WL_REJECT_BATCH_DECODE},
+        {"ping: fixed64 cut short", "\x0a\x04\x18\x01\x21\x00", 6, WL_REJECT_BATCH_DECODE},
+        {"ping: fixed32 cut short", "\x0a\x04\x18\x01\x25\x00", 6, WL_REJECT_BATCH_DECODE},
+        {"ping: wire type 3 (group)", "\x0a\x03\x18\x01\x23", 5, WL_REJECT_BATCH_DECODE},
+        {"ping: string longer than the ping", "\x0a\x04\x0a\x05" "ab", 6, WL_REJECT_BATCH_DECODE},
+        {"ping: varint cut", "\x0a\x02\x18\x80", 4, WL_REJECT_BATCH_DECODE},
+        {"batch: a ping as a varint", "\x08\x01", 2, WL_REJECT_BATCH_DECODE},
+        {"batch: a ping longer than the batch", "\x0a\x09\x18\x01", 4, WL_REJECT_BATCH_DECODE},
+        {"batch: field number 2^29", "\x80\x80\x80\x80\x10\x00", 6, WL_REJECT_BATCH_DECODE},
+    };
+    struct wl_decoder d;
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        uint8_t *buf = pack_envelope(1, 0, cases[i].bytes, cases[i].len, 3, &len);
+        expect_reject(&d, buf, len, cases[i].want, cases[i].what);
+        free(buf);
+    }
+    /* must parse: a later schema's field in the batch (2) and in a ping (100) */
+    static const uint8_t later[] = {0x10, 0x05, 0x0a, 0x08, 0x0a, 0x01, 'a',
+                                    0x18, 0x01, 0xa0, 0x06, 0x01};
+    size_t len;
+    uint8_t *buf = pack_envelope(1, 0, later, sizeof later, 3, &len);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_int_equal(out->n_pings, 1);
+    assert_string_equal(out->pings[0]->install_id, "a");
+    assert_int_equal(out->pings[0]->base.n_unknown_fields, 1);
+    assert_int_equal(out->base.n_unknown_fields, 1);
+    wl_ping_batch_free(out);
+    free(buf);
+    wl_decoder_free(&d);
+}
+
+/* An Envelope of unknown fields costs protobuf-c ~28 bytes per wire byte:
+ * refused past 2 x its size + WL_DECODE_FIXED, as a bad envelope. */
+static void test_envelope_of_unknown_fields(void **state)
+{
+    (void)state;
+    struct wire e = {0};
+    w_tag(&e, 1, 0);
+    w_varint(&e, 1);
+    for (int i = 0; i < 100000; i++) {
+        w_tag(&e, 10, 0);
+        w_varint(&e, 1);
+    }
+    struct wl_decoder d;
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    expect_reject(&d, e.b, e.n, WL_REJECT_ENVELOPE_DECODE, "100,000 unknown envelope fields");
+    assert_true(d.peak_bytes <= WL_DECODE_FIXED + 2 * e.n);
+    /* a few unknown fields (a later version's) are fine */
+    e.n = 0;
+    w_tag(&e, 1, 0);
+    w_varint(&e, 1);
+    for (int i = 0; i < 16; i++) {
+        w_tag(&e, 10 + (uint32_t)i, 0);
+        w_varint(&e, 300);
+    }
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(decode_env(&d, e.b, e.n, &out, &id), WL_REJECT_NONE);
+    assert_int_equal(out->n_pings, 0);
+    wl_ping_batch_free(out);
+    wl_decoder_free(&d);
+    free(e.b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -808,6 +1195,13 @@ int main(void)
         cmocka_unit_test(test_decoder_reuse),
         cmocka_unit_test(test_max_pings_default),
         cmocka_unit_test(test_nul_in_strings_flagged_per_ping),
+        cmocka_unit_test(test_walk_bound_matches_schema),
+        cmocka_unit_test(test_too_many_empty_pings_never_decoded),
+        cmocka_unit_test(test_zlib_bomb_of_empty_pings),
+        cmocka_unit_test(test_ping_rejected_alone),
+        cmocka_unit_test(test_costly_shapes_fit_the_budget),
+        cmocka_unit_test(test_walk_must_not_parse),
+        cmocka_unit_test(test_envelope_of_unknown_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
