@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "api_http.h"
+#include "http_log.h"
 #include "log.h"
 #include "metrics.h"
 #include "orgkey.h"
@@ -20,6 +21,9 @@
 #include "token.h"
 
 #define THREADS 4
+
+/* libmicrohttpd's own messages for this listener: key=value, rate-limited. */
+static struct wl_http_log api_log = WL_HTTP_LOG_INIT("api");
 
 /* ---- tokens ---- */
 
@@ -447,8 +451,10 @@ int wl_api_start(const struct wl_config *cfg, struct wl_store *store, struct wl_
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     api->mhd = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
+        flags, (uint16_t)port, NULL, NULL, on_request, api,
+        MHD_OPTION_EXTERNAL_LOGGER, wl_mhd_logger, &api_log, /* first: it logs the rest */
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->api_max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->api_max_connections_per_address,

@@ -9,7 +9,9 @@ large); bearer tokens; parameter errors; and queries racing live ingest."""
 import json
 import os
 import random
+import re
 import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -17,8 +19,9 @@ import unittest
 import urllib.parse
 
 import test_signals as hist
-from harness import (READY_TIMEOUT, Collector, CollectorCase, api_call, as_int, dump_any,
-                     make_ping, org_key_hex, parse_kv, run_import, set_options)
+from harness import (IO_TIMEOUT, LOCALHOST, READY_TIMEOUT, Collector, CollectorCase, api_call,
+                     as_int, dump_any, make_ping, org_key_hex, parse_kv, run_import,
+                     set_options)
 
 DAY = hist.DAY
 HL = hist.HALF_LIFE
@@ -646,6 +649,59 @@ class TokenFiles(CollectorCase):
         c.start()
         self.assertEqual(api_call(c.api_port, "GET", "/v1/signals", token=good).status, 200)
         self.assertEqual(api_call(c.api_port, "GET", "/v1/signals", token=good[:8]).status, 401)
+        c.stop()
+
+
+class HttpServerMessages(CollectorCase):
+    """libmicrohttpd's own messages (here: one per request with an HTTP
+    version it does not support) reach stderr only as key=value lines,
+    event=http_server_message listener=api msg="...", at most
+    WL_HTTP_LOG_BURST (10) at once and WL_HTTP_LOG_RATE (10) a second; the
+    lines left out are counted and reported as suppressed=N on the next line
+    that goes out, so lines + suppressed = messages."""
+
+    BURST, RATE = 10, 10
+
+    def bad_request(self, port):
+        with socket.create_connection((LOCALHOST, port), timeout=IO_TIMEOUT) as s:
+            s.sendall(b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n")
+            reply = s.recv(64)
+        # MHD logs before it answers: once the answer is here, the message
+        # has been written or counted out.
+        self.assertTrue(reply.startswith(b"HTTP/1.1 505"), reply)
+
+    def test_flood_is_key_value_and_rate_limited(self):
+        c = Collector(name="api-mhd-log")
+        self.addCleanup(c.close)
+        c.start()
+        rx = r"\bevent=http_server_message\b"
+        since = len(c.lines)
+        flood = 300
+        t0 = time.monotonic()
+        for _ in range(flood):
+            self.bad_request(c.api_port)
+        sent = flood
+        # One more at a time (a token refills in 1/RATE s) until the line
+        # that reports what was left out.
+        while not any("suppressed=" in l for l in c.find_lines(rx)):
+            self.assertLess(sent, flood + 1000, c.log_tail())
+            self.bad_request(c.api_port)
+            sent += 1
+        elapsed = time.monotonic() - t0
+        with c._cond:
+            lines = c.lines[since:]
+        msgs = [parse_kv(l) for l in lines if re.search(rx, l)]
+        self.assertGreaterEqual(len(msgs), self.BURST)
+        self.assertLessEqual(len(msgs), self.BURST + self.RATE * elapsed + 1,
+                             "%d lines in %.2fs" % (len(msgs), elapsed))
+        suppressed = sum(int(m.get("suppressed", 0)) for m in msgs)
+        self.assertEqual(len(msgs) + suppressed, sent)
+        for m in msgs:
+            self.assertEqual((m["level"], m["listener"]), ("warn", "api"), m)
+            self.assertIn("HTTP response code is 505", m["msg"])
+        for l in lines:  # nothing from libmicrohttpd outside our lines
+            self.assertRegex(l, r"^ts=\S+ level=[a-z]+ event=[a-z_]+( |$)")
+            self.assertFalse(re.search(r"[\x00-\x1f\x7f]", l), repr(l))
         c.stop()
 
 
