@@ -1,0 +1,203 @@
+/* Fuzz target: the writer's state tables (collector/aggregate.c on
+ * collector/ptable.c): installs found by keyed hash, installs moving
+ * between organizations, capped feature tallies, reference-counted
+ * interned strings, forgets, and reloads that replay unflushed pings.
+ *
+ * Input: 4-byte operations on 16 installs, 6 organizations (one of them
+ * "no org key"), a pool of 12 features (one a rule tests), 4 versions and 3
+ * editions:
+ *   byte 0: bits 0-1 the operation (0, 1: a ping; 2: a flush; 3: forget the
+ *           install), bits 2-5 the install, bit 6: reload the state after
+ *   byte 1: the organization (mod 6)
+ *   byte 2: which of the first 8 features the ping has; byte 3, bits 0-3,
+ *           adds feature 8 + (bits % 4); bits 4-5 the version, 6-7 the edition
+ * Each operation is a group (one write). At the end every install is
+ * forgotten, and then the state must hold no install, no organization, and
+ * no interned string but the rule's own; and all along, an organization's
+ * members must agree with where each install last pinged. */
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aggregate.h"
+#include "fuzz.h"
+#include "rules.h"
+
+#define N_INSTALLS 16
+#define N_ORGS 6
+
+static char root[64];
+static struct wl_store *store;
+static struct wl_ruleset rules;
+static const struct wl_state_opts opts = {
+    .install_ttl_ms = 1000ULL * 86400 * 3650,
+    .score_half_life_ms = 14ULL * 86400 * 1000,
+    .max_org_features = 4,
+    .rules = &rules,
+};
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void cleanup(void)
+{
+    wl_store_close(store);
+    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void init_once(void)
+{
+    char db[128], err[256];
+    if (store != NULL)
+        return;
+    snprintf(root, sizeof root, "/tmp/wl-fuzz-state-XXXXXX");
+    FUZZ_CHECK(mkdtemp(root) != NULL);
+    snprintf(db, sizeof db, "%s/db", root);
+    FUZZ_CHECK(wl_store_open(db, WL_STORE_PRIMARY, &store, err, sizeof err) == 0);
+    FUZZ_CHECK(wl_ruleset_add(&rules, "f0", "has_feature(f0)", NULL, NULL, NULL, NULL, err,
+                              sizeof err) == 0);
+    atexit(cleanup);
+}
+
+static struct wl_state *load(void)
+{
+    struct wl_state *st;
+    char err[256];
+    FUZZ_CHECK(wl_state_load(store, &opts, &st, err, sizeof err) == 0);
+    return st;
+}
+
+static void write_batch(struct wl_state *st, struct wl_batch *b)
+{
+    char err[256];
+    FUZZ_CHECK(wl_store_write(store, b, 0, err, sizeof err) == 0);
+    wl_state_commit(st);
+    wl_batch_clear(b);
+}
+
+static void forget(struct wl_state *st, struct wl_batch *b, const char *id)
+{
+    struct wl_forgotten fg;
+    if (wl_state_dirty(st)) { /* a forget starts from written state */
+        wl_state_flush(st, b);
+        write_batch(st, b);
+    }
+    FUZZ_CHECK(wl_state_forget_install(st, id, b, &fg) == 0);
+    if (wl_state_dirty(st))
+        wl_state_flush(st, b);
+    write_batch(st, b);
+    wl_forgotten_free(&fg);
+}
+
+static size_t org_of(int o, uint8_t *id, const char *install)
+{
+    uint8_t key[32];
+    memset(key, 0x40 + o, sizeof key);
+    return o == N_ORGS - 1 ? wl_org_id(id, NULL, 0, install, strlen(install))
+                           : wl_org_id(id, key, sizeof key, install, strlen(install));
+}
+
+/* Every install the state puts in organization o pinged there last. */
+static void check_members(struct wl_state *st, const int *where, int o)
+{
+    uint8_t id[WL_ORG_ID_MAX];
+    size_t len = org_of(o, id, "");
+    if (o == N_ORGS - 1)
+        return; /* each no-key install is an organization of its own */
+    char **ids = NULL;
+    size_t n = wl_state_org_install_ids(st, id, len, &ids), want = 0;
+    for (int i = 0; i < N_INSTALLS; i++)
+        want += where[i] == o;
+    FUZZ_CHECK(n == want);
+    for (size_t k = 0; k < n; k++) {
+        int i = atoi(ids[k] + 2);
+        FUZZ_CHECK(i >= 0 && i < N_INSTALLS && where[i] == o);
+        free(ids[k]);
+    }
+    free(ids);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const features[12] = {"f0", "f1", "f2",  "f3",  "f4",  "f5",
+                                             "f6", "f7", "f8", "f9", "f10", "f11"};
+    static const char *const versions[4] = {"", "1.0", "2.0", "3.0"};
+    static const char *const editions[3] = {"", "team", "enterprise"};
+    uint64_t seqs[N_INSTALLS];
+    int where[N_INSTALLS]; /* the organization an install last pinged, -1: none */
+    char ids[N_INSTALLS][8];
+
+    init_once();
+    struct wl_state *st = load();
+    struct wl_batch *b = wl_batch_new(store);
+    int64_t t = wl_state_clock(st) + 1;
+    for (int i = 0; i < N_INSTALLS; i++) {
+        snprintf(ids[i], sizeof ids[i], "i-%02d", i);
+        seqs[i] = 0;
+        where[i] = -1;
+    }
+    for (size_t at = 0; at + 4 <= size && at < 4 * 256; at += 4) {
+        const uint8_t *op = data + at;
+        int in = (op[0] >> 2) & 15, o = op[1] % N_ORGS;
+        switch (op[0] & 3) {
+        case 0:
+        case 1: {
+            wl_ping p = WARMLINE__V1__PING__INIT;
+            char *fl[9];
+            uint8_t key[32];
+            size_t nf = 0;
+            for (int k = 0; k < 8; k++) {
+                if (op[2] & (1u << k))
+                    fl[nf++] = (char *)features[k];
+            }
+            if (op[3] & 8)
+                fl[nf++] = (char *)features[8 + (op[3] & 3)];
+            memset(key, 0x40 + o, sizeof key);
+            p.install_id = ids[in];
+            if (o != N_ORGS - 1) {
+                p.org_key.data = key;
+                p.org_key.len = sizeof key;
+            }
+            p.seq = ++seqs[in] + 1000000; /* above whatever an earlier input left */
+            p.version = (char *)versions[(op[3] >> 4) & 3];
+            p.edition = (char *)editions[(op[3] >> 6) % 3];
+            p.active_users_daily = op[2];
+            p.features = fl;
+            p.n_features = nf;
+            FUZZ_CHECK(wl_state_apply(st, &p, t, t, b) == WL_APPLY_ACCEPTED);
+            t += 1000;
+            where[in] = o;
+            wl_state_stage(st, b);
+            write_batch(st, b);
+            break;
+        }
+        case 2:
+            wl_state_flush(st, b);
+            write_batch(st, b);
+            break;
+        case 3:
+            forget(st, b, ids[in]);
+            where[in] = -1;
+            break;
+        }
+        if (op[0] & 0x40) { /* a restart: unflushed pings are replayed */
+            wl_state_free(st);
+            st = load();
+        }
+        check_members(st, where, o);
+    }
+    for (int i = 0; i < N_INSTALLS; i++)
+        forget(st, b, ids[i]);
+    FUZZ_CHECK(wl_state_n_installs(st) == 0);
+    FUZZ_CHECK(wl_state_n_orgs(st) == 0);
+    FUZZ_CHECK(wl_state_interned(st) == 1); /* "f0", the rule's */
+    wl_batch_free(b);
+    wl_state_free(st);
+    return 0;
+}
