@@ -36,6 +36,8 @@ struct wl_config {
     uint64_t udp_recv_buffer;
     uint64_t writer_queue_pings;    /* decoded pings not yet answered: above it UDP
                                        is dropped and TCP frames get RETRY_LATER */
+    uint64_t max_held_bytes;        /* bytes held between the sockets and the writer (decoded
+                                       batches, jobs, samples, unsent acks): above it the same */
     uint64_t max_group_pings;       /* pings per group commit */
     uint64_t frame_timeout_ms;      /* a TCP frame begun and unfinished this long closes it */
     uint64_t rate_per_address;      /* envelopes (datagrams + frames) per second; 0 = off */

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -78,9 +79,47 @@ static uint64_t job_units(const struct wl_job *job)
     return job->batch != NULL && job->batch->n_pings > 0 ? job->batch->n_pings : 1;
 }
 
+/* What a job holds besides its batch: the job, its per-ping reasons, its
+ * sample. */
+static size_t job_own_bytes(const struct wl_job *job)
+{
+    size_t n = sizeof *job + job->sample_len;
+    if (job->ping_rejects != NULL && job->batch != NULL)
+        n += job->batch->n_pings * sizeof *job->ping_rejects;
+    return n;
+}
+
+int wl_ingest_over(const struct wl_ingest *ing, size_t extra)
+{
+    return ing->held >= ing->cfg->writer_queue_pings ||
+           ing->held_bytes + extra > ing->cfg->max_held_bytes;
+}
+
+void wl_ingest_hold_bytes(struct wl_ingest *ing, size_t n)
+{
+    ing->held_bytes += n;
+    wl_gauge_set(WL_G_held_bytes, ing->held_bytes);
+}
+
+void wl_ingest_release_bytes(struct wl_ingest *ing, size_t n)
+{
+    ing->held_bytes = ing->held_bytes > n ? ing->held_bytes - n : 0;
+    wl_gauge_set(WL_G_held_bytes, ing->held_bytes);
+}
+
+void wl_ingest_drop_batch(struct wl_job *job)
+{
+    wl_ping_batch_free(job->batch);
+    job->batch = NULL;
+    free(job->ping_rejects);
+    job->ping_rejects = NULL;
+    job->held_bytes = job_own_bytes(job);
+}
+
 void wl_ingest_hold(struct wl_ingest *ing, const struct wl_job *job)
 {
     ing->held += job_units(job);
+    wl_ingest_hold_bytes(ing, job->held_bytes);
 }
 
 void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job)
@@ -93,6 +132,7 @@ void wl_ingest_release(struct wl_ingest *ing, const struct wl_job *job)
 {
     uint64_t n = job_units(job);
     ing->held = ing->held > n ? ing->held - n : 0;
+    wl_ingest_release_bytes(ing, job->held_bytes);
 }
 
 struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, size_t len,
@@ -119,5 +159,6 @@ struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, siz
         wl_count_envelope_reject(t, job->rejected);
         wl_job_set_sample(job, buf, len, ing->cfg->quarantine_sample_bytes);
     }
+    job->held_bytes = job_own_bytes(job) + (job->batch != NULL ? ing->decoder.batch_bytes : 0);
     return job;
 }

@@ -34,6 +34,8 @@ struct wl_ingest {
     uint64_t held;              /* what jobs not yet freed hold (TCP and UDP, with the
                                    writer or finished and awaiting their ack): their
                                    decoded pings, and 1 for a job without any */
+    uint64_t held_bytes;        /* the bytes they hold (wl_job.held_bytes: decoded batch,
+                                   job, sample), plus acks not yet taken by the kernel */
     int draining;               /* shutdown: no new input, acks still go out */
 
     struct wl_addrlimit *addrs; /* per-address limits, NULL when all are off */
@@ -53,19 +55,30 @@ void wl_ingest_limits_free(struct wl_ingest *ing);
 int wl_ingest_limited(const struct wl_ingest *ing, const struct sockaddr *peer,
                       struct wl_addr *key);
 
-/* Submits a job to the writer and counts what it holds (ing->held);
- * wl_ingest_release uncounts it once the job is back, before it is freed.
- * Over writer_queue_pings held, UDP datagrams are dropped and TCP frames
- * answered RETRY_LATER: decoded pings in memory stay bounded even when the
- * loop falls behind freeing finished jobs. */
+/* Submits a job to the writer and counts what it holds (ing->held, and its
+ * held_bytes in ing->held_bytes); wl_ingest_release uncounts it once the
+ * job is back, before it is freed. Over writer_queue_pings or max_held_bytes
+ * held (wl_ingest_over), UDP datagrams are dropped and TCP frames answered
+ * RETRY_LATER: what input holds in memory stays bounded even when the loop
+ * falls behind freeing finished jobs. */
 void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job);
+/* 1 when what jobs hold, with extra bytes more, is over a limit. */
+int wl_ingest_over(const struct wl_ingest *ing, size_t extra);
+/* Counts bytes held outside jobs (an ack being written), or uncounts them. */
+void wl_ingest_hold_bytes(struct wl_ingest *ing, size_t n);
+void wl_ingest_release_bytes(struct wl_ingest *ing, size_t n);
+/* Drops a job's batch (a frame refused RETRY_LATER) and what it charged
+ * for it; call before the job is held. */
+void wl_ingest_drop_batch(struct wl_job *job);
 /* Counts what a job holds, as wl_ingest_submit does, for a job submitted
  * later with others (wl_writer_submit_list). */
 void wl_ingest_hold(struct wl_ingest *ing, const struct wl_job *job);
 void wl_ingest_release(struct wl_ingest *ing, const struct wl_job *job);
 
 /* Decodes one envelope from bytes and builds the writer job for it
- * (a batch, or the rejection with a sample). Counts envelope rejections. */
+ * (a batch, or the rejection with a sample), its held_bytes set to what it
+ * holds: the decoded batch as the decoder's allocator counted it, the job
+ * itself, its per-ping reasons and its sample. Counts envelope rejections. */
 struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, size_t len,
                                   const char *transport, const struct sockaddr *peer);
 

@@ -8,7 +8,10 @@
  * or have acks the kernel has not taken yet (a peer that does not read its
  * acks), or its source address is out of tokens (rate_per_address). So its
  * memory is one buffer plus max_inflight_frames jobs or acks, whatever the
- * peer sends, and every frame still gets its ack in order. */
+ * peer sends, and every frame still gets its ack in order. Across
+ * connections, what the jobs and unsent acks hold counts toward
+ * max_held_bytes: past it, frames are answered RETRY_LATER without their
+ * batch. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +63,7 @@ struct wl_conn {
 struct ack_write {
     uv_write_t req;
     struct wl_conn *conn;
+    size_t held;           /* what it counts in ing->held_bytes until written */
     uint8_t data[];
 };
 
@@ -226,12 +230,14 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
     job = wl_ingest_make_job(ing, frame, len, "tcp", (struct sockaddr *)&c->peer_addr);
     if (job == NULL)
         return;
-    if (job->batch != NULL && (c->refusing || ing->held > ing->cfg->writer_queue_pings)) {
-        /* Overloaded (decoded pings not yet answered over the limit), or an
-         * earlier frame must be resent first: answer RETRY_LATER, in order,
-         * through the writer's queue. */
-        wl_ping_batch_free(job->batch);
-        job->batch = NULL;
+    if (job->batch != NULL &&
+        (c->refusing || ing->held > ing->cfg->writer_queue_pings ||
+         ing->held_bytes + job->held_bytes > ing->cfg->max_held_bytes)) {
+        /* Overloaded (decoded pings not yet answered, or the bytes input
+         * holds, over their limit), or an earlier frame must be resent
+         * first: answer RETRY_LATER, in order, through the writer's queue.
+         * The batch is dropped before it is held. */
+        wl_ingest_drop_batch(job);
         job->retry_later = 1;
         c->refusing = 1;
         wl_count(WL_M_tcp_retry_later, 1);
@@ -422,6 +428,7 @@ static void on_ack_written(uv_write_t *req, int status)
     struct ack_write *w = (struct ack_write *)req;
     struct wl_conn *c = w->conn;
     (void)status; /* a failed write means the peer is gone; its read side sees it */
+    wl_ingest_release_bytes(c->ing, w->held);
     free(w);
     /* Called before the handle's close callback, so c is still there. */
     c->acks_unsent--;
@@ -458,12 +465,14 @@ void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job)
             size_t h = wl_varint_encode(n, w->data);
             warmline__v1__ack__pack(&ack, w->data + h);
             w->conn = c;
+            w->held = sizeof *w + WL_VARINT_MAX + n;
             uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(h + n));
             if (uv_write(&w->req, (uv_stream_t *)&c->handle, &b, 1, on_ack_written) != 0) {
                 free(w);
                 conn_close(c);
             } else {
                 c->acks_unsent++;
+                wl_ingest_hold_bytes(ing, w->held);
             }
         }
         c->last_active = uv_now(ing->loop);

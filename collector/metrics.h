@@ -72,6 +72,7 @@ enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
 #define WL_GAUGES(X)                                                                      \
     X(tcp_connections_open, "TCP connections open.")                                      \
     X(writer_queue_pings, "Pings queued for the writer and not yet committed.")           \
+    X(held_bytes, "Bytes held between the sockets and the writer (max_held_bytes).")      \
     X(installs, "Installs in the writer's state.")                                        \
     X(organizations, "Organizations in the writer's state.")                              \
     X(interned_bytes, "Bytes held by interned strings and feature lists (writer state).")   \

@@ -44,6 +44,7 @@ struct wl_job {
     struct sockaddr_storage peer_addr; /* the sender (family 0: none) */
     char peer[64];            /* its text, made when first needed: wl_job_peer */
     const char *transport;    /* "udp" | "tcp" */
+    size_t held_bytes;        /* what the ingest loop charged for it (max_held_bytes) */
     struct wl_forget_req *forget; /* a forget (forget.h), not pings: applied alone, in
                                      its own write, and answered to its requester (the
                                      job is freed, never on the done list) */

@@ -823,7 +823,10 @@ static void w_varint(struct wire *w, uint64_t v)
     w_bytes(w, tmp, n);
 }
 
-static void w_tag(struct wire *w, uint32_t field, int type) { w_varint(w, (uint64_t)field << 3 | (unsigned)type); }
+static void w_tag(struct wire *w, uint32_t field, int type)
+{
+    w_varint(w, (uint64_t)field << 3 | (unsigned)type);
+}
 
 static void w_string(struct wire *w, uint32_t field, const char *str)
 {
