@@ -1,98 +1,27 @@
+/* Forget, the requester's side (an API thread, the CLI, the resume thread):
+ * targets, the scan, the steps handed to the writer one at a time, the
+ * resume of interrupted forgets, and reading the deletion records. The
+ * writer's side is forget_apply.c. */
 #include "forget.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "forget_req.h"
+#include "log.h"
+#include "metrics.h"
 #include "records.pb-c.h"
 #include "writer.h"
 
-typedef Warmline__Store__V1__Signal signal_rec;
-typedef Warmline__Store__V1__OrgState org_rec;
 typedef Warmline__Store__V1__Quarantined quarantine_rec;
 
-#define PING_CHUNK 100000          /* deletes per write when pings go first */
-#define SEQ_DIGITS 20
-
-static const char RECORD_PREFIX[] = "deletion:";
-static const char RECORD_END[] = "deletion;"; /* ':' + 1: past every record */
-
-/* ---- a set of install ids, sorted by length then bytes ---- */
-
-struct idset {
-    char **v;
-    size_t n, cap;
-};
-
-static int id_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return alen < blen ? -1 : 1;
-    return memcmp(a, b, alen);
-}
-
-/* The index of id, or where it would go (*found = 0). */
-static size_t idset_find(const struct idset *s, const char *id, size_t len, int *found)
-{
-    size_t lo = 0, hi = s->n;
-    *found = 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = id_cmp(s->v[mid], strlen(s->v[mid]), id, len);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-static int idset_has(const struct idset *s, const char *id, size_t len)
-{
-    int found;
-    if (s == NULL || s->n == 0)
-        return 0;
-    idset_find(s, id, len, &found);
-    return found;
-}
-
-static int idset_add(struct idset *s, const char *id, size_t len)
-{
-    int found;
-    size_t at = idset_find(s, id, len, &found);
-    if (found)
-        return 0;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 8;
-        char **v = realloc(s->v, cap * sizeof *v);
-        if (v == NULL)
-            return -ENOMEM;
-        s->v = v;
-        s->cap = cap;
-    }
-    char *copy = strndup(id, len);
-    if (copy == NULL)
-        return -ENOMEM;
-    memmove(s->v + at + 1, s->v + at, (s->n - at) * sizeof *s->v);
-    s->v[at] = copy;
-    s->n++;
-    return 0;
-}
-
-static void idset_free(struct idset *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    memset(s, 0, sizeof *s);
-}
-
+#define SCAN_READAHEAD (2u << 20) /* bytes read at a time by the raw ping scan */
+#define CANCEL_EVERY 4096         /* records scanned between looks at the cancel flag */
 /* ---- targets ---- */
 
 static int hexval(char c)
@@ -175,396 +104,26 @@ int wl_forget_target_org(struct wl_forget_target *t, const char *text, char *err
 
 /* ---- the request ---- */
 
-/* A signal of another organization, kept without the forgotten installs. */
-struct edit {
-    uint64_t id;
-    uint8_t *val;                 /* the packed Signal (malloc'd) */
-    size_t len;
-    uint8_t org[WL_ORG_ID_MAX];
-    size_t org_len;
-};
-
-struct wl_forget_req {
-    struct wl_forget_target target;
-    const char *via;
-
-    /* what the requester's scan found, as of its snapshot */
-    struct idset installs;        /* the installs it matched pings on */
-    uint64_t *pings;              /* keys to delete, ascending */
-    size_t n_pings, cap_pings;
-    uint64_t pings_deleted_early; /* deleted by the requester (many pings) */
-    uint64_t pings_upto;          /* the last ping key in the snapshot */
-    uint64_t *edits;              /* signals that list a forgotten install */
-    size_t n_edits, cap_edits;
-    uint64_t signals_upto;        /* the last signal key in the snapshot */
-
-    struct wl_forget_result result;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done, rc;
-};
-
-const char *wl_forget_kind_name(const struct wl_forget_req *req)
+static void req_init(struct wl_forget_req *req, const struct wl_forget_target *t,
+                     const char *via, size_t slice)
 {
-    return req->target.kind == WL_FORGET_ORG ? "org" : "install";
-}
-
-const struct wl_forget_result *wl_forget_req_result(const struct wl_forget_req *req)
-{
-    return &req->result;
+    memset(req, 0, sizeof *req);
+    req->target = *t;
+    snprintf(req->via, sizeof req->via, "%s", via ? via : "");
+    req->slice = slice == 0 ? WL_FORGET_SLICE : slice < 4 ? 4 : slice;
+    pthread_mutex_init(&req->mu, NULL);
+    pthread_cond_init(&req->cv, NULL);
 }
 
 static void req_free(struct wl_forget_req *req)
 {
-    idset_free(&req->installs);
-    free(req->pings);
+    wl_idset_free(&req->installs);
     free(req->edits);
-}
-
-/* ---- scanning ---- */
-
-/* The last key of cf (8 bytes, big-endian) as of snap, 0 when empty. */
-static int last_seq(struct wl_store *store, const struct wl_snapshot *snap, enum wl_cf cf,
-                    uint64_t *out, char *err, size_t errlen)
-{
-    struct wl_iter *it = wl_iter_new_at(store, snap, cf);
-    size_t klen;
-    if (it == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    *out = 0;
-    wl_iter_seek_last(it);
-    if (wl_iter_valid(it)) {
-        const char *k = wl_iter_key(it, &klen);
-        if (klen == 8)
-            *out = wl_be64_get(k);
-    }
-    int rc = wl_iter_status(it, err, errlen);
-    wl_iter_free(it);
-    return rc;
-}
-
-struct ping_match {
-    const uint8_t *org;           /* pings of this organization (NULL: none) */
-    size_t org_len;
-    const struct idset *installs; /* and pings of these installs */
-};
-
-static int ping_matches(const struct ping_match *m, const char *val, size_t vlen)
-{
-    struct wl_ping_peek pk;
-    if (wl_ping_peek(val, vlen, &pk) != 0)
-        return 0;
-    if (m->org != NULL && pk.org_len == m->org_len && memcmp(pk.org, m->org, m->org_len) == 0)
-        return 1;
-    return pk.install_id != NULL && idset_has(m->installs, pk.install_id, pk.install_len);
-}
-
-/* Calls hit for each matching ping key in (after, upto] (upto 0: to the
- * end), in key order. */
-static int scan_pings(struct wl_store *store, const struct wl_snapshot *snap, uint64_t after,
-                      uint64_t upto, const struct ping_match *m,
-                      int (*hit)(void *arg, uint64_t seq), void *arg, char *err, size_t errlen)
-{
-    struct wl_iter *it = wl_iter_new_at(store, snap, WL_CF_PINGS);
-    uint8_t k[8];
-    int rc = 0;
-
-    if (it == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    wl_be64_put(k, after + 1);
-    for (wl_iter_seek(it, k, sizeof k); wl_iter_valid(it); wl_iter_next(it)) {
-        size_t klen, vlen;
-        const char *key = wl_iter_key(it, &klen);
-        if (klen != 8)
-            continue;
-        uint64_t seq = wl_be64_get(key);
-        if (upto != 0 && seq > upto)
-            break;
-        const char *v = wl_iter_value(it, &vlen);
-        if (ping_matches(m, v, vlen) && (rc = hit(arg, seq)) != 0) {
-            snprintf(err, errlen, "out of memory");
-            break;
-        }
-    }
-    if (rc == 0)
-        rc = wl_iter_status(it, err, errlen);
-    wl_iter_free(it);
-    return rc;
-}
-
-static int same_org(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    return a != NULL && b != NULL && alen == blen && memcmp(a, b, alen) == 0;
-}
-
-/* A signal that lists one of installs and is not skip_org's, packed again
- * without them into e (e->val malloc'd); with e NULL, only whether it
- * would be. Returns 1 (edited), 0 (nothing to edit) or -ENOMEM. */
-static int edit_of(uint64_t id, const char *v, size_t vlen, const struct idset *installs,
-                   const uint8_t *skip_org, size_t skip_len, struct edit *e)
-{
-    signal_rec *s = warmline__store__v1__signal__unpack(NULL, vlen, (const uint8_t *)v);
-    int rc = 0;
-    if (s == NULL)
-        return 0;
-    size_t n = s->n_install_ids, keep = 0;
-    char *kept[n ? n : 1];
-    for (size_t i = 0; i < n; i++) {
-        if (!idset_has(installs, s->install_ids[i], strlen(s->install_ids[i])))
-            kept[keep++] = s->install_ids[i];
-    }
-    if (keep < n && !same_org(s->org.data, s->org.len, skip_org, skip_len) &&
-        s->org.len <= WL_ORG_ID_MAX) {
-        rc = 1;
-        if (e != NULL) {
-            char **all = s->install_ids;
-            s->install_ids = kept;
-            s->n_install_ids = keep;
-            e->id = id;
-            e->len = warmline__store__v1__signal__get_packed_size(s);
-            e->val = malloc(e->len ? e->len : 1);
-            if (e->val != NULL) {
-                warmline__store__v1__signal__pack(s, e->val);
-                memcpy(e->org, s->org.data, s->org.len);
-                e->org_len = s->org.len;
-            } else {
-                rc = -ENOMEM;
-            }
-            s->install_ids = all; /* free_unpacked frees what unpack made */
-            s->n_install_ids = n;
-        }
-    }
-    warmline__store__v1__signal__free_unpacked(s, NULL);
-    return rc;
-}
-
-/* Calls hit for each signal in (after, upto] (upto 0: to the end) that
- * edit_of edits; with want_edit 0 hit gets e->id alone. hit takes e->val. */
-static int scan_signals(struct wl_store *store, const struct wl_snapshot *snap, uint64_t after,
-                        uint64_t upto, const struct idset *installs, const uint8_t *skip_org,
-                        size_t skip_len, int want_edit, int (*hit)(void *arg, struct edit *e),
-                        void *arg, char *err, size_t errlen)
-{
-    struct wl_iter *it;
-    uint8_t k[8];
-    int rc = 0;
-
-    if (installs->n == 0)
-        return 0;
-    if ((it = wl_iter_new_at(store, snap, WL_CF_SIGNALS)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    wl_be64_put(k, after + 1);
-    for (wl_iter_seek(it, k, sizeof k); wl_iter_valid(it) && rc == 0; wl_iter_next(it)) {
-        size_t klen, vlen;
-        const char *key = wl_iter_key(it, &klen);
-        if (klen != 8)
-            continue;
-        uint64_t id = wl_be64_get(key);
-        if (upto != 0 && id > upto)
-            break;
-        const char *v = wl_iter_value(it, &vlen);
-        struct edit e = {.id = id};
-        int r = edit_of(id, v, vlen, installs, skip_org, skip_len, want_edit ? &e : NULL);
-        if (r > 0)
-            rc = hit(arg, &e);
-        else if (r < 0)
-            rc = r;
-        if (rc != 0)
-            snprintf(err, errlen, "out of memory");
-    }
-    if (rc == 0)
-        rc = wl_iter_status(it, err, errlen);
-    wl_iter_free(it);
-    return rc;
-}
-
-/* ---- phase 1: the requester's scan ---- */
-
-static int collect_ping(void *arg, uint64_t seq)
-{
-    struct wl_forget_req *req = arg;
-    if (req->n_pings == req->cap_pings) {
-        size_t cap = req->cap_pings ? 2 * req->cap_pings : 1024;
-        uint64_t *v = realloc(req->pings, cap * sizeof *v);
-        if (v == NULL)
-            return -ENOMEM;
-        req->pings = v;
-        req->cap_pings = cap;
-    }
-    req->pings[req->n_pings++] = seq;
-    return 0;
-}
-
-/* The id of a signal to edit: the writer edits what it holds then. */
-static int collect_edit(void *arg, struct edit *e)
-{
-    struct wl_forget_req *req = arg;
-    if (req->n_edits == req->cap_edits) {
-        size_t cap = req->cap_edits ? 2 * req->cap_edits : 64;
-        uint64_t *v = realloc(req->edits, cap * sizeof *v);
-        if (v == NULL)
-            return -ENOMEM;
-        req->edits = v;
-        req->cap_edits = cap;
-    }
-    req->edits[req->n_edits++] = e->id;
-    return 0;
-}
-
-/* The installs an organization has as of snap, from its record. */
-static int org_installs(struct wl_store *store, const struct wl_snapshot *snap,
-                        const uint8_t *org, size_t org_len, struct idset *out, char *err,
-                        size_t errlen)
-{
-    char *val = NULL;
-    size_t vlen = 0;
-    int rc = wl_store_get_at(store, snap, WL_CF_ORGS, org, org_len, &val, &vlen, err, errlen);
-    if (rc == -ENOENT)
-        return 0;
-    if (rc != 0)
-        return rc;
-    org_rec *r = warmline__store__v1__org_state__unpack(NULL, vlen, (const uint8_t *)val);
-    free(val);
-    if (r == NULL)
-        return 0; /* the writer's memory decides at phase 2 */
-    for (size_t i = 0; i < r->n_install_ids && rc == 0; i++)
-        rc = idset_add(out, r->install_ids[i], strlen(r->install_ids[i]));
-    warmline__store__v1__org_state__free_unpacked(r, NULL);
-    if (rc != 0)
-        snprintf(err, errlen, "out of memory");
-    return rc;
-}
-
-static int plan(struct wl_forget_req *req, struct wl_store *store,
-                const struct wl_snapshot *snap, char *err, size_t errlen)
-{
-    const struct wl_forget_target *t = &req->target;
-    struct ping_match m = {.installs = &req->installs};
-    const uint8_t *skip = NULL;
-    size_t skip_len = 0;
-    int rc;
-
-    if (t->kind == WL_FORGET_ORG) {
-        if ((rc = org_installs(store, snap, t->org, t->org_len, &req->installs, err, errlen)))
-            return rc;
-        if (t->org[0] == WL_ORG_TAG_INSTALL &&
-            idset_add(&req->installs, (const char *)t->org + 1, t->org_len - 1) != 0)
-            goto oom;
-        m.org = skip = t->org;
-        m.org_len = skip_len = t->org_len;
-    } else if (idset_add(&req->installs, t->install, strlen(t->install)) != 0) {
-        goto oom;
-    }
-    if ((rc = last_seq(store, snap, WL_CF_PINGS, &req->pings_upto, err, errlen)) != 0 ||
-        (rc = last_seq(store, snap, WL_CF_SIGNALS, &req->signals_upto, err, errlen)) != 0)
-        return rc;
-    if (req->pings_upto > 0 &&
-        (rc = scan_pings(store, snap, 0, req->pings_upto, &m, collect_ping, req, err, errlen)))
-        return rc;
-    if (req->signals_upto > 0)
-        return scan_signals(store, snap, 0, req->signals_upto, &req->installs, skip, skip_len,
-                            0, collect_edit, req, err, errlen);
-    return 0;
-
-oom:
-    snprintf(err, errlen, "out of memory");
-    return -ENOMEM;
-}
-
-/* Many pings: delete them now, in writes of their own. */
-static int delete_pings_early(struct wl_forget_req *req, struct wl_store *store, char *err,
-                              size_t errlen)
-{
-    struct wl_batch *b = wl_batch_new(store);
-    int rc = 0;
-    if (b == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < req->n_pings && rc == 0; i += PING_CHUNK) {
-        size_t end = i + PING_CHUNK < req->n_pings ? i + PING_CHUNK : req->n_pings;
-        wl_batch_clear(b);
-        for (size_t j = i; j < end; j++) {
-            uint8_t k[8];
-            wl_be64_put(k, req->pings[j]);
-            wl_batch_delete(b, WL_CF_PINGS, k, sizeof k);
-        }
-        if ((rc = wl_store_write(store, b, 0, err, errlen)) == 0)
-            req->pings_deleted_early += end - i;
-    }
-    wl_batch_free(b);
-    if (rc == 0) {
-        free(req->pings);
-        req->pings = NULL;
-        req->n_pings = req->cap_pings = 0;
-    }
-    return rc;
-}
-
-int wl_forget_ex(struct wl_writer *w, struct wl_store *store, const struct wl_forget_target *t,
-                 const char *via, const struct wl_forget_opts *opts,
-                 struct wl_forget_result *out, char *err, size_t errlen)
-{
-    size_t atomic_pings = opts ? opts->atomic_pings : WL_FORGET_ATOMIC_PINGS;
-    struct wl_forget_req req;
-    struct wl_snapshot *snap;
-    struct wl_job *job;
-    int rc;
-
-    memset(&req, 0, sizeof req);
-    memset(out, 0, sizeof *out);
-    req.target = *t;
-    req.via = via;
-    if ((snap = wl_snapshot_new(store)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    rc = plan(&req, store, snap, err, errlen);
-    wl_snapshot_free(snap);
-    if (rc == 0 && req.n_pings > atomic_pings)
-        rc = delete_pings_early(&req, store, err, errlen);
-    if (rc != 0)
-        goto done;
-    if (opts != NULL && opts->after_scan != NULL)
-        opts->after_scan(opts->arg);
-    if ((job = wl_job_new()) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        rc = -ENOMEM;
-        goto done;
-    }
-    pthread_mutex_init(&req.mu, NULL);
-    pthread_cond_init(&req.cv, NULL);
-    job->forget = &req;
-    job->transport = "forget";
-    wl_writer_submit(w, job);
-    pthread_mutex_lock(&req.mu);
-    while (!req.done)
-        pthread_cond_wait(&req.cv, &req.mu);
-    pthread_mutex_unlock(&req.mu);
-    pthread_mutex_destroy(&req.mu);
-    pthread_cond_destroy(&req.cv);
-    rc = req.rc;
-    if (rc == 0)
-        *out = req.result;
-    else if (rc == -ENOENT)
-        snprintf(err, errlen, "nothing matched");
-    else
-        snprintf(err, errlen, "the writer could not apply the forget: %s", strerror(-rc));
-done:
-    req_free(&req);
-    return rc;
-}
-
-int wl_forget(struct wl_writer *w, struct wl_store *store, const struct wl_forget_target *t,
-              const char *via, struct wl_forget_result *out, char *err, size_t errlen)
-{
-    return wl_forget_ex(w, store, t, via, NULL, out, err, errlen);
+    free(req->keys);
+    free(req->pings);
+    free(req->blob);
+    pthread_mutex_destroy(&req->mu);
+    pthread_cond_destroy(&req->cv);
 }
 
 void wl_forget_done(struct wl_forget_req *req, int rc)
@@ -576,394 +135,610 @@ void wl_forget_done(struct wl_forget_req *req, int rc)
     pthread_mutex_unlock(&req->mu);
 }
 
-/* ---- phase 2: the writer ---- */
+/* Hands the writer one step and waits for its answer. */
+static int run_step(struct wl_writer *w, struct wl_forget_req *req, enum wl_forget_step step)
+{
+    struct wl_job *job = wl_job_new();
+    if (job == NULL)
+        return -ENOMEM;
+    req->step = step;
+    req->done = 0;
+    job->forget = req;
+    job->transport = "forget";
+    wl_writer_submit(w, job);
+    pthread_mutex_lock(&req->mu);
+    while (!req->done)
+        pthread_cond_wait(&req->cv, &req->mu);
+    pthread_mutex_unlock(&req->mu);
+    return req->rc;
+}
 
-struct apply {
+static int cancelled(const int *cancel)
+{
+    return cancel != NULL && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0;
+}
+
+/* The set: what the memory step forgot (its lines), and the ids the target
+ * names itself. */
+static int build_installs(struct wl_forget_req *req, const char *blob, size_t len)
+{
+    const struct wl_forget_target *t = &req->target;
+    int rc = 0;
+    for (size_t at = 0; at < len && rc == 0;) {
+        const char *nl = memchr(blob + at, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - (blob + at)) : len - at;
+        if (n > 0 && n <= WL_INSTALL_ID_MAX)
+            rc = wl_idset_add(&req->installs, blob + at, n);
+        at += n + 1;
+    }
+    if (rc == 0 && t->kind == WL_FORGET_INSTALL)
+        rc = wl_idset_add(&req->installs, t->install, strlen(t->install));
+    if (rc == 0 && t->kind == WL_FORGET_ORG && t->org[0] == WL_ORG_TAG_INSTALL)
+        rc = wl_idset_add(&req->installs, (const char *)t->org + 1, t->org_len - 1);
+    return rc;
+}
+
+/* ---- step 2: the scan ---- */
+
+static int grow(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? 2 * *cap : 1024;
+    void *p = realloc(*v, c * size);
+    if (p == NULL)
+        return -ENOMEM;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+
+static int add_ping(struct wl_forget_req *req, uint64_t seq)
+{
+    if (grow((void **)&req->pings, &req->cap_pings, req->n_pings, sizeof *req->pings))
+        return -ENOMEM;
+    req->pings[req->n_pings++] = seq;
+    return 0;
+}
+
+static int add_edit(struct wl_forget_req *req, uint64_t id)
+{
+    if (grow((void **)&req->edits, &req->cap_edits, req->n_edits, sizeof *req->edits))
+        return -ENOMEM;
+    req->edits[req->n_edits++] = id;
+    return 0;
+}
+
+static int add_key(struct wl_forget_req *req, enum wl_cf cf, const void *key, size_t len,
+                   enum wl_forget_count count, int indexed)
+{
+    if (len > sizeof req->keys[0].key)
+        return 0; /* no key of ours is that long */
+    if (grow((void **)&req->keys, &req->cap_keys, req->n_keys, sizeof *req->keys))
+        return -ENOMEM;
+    struct wl_forget_key *k = &req->keys[req->n_keys++];
+    k->cf = (uint8_t)cf;
+    k->count = (uint8_t)count;
+    k->indexed = (uint8_t)indexed;
+    k->len = (uint8_t)len;
+    memcpy(k->key, key, len);
+    return 0;
+}
+
+struct scan {
     struct wl_forget_req *req;
     struct wl_store *store;
-    struct wl_batch *batch;
-    const struct wl_forgotten *fg;
-    const struct idset *own;      /* the installs memory forgot */
-    struct wl_forget_counts *c;
-    char err[256];
+    const int *cancel;
+    uint64_t seen;
+    char *err;
+    size_t errlen;
 };
 
-/* The organizations that go whole: those memory gave up, and with an
- * organization its installs' own ones (install:<id>, from the time they
- * pinged without an org key). */
-static int gone_whole(const struct apply *a, const uint8_t *org, size_t len)
+static int scan_fail(struct scan *s, int rc)
 {
-    for (size_t i = 0; i < a->fg->n_orgs; i++) {
-        if (same_org(a->fg->orgs[i], a->fg->org_lens[i], org, len))
-            return 1;
-    }
-    return a->req->target.kind == WL_FORGET_ORG && len > 1 && org[0] == WL_ORG_TAG_INSTALL &&
-           idset_has(a->own, (const char *)org + 1, len - 1);
+    if (rc == -ENOMEM)
+        snprintf(s->err, s->errlen, "out of memory");
+    else if (rc == -ECANCELED)
+        snprintf(s->err, s->errlen, "stopped: the forget resumes at the next start");
+    return rc;
 }
 
-/* An edit is put unless its organization goes whole. Takes e->val. */
-static int put_edit(void *arg, struct edit *e)
+static int scan_tick(struct scan *s)
 {
-    struct apply *a = arg;
-    if (!gone_whole(a, e->org, e->org_len)) {
-        uint8_t k[8];
-        wl_be64_put(k, e->id);
-        wl_batch_put(a->batch, WL_CF_SIGNALS, k, sizeof k, e->val, e->len);
-        a->c->signals_edited++;
-    }
-    free(e->val);
-    e->val = NULL;
-    return 0;
+    return ++s->seen % CANCEL_EVERY == 0 && cancelled(s->cancel) ? -ECANCELED : 0;
 }
 
-/* A signal the requester found, edited as it is now. */
-static int edit_current(struct apply *a, uint64_t id, const struct idset *installs,
-                        const uint8_t *skip_org, size_t skip_len)
+/* Raw pings up to pings_upto: the organization's, and every forgotten
+ * install's wherever it was (an install that moved, or had no org key). */
+static int scan_pings(struct scan *s)
 {
+    struct wl_forget_req *req = s->req;
+    const struct wl_forget_target *t = &req->target;
+    struct wl_iter *it;
     uint8_t k[8];
-    char *val = NULL;
-    size_t vlen = 0;
-    struct edit e = {.id = id};
-    wl_be64_put(k, id);
-    int rc = wl_store_get(a->store, WL_CF_SIGNALS, k, sizeof k, &val, &vlen, a->err,
-                          sizeof a->err);
-    if (rc == -ENOENT)
+    int rc = 0;
+
+    if (req->pings_upto == 0)
         return 0;
-    if (rc != 0)
-        return rc;
-    rc = edit_of(id, val, vlen, installs, skip_org, skip_len, &e);
-    free(val);
-    if (rc > 0)
-        put_edit(a, &e);
-    return rc < 0 ? rc : 0;
+    if ((it = wl_iter_new_scan(s->store, WL_CF_PINGS, SCAN_READAHEAD)) == NULL)
+        return scan_fail(s, -ENOMEM);
+    wl_be64_put(k, 1);
+    for (wl_iter_seek(it, k, sizeof k); wl_iter_valid(it) && rc == 0; wl_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = wl_iter_key(it, &klen);
+        struct wl_ping_peek pk;
+        if (klen != 8)
+            continue;
+        uint64_t seq = wl_be64_get(key);
+        if (seq > req->pings_upto)
+            break;
+        const char *v = wl_iter_value(it, &vlen);
+        if ((rc = scan_tick(s)) != 0 || wl_ping_peek(v, vlen, &pk) != 0)
+            continue;
+        if ((t->kind == WL_FORGET_ORG && pk.org_len == t->org_len &&
+             memcmp(pk.org, t->org, t->org_len) == 0) ||
+            (pk.install_id != NULL &&
+             wl_idset_has(&req->installs, pk.install_id, pk.install_len)))
+            rc = add_ping(req, seq);
+    }
+    if (rc == 0)
+        rc = wl_iter_status(it, s->err, s->errlen);
+    wl_iter_free(it);
+    return rc != 0 ? scan_fail(s, rc) : 0;
 }
 
-static int delete_ping(void *arg, uint64_t seq)
+/* Signals up to signals_upto of other organizations that list a forgotten
+ * install: the writer keeps them without it. */
+static int scan_signals(struct scan *s)
 {
-    struct apply *a = arg;
-    uint8_t k[8];
-    wl_be64_put(k, seq);
-    wl_batch_delete(a->batch, WL_CF_PINGS, k, sizeof k);
-    a->c->pings++;
-    return 0;
-}
+    struct wl_forget_req *req = s->req;
+    struct wl_iter *it;
+    int rc = 0;
 
-static int cmp_u64(const void *x, const void *y)
-{
-    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-    return (a > b) - (a < b);
-}
-
-/* A ping the requester did not find already. */
-static int delete_ping_if_new(void *arg, uint64_t seq)
-{
-    struct apply *a = arg;
-    if (a->req->n_pings > 0 &&
-        bsearch(&seq, a->req->pings, a->req->n_pings, sizeof seq, cmp_u64) != NULL)
+    if (req->signals_upto == 0 || req->installs.n == 0)
         return 0;
-    return delete_ping(a, seq);
+    if ((it = wl_iter_new(s->store, WL_CF_SIGNALS)) == NULL)
+        return scan_fail(s, -ENOMEM);
+    for (wl_iter_seek_first(it); wl_iter_valid(it) && rc == 0; wl_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = wl_iter_key(it, &klen);
+        if (klen != 8)
+            continue;
+        uint64_t id = wl_be64_get(key);
+        if (id > req->signals_upto)
+            break;
+        const char *v = wl_iter_value(it, &vlen);
+        if ((rc = scan_tick(s)) != 0)
+            break;
+        int r = wl_forget_edit_of(req, v, vlen, NULL, NULL);
+        rc = r < 0 ? r : r > 0 ? add_edit(req, id) : 0;
+    }
+    if (rc == 0)
+        rc = wl_iter_status(it, s->err, s->errlen);
+    wl_iter_free(it);
+    return rc != 0 ? scan_fail(s, rc) : 0;
 }
 
-/* Deletes every key of cf that is the organization's prefix (length byte,
- * id) and suffix_len more bytes; on_key sees each. */
-static int delete_prefixed(struct apply *a, enum wl_cf cf, const uint8_t *org, size_t org_len,
-                           size_t suffix_len, void (*on_key)(struct apply *a, const char *k,
-                                                             size_t klen))
+/* Every key of it's column family under the organization's prefix with
+ * suffix_len more bytes (org_signals: of a signal up to signals_upto). */
+static int scan_prefixed(struct scan *s, struct wl_iter *it, enum wl_cf cf, const uint8_t *org,
+                         size_t org_len, size_t suffix_len, enum wl_forget_count count)
 {
     uint8_t prefix[1 + WL_ORG_ID_MAX];
-    struct wl_iter *it = wl_iter_new(a->store, cf);
-    if (it == NULL)
-        return -ENOMEM;
+    int rc = 0;
     prefix[0] = (uint8_t)org_len;
     memcpy(prefix + 1, org, org_len);
-    for (wl_iter_seek(it, prefix, 1 + org_len); wl_iter_valid(it); wl_iter_next(it)) {
+    for (wl_iter_seek(it, prefix, 1 + org_len); wl_iter_valid(it) && rc == 0;
+         wl_iter_next(it)) {
         size_t klen;
         const char *k = wl_iter_key(it, &klen);
         if (klen < 1 + org_len || memcmp(k, prefix, 1 + org_len) != 0)
             break;
         if (klen != 1 + org_len + suffix_len)
             continue;
-        wl_batch_delete(a->batch, cf, k, klen);
-        on_key(a, k, klen);
+        if (cf == WL_CF_ORG_SIGNALS && wl_be64_get(k + klen - 8) > s->req->signals_upto)
+            continue; /* a signal of a new organization of that id */
+        rc = add_key(s->req, cf, k, klen, count, cf == WL_CF_ORG_SIGNALS);
     }
-    int rc = wl_iter_status(it, a->err, sizeof a->err);
-    wl_iter_free(it);
     return rc;
 }
 
-static void count_daily(struct apply *a, const char *k, size_t klen)
+/* An organization's forget takes its installs' own organizations too
+ * (install:<id>, from pings without an org key): their history, signals
+ * and records. One seek per install and table. */
+static int scan_own_orgs(struct scan *s)
 {
-    (void)k, (void)klen;
-    a->c->daily++;
-}
+    struct wl_forget_req *req = s->req;
+    const struct wl_forget_target *t = &req->target;
+    struct wl_iter *daily = NULL, *index = NULL;
+    int rc = 0;
 
-/* An org_signals entry: its signal goes too. */
-static void delete_indexed_signal(struct apply *a, const char *k, size_t klen)
-{
-    wl_batch_delete(a->batch, WL_CF_SIGNALS, k + klen - 8, 8);
-    a->c->signals++;
-}
-
-/* Deletes the record at key when there is one; 1 when there was. */
-static int delete_if_present(struct apply *a, enum wl_cf cf, const void *key, size_t klen)
-{
-    char *val = NULL;
-    size_t vlen;
-    int rc = wl_store_get(a->store, cf, key, klen, &val, &vlen, a->err, sizeof a->err);
-    free(val);
-    if (rc == -ENOENT)
+    if (t->kind != WL_FORGET_ORG || req->installs.n == 0)
         return 0;
-    if (rc != 0)
-        return rc;
-    wl_batch_delete(a->batch, cf, key, klen);
-    return 1;
+    daily = wl_iter_new(s->store, WL_CF_DAILY);
+    index = wl_iter_new(s->store, WL_CF_ORG_SIGNALS);
+    if (daily == NULL || index == NULL) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < req->installs.n && rc == 0; i++) {
+        uint8_t id[WL_ORG_ID_MAX];
+        char *val = NULL;
+        size_t vlen, len = wl_org_id(id, NULL, 0, req->installs.v[i], req->installs.lens[i]);
+        int taken = 0; /* the target itself, or another the memory step took */
+        for (size_t j = 0; j < req->n_orgs; j++)
+            taken |= req->org_lens[j] == len && memcmp(req->orgs[j], id, len) == 0;
+        if (taken)
+            continue;
+        if ((rc = scan_tick(s)) != 0 ||
+            (rc = scan_prefixed(s, daily, WL_CF_DAILY, id, len, 4, WL_FC_daily)) != 0 ||
+            (rc = scan_prefixed(s, index, WL_CF_ORG_SIGNALS, id, len, 8, WL_FC_signals)) != 0)
+            break;
+        rc = wl_store_get(s->store, WL_CF_ORGS, id, len, &val, &vlen, s->err, s->errlen);
+        free(val);
+        if (rc == 0)
+            rc = add_key(req, WL_CF_ORGS, id, len, WL_FC_orgs, 0);
+        else if (rc == -ENOENT)
+            rc = 0;
+    }
+    if (rc == 0 && (rc = wl_iter_status(daily, s->err, s->errlen)) == 0)
+        rc = wl_iter_status(index, s->err, s->errlen);
+done:
+    wl_iter_free(daily);
+    wl_iter_free(index);
+    return rc != 0 ? scan_fail(s, rc) : 0;
 }
 
-/* An organization's history, signals and their index; its record too when
- * memory did not hold it (loaded: it was deleted with the state). */
-static int forget_whole(struct apply *a, const uint8_t *org, size_t len, int loaded)
+/* Whether a quarantined sample names the target: the org key or a
+ * forgotten install id as the wire encodes them (uncompressed input; a
+ * zlib payload cannot be searched). One set lookup per candidate field. */
+static int sample_names(const struct wl_forget_req *req, const uint8_t *p, size_t n)
 {
-    int rc;
-    if ((rc = delete_prefixed(a, WL_CF_DAILY, org, len, 4, count_daily)) != 0 ||
-        (rc = delete_prefixed(a, WL_CF_ORG_SIGNALS, org, len, 8, delete_indexed_signal)) != 0)
-        return rc;
-    if (loaded)
-        return 0;
-    if ((rc = delete_if_present(a, WL_CF_ORGS, org, len)) < 0)
-        return rc;
-    a->c->orgs += (uint64_t)rc;
+    const struct wl_forget_target *t = &req->target;
+    if (t->kind == WL_FORGET_ORG && t->org[0] == WL_ORG_TAG_KEY) {
+        uint8_t pat[2 + WL_ORG_KEY_BYTES];
+        pat[0] = 0x12; /* Ping.org_key, length-delimited */
+        pat[1] = WL_ORG_KEY_BYTES;
+        memcpy(pat + 2, t->org + 1, WL_ORG_KEY_BYTES);
+        if (memmem(p, n, pat, sizeof pat) != NULL)
+            return 1;
+    }
+    for (size_t i = 0; i + 2 < n; i++) {
+        size_t len = p[i + 1];
+        if (p[i] == 0x0a /* Ping.install_id */ && len > 0 && len <= WL_INSTALL_ID_MAX &&
+            i + 2 + len <= n && wl_idset_has(&req->installs, (const char *)p + i + 2, len))
+            return 1;
+    }
     return 0;
 }
 
-/* Quarantined samples that hold an install id or the org key as the wire
- * encodes them (uncompressed input; a zlib payload cannot be searched). */
-static int forget_quarantine(struct apply *a, const struct idset *ids)
+static int scan_quarantine(struct scan *s)
 {
-    const struct wl_forget_target *t = &a->req->target;
-    uint8_t keypat[2 + WL_ORG_KEY_BYTES];
-    int with_key = t->kind == WL_FORGET_ORG && t->org[0] == WL_ORG_TAG_KEY;
-    struct wl_iter *it = wl_iter_new(a->store, WL_CF_QUARANTINE);
-
+    struct wl_iter *it = wl_iter_new(s->store, WL_CF_QUARANTINE);
+    int rc = 0;
     if (it == NULL)
-        return -ENOMEM;
-    keypat[0] = 0x12; /* Ping.org_key, length-delimited */
-    keypat[1] = WL_ORG_KEY_BYTES;
-    if (with_key)
-        memcpy(keypat + 2, t->org + 1, WL_ORG_KEY_BYTES);
-    for (wl_iter_seek_first(it); wl_iter_valid(it); wl_iter_next(it)) {
+        return scan_fail(s, -ENOMEM);
+    for (wl_iter_seek_first(it); wl_iter_valid(it) && rc == 0; wl_iter_next(it)) {
         size_t klen, vlen;
         const char *k = wl_iter_key(it, &klen);
         const char *v = wl_iter_value(it, &vlen);
+        if ((rc = scan_tick(s)) != 0)
+            break;
         quarantine_rec *q = warmline__store__v1__quarantined__unpack(NULL, vlen,
                                                                      (const uint8_t *)v);
         if (q == NULL)
             continue;
-        const uint8_t *s = q->sample.data;
-        size_t n = q->sample.len;
-        int hit = with_key && memmem(s, n, keypat, sizeof keypat) != NULL;
-        for (size_t i = 0; !hit && i < ids->n; i++) {
-            uint8_t pat[2 + WL_INSTALL_ID_MAX];
-            size_t len = strlen(ids->v[i]);
-            pat[0] = 0x0a; /* Ping.install_id */
-            pat[1] = (uint8_t)len;
-            memcpy(pat + 2, ids->v[i], len);
-            hit = memmem(s, n, pat, 2 + len) != NULL;
-        }
+        if (sample_names(s->req, q->sample.data, q->sample.len))
+            rc = add_key(s->req, WL_CF_QUARANTINE, k, klen, WL_FC_quarantine, 0);
         warmline__store__v1__quarantined__free_unpacked(q, NULL);
-        if (hit) {
-            wl_batch_delete(a->batch, WL_CF_QUARANTINE, k, klen);
-            a->c->quarantine++;
-        }
     }
-    int rc = wl_iter_status(it, a->err, sizeof a->err);
+    if (rc == 0)
+        rc = wl_iter_status(it, s->err, s->errlen);
     wl_iter_free(it);
-    return rc;
+    return rc != 0 ? scan_fail(s, rc) : 0;
 }
 
-/* The next deletion record's sequence. */
-static int next_record_seq(struct wl_store *store, uint64_t *out, char *err, size_t errlen)
+static int scan(struct wl_forget_req *req, struct wl_store *store, const int *cancel,
+                char *err, size_t errlen)
 {
-    struct wl_iter *it = wl_iter_new(store, WL_CF_META);
-    size_t klen;
-    if (it == NULL)
-        return -ENOMEM;
-    *out = 1;
-    wl_iter_seek_for_prev(it, RECORD_END, sizeof RECORD_END - 1);
-    if (wl_iter_valid(it)) {
-        const char *k = wl_iter_key(it, &klen);
-        size_t p = sizeof RECORD_PREFIX - 1;
-        if (klen == p + SEQ_DIGITS && memcmp(k, RECORD_PREFIX, p) == 0) {
-            char digits[SEQ_DIGITS + 1];
-            memcpy(digits, k + p, SEQ_DIGITS);
-            digits[SEQ_DIGITS] = '\0';
-            *out = strtoull(digits, NULL, 10) + 1;
-        }
-    }
-    int rc = wl_iter_status(it, err, errlen);
-    wl_iter_free(it);
-    return rc;
-}
-
-json_t *wl_forget_counts_json(const struct wl_forget_counts *c)
-{
-    json_t *o = json_object();
-    int bad = o == NULL;
-#define PUT_COUNT(name)                                                            \
-    if (!bad && json_object_set_new(o, #name, json_integer((json_int_t)c->name))) \
-        bad = 1;
-    WL_FORGET_COUNTS(PUT_COUNT)
-#undef PUT_COUNT
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-static int put_record(struct apply *a, int64_t now)
-{
-    struct wl_forget_result *r = &a->req->result;
-    char key[sizeof RECORD_PREFIX + SEQ_DIGITS];
-    int rc = next_record_seq(a->store, &r->deletion, a->err, sizeof a->err);
-    if (rc != 0)
+    struct scan s = {.req = req, .store = store, .cancel = cancel, .err = err,
+                     .errlen = errlen};
+    int rc;
+    if ((rc = scan_pings(&s)) != 0 || (rc = scan_signals(&s)) != 0 ||
+        (rc = scan_own_orgs(&s)) != 0 || (rc = scan_quarantine(&s)) != 0)
         return rc;
-    r->at = now;
-    json_t *o = json_pack("{s:I,s:I,s:s,s:s,s:o}", "seq", (json_int_t)r->deletion, "at",
-                          (json_int_t)now, "kind", wl_forget_kind_name(a->req), "via",
-                          a->req->via ? a->req->via : "", "deleted",
-                          wl_forget_counts_json(&r->deleted));
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
-    if (text == NULL)
-        return -ENOMEM;
-    snprintf(key, sizeof key, "%s%0*llu", RECORD_PREFIX, SEQ_DIGITS,
-             (unsigned long long)r->deletion);
-    wl_batch_put(a->batch, WL_CF_META, key, strlen(key), text, strlen(text));
-    free(text);
     return 0;
 }
 
-static uint64_t total(const struct wl_forget_counts *c)
+/* ---- the steps in order ---- */
+
+static void log_done(const struct wl_forget_req *req)
 {
-    uint64_t n = 0;
-#define ADD_COUNT(name) n += c->name;
-    WL_FORGET_COUNTS(ADD_COUNT)
-#undef ADD_COUNT
-    return n;
+    const struct wl_forget_result *r = &req->result;
+    const struct wl_forget_counts *c = &r->deleted;
+    wl_count(WL_M_forgets, 1);
+    /* What kind and how many, never whom. */
+    wl_info("forget", "kind=%s deletion=%llu pings=%llu installs=%llu orgs=%llu daily=%llu "
+            "signals=%llu named=%llu quarantine=%llu signals_edited=%llu slices=%llu "
+            "memory_records=%llu resumed=%d",
+            wl_forget_kind_name(req), (unsigned long long)r->deletion,
+            (unsigned long long)c->pings, (unsigned long long)c->installs,
+            (unsigned long long)c->orgs, (unsigned long long)c->daily,
+            (unsigned long long)c->signals, (unsigned long long)c->named,
+            (unsigned long long)c->quarantine, (unsigned long long)c->signals_edited,
+            (unsigned long long)r->slices, (unsigned long long)r->memory_records,
+            req->resumed);
 }
 
-int wl_forget_apply(struct wl_forget_req *req, struct wl_state *st, struct wl_store *store,
-                    struct wl_batch *batch, int64_t now)
+static int step_failed(int rc, char *err, size_t errlen)
 {
-    const struct wl_forget_target *t = &req->target;
-    struct wl_forgotten fg;
-    struct idset all = {0}, extras = {0}, own = {0};
-    struct apply a = {.req = req, .store = store, .batch = batch, .fg = &fg, .own = &own,
-                      .c = &req->result.deleted};
-    const uint8_t *skip = t->kind == WL_FORGET_ORG ? t->org : NULL;
-    size_t skip_len = t->kind == WL_FORGET_ORG ? t->org_len : 0;
+    if (rc == -ENOENT)
+        snprintf(err, errlen, "nothing matched");
+    else if (rc == -ECANCELED)
+        snprintf(err, errlen, "stopped: the forget resumes at the next start");
+    else
+        snprintf(err, errlen, "the writer could not apply the forget: %s", strerror(-rc));
+    return rc;
+}
+
+/* The memory step (unless resumed), the scan, the slices, the final step. */
+static int run(struct wl_writer *w, struct wl_store *store, struct wl_forget_req *req,
+               const struct wl_forget_opts *opts, char *err, size_t errlen)
+{
+    const int *cancel = opts ? opts->cancel : NULL;
+    unsigned stop_after = opts ? opts->stop_after : 0, wrote = 0;
     int rc;
 
-    memset(&req->result, 0, sizeof req->result);
-    rc = t->kind == WL_FORGET_ORG ? wl_state_forget_org(st, t->org, t->org_len, batch, &fg)
-                                  : wl_state_forget_install(st, t->install, batch, &fg);
-    if (rc != 0)
+    if (!req->resumed) {
+        if (opts != NULL && opts->before_writer != NULL)
+            opts->before_writer(opts->arg);
+        if ((rc = run_step(w, req, WL_FORGET_STEP_MEMORY)) != 0)
+            return step_failed(rc, err, errlen);
+        if (opts != NULL && opts->after_memory != NULL)
+            opts->after_memory(opts->arg);
+        if (req->marker != 0 && stop_after != 0 && ++wrote >= stop_after)
+            return step_failed(-ECANCELED, err, errlen);
+        if ((rc = build_installs(req, req->blob, req->blob_len)) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return rc;
+        }
+    }
+    if ((rc = scan(req, store, cancel, err, errlen)) != 0)
         return rc;
-    a.c->installs = fg.install_records;
-    a.c->orgs = fg.org_records;
+    while (req->at_edits < req->n_edits || req->at_keys < req->n_keys ||
+           req->at_pings < req->n_pings) {
+        if (cancelled(cancel))
+            return step_failed(-ECANCELED, err, errlen);
+        if ((rc = run_step(w, req, WL_FORGET_STEP_SLICE)) != 0)
+            return step_failed(rc, err, errlen);
+        if (stop_after != 0 && ++wrote >= stop_after)
+            return step_failed(-ECANCELED, err, errlen);
+    }
+    if ((rc = run_step(w, req, WL_FORGET_STEP_FINAL)) != 0)
+        return step_failed(rc, err, errlen);
+    log_done(req);
+    return 0;
+}
 
-    /* all: the installs the requester matched, and those memory had; the
-     * ones it did not know of (joined since its snapshot) need a scan of
-     * what came before it too. */
-    for (size_t i = 0; i < req->installs.n && rc == 0; i++)
-        rc = idset_add(&all, req->installs.v[i], strlen(req->installs.v[i]));
-    for (size_t i = 0; i < fg.n_installs && rc == 0; i++) {
-        size_t len = strlen(fg.installs[i]);
-        if (!idset_has(&req->installs, fg.installs[i], len))
-            rc = idset_add(&extras, fg.installs[i], len);
-        if (rc == 0)
-            rc = idset_add(&all, fg.installs[i], len);
-        if (rc == 0)
-            rc = idset_add(&own, fg.installs[i], len);
-    }
-    if (rc != 0)
-        goto done;
-
-    /* Other organizations' signals, without the forgotten installs: those
-     * the requester found, as they are now (another forget may have edited
-     * them since); with extras, all of them again; then the newer ones. */
-    if (extras.n == 0) {
-        for (size_t i = 0; i < req->n_edits && rc == 0; i++)
-            rc = edit_current(&a, req->edits[i], &all, skip, skip_len);
-    } else if (req->signals_upto > 0) {
-        rc = scan_signals(store, NULL, 0, req->signals_upto, &all, skip, skip_len, 1, put_edit,
-                          &a, a.err, sizeof a.err);
-    }
-    if (rc != 0 ||
-        (rc = scan_signals(store, NULL, req->signals_upto, 0, &all, skip, skip_len, 1, put_edit,
-                           &a, a.err, sizeof a.err)) != 0)
-        goto done;
-
-    /* The organizations gone whole: history, signals and their index. */
-    for (size_t i = 0; i < fg.n_orgs; i++) {
-        if ((rc = forget_whole(&a, fg.orgs[i], fg.org_lens[i], fg.org_loaded[i])) != 0)
-            goto done;
-    }
-    for (size_t i = 0; t->kind == WL_FORGET_ORG && i < own.n; i++) {
-        uint8_t id[WL_ORG_ID_MAX];
-        size_t len = wl_org_id(id, NULL, 0, own.v[i], strlen(own.v[i]));
-        if (!same_org(id, len, t->org, t->org_len) &&
-            (rc = forget_whole(&a, id, len, 0)) != 0)
-            goto done;
-    }
-
-    /* Raw pings: what the requester found (or deleted), then what came
-     * since its snapshot, then the extras' earlier ones. */
-    for (size_t i = 0; i < req->n_pings; i++)
-        delete_ping(&a, req->pings[i]);
-    a.c->pings += req->pings_deleted_early;
-    struct ping_match m = {.org = skip, .org_len = skip_len, .installs = &all};
-    if ((rc = scan_pings(store, NULL, req->pings_upto, 0, &m, delete_ping, &a, a.err,
-                         sizeof a.err)) != 0)
-        goto done;
-    if (extras.n > 0 && req->pings_upto > 0) {
-        struct ping_match mx = {.installs = &extras};
-        if ((rc = scan_pings(store, NULL, 0, req->pings_upto, &mx, delete_ping_if_new, &a,
-                             a.err, sizeof a.err)) != 0)
-            goto done;
-    }
-
-    if (t->kind == WL_FORGET_INSTALL && fg.install_records == 0) {
-        if ((rc = delete_if_present(&a, WL_CF_INSTALLS, t->install, strlen(t->install))) < 0)
-            goto done;
-        a.c->installs += (uint64_t)rc;
-    }
-    if (t->kind == WL_FORGET_ORG && t->org[0] == WL_ORG_TAG_KEY) {
-        if ((rc = delete_if_present(&a, WL_CF_NAMED, t->org + 1, WL_ORG_KEY_BYTES)) < 0)
-            goto done;
-        a.c->named += (uint64_t)rc;
-    }
-    if (t->kind == WL_FORGET_INSTALL && (rc = idset_add(&all, t->install,
-                                                        strlen(t->install))) != 0)
-        goto done;
-    if ((rc = forget_quarantine(&a, &all)) != 0)
-        goto done;
-
-    if (total(a.c) == 0) {
-        wl_batch_clear(batch);
-        rc = -ENOENT;
-        goto done;
-    }
-    if (wl_state_dirty(st))
-        wl_state_flush(st, batch); /* an organization that keeps other installs */
-    rc = put_record(&a, now);
-
-done:
-    idset_free(&all);
-    idset_free(&extras);
-    idset_free(&own);
-    wl_forgotten_free(&fg);
+int wl_forget_ex(struct wl_writer *w, struct wl_store *store, const struct wl_forget_target *t,
+                 const char *via, const struct wl_forget_opts *opts,
+                 struct wl_forget_result *out, char *err, size_t errlen)
+{
+    struct wl_forget_req req;
+    req_init(&req, t, via, opts ? opts->slice : 0);
+    int rc = run(w, store, &req, opts, err, errlen);
+    *out = req.result;
+    req_free(&req);
     return rc;
+}
+
+int wl_forget(struct wl_writer *w, struct wl_store *store, const struct wl_forget_target *t,
+              const char *via, struct wl_forget_result *out, char *err, size_t errlen)
+{
+    return wl_forget_ex(w, store, t, via, NULL, out, err, errlen);
+}
+
+/* ---- interrupted forgets ---- */
+
+/* The sequences of the markers in store, ascending (malloc'd). */
+static int list_markers(struct wl_store *store, uint64_t **out, size_t *n, char *err,
+                        size_t errlen)
+{
+    struct wl_iter *it = wl_iter_new(store, WL_CF_META);
+    size_t p = strlen(WL_FORGET_PENDING), cap = 0;
+    int rc = 0;
+    *out = NULL;
+    *n = 0;
+    if (it == NULL)
+        return -ENOMEM;
+    for (wl_iter_seek(it, WL_FORGET_PENDING, p); wl_iter_valid(it) && rc == 0;
+         wl_iter_next(it)) {
+        size_t klen;
+        const char *k = wl_iter_key(it, &klen);
+        if (klen < p || memcmp(k, WL_FORGET_PENDING, p) != 0)
+            break;
+        if (klen != p + WL_FORGET_SEQ_DIGITS)
+            continue;
+        char digits[WL_FORGET_SEQ_DIGITS + 1];
+        memcpy(digits, k + p, WL_FORGET_SEQ_DIGITS);
+        digits[WL_FORGET_SEQ_DIGITS] = '\0';
+        if ((rc = grow((void **)out, &cap, *n, sizeof **out)) == 0)
+            (*out)[(*n)++] = strtoull(digits, NULL, 10);
+    }
+    if (rc == 0)
+        rc = wl_iter_status(it, err, errlen);
+    else
+        snprintf(err, errlen, "out of memory");
+    wl_iter_free(it);
+    return rc;
+}
+
+static int hex_org(const char *hex, uint8_t *out, size_t *len)
+{
+    size_t n = 0;
+    if (hex == NULL || sodium_hex2bin(out, WL_ORG_ID_MAX, hex, strlen(hex), NULL, &n, NULL) != 0 ||
+        n == 0)
+        return -EPROTO;
+    *len = n;
+    return 0;
+}
+
+/* The request the marker seq describes, as the memory step left it. */
+static int load_marker(struct wl_store *store, uint64_t seq, struct wl_forget_req *req,
+                       char *err, size_t errlen)
+{
+    char key[WL_FORGET_KEY_MAX], *text = NULL, *blob = NULL;
+    size_t len = 0, blob_len = 0;
+    json_t *o = NULL;
+    int rc;
+
+    size_t klen = wl_forget_meta_key(key, WL_FORGET_PENDING, seq);
+    if ((rc = wl_store_get(store, WL_CF_META, key, klen, &text, &len, err, errlen)) != 0)
+        return rc;
+    klen = wl_forget_meta_key(key, WL_FORGET_INSTALLS, seq);
+    if ((rc = wl_store_get(store, WL_CF_META, key, klen, &blob, &blob_len, err, errlen)) != 0 &&
+        rc != -ENOENT)
+        goto done;
+    rc = -EPROTO;
+    if ((o = json_loadb(text, len, 0, NULL)) == NULL)
+        goto damaged;
+    const char *kind = json_string_value(json_object_get(o, "kind"));
+    const char *install = json_string_value(json_object_get(o, "install"));
+    struct wl_forget_target t;
+    memset(&t, 0, sizeof t);
+    if (kind != NULL && strcmp(kind, "org") == 0) {
+        t.kind = WL_FORGET_ORG;
+        if (hex_org(json_string_value(json_object_get(o, "org")), t.org, &t.org_len) != 0)
+            goto damaged;
+    } else if (kind == NULL || strcmp(kind, "install") != 0 || install == NULL ||
+               wl_forget_target_install(&t, install, err, errlen) != 0) {
+        goto damaged;
+    }
+    req_init(req, &t, json_string_value(json_object_get(o, "via")), 0);
+    req->resumed = 1;
+    req->marker = seq;
+    req->pings_upto = (uint64_t)json_integer_value(json_object_get(o, "pings_upto"));
+    req->signals_upto = (uint64_t)json_integer_value(json_object_get(o, "signals_upto"));
+    json_t *orgs = json_object_get(o, "orgs"), *d = json_object_get(o, "deleted");
+    for (size_t i = 0; i < json_array_size(orgs) && req->n_orgs < WL_FORGET_ORGS_MAX; i++) {
+        if (hex_org(json_string_value(json_array_get(orgs, i)), req->orgs[req->n_orgs],
+                    &req->org_lens[req->n_orgs]) == 0)
+            req->n_orgs++;
+    }
+#define GET_COUNT(name) \
+    req->result.deleted.name = (uint64_t)json_integer_value(json_object_get(d, #name));
+    WL_FORGET_COUNTS(GET_COUNT)
+#undef GET_COUNT
+    req->blob = blob;
+    req->blob_len = blob_len;
+    blob = NULL;
+    if ((rc = build_installs(req, req->blob, req->blob_len)) != 0) {
+        snprintf(err, errlen, "out of memory");
+        req_free(req);
+    }
+    goto done;
+damaged:
+    snprintf(err, errlen, "forget marker %llu is damaged", (unsigned long long)seq);
+done:
+    json_decref(o);
+    free(text);
+    free(blob);
+    return rc;
+}
+
+static int resume_list(struct wl_writer *w, struct wl_store *store, const uint64_t *seqs,
+                       size_t n_seqs, const int *cancel, size_t *n, char *err, size_t errlen)
+{
+    const struct wl_forget_opts opts = {.cancel = cancel};
+    int rc = 0;
+    for (size_t i = 0; i < n_seqs && rc == 0; i++) {
+        struct wl_forget_req req;
+        if ((rc = load_marker(store, seqs[i], &req, err, errlen)) != 0)
+            break;
+        wl_info("forget_resumed", "kind=%s marker=%llu pings_upto=%llu",
+                wl_forget_kind_name(&req), (unsigned long long)seqs[i],
+                (unsigned long long)req.pings_upto);
+        rc = run(w, store, &req, &opts, err, errlen);
+        req_free(&req);
+        if (rc == 0 && n != NULL)
+            (*n)++;
+    }
+    return rc;
+}
+
+int wl_forget_resume(struct wl_writer *w, struct wl_store *store, const int *cancel, size_t *n,
+                     char *err, size_t errlen)
+{
+    uint64_t *seqs;
+    size_t n_seqs;
+    if (n != NULL)
+        *n = 0;
+    int rc = list_markers(store, &seqs, &n_seqs, err, errlen);
+    if (rc == 0)
+        rc = resume_list(w, store, seqs, n_seqs, cancel, n, err, errlen);
+    free(seqs);
+    return rc;
+}
+
+struct wl_forget_resumer {
+    pthread_t thread;
+    struct wl_writer *w;
+    struct wl_store *store;
+    uint64_t *seqs;
+    size_t n_seqs;
+    int cancel;
+};
+
+static void *resume_main(void *arg)
+{
+    struct wl_forget_resumer *r = arg;
+    char err[512] = "";
+    size_t n = 0;
+    pthread_setname_np(pthread_self(), "wl-forget");
+    int rc = resume_list(r->w, r->store, r->seqs, r->n_seqs, &r->cancel, &n, err, sizeof err);
+    if (rc == -ECANCELED)
+        wl_info("forget_resume_stopped", "done=%zu left=%zu", n, r->n_seqs - n);
+    else if (rc != 0)
+        wl_error("forget_resume_failed", "done=%zu left=%zu error=\"%s\"", n, r->n_seqs - n,
+                 err);
+    return NULL;
+}
+
+int wl_forget_resume_start(struct wl_writer *w, struct wl_store *store,
+                           struct wl_forget_resumer **out, char *err, size_t errlen)
+{
+    struct wl_forget_resumer *r = calloc(1, sizeof *r);
+    int rc;
+    *out = NULL;
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->w = w;
+    r->store = store;
+    if ((rc = list_markers(store, &r->seqs, &r->n_seqs, err, errlen)) != 0 || r->n_seqs == 0)
+        goto fail;
+    if ((rc = pthread_create(&r->thread, NULL, resume_main, r)) != 0) {
+        snprintf(err, errlen, "cannot start the forget resume thread: %s", strerror(rc));
+        rc = -rc;
+        goto fail;
+    }
+    *out = r;
+    return 0;
+fail:
+    free(r->seqs);
+    free(r);
+    return rc;
+}
+
+void wl_forget_resume_stop(struct wl_forget_resumer *r)
+{
+    if (r == NULL)
+        return;
+    __atomic_store_n(&r->cancel, 1, __ATOMIC_RELAXED);
+    pthread_join(r->thread, NULL);
+    free(r->seqs);
+    free(r);
 }
 
 /* ---- reading the records ---- */
@@ -973,15 +748,15 @@ int wl_forget_records(struct wl_store *store, const struct wl_snapshot *snap,
                       size_t errlen)
 {
     struct wl_iter *it = wl_iter_new_at(store, snap, WL_CF_META);
-    size_t p = sizeof RECORD_PREFIX - 1;
+    size_t p = sizeof WL_FORGET_RECORD - 1;
     if (it == NULL) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    for (wl_iter_seek(it, RECORD_PREFIX, p); wl_iter_valid(it); wl_iter_next(it)) {
+    for (wl_iter_seek(it, WL_FORGET_RECORD, p); wl_iter_valid(it); wl_iter_next(it)) {
         size_t klen, vlen;
         const char *k = wl_iter_key(it, &klen);
-        if (klen < p || memcmp(k, RECORD_PREFIX, p) != 0)
+        if (klen < p || memcmp(k, WL_FORGET_RECORD, p) != 0)
             break;
         const char *v = wl_iter_value(it, &vlen);
         if (fn(arg, v, vlen) != 0)

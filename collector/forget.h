@@ -2,20 +2,29 @@
  * data-subject requests, and records that a deletion happened (when, which
  * kind, how many records of each table), never what was deleted.
  *
- * Two phases, so that ingest never waits for a full scan:
- * 1. The requesting thread (an API thread, or the CLI) scans the
- *    append-only logs, raw pings and signals, as of a snapshot.
- * 2. The writer applies the forget alone, as one group: it takes the
- *    installs and the organization out of memory and, in ONE atomic write,
- *    deletes the pings the scan found and those written since, the install
- *    and org records, the daily history, the signals and their index, the
- *    rank entry, the named account (organization only), the quarantined
- *    samples that name the target, rewrites other organizations' signals
- *    that list a forgotten install without it, and puts the deletion
- *    record into meta.
- * A forget of more than WL_FORGET_ATOMIC_PINGS raw pings deletes them
- * first, in their own writes (old ping keys are never written again, so
- * this is safe beside the writer); the rest stays one atomic write. */
+ * Time linear in what it deletes, and ingest never waits for a scan:
+ * 1. Memory (one writer job, one atomic write): the writer takes the
+ *    installs and the organization out of memory and deletes their
+ *    install, org and rank records, the history and signals of the
+ *    organizations that go whole (prefix reads of what it deletes), the
+ *    named account (organization only), and writes a durable marker (meta
+ *    forget_pending:<seq>, and forget_installs:<seq>: every install it
+ *    forgot) naming the ingest and signal sequences it stopped at. What
+ *    arrives after that is new: an install that pings again starts afresh.
+ * 2. Scan (the requesting thread: an API thread, the CLI): raw pings and
+ *    signals up to those sequences, the installs' own organizations
+ *    (install:<id>, from before they sent an org key), quarantined samples;
+ *    it lists what to delete and the signals of other organizations to keep
+ *    without a forgotten install.
+ * 3. Slices (writer jobs): at most opts.slice (WL_FORGET_SLICE) records
+ *    each, with the marker's counts; ingest groups run between them.
+ * 4. Final (a writer job): the deletion record, and the marker goes, in one
+ *    atomic write. The requester hears "done" only then.
+ * The memory step's write is as large as the organization (one delete per
+ * install); every other write is at most one slice. A stop or crash before
+ * the final step leaves the marker: the next start resumes the forget
+ * (wl_forget_resume*, log event=forget_resumed) from step 2, so nothing of
+ * the target is left afterwards. */
 #ifndef WL_FORGET_H
 #define WL_FORGET_H
 
@@ -28,7 +37,10 @@
 #include "storage/keys.h"
 #include "storage/store.h"
 
-#define WL_FORGET_ATOMIC_PINGS 1000000
+/* Records per slice: a slice's write (deletes, synced) takes about
+ * 10 ms on a laptop disk (bench/RESULTS.md), far under the 100 ms a write
+ * may hold the writer. */
+#define WL_FORGET_SLICE 20000
 
 struct wl_writer;
 
@@ -63,6 +75,12 @@ struct wl_forget_result {
     struct wl_forget_counts deleted;
     uint64_t deletion;                   /* the deletion record's sequence */
     int64_t at;                          /* unix ms */
+    /* How the writer's share went (logs and tests): */
+    uint64_t slices;                     /* slice jobs, the memory and final steps apart */
+    uint64_t slice_max;                  /* records written by the largest slice */
+    uint64_t memory_records;             /* records written by the memory step */
+    uint64_t writer_iterated;            /* records the writer read by iterating (only the
+                                            history and signal index of orgs gone whole) */
 };
 
 /* An organization: 64 hex digits (its org key) or "install:<id>" (an
@@ -77,18 +95,24 @@ int wl_forget_target_install(struct wl_forget_target *t, const char *id, char *e
                              size_t errlen);
 
 /* Forgets the target through w, the writer running on store; via ("api",
- * "cli") goes into the deletion record. Blocks until the writer has
- * written it. Returns 0, -ENOENT when nothing matched (nothing written),
- * or another negative code with the reason in err. Any thread but the
- * writer's; a stopped writer must not be passed. */
+ * "cli") goes into the deletion record. Blocks until every step is in.
+ * Returns 0, -ENOENT when nothing matched (nothing written), or another
+ * negative code with the reason in err; after a failure past the memory
+ * step the marker stays and the next start finishes the forget. Any
+ * thread but the writer's; a stopped writer must not be passed. */
 int wl_forget(struct wl_writer *w, struct wl_store *store, const struct wl_forget_target *t,
               const char *via, struct wl_forget_result *out, char *err, size_t errlen);
 
-/* What tests vary. */
+/* What tests (and the resume) vary. */
 struct wl_forget_opts {
-    size_t atomic_pings;          /* more pings than this go first (WL_FORGET_ATOMIC_PINGS) */
-    void (*after_scan)(void *arg); /* called between the scan and the writer's part */
+    size_t slice;                       /* records per slice, at least 4 (0: WL_FORGET_SLICE) */
+    void (*before_writer)(void *arg);   /* called before the memory step */
+    void (*after_memory)(void *arg);    /* called after it, before the scan */
     void *arg;
+    unsigned stop_after;                /* tests: give up after this many writer steps that
+                                           wrote, as a crash would (0: never) */
+    const int *cancel;                  /* read between steps and during the scan: non-zero
+                                           gives up with -ECANCELED (the marker stays) */
 };
 
 /* wl_forget with opts (NULL: the defaults). */
@@ -106,13 +130,37 @@ int wl_forget_records(struct wl_store *store, const struct wl_snapshot *snap,
                       int (*fn)(void *arg, const char *json, size_t len), void *arg, char *err,
                       size_t errlen);
 
+/* ---- interrupted forgets (a stop or crash before the final step) ---- */
+
+/* Finishes every forget whose marker is in store, oldest first, through w
+ * (same deletion record, counts carried over), on the calling thread;
+ * *n (may be NULL) says how many. Stops early, marker kept, when *cancel
+ * (may be NULL) turns non-zero. 0 or a negative code with err. */
+int wl_forget_resume(struct wl_writer *w, struct wl_store *store, const int *cancel, size_t *n,
+                     char *err, size_t errlen);
+
+/* wl_forget_resume on a thread of its own (the collector's start: ingest
+ * does not wait). The markers are listed before it returns, so forgets
+ * requested later are not taken for interrupted ones. *out is NULL when
+ * none is pending. */
+struct wl_forget_resumer;
+int wl_forget_resume_start(struct wl_writer *w, struct wl_store *store,
+                           struct wl_forget_resumer **out, char *err, size_t errlen);
+/* Asks it to stop at its next step (what is left resumes at the next
+ * start), waits for it and frees it. Before the writer stops. NULL: no-op. */
+void wl_forget_resume_stop(struct wl_forget_resumer *r);
+
 /* ---- the writer's side (collector/writer.c) ---- */
 
 struct wl_forget_req;
 
-/* Applies the request into batch, on the writer thread, between groups.
- * Returns 0; -ENOENT when nothing matched (batch and state untouched); or
- * another negative code, after which the state must be reloaded. */
+/* 1 when the step needs the state flushed first (the memory step). */
+int wl_forget_wants_flushed_state(const struct wl_forget_req *req);
+
+/* Applies the request's current step into batch, on the writer thread,
+ * between groups; the batch may stay empty (nothing to write). Returns 0;
+ * -ENOENT when nothing matched (batch and state untouched); or another
+ * negative code, after which the state must be reloaded. */
 int wl_forget_apply(struct wl_forget_req *req, struct wl_state *st, struct wl_store *store,
                     struct wl_batch *batch, int64_t now);
 
@@ -122,6 +170,5 @@ void wl_forget_done(struct wl_forget_req *req, int rc);
 
 /* For the log line: "org" or "install". */
 const char *wl_forget_kind_name(const struct wl_forget_req *req);
-const struct wl_forget_result *wl_forget_req_result(const struct wl_forget_req *req);
 
 #endif

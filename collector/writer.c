@@ -455,42 +455,35 @@ static int flush_state(struct wl_writer *w, const char *why)
     return 0;
 }
 
-/* A forget, alone: one atomic write, synced; then its requester hears how
- * it went. A failure leaves memory ahead of disk: it is rebuilt. */
+/* One step of a forget (forget.h), alone: one atomic write, synced, when
+ * the step has anything to write; then its requester hears how it went.
+ * The memory step starts from written state. A failure may leave memory
+ * ahead of disk: it is rebuilt. */
 static void commit_forget(struct wl_writer *w, struct wl_job *job)
 {
     char err[512];
-    int rc = 0;
+    int rc = 0, memory = wl_forget_wants_flushed_state(job->forget);
 
-    if (wl_state_dirty(w->state)) /* a forget starts from written state */
+    if (memory && wl_state_dirty(w->state))
         rc = flush_state(w, "forget");
     wl_batch_clear(w->batch);
     if (rc == 0)
         rc = wl_forget_apply(job->forget, w->state, w->store, w->batch, now_ms());
-    if (rc == 0 && wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
+    if (rc == 0 && wl_batch_count(w->batch) > 0 &&
+        wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
         wl_error("write_failed", "error=\"%s\" forget=1", err);
         wl_count(WL_M_write_errors, 1);
         rc = -EIO;
     }
-    if (rc == 0) {
-        const struct wl_forget_result *r = wl_forget_req_result(job->forget);
-        const struct wl_forget_counts *c = &r->deleted;
+    if (rc == 0 && memory) {
         wl_state_commit(w->state);
-        wl_count(WL_M_forgets, 1);
-        /* What kind and how many, never whom. */
-        wl_info("forget", "kind=%s deletion=%llu pings=%llu installs=%llu orgs=%llu "
-                "daily=%llu signals=%llu named=%llu quarantine=%llu signals_edited=%llu",
-                wl_forget_kind_name(job->forget), (unsigned long long)r->deletion,
-                (unsigned long long)c->pings, (unsigned long long)c->installs,
-                (unsigned long long)c->orgs, (unsigned long long)c->daily,
-                (unsigned long long)c->signals, (unsigned long long)c->named,
-                (unsigned long long)c->quarantine, (unsigned long long)c->signals_edited);
-    } else if (rc != -ENOENT) {
+    } else if (rc != 0 && rc != -ENOENT) {
         wl_error("forget_failed", "kind=%s error=%s", wl_forget_kind_name(job->forget),
                  strerror(-rc));
         wl_batch_clear(w->batch);
         recover_after_failed_write(w, NULL);
     }
+    wl_batch_clear(w->batch);
     publish_state(w);
     wl_forget_done(job->forget, rc);
     wl_job_free(job);

@@ -2,8 +2,9 @@
  * a temporary directory: forgetting an organization, an install of a
  * two-install organization, an organization's last install, an install
  * without an org key, an install that moved between organizations; the
- * deletion record; "nothing matched"; pings deleted ahead of the atomic
- * write; pings racing the forget; a restart after it. "No trace" is
+ * deletion record; "nothing matched"; slices; pings racing the forget; a
+ * restart after it; an organization past WL_ORG_INSTALL_IDS_MAX installs
+ * (the writer scans nothing); a forget interrupted and resumed. "No trace" is
  * checked byte for byte: no key or value of any column family holds the
  * org key or the install id afterwards. */
 #include <setjmp.h>
@@ -736,9 +737,8 @@ static void test_forget_org_takes_installs_own_history(void **state)
     assert_int_equal(pings_of(f, N1), 2);
 }
 
-/* Past atomic_pings the pings go first, in their own writes: the same
- * outcome. */
-static void test_forget_many_pings_early(void **state)
+/* Many pings go in slices of at most opts.slice records: the same outcome. */
+static void test_forget_in_slices(void **state)
 {
     struct fx *f = *state;
     struct wl_forget_target t;
@@ -751,16 +751,19 @@ static void test_forget_many_pings_early(void **state)
         send_pings(f, p, 1, T0 + DAY + (int64_t)s * 1000);
     }
     target_org(&t, KEY_A);
-    const struct wl_forget_opts opts = {.atomic_pings = 5};
+    const struct wl_forget_opts opts = {.slice = 5};
     assert_int_equal(wl_forget_ex(f->w, f->store, &t, "test", &opts, &res, err, sizeof err), 0);
     assert_int_equal(res.deleted.pings, 4 + 37);
+    assert_true(res.slices >= (4 + 37 + 1) / 5);
+    assert_in_range(res.slice_max, 1, 5);
     assert_int_equal(key_traces(f, KEY_A), 0);
     assert_int_equal(id_traces(f, A1), 0);
+    assert_int_equal(id_traces(f, "forget_"), 0); /* no marker left */
 }
 
-/* Between the scan and the writer's part: A1 pings again, a new install
+/* Just before the forget reaches the writer: A1 pings again, a new install
  * joins A, and MOVER moves from C to A (its earlier pings and C's signals
- * that list it are older than the scan's snapshot). */
+ * that list it come from before). */
 static void join_after_scan(void *arg)
 {
     struct fx *f = arg;
@@ -776,8 +779,7 @@ static void test_forget_after_scan(void **state)
     struct wl_forget_target t;
     struct wl_forget_result res;
     const struct pspec c[] = {{MOVER, KEY_C, 1, 40}, {"zz-charlie-two", KEY_C, 1, 1}};
-    const struct wl_forget_opts opts = {.atomic_pings = WL_FORGET_ATOMIC_PINGS,
-                                        .after_scan = join_after_scan, .arg = f};
+    const struct wl_forget_opts opts = {.before_writer = join_after_scan, .arg = f};
     char err[256];
 
     history(f);
@@ -795,8 +797,9 @@ static void test_forget_after_scan(void **state)
     assert_int_equal(pings_of(f, B1), 2);
 }
 
-/* Another forget lands between this one's scan and its write: the signal
- * both edit loses both installs (the edit is made on what is stored then). */
+/* Another forget lands between this one's memory step and its slices: the
+ * signal both edit loses both installs (each edit is made on what is
+ * stored when its slice runs). */
 static void forget_xray(void *arg)
 {
     struct fx *f = arg;
@@ -815,8 +818,7 @@ static void test_concurrent_forgets(void **state)
     const struct pspec c[] = {{"zz-xray", KEY_C, 1, 12}, {A1, KEY_C, 1, 5},
                               {"zz-charlie-keep", KEY_C, 1, 1}};
     const struct pspec a[] = {{A1, KEY_A, 2, 5}};
-    const struct wl_forget_opts opts = {.atomic_pings = WL_FORGET_ATOMIC_PINGS,
-                                        .after_scan = forget_xray, .arg = f};
+    const struct wl_forget_opts opts = {.after_memory = forget_xray, .arg = f};
     char err[256];
 
     send_pings(f, c, 3, T0);
@@ -873,6 +875,173 @@ static void test_forget_races_ingest(void **state)
     assert_int_equal(pings_of(f, B1), 2);
 }
 
+/* ---- large organizations, slices, resume ---- */
+
+#define KEY_L 0xE5 /* org L: more installs than its record lists */
+#define LARGE (WL_ORG_INSTALL_IDS_MAX + 200)
+#define MOVED 100  /* the last MOVED of them pinged under C first */
+
+static void large_id(char *id, size_t len, int i)
+{
+    snprintf(id, len, "zz-large-%05d", i);
+}
+
+/* Installs from..to-1 of L, one ping each (seq) under key_byte, 16 a job. */
+static void send_large(struct fx *f, int from, int to, int key_byte, uint64_t seq, int64_t at)
+{
+    char ids[16][32];
+    struct pspec p[16];
+    for (int i = from; i < to;) {
+        size_t n = 0;
+        for (; n < 16 && i < to; n++, i++) {
+            large_id(ids[n], sizeof ids[n], i);
+            p[n] = (struct pspec){ids[n], key_byte, seq, 3};
+        }
+        send_pings(f, p, n, at);
+    }
+}
+
+/* L: LARGE installs; the last MOVED of them (past the first
+ * WL_ORG_INSTALL_IDS_MAX, which is all the org record lists) pinged under C
+ * before they joined L. */
+static void large_org(struct fx *f)
+{
+    history(f);
+    send_large(f, LARGE - MOVED, LARGE, KEY_C, 1, T0 + HOUR);
+    send_large(f, 0, LARGE - MOVED, KEY_L, 1, T0 + 2 * HOUR);
+    send_large(f, LARGE - MOVED, LARGE, KEY_L, 2, T0 + 3 * HOUR);
+}
+
+static size_t markers(struct fx *f)
+{
+    return traces(f, "forget_pending:", 15);
+}
+
+static void assert_large_gone(struct fx *f)
+{
+    char id[32];
+    assert_int_equal(key_traces(f, KEY_L), 0);
+    assert_int_equal(id_traces(f, "zz-large-"), 0);
+    large_id(id, sizeof id, LARGE - 1);
+    assert_int_equal(pings_of(f, id), 0);
+    assert_int_equal(markers(f), 0);
+    assert_int_equal(id_traces(f, "forget_"), 0);
+    /* the others untouched */
+    assert_int_equal(pings_of(f, B1), 2);
+    assert_int_equal(pings_of(f, A1), 2);
+    assert_true(key_traces(f, KEY_C) > 0);
+}
+
+/* Every ping of every install goes, those past the first
+ * WL_ORG_INSTALL_IDS_MAX and those they sent under another organization
+ * too, while the writer reads only L's history and signal index (no ping,
+ * no signal log) and writes at most a slice at a time after the memory
+ * step. */
+static void test_forget_large_org(void **state)
+{
+    struct fx *f = *state;
+    struct wl_forget_target t;
+    struct wl_forget_result res;
+    char err[256];
+
+    large_org(f);
+    uint64_t pings0 = count_cf(f, WL_CF_PINGS);
+    target_org(&t, KEY_L);
+    const struct wl_forget_opts opts = {.slice = 100};
+    assert_int_equal(wl_forget_ex(f->w, f->store, &t, "test", &opts, &res, err, sizeof err), 0);
+    assert_int_equal(res.deleted.pings, LARGE + MOVED);
+    assert_int_equal(res.deleted.installs, LARGE);
+    assert_int_equal(res.deleted.orgs, 1);
+    assert_int_equal(count_cf(f, WL_CF_PINGS), pings0 - LARGE - MOVED);
+    assert_large_gone(f);
+    /* the writer's share: no scan, bounded slices */
+    assert_true(res.writer_iterated <= res.deleted.daily + res.deleted.signals + 4);
+    assert_true(res.writer_iterated < LARGE / 10);
+    assert_in_range(res.slice_max, 1, 100);
+    assert_true(res.slices >= (LARGE + MOVED) / 100);
+    assert_true(res.memory_records >= LARGE); /* one delete per install: the one big write */
+}
+
+/* A later ping of a forgotten install, once the memory step is in, is new:
+ * it starts afresh and stays. */
+static void ping_after_memory(void *arg)
+{
+    struct fx *f = arg;
+    char id[32];
+    large_id(id, sizeof id, 7);
+    const struct pspec p[] = {{id, KEY_L, 1, 2}};
+    send_pings(f, p, 1, T0 + DAY);
+}
+
+/* Interrupted after `after` writer steps (1: the memory step alone), as a
+ * crash would: the store closed with the marker in it. The next open
+ * resumes the forget, and nothing of L is left but what came after it. */
+static void crash_and_resume(struct fx *f, unsigned after)
+{
+    struct wl_forget_target t;
+    struct wl_forget_result res;
+    char err[256], id[32];
+    size_t n = 0;
+
+    large_org(f);
+    uint64_t pings0 = count_cf(f, WL_CF_PINGS);
+    target_org(&t, KEY_L);
+    const struct wl_forget_opts opts = {.slice = 100, .stop_after = after,
+                                        .after_memory = ping_after_memory, .arg = f};
+    assert_int_equal(wl_forget_ex(f->w, f->store, &t, "test", &opts, &res, err, sizeof err),
+                     -ECANCELED);
+    assert_int_equal(markers(f), 1);
+    assert_true(count_cf(f, WL_CF_PINGS) > pings0 - LARGE - MOVED + 1);
+
+    stop(f);
+    wl_store_close(f->store);
+    assert_int_equal(wl_store_open(f->db, WL_STORE_PRIMARY, &f->store, err, sizeof err), 0);
+    start(f);
+    /* the memory step is durable: L holds only the install that came back */
+    assert_int_equal(wl_metrics.gauge[WL_G_installs], 4 + 1);
+    assert_int_equal(markers(f), 1);
+    assert_int_equal(wl_forget_resume(f->w, f->store, NULL, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(markers(f), 0);
+
+    large_id(id, sizeof id, 7);
+    assert_int_equal(pings_of(f, id), 1); /* the later ping */
+    assert_int_equal(count_cf(f, WL_CF_PINGS), pings0 - LARGE - MOVED + 1);
+    large_id(id, sizeof id, LARGE - 1);
+    assert_int_equal(pings_of(f, id), 0);
+    large_id(id, sizeof id, 8);
+    assert_int_equal(id_traces(f, id), 0);
+    assert_int_equal(pings_of(f, B1), 2);
+    assert_true(key_traces(f, KEY_C) > 0);
+
+    /* one deletion record, with the counts of both runs */
+    json_t *recs = records_json(f);
+    assert_int_equal(json_array_size(recs), 1);
+    json_t *r = json_array_get(recs, 0);
+    json_t *d = json_object_get(r, "deleted");
+    assert_int_equal(json_integer_value(json_object_get(d, "pings")), LARGE + MOVED);
+    assert_int_equal(json_integer_value(json_object_get(d, "installs")), LARGE);
+    assert_true(json_is_true(json_object_get(r, "resumed")));
+    assert_string_equal(json_string_value(json_object_get(r, "via")), "test");
+    json_decref(recs);
+
+    /* nothing left to resume at the next start */
+    stop(f);
+    start(f);
+    assert_int_equal(wl_forget_resume(f->w, f->store, NULL, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+}
+
+static void test_forget_resumed_after_memory(void **state)
+{
+    crash_and_resume(*state, 1);
+}
+
+static void test_forget_resumed_after_slice(void **state)
+{
+    crash_and_resume(*state, 3);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -888,10 +1057,13 @@ int main(void)
         T(test_forget_unknown),
         T(test_forget_moved_install),
         T(test_forget_org_takes_installs_own_history),
-        T(test_forget_many_pings_early),
+        T(test_forget_in_slices),
         T(test_forget_after_scan),
         T(test_concurrent_forgets),
         T(test_forget_races_ingest),
+        T(test_forget_large_org),
+        T(test_forget_resumed_after_memory),
+        T(test_forget_resumed_after_slice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
