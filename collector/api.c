@@ -504,8 +504,10 @@ void wl_api_stop(struct wl_api *api)
 {
     if (api == NULL)
         return;
-    if (api->mhd != NULL)
+    if (api->mhd != NULL) {
         MHD_stop_daemon(api->mhd);
+        wl_http_log_flush(&api_log);
+    }
     if (api->read_token != NULL) {
         sodium_memzero(api->read_token, strlen(api->read_token));
         free(api->read_token);

@@ -85,3 +85,14 @@ void wl_mhd_logger(void *cls, const char *fmt, va_list ap)
     else
         wl_warn("http_server_message", "listener=%s msg=\"%s\"", l->listener, msg);
 }
+
+void wl_http_log_flush(struct wl_http_log *l)
+{
+    pthread_mutex_lock(&l->lock);
+    uint64_t n = l->suppressed;
+    l->suppressed = 0;
+    pthread_mutex_unlock(&l->lock);
+    if (n > 0)
+        wl_warn("http_server_messages_suppressed", "listener=%s suppressed=%llu", l->listener,
+                (unsigned long long)n);
+}

@@ -44,6 +44,11 @@ struct wl_http_log {
  * struct wl_http_log. Writes one line at warn level, or counts it out. */
 void wl_mhd_logger(void *cls, const char *fmt, va_list ap);
 
+/* Logs the lines still left out (event=http_server_messages_suppressed
+ * listener=... suppressed=N), if any, and starts the count again: call it once
+ * the daemon has stopped, so that no count is lost. */
+void wl_http_log_flush(struct wl_http_log *l);
+
 /* The parts, for tests. */
 
 /* The message fmt/ap as the msg="..." value: at most WL_HTTP_LOG_MSG_MAX

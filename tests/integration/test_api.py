@@ -658,7 +658,7 @@ class HttpServerMessages(CollectorCase):
     event=http_server_message listener=api msg="...", at most
     WL_HTTP_LOG_BURST (10) at once and WL_HTTP_LOG_RATE (10) a second; the
     lines left out are counted and reported as suppressed=N on the next line
-    that goes out, so lines + suppressed = messages."""
+    that goes out (or at the stop), so lines + suppressed = messages."""
 
     BURST, RATE = 10, 10
 
@@ -687,14 +687,23 @@ class HttpServerMessages(CollectorCase):
             self.assertLess(sent, flood + 1000, c.log_tail())
             self.bad_request(c.api_port)
             sent += 1
+        # Another flood, and a stop: what is still left out is reported then.
+        for _ in range(flood):
+            self.bad_request(c.api_port)
+        sent += flood
         elapsed = time.monotonic() - t0
+        c.stop()
         with c._cond:
             lines = c.lines[since:]
         msgs = [parse_kv(l) for l in lines if re.search(rx, l)]
         self.assertGreaterEqual(len(msgs), self.BURST)
         self.assertLessEqual(len(msgs), self.BURST + self.RATE * elapsed + 1,
                              "%d lines in %.2fs" % (len(msgs), elapsed))
-        suppressed = sum(int(m.get("suppressed", 0)) for m in msgs)
+        last = [parse_kv(l) for l in lines
+                if re.search(r"\bevent=http_server_messages_suppressed\b", l)]
+        self.assertEqual(len(last), 1, "\n".join(lines[-20:]))
+        self.assertEqual(last[0]["listener"], "api")
+        suppressed = sum(int(m.get("suppressed", 0)) for m in msgs + last)
         self.assertEqual(len(msgs) + suppressed, sent)
         for m in msgs:
             self.assertEqual((m["level"], m["listener"]), ("warn", "api"), m)
@@ -702,7 +711,6 @@ class HttpServerMessages(CollectorCase):
         for l in lines:  # nothing from libmicrohttpd outside our lines
             self.assertRegex(l, r"^ts=\S+ level=[a-z]+ event=[a-z_]+( |$)")
             self.assertFalse(re.search(r"[\x00-\x1f\x7f]", l), repr(l))
-        c.stop()
 
 
 if __name__ == "__main__":

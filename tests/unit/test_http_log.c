@@ -2,7 +2,8 @@
  * (collector/http_log.h): the msg="..." value (bounded, no line breaks or
  * control characters, quotes and backslashes escaped, so parse_kv-style
  * readers get it back), and the per-listener token bucket on a made-up
- * clock (burst, refill, the suppressed count, many threads at once). */
+ * clock (burst, refill, the suppressed count and its last report at the
+ * stop, many threads at once). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +12,9 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "collector/http_log.h"
 
@@ -118,6 +121,36 @@ static void test_bucket(void **state)
     pthread_mutex_destroy(&l.lock);
 }
 
+/* The count left at the stop goes out in one line, then starts again. */
+static void test_flush(void **state)
+{
+    (void)state;
+    struct wl_http_log l = WL_HTTP_LOG_INIT("flushed");
+    uint64_t sup;
+    char path[] = "/tmp/wl-test-http-log-XXXXXX", text[512] = "";
+    int fd = mkstemp(path), saved = dup(2);
+    assert_true(fd >= 0 && saved >= 0);
+
+    for (int i = 0; i < WL_HTTP_LOG_BURST + 7; i++)
+        wl_http_log_admit(&l, SEC, &sup);
+    fflush(stderr);
+    dup2(fd, 2);
+    wl_http_log_flush(&l);
+    wl_http_log_flush(&l); /* nothing left: no line */
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_true(pread(fd, text, sizeof text - 1, 0) > 0);
+    close(fd);
+    unlink(path);
+    assert_non_null(strstr(text, " level=warn event=http_server_messages_suppressed "
+                                 "listener=flushed suppressed=7\n"));
+    assert_null(strstr(strchr(text, '\n') + 1, "event="));
+    assert_int_equal(wl_http_log_admit(&l, 100 * SEC, &sup), 1);
+    assert_int_equal(sup, 0);
+    pthread_mutex_destroy(&l.lock);
+}
+
 struct flood {
     struct wl_http_log *l;
     int admitted;
@@ -168,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_bounds),
         cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_flush),
         cmocka_unit_test(test_bucket_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
