@@ -227,6 +227,14 @@ static void test_csv_quoting(void **state)
         {" spaces ", " spaces \r\n"},
         {"\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9\r\n"},
         {"bad\xff,x", "\"bad?,x\"\r\n"},
+        /* warehouse exports stay byte-exact (joins): no formula escaping,
+         * unlike the CLI's --csv (test_table.c) */
+        {"=1+2", "=1+2\r\n"},
+        {"+1", "+1\r\n"},
+        {"-12", "-12\r\n"},
+        {"@SUM(A1)", "@SUM(A1)\r\n"},
+        {"\tx", "\tx\r\n"},
+        {"=a,b", "\"=a,b\"\r\n"},
     };
     struct wl_rows r;
     assert_int_equal(wl_rows_init(&r, WL_EXPORT_CSV, one, 1), 0);
