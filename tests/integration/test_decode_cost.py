@@ -193,8 +193,12 @@ class DecodeBeforeCount(CollectorCase):
         self.assertEqual(stats["tcp_closed_bad_frame"], 0)
 
     def test_ordinary_client_gets_every_ack_during_the_attack(self):
+        asan = sanitized_build()
         c = self.collector({"max_inflated_bytes": "%dB" % MAX_INFLATED,
                             "max_pings_per_batch": MAX_PINGS})
+        with self.client(c, timeout=120) as cl:  # the inflate buffer grows once, for good
+            self.assertAck(self.request(cl, reference_envelope(1)), "REJECTED")
+        baseline = vm_kib(c.pid, "VmRSS")
         stop = threading.Event()
         polite = []
 
@@ -241,6 +245,11 @@ class DecodeBeforeCount(CollectorCase):
             time.sleep(0.05)
         stop.set()
         t.join(150)
+        hwm = vm_kib(c.pid, "VmHWM")
+        print("\nDURING THE ATTACK: VmRSS baseline %d KiB, VmHWM %d KiB (+%d KiB); "
+              "the ordinary client got %d acks" % (baseline, hwm, hwm - baseline, len(polite)))
+        if not asan:  # before the walk: ~1 GB
+            self.assertLess(hwm - baseline, MAX_INFLATED // 1024)
         self.assertTrue(counted(), "the UDP attack was not counted by reason")
         self.assertEqual(metric(c, "warmline_envelopes_rejected_total", transport="tcp",
                                 reason="batch_too_many_pings"), self.ROUNDS)
