@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "forget_req.h"
 #include "log.h"
@@ -135,10 +136,19 @@ void wl_forget_done(struct wl_forget_req *req, int rc)
     pthread_mutex_unlock(&req->mu);
 }
 
-/* Hands the writer one step and waits for its answer. */
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Hands the writer one step and waits for its answer; how long that took
+ * goes into the result (queued groups ahead of it included). */
 static int run_step(struct wl_writer *w, struct wl_forget_req *req, enum wl_forget_step step)
 {
     struct wl_job *job = wl_job_new();
+    uint64_t t0 = mono_us();
     if (job == NULL)
         return -ENOMEM;
     req->step = step;
@@ -150,6 +160,11 @@ static int run_step(struct wl_writer *w, struct wl_forget_req *req, enum wl_forg
     while (!req->done)
         pthread_cond_wait(&req->cv, &req->mu);
     pthread_mutex_unlock(&req->mu);
+    uint64_t us = mono_us() - t0;
+    if (step == WL_FORGET_STEP_MEMORY)
+        req->result.memory_us = us;
+    else if (step == WL_FORGET_STEP_SLICE && us > req->result.slice_us_max)
+        req->result.slice_us_max = us;
     return req->rc;
 }
 
@@ -460,14 +475,15 @@ static void log_done(const struct wl_forget_req *req)
     /* What kind and how many, never whom. */
     wl_info("forget", "kind=%s deletion=%llu pings=%llu installs=%llu orgs=%llu daily=%llu "
             "signals=%llu named=%llu quarantine=%llu signals_edited=%llu slices=%llu "
-            "memory_records=%llu resumed=%d",
+            "slice_max=%llu slice_ms_max=%.1f memory_records=%llu memory_ms=%.1f resumed=%d",
             wl_forget_kind_name(req), (unsigned long long)r->deletion,
             (unsigned long long)c->pings, (unsigned long long)c->installs,
             (unsigned long long)c->orgs, (unsigned long long)c->daily,
             (unsigned long long)c->signals, (unsigned long long)c->named,
             (unsigned long long)c->quarantine, (unsigned long long)c->signals_edited,
-            (unsigned long long)r->slices, (unsigned long long)r->memory_records,
-            req->resumed);
+            (unsigned long long)r->slices, (unsigned long long)r->slice_max,
+            (double)r->slice_us_max / 1000.0, (unsigned long long)r->memory_records,
+            (double)r->memory_us / 1000.0, req->resumed);
 }
 
 static int step_failed(int rc, char *err, size_t errlen)

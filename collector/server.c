@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "forget.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +29,7 @@ struct wl_server {
     struct wl_sinks *sinks;
     struct wl_api *api;
     struct wl_retention *retention;
+    struct wl_forget_resumer *resumer; /* forgets a stop or crash interrupted */
     uint64_t last_stats;
     int stopping;
     int finished;
@@ -210,6 +212,12 @@ int wl_server_run(const struct wl_config *cfg)
         wl_error("start_failed", "stage=writer error=\"%s\"", err);
         goto close_loop;
     }
+    /* Forgets a stop or crash left half done finish beside ingest. */
+    if ((rc = wl_forget_resume_start(srv->ing.writer, store, &srv->resumer, err,
+                                     sizeof err)) != 0) {
+        wl_error("start_failed", "stage=forget_resume error=\"%s\"", err);
+        goto close_loop;
+    }
     if ((rc = wl_ingest_limits_init(&srv->ing, err, sizeof err)) != 0) {
         wl_error("start_failed", "stage=limits error=\"%s\"", err);
         goto close_loop;
@@ -243,6 +251,8 @@ close_loop:
     wl_retention_stop(srv->retention);
     srv->retention = NULL;
     wl_api_set_writer(srv->api, NULL);
+    wl_forget_resume_stop(srv->resumer); /* what is left resumes at the next start */
+    srv->resumer = NULL;
     /* Jobs the writer finished after the loop ended go back to their
      * connections, which free themselves once nothing is in flight. */
     if (srv->ing.writer != NULL) {

@@ -52,6 +52,11 @@ void wl_usage_forget(FILE *out)
             "it. --data-dir without --url or --config goes straight to that directory;\n"
             "--url without --data-dir makes an unreachable collector an error.\n"
             "\n"
+            "A large forget is written in slices, each between the collector's other\n"
+            "writes; the answer comes once every slice is in. A forget that a stop or\n"
+            "crash interrupted is finished at the next start (of the collector, or of\n"
+            "forget on its data directory).\n"
+            "\n"
             "An install that pings again after it was forgotten starts afresh: its\n"
             "seq history is gone, so its next ping is accepted whatever its seq.\n"
             "\n"
@@ -233,6 +238,17 @@ static int via_data_dir(struct wl_config *cfg, const char *data_dir, const char 
         wl_store_close(store);
         return WL_EXIT_FAIL;
     }
+    /* A forget a stop or crash interrupted is finished first. */
+    size_t resumed = 0;
+    if (wl_forget_resume(w, store, NULL, &resumed, err, sizeof err) != 0) {
+        wl_cli_error(CMD, "finishing an interrupted forget: %s", err);
+        wl_writer_stop(w);
+        wl_store_close(store);
+        return WL_EXIT_FAIL;
+    }
+    if (resumed > 0)
+        fprintf(stderr, "warmline forget: finished %zu forget(s) a stop or crash had "
+                        "interrupted\n", resumed);
     rc = wl_forget(w, store, &t, "cli", &res, err, sizeof err);
     wl_writer_stop(w);
     wl_store_close(store);

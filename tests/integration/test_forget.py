@@ -7,7 +7,10 @@ org_signals and named accounts through the API), the other organizations
 untouched, an organization that keeps another install recomputed, a deletion
 record that says what kind and how many but never whom, and the errors
 (unknown target 404 / exit 3, wrong token 401 / exit 1, bad body 400,
-no collector and the data directory in use exit 1)."""
+no collector and the data directory in use exit 1). And a large
+organization forgotten while another sender keeps sending: its acks keep
+coming during the forget (the writer's share is in slices), and nothing of
+the organization is left."""
 
 import gzip
 import json
@@ -16,6 +19,8 @@ import re
 import secrets
 import socket
 import subprocess
+import threading
+import time
 import unittest
 
 from harness import (CLI_BIN, CollectorCase, api_call, as_int, dump, make_ping, org_key_hex,
@@ -24,6 +29,11 @@ from harness import (CLI_BIN, CollectorCase, api_call, as_int, dump, make_ping, 
 TABLES = ("installs", "orgs", "pings", "quarantine", "signals", "daily")
 
 A_DOMAIN, B_DOMAIN, C_DOMAIN = "alpha.example", "bravo.example", "charlie.example"
+L_DOMAIN = "large.example"
+# Installs of the large organization: enough that forgetting it all at once
+# would hold the writer for most of the forget (WL_TEST_FORGET_INSTALLS for
+# a bench-sized run).
+LARGE = int(os.environ.get("WL_TEST_FORGET_INSTALLS", "20000"))
 A1, A2 = "fg-alpha-one", "fg-alpha-two"
 B1 = "fg-bravo-one"
 C1, C2 = "fg-charlie-one", "fg-charlie-two"
@@ -297,6 +307,79 @@ class ForgetCase(CollectorCase):
                      ["--domain", "user@alpha.example"]):
             r = self.cli(*base, *args)
             self.assertEqual(r.returncode, 2, (args, r))
+
+    def test_forget_large_org_while_ingesting(self):
+        """A LARGE-install organization (built over one connection, big
+        batches) is forgotten while an ordinary sender keeps sending one ping
+        per frame and waiting for its ack. Its acks keep arriving during the
+        forget: no gap between two of them is more than half the forget's
+        time (the writer's share comes in slices, with ingest between), and
+        every one says OK. Afterwards nothing of the organization is left."""
+        lkey = org_key_hex(self.c.org_salt, L_DOMAIN)
+        key = bytes.fromhex(lkey)
+        ids = ["fg-large-%06d" % i for i in range(LARGE)]
+        with self.client(self.c) as cl:
+            for n, at in enumerate(range(0, LARGE, 5000)):
+                pings = [make_ping(i, 1, org_key=key) for i in ids[at:at + 5000]]
+                self.assertAck(cl.request(pings, batch_id=100 + n, timeout=60), "OK",
+                               accepted=len(pings))
+
+        acks, errors = [], []
+        stop = threading.Event()
+        steady = self.client(self.c)
+
+        def send():
+            seq = 0
+            try:
+                while not stop.is_set():
+                    seq += 1
+                    ack = steady.request([make_ping("fg-steady", seq)], batch_id=seq,
+                                         timeout=60)
+                    acks.append((time.monotonic(), ack.status, ack.accepted))
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(e)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        while not acks and not errors:  # the sender runs
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        r = self.forget({"domain": L_DOMAIN})
+        t1 = time.monotonic()
+        while len([a for a in acks if a[0] > t1]) < 3 and not errors:
+            time.sleep(0.01)
+        stop.set()
+        sender.join(60)
+        steady.close()
+        self.assertEqual(errors, [])
+        self.assertEqual(r.status, 200, r)
+        d = r.json()["deleted"]
+        self.assertEqual((d["pings"], d["installs"], d["orgs"]), (LARGE, LARGE, 1))
+
+        # every ack OK; some during the forget, and never a long wait
+        self.assertEqual([a for a in acks if a[1] != 0 or a[2] != 1], [])
+        during = [a[0] for a in acks if t0 < a[0] < t1]
+        self.assertGreaterEqual(len(during), 2, "no ack during a %.2fs forget" % (t1 - t0))
+        marks = [t0] + during + [t1]
+        gap = max(b - a for a, b in zip(marks, marks[1:]))
+        self.assertLess(gap, 0.5 * (t1 - t0),
+                        "an ack waited %.3fs of a %.3fs forget (%d acks during it)"
+                        % (gap, t1 - t0, len(during)))
+        done = self.c.wait_for(r"\bevent=forget\b.*\bkind=org\b.*\bslices=\d+")
+        if os.environ.get("WL_TEST_FORGET_REPORT"):  # figures for bench notes
+            print("\n%d installs: forget %.3fs, %d acks during it, longest wait %.3fs; %s"
+                  % (LARGE, t1 - t0, len(during), gap, done.string.split("event=forget ")[1]))
+
+        # nothing of it left, the steady sender's pings all there
+        tables = {t: dump(t, self.c.data_dir) for t in ("installs", "orgs", "pings")}
+        for t, recs in tables.items():
+            for rec in recs:
+                text = json.dumps(rec)
+                self.assertNotIn(lkey, text, t)
+                self.assertNotIn("fg-large-", text, t)
+        steady_pings = [p for p in tables["pings"] if ping_of(p).get("install_id") == "fg-steady"]
+        self.assertEqual(len(steady_pings), len(acks))
+        self.assertEqual(self.c.find_lines(r"event=forget_resumed"), [])
 
     def test_cli_without_collector(self):
         a = self.keys[A_DOMAIN]
