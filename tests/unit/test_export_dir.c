@@ -196,10 +196,10 @@ static void test_modes(void **state)
     snprintf(path, sizeof path, "%s/%s", out, tmp);
     assert_int_equal(mode_of(path), 0640);
     assert_int_equal(write(fd, "x", 1), 1);
-    assert_int_equal(wl_outdir_publish(&d, fd, tmp, "manifest-pings-000000000001-000000000001.json"),
-                     0);
+    const char *manifest = "manifest-pings-000000000001-000000000001.json";
+    assert_int_equal(wl_outdir_publish(&d, fd, tmp, manifest), 0);
     wl_outdir_close(&d, 0);
-    snprintf(path, sizeof path, "%s/manifest-pings-000000000001-000000000001.json", out);
+    snprintf(path, sizeof path, "%s/%s", out, manifest);
     assert_int_equal(mode_of(path), 0640);
     assert_int_equal(mode_of(out), 0750);
     snprintf(path, sizeof path, "%s/parent", root);
