@@ -1,8 +1,8 @@
 /* Data-subject requests over the API (admin token):
  *   POST /v1/forget     {"org": "<64 hex>" | "install:<id>"} or {"domain": "acme.com"}
  *                       or {"install": "<id>"}: the writer deletes every record of it
- *                       (collector/forget.h) and answers how many of each table;
- *                       404 when nothing matched.
+ *                       (collector/forget.h) and answers how many of each table,
+ *                       once every slice of it is in; 404 when nothing matched.
  *   GET /v1/deletions   the deletion records: when, which kind, how many; never whom. */
 #include <errno.h>
 #include <stdio.h>

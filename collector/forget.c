@@ -486,12 +486,15 @@ static void log_done(const struct wl_forget_req *req)
             (double)r->memory_us / 1000.0, req->resumed);
 }
 
-static int step_failed(int rc, char *err, size_t errlen)
+static int step_failed(const struct wl_forget_req *req, int rc, char *err, size_t errlen)
 {
     if (rc == -ENOENT)
         snprintf(err, errlen, "nothing matched");
     else if (rc == -ECANCELED)
         snprintf(err, errlen, "stopped: the forget resumes at the next start");
+    else if (req->marker != 0)
+        snprintf(err, errlen, "the writer could not apply the forget: %s (it is finished at "
+                 "the collector's next start)", strerror(-rc));
     else
         snprintf(err, errlen, "the writer could not apply the forget: %s", strerror(-rc));
     return rc;
@@ -509,11 +512,11 @@ static int run(struct wl_writer *w, struct wl_store *store, struct wl_forget_req
         if (opts != NULL && opts->before_writer != NULL)
             opts->before_writer(opts->arg);
         if ((rc = run_step(w, req, WL_FORGET_STEP_MEMORY)) != 0)
-            return step_failed(rc, err, errlen);
+            return step_failed(req, rc, err, errlen);
         if (opts != NULL && opts->after_memory != NULL)
             opts->after_memory(opts->arg);
         if (req->marker != 0 && stop_after != 0 && ++wrote >= stop_after)
-            return step_failed(-ECANCELED, err, errlen);
+            return step_failed(req, -ECANCELED, err, errlen);
         if ((rc = build_installs(req, req->blob, req->blob_len)) != 0) {
             snprintf(err, errlen, "out of memory");
             return rc;
@@ -524,14 +527,14 @@ static int run(struct wl_writer *w, struct wl_store *store, struct wl_forget_req
     while (req->at_edits < req->n_edits || req->at_keys < req->n_keys ||
            req->at_pings < req->n_pings) {
         if (cancelled(cancel))
-            return step_failed(-ECANCELED, err, errlen);
+            return step_failed(req, -ECANCELED, err, errlen);
         if ((rc = run_step(w, req, WL_FORGET_STEP_SLICE)) != 0)
-            return step_failed(rc, err, errlen);
+            return step_failed(req, rc, err, errlen);
         if (stop_after != 0 && ++wrote >= stop_after)
-            return step_failed(-ECANCELED, err, errlen);
+            return step_failed(req, -ECANCELED, err, errlen);
     }
     if ((rc = run_step(w, req, WL_FORGET_STEP_FINAL)) != 0)
-        return step_failed(rc, err, errlen);
+        return step_failed(req, rc, err, errlen);
     log_done(req);
     return 0;
 }
