@@ -23,6 +23,7 @@ typedef Warmline__Store__V1__Quarantined quarantine_rec;
 
 #define SCAN_READAHEAD (2u << 20) /* bytes read at a time by the raw ping scan */
 #define CANCEL_EVERY 4096         /* records scanned between looks at the cancel flag */
+
 /* ---- targets ---- */
 
 static int hexval(char c)

@@ -1,35 +1,15 @@
 #include "idset.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned char hash_key[crypto_shorthash_KEYBYTES];
-static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
-
-static void hash_key_init(void)
-{
-    if (sodium_init() < 0)
-        abort(); /* no randomness: nothing here is safe to run */
-    randombytes_buf(hash_key, sizeof hash_key);
-}
-
-static uint64_t id_hash(const char *id, size_t len)
-{
-    unsigned char out[crypto_shorthash_BYTES];
-    uint64_t h;
-    pthread_once(&hash_once, hash_key_init);
-    crypto_shorthash(out, (const unsigned char *)id, len, hash_key);
-    memcpy(&h, out, sizeof h);
-    return h;
-}
+#include "ptable.h"
 
 /* The slot that holds id, or the empty one where it would go. */
 static size_t slot_of(const struct wl_idset *s, const char *id, size_t len)
 {
-    size_t mask = s->nslots - 1, i = (size_t)id_hash(id, len) & mask;
+    size_t mask = s->nslots - 1, i = (size_t)wl_keyhash(id, len) & mask;
     for (;; i = (i + 1) & mask) {
         uint32_t at = s->slots[i];
         if (at == 0)

@@ -1,9 +1,9 @@
 /* A set of install ids for a forget: the ids a forget takes, looked up once
  * per stored ping, signal and quarantined sample its requester scans.
  *
- * Ids come from senders, so lookups go through a keyed hash (SipHash-2-4,
- * libsodium's crypto_shorthash, under a key drawn at random once per
- * process): adding n ids costs O(n) whatever they are, a lookup O(1).
+ * Ids come from senders, so lookups go through the process's keyed hash
+ * (wl_keyhash, ptable.h: SipHash-2-4 under a random key): adding n ids
+ * costs O(n) whatever they are, a lookup O(1).
  * One owner at a time (the requester builds it; the writer may read it
  * while the requester waits for it). */
 #ifndef WL_IDSET_H
