@@ -180,11 +180,13 @@ class DecodeBeforeCount(CollectorCase):
                      empty_cost / reading, features_cost / 1e6, features_cost / reading,
                      baseline, hwm, hwm - baseline))
         print("\nDECODE COST: " + report)
-        # Before the walk: ~4.6 s per empty-ping bomb (~300x reading it).
-        # The feature bomb is 3 bytes per feature where the reference is all
-        # zeros: its walk reads every byte, so allow a little more.
+        # Before the walk: 112x and 20x (10.9 s and 2.0 s for the five). The
+        # feature bomb's walk reads every one of its 2.8 million fields, so
+        # it is allowed more than the empty pings' (the walk stops at
+        # max_pings + 1); under AddressSanitizer the walk is instrumented
+        # and zlib is not, hence more again.
         self.assertLess(empty_cost, 3 * reading, report)
-        self.assertLess(features_cost, 6 * reading, report)
+        self.assertLess(features_cost, (25 if asan else 6) * reading, report)
         if not asan:
             # Before: ~1 GB. Now: the envelope, nothing decoded past the walk.
             self.assertLess(hwm - baseline, MAX_INFLATED // 1024, report)
