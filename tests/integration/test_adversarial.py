@@ -35,10 +35,9 @@ import random
 import sys
 import unittest
 
-from harness import BUILD_DIR, CollectorCase, api_call, dump
-from adversary import (COMMON_FEATURES, ThreadMeter, colliding_org_keys, metrics, ordinary_pings,
-                       org_id, ping, random_id, rss_kib, send_all, strings_in_range,
-                       uthash_values)
+from harness import BUILD_DIR, CollectorCase, api_call
+from adversary import (ThreadMeter, colliding_org_keys, metrics, ordinary_pings, org_id, ping,
+                       random_id, rss_kib, send_all, strings_in_range, uthash_values)
 
 RATIO_MAX = 4.0        # attack / ordinary writer CPU per ping
 AFTER_MAX = 2.0        # ordinary pings after an attack / before it
@@ -127,12 +126,13 @@ class Adversarial(CollectorCase):
         # Hashes within 1,024 consecutive values of their low 18 bits: whatever
         # the install table's size up to 2^18 slots, one run of probes.
         ids = strings_in_range(0x3FFFF, 0, 1024, n, 40, "inst-", seed=rng.getrandbits(32))
-        attack = [ping(i, 1, org_key=rng.randbytes(32)) for i in ids]
+        keys = [rng.randbytes(32) for _ in ids]
+        attack = [ping(i, 1, org_key=k) for i, k in zip(ids, keys)]
         c, meter = self.start()
         base = self.writer_cost(c, meter, ordinary_pings(n, rng))
         cost = self.writer_cost(c, meter, attack)
         # A second ping of some attacking installs: lookups, not inserts.
-        again = [ping(i, 2, org_key=b"") for i in ids[::8]]
+        again = [ping(i, 2, org_key=k) for i, k in zip(ids[::8], keys[::8])]
         cost2 = self.writer_cost(c, meter, again)
         checks = [self.ratio("2b colliding install ids", cost, n, base, n),
                   self.ratio("2b colliding install ids, second pings", cost2, len(again),
