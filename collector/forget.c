@@ -514,6 +514,12 @@ static int run(struct wl_writer *w, struct wl_store *store, struct wl_forget_req
             opts->before_writer(opts->arg);
         if ((rc = run_step(w, req, WL_FORGET_STEP_MEMORY)) != 0)
             return step_failed(req, rc, err, errlen);
+        if (req->marker != 0) /* a long forget shows in the log from here */
+            wl_info("forget_started", "kind=%s marker=%llu installs=%llu memory_records=%llu "
+                    "memory_ms=%.1f", wl_forget_kind_name(req), (unsigned long long)req->marker,
+                    (unsigned long long)req->result.deleted.installs,
+                    (unsigned long long)req->result.memory_records,
+                    (double)req->result.memory_us / 1000.0);
         if (opts != NULL && opts->after_memory != NULL)
             opts->after_memory(opts->arg);
         if (req->marker != 0 && stop_after != 0 && ++wrote >= stop_after)

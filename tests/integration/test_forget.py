@@ -308,6 +308,24 @@ class ForgetCase(CollectorCase):
             r = self.cli(*base, *args)
             self.assertEqual(r.returncode, 2, (args, r))
 
+    def ingest_large(self, key, installs, pings_each=1):
+        """installs installs of the organization key, pings_each pings each,
+        over one connection in batches of 5,000."""
+        ids = ["fg-large-%06d" % i for i in range(installs)]
+        pings = [make_ping(i, s, org_key=key) for s in range(1, pings_each + 1) for i in ids]
+        with self.client(self.c) as cl:
+            for n, at in enumerate(range(0, len(pings), 5000)):
+                part = pings[at:at + 5000]
+                self.assertAck(cl.request(part, batch_id=100 + n, timeout=60), "OK",
+                               accepted=len(part))
+
+    def assertLargeGone(self, lkey):
+        for t in ("installs", "orgs", "pings", "signals", "daily"):
+            for rec in dump(t, self.c.data_dir):
+                text = json.dumps(rec)
+                self.assertNotIn(lkey, text, t)
+                self.assertNotIn("fg-large-", text, t)
+
     def test_forget_large_org_while_ingesting(self):
         """A LARGE-install organization (built over one connection, big
         batches) is forgotten while an ordinary sender keeps sending one ping
@@ -316,13 +334,7 @@ class ForgetCase(CollectorCase):
         time (the writer's share comes in slices, with ingest between), and
         every one says OK. Afterwards nothing of the organization is left."""
         lkey = org_key_hex(self.c.org_salt, L_DOMAIN)
-        key = bytes.fromhex(lkey)
-        ids = ["fg-large-%06d" % i for i in range(LARGE)]
-        with self.client(self.c) as cl:
-            for n, at in enumerate(range(0, LARGE, 5000)):
-                pings = [make_ping(i, 1, org_key=key) for i in ids[at:at + 5000]]
-                self.assertAck(cl.request(pings, batch_id=100 + n, timeout=60), "OK",
-                               accepted=len(pings))
+        self.ingest_large(bytes.fromhex(lkey), LARGE)
 
         acks, errors = [], []
         stop = threading.Event()
@@ -371,15 +383,52 @@ class ForgetCase(CollectorCase):
                   % (LARGE, t1 - t0, len(during), gap, done.string.split("event=forget ")[1]))
 
         # nothing of it left, the steady sender's pings all there
-        tables = {t: dump(t, self.c.data_dir) for t in ("installs", "orgs", "pings")}
-        for t, recs in tables.items():
-            for rec in recs:
-                text = json.dumps(rec)
-                self.assertNotIn(lkey, text, t)
-                self.assertNotIn("fg-large-", text, t)
-        steady_pings = [p for p in tables["pings"] if ping_of(p).get("install_id") == "fg-steady"]
+        self.assertLargeGone(lkey)
+        steady_pings = [p for p in dump("pings", self.c.data_dir)
+                        if ping_of(p).get("install_id") == "fg-steady"]
         self.assertEqual(len(steady_pings), len(acks))
         self.assertEqual(self.c.find_lines(r"event=forget_resumed"), [])
+
+    def test_forget_resumed_after_kill(self):
+        """The collector is killed (SIGKILL) once a large forget has logged
+        event=forget_started (its first write, with the marker, is in). The
+        next start finishes it in the background (event=forget_resumed, then
+        event=forget resumed=1) unless it had finished before the kill;
+        either way nothing of the organization is left and there is one
+        deletion record with every ping counted."""
+        lkey = org_key_hex(self.c.org_salt, L_DOMAIN)
+        installs = max(LARGE // 4, 1000)
+        self.ingest_large(bytes.fromhex(lkey), installs, pings_each=4)
+        answered = []
+
+        def request():
+            try:
+                answered.append(self.forget({"domain": L_DOMAIN}).status)
+            except Exception:  # noqa: BLE001 (the collector is killed under it)
+                answered.append(None)
+
+        th = threading.Thread(target=request, daemon=True)
+        th.start()
+        self.c.wait_for(r"\bevent=forget_started\b.*\bkind=org\b", timeout=60)
+        self.c.kill()
+        th.join(60)
+        finished = bool(self.c.find_lines(r"\bevent=forget\b.*\bkind=org\b"))
+
+        self.c.start()
+        if not finished:
+            self.c.wait_for(r"\bevent=forget_resumed\b.*\bkind=org\b")
+            self.c.wait_for(r"\bevent=forget\b.*\bkind=org\b.*\bresumed=1\b", timeout=60)
+        recs = self.call("GET", "/v1/deletions", token=self.admin_token).json()["deletions"]
+        self.assertEqual(len(recs), 1, recs)
+        self.assertEqual(recs[0]["deleted"]["pings"], 4 * installs)
+        self.assertEqual(recs[0]["deleted"]["installs"], installs)
+        self.assertEqual(recs[0].get("resumed", False), not finished)
+        self.assertLargeGone(lkey)
+        # the others untouched, and the collector takes pings as ever
+        self.assertEqual(sum(1 for r in dump("pings", self.c.data_dir)
+                             if ping_of(r).get("install_id") == B1), 2)
+        with self.client(self.c) as cl:
+            self.assertAck(cl.request([make_ping(B1, 3)], batch_id=1), "OK", accepted=1)
 
     def test_cli_without_collector(self):
         a = self.keys[A_DOMAIN]
