@@ -330,14 +330,16 @@ class ForgetCase(CollectorCase):
         """A LARGE-install organization (built over one connection, big
         batches) is forgotten while an ordinary sender keeps sending one ping
         per frame and waiting for its ack. Its acks keep arriving during the
-        forget: no gap between two of them is more than half the forget's
-        time (the writer's share comes in slices, with ingest between), and
+        forget: no gap between two of them is more than 60% of the forget's
+        time (the writer's share comes in slices, with ingest between; when
+        the forget was one write, one gap was 99% of it), and
         every one says OK. Afterwards nothing of the organization is left."""
         lkey = org_key_hex(self.c.org_salt, L_DOMAIN)
         self.ingest_large(bytes.fromhex(lkey), LARGE)
 
         acks, errors = [], []
         stop = threading.Event()
+        cond = threading.Condition()
         steady = self.client(self.c)
 
         def send():
@@ -347,19 +349,24 @@ class ForgetCase(CollectorCase):
                     seq += 1
                     ack = steady.request([make_ping("fg-steady", seq)], batch_id=seq,
                                          timeout=60)
-                    acks.append((time.monotonic(), ack.status, ack.accepted))
+                    with cond:
+                        acks.append((time.monotonic(), ack.status, ack.accepted))
+                        cond.notify_all()
             except Exception as e:  # noqa: BLE001 (reported below)
-                errors.append(e)
+                with cond:
+                    errors.append(e)
+                    cond.notify_all()
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
-        while not acks and not errors:  # the sender runs
-            time.sleep(0.01)
+        with cond:  # the sender runs
+            cond.wait_for(lambda: acks or errors, timeout=60)
         t0 = time.monotonic()
         r = self.forget({"domain": L_DOMAIN})
         t1 = time.monotonic()
-        while len([a for a in acks if a[0] > t1]) < 3 and not errors:
-            time.sleep(0.01)
+        with cond:  # and goes on after the forget
+            cond.wait_for(lambda: errors or len([a for a in acks if a[0] > t1]) >= 3,
+                          timeout=60)
         stop.set()
         sender.join(60)
         steady.close()
@@ -374,7 +381,7 @@ class ForgetCase(CollectorCase):
         self.assertGreaterEqual(len(during), 2, "no ack during a %.2fs forget" % (t1 - t0))
         marks = [t0] + during + [t1]
         gap = max(b - a for a, b in zip(marks, marks[1:]))
-        self.assertLess(gap, 0.5 * (t1 - t0),
+        self.assertLess(gap, 0.6 * (t1 - t0),
                         "an ack waited %.3fs of a %.3fs forget (%d acks during it)"
                         % (gap, t1 - t0, len(during)))
         done = self.c.wait_for(r"\bevent=forget\b.*\bkind=org\b.*\bslices=\d+")
