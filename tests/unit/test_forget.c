@@ -764,7 +764,7 @@ static void test_forget_in_slices(void **state)
 /* Just before the forget reaches the writer: A1 pings again, a new install
  * joins A, and MOVER moves from C to A (its earlier pings and C's signals
  * that list it come from before). */
-static void join_after_scan(void *arg)
+static void join_just_before(void *arg)
 {
     struct fx *f = arg;
     const struct pspec p[] = {
@@ -773,13 +773,13 @@ static void join_after_scan(void *arg)
     send_pings(f, p, 3, T0 + DAY + HOUR);
 }
 
-static void test_forget_after_scan(void **state)
+static void test_forget_joins_just_before(void **state)
 {
     struct fx *f = *state;
     struct wl_forget_target t;
     struct wl_forget_result res;
     const struct pspec c[] = {{MOVER, KEY_C, 1, 40}, {"zz-charlie-two", KEY_C, 1, 1}};
-    const struct wl_forget_opts opts = {.before_writer = join_after_scan, .arg = f};
+    const struct wl_forget_opts opts = {.before_writer = join_just_before, .arg = f};
     char err[256];
 
     history(f);
@@ -1072,7 +1072,7 @@ int main(void)
         T(test_forget_moved_install),
         T(test_forget_org_takes_installs_own_history),
         T(test_forget_in_slices),
-        T(test_forget_after_scan),
+        T(test_forget_joins_just_before),
         T(test_concurrent_forgets),
         T(test_forget_races_ingest),
         T(test_forget_large_org),
