@@ -679,7 +679,13 @@ static int resume_list(struct wl_writer *w, struct wl_store *store, const uint64
     int rc = 0;
     for (size_t i = 0; i < n_seqs && rc == 0; i++) {
         struct wl_forget_req req;
-        if ((rc = load_marker(store, seqs[i], &req, err, errlen)) != 0)
+        if ((rc = load_marker(store, seqs[i], &req, err, errlen)) == -EPROTO) {
+            wl_warn("forget_marker_damaged", "marker=%llu action=skipped",
+                    (unsigned long long)seqs[i]); /* not ours: it cannot hold up the rest */
+            rc = 0;
+            continue;
+        }
+        if (rc != 0)
             break;
         wl_info("forget_resumed", "kind=%s marker=%llu pings_upto=%llu",
                 wl_forget_kind_name(&req), (unsigned long long)seqs[i],

@@ -412,8 +412,8 @@ static int apply_final(struct apply *a, int64_t now)
     char key[WL_FORGET_KEY_MAX];
     int rc;
 
-    if (total(a->c) == 0)
-        return -ENOENT; /* nothing was written: no marker either */
+    if (total(a->c) == 0 && req->marker == 0)
+        return -ENOENT; /* nothing was written */
     if ((rc = next_meta_seq(a->store, WL_FORGET_RECORD, WL_FORGET_RECORD_END, &r->deletion)))
         return rc;
     r->at = now;

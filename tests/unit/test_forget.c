@@ -1056,6 +1056,49 @@ static void test_forget_resumed_after_slice(void **state)
     crash_and_resume(*state, 3, 1);
 }
 
+/* Markers that are not what a forget writes (garbage, a wrong kind, a bad
+ * org) are skipped with a warning: they hold up neither a start nor the
+ * forgets after them. */
+static void test_forget_damaged_markers(void **state)
+{
+    struct fx *f = *state;
+    static const char *const bad[] = {
+        "not json", "{}", "{\"kind\":\"org\",\"org\":\"zz\"}",
+        "{\"kind\":\"install\",\"install\":\"tab\\there\"}", "{\"kind\":\"x\"}",
+    };
+    char key[64], err[256];
+    size_t n = 9;
+    struct wl_batch *b = wl_batch_new(f->store);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(key, sizeof key, "forget_pending:%020zu", i + 1);
+        wl_batch_put(b, WL_CF_META, key, strlen(key), bad[i], strlen(bad[i]));
+    }
+    assert_int_equal(wl_store_write(f->store, b, 1, err, sizeof err), 0);
+    wl_batch_free(b);
+    history(f);
+    assert_int_equal(wl_forget_resume(f->w, f->store, NULL, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    /* a well-formed marker of nothing: finished (a record of nothing), gone */
+    char text[256], hex[65];
+    memset(hex, 'e', 64);
+    hex[64] = '\0';
+    snprintf(text, sizeof text, "{\"kind\":\"org\",\"org\":\"6b%s\",\"via\":\"api\"}", hex);
+    b = wl_batch_new(f->store);
+    snprintf(key, sizeof key, "forget_pending:%020d", 7);
+    wl_batch_put(b, WL_CF_META, key, strlen(key), text, strlen(text));
+    assert_int_equal(wl_store_write(f->store, b, 1, err, sizeof err), 0);
+    wl_batch_free(b);
+    assert_int_equal(wl_forget_resume(f->w, f->store, NULL, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(markers(f), 5);
+    /* a forget still works beside them */
+    struct wl_forget_target t;
+    struct wl_forget_result res;
+    target_org(&t, KEY_A);
+    forget_ok(f, &t, &res);
+    assert_int_equal(key_traces(f, KEY_A), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1078,6 +1121,7 @@ int main(void)
         T(test_forget_large_org),
         T(test_forget_resumed_after_memory),
         T(test_forget_resumed_after_slice),
+        T(test_forget_damaged_markers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
