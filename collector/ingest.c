@@ -89,10 +89,10 @@ static size_t job_own_bytes(const struct wl_job *job)
     return n;
 }
 
-int wl_ingest_over(const struct wl_ingest *ing, size_t extra)
+int wl_ingest_over(const struct wl_ingest *ing)
 {
     return ing->held >= ing->cfg->writer_queue_pings ||
-           ing->held_bytes + extra > ing->cfg->max_held_bytes;
+           ing->held_bytes >= ing->cfg->max_held_bytes;
 }
 
 void wl_ingest_hold_bytes(struct wl_ingest *ing, size_t n)

@@ -62,8 +62,10 @@ int wl_ingest_limited(const struct wl_ingest *ing, const struct sockaddr *peer,
  * RETRY_LATER: what input holds in memory stays bounded even when the loop
  * falls behind freeing finished jobs. */
 void wl_ingest_submit(struct wl_ingest *ing, struct wl_job *job);
-/* 1 when what jobs hold, with extra bytes more, is over a limit. */
-int wl_ingest_over(const struct wl_ingest *ing, size_t extra);
+/* 1 when what jobs hold has reached a limit. Checked before a job is held,
+ * so that held_bytes stays under max_held_bytes plus one envelope's (and a
+ * batch larger than the whole budget still lands when little is held). */
+int wl_ingest_over(const struct wl_ingest *ing);
 /* Counts bytes held outside jobs (an ack being written), or uncounts them. */
 void wl_ingest_hold_bytes(struct wl_ingest *ing, size_t n);
 void wl_ingest_release_bytes(struct wl_ingest *ing, size_t n);

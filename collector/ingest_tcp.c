@@ -232,7 +232,7 @@ static void submit_frame(struct wl_conn *c, const uint8_t *frame, size_t len)
         return;
     if (job->batch != NULL &&
         (c->refusing || ing->held > ing->cfg->writer_queue_pings ||
-         ing->held_bytes + job->held_bytes > ing->cfg->max_held_bytes)) {
+         ing->held_bytes >= ing->cfg->max_held_bytes)) {
         /* Overloaded (decoded pings not yet answered, or the bytes input
          * holds, over their limit), or an earlier frame must be resent
          * first: answer RETRY_LATER, in order, through the writer's queue.

@@ -79,9 +79,8 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     }
     /* Over the limit of what jobs may hold (pings, or 1 for a job without;
      * bytes): checked before decoding, so that an overloaded collector
-     * spends nothing on the datagram, and after, so that its batch is not
-     * kept past max_held_bytes. */
-    if (wl_ingest_over(ing, 0)) {
+     * spends nothing on the datagram. */
+    if (wl_ingest_over(ing)) {
         wl_count(WL_M_udp_dropped_overload, 1);
         return;
     }
@@ -89,11 +88,6 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
         wl_ingest_make_job(ing, (const uint8_t *)buf->base, (size_t)nread, "udp", addr);
     if (job == NULL)
         return;
-    if (job->batch != NULL && wl_ingest_over(ing, job->held_bytes)) {
-        wl_count(WL_M_udp_dropped_overload, 1);
-        wl_job_free(job);
-        return;
-    }
     wl_ingest_hold(ing, job);
     job->next = NULL;
     if (ing->udp_last != NULL)

@@ -354,11 +354,21 @@ class HeldBytesBudget(CollectorCase):
         while metric(c, "warmline_held_bytes") != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         self.assertEqual(metric(c, "warmline_held_bytes"), 0)
-        # ... and an ordinary client gets its acks.
+        # ... and an ordinary client gets its acks,
         with self.client(c) as cl:
             for seq in range(1, 6):
                 ack = cl.request([make_ping("after-hogs", seq)], batch_id=seq)
                 self.assertAck(ack, "OK", accepted=1, batch_id=seq)
+            # even for a batch that holds more than the whole budget once
+            # decoded: the budget refuses only once it is reached.
+            feats = ["a%d" % i for i in range(64)]  # ~40 bytes each decoded, 4 on the wire
+            big = b"".join(ld(1, make_ping("big-%d" % i, 1, defaults=False,
+                                           features=feats).SerializeToString())
+                           for i in range(2000))
+            self.assertLess(len(big), MiB)
+            self.assertGreater(len(big) * 5, self.BUDGET)
+            cl.send_frame(raw_envelope(big, 77, compressed=False))
+            self.assertAck(cl.read_ack(), "OK", accepted=2000, batch_id=77)
         c.stop()
 
 
