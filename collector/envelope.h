@@ -28,7 +28,15 @@
  * empty string, an unknown field; see tests/unit/test_envelope.c), so that
  * the budget refuses only what the walk failed to foresee
  * (batch_over_budget). The Envelope itself is decoded under
- * WL_DECODE_FIXED + 2 x its size. */
+ * WL_DECODE_FIXED + 2 x its size.
+ *
+ * So a batch inflating to S bytes holds at most 64 KiB + S + 320 B x its
+ * pings + 64 B x its fields, every field being 2 bytes or more on the wire
+ * and pings at most max_pings of 114 fields: 85 MB at the defaults (8 MiB,
+ * 10,000 pings) for the costliest shape, about 10 x max_inflated_bytes,
+ * and an envelope rejected whole holds nothing decoded (its own copy, and
+ * the decoder's inflate buffer, at most max_inflated_bytes, kept for the
+ * next one). */
 #define WL_PING_FIELDS_MAX (2 * 25 + WL_FEATURES_MAX) /* Ping has 25 fields */
 #define WL_DECODE_FIXED ((size_t)64 * 1024)
 #define WL_DECODE_PER_PING ((size_t)320)
