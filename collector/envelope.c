@@ -196,7 +196,8 @@ static int walk_ping(const uint8_t *p, const uint8_t *end, struct ping_walk *pw)
 /* What the walk of a PingBatch found. */
 struct batch_walk {
     size_t pings;
-    size_t fields;           /* of the pings kept, and the batch's own other fields */
+    size_t fields;           /* of the pings kept */
+    size_t own_fields;       /* the batch's own, other than pings */
     size_t len;              /* the payload's length once rejected pings are emptied */
     enum wl_reason *rejects; /* per ping (malloc'd, rejects_cap long), or NULL */
     size_t rejects_cap;
@@ -244,7 +245,9 @@ static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
         if (skip_value(&p, end, tag, &value, &vlen) != 0)
             return WL_REJECT_BATCH_DECODE;
         if ((tag >> 3) != 1) {
-            bw->fields++; /* a field of a later PingBatch: kept as unknown */
+            /* a field of a later PingBatch, kept as unknown: a few at most */
+            if (++bw->own_fields > WL_BATCH_FIELDS_MAX)
+                return WL_REJECT_BATCH_DECODE;
         } else {
             struct ping_walk pw;
             if (value == NULL) /* a Ping must be length-delimited */
@@ -280,7 +283,7 @@ static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
 static size_t batch_budget(const struct batch_walk *bw)
 {
     return WL_DECODE_FIXED + bw->len + bw->pings * WL_DECODE_PER_PING +
-           bw->fields * WL_DECODE_PER_FIELD;
+           (bw->fields + bw->own_fields) * WL_DECODE_PER_FIELD;
 }
 
 /* The decoder's figures start again for each envelope. */

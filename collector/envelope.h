@@ -32,12 +32,15 @@
  *
  * So a batch inflating to S bytes holds at most 64 KiB + S + 320 B x its
  * pings + 64 B x its fields, every field being 2 bytes or more on the wire
- * and pings at most max_pings of 114 fields: 85 MB at the defaults (8 MiB,
+ * and pings at most max_pings of 114 fields (with 64 of the batch's own):
+ * 85 MB at the defaults (8 MiB,
  * 10,000 pings) for the costliest shape, about 10 x max_inflated_bytes,
  * and an envelope rejected whole holds nothing decoded (its own copy, and
  * the decoder's inflate buffer, at most max_inflated_bytes, kept for the
  * next one). */
 #define WL_PING_FIELDS_MAX (2 * 25 + WL_FEATURES_MAX) /* Ping has 25 fields */
+#define WL_BATCH_FIELDS_MAX 64 /* PingBatch fields other than pings (a later schema's):
+                                  more and the envelope is rejected, batch_decode */
 #define WL_DECODE_FIXED ((size_t)64 * 1024)
 #define WL_DECODE_PER_PING ((size_t)320)
 #define WL_DECODE_PER_FIELD ((size_t)64)

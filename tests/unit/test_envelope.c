@@ -1128,6 +1128,25 @@ static void test_walk_must_not_parse(void **state)
         expect_reject(&d, buf, len, cases[i].want, cases[i].what);
         free(buf);
     }
+    /* the batch's own fields: 64 pass, 65 do not (each would cost ~56 bytes) */
+    for (int n = WL_BATCH_FIELDS_MAX; n <= WL_BATCH_FIELDS_MAX + 1; n++) {
+        struct wire b = {0};
+        for (int i = 0; i < n; i++) {
+            w_tag(&b, 2, 0);
+            w_varint(&b, 1);
+        }
+        size_t blen;
+        uint8_t *benv = pack_envelope(1, 0, b.b, b.n, 4, &blen);
+        wl_ping_batch *bout = NULL;
+        uint64_t bid = 0;
+        enum wl_reason r = decode_env(&d, benv, blen, &bout, &bid);
+        assert_reason(r, n > WL_BATCH_FIELDS_MAX ? WL_REJECT_BATCH_DECODE : WL_REJECT_NONE);
+        if (bout != NULL)
+            assert_int_equal(bout->base.n_unknown_fields, (unsigned)n);
+        wl_ping_batch_free(bout);
+        free(benv);
+        free(b.b);
+    }
     /* must parse: a later schema's field in the batch (2) and in a ping (100) */
     static const uint8_t later[] = {0x10, 0x05, 0x0a, 0x08, 0x0a, 0x01, 'a',
                                     0x18, 0x01, 0xa0, 0x06, 0x01};
