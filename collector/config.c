@@ -74,8 +74,8 @@ static const struct opt options[] = {
         "their acks) above which UDP datagrams are dropped and TCP frames get RETRY_LATER"),
     NUM("limits", max_held_bytes, OPT_BYTES, "256MiB", 1 * MiB, 64 * GiB,
         "bytes held between the sockets and the writer (decoded batches with their jobs, "
-        "rejected samples, acks not yet sent) above which UDP datagrams are dropped and TCP "
-        "frames get RETRY_LATER"),
+        "rejected samples, acks not yet sent, TCP input buffers past 128 KiB each: at most "
+        "half) above which UDP datagrams are dropped and TCP frames get RETRY_LATER or wait"),
     NUM("limits", max_group_pings, OPT_UINT, "50000", 1, 10000000,
         "pings the writer commits in one atomic write and one WAL sync"),
     NUM("limits", frame_timeout_ms, OPT_DURATION, "30s", 0, DAY,

@@ -105,6 +105,8 @@ void wl_ingest_release_bytes(struct wl_ingest *ing, size_t n)
 {
     ing->held_bytes = ing->held_bytes > n ? ing->held_bytes - n : 0;
     wl_gauge_set(WL_G_held_bytes, ing->held_bytes);
+    if (ing->budget_waiters > 0 && ing->held_bytes < ing->cfg->max_held_bytes)
+        wl_tcp_budget_wake(ing);
 }
 
 void wl_ingest_drop_batch(struct wl_job *job)

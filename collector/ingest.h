@@ -35,7 +35,11 @@ struct wl_ingest {
                                    writer or finished and awaiting their ack): their
                                    decoded pings, and 1 for a job without any */
     uint64_t held_bytes;        /* the bytes they hold (wl_job.held_bytes: decoded batch,
-                                   job, sample), plus acks not yet taken by the kernel */
+                                   job, sample), plus acks not yet taken by the kernel,
+                                   plus TCP input buffers past their first 128 KiB */
+    uint64_t buf_bytes;         /* of held_bytes, TCP input buffers (at most half of it) */
+    uint64_t budget_waiters;    /* TCP connections not read until held_bytes is under
+                                   max_held_bytes (or buffers can grow) */
     int draining;               /* shutdown: no new input, acks still go out */
 
     struct wl_addrlimit *addrs; /* per-address limits, NULL when all are off */
@@ -99,6 +103,9 @@ int wl_tcp_start(struct wl_ingest *ing, char *err, size_t errlen);
 void wl_tcp_stop_accepting(struct wl_ingest *ing);
 /* Writes the ack of a finished TCP job (and frees the job). */
 void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job);
+/* Held bytes fell: connections waiting for the budget read again (soon,
+ * from the loop, not from inside the caller). */
+void wl_tcp_budget_wake(struct wl_ingest *ing);
 /* Closes connections idle longer than idle_timeout_ms, and those whose
  * frame has been unfinished for frame_timeout_ms. */
 void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now_ms);

@@ -10,8 +10,13 @@
  * memory is one buffer plus max_inflight_frames jobs or acks, whatever the
  * peer sends, and every frame still gets its ack in order. Across
  * connections, what the jobs and unsent acks hold counts toward
- * max_held_bytes: past it, frames are answered RETRY_LATER without their
- * batch. */
+ * max_held_bytes, and so does every input buffer past its first BUF_BASE
+ * bytes: past the budget, frames are answered RETRY_LATER without their
+ * batch; an eighth past it the connection stops reading (budget_wait) until
+ * what is held falls under the budget again. Input buffers may take at most
+ * half of the budget (so peers that begin large frames and never finish them
+ * cannot leave ordinary frames no room): a buffer that cannot grow within it
+ * waits too, until buffers hold less. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,10 @@
 #include "metrics.h"
 
 #define READ_CHUNK (64 * 1024)
+/* A connection's input buffer up to this is outside max_held_bytes (so
+ * max_connections x BUF_BASE in all); past it, it counts. */
+#define BUF_BASE (2 * READ_CHUNK)
+enum { BUDGET_JOBS = 1, BUDGET_BUFFER = 2 };
 
 static void on_rate_timer(uv_timer_t *t);
 
@@ -52,6 +61,9 @@ struct wl_conn {
                               delivered them or the peer closes */
     int refusing;          /* a frame got RETRY_LATER: later ones get it too
                               until every ack is out, so none lands first */
+    int budget_wait;       /* not read until what input holds is under max_held_bytes
+                              (BUDGET_JOBS), or its buffer can grow (BUDGET_BUFFER) */
+    size_t charged;        /* of its buffer, counted in ing->held_bytes (past BUF_BASE) */
     int clear_poison;      /* the next frame tells the writer to accept again */
     uint64_t id;
     int closing;           /* uv_close called (or about to be, after shutdown) */
@@ -79,6 +91,12 @@ static void on_conn_closed(uv_handle_t *h)
 {
     struct wl_conn *c = h->data;
     struct wl_ingest *ing = c->ing;
+    if (c->budget_wait)
+        ing->budget_waiters--;
+    c->budget_wait = 0;
+    ing->buf_bytes -= c->charged;
+    wl_ingest_release_bytes(ing, c->charged);
+    c->charged = 0;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -147,10 +165,51 @@ static void conn_pause(struct wl_conn *c)
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
+/* Stops reading until what input holds is under max_held_bytes again
+ * (on_rate_timer wakes it). */
+static void conn_budget_wait(struct wl_conn *c, int why)
+{
+    if (!c->budget_wait) {
+        c->ing->budget_waiters++;
+        wl_count(WL_M_tcp_budget_waits, 1);
+    }
+    c->budget_wait = why;
+}
+
+/* Whether a waiting connection may read again. */
+static int budget_allows(const struct wl_ingest *ing, int why)
+{
+    uint64_t max = ing->cfg->max_held_bytes;
+    if (ing->held_bytes >= max)
+        return 0;
+    return why == BUDGET_JOBS || ing->buf_bytes + 2 * READ_CHUNK <= max / 2;
+}
+
+/* Sets the buffer's size, and what of it counts toward max_held_bytes. */
+static int conn_buf_resize(struct wl_conn *c, size_t ncap)
+{
+    uint8_t *nbuf = realloc(c->buf, ncap);
+    if (nbuf == NULL)
+        return -1;
+    c->buf = nbuf;
+    c->cap = ncap;
+    size_t charge = ncap > BUF_BASE ? ncap - BUF_BASE : 0;
+    if (charge > c->charged) {
+        c->ing->buf_bytes += charge - c->charged;
+        wl_ingest_hold_bytes(c->ing, charge - c->charged);
+    } else {
+        c->ing->buf_bytes -= c->charged - charge;
+        wl_ingest_release_bytes(c->ing, c->charged - charge);
+    }
+    c->charged = charge;
+    return 0;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct wl_conn *c = h->data;
-    size_t limit = c->ing->cfg->max_frame_bytes + WL_VARINT_MAX;
+    struct wl_ingest *ing = c->ing;
+    size_t limit = ing->cfg->max_frame_bytes + WL_VARINT_MAX;
     (void)suggested;
 
     if (c->cap - c->len < READ_CHUNK && c->cap < limit) {
@@ -159,10 +218,17 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
             ncap *= 2;
         if (ncap > limit)
             ncap = limit;
-        uint8_t *nbuf = realloc(c->buf, ncap);
-        if (nbuf != NULL) {
-            c->buf = nbuf;
-            c->cap = ncap;
+        size_t charge = ncap > BUF_BASE ? ncap - BUF_BASE : 0;
+        size_t more = charge > c->charged ? charge - c->charged : 0;
+        if (more > 0 && (ing->held_bytes + more > ing->cfg->max_held_bytes ||
+                         ing->buf_bytes + more > ing->cfg->max_held_bytes / 2)) {
+            if (c->cap == c->len) { /* no room, and none to be had now */
+                conn_budget_wait(c, BUDGET_BUFFER);
+                *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
+                return;
+            }
+        } else {
+            conn_buf_resize(c, ncap);
         }
     }
     *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
@@ -196,7 +262,16 @@ static void conn_update_reading(struct wl_conn *c)
 {
     if (c->closing || c->discard)
         return;
-    if (c->rate_wait || c->held) {
+    if (c->budget_wait == BUDGET_BUFFER) {
+        /* Its partial frame holds a buffer others may need: its clock runs
+         * (frame_timeout_ms), or peers that never finish would hold the
+         * buffers' share for good and be the only ones to. */
+        conn_pause(c);
+        if (c->partial_since == 0)
+            c->partial_since = uv_now(c->ing->loop);
+        return;
+    }
+    if (c->rate_wait || c->held || c->budget_wait) {
         conn_pause(c);
         c->partial_since = 0;
         return;
@@ -259,7 +334,7 @@ static void conn_process(struct wl_conn *c)
     size_t off = 0;
     int consumed = 0;
 
-    while (!c->closing && !c->discard && !c->rate_wait && !conn_held(c)) {
+    while (!c->closing && !c->discard && !c->rate_wait && !c->budget_wait && !conn_held(c)) {
         size_t hdr, flen;
         enum wl_frame_status st =
             wl_frame_parse(c->buf + off, c->len - off, ing->cfg->max_frame_bytes, &hdr, &flen);
@@ -287,6 +362,11 @@ static void conn_process(struct wl_conn *c)
             }
             c->rate_counted = 0;
         }
+        if (ing->held_bytes >= ing->cfg->max_held_bytes + ing->cfg->max_held_bytes / 8) {
+            /* Far over: even refusals (a job and an ack each) wait. */
+            conn_budget_wait(c, BUDGET_JOBS);
+            break;
+        }
         submit_frame(c, c->buf + off + hdr, flen);
         off += hdr + flen;
         consumed = 1;
@@ -295,6 +375,8 @@ static void conn_process(struct wl_conn *c)
         memmove(c->buf, c->buf + off, c->len - off);
         c->len -= off;
     }
+    if (c->cap > BUF_BASE && c->len <= READ_CHUNK)
+        conn_buf_resize(c, BUF_BASE); /* a large frame is done: give back what counted */
     if (consumed)
         c->partial_since = 0; /* what is left is a new frame */
     conn_update_reading(c);
@@ -308,6 +390,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
     if (nread > 0)
         wl_count_t(WL_TRANSPORT_TCP, WL_T_received_bytes, (uint64_t)nread);
+    if (nread == UV_ENOBUFS) { /* alloc_cb found no room within max_held_bytes */
+        conn_update_reading(c);
+        return;
+    }
     if (c->discard) { /* stopping: drop input, close once the peer is done */
         if (nread < 0) {
             conn_pause(c);
@@ -351,6 +437,13 @@ static void on_rate_timer(uv_timer_t *t)
 
     ing->rate_due = 0;
     for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
+        if (c->budget_wait && !c->closing && budget_allows(ing, c->budget_wait)) {
+            c->budget_wait = 0;
+            ing->budget_waiters--;
+            c->last_active = now;
+            conn_process(c); /* may wait again */
+            continue;
+        }
         if (!c->rate_wait || c->closing)
             continue;
         if (c->resume_at <= now) {
@@ -485,6 +578,12 @@ void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job)
     conn_free_if_done(c);
 }
 
+void wl_tcp_budget_wake(struct wl_ingest *ing)
+{
+    if (ing->rate_timer_on)
+        rate_schedule(ing, uv_now(ing->loop));
+}
+
 void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now)
 {
     uint64_t timeout = ing->cfg->idle_timeout_ms;
@@ -493,7 +592,8 @@ void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now)
     for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
         if (c->closing || c->discard)
             continue;
-        if (frame_timeout != 0 && c->reading && c->partial_since != 0 &&
+        if (frame_timeout != 0 && (c->reading || c->budget_wait == BUDGET_BUFFER) &&
+            c->partial_since != 0 &&
             now - c->partial_since >= frame_timeout) {
             /* Partly sent, then (nearly) silent: a slow or stalling peer
              * holding a buffer of up to max_frame_bytes. Nothing of it was
@@ -504,7 +604,8 @@ void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now)
             conn_close(c);
             continue;
         }
-        if (timeout != 0 && c->inflight == 0 && !c->rate_wait && now - c->last_active >= timeout) {
+        if (timeout != 0 && c->inflight == 0 && !c->rate_wait && !c->budget_wait &&
+            now - c->last_active >= timeout) {
             wl_count(WL_M_tcp_closed_idle, 1);
             wl_debug("connection_closed", "reason=idle peer=%s", c->peer);
             conn_close(c);
@@ -547,6 +648,9 @@ void wl_tcp_stop_accepting(struct wl_ingest *ing)
         c->discard = 1; /* a partial frame is dropped: it was never acked */
         c->len = 0;
         c->rate_wait = 0;
+        if (c->budget_wait)
+            ing->budget_waiters--;
+        c->budget_wait = 0;
         conn_read_start(c);
     }
 }

@@ -28,6 +28,8 @@ struct wl_store;
     X(tcp_closed_idle, "TCP connections closed by the idle timeout.")                     \
     X(tcp_frames, "TCP frames received.")                                                 \
     X(tcp_retry_later, "TCP frames answered RETRY_LATER: the writer was overloaded.")     \
+    X(tcp_budget_waits,                                                                   \
+      "Times a TCP connection stopped reading until input held less than max_held_bytes.") \
     X(batches_rejected, "Envelopes rejected whole.")                                      \
     X(pings_accepted, "Pings stored.")                                                    \
     X(pings_duplicate, "Pings at or below their install's last seq.")                     \

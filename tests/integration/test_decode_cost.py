@@ -338,14 +338,18 @@ class HeldBytesBudget(CollectorCase):
         t.join()
         samples.append(metric(c, "warmline_held_bytes"))
         retry = metric(c, "warmline_tcp_retry_later_total")
+        waits = metric(c, "warmline_tcp_budget_waits_total")
         report = ("budget %d B, slack %d B; held bytes: max %d B over %d samples; "
-                  "%d RETRY_LATER; %.1f MiB sent by %d connections"
-                  % (self.BUDGET, slack, max(samples), len(samples), retry, sent[0] / MiB,
-                     self.HOGS))
+                  "%d RETRY_LATER, %d budget waits; %.1f MiB sent by %d connections"
+                  % (self.BUDGET, slack, max(samples), len(samples), retry, waits,
+                     sent[0] / MiB, self.HOGS))
         print("\nHELD BYTES: " + report)
         self.assertGreater(max(samples), 0, report)
         self.assertLessEqual(max(samples), self.BUDGET + slack, report)
-        self.assertGreater(retry, 0, "the budget never refused a frame: " + report)
+        # Turned away (RETRY_LATER) or held back (the connection stops reading
+        # until the budget has room; its input buffer can grow only within
+        # half of it): either way the budget acted.
+        self.assertGreater(retry + waits, 0, "the budget never acted: " + report)
 
         for s in socks:
             s.close()
@@ -369,6 +373,66 @@ class HeldBytesBudget(CollectorCase):
             self.assertGreater(len(big) * 5, self.BUDGET)
             cl.send_frame(raw_envelope(big, 77, compressed=False))
             self.assertAck(cl.read_ack(), "OK", accepted=2000, batch_id=77)
+        c.stop()
+
+    def test_input_buffers_count_toward_the_budget(self):
+        """Connections that each begin a 1 MiB frame and never finish it used to
+        hold 1 MiB of input buffer each, outside any budget (max_connections x
+        max_frame_bytes: 1 GiB with the defaults). Past its first 128 KiB a
+        buffer counts toward max_held_bytes: once the budget is held, the other
+        connections stop reading (warmline_tcp_budget_waits_total) instead of
+        growing, while an ordinary client with small frames keeps getting acks;
+        a hog that waits is still timed out by frame_timeout_ms (or the hogs,
+        never finishing, would hold the buffers' share for good); when the hogs
+        go, everything they held is released."""
+        hogs, body = 24, 900 * 1024
+        c = self.collector({"max_held_bytes": "%dB" % self.BUDGET, "max_frame_bytes": "1MiB",
+                            "frame_timeout_ms": "8s", "idle_timeout_ms": "120s"})
+        base_rss = vm_kib(c.pid, "VmRSS")
+        head = encode_varint(MiB - 16)  # a frame of ~1 MiB announced, never completed
+        socks = []
+        for _ in range(hogs):
+            s = socket.create_connection((LOCALHOST, c.tcp_port), timeout=IO_TIMEOUT)
+            s.setblocking(False)
+            self._sockets.append(s)
+            socks.append(s)
+        pending = {s: head + b"\x00" * body for s in socks}
+        deadline = time.monotonic() + 30
+        waits = 0
+        while time.monotonic() < deadline:
+            _, writable, _ = select.select([], [s for s in socks if pending[s]], [], 0.05)
+            for s in writable:
+                try:
+                    n = s.send(pending[s][:256 * 1024])
+                except (BlockingIOError, InterruptedError):
+                    continue
+                pending[s] = pending[s][n:]
+            waits = metric(c, "warmline_tcp_budget_waits_total")
+            # the buffers' share (half the budget) is held and the rest wait
+            if waits > 0 and metric(c, "warmline_held_bytes") >= self.BUDGET // 2 - 256 * 1024:
+                break
+        held = metric(c, "warmline_held_bytes")
+        report = "held %d B of a %d B budget, %d budget waits, %d KiB RSS over the baseline" % (
+            held, self.BUDGET, waits, vm_kib(c.pid, "VmRSS") - base_rss)
+        self.assertGreater(waits, 0, report)
+        self.assertLessEqual(held, self.BUDGET + MiB, report)
+        with self.client(c) as cl:
+            for seq in range(1, 6):
+                self.assertAck(cl.request([make_ping("beside-hogs", seq)], batch_id=seq), "OK",
+                               accepted=1, batch_id=seq)
+        if not sanitized_build():
+            # 24 buffers of up to 1 MiB used to be ~22 MiB; now the budget
+            # (2 MiB) plus 128 KiB per connection, and the kernel's own.
+            grown = vm_kib(c.pid, "VmRSS") - base_rss
+            self.assertLess(grown, 10 * 1024, report)
+        # A waiting hog reads nothing, so it sees no close until the share
+        # frees and it reads again, or its frame times out.
+        for s in socks:
+            s.close()
+        deadline = time.monotonic() + 60
+        while metric(c, "warmline_held_bytes") != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(metric(c, "warmline_held_bytes"), 0, report)
         c.stop()
 
 

@@ -120,6 +120,7 @@ static void test_defaults_every_field(void **state)
     assert_int_equal(cfg.max_inflight_frames, 256);
     assert_int_equal(cfg.udp_recv_buffer, 16 * MiB);
     assert_int_equal(cfg.writer_queue_pings, 200000);
+    assert_int_equal(cfg.max_held_bytes, 256 * MiB);
     assert_int_equal(cfg.max_group_pings, 50000);
     assert_int_equal(cfg.frame_timeout_ms, 30 * SEC);
     assert_int_equal(cfg.rate_per_address, 1000);
