@@ -64,7 +64,7 @@ class AttackReview(CollectorCase):
         and an ordinary client's 300 KB envelope, sent while they stall, is
         acked."""
         c = self.collector(dict(OPTIONS, max_held_bytes="1MiB", max_frame_bytes="1MiB",
-                                frame_timeout_ms="1s"))
+                                frame_timeout_ms="2s"))
         body = encode_varint(MiB - 16) + bytes(MiB)
         stalled = []
         for size in (448 * KiB, 448 * KiB):
