@@ -4,7 +4,7 @@ test_attack_review_failing.py until they are fixed).
 
 - Connections that begin large frames and stop, so that their input buffers
   hold what the byte budget allows: they are still closed by frame_timeout,
-  and an ordinary client's large frame is acked once they are.
+  their room is returned, and a large frame is read and acked after.
 - Ping wire that the walk before decoding and protobuf-c could read
   differently (a features field that is not length-delimited, a multi-byte
   tag of field 0, a group, a ping that is a varint, more features or fields
@@ -51,20 +51,21 @@ class AttackReview(CollectorCase):
 
     # -- input buffers held by frames that never finish -------------------------
 
-    def test_stalled_large_frames_are_closed_and_others_served(self):
+    def test_stalled_large_frames_are_closed_and_their_room_returned(self):
         """Attack: four TCP connections each declare a 1 MiB frame and send
-        part of it (512 KiB, 512 KiB, 256 KiB, 256 KiB: each buffer full at a
-        doubling), then go silent, under a 1 MiB max_held_bytes.
+        part of it (448 KiB then up to 512 KiB on two, 256 KiB on two: each
+        buffer full at a doubling), then go silent, under a 1 MiB
+        max_held_bytes (input buffers may hold half of it).
         Risk: buffers that count toward the byte budget and cannot grow make
-        their connection wait for the budget (not reading); a waiting
-        connection must still be closed by frame_timeout, or the buffers are
-        held for good and a client whose frame needs a larger buffer waits
-        for ever.
-        Expected: every stalled connection is closed (reason=frame_timeout),
-        and an ordinary client's 300 KB envelope, sent while they stall, is
-        acked."""
+        their connection wait for room (not reading); a waiting connection
+        that is never timed out, or a charge not returned when it closes,
+        leaves the room taken for good and no larger frame is read again.
+        Expected: at least one connection waits for room (the budget is
+        full), every stalled connection is closed (reason=frame_timeout),
+        the warmline_held_bytes gauge is back to 0, and then an ordinary
+        client's 300 KB envelope (a buffer past 128 KiB) is acked."""
         c = self.collector(dict(OPTIONS, max_held_bytes="1MiB", max_frame_bytes="1MiB",
-                                frame_timeout_ms="2s"))
+                                frame_timeout_ms="1s"))
         body = encode_varint(MiB - 16) + bytes(MiB)
         stalled = []
         for size in (448 * KiB, 448 * KiB):
@@ -79,6 +80,14 @@ class AttackReview(CollectorCase):
             self._sockets.append(s)
             s.sendall(body[:256 * KiB])
             stalled.append(s)
+        wait_until(lambda: len(c.find_lines(r"event=connection_closed reason=frame_timeout"))
+                   >= len(stalled), timeout=60,
+                   what="every stalled connection closed by frame_timeout")
+        m = metrics(c.api_port)
+        self.assertGreaterEqual(m.get("warmline_tcp_budget_waits_total", 0), 1,
+                                "no connection waited for room: the attack did not fill it")
+        wait_until(lambda: metrics(c.api_port).get("warmline_held_bytes") == 0,
+                   what="warmline_held_bytes back to 0")
 
         # 4,000 pings of about 80 bytes: a frame of about 300 KB.
         pings = [make_ping("large-%04d" % i, 1) for i in range(4000)]
@@ -86,11 +95,7 @@ class AttackReview(CollectorCase):
         self.assertGreater(len(data), 256 * KiB)
         cl = self.client(c, timeout=60)
         cl.send_raw(frame(data))
-        ack = cl.read_ack(timeout=60)
-        self.assertAck(ack, "OK", accepted=4000, batch_id=7)
-        wait_until(lambda: len(c.find_lines(r"event=connection_closed reason=frame_timeout"))
-                   >= len(stalled), timeout=60,
-                   what="every stalled connection closed by frame_timeout")
+        self.assertAck(cl.read_ack(timeout=60), "OK", accepted=4000, batch_id=7)
         self.ordinary_ok(c, "after-stall", 1)
         c.stop()
 
