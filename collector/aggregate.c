@@ -53,13 +53,15 @@ struct wl_fset {
 
 struct wl_org;
 
-/* How many of an organization's counting installs run a feature or an
- * edition (interned): the rules ask has_feature and edition == of every
- * changed organization, which must not cost a walk over its installs. An
- * open-addressing table keyed by the string's hash; an entry leaves when its
- * count reaches 0. At most max_org_features entries, past which only the
- * strings rules test join (the rest are counted as untallied): "capped"
- * stays set until the organization empties, so an entry present is exact. */
+/* How many of an organization's installs run a string (interned): the
+ * features and editions of its counting installs (the rules ask has_feature
+ * and edition == of every changed organization, which must not cost a walk
+ * over its installs), and the versions and editions of all its installs (its
+ * record lists them). An open-addressing table keyed by the string's hash;
+ * an entry leaves when its count reaches 0. Bounded: past a cap
+ * (max_org_features, or SEEN_MAX for the lists) a new string is not tallied,
+ * unless a rule tests it; each install remembers which of its strings it
+ * tallied (wl_install.feat_tallied, .flags), so a count is always exact. */
 struct wl_tally {
     const char *s;                          /* interned (one reference); NULL: empty */
     uint32_t n;
@@ -68,10 +70,20 @@ struct wl_tally {
 struct wl_tallies {
     struct wl_tally *v;
     uint16_t n, cap;                        /* cap: 0 or a power of two */
-    uint8_t capped;
 };
 
-/* One per install ever seen, so kept small (about 170 bytes with its id):
+/* wl_install.flags: which of its strings its organization counts. */
+#define IN_EDITION_TALLIED 1                /* in org->eds (while counting) */
+#define IN_VERSION_LISTED 2                 /* in org->versions */
+#define IN_EDITION_LISTED 4                 /* in org->editions */
+
+/* An install's latest ping, packed, from apply to the flush. */
+struct kept_ping {
+    uint32_t len;
+    uint8_t data[];
+};
+
+/* One per install ever seen, so kept small (168 bytes and its id):
  * counts fit 32 bits (validation caps them at max_count <= UINT32_MAX),
  * the id is as long as it is. */
 struct wl_install {
@@ -79,18 +91,19 @@ struct wl_install {
     struct wl_install *next_dirty;
     const char *edition, *version;          /* interned */
     const char **features;                  /* an interned list (wl_fset) */
-    uint8_t *ping;                          /* while dirty: the latest ping, packed */
+    struct kept_ping *ping;                 /* while dirty: the latest ping, packed */
     uint64_t last_seq;
     uint64_t last_ingest_seq;
     int64_t first_seen, last_seen;          /* event time */
     uint32_t counts[WL_N_COUNTS];
+    uint64_t feat_tallied;                  /* bit i: features[i] is in org->feats */
     uint32_t heap_pos;                      /* in the expiry heap, while counting */
     uint32_t org_pos;                       /* in org->installs */
-    uint32_t ping_len;
     uint32_t hash;                          /* of the id (keyed): the install table's */
     uint8_t n_features;
     uint8_t counting;
     uint8_t dirty;
+    uint8_t flags;                          /* IN_* */
     char id[];                              /* NUL-terminated */
 };
 
@@ -100,7 +113,6 @@ struct wl_org {
     uint8_t dirty;
     uint8_t day_dirty;                      /* the current day's record is not written yet */
     uint8_t hist_ready;                     /* the growth history is in memory */
-    uint8_t n_versions, n_editions;
     uint16_t hist_n, hist_cap;
     uint32_t hash;                          /* of the id (keyed): the organization table's */
     uint32_t day;                           /* UTC day of the latest change */
@@ -110,8 +122,8 @@ struct wl_org {
     uint64_t totals[WL_N_COUNTS];           /* over counting installs */
     struct wl_install **installs;
     size_t n_installs, cap_installs;
-    const char **versions, **editions;      /* interned, at most SEEN_MAX (a reference each) */
-    struct wl_tallies feats, eds;           /* over the counting installs */
+    struct wl_tallies versions, editions;   /* over its installs, at most SEEN_MAX each */
+    struct wl_tallies feats, eds;           /* over its counting installs */
     /* End-of-day values of the metrics growth rules use, for past days:
      * hist_days[i], hist_vals[i * n_tracked + k]; oldest first. */
     uint32_t *hist_days;
@@ -539,30 +551,6 @@ static void org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct
     org_mark(st, org);
 }
 
-/* s (interned) joins the list, with a reference of its own, unless there. */
-static void org_add_seen(const char ***list, uint8_t *n, const char *s)
-{
-    if (s == NULL || s[0] == '\0')
-        return;
-    for (uint8_t i = 0; i < *n; i++) {
-        if ((*list)[i] == s)
-            return;
-    }
-    if (*n >= SEEN_MAX)
-        return;
-    *list = xrealloc(*list, (*n + 1) * sizeof **list);
-    (*list)[(*n)++] = str_ref(s);
-}
-
-static void seen_clear(struct wl_state *st, const char ***list, uint8_t *n)
-{
-    for (uint8_t i = 0; i < *n; i++)
-        str_unref(st, (*list)[i]);
-    free(*list);
-    *list = NULL;
-    *n = 0;
-}
-
 /* The slot holding s, or the empty one where it would go. */
 static struct wl_tally *tally_slot(const struct wl_tallies *t, const char *s)
 {
@@ -573,18 +561,35 @@ static struct wl_tally *tally_slot(const struct wl_tallies *t, const char *s)
     }
 }
 
-static void tally_grow(struct wl_tallies *t)
+/* A table for the entries of t with a count (or all, with zeros too) and
+ * room for one more, at least twice as many slots as entries (none when it
+ * would be empty); t's array is freed. max_org_features <= 10,000 keeps
+ * the slots within uint16_t. */
+static void tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zeros)
 {
-    struct wl_tallies bigger = {.cap = (uint16_t)(t->cap ? 2 * t->cap : 4), .n = t->n,
-                                .capped = t->capped};
-    bigger.v = xrealloc(NULL, bigger.cap * sizeof *bigger.v);
-    memset(bigger.v, 0, bigger.cap * sizeof *bigger.v);
+    size_t n = 0;
+    for (uint16_t i = 0; i < t->cap; i++)
+        n += t->v[i].s != NULL && (keep_zeros || t->v[i].n > 0);
+    size_t cap = 4;
+    while (cap < 2 * (n + keep_zeros))
+        cap *= 2;
+    struct wl_tallies nt = {.cap = (uint16_t)cap, .n = (uint16_t)n};
+    if (n + keep_zeros > 0) {
+        nt.v = xrealloc(NULL, cap * sizeof *nt.v);
+        memset(nt.v, 0, cap * sizeof *nt.v);
+    } else {
+        nt.cap = 0;
+    }
     for (uint16_t i = 0; i < t->cap; i++) {
-        if (t->v[i].s != NULL)
-            *tally_slot(&bigger, t->v[i].s) = t->v[i];
+        if (t->v[i].s == NULL)
+            continue;
+        if (keep_zeros || t->v[i].n > 0)
+            *tally_slot(&nt, t->v[i].s) = t->v[i];
+        else
+            str_unref(st, t->v[i].s);
     }
     free(t->v);
-    *t = bigger;
+    *t = nt;
 }
 
 /* Empties slot i of a linear-probing table, moving back the entries after
@@ -606,40 +611,53 @@ static void tally_erase(struct wl_tallies *t, size_t i)
     t->n--;
 }
 
-/* One more (sign > 0) or one fewer counting install has s. */
-static void tally(struct wl_state *st, struct wl_tallies *t, const char *s, int sign)
+/* An entry for s, with count 0 when new; NULL when the table holds cap
+ * entries already and no rule tests s. */
+static struct wl_tally *tally_entry(struct wl_state *st, struct wl_tallies *t, const char *s,
+                                    size_t cap)
 {
     struct wl_tally *e = t->cap ? tally_slot(t, s) : NULL;
-    if (sign < 0) {
-        if (e == NULL || e->s == NULL)
-            return; /* it was never tallied (past the cap) */
-        if (--e->n == 0) {
-            tally_erase(t, (size_t)(e - t->v));
-            str_unref(st, s);
-        }
-        return;
-    }
-    if (e != NULL && e->s != NULL) {
-        e->n++;
-        return;
-    }
-    if (!str_of(s)->ruled && (t->capped || t->n >= st->opts.max_org_features)) {
-        t->capped = 1;
-        st->untallied++;
-        return;
-    }
-    if (4 * ((size_t)t->n + 1) > 3 * (size_t)t->cap) {
-        tally_grow(t);
-    }
+    if (e != NULL && e->s != NULL)
+        return e;
+    if (t->n >= cap && !str_of(s)->ruled)
+        return NULL;
+    if (4 * ((size_t)t->n + 1) > 3 * (size_t)t->cap)
+        tally_rebuild(st, t, 1);
     e = tally_slot(t, s);
     e->s = str_ref(s);
-    e->n = 1;
+    e->n = 0;
     t->n++;
+    return e;
+}
+
+/* One more install has s: 1 when it is tallied, 0 when the table is full. */
+static int tally_add(struct wl_state *st, struct wl_tallies *t, const char *s, size_t cap)
+{
+    struct wl_tally *e = tally_entry(st, t, s, cap);
+    if (e == NULL)
+        return 0;
+    e->n++;
+    return 1;
+}
+
+/* One install fewer has s (which it tallied). */
+static void tally_sub(struct wl_state *st, struct wl_tallies *t, const char *s)
+{
+    struct wl_tally *e = t->cap ? tally_slot(t, s) : NULL;
+    if (e == NULL || e->s == NULL || e->n == 0)
+        abort(); /* an install untallies only what it tallied */
+    if (--e->n == 0) {
+        tally_erase(t, (size_t)(e - t->v));
+        str_unref(st, s);
+    }
 }
 
 static int tally_has(const struct wl_tallies *t, const char *s)
 {
-    return t->cap > 0 && tally_slot(t, s)->s == s;
+    if (t->cap == 0)
+        return 0;
+    const struct wl_tally *e = tally_slot(t, s);
+    return e->s == s && e->n > 0;
 }
 
 static void tally_clear(struct wl_state *st, struct wl_tallies *t)
@@ -650,18 +668,86 @@ static void tally_clear(struct wl_state *st, struct wl_tallies *t)
     memset(t, 0, sizeof *t);
 }
 
-/* A counting install's counts, features and edition enter (sign +1) or
- * leave (-1) its organization's account. */
-static void org_count(struct wl_state *st, struct wl_org *org, const struct wl_install *in,
-                      int sign)
+/* Entries with count 0 for the strings a record lists (at load). */
+static void tally_seed(struct wl_state *st, struct wl_tallies *t, char **v, size_t n)
 {
+    for (size_t i = 0; i < n; i++) {
+        const char *s = intern(st, v[i]);
+        tally_entry(st, t, s, SIZE_MAX);
+        str_unref(st, s); /* the entry holds its own */
+    }
+}
+
+/* The table's strings, sorted (an organization record's lists): into the
+ * state's buffer, valid until the next call. */
+static int str_cmp(const void *a, const void *b);
+static const char **tally_sorted(struct wl_state *st, const struct wl_tallies *t, size_t *n)
+{
+    if (t->n > st->feat_cap) {
+        st->feat_cap = t->n;
+        st->feat_buf = xrealloc(st->feat_buf, st->feat_cap * sizeof *st->feat_buf);
+    }
+    *n = 0;
+    for (uint16_t i = 0; i < t->cap; i++) {
+        if (t->v[i].s != NULL && t->v[i].n > 0)
+            st->feat_buf[(*n)++] = t->v[i].s;
+    }
+    if (*n > 1)
+        qsort(st->feat_buf, *n, sizeof *st->feat_buf, str_cmp);
+    return st->feat_buf;
+}
+
+/* The install's version and edition join (sign +1) or leave (-1) its
+ * organization's lists. */
+static void org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
+{
+    if (sign > 0) {
+        if (in->version != NULL && tally_add(st, &org->versions, in->version, SEEN_MAX))
+            in->flags |= IN_VERSION_LISTED;
+        if (in->edition != NULL && tally_add(st, &org->editions, in->edition, SEEN_MAX))
+            in->flags |= IN_EDITION_LISTED;
+        return;
+    }
+    if (in->flags & IN_VERSION_LISTED)
+        tally_sub(st, &org->versions, in->version);
+    if (in->flags & IN_EDITION_LISTED)
+        tally_sub(st, &org->editions, in->edition);
+    in->flags &= (uint8_t)~(IN_VERSION_LISTED | IN_EDITION_LISTED);
+}
+
+/* A counting install's counts, features and edition enter (sign +1) or
+ * leave (-1) its organization's account. What did not fit the tallies
+ * (max_org_features) is counted, and not taken out again. */
+static void org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
+{
+    size_t cap = st->opts.max_org_features;
     for (int i = 0; i < WL_N_COUNTS; i++)
         org->totals[i] += sign > 0 ? in->counts[i] : -(uint64_t)in->counts[i];
     org->n_counting += sign > 0 ? 1 : -1;
-    for (uint8_t f = 0; f < in->n_features; f++)
-        tally(st, &org->feats, in->features[f], sign);
-    if (in->edition != NULL)
-        tally(st, &org->eds, in->edition, sign);
+    if (sign > 0) {
+        in->feat_tallied = 0;
+        for (uint8_t f = 0; f < in->n_features; f++) {
+            if (tally_add(st, &org->feats, in->features[f], cap))
+                in->feat_tallied |= 1ULL << f;
+            else
+                st->untallied++;
+        }
+        if (in->edition != NULL) {
+            if (tally_add(st, &org->eds, in->edition, cap))
+                in->flags |= IN_EDITION_TALLIED;
+            else
+                st->untallied++;
+        }
+        return;
+    }
+    for (uint8_t f = 0; f < in->n_features; f++) {
+        if (in->feat_tallied & (1ULL << f))
+            tally_sub(st, &org->feats, in->features[f]);
+    }
+    in->feat_tallied = 0;
+    if (in->flags & IN_EDITION_TALLIED)
+        tally_sub(st, &org->eds, in->edition);
+    in->flags &= (uint8_t)~IN_EDITION_TALLIED;
 }
 
 static void org_attach(struct wl_org *org, struct wl_install *in)
@@ -690,6 +776,7 @@ static void org_detach(struct wl_state *st, struct wl_org *org, struct wl_instal
     last->org_pos = in->org_pos;
     if (in->counting)
         org_count(st, org, in, -1);
+    org_list(st, org, in, -1);
     in->org = NULL;
 }
 
@@ -814,9 +901,9 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
     wl_org_rules_free(&org->rules);
     memset(&org->rules, 0, sizeof org->rules);
     org->rules.score_log2 = WL_SCORE_NONE;
-    seen_clear(st, &org->versions, &org->n_versions);
-    seen_clear(st, &org->editions, &org->n_editions);
-    tally_clear(st, &org->feats); /* every count is 0 (no installs); the cap starts again */
+    tally_clear(st, &org->versions); /* every count is 0: no installs */
+    tally_clear(st, &org->editions);
+    tally_clear(st, &org->feats);
     tally_clear(st, &org->eds);
     org->hist_n = 0;
     org->hist_ready = 1; /* as org_new: a new organization reads no history */
@@ -927,10 +1014,9 @@ static void install_keep_ping(struct wl_install *in, const uint8_t *stored, size
     struct wl_ping_peek pk;
     if (wl_ping_peek(stored, len, &pk) != 0 || pk.ping == NULL)
         abort(); /* we packed it ourselves, or it loaded from disk whole */
-    if (in->ping == NULL || in->ping_len < pk.ping_len)
-        in->ping = xrealloc(in->ping, pk.ping_len);
-    memcpy(in->ping, pk.ping, pk.ping_len);
-    in->ping_len = (uint32_t)pk.ping_len;
+    in->ping = xrealloc(in->ping, sizeof *in->ping + pk.ping_len);
+    memcpy(in->ping->data, pk.ping, pk.ping_len);
+    in->ping->len = (uint32_t)pk.ping_len;
 }
 
 /* wl_state_apply; stored is the ping's record when it is replayed. */
@@ -991,11 +1077,14 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
     int was_counting = in->counting;
     if (was_counting && old == org) /* its old counts leave the totals; the new come in below */
         org_count(st, org, in, -1);
+    if (old == org)
+        org_list(st, org, in, -1);
     if (in->org != org)
         org_attach(org, in);
     install_set_ping(st, in, ping);
     in->counting = 1;
     org_count(st, org, in, +1);
+    org_list(st, org, in, +1);
     if (event_at < in->first_seen)
         in->first_seen = event_at;
     if (event_at > in->last_seen)
@@ -1008,8 +1097,6 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
         org->first_seen = in->first_seen;
     if (in->last_seen > org->last_seen)
         org->last_seen = in->last_seen;
-    org_add_seen(&org->versions, &org->n_versions, in->version);
-    org_add_seen(&org->editions, &org->n_editions, in->edition);
     in->last_seq = ping->seq;
     in->last_ingest_seq = rec.ingest_seq;
     install_mark(st, in);
@@ -1038,16 +1125,16 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     /* last_ping (field 7, the last) is the kept packed ping: appended as
      * protobuf-c would put it, without a decode and an encode. */
     size_t n = warmline__store__v1__install_state__get_packed_size(&rec);
-    uint8_t *buf = scratch(st, n + 1 + 5 + in->ping_len);
+    uint8_t *buf = scratch(st, n + 1 + 5 + in->ping->len);
     warmline__store__v1__install_state__pack(&rec, buf);
     buf[n++] = (7 << 3) | 2;
-    for (uint32_t v = in->ping_len; ; v >>= 7) {
+    for (uint32_t v = in->ping->len; ; v >>= 7) {
         buf[n++] = (uint8_t)(v > 0x7f ? (v & 0x7f) | 0x80 : v);
         if (v <= 0x7f)
             break;
     }
-    memcpy(buf + n, in->ping, in->ping_len);
-    n += in->ping_len;
+    memcpy(buf + n, in->ping->data, in->ping->len);
+    n += in->ping->len;
     wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), buf, n);
 }
 
@@ -1064,8 +1151,9 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     size_t n_ids = org->n_installs < WL_ORG_INSTALL_IDS_MAX ? org->n_installs
                                                             : WL_ORG_INSTALL_IDS_MAX;
     char *ids[WL_ORG_INSTALL_IDS_MAX];
+    const char *versions[SEEN_MAX], *editions[SEEN_MAX];
     const char **features;
-    size_t n_features = 0;
+    size_t n_versions, n_editions, n_features;
     const struct wl_ruleset *rs = st->opts.rules;
     size_t n_rules = org->rules.states && rs ? rs->n : 1;
     Warmline__Store__V1__OrgState__RuleState rule_recs[n_rules];
@@ -1078,17 +1166,14 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     }
     for (size_t i = 0; i < n_ids; i++)
         ids[i] = (char *)org->installs[i]->id;
-    if (org->feats.n > st->feat_cap) {
-        st->feat_cap = org->feats.n;
-        st->feat_buf = xrealloc(st->feat_buf, st->feat_cap * sizeof *st->feat_buf);
-    }
-    features = st->feat_buf;
-    for (uint16_t i = 0; i < org->feats.cap; i++) {
-        if (org->feats.v[i].s != NULL)
-            features[n_features++] = org->feats.v[i].s;
-    }
-    if (n_features > 1)
-        qsort(features, n_features, sizeof *features, str_cmp);
+    /* Sorted: the record does not depend on the order installs came in. */
+    const char **v = tally_sorted(st, &org->versions, &n_versions);
+    n_versions = n_versions < SEEN_MAX ? n_versions : SEEN_MAX;
+    memcpy(versions, v, n_versions * sizeof *v);
+    v = tally_sorted(st, &org->editions, &n_editions);
+    n_editions = n_editions < SEEN_MAX ? n_editions : SEEN_MAX;
+    memcpy(editions, v, n_editions * sizeof *v);
+    features = tally_sorted(st, &org->feats, &n_features);
     if (org->rules.states != NULL && rs != NULL) {
         for (size_t i = 0; i < rs->n; i++) {
             const struct wl_rule_state *s = &org->rules.states[i];
@@ -1114,10 +1199,10 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     rec.n_totals = WL_N_COUNTS;
     rec.totals = org->totals;
     rec.installs_counting = org->n_counting;
-    rec.n_versions = org->n_versions;
-    rec.versions = (char **)org->versions;
-    rec.n_editions = org->n_editions;
-    rec.editions = (char **)org->editions;
+    rec.n_versions = n_versions;
+    rec.versions = (char **)versions;
+    rec.n_editions = n_editions;
+    rec.editions = (char **)editions;
     rec.n_features = n_features;
     rec.features = (char **)features;
     rec.has_score = org->rules.n_signals > 0;
@@ -1209,8 +1294,8 @@ static void org_destroy(struct wl_state *st, struct wl_org *org)
 {
     tally_clear(st, &org->feats);
     tally_clear(st, &org->eds);
-    seen_clear(st, &org->versions, &org->n_versions);
-    seen_clear(st, &org->editions, &org->n_editions);
+    tally_clear(st, &org->versions);
+    tally_clear(st, &org->editions);
     free(org->installs);
     free(org->hist_days);
     free(org->hist_vals);
@@ -1235,7 +1320,6 @@ uint64_t wl_state_commit(struct wl_state *st)
         in->dirty = 0;
         free(in->ping);
         in->ping = NULL;
-        in->ping_len = 0;
         in->next_dirty = NULL;
     }
     for (org = st->dirty_orgs; org != NULL; org = next_org) {
@@ -1376,14 +1460,9 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
         forgotten_add_org(out, org->id, org->id_len, 1);
         org_forget(st, org, batch, out);
     } else {
-        /* What it has seen is what the installs it keeps run, and when. */
-        seen_clear(st, &org->versions, &org->n_versions);
-        seen_clear(st, &org->editions, &org->n_editions);
+        /* When it saw installs is when the installs it keeps did (its
+         * versions and editions are theirs already). */
         org_reseen(org);
-        for (size_t i = 0; i < org->n_installs; i++) {
-            org_add_seen(&org->versions, &org->n_versions, org->installs[i]->version);
-            org_add_seen(&org->editions, &org->n_editions, org->installs[i]->edition);
-        }
     }
     forgotten_add_org(out, own, own_len, 0); /* a no-key org it once had: its history */
     return 0;
@@ -1538,16 +1617,13 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
         return;
     struct wl_org *org = org_find(st, rec->org.data, rec->org.len);
     if (org != NULL) {
-        for (size_t i = 0; i < rec->n_versions; i++) {
-            const char *v = intern(st, rec->versions[i]);
-            org_add_seen(&org->versions, &org->n_versions, v);
-            str_unref(st, v); /* the list holds its own reference */
-        }
-        for (size_t i = 0; i < rec->n_editions; i++) {
-            const char *e = intern(st, rec->editions[i]);
-            org_add_seen(&org->editions, &org->n_editions, e);
-            str_unref(st, e);
-        }
+        /* What the record lists keeps its place in the capped tables
+         * (rebuild_counting adds the installs, then drops what none has):
+         * the same lists after a restart, whatever order installs load in. */
+        tally_seed(st, &org->versions, rec->versions, rec->n_versions);
+        tally_seed(st, &org->editions, rec->editions, rec->n_editions);
+        tally_seed(st, &org->feats, rec->features, rec->n_features);
+        tally_seed(st, &org->eds, rec->editions, rec->n_editions);
         /* also the times of installs that moved away since (org_detach) */
         if (rec->first_seen != 0 && rec->first_seen < org->first_seen)
             org->first_seen = rec->first_seen;
@@ -1574,18 +1650,27 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
     warmline__store__v1__org_state__free_unpacked(rec, NULL);
 }
 
-/* Counting, totals and the expiry order follow from last_seen and the clock. */
+/* Counting, totals and the expiry order follow from last_seen and the
+ * clock; the organizations' lists and tallies from their installs. */
 static int rebuild_counting(struct wl_state *st)
 {
     int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
-
     struct wl_install *in;
+    struct wl_org *org;
+
     for (size_t i = 0; (in = wl_ptable_next(&st->installs, &i)) != NULL;) {
+        org_list(st, in->org, in, +1);
         if (in->last_seen >= limit) {
             in->counting = 1;
             org_count(st, in->org, in, +1);
             heap_push(st, in);
         }
+    }
+    for (size_t i = 0; (org = wl_ptable_next(&st->orgs, &i)) != NULL;) {
+        tally_rebuild(st, &org->versions, 0); /* what the record listed and none has */
+        tally_rebuild(st, &org->editions, 0);
+        tally_rebuild(st, &org->feats, 0);
+        tally_rebuild(st, &org->eds, 0);
     }
     return 0;
 }

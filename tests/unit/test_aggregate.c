@@ -997,6 +997,118 @@ static void test_many_moves_keep_members(void **state)
     }
 }
 
+/* The record's features of organization key_byte, as one comma-joined string. */
+static void org_features(struct fx *f, int key_byte, char *out, size_t len)
+{
+    org_rec *o = get_org(f, key_byte, "");
+    assert_non_null(o);
+    out[0] = '\0';
+    for (size_t i = 0; i < o->n_features; i++)
+        snprintf(out + strlen(out), len - strlen(out), "%s%s", i ? "," : "", o->features[i]);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static void ping_features(struct fx *f, const char *id, int key_byte, uint64_t seq,
+                          const char *const *feats, size_t n, int64_t at)
+{
+    struct tping t;
+    tping_init(&t, id, key_byte, seq, 1);
+    t.p.features = (char **)feats;
+    t.p.n_features = n;
+    assert_int_equal(apply1(f, &t, at), WL_APPLY_ACCEPTED);
+}
+
+/* A full tally table keeps what it tallied: a real install that pings
+ * again (its features leave, then come back) keeps them listed, though
+ * junk from other installs fills every other place. */
+static void test_full_tallies_keep_features_that_ping_again(void **state)
+{
+    struct fx *f = *state;
+    struct wl_state_opts opts = test_opts;
+    opts.max_org_features = 8;
+    reload_with(f, &opts);
+    static const char *const real[] = {"real-a", "real-b", "real-c"};
+    ping_features(f, "real", 0x53, 1, real, 3, 1000);
+    for (int i = 0; i < 4; i++) {
+        char id[16], j0[16], j1[16], j2[16];
+        const char *junk[] = {j0, j1, j2};
+        snprintf(id, sizeof id, "junk-%d", i);
+        snprintf(j0, sizeof j0, "j%d-0", i);
+        snprintf(j1, sizeof j1, "j%d-1", i);
+        snprintf(j2, sizeof j2, "j%d-2", i);
+        ping_features(f, id, 0x53, 1, junk, 3, 2000 + i);
+    }
+    char before[512], after[512];
+    org_features(f, 0x53, before, sizeof before);
+    assert_non_null(strstr(before, "real-a,real-b,real-c"));
+    for (uint64_t seq = 2; seq < 6; seq++)
+        ping_features(f, "real", 0x53, seq, real, 3, 3000 + (int64_t)seq);
+    org_features(f, 0x53, after, sizeof after);
+    assert_string_equal(after, before);
+    reload_with(f, &test_opts);
+}
+
+/* Which features a full table holds does not change with a restart (the
+ * installs load in another order every time): the record says which. */
+static void test_full_tallies_survive_a_restart(void **state)
+{
+    struct fx *f = *state;
+    struct wl_state_opts opts = test_opts;
+    opts.max_org_features = 8;
+    reload_with(f, &opts);
+    for (int i = 0; i < 12; i++) {
+        char id[16], name[16];
+        const char *one[] = {name};
+        snprintf(id, sizeof id, "i-%02d", i);
+        snprintf(name, sizeof name, "feat-%02d", i);
+        ping_features(f, id, 0x54, 1, one, 1, 1000 + i);
+    }
+    char before[512], after[512];
+    org_features(f, 0x54, before, sizeof before);
+    for (int round = 0; round < 4; round++) {
+        reload_with(f, &opts);
+        /* a ping that changes nothing of the features makes it write again */
+        static const char *const none[] = {"feat-00"};
+        ping_features(f, "i-00", 0x54, 2 + (uint64_t)round, none, 1, 5000 + round);
+        org_features(f, 0x54, after, sizeof after);
+        assert_string_equal(after, before);
+    }
+    reload_with(f, &test_opts);
+}
+
+/* An organization lists the versions and editions its installs run now:
+ * one that moved away, or was forgotten, takes its own along. */
+static void test_lists_follow_the_installs(void **state)
+{
+    struct fx *f = *state;
+    struct tping a, b, a2;
+    tping_init(&a, "stays", 0x55, 1, 1);
+    tping_init(&b, "mover", 0x55, 1, 1);
+    b.p.version = "mover-version-77";
+    b.p.edition = "mover-edition";
+    struct tping *g[] = {&a, &b};
+    group(f, g, 2, 1000, NULL);
+    org_rec *o = get_org(f, 0x55, "");
+    assert_int_equal(o->n_versions, 2);
+    assert_int_equal(o->n_editions, 1);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    tping_init(&a2, "mover", 0x56, 2, 1);
+    a2.p.version = "mover-version-77";
+    assert_int_equal(apply1(f, &a2, 2000), WL_APPLY_ACCEPTED);
+    o = get_org(f, 0x55, "");
+    assert_int_equal(o->n_versions, 1);
+    assert_string_equal(o->versions[0], "9.11");
+    assert_int_equal(o->n_editions, 0);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    forget_install(f, "mover");
+    o = get_org(f, 0x55, "");
+    assert_int_equal(o->n_versions, 1);
+    assert_string_equal(o->versions[0], "9.11");
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    assert_null(get_org(f, 0x56, ""));
+    assert_int_equal(wl_state_interned(f->st), 1); /* "9.11": the mover's strings are gone */
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1018,6 +1130,9 @@ int main(void)
         T(test_feature_tally_cap_keeps_rule_features),
         T(test_interned_strings_are_released),
         T(test_many_moves_keep_members),
+        T(test_full_tallies_keep_features_that_ping_again),
+        T(test_full_tallies_survive_a_restart),
+        T(test_lists_follow_the_installs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
