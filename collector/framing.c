@@ -14,11 +14,9 @@ enum wl_frame_status wl_frame_parse(const uint8_t *buf, size_t avail, uint64_t m
         if ((b & 0x80) == 0) {
             if (v > max)
                 return WL_FRAME_TOO_LARGE;
-            if (avail - (i + 1) < v)
-                return WL_FRAME_NEED_MORE;
             *hdr = i + 1;
             *len = (size_t)v;
-            return WL_FRAME_READY;
+            return avail - (i + 1) < v ? WL_FRAME_NEED_MORE : WL_FRAME_READY;
         }
     }
     if (i == WL_VARINT_MAX)

@@ -16,7 +16,9 @@ enum wl_frame_status {
 };
 
 /* Looks at buf[0..avail) for one frame no longer than max bytes. The length
- * is judged as soon as its varint is complete, before the body arrives. */
+ * is judged as soon as its varint is complete, before the body arrives:
+ * from then on *hdr and *len are set, with WL_FRAME_NEED_MORE too (so a
+ * reader can make room for the whole frame); before, they are untouched. */
 enum wl_frame_status wl_frame_parse(const uint8_t *buf, size_t avail, uint64_t max, size_t *hdr,
                                     size_t *len);
 

@@ -39,7 +39,8 @@ struct wl_ingest {
                                    plus TCP input buffers past their first 128 KiB */
     uint64_t buf_bytes;         /* of held_bytes, TCP input buffers (at most half of it) */
     uint64_t budget_waiters;    /* TCP connections not read until held_bytes is under
-                                   max_held_bytes (or buffers can grow) */
+                                   max_held_bytes (or their frame has room) */
+    uint64_t wait_seq;          /* order of waits for room, oldest served first */
     int draining;               /* shutdown: no new input, acks still go out */
 
     struct wl_addrlimit *addrs; /* per-address limits, NULL when all are off */

@@ -15,8 +15,12 @@
  * batch; an eighth past it the connection stops reading (budget_wait) until
  * what is held falls under the budget again. Input buffers may take at most
  * half of the budget (so peers that begin large frames and never finish them
- * cannot leave ordinary frames no room): a buffer that cannot grow within it
- * waits too, until buffers hold less. */
+ * cannot leave ordinary frames no room). A frame larger than the base buffer
+ * gets its whole room at once or none: a connection whose frame does not fit
+ * waits, holding nothing past its base and with its frame's clock stopped,
+ * and waiters get room in the order they began to wait; a connection given
+ * room reads, with its frame's clock running, so one that stalls is closed
+ * after frame_timeout_ms and its room goes to the next waiter. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +66,9 @@ struct wl_conn {
     int refusing;          /* a frame got RETRY_LATER: later ones get it too
                               until every ack is out, so none lands first */
     int budget_wait;       /* not read until what input holds is under max_held_bytes
-                              (BUDGET_JOBS), or its buffer can grow (BUDGET_BUFFER) */
+                              (BUDGET_JOBS), or its frame has room (BUDGET_BUFFER) */
+    uint64_t wait_seq;     /* BUDGET_BUFFER: when it began to wait (ing->wait_seq) */
+    size_t want;           /* BUDGET_BUFFER: the buffer its frame needs */
     size_t charged;        /* of its buffer, counted in ing->held_bytes (past BUF_BASE) */
     int clear_poison;      /* the next frame tells the writer to accept again */
     uint64_t id;
@@ -172,17 +178,20 @@ static void conn_budget_wait(struct wl_conn *c, int why)
     if (!c->budget_wait) {
         c->ing->budget_waiters++;
         wl_count(WL_M_tcp_budget_waits, 1);
+        if (why == BUDGET_BUFFER)
+            c->wait_seq = ++c->ing->wait_seq;
     }
     c->budget_wait = why;
 }
 
-/* Whether a waiting connection may read again. */
-static int budget_allows(const struct wl_ingest *ing, int why)
+/* Whether growing input buffers by more bytes stays within the budget and
+ * the buffers' half of it; or no buffer holds anything past its base, so
+ * that a frame larger than that half (up to max_frame_bytes) still gets its
+ * turn. */
+static int buffer_room(const struct wl_ingest *ing, size_t more)
 {
-    uint64_t max = ing->cfg->max_held_bytes;
-    if (ing->held_bytes >= max)
-        return 0;
-    return why == BUDGET_JOBS || ing->buf_bytes + 2 * READ_CHUNK <= max / 2;
+    return ing->buf_bytes == 0 || (ing->held_bytes + more <= ing->cfg->max_held_bytes &&
+                                   ing->buf_bytes + more <= ing->cfg->max_held_bytes / 2);
 }
 
 /* Sets the buffer's size, and what of it counts toward max_held_bytes. */
@@ -205,31 +214,45 @@ static int conn_buf_resize(struct wl_conn *c, size_t ncap)
     return 0;
 }
 
+/* The buffer the frame being read needs: BUF_BASE, or the whole frame
+ * when it is larger (its length is known once its header is in). */
+static size_t conn_want(const struct wl_conn *c)
+{
+    size_t hdr = 0, flen = 0;
+    if (c->len > 0)
+        wl_frame_parse(c->buf, c->len, c->ing->cfg->max_frame_bytes, &hdr, &flen);
+    return hdr > 0 && hdr + flen > BUF_BASE ? hdr + flen : BUF_BASE;
+}
+
+/* Gives the connection the buffer its frame needs, or makes it wait for
+ * room (returns 0) holding no more than its base. */
+static int conn_grant(struct wl_conn *c)
+{
+    size_t want = conn_want(c);
+    if (want <= c->cap)
+        return 1;
+    size_t charge = want - BUF_BASE;
+    if (c->budget_wait == BUDGET_BUFFER || !buffer_room(c->ing, charge - c->charged)) {
+        /* Behind the waiters (or no room): wait, holding only the base. */
+        if (c->cap > BUF_BASE && c->len <= BUF_BASE)
+            conn_buf_resize(c, BUF_BASE);
+        c->want = want;
+        conn_budget_wait(c, BUDGET_BUFFER);
+        return 0;
+    }
+    return conn_buf_resize(c, want) == 0;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct wl_conn *c = h->data;
-    struct wl_ingest *ing = c->ing;
-    size_t limit = ing->cfg->max_frame_bytes + WL_VARINT_MAX;
     (void)suggested;
 
-    if (c->cap - c->len < READ_CHUNK && c->cap < limit) {
-        size_t ncap = c->cap ? c->cap : READ_CHUNK;
-        while (ncap - c->len < READ_CHUNK && ncap < limit)
-            ncap *= 2;
-        if (ncap > limit)
-            ncap = limit;
-        size_t charge = ncap > BUF_BASE ? ncap - BUF_BASE : 0;
-        size_t more = charge > c->charged ? charge - c->charged : 0;
-        if (more > 0 && (ing->held_bytes + more > ing->cfg->max_held_bytes ||
-                         ing->buf_bytes + more > ing->cfg->max_held_bytes / 2)) {
-            if (c->cap == c->len) { /* no room, and none to be had now */
-                conn_budget_wait(c, BUDGET_BUFFER);
-                *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
-                return;
-            }
-        } else {
-            conn_buf_resize(c, ncap);
-        }
+    if (c->cap < BUF_BASE && c->cap - c->len < READ_CHUNK)
+        conn_buf_resize(c, c->cap == 0 ? READ_CHUNK : BUF_BASE); /* within the base */
+    if (c->cap == c->len && !conn_grant(c)) {
+        *buf = uv_buf_init(NULL, 0); /* waits for room: on_read gets UV_ENOBUFS */
+        return;
     }
     *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
@@ -262,15 +285,6 @@ static void conn_update_reading(struct wl_conn *c)
 {
     if (c->closing || c->discard)
         return;
-    if (c->budget_wait == BUDGET_BUFFER) {
-        /* Its partial frame holds a buffer others may need: its clock runs
-         * (frame_timeout_ms), or peers that never finish would hold the
-         * buffers' share for good and be the only ones to. */
-        conn_pause(c);
-        if (c->partial_since == 0)
-            c->partial_since = uv_now(c->ing->loop);
-        return;
-    }
     if (c->rate_wait || c->held || c->budget_wait) {
         conn_pause(c);
         c->partial_since = 0;
@@ -375,7 +389,7 @@ static void conn_process(struct wl_conn *c)
         memmove(c->buf, c->buf + off, c->len - off);
         c->len -= off;
     }
-    if (c->cap > BUF_BASE && c->len <= READ_CHUNK)
+    if (c->cap > BUF_BASE && c->len <= BUF_BASE && conn_want(c) <= BUF_BASE)
         conn_buf_resize(c, BUF_BASE); /* a large frame is done: give back what counted */
     if (consumed)
         c->partial_since = 0; /* what is left is a new frame */
@@ -390,8 +404,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
     if (nread > 0)
         wl_count_t(WL_TRANSPORT_TCP, WL_T_received_bytes, (uint64_t)nread);
-    if (nread == UV_ENOBUFS) { /* alloc_cb found no room within max_held_bytes */
-        conn_update_reading(c);
+    if (nread == UV_ENOBUFS) { /* alloc_cb: no room within max_held_bytes, or no memory */
+        if (c->budget_wait)
+            conn_update_reading(c);
+        else
+            conn_close(c);
         return;
     }
     if (c->discard) { /* stopping: drop input, close once the peer is done */
@@ -429,6 +446,41 @@ static void rate_schedule(struct wl_ingest *ing, uint64_t at)
     uv_timer_start(&ing->rate_timer, on_rate_timer, at > now ? at - now : 0, 0);
 }
 
+static void budget_resume(struct wl_conn *c, uint64_t now)
+{
+    c->budget_wait = 0;
+    c->ing->budget_waiters--;
+    c->last_active = now;
+    conn_process(c); /* may wait again */
+}
+
+/* Under the budget again: connections that waited for jobs to be answered
+ * read again, and those that waited for buffer room get it, oldest wait
+ * first, for as long as it lasts (the next one waits on, so a large frame is
+ * not passed over for good by later ones). */
+static void budget_wake(struct wl_ingest *ing, uint64_t now)
+{
+    if (ing->budget_waiters == 0 || ing->held_bytes >= ing->cfg->max_held_bytes)
+        return;
+    for (struct wl_conn *c = ing->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->budget_wait == BUDGET_JOBS && !c->closing)
+            budget_resume(c, now);
+    }
+    for (;;) {
+        struct wl_conn *first = NULL;
+        for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
+            if (c->budget_wait == BUDGET_BUFFER && !c->closing &&
+                (first == NULL || c->wait_seq < first->wait_seq))
+                first = c;
+        }
+        if (first == NULL || !buffer_room(ing, first->want - BUF_BASE - first->charged) ||
+            conn_buf_resize(first, first->want) != 0)
+            return;
+        budget_resume(first, now);
+    }
+}
+
 /* Connections whose address has a token again parse what they buffered. */
 static void on_rate_timer(uv_timer_t *t)
 {
@@ -436,14 +488,8 @@ static void on_rate_timer(uv_timer_t *t)
     uint64_t now = uv_now(ing->loop);
 
     ing->rate_due = 0;
+    budget_wake(ing, now);
     for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
-        if (c->budget_wait && !c->closing && budget_allows(ing, c->budget_wait)) {
-            c->budget_wait = 0;
-            ing->budget_waiters--;
-            c->last_active = now;
-            conn_process(c); /* may wait again */
-            continue;
-        }
         if (!c->rate_wait || c->closing)
             continue;
         if (c->resume_at <= now) {
@@ -592,8 +638,7 @@ void wl_tcp_sweep_idle(struct wl_ingest *ing, uint64_t now)
     for (struct wl_conn *c = ing->conns; c != NULL; c = c->next) {
         if (c->closing || c->discard)
             continue;
-        if (frame_timeout != 0 && (c->reading || c->budget_wait == BUDGET_BUFFER) &&
-            c->partial_since != 0 &&
+        if (frame_timeout != 0 && c->reading && c->partial_since != 0 &&
             now - c->partial_since >= frame_timeout) {
             /* Partly sent, then (nearly) silent: a slow or stalling peer
              * holding a buffer of up to max_frame_bytes. Nothing of it was

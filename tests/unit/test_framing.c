@@ -58,11 +58,16 @@ static void test_need_more(void **state)
 
     assert_status(wl_frame_parse(partial_varint, 0, 1000, &hdr, &len), WL_FRAME_NEED_MORE);
     assert_status(wl_frame_parse(partial_varint, 1, 1000, &hdr, &len), WL_FRAME_NEED_MORE);
-    assert_status(wl_frame_parse(partial_body, 3, 1000, &hdr, &len), WL_FRAME_NEED_MORE);
-    assert_status(wl_frame_parse(header_only, 1, 1000, &hdr, &len), WL_FRAME_NEED_MORE);
-    /* hdr and len are only written for a ready frame */
+    /* hdr and len are untouched until the length's varint is whole */
     assert_int_equal(hdr, 99);
     assert_int_equal(len, 99);
+    /* then they say what the frame will be, before its body is in */
+    assert_status(wl_frame_parse(partial_body, 3, 1000, &hdr, &len), WL_FRAME_NEED_MORE);
+    assert_int_equal(hdr, 1);
+    assert_int_equal(len, 5);
+    assert_status(wl_frame_parse(header_only, 1, 1000, &hdr, &len), WL_FRAME_NEED_MORE);
+    assert_int_equal(hdr, 1);
+    assert_int_equal(len, 3);
 }
 
 /* ---- ready ---- */
