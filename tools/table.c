@@ -292,18 +292,23 @@ static int formula_like(const char *s, int numeric)
     return !(numeric && plain_number(s));
 }
 
+/* A field, quoted when it must be, with a quote before what a spreadsheet
+ * would run: at its start, and after a ';', ',' or TAB inside it (in many
+ * locales a spreadsheet splits on ';', or on TAB, and a cell starts there). */
 static int csv_field(FILE *out, const char *s, int numeric)
 {
-    const char *prefix = formula_like(s, numeric) ? "'" : "";
-    if (strpbrk(s, ",\"\r\n") == NULL)
-        return fputs(prefix, out) == EOF || fputs(s, out) == EOF ? -1 : 0;
-    if (fputc('"', out) == EOF || fputs(prefix, out) == EOF)
+    int quote = strpbrk(s, ",\"\r\n") != NULL;
+    if ((quote && fputc('"', out) == EOF) ||
+        (formula_like(s, numeric) && fputc('\'', out) == EOF))
         return -1;
-    for (; *s; s++) {
-        if ((*s == '"' && fputc('"', out) == EOF) || fputc(*s, out) == EOF)
+    for (const char *p = s; *p; p++) {
+        if ((quote && *p == '"' && fputc('"', out) == EOF) || fputc(*p, out) == EOF)
+            return -1;
+        if (strchr(";,\t", *p) != NULL && p[1] != '\0' && strchr("=+-@\t\r", p[1]) != NULL &&
+            fputc('\'', out) == EOF)
             return -1;
     }
-    return fputc('"', out) == EOF ? -1 : 0;
+    return quote && fputc('"', out) == EOF ? -1 : 0;
 }
 
 int wl_table_print_csv(const struct wl_table *t, FILE *out, unsigned flags)

@@ -57,7 +57,12 @@ static const struct csv_case must_escape[] = {
     {"-12", "'-12", "-12"},           /* a number only where the table says so */
     {"-0.25", "'-0.25", "-0.25"},
     {"@SUM(A1:A9)", "'@SUM(A1:A9)", "'@SUM(A1:A9)"},
-    {"\t=1", "'\t=1", "'\t=1"},
+    {"\t=1", "'\t'=1", "'\t'=1"},
+    /* a cell also starts after ';' or TAB where a spreadsheet splits on them */
+    {"x;=2+5", "x;'=2+5", "x;'=2+5"},
+    {"x;@SUM(A1)", "x;'@SUM(A1)", "x;'@SUM(A1)"},
+    {"a\t+1", "a\t'+1", "a\t'+1"},
+    {"a,-1", "\"a,'-1\"", "\"a,'-1\""},
     {"\r=1", "\"'\r=1\"", "\"'\r=1\""},
     {"=a,b", "\"'=a,b\"", "\"'=a,b\""},
 };
@@ -72,6 +77,8 @@ static const struct csv_case must_not_change[] = {
     {"x-1", "x-1", "x-1"},
     {"'=1", "'=1", "'=1"},
     {"a,b", "\"a,b\"", "\"a,b\""},
+    {"a;b", "a;b", "a;b"},
+    {"a; =1", "a; =1", "a; =1"},
     {"say \"hi\"", "\"say \"\"hi\"\"\"", "\"say \"\"hi\"\"\""},
     {"two\nlines", "\"two\nlines\"", "\"two\nlines\""},
 };
