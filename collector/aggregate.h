@@ -126,9 +126,9 @@ void wl_forgotten_free(struct wl_forgotten *f);
 
 /* Every install id the organization has in memory, as malloc'd strings in
  * *out (free each, then the array); returns how many (0 and *out NULL when
- * the organization is not in memory). Linear in its installs; for a forget's
- * requester, which asks the writer for them instead of reading the org
- * record (that lists only the first WL_ORG_INSTALL_IDS_MAX). Writer thread. */
+ * the organization is not in memory). Linear in its installs; its record
+ * lists only the first WL_ORG_INSTALL_IDS_MAX (the tests and the state fuzz
+ * target check membership with it). Writer thread. */
 size_t wl_state_org_install_ids(const struct wl_state *st, const uint8_t *org, size_t org_len,
                                 char ***out);
 
