@@ -17,7 +17,7 @@ static void usage(FILE *out)
             "\n"
             "Receives install pings over UDP and TCP, stores them in RocksDB and acks\n"
             "TCP frames once they are durable. Logs key=value lines on stderr; logs\n"
-            "event=ready with the bound udp= and tcp= addresses once listening.\n"
+            "event=ready with the bound udp=, tcp=, api= and http= addresses.\n"
             "\n"
             "options:\n"
             "  --config FILE       INI configuration (see the options below)\n"
@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "  --udp HOST:PORT     override udp_listen (port 0: ephemeral; \"\": off)\n"
             "  --tcp HOST:PORT     override tcp_listen (port 0: ephemeral; \"\": off)\n"
             "  --api HOST:PORT     override api_listen (port 0: ephemeral; \"\": off)\n"
+            "  --http HOST:PORT    override http_listen, the public HTTP ingest listener\n"
+            "                      (GET /security; port 0: ephemeral; \"\": off, the default)\n"
             "  --read-token-file F   override read_token_file\n"
             "  --admin-token-file F  override admin_token_file\n"
             "  --set NAME=VALUE    override any option, e.g. --set limits.max_count=5000\n"
@@ -39,7 +41,7 @@ static void usage(FILE *out)
 
 enum wl_args_result wl_collector_args(int argc, char **argv, struct wl_config *cfg)
 {
-    enum { OPT_DATA_DIR = 256, OPT_UDP, OPT_TCP, OPT_API, OPT_READ_TOKEN, OPT_ADMIN_TOKEN, OPT_SET,
+    enum { OPT_DATA_DIR = 256, OPT_UDP, OPT_TCP, OPT_API, OPT_HTTP, OPT_READ_TOKEN, OPT_ADMIN_TOKEN, OPT_SET,
            OPT_CHECK, OPT_PRINT, OPT_VERSION };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -47,6 +49,7 @@ enum wl_args_result wl_collector_args(int argc, char **argv, struct wl_config *c
         {"udp", required_argument, NULL, OPT_UDP},
         {"tcp", required_argument, NULL, OPT_TCP},
         {"api", required_argument, NULL, OPT_API},
+        {"http", required_argument, NULL, OPT_HTTP},
         {"read-token-file", required_argument, NULL, OPT_READ_TOKEN},
         {"admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN},
         {"set", required_argument, NULL, OPT_SET},
@@ -72,6 +75,7 @@ enum wl_args_result wl_collector_args(int argc, char **argv, struct wl_config *c
         case OPT_UDP: name = "udp_listen"; break;
         case OPT_TCP: name = "tcp_listen"; break;
         case OPT_API: name = "api_listen"; break;
+        case OPT_HTTP: name = "http_listen"; break;
         case OPT_READ_TOKEN: name = "read_token_file"; break;
         case OPT_ADMIN_TOKEN: name = "admin_token_file"; break;
         case OPT_SET: {

@@ -129,6 +129,36 @@ static const struct opt options[] = {
     NUM("api", api_timeout_ms, OPT_DURATION, "30s", 1 * SEC, 3600 * SEC,
         "close an HTTP connection that sent or read nothing this long"),
 
+    STR("http", http_listen, "",
+        "public HTTP ingest HOST:PORT: GET /security, GET /bulletins/<id> (empty: off; "
+        "port 0: ephemeral)"),
+    STR("http", bulletins_file, "",
+        "JSON list of security bulletins [{\"id\",\"applies_to_version\",\"body_file\"}] "
+        "(empty: none, every check is answered [])"),
+    NUM("http", http_max_connections, OPT_UINT, "256", 1, 100000,
+        "concurrent HTTP ingest connections; more are refused"),
+    NUM("http", http_max_connections_per_address, OPT_UINT, "8", 0, 100000,
+        "concurrent HTTP ingest connections per source address (0: no limit)"),
+    NUM("http", http_rate_per_address, OPT_UINT, "5", 0, 1000000,
+        "HTTP ingest requests per second per source address (IPv6: per /64); over it 429 "
+        "(0: no limit; loopback only with limit_loopback = on)"),
+    NUM("http", http_burst_per_address, OPT_UINT, "50", 1, 1000000,
+        "HTTP ingest requests a source address may send at once"),
+    NUM("http", http_address_table_size, OPT_UINT, "65536", 1024, 16777216,
+        "source addresses tracked for http_rate_per_address (a fixed table)"),
+    NUM("http", http_max_header_bytes, OPT_BYTES, "16KiB", 4 * KiB, 1 * MiB,
+        "request line and headers of one HTTP ingest request; more is refused"),
+    NUM("http", http_max_query_bytes, OPT_BYTES, "2KiB", 256, 64 * KiB,
+        "query string of one HTTP ingest request; more is 414"),
+    NUM("http", http_timeout_ms, OPT_DURATION, "10s", 1 * SEC, 3600 * SEC,
+        "close an HTTP ingest connection that sent or read nothing this long"),
+    NUM("http", http_request_deadline_ms, OPT_DURATION, "15s", 100, 3600 * SEC,
+        "close an HTTP ingest connection whose request is not answered this long after it "
+        "began (a byte-by-byte sender never trips http_timeout_ms)"),
+    NUM("http", http_max_inflight, OPT_UINT, "4096", 1, 10000000,
+        "security checks with the writer at once; more are answered but not ingested "
+        "(counted)"),
+
     NUM("quarantine", quarantine_max_records, OPT_UINT, "10000", 0, 100000000,
         "rejected samples kept (oldest deleted first; 0: keep none)"),
     NUM("quarantine", quarantine_sample_bytes, OPT_BYTES, "4KiB", 16, 1 * MiB,
@@ -567,10 +597,11 @@ int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "udp_listen and tcp_listen are both empty: nothing to listen on");
         return -1;
     }
-    const char *listens[3][2] = {{"udp_listen", cfg->udp_listen},
+    const char *listens[4][2] = {{"udp_listen", cfg->udp_listen},
                                  {"tcp_listen", cfg->tcp_listen},
-                                 {"api_listen", cfg->api_listen}};
-    for (int i = 0; i < 3; i++) {
+                                 {"api_listen", cfg->api_listen},
+                                 {"http_listen", cfg->http_listen}};
+    for (int i = 0; i < 4; i++) {
         struct sockaddr_storage ss;
         if (listens[i][1][0] != '\0' &&
             wl_parse_listen(listens[i][0], listens[i][1], &ss, host, sizeof host, err, errlen) != 0)

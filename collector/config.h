@@ -71,6 +71,20 @@ struct wl_config {
     uint64_t api_max_body_bytes;
     uint64_t api_timeout_ms;
 
+    /* [http]: the public HTTP ingest listener (http_ingest.h) */
+    char http_listen[256];          /* HOST:PORT, empty = off */
+    char bulletins_file[1024];      /* JSON list of security bulletins, empty = none */
+    uint64_t http_max_connections;
+    uint64_t http_max_connections_per_address; /* 0 = off */
+    uint64_t http_rate_per_address; /* requests per second per address; 0 = off */
+    uint64_t http_burst_per_address;
+    uint64_t http_address_table_size;
+    uint64_t http_max_header_bytes; /* request line and headers (MHD's memory limit) */
+    uint64_t http_max_query_bytes;
+    uint64_t http_timeout_ms;       /* inactivity */
+    uint64_t http_request_deadline_ms; /* a whole request, first byte to answer */
+    uint64_t http_max_inflight;     /* security checks with the writer */
+
     /* [quarantine] */
     uint64_t quarantine_max_records;
     uint64_t quarantine_sample_bytes;

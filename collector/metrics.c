@@ -30,7 +30,8 @@ static const char *const gauge_help[WL_N_GAUGES] = {WL_GAUGES(HELP_OF)};
 #undef NAME_OF
 #undef HELP_OF
 
-static const char *const transport_names[WL_N_TRANSPORTS] = {"udp", "tcp", "import", "other"};
+static const char *const transport_names[WL_N_TRANSPORTS] = {"udp", "tcp", "import", "http",
+                                                              "other"};
 static const char *const sink_names[WL_N_SINKS] = {"file", "webhook"};
 
 /* ---- what the hot paths do not touch ---- */

@@ -41,7 +41,21 @@ struct wl_store;
     X(retention_pings_deleted, "Raw pings past retention_days deleted.")                  \
     X(forgets, "Forget requests applied (data-subject deletions).")                        \
     X(features_untallied,                                                                 \
-      "Features and editions left out of an organization's tallies: past max_org_features.")
+      "Features and editions left out of an organization's tallies: past max_org_features.") \
+    X(http_requests, "HTTP ingest requests that reached a route (after their headers).")  \
+    X(http_security_queued, "Security checks handed to the writer as pings.")             \
+    X(http_security_test_run, "Security checks with ut=1: answered, not ingested.")       \
+    X(http_security_bad_request, "Security checks refused 400 (a bad or missing parameter).") \
+    X(http_security_overloaded,                                                           \
+      "Security checks answered but their ping dropped: http_max_inflight or "            \
+      "writer_queue_pings reached.")                                                      \
+    X(http_bulletins_served, "Bulletin bodies served (GET /bulletins/<id>).")             \
+    X(http_not_found, "HTTP ingest requests answered 404 (unknown path or bulletin).")    \
+    X(http_method_not_allowed, "HTTP ingest requests answered 405.")                      \
+    X(http_rate_limited, "HTTP ingest requests answered 429: over http_rate_per_address.") \
+    X(http_query_too_long, "HTTP ingest requests answered 414: over http_max_query_bytes.") \
+    X(http_closed_deadline,                                                               \
+      "HTTP ingest connections closed: a request unfinished after http_request_deadline_ms.")
 
 #define WL_COUNTER_ENUM(name, help) WL_M_##name,
 enum wl_counter { WL_COUNTERS(WL_COUNTER_ENUM) WL_N_COUNTERS };
@@ -52,6 +66,7 @@ enum wl_transport {
     WL_TRANSPORT_UDP,
     WL_TRANSPORT_TCP,
     WL_TRANSPORT_IMPORT,
+    WL_TRANSPORT_HTTP,
     WL_TRANSPORT_OTHER, /* any other name (exported only when non-zero) */
     WL_N_TRANSPORTS
 };
@@ -130,7 +145,7 @@ static inline void wl_gauge_set(enum wl_gauge g, uint64_t v)
     atomic_store_explicit(&wl_metrics.gauge[g], v, memory_order_relaxed);
 }
 
-/* "udp", "tcp", "import" (anything else, or NULL: WL_TRANSPORT_OTHER). */
+/* "udp", "tcp", "import", "http" (anything else, or NULL: WL_TRANSPORT_OTHER). */
 enum wl_transport wl_transport_of(const char *name);
 
 /* Pings of one committed group (warmline_group_commit_pings). */

@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "forget.h"
+#include "http_ingest.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +29,7 @@ struct wl_server {
     uint64_t linger_until;  /* loop ms */
     struct wl_sinks *sinks;
     struct wl_api *api;
+    struct wl_http_ingest *http; /* the public HTTP ingest listener, NULL when off */
     struct wl_retention *retention;
     struct wl_forget_resumer *resumer; /* forgets a stop or crash interrupted */
     uint64_t last_stats;
@@ -85,6 +87,8 @@ static void on_jobs_done(uv_async_t *h)
         next = job->next;
         if (job->origin != NULL)
             wl_tcp_job_done(&srv->ing, job);
+        else if (wl_http_job(job))
+            wl_http_job_done(job);
         else
             wl_udp_job_done(&srv->ing, job);
     }
@@ -159,7 +163,11 @@ static void log_ready(struct wl_server *srv)
     char api[300] = "off";
     if (srv->api != NULL)
         wl_api_address(srv->api, api, sizeof api);
-    wl_info("ready", "udp=%s tcp=%s api=%s data_dir=%s", udp, tcp, api, srv->ing.cfg->data_dir);
+    char http[300] = "off";
+    if (srv->http != NULL)
+        wl_http_ingest_address(srv->http, http, sizeof http);
+    wl_info("ready", "udp=%s tcp=%s api=%s http=%s data_dir=%s", udp, tcp, api, http,
+            srv->ing.cfg->data_dir);
 }
 
 static int start_listeners(struct wl_server *srv, char *err, size_t errlen)
@@ -231,6 +239,10 @@ int wl_server_run(const struct wl_config *cfg)
         goto close_loop;
     }
     wl_api_set_writer(srv->api, srv->ing.writer);
+    if ((rc = wl_http_ingest_start(cfg, srv->ing.writer, &srv->http, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=http error=\"%s\"", err);
+        goto close_loop;
+    }
     if ((rc = wl_retention_start(cfg, store, &srv->retention, err, sizeof err)) != 0) {
         wl_error("start_failed", "stage=retention error=\"%s\"", err);
         goto close_loop;
@@ -250,6 +262,8 @@ close_loop:
      * progress through the API finish before it stops. */
     wl_retention_stop(srv->retention);
     srv->retention = NULL;
+    wl_http_ingest_stop(srv->http); /* submits nothing more; its jobs come back below */
+    srv->http = NULL;
     wl_api_set_writer(srv->api, NULL);
     wl_forget_resume_stop(srv->resumer); /* what is left resumes at the next start */
     srv->resumer = NULL;

@@ -1,0 +1,378 @@
+/* The public HTTP ingest listener: libmicrohttpd's daemon, the routes and
+ * the jobs handed to the writer. Runs on libmicrohttpd's threads (a pool);
+ * what they share is read-only (the configuration, the bulletins) or
+ * thread-safe (the guard, the writer's queue, atomics). */
+#include "http_ingest.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "envelope.h"
+#include "http_ingest_parts.h"
+#include "http_log.h"
+#include "log.h"
+#include "metrics.h"
+
+#define THREADS 4
+#define BULLETINS_PATH "/bulletins/"
+
+static const char transport[] = "http";
+
+/* libmicrohttpd's own messages for this listener: key=value, rate-limited. */
+static struct wl_http_log http_log = WL_HTTP_LOG_INIT("http");
+
+/* Security checks with the writer (submitted, not yet back). Process-wide:
+ * a job may come back after its listener stopped. */
+static _Atomic uint64_t jobs_in_flight;
+
+struct wl_http_ingest {
+    const struct wl_config *cfg;
+    struct wl_writer *writer;
+    struct MHD_Daemon *mhd;
+    struct wl_http_guard *guard;
+    struct wl_bulletins bulletins;
+    char address[300];
+};
+
+/* One request, from its request line (on_uri) to its end (on_completed). */
+struct request {
+    size_t query_len;           /* bytes after '?' in the raw request line */
+    int calls;
+};
+
+/* ---- answers ---- */
+
+static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, const char *type,
+                              void *body, size_t len, enum MHD_ResponseMemoryMode mode,
+                              const char *hname, const char *hvalue)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    if (r == NULL) {
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (hname != NULL)
+        MHD_add_response_header(r, hname, hvalue);
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* {"error":{"code":...,"message":...}}: fixed texts only, never the sender's bytes. */
+static enum MHD_Result answer_error(struct MHD_Connection *conn, unsigned status,
+                                    const char *code, const char *message, const char *hname,
+                                    const char *hvalue)
+{
+    json_t *obj = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (text == NULL)
+        return MHD_NO;
+    return answer(conn, status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE,
+                  hname, hvalue);
+}
+
+/* ---- GET /security ---- */
+
+struct gather {
+    struct wl_sq_param p[WL_SECURITY_PARAMS_MAX + 1];
+    size_t n;
+};
+
+static enum MHD_Result gather_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    struct gather *g = cls;
+    (void)kind;
+    g->p[g->n] = (struct wl_sq_param){key, key_size, value, value ? value_size : 0};
+    g->n++;
+    /* one past the most read is enough to refuse */
+    return g->n < sizeof g->p / sizeof g->p[0] ? MHD_YES : MHD_NO;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int overloaded(const struct wl_http_ingest *h)
+{
+    return atomic_load(&jobs_in_flight) >= h->cfg->http_max_inflight ||
+           wl_writer_queued_pings(h->writer) >= h->cfg->writer_queue_pings;
+}
+
+/* Hands the check to the writer as one ping; the answer does not wait. */
+static void submit(struct wl_http_ingest *h, const struct wl_security_check *c, int64_t now)
+{
+    struct wl_job *job;
+    wl_ping_batch *batch;
+
+    if (overloaded(h) || (batch = wl_security_batch(c, now)) == NULL) {
+        wl_count(WL_M_http_security_overloaded, 1);
+        return;
+    }
+    if ((job = wl_job_new()) == NULL) {
+        wl_ping_batch_free(batch);
+        wl_count(WL_M_http_security_overloaded, 1);
+        return;
+    }
+    job->batch = batch;
+    job->received_at = now;
+    job->transport = transport; /* no origin, no peer address: nothing of the sender kept */
+    atomic_fetch_add(&jobs_in_flight, 1);
+    wl_count_t(WL_TRANSPORT_HTTP, WL_T_pings_received, 1);
+    wl_count(WL_M_http_security_queued, 1);
+    wl_writer_submit(h->writer, job);
+}
+
+static enum MHD_Result security(struct wl_http_ingest *h, struct MHD_Connection *conn)
+{
+    struct gather g = {.n = 0};
+    struct wl_security_check c;
+    char why[96];
+    size_t len = 0;
+
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, gather_one, &g);
+    if (wl_security_parse(g.p, g.n, h->cfg->max_count, &c, why, sizeof why) != 0) {
+        wl_count(WL_M_http_security_bad_request, 1);
+        return answer_error(conn, MHD_HTTP_BAD_REQUEST, "bad_request", why, NULL, NULL);
+    }
+    if (c.test_run)
+        wl_count(WL_M_http_security_test_run, 1); /* answered, not ingested */
+    else
+        submit(h, &c, now_ms());
+    char *body = wl_bulletins_answer(&h->bulletins, c.version, &len);
+    if (body == NULL)
+        return MHD_NO;
+    return answer(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE, NULL,
+                  NULL);
+}
+
+/* ---- GET /bulletins/<id> ---- */
+
+static enum MHD_Result bulletin(struct wl_http_ingest *h, struct MHD_Connection *conn,
+                                const char *id)
+{
+    const struct wl_bulletin *b = wl_bulletins_find(&h->bulletins, id);
+    if (b == NULL) {
+        wl_count(WL_M_http_not_found, 1);
+        return answer_error(conn, MHD_HTTP_NOT_FOUND, "not_found", "no such bulletin", NULL,
+                            NULL);
+    }
+    wl_count(WL_M_http_bulletins_served, 1);
+    /* the bodies live as long as the daemon */
+    return answer(conn, MHD_HTTP_OK, "text/html; charset=utf-8", b->body, b->body_len,
+                  MHD_RESPMEM_PERSISTENT, NULL, NULL);
+}
+
+/* ---- the request ---- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    struct wl_http_ingest *h = cls;
+    struct request *req = *con_cls;
+    (void)version;
+    (void)upload_data;
+
+    if (req == NULL) /* on_uri could not allocate */
+        return MHD_NO;
+    if (req->calls++ > 0) { /* answered at the headers; a body is not read */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    wl_count(WL_M_http_requests, 1);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    uint64_t wait = wl_http_guard_admit(h->guard, ci ? ci->client_addr : NULL);
+    if (wait > 0) {
+        char after[24];
+        snprintf(after, sizeof after, "%llu", (unsigned long long)(wait + 999) / 1000);
+        wl_count(WL_M_http_rate_limited, 1);
+        return answer_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                            "too many requests from this address", MHD_HTTP_HEADER_RETRY_AFTER,
+                            after);
+    }
+    if (req->query_len > h->cfg->http_max_query_bytes) {
+        wl_count(WL_M_http_query_too_long, 1);
+        return answer_error(conn, MHD_HTTP_URI_TOO_LONG, "query_too_long",
+                            "the query string is over http_max_query_bytes", NULL, NULL);
+    }
+    int is_security = strcmp(url, "/security") == 0;
+    size_t plen = strlen(BULLETINS_PATH);
+    int is_bulletin = strncmp(url, BULLETINS_PATH, plen) == 0 && url[plen] != '\0';
+    if (!is_security && !is_bulletin) {
+        wl_count(WL_M_http_not_found, 1);
+        return answer_error(conn, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint", NULL,
+                            NULL);
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
+        wl_count(WL_M_http_method_not_allowed, 1);
+        return answer_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "use GET",
+                            MHD_HTTP_HEADER_ALLOW, "GET");
+    }
+    return is_security ? security(h, conn) : bulletin(h, conn, url + plen);
+}
+
+/* The request line is in: the request's state starts here (it becomes
+ * *con_cls). Only the query's length is kept, never the line. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct request *req = calloc(1, sizeof *req);
+    (void)cls;
+    (void)conn;
+    if (req != NULL) {
+        const char *q = strchr(uri, '?');
+        req->query_len = q ? strlen(q + 1) : 0;
+    }
+    return req;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct wl_http_ingest *h = cls;
+    (void)toe;
+    free(*con_cls);
+    *con_cls = NULL;
+    /* the next request on this connection gets a deadline of its own */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci != NULL)
+        wl_http_guard_conn_restart(h->guard, ci->socket_context);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct wl_http_ingest *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? wl_http_guard_conn_open(h->guard, ci->connect_fd) : NULL;
+        if (*socket_context == NULL && ci != NULL) /* no slot: not served */
+            shutdown(ci->connect_fd, SHUT_RDWR);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        wl_http_guard_conn_close(h->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* ---- jobs back from the writer ---- */
+
+int wl_http_job(const struct wl_job *job)
+{
+    return job->transport == transport;
+}
+
+void wl_http_job_done(struct wl_job *job)
+{
+    atomic_fetch_sub(&jobs_in_flight, 1);
+    wl_job_free(job);
+}
+
+/* ---- lifecycle ---- */
+
+int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
+                         struct wl_http_ingest **out, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    char host[256];
+    int rc;
+
+    *out = NULL;
+    if (cfg->http_listen[0] == '\0')
+        return 0;
+    if (wl_parse_listen("http_listen", cfg->http_listen, &ss, host, sizeof host, err,
+                        errlen) != 0)
+        return -EINVAL;
+    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    struct wl_http_ingest *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return -ENOMEM;
+    h->cfg = cfg;
+    h->writer = writer;
+    if ((rc = wl_bulletins_load(cfg->bulletins_file, &h->bulletins, err, errlen)) != 0)
+        goto fail;
+    struct wl_http_guard_opts go = {
+        .table_size = cfg->http_address_table_size,
+        .rate = cfg->http_rate_per_address,
+        .burst = cfg->http_burst_per_address,
+        .limit_loopback = cfg->limit_loopback,
+        .max_conns = cfg->http_max_connections,
+        .deadline_ms = cfg->http_request_deadline_ms,
+    };
+    if ((rc = wl_http_guard_new(&go, &h->guard, err, errlen)) != 0)
+        goto fail;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->mhd = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, wl_mhd_logger, &http_log, /* first: it logs the rest */
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections_per_address,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->http_timeout_ms / 1000),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http_max_header_bytes,
+        MHD_OPTION_END);
+    if (h->mhd == NULL) {
+        snprintf(err, errlen, "cannot listen on HTTP %s (address in use?)", cfg->http_listen);
+        rc = -EADDRINUSE;
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    int bound = info ? info->port : port;
+    snprintf(h->address, sizeof h->address, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+             host, bound);
+    wl_info("http_started",
+            "http=%s bulletins=%zu rate_per_address=%llu burst_per_address=%llu "
+            "max_connections=%llu request_deadline_ms=%llu",
+            h->address, h->bulletins.n, (unsigned long long)cfg->http_rate_per_address,
+            (unsigned long long)cfg->http_burst_per_address,
+            (unsigned long long)cfg->http_max_connections,
+            (unsigned long long)cfg->http_request_deadline_ms);
+    *out = h;
+    return 0;
+
+fail:
+    wl_http_ingest_stop(h);
+    return rc;
+}
+
+void wl_http_ingest_address(const struct wl_http_ingest *h, char *out, size_t len)
+{
+    snprintf(out, len, "%s", h->address);
+}
+
+void wl_http_ingest_stop(struct wl_http_ingest *h)
+{
+    if (h == NULL)
+        return;
+    if (h->mhd != NULL) {
+        MHD_stop_daemon(h->mhd);
+        wl_http_log_flush(&http_log);
+    }
+    wl_http_guard_free(h->guard);
+    wl_bulletins_free(&h->bulletins);
+    free(h);
+}

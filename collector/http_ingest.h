@@ -1,0 +1,53 @@
+/* The public HTTP ingest listener (libmicrohttpd, its own thread pool, its
+ * own port: [http] http_listen, off when empty). It turns the requests that
+ * deployed servers already send into pings for the writer, through the same
+ * queue as every other source (transport "http").
+ *
+ * Today: GET /security (the daily security-update check: one ping each,
+ * submitted without waiting for durability, answered with the operator's
+ * bulletins for the caller's version) and GET /bulletins/<id> (a bulletin's
+ * body). Anything else is 404, another method 405.
+ *
+ * Public-facing limits: a token bucket per source address (fixed table,
+ * keyed hash; over it 429), libmicrohttpd's total and per-address connection
+ * caps, a header size cap, an inactivity timeout and a whole-request
+ * deadline, a query size cap, and a cap on checks with the writer (over it,
+ * or over writer_queue_pings, the ping is dropped and counted, the bulletins
+ * still answered). The source address is used for the limits only: never
+ * stored, never logged.
+ *
+ * The parts: http_ingest_security.c (query to ping), http_ingest_bulletins.c,
+ * http_ingest_guard.c (limits on libmicrohttpd's threads); their declarations
+ * are in http_ingest_parts.h. */
+#ifndef WL_HTTP_INGEST_H
+#define WL_HTTP_INGEST_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "writer.h"
+
+struct wl_http_ingest;
+
+/* Loads the bulletins, binds cfg->http_listen and starts serving, handing
+ * pings to writer (*out = NULL when http_listen is empty). Returns 0 or a
+ * negative code with the reason in err (a bad bulletins file names the file
+ * and what is wrong). */
+int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
+                         struct wl_http_ingest **out, char *err, size_t errlen);
+
+/* The bound address as HOST:PORT (for the ready line). */
+void wl_http_ingest_address(const struct wl_http_ingest *h, char *out, size_t len);
+
+/* Stops serving (no more jobs are submitted once it returns) and frees.
+ * Jobs already with the writer come back later: wl_http_job_done. NULL is a
+ * no-op. */
+void wl_http_ingest_stop(struct wl_http_ingest *h);
+
+/* 1 when a finished job is this listener's (its transport is "http"). */
+int wl_http_job(const struct wl_job *job);
+/* A finished HTTP job: uncounts it from the jobs in flight and frees it
+ * (any thread; the listener may have stopped). */
+void wl_http_job_done(struct wl_job *job);
+
+#endif

@@ -1,0 +1,121 @@
+/* The parts of the public HTTP ingest listener (http_ingest.h is its door):
+ * the security check's query mapped to a ping (http_ingest_security.c, pure:
+ * no I/O, any thread), the operator's bulletins (http_ingest_bulletins.c,
+ * loaded once at start, read-only after), and the guard that keeps anonymous
+ * senders within bounds (http_ingest_guard.c: a per-address token bucket and
+ * a whole-request deadline, thread-safe, for libmicrohttpd's threads).
+ * Declared here for http_ingest.c, the unit tests and the fuzz target. */
+#ifndef WL_HTTP_INGEST_PARTS_H
+#define WL_HTTP_INGEST_PARTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "ping.h"
+
+/* ---- the security check (GET /security) ---- */
+
+#define WL_SECURITY_PARAMS_MAX 32   /* query parameters read at most; more is a 400 */
+
+/* One query parameter as libmicrohttpd unescaped it (lengths count any NUL). */
+struct wl_sq_param {
+    const char *key;
+    size_t klen;
+    const char *value;          /* NULL for "?key" without '=' */
+    size_t vlen;
+};
+
+/* What one check says, validated. Strings are printable ASCII. */
+struct wl_security_check {
+    char id[WL_INSTALL_ID_MAX + 1];
+    char version[WL_STRING_MAX + 1];   /* the version part of b: "11.6.0" of "11.6.0.1234" */
+    const char *edition;               /* "enterprise" (be=true), "team" (false), "" (absent) */
+    char db[WL_STRING_MAX + 1];
+    char os[WL_STRING_MAX + 1];
+    uint32_t uc, auc, tc;              /* 0 when absent */
+    int has_uc, has_auc, has_tc;
+    int test_run;                      /* ut=1 */
+};
+
+/* Reads id, b, be, db, os, uc, auc, tc, ut (other names are ignored; any of
+ * them twice, more than WL_SECURITY_PARAMS_MAX parameters, an id that is not
+ * 1 to 64 printable ASCII bytes, a string over 128 bytes or not printable,
+ * be other than true/false, ut other than 0/1, or a count that is not a
+ * decimal number up to max_count are refused). Returns 0, or -EINVAL with
+ * the reason in why (a short fixed text, never the sender's bytes). */
+int wl_security_parse(const struct wl_sq_param *params, size_t n, uint64_t max_count,
+                      struct wl_security_check *out, char *why, size_t whylen);
+
+/* The ping a check becomes, alone in a batch (free with wl_ping_batch_free):
+ * install_id = id, no org key, seq = the hour of received_at_ms, sent_at =
+ * received_at_ms, version, edition, database_type, operating_system,
+ * registered_users = uc, active_users_daily = auc, teams = tc. NULL when out
+ * of memory. */
+wl_ping_batch *wl_security_batch(const struct wl_security_check *c, int64_t received_at_ms);
+
+/* ---- bulletins ---- */
+
+#define WL_BULLETIN_ID_MAX 64
+#define WL_BULLETINS_MAX 1024
+#define WL_BULLETIN_BODY_MAX (1024 * 1024)
+
+struct wl_bulletin {
+    char id[WL_BULLETIN_ID_MAX + 1];        /* [A-Za-z0-9._-], unique */
+    char version[WL_STRING_MAX + 1];        /* applies_to_version */
+    char *body;                             /* the body file's bytes */
+    size_t body_len;
+};
+
+struct wl_bulletins {
+    struct wl_bulletin *v;
+    size_t n;
+};
+
+/* Loads a JSON array of {"id","applies_to_version","body_file"} (body_file
+ * relative to the bulletins file's folder unless absolute) and every body.
+ * An empty path loads none. Returns 0, or -EINVAL/-ENOMEM with "FILE: line
+ * N: what is wrong" or "FILE: entry N: what is wrong" in err. */
+int wl_bulletins_load(const char *path, struct wl_bulletins *out, char *err, size_t errlen);
+void wl_bulletins_free(struct wl_bulletins *b);
+
+/* The answer to a check of version: [{"id","applies_to_version"}...] as
+ * compact JSON (malloc'd, *len its length), "[]" when none apply. */
+char *wl_bulletins_answer(const struct wl_bulletins *b, const char *version, size_t *len);
+
+/* The bulletin with this id, or NULL. */
+const struct wl_bulletin *wl_bulletins_find(const struct wl_bulletins *b, const char *id);
+
+/* ---- the guard ---- */
+
+struct wl_http_guard;
+
+struct wl_http_guard_opts {
+    size_t table_size;          /* addresses tracked (fixed) */
+    uint64_t rate, burst;       /* requests per second per address, bucket size (rate 0: off) */
+    int limit_loopback;         /* the bucket applies to loopback senders too */
+    size_t max_conns;           /* connections tracked for the deadline (MHD's cap) */
+    uint64_t deadline_ms;       /* a request, from its first byte, must be done by then */
+};
+
+/* Creates the guard and starts its sweeper thread, which shuts down the
+ * socket of every connection whose request has run past deadline_ms.
+ * Returns 0 or a negative code with err. */
+int wl_http_guard_new(const struct wl_http_guard_opts *o, struct wl_http_guard **out,
+                      char *err, size_t errlen);
+/* Stops the sweeper and frees. NULL is a no-op. Call after the daemon stopped. */
+void wl_http_guard_free(struct wl_http_guard *g);
+
+/* One request from sa: 0 when it may go on, else the milliseconds until
+ * its address has a token (at least 1). Thread-safe. */
+uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa);
+
+/* A connection opened on socket fd: returns its slot (the connection's
+ * socket context), or NULL when none is free (close it). */
+void *wl_http_guard_conn_open(struct wl_http_guard *g, int fd);
+/* Its request is answered: the next one's clock starts now. */
+void wl_http_guard_conn_restart(struct wl_http_guard *g, void *slot);
+/* It closed (before its socket is closed: libmicrohttpd's order). */
+void wl_http_guard_conn_close(struct wl_http_guard *g, void *slot);
+
+#endif
