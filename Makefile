@@ -43,7 +43,8 @@ sanitize: bootstrap
 # FUZZ_SECONDS on a copy of its seed corpus; fails on any crash, leak or
 # timeout and prints the path of the input that caused it.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= frame_stream envelope ping_validate config_rules api_params named_csv state
+FUZZ_TARGETS ?= frame_stream envelope ping_validate config_rules api_params named_csv state \
+	security_query
 fuzz: bootstrap
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWL_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets

@@ -41,7 +41,8 @@ static void usage(FILE *out)
 
 enum wl_args_result wl_collector_args(int argc, char **argv, struct wl_config *cfg)
 {
-    enum { OPT_DATA_DIR = 256, OPT_UDP, OPT_TCP, OPT_API, OPT_HTTP, OPT_READ_TOKEN, OPT_ADMIN_TOKEN, OPT_SET,
+    enum { OPT_DATA_DIR = 256, OPT_UDP, OPT_TCP, OPT_API, OPT_HTTP, OPT_READ_TOKEN,
+           OPT_ADMIN_TOKEN, OPT_SET,
            OPT_CHECK, OPT_PRINT, OPT_VERSION };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
