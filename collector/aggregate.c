@@ -1169,10 +1169,12 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     /* Sorted: the record does not depend on the order installs came in. */
     const char **v = tally_sorted(st, &org->versions, &n_versions);
     n_versions = n_versions < SEEN_MAX ? n_versions : SEEN_MAX;
-    memcpy(versions, v, n_versions * sizeof *v);
+    if (n_versions > 0) /* v is NULL until a list has had strings */
+        memcpy(versions, v, n_versions * sizeof *v);
     v = tally_sorted(st, &org->editions, &n_editions);
     n_editions = n_editions < SEEN_MAX ? n_editions : SEEN_MAX;
-    memcpy(editions, v, n_editions * sizeof *v);
+    if (n_editions > 0)
+        memcpy(editions, v, n_editions * sizeof *v);
     features = tally_sorted(st, &org->feats, &n_features);
     if (org->rules.states != NULL && rs != NULL) {
         for (size_t i = 0; i < rs->n; i++) {
