@@ -1,0 +1,375 @@
+"""The public HTTP ingest listener (issue 13's thin path), end to end: the real
+collector started with `--http 127.0.0.1:0`, its port read from `event=ready`.
+
+- A security check sent byte for byte as the vendor's Go client sends it
+  (request line, Host, User-Agent, Accept-Encoding) lands as a ping of its
+  install (version, edition, counts); the same check again within the hour is
+  a duplicate; a check without uc/auc/tc lands with zeros; ut=1 is answered and
+  not ingested.
+- The operator's bulletins: the check of a version gets the bulletins that
+  apply to it, each body is served by GET /bulletins/<id>; a bulletins file
+  with an id used twice stops the start with the file and entry named.
+- Bad input, each followed by proof that good traffic still flows: ids empty,
+  too long, not printable, with %00; counts that are not counts; a query over
+  http_max_query_bytes and one of 100 KB; unknown paths and methods; a request
+  dribbled byte by byte past the request deadline (closed and counted); a flood
+  from one address (429s counted, then recovery once the bucket refills).
+
+Counters are read from the event=stats lines (every 100 ms) and /metrics.
+"""
+
+import json
+import os
+import re
+import select
+import socket
+import time
+import unittest
+import urllib.parse
+
+from harness import (LOCALHOST, Collector, CollectorCase, CollectorError, IO_TIMEOUT,
+                     parse_kv)
+
+INSTALL = "k7x3pq9s1bfj8ctw5yhzr4ud6e"      # 26 characters of the vendor's alphabet
+INSTALL_2 = "ybndrfg8ejkmcpqxot1uwisza3"
+INSTALL_3 = "pqxot1uwisza345h769ybndrfg"
+
+
+class HttpCollector(Collector):
+    """A collector with the HTTP ingest listener on an ephemeral port."""
+
+    http_port = None
+
+    def argv(self, *extra):
+        return super().argv("--http", "%s:0" % LOCALHOST, *extra)
+
+    def start(self, timeout=15.0):
+        super().start(timeout)
+        m = self.wait_for(r"\bevent=ready\b.*", timeout=1)
+        hp = re.fullmatch(r"%s:(\d+)" % re.escape(LOCALHOST),
+                          str(parse_kv(m.group(0)).get("http", "")))
+        if not hp or int(hp.group(1)) == 0:
+            raise CollectorError("%s: ready line lacks http=HOST:PORT: %s"
+                                 % (self.name, m.group(0)))
+        self.http_port = int(hp.group(1))
+        return self
+
+    restart = start
+
+
+def go_query(install=INSTALL, b="11.6.0.1234", **over):
+    """The query as Go's url.Values.Encode writes it: keys sorted, values
+    escaped. over: a value replaces, None leaves the key out."""
+    v = {"auc": "3", "b": b, "be": "true", "db": "postgres", "id": install, "os": "linux",
+         "tc": "2", "uc": "10", "ut": "0"}
+    v.update(over)
+    return urllib.parse.urlencode(sorted((k, x) for k, x in v.items() if x is not None))
+
+
+def raw_request(port, data, timeout=IO_TIMEOUT):
+    """Sends data on a fresh connection and reads the answer to its end.
+    Returns (status, {lower-cased header: value}, body), status None when the
+    connection was closed without an answer."""
+    with socket.create_connection((LOCALHOST, port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            head, sep, body = buf.partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if m and len(body) >= int(m.group(1)):
+                    break
+    if not buf.startswith(b"HTTP/1."):
+        return None, {}, b""
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def go_check(port, query):
+    """GET /security exactly as the Go client sends it (http.DefaultClient:
+    Host, User-Agent, Accept-Encoding, in that order)."""
+    req = ("GET /security?%s HTTP/1.1\r\n"
+           "Host: securityupdatecheck.mattermost.com\r\n"
+           "User-Agent: Go-http-client/1.1\r\n"
+           "Accept-Encoding: gzip\r\n\r\n" % query).encode("latin-1")
+    return raw_request(port, req)
+
+
+def get(port, target, method="GET"):
+    req = ("%s %s HTTP/1.1\r\nHost: x\r\nUser-Agent: Go-http-client/1.1\r\n"
+           "Content-Length: 0\r\n\r\n" % (method, target)).encode("latin-1")
+    return raw_request(port, req)
+
+
+class HttpIngestCase(CollectorCase):
+
+    def http_collector(self, options=None, name=None):
+        opts = {"http_request_deadline_ms": "15s"}
+        opts.update(options or {})
+        c = HttpCollector(opts, name=name or "http%d" % len(self._collectors))
+        self._collectors.append(c)
+        return c
+
+    def good(self, c, install=INSTALL, **over):
+        """A good check answers 200 with a JSON array."""
+        status, headers, body = go_check(c.http_port, go_query(install, **over))
+        self.assertEqual(status, 200, "a good check after bad input: %r" % (body,))
+        self.assertEqual(headers.get("content-type"), "application/json")
+        self.assertIsInstance(json.loads(body), list)
+        return json.loads(body)
+
+    def metrics(self, c):
+        with socket.create_connection((LOCALHOST, c.api_port), timeout=IO_TIMEOUT) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        out = {}
+        for line in buf.decode().split("\r\n\r\n", 1)[1].splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
+
+
+class TestSecurityCheck(HttpIngestCase):
+
+    def test_checks_land_repeat_is_duplicate_test_run_is_not_ingested(self):
+        c = self.http_collector()
+        c.start()
+        # as the Go client sends it: a ping of its install
+        self.assertEqual(self.good(c), [])
+        c.wait_stats(lambda s: s["pings_accepted"] == 1 and s["http_security_queued"] == 1,
+                     what="the first check stored")
+        # the same check again within the hour: the writer's duplicate
+        self.assertEqual(self.good(c), [])
+        c.wait_stats(lambda s: s["pings_duplicate"] == 1 and s["pings_accepted"] == 1,
+                     what="the repeat counted a duplicate")
+        # uc, auc and tc may each be missing
+        self.good(c, INSTALL_2, uc=None, auc=None, tc=None, be="false", b="11.6.0.dev",
+                  db="mysql")
+        # ut=1: a test run, answered and not ingested
+        self.good(c, INSTALL_3, ut="1")
+        s = c.wait_stats(lambda s: s["pings_accepted"] == 2 and s["http_security_test_run"] == 1,
+                         what="the second install stored, the test run counted")
+        self.assertEqual(s["http_security_queued"], 3)
+        self.assertEqual(s["http_security_bad_request"], 0)
+
+        m = self.metrics(c)
+        self.assertEqual(m.get('warmline_pings_accepted_total{transport="http"}'), 2.0)
+        self.assertEqual(m.get('warmline_pings_duplicate_total{transport="http"}'), 1.0)
+        self.assertEqual(m.get("warmline_http_security_test_run_total"), 1.0)
+
+        self.require_dump()
+        installs = {r["install_id"]: r["last_ping"] for r in c.dump("installs")}
+        self.assertEqual(set(installs), {INSTALL, INSTALL_2}, "ut=1 must not be ingested")
+        p = installs[INSTALL]
+        self.assertEqual((p["version"], p["edition"], p["database_type"],
+                          p["operating_system"]), ("11.6.0", "enterprise", "postgres", "linux"))
+        self.assertEqual((p["registered_users"], p["active_users_daily"], p["teams"]),
+                         (10, 3, 2))
+        self.assertEqual(p["org_key"], "")
+        self.assertEqual(int(p["seq"]), int(p["sent_at"]) // 3600000, "seq is the hour")
+        p = installs[INSTALL_2]
+        self.assertEqual((p["version"], p["edition"], p["database_type"]),
+                         ("11.6.0", "team", "mysql"))
+        self.assertEqual((p["registered_users"], p["active_users_daily"], p["teams"]),
+                         (0, 0, 0))
+        # the sender's address is stored nowhere
+        for rec in c.dump("pings"):
+            self.assertNotIn("127.0.0.1", json.dumps(rec))
+        c.stop()
+
+
+class TestBulletins(HttpIngestCase):
+
+    def test_bulletins_answered_and_served(self):
+        c = self.http_collector()
+        folder = os.path.join(c.root, "bulletins")
+        os.mkdir(folder)
+        body = b"<p>Upgrade to 11.6.1: MMSA-2026-001 fixes a login bypass.</p>\n"
+        with open(os.path.join(folder, "mmsa1.html"), "wb") as f:
+            f.write(body)
+        with open(os.path.join(folder, "old.html"), "wb") as f:
+            f.write(b"<p>old</p>")
+        path = os.path.join(folder, "bulletins.json")
+        with open(path, "w") as f:
+            json.dump([{"id": "MMSA-2026-001", "applies_to_version": "11.6.0",
+                        "body_file": "mmsa1.html"},
+                       {"id": "MMSA-2025-009", "applies_to_version": "10.11.0",
+                        "body_file": "old.html"}], f)
+        c2 = HttpCollector({"bulletins_file": path}, name="bulletins")
+        self._collectors.append(c2)
+        c2.start()
+        self.assertEqual(self.good(c2, b="11.6.0.dev"),
+                         [{"id": "MMSA-2026-001", "applies_to_version": "11.6.0"}])
+        self.assertEqual(self.good(c2, INSTALL_2, b="10.11.0.77"),
+                         [{"id": "MMSA-2025-009", "applies_to_version": "10.11.0"}])
+        self.assertEqual(self.good(c2, INSTALL_3, b="11.5.2.1"), [])
+        # a test run still gets its bulletins
+        self.assertEqual(len(self.good(c2, INSTALL_3, b="11.6.0.9", ut="1")), 1)
+        status, headers, got = get(c2.http_port, "/bulletins/MMSA-2026-001")
+        self.assertEqual((status, got), (200, body))
+        self.assertTrue(headers["content-type"].startswith("text/html"))
+        status, _, _ = get(c2.http_port, "/bulletins/MMSA-2099-404")
+        self.assertEqual(status, 404)
+        c2.wait_stats(lambda s: s["http_bulletins_served"] == 1 and s["http_not_found"] == 1,
+                      what="bulletin counters")
+        c2.stop()
+
+        # an id used twice: the start fails naming the file and the entry
+        with open(path, "w") as f:
+            json.dump([{"id": "A", "applies_to_version": "1.0.0", "body_file": "old.html"},
+                       {"id": "A", "applies_to_version": "1.0.1", "body_file": "old.html"}], f)
+        with self.assertRaises(CollectorError):
+            c2.start()
+        line = c2.wait_for(r"event=start_failed.*", timeout=1).group(0)
+        self.assertIn("stage=http", line)
+        self.assertIn(path, line)
+        self.assertIn("entry 2", line)
+        self.assertIn("used twice", line)
+        # not JSON: the line is named
+        with open(path, "w") as f:
+            f.write('[\n{"id": "A",\n')
+        with self.assertRaises(CollectorError):
+            c2.start()
+        line = c2.wait_for(r"event=start_failed.*", timeout=1).group(0)
+        self.assertRegex(line, re.escape(path) + r": line \d+")
+
+
+class TestBadInput(HttpIngestCase):
+
+    def test_bad_queries_paths_and_methods(self):
+        c = self.http_collector()
+        c.start()
+        self.good(c)
+        bad = [
+            ("id empty", go_query("")),
+            ("id too long", go_query("a" * 65)),
+            ("id not printable", go_query("ab\x01cd")),
+            ("id with %00", "id=abc%00def&b=11.6.0.1"),
+            ("id missing", go_query(None)),
+            ("id twice", go_query() + "&id=other"),
+            ("uc not a count", go_query(uc="ten")),
+            ("auc negative", go_query(auc="-1")),
+            ("tc over max_count", go_query(tc="99999999999")),
+            ("be not a bool", go_query(be="yes")),
+            ("b not printable", go_query(b="11.6.0\n")),
+            ("too many parameters", go_query() + "".join("&x%d=1" % i for i in range(40))),
+        ]
+        for what, query in bad:
+            with self.subTest(what):
+                status, _, body = go_check(c.http_port, query)
+                self.assertEqual(status, 400, "%s: %r" % (what, body))
+                self.assertEqual(json.loads(body)["error"]["code"], "bad_request")
+                self.good(c)
+        s = c.wait_stats(lambda s: s["http_security_bad_request"] == len(bad),
+                         what="every bad query counted")
+        self.assertEqual(s["pings_accepted"], 1)
+
+        # a query over http_max_query_bytes (2 KiB), within the header cap: 414, counted
+        status, _, _ = go_check(c.http_port, go_query(os="x" * 8000))
+        self.assertEqual(status, 414)
+        self.good(c)
+        c.wait_stats(lambda s: s["http_query_too_long"] == 1, what="the long query counted")
+        # 100 KB: over the header cap, libmicrohttpd refuses it (an error status or a close)
+        status, _, _ = go_check(c.http_port, go_query(os="x" * 100000))
+        self.assertIn(status, (None, 400, 413, 414, 431))
+        self.good(c)
+
+        # unknown paths 404, a known path with another method 405
+        for target, method, want in (("/v1/batch", "POST", 404), ("/", "GET", 404),
+                                     ("/security/x", "GET", 404), ("/bulletins/", "GET", 404),
+                                     ("/security?" + go_query(), "POST", 405),
+                                     ("/security?" + go_query(), "PUT", 405),
+                                     ("/security?" + go_query(), "DELETE", 405)):
+            with self.subTest(method=method, target=target[:20]):
+                status, headers, _ = get(c.http_port, target, method)
+                self.assertEqual(status, want)
+                if want == 405:
+                    self.assertEqual(headers.get("allow"), "GET")
+                self.good(c)
+        s = c.wait_stats(lambda s: s["http_not_found"] == 4 and
+                         s["http_method_not_allowed"] == 3, what="404s and 405s counted")
+        self.assertEqual(s["pings_accepted"], 1, "no bad input became a ping")
+        c.stop()
+
+    def test_dribbled_request_closed_at_the_deadline(self):
+        # inactivity timeout 10 s, request deadline 1 s: a sender writing one
+        # byte every 50 ms never trips the first, the second closes it
+        c = self.http_collector({"http_request_deadline_ms": "1s", "http_timeout_ms": "10s"})
+        c.start()
+        s = socket.create_connection((LOCALHOST, c.http_port), timeout=IO_TIMEOUT)
+        self._sockets.append(s)
+        line = ("GET /security?%s HTTP/1.1\r\nHost: x\r\nX-Slow: " % go_query()).encode()
+        s.sendall(line)
+        sent, closed = 0, False
+        while sent < 400:  # 400 bytes at 50 ms: 20 s, twice the inactivity timeout
+            try:
+                s.send(b"a")
+            except OSError:
+                closed = True
+                break
+            sent += 1
+            r, _, _ = select.select([s], [], [], 0.05)
+            if r:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                self.assertEqual(data, b"", "the dribbler must get no answer")
+                closed = True
+                break
+        self.assertTrue(closed, "the connection was not closed after %d bytes" % sent)
+        # closed by the deadline (1 s = 20 bytes), long before the inactivity timeout
+        self.assertLess(sent, 100, "closed only after %d bytes" % sent)
+        c.wait_stats(lambda st: st["http_closed_deadline"] == 1, what="the deadline counted")
+        self.good(c)
+        c.stop()
+
+    def test_flood_from_one_address_is_rate_limited_then_recovers(self):
+        c = self.http_collector({"limit_loopback": "on", "http_rate_per_address": 2,
+                                 "http_burst_per_address": 5})
+        c.start()
+        statuses = []
+        for i in range(30):
+            status, headers, _ = go_check(c.http_port, go_query())
+            statuses.append(status)
+            if status == 429:
+                self.assertGreaterEqual(int(headers["retry-after"]), 1)
+        limited = statuses.count(429)
+        self.assertEqual(statuses.count(200) + limited, len(statuses), statuses)
+        self.assertGreaterEqual(limited, 10, statuses)
+        c.wait_stats(lambda s: s["http_rate_limited"] == limited, what="429s counted")
+        # the bucket refills: poll until a check is answered again
+        for _ in range(200):
+            status, _, _ = go_check(c.http_port, go_query())
+            if status == 200:
+                break
+            time.sleep(0.05)
+        self.assertEqual(status, 200, "no recovery after the bucket refilled")
+        c.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
