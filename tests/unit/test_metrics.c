@@ -97,7 +97,8 @@ static void test_transport_names(void **state)
     assert_int_equal(wl_transport_of("udp"), WL_TRANSPORT_UDP);
     assert_int_equal(wl_transport_of("tcp"), WL_TRANSPORT_TCP);
     assert_int_equal(wl_transport_of("import"), WL_TRANSPORT_IMPORT);
-    assert_int_equal(wl_transport_of("http"), WL_TRANSPORT_OTHER);
+    assert_int_equal(wl_transport_of("http"), WL_TRANSPORT_HTTP);
+    assert_int_equal(wl_transport_of("forget"), WL_TRANSPORT_OTHER);
     assert_int_equal(wl_transport_of(""), WL_TRANSPORT_OTHER);
     assert_int_equal(wl_transport_of(NULL), WL_TRANSPORT_OTHER);
 }
