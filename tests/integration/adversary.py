@@ -18,13 +18,11 @@ the writer spent on an attack with what it spent on as many ordinary pings.
 
 import os
 import random
-import re
 import subprocess
 import tempfile
-import urllib.request
 
-from harness import (IO_TIMEOUT, LOCALHOST, TcpClient, envelope_bytes, fmt_ack, frame, pb,
-                     wait_until)
+from harness import (TcpClient, envelope_bytes, fmt_ack, frame, pb,
+                     scrape_metrics, status_kib, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLLIDE_SRC = os.path.join(HERE, "uthash_collide.c")
@@ -205,26 +203,13 @@ class ThreadMeter:
 
 
 def rss_kib(pid, field="VmRSS"):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("%s not in /proc/%d/status" % (field, pid))
+    return status_kib(pid, field)
 
 
 def metrics(api_port):
     """{name or name{labels}: value} of GET /metrics."""
-    with urllib.request.urlopen("http://%s:%d/metrics" % (LOCALHOST, api_port),
-                                timeout=IO_TIMEOUT) as r:
-        text = r.read().decode("utf-8")
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.fullmatch(r"(\S+) (\S+)", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
+    return {name + ("{%s}" % ",".join('%s="%s"' % kv for kv in labels) if labels else ""): v
+            for (name, labels), v in scrape_metrics(api_port).items()}
 
 
 # --------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 import zlib
 
 import warmline_pb2 as pb
@@ -932,6 +933,40 @@ def use_only_rules(collector, rules_ini):
     with open(collector.ini_path, "w") as f:
         f.write(render_ini(base, overrides))
         f.write("\n" + rules_ini.strip() + "\n")
+
+
+def sanitized_build():
+    """True when the collector under test was built with AddressSanitizer
+    (peak memory is asserted on the normal build only: ASan inflates it)."""
+    with open(os.path.join(BUILD_DIR, "warmline-collector"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def status_kib(pid, field="VmRSS"):
+    """A KiB field of /proc/PID/status (VmRSS, VmHWM, ...)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("%s not in /proc/%d/status" % (field, pid))
+
+
+def scrape_metrics(api_port):
+    """GET /metrics as {(name, ((label, value), ...)): value}; a line that is
+    not the exposition format fails the test."""
+    with urllib.request.urlopen("http://%s:%d/metrics" % (LOCALHOST, api_port),
+                                timeout=IO_TIMEOUT) as r:
+        text = r.read().decode("utf-8")
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if not m:
+            raise AssertionError("bad /metrics line %r" % line)
+        labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
 
 
 def wait_until(fn, timeout=10.0, interval=0.05, what="condition"):

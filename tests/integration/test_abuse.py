@@ -18,7 +18,6 @@ The per-address limits skip loopback unless limit_loopback = on, so every
 test here turns it on."""
 
 import os
-import re
 import select
 import socket
 import threading
@@ -26,27 +25,15 @@ import time
 import unittest
 import urllib.request
 
-from harness import (BUILD_DIR, IO_TIMEOUT, LOCALHOST, CollectorCase, TcpClient, encode_varint,
-                     envelope_bytes, frame, make_ping, pb, wait_until)
+from harness import (IO_TIMEOUT, LOCALHOST, CollectorCase, TcpClient,
+                     envelope_bytes, frame, make_ping, pb, sanitized_build, scrape_metrics,
+                     status_kib, wait_until)
 
 OTHER = "127.0.0.2"  # a second loopback address: another source for the limits
 
 
 def metrics(c):
-    """{(name, ((label, value), ...)): value} of GET /metrics."""
-    with urllib.request.urlopen("http://%s:%d/metrics" % (LOCALHOST, c.api_port),
-                                timeout=IO_TIMEOUT) as r:
-        text = r.read().decode("utf-8")
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
-        if not m:
-            raise AssertionError("bad /metrics line %r" % line)
-        labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
-        out[(m.group(1), labels)] = float(m.group(3))
-    return out
+    return scrape_metrics(c.api_port)
 
 
 def metric(c, name, **labels):
@@ -76,11 +63,7 @@ def tcp_from(source, port, timeout=IO_TIMEOUT):
 
 
 def vm_kib(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("%s not in /proc/%d/status" % (field, pid))
+    return status_kib(pid, field)
 
 
 class RateLimits(CollectorCase):
@@ -272,12 +255,6 @@ class SlowClients(CollectorCase):
         o.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertTrue(o.recv(4096).startswith(b"HTTP/1.1 200"))
         c.stop()
-
-
-def sanitized_build():
-    """True when the collector under test was built with AddressSanitizer."""
-    with open(os.path.join(BUILD_DIR, "warmline-collector"), "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 class MemoryUnderFlood(CollectorCase):

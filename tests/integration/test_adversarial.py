@@ -35,7 +35,7 @@ import random
 import sys
 import unittest
 
-from harness import BUILD_DIR, CollectorCase, api_call, wait_until
+from harness import CollectorCase, api_call, sanitized_build, wait_until
 from adversary import (ThreadMeter, colliding_org_keys, metrics, ordinary_pings, org_id, ping,
                        random_id, rss_kib, send_all, strings_in_range, uthash_values)
 
@@ -45,12 +45,6 @@ VERBOSE = os.environ.get("WL_ADV_VERBOSE") == "1"
 
 # Quiet, fast ingest: acks wait for the write, not for an fsync.
 OPTIONS = {"durability": "async"}
-
-
-def sanitized_build():
-    """True when the collector under test was built with AddressSanitizer."""
-    with open(os.path.join(BUILD_DIR, "warmline-collector"), "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 def say(what, **figures):

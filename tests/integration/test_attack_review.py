@@ -21,23 +21,17 @@ test_attack_review_failing.py until they are fixed).
 - A rule's feature in an organization whose tallies were capped by a
   sender, then pinged again by its install: still tallied."""
 
-import os
 import random
 import socket
 import unittest
 
-from harness import (BUILD_DIR, LOCALHOST, CollectorCase, api_call, encode_varint,
-                     envelope_bytes, frame, make_ping, pb, wait_until)
+from harness import (LOCALHOST, CollectorCase, api_call, encode_varint,
+                     envelope_bytes, frame, make_ping, pb, sanitized_build, wait_until)
 from adversary import metrics, ping, rss_kib, send_all
 
 KiB = 1 << 10
 MiB = 1 << 20
 OPTIONS = {"durability": "async"}
-
-
-def sanitized_build():
-    with open(os.path.join(BUILD_DIR, "warmline-collector"), "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 class AttackReview(CollectorCase):

@@ -19,44 +19,23 @@ redzones and quarantine inflate it); everything else runs under the
 sanitizers too."""
 
 import glob
-import os
-import re
 import select
 import socket
 import threading
 import time
 import unittest
-import urllib.request
 import zlib
 
-from harness import (BUILD_DIR, IO_TIMEOUT, LOCALHOST, CollectorCase, TcpClient, encode_varint,
-                     frame, make_ping, pb)
+from harness import (IO_TIMEOUT, LOCALHOST, CollectorCase, TcpClient, encode_varint,
+                     frame, make_ping, pb, sanitized_build, scrape_metrics, status_kib)
 
 MiB = 1 << 20
 MAX_INFLATED = 8 * MiB  # the defaults the issue measured against
 MAX_PINGS = 10000
 
 
-def sanitized_build():
-    with open(os.path.join(BUILD_DIR, "warmline-collector"), "rb") as f:
-        return b"__asan_init" in f.read()
-
-
 def metrics(c):
-    """{(name, ((label, value), ...)): value} of GET /metrics."""
-    with urllib.request.urlopen("http://%s:%d/metrics" % (LOCALHOST, c.api_port),
-                                timeout=IO_TIMEOUT) as r:
-        text = r.read().decode("utf-8")
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
-        if not m:
-            raise AssertionError("bad /metrics line %r" % line)
-        labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
-        out[(m.group(1), labels)] = float(m.group(3))
-    return out
+    return scrape_metrics(c.api_port)
 
 
 def metric(c, name, **labels):
@@ -65,11 +44,7 @@ def metric(c, name, **labels):
 
 
 def vm_kib(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("%s not in /proc/%d/status" % (field, pid))
+    return status_kib(pid, field)
 
 
 def cpu_ns(pid):
