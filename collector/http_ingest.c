@@ -46,6 +46,7 @@ struct wl_http_ingest {
 struct request {
     size_t query_len;           /* bytes after '?' in the raw request line */
     int calls;
+    enum { ROUTE_NONE, ROUTE_SECURITY, ROUTE_BULLETIN } route; /* set at the headers */
 };
 
 /* ---- answers ---- */
@@ -180,21 +181,12 @@ static enum MHD_Result bulletin(struct wl_http_ingest *h, struct MHD_Connection 
 
 /* ---- the request ---- */
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+/* At the headers: the limits, then the route. Refusals are answered here
+ * (libmicrohttpd then closes the connection: an abusive sender loses it);
+ * a request that may go on returns MHD_YES with req->route set. */
+static enum MHD_Result on_headers(struct wl_http_ingest *h, struct MHD_Connection *conn,
+                                  const char *url, const char *method, struct request *req)
 {
-    struct wl_http_ingest *h = cls;
-    struct request *req = *con_cls;
-    (void)version;
-    (void)upload_data;
-
-    if (req == NULL) /* on_uri could not allocate */
-        return MHD_NO;
-    if (req->calls++ > 0) { /* answered at the headers; a body is not read */
-        *upload_size = 0;
-        return MHD_YES;
-    }
     wl_count(WL_M_http_requests, 1);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -212,20 +204,48 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return answer_error(conn, MHD_HTTP_URI_TOO_LONG, "query_too_long",
                             "the query string is over http_max_query_bytes", NULL, NULL);
     }
-    int is_security = strcmp(url, "/security") == 0;
     size_t plen = strlen(BULLETINS_PATH);
-    int is_bulletin = strncmp(url, BULLETINS_PATH, plen) == 0 && url[plen] != '\0';
-    if (!is_security && !is_bulletin) {
+    if (strcmp(url, "/security") == 0)
+        req->route = ROUTE_SECURITY;
+    else if (strncmp(url, BULLETINS_PATH, plen) == 0 && url[plen] != '\0')
+        req->route = ROUTE_BULLETIN;
+    if (req->route == ROUTE_NONE) {
         wl_count(WL_M_http_not_found, 1);
         return answer_error(conn, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint", NULL,
                             NULL);
     }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
+        req->route = ROUTE_NONE;
         wl_count(WL_M_http_method_not_allowed, 1);
         return answer_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "use GET",
                             MHD_HTTP_HEADER_ALLOW, "GET");
     }
-    return is_security ? security(h, conn) : bulletin(h, conn, url + plen);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    struct wl_http_ingest *h = cls;
+    struct request *req = *con_cls;
+    (void)version;
+    (void)upload_data;
+
+    if (req == NULL) /* on_uri could not allocate */
+        return MHD_NO;
+    if (req->calls++ == 0)
+        return on_headers(h, conn, url, method, req);
+    if (*upload_size != 0) { /* a body on a GET: read past, never kept (the deadline bounds it) */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->route == ROUTE_NONE) /* answered at the headers */
+        return MHD_YES;
+    /* answered once the request is whole, so the connection may be kept alive */
+    if (req->route == ROUTE_SECURITY)
+        return security(h, conn);
+    return bulletin(h, conn, url + strlen(BULLETINS_PATH));
 }
 
 /* The request line is in: the request's state starts here (it becomes
