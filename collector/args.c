@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "http_ingest.h"
 #include "log.h"
 
 #ifndef WL_VERSION
@@ -141,6 +142,10 @@ enum wl_args_result wl_collector_args(int argc, char **argv, struct wl_config *c
         return WL_ARGS_EXIT_OK;
     }
     if (check) {
+        if (wl_http_ingest_check(cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "warmline-collector: invalid config: %s\n", err);
+            return WL_ARGS_EXIT_USAGE;
+        }
         printf("%s: ok\n", config_path);
         return WL_ARGS_EXIT_OK;
     }

@@ -379,6 +379,15 @@ fail:
     return rc;
 }
 
+int wl_http_ingest_check(const struct wl_config *cfg, char *err, size_t errlen)
+{
+    struct wl_bulletins b;
+    int rc = wl_bulletins_load(cfg->bulletins_file, &b, err, errlen);
+    if (rc == 0)
+        wl_bulletins_free(&b);
+    return rc;
+}
+
 void wl_http_ingest_address(const struct wl_http_ingest *h, char *out, size_t len)
 {
     snprintf(out, len, "%s", h->address);

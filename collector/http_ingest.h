@@ -36,6 +36,11 @@ struct wl_http_ingest;
 int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
                          struct wl_http_ingest **out, char *err, size_t errlen);
 
+/* What start would check besides the configuration's bounds, for
+ * --check-config: the bulletins file loads. Returns 0 or -EINVAL/-ENOMEM
+ * with the file and what is wrong in err. */
+int wl_http_ingest_check(const struct wl_config *cfg, char *err, size_t errlen);
+
 /* The bound address as HOST:PORT (for the ready line). */
 void wl_http_ingest_address(const struct wl_http_ingest *h, char *out, size_t len);
 

@@ -23,12 +23,13 @@ import os
 import re
 import select
 import socket
+import subprocess
 import time
 import unittest
 import urllib.parse
 
-from harness import (LOCALHOST, Collector, CollectorCase, CollectorError, IO_TIMEOUT,
-                     parse_kv)
+from harness import (COLLECTOR_BIN, LOCALHOST, Collector, CollectorCase, CollectorError,
+                     IO_TIMEOUT, parse_kv)
 
 INSTALL = "k7x3pq9s1bfj8ctw5yhzr4ud6e"      # 26 characters of the vendor's alphabet
 INSTALL_2 = "ybndrfg8ejkmcpqxot1uwisza3"
@@ -248,6 +249,11 @@ class TestBulletins(HttpIngestCase):
         self.assertIn(path, line)
         self.assertIn("entry 2", line)
         self.assertIn("used twice", line)
+        # --check-config says so too
+        r = subprocess.run([COLLECTOR_BIN, "--config", c2.ini_path, "--check-config"],
+                           capture_output=True, timeout=IO_TIMEOUT)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"entry 2", r.stderr)
         # not JSON: the line is named
         with open(path, "w") as f:
             f.write('[\n{"id": "A",\n')
