@@ -18,6 +18,7 @@ collector started with `--http 127.0.0.1:0`, its port read from `event=ready`.
 Counters are read from the event=stats lines (every 100 ms) and /metrics.
 """
 
+import http.client
 import json
 import os
 import re
@@ -359,7 +360,19 @@ class TestBadInput(HttpIngestCase):
         self.assertLess(sent, 100, "closed only after %d bytes" % sent)
         c.wait_stats(lambda st: st["http_closed_deadline"] == 1, what="the deadline counted")
         self.good(c)
-        c.stop()
+        # the deadline is per request: on one kept-alive connection, three
+        # checks 0.6 s apart (1.2 s in all, past the 1 s deadline) are answered
+        conn = http.client.HTTPConnection(LOCALHOST, c.http_port, timeout=IO_TIMEOUT)
+        for i in range(3):
+            if i:
+                time.sleep(0.6)
+            conn.request("GET", "/security?" + go_query(INSTALL_2))
+            r = conn.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b"[]"))
+            self.assertNotEqual(r.getheader("Connection"), "close")
+        conn.close()
+        st = c.stop()
+        self.assertEqual(st["http_closed_deadline"], 1)
 
     def test_flood_from_one_address_is_rate_limited_then_recovers(self):
         c = self.http_collector({"limit_loopback": "on", "http_rate_per_address": 2,
