@@ -1383,7 +1383,7 @@ static int forgotten_add_org(struct wl_forgotten *out, const uint8_t *id, size_t
 /* Takes the install out of the expiry heap, its organization and the
  * table, and deletes its record. */
 static void install_forget(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
-                           struct wl_forgotten *out)
+                           struct wl_forgotten *out, int delete_record)
 {
     if (out->n_installs == out->cap_installs) {
         out->cap_installs = out->cap_installs ? 2 * out->cap_installs : 16;
@@ -1397,12 +1397,31 @@ static void install_forget(struct wl_state *st, struct wl_install *in, struct wl
         heap_remove(st, in);
     if (in->org != NULL)
         org_detach(st, in->org, in); /* takes its counts out while it still counts */
-    wl_batch_delete(batch, WL_CF_INSTALLS, in->id, strlen(in->id));
-    out->install_records++;
+    if (delete_record) {
+        wl_batch_delete(batch, WL_CF_INSTALLS, in->id, strlen(in->id));
+        out->install_records++;
+    }
     install_unlink(st, in);
     install_release(st, in);
     free(in->ping);
     free(in);
+}
+
+/* Off the dirty list (linear in it: for the rare forget that empties an
+ * organization it had touched). */
+static void org_undirty(struct wl_state *st, struct wl_org *org)
+{
+    if (!org->dirty)
+        return;
+    for (struct wl_org **p = &st->dirty_orgs; *p != NULL; p = &(*p)->next_dirty) {
+        if (*p == org) {
+            *p = org->next_dirty;
+            break;
+        }
+    }
+    org->dirty = 0;
+    org->day_dirty = 0;
+    org->next_dirty = NULL;
 }
 
 /* Deletes the organization's record and rank entry and frees it. */
@@ -1417,8 +1436,8 @@ static void org_forget(struct wl_state *st, struct wl_org *org, struct wl_batch 
     org_destroy(st, org);
 }
 
-int wl_state_forget_org(struct wl_state *st, const uint8_t *id, size_t len,
-                        struct wl_batch *batch, struct wl_forgotten *out)
+static int forget_org(struct wl_state *st, const uint8_t *id, size_t len,
+                      struct wl_batch *batch, struct wl_forgotten *out, int install_records)
 {
     memset(out, 0, sizeof *out);
     if (wl_state_dirty(st))
@@ -1428,8 +1447,51 @@ int wl_state_forget_org(struct wl_state *st, const uint8_t *id, size_t len,
     if (org == NULL)
         return 0;
     while (org->n_installs > 0)
-        install_forget(st, org->installs[org->n_installs - 1], batch, out);
+        install_forget(st, org->installs[org->n_installs - 1], batch, out, install_records);
     org_forget(st, org, batch, out);
+    return 0;
+}
+
+int wl_state_forget_org(struct wl_state *st, const uint8_t *id, size_t len,
+                        struct wl_batch *batch, struct wl_forgotten *out)
+{
+    return forget_org(st, id, len, batch, out, 1);
+}
+
+int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *id, size_t len,
+                               struct wl_batch *batch, struct wl_forgotten *out)
+{
+    return forget_org(st, id, len, batch, out, 0);
+}
+
+int wl_state_has_install(const struct wl_state *st, const char *id, size_t len)
+{
+    return install_find(st, id, len) != NULL;
+}
+
+int wl_state_forget_stale(struct wl_state *st, char *const *ids, const uint8_t *lens, size_t n,
+                          uint64_t upto, struct wl_batch *batch, struct wl_forgotten *out)
+{
+    memset(out, 0, sizeof *out);
+    if (wl_state_dirty(st))
+        return -EBUSY;
+    for (size_t i = 0; i < n; i++) {
+        struct wl_install *in = install_find(st, ids[i], lens[i]);
+        if (in == NULL || in->last_ingest_seq > upto)
+            continue; /* gone, or it pinged again after the forget: new data */
+        struct wl_org *org = in->org;
+        if (org != NULL && org->n_installs > 1)
+            org_touch(st, org, st->clock, batch); /* as forget_install: its day ends first */
+        install_forget(st, in, batch, out, 0);
+        if (org == NULL)
+            continue;
+        if (org->n_installs == 0) {
+            org_undirty(st, org); /* touched while it had more: nothing of it is written */
+            org_forget(st, org, batch, out);
+        } else {
+            org_reseen(org);
+        }
+    }
     return 0;
 }
 
@@ -1450,14 +1512,14 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
     if (in == NULL || in->org == NULL) {
         forgotten_add_org(out, own, own_len, org_find(st, own, own_len) != NULL);
         if (in != NULL)
-            install_forget(st, in, batch, out);
+            install_forget(st, in, batch, out, 1);
         return 0;
     }
     struct wl_org *org = in->org;
     if (org->n_installs > 1) /* it stays: as when an install moves away, the day it
                                 was on ends first, and it is rewritten at the flush */
         org_touch(st, org, st->clock, batch);
-    install_forget(st, in, batch, out);
+    install_forget(st, in, batch, out, 1);
     if (org->n_installs == 0) {
         forgotten_add_org(out, org->id, org->id_len, 1);
         org_forget(st, org, batch, out);

@@ -113,6 +113,27 @@ struct wl_forgotten {
 int wl_state_forget_org(struct wl_state *st, const uint8_t *org, size_t org_len,
                         struct wl_batch *batch, struct wl_forgotten *out);
 
+/* wl_state_forget_org, but the installs' records are not deleted
+ * (install_records stays 0): a forget deletes them in slices of its own
+ * (collector/forget_apply.c), so that the one write of this step does not
+ * grow with the organization. Until they are deleted a restart loads those
+ * installs again: wl_state_forget_stale takes them out. */
+int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *org, size_t org_len,
+                               struct wl_batch *batch, struct wl_forgotten *out);
+
+/* 1 when the install is in memory (a forget's slice does not delete the
+ * record of an install that pinged again since). */
+int wl_state_has_install(const struct wl_state *st, const char *id, size_t len);
+
+/* Takes out of memory each of the n installs (ids, lens) that is there and
+ * has no ping after ingest sequence upto: those a forget's first step had
+ * forgotten, loaded again from records its slices had not yet deleted when
+ * the collector stopped. Records are not deleted (the slices do); an
+ * organization left with no install goes (its record and rank entry into
+ * batch). Between groups, as wl_state_forget_org: -EBUSY otherwise. */
+int wl_state_forget_stale(struct wl_state *st, char *const *ids, const uint8_t *lens, size_t n,
+                          uint64_t upto, struct wl_batch *batch, struct wl_forgotten *out);
+
 /* Forgets one install. Its organization goes whole when this was its last
  * install; otherwise it stays, with its totals, counting installs,
  * versions and editions recomputed from the installs it keeps, and its

@@ -460,6 +460,15 @@ static int scan(struct wl_forget_req *req, struct wl_store *store, const int *ca
     struct scan s = {.req = req, .store = store, .cancel = cancel, .err = err,
                      .errlen = errlen};
     int rc;
+    /* An organization's install records: the first step left them to the
+     * slices (an install that pings again meanwhile keeps its record). With
+     * no marker the first step found nothing to forget. */
+    for (size_t i = 0; req->target.kind == WL_FORGET_ORG && req->marker != 0 &&
+                       i < req->installs.n; i++) {
+        if (add_key(req, WL_CF_INSTALLS, req->installs.v[i], req->installs.lens[i],
+                    WL_FC_installs, 0) != 0)
+            return scan_fail(&s, -ENOMEM);
+    }
     if ((rc = scan_pings(&s)) != 0 || (rc = scan_signals(&s)) != 0 ||
         (rc = scan_own_orgs(&s)) != 0 || (rc = scan_quarantine(&s)) != 0)
         return rc;
@@ -528,6 +537,8 @@ static int run(struct wl_writer *w, struct wl_store *store, struct wl_forget_req
             snprintf(err, errlen, "out of memory");
             return rc;
         }
+    } else if ((rc = run_step(w, req, WL_FORGET_STEP_STALE)) != 0) {
+        return step_failed(req, rc, err, errlen);
     }
     if ((rc = scan(req, store, cancel, err, errlen)) != 0)
         return rc;

@@ -4,8 +4,10 @@
  *
  * Time linear in what it deletes, and ingest never waits for a scan:
  * 1. Memory (one writer job, one atomic write): the writer takes the
- *    installs and the organization out of memory and deletes their
- *    install, org and rank records, the history and signals of the
+ *    installs and the organization out of memory and deletes the org and
+ *    rank records (an install forget: its install record too; an
+ *    organization's install records go in the slices), the history and
+ *    signals of the
  *    organizations that go whole (prefix reads of what it deletes), the
  *    named account (organization only), and writes a durable marker (meta
  *    forget_pending:<seq>, and forget_installs:<seq>: every install it
@@ -17,14 +19,18 @@
  *    it lists what to delete and the signals of other organizations to keep
  *    without a forgotten install.
  * 3. Slices (writer jobs): at most opts.slice (WL_FORGET_SLICE) records
- *    each, with the marker's counts; ingest groups run between them.
+ *    each, with the marker's counts; ingest groups run between them. An
+ *    install record is deleted unless the install pinged again since step
+ *    1 (it is in memory: new data).
  * 4. Final (a writer job): the deletion record, and the marker goes, in one
  *    atomic write. The requester hears "done" only then.
- * The memory step's write is as large as the organization (one delete per
- * install); every other write is at most one slice. A stop or crash before
- * the final step leaves the marker: the next start resumes the forget
- * (wl_forget_resume*, log event=forget_resumed) from step 2, so nothing of
- * the target is left afterwards. */
+ * No write grows with the organization but the marker's list of installs
+ * (one value); every other write is at most one slice. A stop or crash
+ * before the final step leaves the marker: the next start resumes the
+ * forget (wl_forget_resume*, log event=forget_resumed): a first writer step
+ * takes out of memory again the installs a restart loaded back from records
+ * the slices had not deleted yet (wl_state_forget_stale), then step 2 on,
+ * so nothing of the target is left afterwards. */
 #ifndef WL_FORGET_H
 #define WL_FORGET_H
 

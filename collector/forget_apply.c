@@ -131,6 +131,7 @@ char *wl_forget_marker_json(const struct wl_forget_req *req)
 
 struct apply {
     struct wl_forget_req *req;
+    struct wl_state *st;
     struct wl_store *store;
     struct wl_batch *batch;
     struct wl_forget_counts *c;
@@ -277,8 +278,11 @@ static int apply_memory(struct apply *a, struct wl_state *st)
     struct wl_forget_req *req = a->req;
     const struct wl_forget_target *t = &req->target;
     struct wl_forgotten fg;
-    int rc = t->kind == WL_FORGET_ORG ? wl_state_forget_org(st, t->org, t->org_len, a->batch, &fg)
-                                      : wl_state_forget_install(st, t->install, a->batch, &fg);
+    /* An organization's install records go in the slices (the requester
+     * lists them): this write does not grow with the organization. */
+    int rc = t->kind == WL_FORGET_ORG
+                 ? wl_state_forget_org_memory(st, t->org, t->org_len, a->batch, &fg)
+                 : wl_state_forget_install(st, t->install, a->batch, &fg);
     if (rc != 0)
         return rc;
     a->c->installs += fg.install_records;
@@ -361,6 +365,19 @@ static int apply_slice(struct apply *a)
         const struct wl_forget_key *k = &req->keys[req->at_keys];
         if (k->indexed && budget < 2)
             break;
+        if (k->cf == WL_CF_INSTALLS) {
+            /* An install's record, unless it pinged again since the first
+             * step (it is in memory: new data), counted when it was there. */
+            rc = wl_state_has_install(a->st, (const char *)k->key, k->len)
+                     ? 0
+                     : delete_if_present(a, WL_CF_INSTALLS, k->key, k->len);
+            if (rc < 0)
+                return rc;
+            a->c->installs += (uint64_t)rc;
+            req->at_keys++;
+            budget--;
+            continue;
+        }
         wl_batch_delete(a->batch, (enum wl_cf)k->cf, k->key, k->len);
         if (k->indexed) {
             wl_batch_delete(a->batch, WL_CF_SIGNALS, k->key + k->len - 8, 8);
@@ -438,19 +455,35 @@ static int apply_final(struct apply *a, int64_t now)
     return 0;
 }
 
+/* A resumed forget: the installs the first step forgot that a restart
+ * loaded again (their records not yet deleted) leave memory again. */
+static int apply_stale(struct apply *a, struct wl_state *st)
+{
+    struct wl_forgotten fg;
+    const struct wl_idset *ids = &a->req->installs;
+    int rc = wl_state_forget_stale(st, ids->v, ids->lens, ids->n, a->req->pings_upto, a->batch,
+                                   &fg);
+    if (rc == 0 && wl_state_dirty(st))
+        wl_state_flush(st, a->batch); /* an organization that keeps other installs */
+    wl_forgotten_free(&fg);
+    return rc;
+}
+
 int wl_forget_wants_flushed_state(const struct wl_forget_req *req)
 {
-    return req->step == WL_FORGET_STEP_MEMORY;
+    return req->step == WL_FORGET_STEP_MEMORY || req->step == WL_FORGET_STEP_STALE;
 }
 
 int wl_forget_apply(struct wl_forget_req *req, struct wl_state *st, struct wl_store *store,
                     struct wl_batch *batch, int64_t now)
 {
-    struct apply a = {.req = req, .store = store, .batch = batch, .c = &req->result.deleted};
+    struct apply a = {.req = req, .st = st, .store = store, .batch = batch,
+                      .c = &req->result.deleted};
     switch (req->step) {
     case WL_FORGET_STEP_MEMORY: return apply_memory(&a, st);
     case WL_FORGET_STEP_SLICE: return apply_slice(&a);
     case WL_FORGET_STEP_FINAL: return apply_final(&a, now);
+    case WL_FORGET_STEP_STALE: return apply_stale(&a, st);
     }
     return -EINVAL;
 }

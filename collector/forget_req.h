@@ -17,7 +17,14 @@
 #include "storage/keys.h"
 #include "storage/store.h"
 
-enum wl_forget_step { WL_FORGET_STEP_MEMORY = 1, WL_FORGET_STEP_SLICE, WL_FORGET_STEP_FINAL };
+/* MEMORY: the first step; STALE: a resumed forget's first (installs its
+ * slices had not deleted yet, loaded again at the start, leave memory). */
+enum wl_forget_step {
+    WL_FORGET_STEP_MEMORY = 1,
+    WL_FORGET_STEP_SLICE,
+    WL_FORGET_STEP_FINAL,
+    WL_FORGET_STEP_STALE
+};
 
 /* Which count a deleted record adds to: WL_FORGET_COUNTS order. */
 #define WL_FORGET_COUNT_ENUM(name) WL_FC_##name,

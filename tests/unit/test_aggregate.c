@@ -1109,6 +1109,57 @@ static void test_lists_follow_the_installs(void **state)
     assert_int_equal(wl_state_interned(f->st), 1); /* "9.11": the mover's strings are gone */
 }
 
+/* A resumed forget takes out again the installs its first step forgot that
+ * a restart loaded back (their records not yet deleted): all of an
+ * organization's, which then goes (record and all), or all but one that
+ * pinged after the forget, which stays with its organization. */
+static void test_forget_stale_installs(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    struct tping t[5];
+    struct tping *g[5];
+    char ids[5][16];
+    uint8_t lens[5];
+    char *idv[5];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 5; i++) {
+            snprintf(ids[i], sizeof ids[i], "stale-%d-%d", round, i);
+            tping_init(&t[i], ids[i], 0x57 + round, 1, 1);
+            g[i] = &t[i];
+            idv[i] = ids[i];
+            lens[i] = (uint8_t)strlen(ids[i]);
+        }
+        group(f, g, 5, 1000 + round * 10, NULL);
+        uint64_t upto = wl_state_ingest_seq(f->st);
+        if (round == 1) { /* one comes back after the forget: new data */
+            struct tping again;
+            tping_init(&again, ids[2], 0x58, 2, 2);
+            assert_int_equal(apply1(f, &again, 2000), WL_APPLY_ACCEPTED);
+        }
+        struct wl_forgotten fg;
+        struct wl_batch *b = wl_batch_new(f->store);
+        assert_int_equal(wl_state_forget_stale(f->st, idv, lens, 5, upto, b, &fg), 0);
+        if (wl_state_dirty(f->st))
+            wl_state_flush(f->st, b);
+        if (wl_store_write(f->store, b, 1, err, sizeof err) != 0)
+            fail_msg("write: %s", err);
+        wl_state_commit(f->st);
+        wl_forgotten_free(&fg);
+        wl_batch_free(b);
+    }
+    /* round 0: the organization went whole; round 1: it keeps the one */
+    assert_null(get_org(f, 0x57, ""));
+    org_rec *o = get_org(f, 0x58, "");
+    assert_non_null(o);
+    assert_int_equal(o->n_install_ids, 1);
+    assert_string_equal(o->install_ids[0], "stale-1-2");
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    assert_int_equal(wl_state_n_orgs(f->st), 1);
+    assert_int_equal(wl_state_n_installs(f->st), 1);
+    reload_with(f, &test_opts); /* the state on disk agrees (its records: the slices') */
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1133,6 +1184,7 @@ int main(void)
         T(test_full_tallies_keep_features_that_ping_again),
         T(test_full_tallies_survive_a_restart),
         T(test_lists_follow_the_installs),
+        T(test_forget_stale_installs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -959,7 +959,9 @@ static void test_forget_large_org(void **state)
     assert_true(res.writer_iterated < LARGE / 10);
     assert_in_range(res.slice_max, 1, 100);
     assert_true(res.slices >= (LARGE + MOVED) / 100);
-    assert_true(res.memory_records >= LARGE); /* one delete per install: the one big write */
+    /* the first step's one write does not grow with the organization: its
+     * install records go in the slices */
+    assert_true(res.memory_records < LARGE / 10);
 }
 
 /* A later ping of a forgotten install, once the memory step is in, is new:
@@ -997,8 +999,9 @@ static void crash_and_resume(struct fx *f, unsigned after, int threaded)
     wl_store_close(f->store);
     assert_int_equal(wl_store_open(f->db, WL_STORE_PRIMARY, &f->store, err, sizeof err), 0);
     start(f);
-    /* the memory step is durable: L holds only the install that came back */
-    assert_int_equal(wl_metrics.gauge[WL_G_installs], 4 + 1);
+    /* the records the slices had not deleted load L's installs again, until
+     * the resume takes them out */
+    assert_true(wl_metrics.gauge[WL_G_installs] > 4 + 1 || after > 1);
     assert_int_equal(markers(f), 1);
     if (threaded) {
         /* the collector's way: a thread of its own, stopped at once (as a
@@ -1014,6 +1017,8 @@ static void crash_and_resume(struct fx *f, unsigned after, int threaded)
         assert_int_equal(n, 1);
     }
     assert_int_equal(markers(f), 0);
+    /* L holds only the install that came back */
+    assert_int_equal(wl_metrics.gauge[WL_G_installs], 4 + 1);
 
     large_id(id, sizeof id, 7);
     assert_int_equal(pings_of(f, id), 1); /* the later ping */
@@ -1031,7 +1036,8 @@ static void crash_and_resume(struct fx *f, unsigned after, int threaded)
     json_t *r = json_array_get(recs, 0);
     json_t *d = json_object_get(r, "deleted");
     assert_int_equal(json_integer_value(json_object_get(d, "pings")), LARGE + MOVED);
-    assert_int_equal(json_integer_value(json_object_get(d, "installs")), LARGE);
+    /* the install that came back keeps its (new) record */
+    assert_int_equal(json_integer_value(json_object_get(d, "installs")), LARGE - 1);
     assert_true(json_is_true(json_object_get(r, "resumed")));
     assert_string_equal(json_string_value(json_object_get(r, "via")), "test");
     json_decref(recs);
