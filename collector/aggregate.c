@@ -570,7 +570,7 @@ static void tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_ze
     size_t n = 0;
     for (uint16_t i = 0; i < t->cap; i++)
         n += t->v[i].s != NULL && (keep_zeros || t->v[i].n > 0);
-    size_t cap = 4;
+    size_t cap = 2; /* most lists hold one string: 32 bytes */
     while (cap < 2 * (n + keep_zeros))
         cap *= 2;
     struct wl_tallies nt = {.cap = (uint16_t)cap, .n = (uint16_t)n};
