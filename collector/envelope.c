@@ -221,6 +221,31 @@ static int mark_reject(struct batch_walk *bw, size_t i, enum wl_reason r)
     return 0;
 }
 
+/* The pings of a PingBatch's wire, counted in a loop that does nothing
+ * else, stopping at max + 1: an envelope of too many pings is refused for
+ * little more than what inflating it cost. Stops early (returning what it
+ * counted) at anything but a well-formed field: the walk judges that. */
+static size_t count_pings(const uint8_t *buf, size_t len, size_t max)
+{
+    const uint8_t *p = buf, *end = buf + len, *value;
+    uint64_t tag, vlen;
+    size_t n = 0;
+    while (p < end && n <= max) {
+        if (p[0] == 0x0a && end - p >= 2 && p[1] < 0x80) { /* the usual ping: short */
+            if ((size_t)(end - p) - 2 < p[1])
+                break;
+            p += 2 + p[1];
+            n++;
+            continue;
+        }
+        if (wire_varint(&p, end, &tag) != 0 || skip_value(&p, end, tag, &value, &vlen) != 0 ||
+            ((tag >> 3) == 1 && value == NULL))
+            break;
+        n += (tag >> 3) == 1;
+    }
+    return n;
+}
+
 /* An empty Ping (field 1, length 0): what a rejected ping becomes. */
 static const uint8_t empty_ping[2] = {0x0a, 0x00};
 
@@ -237,6 +262,8 @@ static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
     const uint8_t *value;
 
     memset(bw, 0, sizeof *bw);
+    if (count_pings(buf, len, max_pings) > max_pings)
+        return WL_REJECT_BATCH_TOO_MANY_PINGS;
     while (p < end) {
         const uint8_t *start = p;
         enum wl_reason r = WL_REJECT_NONE;
