@@ -45,6 +45,8 @@ struct wl_http_ingest {
 /* One request, from its request line (on_uri) to its end (on_completed). */
 struct request {
     size_t query_len;           /* bytes after '?' in the raw request line */
+    int path_nul;               /* the raw path holds %00: libmicrohttpd's unescaping would
+                                   cut the path there (/security%00x routed as /security) */
     int calls;
     enum { ROUTE_NONE, ROUTE_SECURITY, ROUTE_BULLETIN } route; /* set at the headers */
 };
@@ -205,7 +207,9 @@ static enum MHD_Result on_headers(struct wl_http_ingest *h, struct MHD_Connectio
                             "the query string is over http_max_query_bytes", NULL, NULL);
     }
     size_t plen = strlen(BULLETINS_PATH);
-    if (strcmp(url, "/security") == 0)
+    if (req->path_nul) /* no path of ours holds a NUL */
+        req->route = ROUTE_NONE;
+    else if (strcmp(url, "/security") == 0)
         req->route = ROUTE_SECURITY;
     else if (strncmp(url, BULLETINS_PATH, plen) == 0 && url[plen] != '\0')
         req->route = ROUTE_BULLETIN;
@@ -258,6 +262,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (req != NULL) {
         const char *q = strchr(uri, '?');
         req->query_len = q ? strlen(q + 1) : 0;
+        size_t plen = q ? (size_t)(q - uri) : strlen(uri);
+        req->path_nul = memmem(uri, plen, "%00", 3) != NULL;
     }
     return req;
 }

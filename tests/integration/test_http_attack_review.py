@@ -303,5 +303,31 @@ class TestSourceAddressKeptNowhere(HttpIngestCase):
                 self.assertNotIn(SOURCE, json.dumps(rec))
 
 
+
+class TestNulInPath(HttpIngestCase):
+
+    def test_nul_in_path_is_not_cut(self):
+        """Attack: %00 in the path, which libmicrohttpd unescapes into a NUL
+        that cut the route and the bulletin id (/bulletins/A%00junk served A,
+        /security%00junk was a check and a ping; found by the review, fixed
+        with it). Expected: 404, nothing queued."""
+        c = self.http_collector()
+        folder = os.path.join(c.root, "b")
+        os.mkdir(folder)
+        with open(os.path.join(folder, "a.html"), "w") as f:
+            f.write("<p>A</p>")
+        path = os.path.join(folder, "b.json")
+        with open(path, "w") as f:
+            json.dump([{"id": "A", "applies_to_version": "1.0.0", "body_file": "a.html"}], f)
+        c2 = self.http_collector({"bulletins_file": path}, name="nul")
+        c2.start()
+        self.assertEqual(get(c2.http_port, "/bulletins/A")[0], 200)
+        for target in ("/bulletins/A%00junk", "/bulletins/A%00", "/security%00junk?" + go_query()):
+            with self.subTest(target=target[:30]):
+                status, _, body = get(c2.http_port, target)
+                self.assertEqual(status, 404, body[:60])
+        st = c2.stop()
+        self.assertEqual(st["http_security_queued"], 0)
+
 if __name__ == "__main__":
     unittest.main()
