@@ -144,6 +144,11 @@ static const struct opt options[] = {
         "(0: no limit; loopback only with limit_loopback = on)"),
     NUM("http", http_burst_per_address, OPT_UINT, "50", 1, 1000000,
         "HTTP ingest requests a source address may send at once"),
+    NUM("http", http_rate_total, OPT_UINT, "500", 0, 10000000,
+        "HTTP ingest requests per second from all addresses together, loopback included; over "
+        "it 429 (0: no limit)"),
+    NUM("http", http_burst_total, OPT_UINT, "5000", 1, 100000000,
+        "HTTP ingest requests all addresses together may send at once"),
     NUM("http", http_address_table_size, OPT_UINT, "65536", 1024, 16777216,
         "source addresses tracked for http_rate_per_address (a fixed table)"),
     NUM("http", http_max_header_bytes, OPT_BYTES, "16KiB", 4 * KiB, 1 * MiB,

@@ -78,6 +78,8 @@ struct wl_config {
     uint64_t http_max_connections_per_address; /* 0 = off */
     uint64_t http_rate_per_address; /* requests per second per address; 0 = off */
     uint64_t http_burst_per_address;
+    uint64_t http_rate_total;       /* requests per second from all addresses; 0 = off */
+    uint64_t http_burst_total;
     uint64_t http_address_table_size;
     uint64_t http_max_header_bytes; /* request line and headers (MHD's memory limit) */
     uint64_t http_max_query_bytes;

@@ -32,7 +32,9 @@ struct conn_slot {
 struct wl_http_guard {
     struct wl_http_guard_opts o;
     pthread_mutex_t rate_mu;
-    struct wl_addrlimit *rate;  /* NULL: no rate limit */
+    struct wl_addrlimit *rate;  /* NULL: no rate limit per address */
+    double total_tokens;        /* the bucket of all addresses together (under rate_mu) */
+    uint64_t total_at_ms;       /* when it was last filled */
 
     pthread_mutex_t mu;         /* the slots, stopping */
     pthread_cond_t cv;
@@ -91,6 +93,8 @@ int wl_http_guard_new(const struct wl_http_guard_opts *o, struct wl_http_guard *
     if (g == NULL)
         return -ENOMEM;
     g->o = *o;
+    g->total_tokens = (double)o->burst_total;
+    g->total_at_ms = mono_ms();
     pthread_mutex_init(&g->rate_mu, NULL);
     pthread_mutex_init(&g->mu, NULL);
     pthread_condattr_t ca;
@@ -145,16 +149,36 @@ void wl_http_guard_free(struct wl_http_guard *g)
     free(g);
 }
 
+/* A token from the bucket of all addresses together: 0, or the ms until
+ * there is one. Under rate_mu. */
+static uint64_t take_total(struct wl_http_guard *g, uint64_t now)
+{
+    if (g->o.rate_total == 0)
+        return 0;
+    if (now > g->total_at_ms) {
+        g->total_tokens += (double)(now - g->total_at_ms) * (double)g->o.rate_total / 1000.0;
+        if (g->total_tokens > (double)g->o.burst_total)
+            g->total_tokens = (double)g->o.burst_total;
+        g->total_at_ms = now;
+    }
+    if (g->total_tokens >= 1.0) {
+        g->total_tokens -= 1.0;
+        return 0;
+    }
+    uint64_t wait = (uint64_t)((1.0 - g->total_tokens) * 1000.0 / (double)g->o.rate_total);
+    return wait > 0 ? wait : 1;
+}
+
 uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa)
 {
     struct wl_addr key;
-    if (g->rate == NULL)
-        return 0;
-    int loopback = wl_addr_key(sa, &key);
-    if (loopback < 0 || (loopback == 1 && !g->o.limit_loopback))
-        return 0;
+    uint64_t wait = 0, now = mono_ms();
+    int loopback = g->rate != NULL ? wl_addr_key(sa, &key) : -1;
     pthread_mutex_lock(&g->rate_mu);
-    uint64_t wait = wl_addrlimit_take(g->rate, &key, mono_ms());
+    if (loopback == 0 || (loopback == 1 && g->o.limit_loopback))
+        wait = wl_addrlimit_take(g->rate, &key, now);
+    if (wait == 0) /* many addresses, each within its bucket, are not more than this */
+        wait = take_total(g, now);
     pthread_mutex_unlock(&g->rate_mu);
     return wait;
 }

@@ -93,6 +93,8 @@ struct wl_http_guard;
 struct wl_http_guard_opts {
     size_t table_size;          /* addresses tracked (fixed) */
     uint64_t rate, burst;       /* requests per second per address, bucket size (rate 0: off) */
+    uint64_t rate_total, burst_total; /* requests per second from all addresses together,
+                                         bucket size (rate_total 0: off); loopback too */
     int limit_loopback;         /* the bucket applies to loopback senders too */
     size_t max_conns;           /* connections tracked for the deadline (MHD's cap) */
     uint64_t deadline_ms;       /* a request, from its first byte, must be done by then */
@@ -107,7 +109,8 @@ int wl_http_guard_new(const struct wl_http_guard_opts *o, struct wl_http_guard *
 void wl_http_guard_free(struct wl_http_guard *g);
 
 /* One request from sa: 0 when it may go on, else the milliseconds until
- * its address has a token (at least 1). Thread-safe. */
+ * its address, or all of them together, has a token (at least 1).
+ * Thread-safe. */
 uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa);
 
 /* A connection opened on socket fd: returns its slot (the connection's

@@ -52,7 +52,8 @@ struct wl_store;
     X(http_bulletins_served, "Bulletin bodies served (GET /bulletins/<id>).")             \
     X(http_not_found, "HTTP ingest requests answered 404 (unknown path or bulletin).")    \
     X(http_method_not_allowed, "HTTP ingest requests answered 405.")                      \
-    X(http_rate_limited, "HTTP ingest requests answered 429: over http_rate_per_address.") \
+    X(http_rate_limited,                                                                  \
+      "HTTP ingest requests answered 429: over http_rate_per_address or http_rate_total.") \
     X(http_query_too_long, "HTTP ingest requests answered 414: over http_max_query_bytes.") \
     X(http_closed_deadline,                                                               \
       "HTTP ingest connections closed: a request unfinished after http_request_deadline_ms.")

@@ -23,10 +23,12 @@ import os
 import re
 import select
 import socket
+import threading
+import statistics
 import time
 import unittest
 
-from harness import LOCALHOST, IO_TIMEOUT, sanitized_build, status_kib
+from harness import LOCALHOST, IO_TIMEOUT, make_ping, sanitized_build, status_kib
 from test_http_ingest import (INSTALL, INSTALL_2, HttpIngestCase, get, go_check, go_query,
                               raw_request)
 
@@ -328,6 +330,73 @@ class TestNulInPath(HttpIngestCase):
                 self.assertEqual(status, 404, body[:60])
         st = c2.stop()
         self.assertEqual(st["http_security_queued"], 0)
+
+
+class TestDistributedFlood(HttpIngestCase):
+    """Attack (found by the review): checks from many addresses, each within
+    its own bucket, had no cap in all, so a flood from 127.1.0.0/16 queued up
+    to http_max_inflight one-ping jobs ahead of every TCP sender's batch (the
+    TCP median ack wait went from 0.5 ms to 9-74 ms). Expected now: the bucket
+    of all addresses together (http_rate_total, http_burst_total) refuses the
+    rest with 429, so what reaches the writer is at most the burst plus the
+    rate over the flood's time; the TCP sender's waits are printed."""
+
+    RATE, BURST = 500, 2000
+
+    def tcp_waits(self, c, n, first_seq):
+        """Ack waits (seconds) of n one-ping batches sent one after another."""
+        cl = self.client(c)
+        waits = []
+        for i in range(n):
+            t = time.perf_counter()
+            self.assertAck(cl.request([make_ping("tcp%05d" % (i % 50), first_seq + i)]), "OK")
+            waits.append(time.perf_counter() - t)
+        cl.close()
+        return waits
+
+    def test_checks_from_many_addresses_are_capped_in_all(self):
+        c = self.http_collector({"limit_loopback": "on", "http_rate_per_address": 5,
+                                 "http_burst_per_address": 50,
+                                 "http_rate_total": self.RATE, "http_burst_total": self.BURST})
+        c.start()
+        base = self.tcp_waits(c, 300, 1)
+        stop, sent = threading.Event(), [0] * 4
+
+        def flood(k):
+            n = 0
+            while not stop.is_set():
+                # a fresh address for each 45 checks (pipelined on one
+                # connection): every one within its own bucket
+                src = "127.1.%d.%d" % (k * 60 + (n // 11250) % 60, (n // 45) % 250 + 1)
+                s = socket.create_connection((LOCALHOST, c.http_port), timeout=IO_TIMEOUT,
+                                             source_address=(src, 0))
+                s.sendall(b"".join(("GET /security?%s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (
+                    go_query("f%d-%d" % (k, n + i)), "Connection: close\r\n" if i == 44 else ""))
+                    .encode() for i in range(45)))
+                while s.recv(65536):
+                    pass
+                s.close()
+                n += 45
+            sent[k] = n
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=flood, args=(k,), daemon=True) for k in range(4)]
+        for t in threads:
+            t.start()
+        c.wait_stats(lambda s: s["http_rate_limited"] > 0, what="the total bucket refusing")
+        during = self.tcp_waits(c, 300, 1000)
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        st = c.stop()
+        print("checks sent %d queued %d refused %d in %.1f s; TCP ack wait median %.2f -> "
+              "%.2f ms, p99 %.2f -> %.2f ms" % (
+                  sum(sent), st["http_security_queued"], st["http_rate_limited"], elapsed,
+                  statistics.median(base) * 1e3, statistics.median(during) * 1e3,
+                  sorted(base)[296] * 1e3, sorted(during)[296] * 1e3))
+        self.assertGreater(st["http_rate_limited"], 0)
+        self.assertLessEqual(st["http_security_queued"], self.BURST + self.RATE * elapsed + 50)
 
 if __name__ == "__main__":
     unittest.main()
