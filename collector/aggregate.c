@@ -1436,8 +1436,8 @@ static void org_forget(struct wl_state *st, struct wl_org *org, struct wl_batch 
     org_destroy(st, org);
 }
 
-static int forget_org(struct wl_state *st, const uint8_t *id, size_t len,
-                      struct wl_batch *batch, struct wl_forgotten *out, int install_records)
+int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *id, size_t len,
+                               struct wl_batch *batch, struct wl_forgotten *out)
 {
     memset(out, 0, sizeof *out);
     if (wl_state_dirty(st))
@@ -1447,21 +1447,9 @@ static int forget_org(struct wl_state *st, const uint8_t *id, size_t len,
     if (org == NULL)
         return 0;
     while (org->n_installs > 0)
-        install_forget(st, org->installs[org->n_installs - 1], batch, out, install_records);
+        install_forget(st, org->installs[org->n_installs - 1], batch, out, 0);
     org_forget(st, org, batch, out);
     return 0;
-}
-
-int wl_state_forget_org(struct wl_state *st, const uint8_t *id, size_t len,
-                        struct wl_batch *batch, struct wl_forgotten *out)
-{
-    return forget_org(st, id, len, batch, out, 1);
-}
-
-int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *id, size_t len,
-                               struct wl_batch *batch, struct wl_forgotten *out)
-{
-    return forget_org(st, id, len, batch, out, 0);
 }
 
 int wl_state_has_install(const struct wl_state *st, const char *id, size_t len)

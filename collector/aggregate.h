@@ -105,19 +105,15 @@ struct wl_forgotten {
     uint64_t org_records;
 };
 
-/* Forgets an organization (its id) and every install it has: their
- * install, org and rank records are deleted into batch. The organization
+/* Forgets an organization (its id) and every install it has from memory:
+ * its org and rank records are deleted into batch, its installs' records
+ * are not (install_records stays 0): a forget deletes them in slices of its
+ * own (collector/forget_apply.c), so that this step's one write does not
+ * grow with the organization. Until they are deleted a restart loads those
+ * installs again: wl_state_forget_stale takes them out. The organization
  * is named in out->orgs even when it is not in memory (its history may
  * outlive its installs). Call between groups, with nothing staged: -EBUSY
  * otherwise. The rules are not stepped. */
-int wl_state_forget_org(struct wl_state *st, const uint8_t *org, size_t org_len,
-                        struct wl_batch *batch, struct wl_forgotten *out);
-
-/* wl_state_forget_org, but the installs' records are not deleted
- * (install_records stays 0): a forget deletes them in slices of its own
- * (collector/forget_apply.c), so that the one write of this step does not
- * grow with the organization. Until they are deleted a restart loads those
- * installs again: wl_state_forget_stale takes them out. */
 int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *org, size_t org_len,
                                struct wl_batch *batch, struct wl_forgotten *out);
 
@@ -130,16 +126,16 @@ int wl_state_has_install(const struct wl_state *st, const char *id, size_t len);
  * forgotten, loaded again from records its slices had not yet deleted when
  * the collector stopped. Records are not deleted (the slices do); an
  * organization left with no install goes (its record and rank entry into
- * batch). Between groups, as wl_state_forget_org: -EBUSY otherwise. */
+ * batch). Between groups, as wl_state_forget_org_memory: -EBUSY otherwise. */
 int wl_state_forget_stale(struct wl_state *st, char *const *ids, const uint8_t *lens, size_t n,
                           uint64_t upto, struct wl_batch *batch, struct wl_forgotten *out);
 
 /* Forgets one install. Its organization goes whole when this was its last
  * install; otherwise it stays, with its totals, counting installs,
- * versions and editions recomputed from the installs it keeps, and its
+ * versions and editions those of the installs it keeps, and its
  * record and current day are rewritten at the flush. The install's own
  * organization id (install:<id>) is always named in out->orgs. As
- * wl_state_forget_org otherwise. */
+ * wl_state_forget_org_memory otherwise. */
 int wl_state_forget_install(struct wl_state *st, const char *install_id, struct wl_batch *batch,
                             struct wl_forgotten *out);
 

@@ -846,19 +846,26 @@ static void reload_with(struct fx *f, const struct wl_state_opts *opts)
         fail_msg("state: %s", err);
 }
 
-static void forget_install(struct fx *f, const char *id)
+/* A forget's write: what it put into b, the state flushed when it is dirty
+ * (an organization that keeps installs), then committed; b and fg go. */
+static void write_forget(struct fx *f, struct wl_batch *b, struct wl_forgotten *fg)
 {
     char err[512];
-    struct wl_forgotten fg;
-    struct wl_batch *b = wl_batch_new(f->store);
-    assert_int_equal(wl_state_forget_install(f->st, id, b, &fg), 0);
     if (wl_state_dirty(f->st))
         wl_state_flush(f->st, b);
     if (wl_store_write(f->store, b, 1, err, sizeof err) != 0)
         fail_msg("write: %s", err);
     wl_state_commit(f->st);
-    wl_forgotten_free(&fg);
+    wl_forgotten_free(fg);
     wl_batch_free(b);
+}
+
+static void forget_install(struct fx *f, const char *id)
+{
+    struct wl_forgotten fg;
+    struct wl_batch *b = wl_batch_new(f->store);
+    assert_int_equal(wl_state_forget_install(f->st, id, b, &fg), 0);
+    write_forget(f, b, &fg);
 }
 
 /* Past max_org_features distinct features an organization's tallies take no
@@ -1116,7 +1123,6 @@ static void test_lists_follow_the_installs(void **state)
 static void test_forget_stale_installs(void **state)
 {
     struct fx *f = *state;
-    char err[512];
     struct tping t[5];
     struct tping *g[5];
     char ids[5][16];
@@ -1140,13 +1146,7 @@ static void test_forget_stale_installs(void **state)
         struct wl_forgotten fg;
         struct wl_batch *b = wl_batch_new(f->store);
         assert_int_equal(wl_state_forget_stale(f->st, idv, lens, 5, upto, b, &fg), 0);
-        if (wl_state_dirty(f->st))
-            wl_state_flush(f->st, b);
-        if (wl_store_write(f->store, b, 1, err, sizeof err) != 0)
-            fail_msg("write: %s", err);
-        wl_state_commit(f->st);
-        wl_forgotten_free(&fg);
-        wl_batch_free(b);
+        write_forget(f, b, &fg);
     }
     /* round 0: the organization went whole; round 1: it keeps the one */
     assert_null(get_org(f, 0x57, ""));
