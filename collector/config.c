@@ -128,6 +128,9 @@ static const struct opt options[] = {
     NUM("api", api_max_body_bytes, OPT_BYTES, "4MiB", 1024, 256 * MiB, "largest request body"),
     NUM("api", api_timeout_ms, OPT_DURATION, "30s", 1 * SEC, 3600 * SEC,
         "close an HTTP connection that sent or read nothing this long"),
+    NUM("api", api_max_networks_bytes, OPT_BYTES, "64MiB", 1 * KiB, 1 * GiB,
+        "largest PUT /v1/networks body (a CSV of cidr,domain: a million prefixes is about "
+        "40 MiB)"),
 
     STR("http", http_listen, "",
         "public HTTP ingest HOST:PORT: GET /security, GET /bulletins/<id> (empty: off; "
@@ -161,8 +164,33 @@ static const struct opt options[] = {
         "close an HTTP ingest connection whose request is not answered this long after it "
         "began (a byte-by-byte sender never trips http_timeout_ms)"),
     NUM("http", http_max_inflight, OPT_UINT, "4096", 1, 10000000,
-        "security checks with the writer at once; more are answered but not ingested "
-        "(counted)"),
+        "security checks and Rudder batches with the writer at once; past it a check is "
+        "answered but not ingested (counted) and a batch is answered 503"),
+    NUM("http", http_max_body_bytes, OPT_BYTES, "1MiB", 4 * KiB, 64 * MiB,
+        "request body as sent (gzip or not); a longer one is 413"),
+    NUM("http", http_max_inflated_bytes, OPT_BYTES, "2MiB", 4 * KiB, 256 * MiB,
+        "a gzip request body once inflated; inflation stops at this cap and the request is 413"),
+    NUM("http", http_max_json_depth, OPT_UINT, "32", 4, 1000,
+        "nesting of arrays and objects in a JSON body; deeper is 400, checked before parsing"),
+    NUM("http", http_max_json_values, OPT_UINT, "100000", 100, 10000000,
+        "values (strings, numbers, arrays, objects...) in a JSON body; more is 400, counted "
+        "before parsing"),
+    NUM("http", rudder_max_messages, OPT_UINT, "2000", 1, 100000,
+        "messages in one POST /v1/batch; more is 400"),
+    STR("http", rudder_write_keys, "",
+        "comma-separated RudderStack write keys accepted by POST /v1/batch (HTTP Basic user); "
+        "empty: any key"),
+    NUM("http", msgid_ttl_ms, OPT_DURATION, "48h", 24 * 3600 * SEC, 365 * DAY,
+        "a Rudder messageId is remembered this long: a resend within it changes nothing"),
+    NUM("http", msgid_max_bytes, OPT_BYTES, "64MiB", 1 * MiB, 64 * GiB,
+        "bytes the messageId store may hold on disk; past it the oldest go first (counted)"),
+    STR("http", http_tls_cert_file, "",
+        "PEM certificate (chain) for HTTPS on http_listen (with http_tls_key_file; empty: "
+        "plain HTTP)"),
+    STR("http", http_tls_key_file, "", "PEM private key for http_tls_cert_file"),
+    STR("http", http_trusted_proxies, "",
+        "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client "
+        "(empty: nobody's is believed)"),
 
     NUM("quarantine", quarantine_max_records, OPT_UINT, "10000", 0, 100000000,
         "rejected samples kept (oldest deleted first; 0: keep none)"),
@@ -617,6 +645,18 @@ int wl_config_validate(const struct wl_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen,
                  "max_inflated_bytes (%" PRIu64 ") must be at least max_frame_bytes (%" PRIu64 ")",
                  cfg->max_inflated_bytes, cfg->max_frame_bytes);
+        return -1;
+    }
+    if ((cfg->http_tls_cert_file[0] == '\0') != (cfg->http_tls_key_file[0] == '\0')) {
+        snprintf(err, errlen, "http_tls_cert_file and http_tls_key_file go together: set both "
+                              "(HTTPS) or neither (plain HTTP)");
+        return -1;
+    }
+    if (cfg->http_max_inflated_bytes < cfg->http_max_body_bytes) {
+        snprintf(err, errlen,
+                 "http_max_inflated_bytes (%" PRIu64 ") must be at least http_max_body_bytes "
+                 "(%" PRIu64 ")",
+                 cfg->http_max_inflated_bytes, cfg->http_max_body_bytes);
         return -1;
     }
     return 0;

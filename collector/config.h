@@ -70,6 +70,7 @@ struct wl_config {
     uint64_t api_max_connections_per_address; /* 0 = off */
     uint64_t api_max_body_bytes;
     uint64_t api_timeout_ms;
+    uint64_t api_max_networks_bytes; /* body of PUT /v1/networks (a CSV of CIDRs) */
 
     /* [http]: the public HTTP ingest listener (http_ingest.h) */
     char http_listen[256];          /* HOST:PORT, empty = off */
@@ -85,7 +86,18 @@ struct wl_config {
     uint64_t http_max_query_bytes;
     uint64_t http_timeout_ms;       /* inactivity */
     uint64_t http_request_deadline_ms; /* a whole request, first byte to answer */
-    uint64_t http_max_inflight;     /* security checks with the writer */
+    uint64_t http_max_inflight;     /* security checks and batches with the writer */
+    uint64_t http_max_body_bytes;   /* a request body as sent (compressed or not) */
+    uint64_t http_max_inflated_bytes; /* a gzip body once inflated */
+    uint64_t http_max_json_depth;   /* nesting of a JSON body */
+    uint64_t http_max_json_values;  /* values (scalars, arrays, objects) in a JSON body */
+    uint64_t rudder_max_messages;   /* messages in one POST /v1/batch */
+    char rudder_write_keys[1024];   /* comma-separated; empty = any key */
+    uint64_t msgid_ttl_ms;          /* Rudder messageIds remembered at least this long */
+    uint64_t msgid_max_bytes;       /* the messageId store's byte budget */
+    char http_tls_cert_file[1024];  /* PEM; both set = HTTPS on http_listen */
+    char http_tls_key_file[1024];
+    char http_trusted_proxies[1024]; /* comma-separated CIDRs whose X-Forwarded-For is believed */
 
     /* [quarantine] */
     uint64_t quarantine_max_records;

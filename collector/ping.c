@@ -6,6 +6,17 @@
 
 #define WL_COUNT_NAME(name) #name,
 const char *const wl_count_names[WL_N_COUNTS] = {WL_COUNT_FIELDS(WL_COUNT_NAME)};
+const char *const wl_edge_feature_names[WL_N_EDGE_FEATURES] = {WL_EDGE_FEATURES(WL_COUNT_NAME)};
+
+int wl_edge_feature_bit(const char *name)
+{
+    for (int f = 0; f < WL_N_EDGE_FEATURES; f++)
+        if (strcmp(name, wl_edge_feature_names[f]) == 0)
+            return WL_FEATURE_BIT(f);
+    if (strncmp(name, WL_LICENSE_PREFIX, strlen(WL_LICENSE_PREFIX)) == 0)
+        return WL_FEATURE_BIT(WL_EF_licensed);
+    return -1;
+}
 #undef WL_COUNT_NAME
 
 #define WL_REASON_NAME(sym, name) name,

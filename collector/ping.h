@@ -47,6 +47,58 @@ typedef Warmline__V1__PingBatch wl_ping_batch;
 #define WL_STRING_MAX 128
 #define WL_FEATURES_MAX 64
 
+/* ---- pings from the HTTP edge ----
+ *
+ * A wire ping (UDP, TCP, an import) carries every field and its sender's
+ * seq. An edge ping (a security check, a Rudder event: collector/http_ingest*)
+ * carries some fields: its presence names them. The writer assigns its seq
+ * (per install, in arrival order) and merges it into the install's latest
+ * ping: absent fields keep their values. */
+enum wl_source { WL_SOURCE_WIRE = 0, WL_SOURCE_SECURITY = 1, WL_SOURCE_RUDDER = 2 };
+
+/* Presence bits: bit n is the Ping field numbered n in warmline.proto.
+ * The counts are fields 10.. in WL_COUNT_FIELDS order, the strings 5.. in
+ * WL_STRING_FIELDS order. WL_FIELD_FEATURES means the whole list. */
+#define WL_FIELD_ORG_KEY 2
+#define WL_FIELD_STRING(i) (5 + (i))          /* enum-less: i in WL_STRING_FIELDS order */
+#define WL_FIELD_COUNT(c) (10 + (int)(c))     /* c: enum wl_count */
+#define WL_FIELD_FEATURES 25
+#define WL_PRESENT(field) (1ull << (field))
+
+/* The features the edge maps, each with a presence bit of its own (32 +
+ * its place here): a Rudder config_saml event carries saml_configured set
+ * or unset and leaves the rest as they were. licensed's bit also covers
+ * every "license_<sku>" feature (the license's edition). Only append. */
+#define WL_EDGE_FEATURES(X)     \
+    X(saml_configured)          \
+    X(ldap_configured)          \
+    X(guest_accounts_enabled)   \
+    X(cluster_enabled)          \
+    X(licensed)
+
+#define WL_EDGE_FEATURE_ENUM(name) WL_EF_##name,
+enum wl_edge_feature { WL_EDGE_FEATURES(WL_EDGE_FEATURE_ENUM) WL_N_EDGE_FEATURES };
+#undef WL_EDGE_FEATURE_ENUM
+#define WL_FEATURE_BIT(f) (32 + (int)(f))     /* f: enum wl_edge_feature */
+#define WL_LICENSE_PREFIX "license_"
+
+extern const char *const wl_edge_feature_names[WL_N_EDGE_FEATURES];
+
+/* The presence bit a feature of that name answers to (WL_FEATURE_BIT), or
+ * -1 when it has none (only a wire ping's whole list replaces it). */
+int wl_edge_feature_bit(const char *name);
+
+#define WL_MSGID_MAX 128    /* a Rudder messageId longer than this is refused */
+
+/* What an edge ping carries besides the Ping (one per ping of an edge job). */
+struct wl_edge {
+    uint64_t presence;      /* WL_PRESENT bits */
+    uint8_t source;         /* enum wl_source, not WL_SOURCE_WIRE */
+    uint8_t msgid_len;      /* 0: none */
+    char msgid[WL_MSGID_MAX]; /* the Rudder messageId as sent: the writer keeps only a keyed
+                                 digest (WL_CF_MSGIDS), and a resend of it changes nothing */
+};
+
 /* Field names in list order. */
 extern const char *const wl_count_names[WL_N_COUNTS];
 

@@ -102,6 +102,7 @@ void wl_job_free(struct wl_job *job)
         return;
     wl_ping_batch_free(job->batch);
     free(job->ping_rejects);
+    free(job->edge);
     free(job->sample);
     free(job);
 }

@@ -29,6 +29,8 @@ struct wl_job {
     /* in: set by the submitter */
     wl_ping_batch *batch;     /* owned by the job; NULL when preset says why */
     enum wl_reason *ping_rejects; /* per ping, found before decoding (owned), or NULL */
+    struct wl_edge *edge;     /* per ping for an edge job (HTTP: presence, source,
+                                 messageId; owned), NULL for the wire */
     uint64_t batch_id;
     int64_t received_at;      /* unix ms */
     void *origin;             /* the TCP connection, or NULL for UDP */

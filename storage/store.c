@@ -18,7 +18,8 @@ static const char *const cf_names[WL_CF_COUNT] = {
     [WL_CF_QUARANTINE] = "quarantine", [WL_CF_META] = "meta",
     [WL_CF_SIGNALS] = "signals",       [WL_CF_DAILY] = "daily",
     [WL_CF_RANK] = "rank",             [WL_CF_ORG_SIGNALS] = "org_signals",
-    [WL_CF_NAMED] = "named",
+    [WL_CF_NAMED] = "named",           [WL_CF_MSGIDS] = "msgids",
+    [WL_CF_NETWORKS] = "networks",
 };
 
 /* After a failed write the primary is closed and opened again (see

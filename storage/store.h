@@ -22,6 +22,10 @@ enum wl_cf {
     WL_CF_RANK,       /* big-endian sortable score key + org id -> (empty) */
     WL_CF_ORG_SIGNALS,/* len(org id) + org id + big-endian signal id -> (empty) */
     WL_CF_NAMED,      /* 32-byte org_key -> NamedAccount (written by the API) */
+    WL_CF_MSGIDS,     /* len(install id) + install id + 16-byte keyed digest of a Rudder
+                         messageId -> big-endian unix ms it was first seen (the writer) */
+    WL_CF_NETWORKS,   /* family byte (4|6) + address bytes + prefix length byte ->
+                         32-byte org_key (written by the API: the network table) */
     WL_CF_COUNT
 };
 
