@@ -42,13 +42,29 @@ struct wl_http_ingest {
     char address[300];
 };
 
+enum route { ROUTE_NONE, ROUTE_SECURITY, ROUTE_BULLETIN };
+
+/* The routes: a path (or a path prefix, followed by at least one byte) and
+ * its one method. A known path with another method is 405. */
+static const struct route_row {
+    const char *path;
+    int prefix;
+    const char *method;
+    enum route route;
+} routes[] = {
+    {"/security", 0, MHD_HTTP_METHOD_GET, ROUTE_SECURITY},
+    {BULLETINS_PATH, 1, MHD_HTTP_METHOD_GET, ROUTE_BULLETIN},
+};
+
 /* One request, from its request line (on_uri) to its end (on_completed). */
 struct request {
     size_t query_len;           /* bytes after '?' in the raw request line */
+    size_t query_params;        /* parameters in it: '&' separators + 1 (0 when empty) */
+    int query_cut;              /* the query was refused and cut before libmicrohttpd split it */
     int path_nul;               /* the raw path holds %00: libmicrohttpd's unescaping would
                                    cut the path there (/security%00x routed as /security) */
     int calls;
-    enum { ROUTE_NONE, ROUTE_SECURITY, ROUTE_BULLETIN } route; /* set at the headers */
+    enum route route;           /* set at the headers */
 };
 
 /* ---- answers ---- */
@@ -133,6 +149,11 @@ static void submit(struct wl_http_ingest *h, const struct wl_security_check *c, 
         return;
     }
     job->batch = batch;
+    if ((job->edge = wl_security_edge(c)) == NULL) {
+        wl_job_free(job);
+        wl_count(WL_M_http_security_overloaded, 1);
+        return;
+    }
     job->received_at = now;
     job->transport = transport; /* no origin, no peer address: nothing of the sender kept */
     atomic_fetch_add(&jobs_in_flight, 1);
@@ -206,24 +227,32 @@ static enum MHD_Result on_headers(struct wl_http_ingest *h, struct MHD_Connectio
         return answer_error(conn, MHD_HTTP_URI_TOO_LONG, "query_too_long",
                             "the query string is over http_max_query_bytes", NULL, NULL);
     }
-    size_t plen = strlen(BULLETINS_PATH);
-    if (req->path_nul) /* no path of ours holds a NUL */
-        req->route = ROUTE_NONE;
-    else if (strcmp(url, "/security") == 0)
-        req->route = ROUTE_SECURITY;
-    else if (strncmp(url, BULLETINS_PATH, plen) == 0 && url[plen] != '\0')
-        req->route = ROUTE_BULLETIN;
-    if (req->route == ROUTE_NONE) {
+    const struct route_row *row = NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !req->path_nul; i++) {
+        size_t plen = strlen(routes[i].path);
+        if (routes[i].prefix ? strncmp(url, routes[i].path, plen) == 0 && url[plen] != '\0'
+                             : strcmp(url, routes[i].path) == 0)
+            row = &routes[i];
+    }
+    if (row == NULL) { /* no path of ours holds a NUL */
         wl_count(WL_M_http_not_found, 1);
         return answer_error(conn, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint", NULL,
                             NULL);
     }
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
-        req->route = ROUTE_NONE;
+    if (strcmp(method, row->method) != 0) {
         wl_count(WL_M_http_method_not_allowed, 1);
-        return answer_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "use GET",
-                            MHD_HTTP_HEADER_ALLOW, "GET");
+        return answer_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                            strcmp(row->method, MHD_HTTP_METHOD_GET) == 0 ? "use GET"
+                                                                          : "use POST",
+                            MHD_HTTP_HEADER_ALLOW, row->method);
     }
+    if (req->query_cut && row->route == ROUTE_SECURITY) {
+        /* over WL_SECURITY_PARAMS_MAX: what wl_security_parse says of 33 */
+        wl_count(WL_M_http_security_bad_request, 1);
+        return answer_error(conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+                            "too many query parameters", NULL, NULL);
+    }
+    req->route = row->route; /* other routes read no query: a cut one is ignored */
     return MHD_YES;
 }
 
@@ -253,17 +282,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 /* The request line is in: the request's state starts here (it becomes
- * *con_cls). Only the query's length is kept, never the line. */
+ * *con_cls). Only the query's length and parameter count are kept, never the
+ * line.
+ *
+ * libmicrohttpd calls this before it splits the query into parameters, and
+ * splits it in place right after, in the same buffer (0.9.75 and 1.0 alike).
+ * Each parameter takes a 64-byte record from the connection's memory pool
+ * (http_max_header_bytes), and a query of a few hundred '&' runs the pool
+ * dry: 0.9.75 then queues its 431 but goes on reading headers with no
+ * buffer, and the connection hangs unanswered until the deadline. So a query
+ * this listener will refuse anyway (over http_max_query_bytes, or more
+ * parameters than any route reads) is cut here, its first byte made the end
+ * of the string: libmicrohttpd splits nothing, and on_headers answers the
+ * refusal at once. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    struct wl_http_ingest *h = cls;
     struct request *req = calloc(1, sizeof *req);
-    (void)cls;
     (void)conn;
-    if (req != NULL) {
-        const char *q = strchr(uri, '?');
-        req->query_len = q ? strlen(q + 1) : 0;
-        size_t plen = q ? (size_t)(q - uri) : strlen(uri);
-        req->path_nul = memmem(uri, plen, "%00", 3) != NULL;
+    if (req == NULL || uri == NULL)
+        return req;
+    char *q = strchr(uri, '?');
+    size_t plen = q ? (size_t)(q - uri) : strlen(uri);
+    req->path_nul = memmem(uri, plen, "%00", 3) != NULL;
+    if (q == NULL)
+        return req;
+    req->query_len = strlen(q + 1);
+    for (const char *p = q + 1; *p != '\0'; p++)
+        req->query_params += *p == '&';
+    req->query_params += req->query_len > 0;
+    if (req->query_len > h->cfg->http_max_query_bytes ||
+        req->query_params > WL_SECURITY_PARAMS_MAX) {
+        q[1] = '\0'; /* the buffer is libmicrohttpd's own, writable: see above */
+        req->query_cut = 1;
     }
     return req;
 }

@@ -16,6 +16,9 @@ regression tests against the real collector (`--http 127.0.0.1:0`).
 - Nothing of the sender is reflected: CR/LF and markers in the path, query and
   headers never reach the answer's headers or body.
 - The sender's address (127.0.0.7) reaches no log line, no stored record.
+- A query of hundreds of parameters (or of '&' alone), under every size cap,
+  is answered at once (400, or 414 past http_max_query_bytes), where it used
+  to run libmicrohttpd's connection pool dry and hang until the deadline.
 """
 
 import json
@@ -330,6 +333,52 @@ class TestNulInPath(HttpIngestCase):
                 self.assertEqual(status, 404, body[:60])
         st = c2.stop()
         self.assertEqual(st["http_security_queued"], 0)
+
+
+class TestManyParameters(HttpIngestCase):
+    """Attack (found by the review): a query of 300 parameters (1.3 KB, under
+    http_max_query_bytes and http_max_header_bytes) ran libmicrohttpd's
+    connection pool dry while it split the arguments (64 bytes of pool each):
+    its 431 was logged but never sent, and the connection hung unanswered,
+    holding its slot until the deadline. Expected now: the query is cut before
+    libmicrohttpd splits it and the request answered at once."""
+
+    def test_many_parameters_answered_not_hung(self):
+        c = self.http_collector()
+        folder = os.path.join(c.root, "b")
+        os.mkdir(folder)
+        with open(os.path.join(folder, "a.html"), "w") as f:
+            f.write("<p>A</p>")
+        path = os.path.join(folder, "b.json")
+        with open(path, "w") as f:
+            json.dump([{"id": "A", "applies_to_version": "1.0.0", "body_file": "a.html"}], f)
+        c2 = self.http_collector({"http_timeout_ms": "60s", "http_request_deadline_ms": "2s",
+                                  "bulletins_file": path}, name="params")
+        c2.start()
+        # go_query() holds 9 parameters: 9 + 23 = 32 is the most a check may have
+        cases = [("%d parameters" % (9 + n), "/security?%s%s" % (go_query(), "&a=1" * n),
+                  200 if n == 23 else 400) for n in (23, 24, 40, 300, 450)]
+        cases += [
+            ("2,000 '&' (under the query cap)", "/security?" + "&" * 2000, 400),
+            ("a check then 1,900 '&'", "/security?%s%s" % (go_query(), "&" * 1900), 400),
+            ("12,000 '&' (over the query cap, under the header cap)",
+             "/security?" + "&" * 12000, 414),
+            ("a bulletin with 1,000 parameters (no route reads them)",
+             "/bulletins/A?" + "&x" * 1000, 200),
+            ("an unknown path with 1,000 parameters", "/nothing?" + "&x" * 1000, 404),
+        ]
+        for what, target, want in cases:
+            with self.subTest(what):
+                req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target).encode()
+                status, _, body = raw_request(c2.http_port, req)
+                self.assertEqual(status, want, "%s: %r" % (what, body[:80]))
+                if want == 400:
+                    self.assertEqual(json.loads(body)["error"]["code"], "bad_request")
+                self.good(c2)
+        st = c2.stop()
+        self.assertEqual(st["http_closed_deadline"], 0, "closed by the deadline, unanswered")
+        self.assertEqual(st["http_security_bad_request"], 6)
+        self.assertEqual(st["http_query_too_long"], 1)
 
 
 class TestDistributedFlood(HttpIngestCase):
