@@ -76,6 +76,9 @@ struct wl_tallies {
 #define IN_EDITION_TALLIED 1                /* in org->eds (while counting) */
 #define IN_VERSION_LISTED 2                 /* in org->versions */
 #define IN_EDITION_LISTED 4                 /* in org->editions */
+#define IN_ORG_BY_NETWORK 8                 /* its organization came from the network table */
+
+#define HOUR_MS 3600000LL
 
 /* An install's latest ping, packed, from apply to the flush. */
 struct kept_ping {
@@ -83,7 +86,7 @@ struct kept_ping {
     uint8_t data[];
 };
 
-/* One per install ever seen, so kept small (168 bytes and its id):
+/* One per install ever seen, so kept small (176 bytes and its id):
  * counts fit 32 bits (validation caps them at max_count <= UINT32_MAX),
  * the id is as long as it is. */
 struct wl_install {
@@ -104,6 +107,8 @@ struct wl_install {
     uint8_t counting;
     uint8_t dirty;
     uint8_t flags;                          /* IN_* */
+    uint32_t edge_seq;                      /* the seq of its latest edge ping (writer's) */
+    uint32_t check_hour;                    /* the hour of its latest security check (0: none) */
     char id[];                              /* NUL-terminated */
 };
 
@@ -1019,20 +1024,147 @@ static void install_keep_ping(struct wl_install *in, const uint8_t *stored, size
     in->ping->len = (uint32_t)pk.ping_len;
 }
 
-/* wl_state_apply; stored is the ping's record when it is replayed. */
-static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
-                           int64_t event_at, struct wl_batch *batch, const uint8_t *stored,
-                           size_t stored_len)
+/* ---- edge pings (ping.h): a few fields, merged into the latest ping ---- */
+
+/* The install's latest ping, unpacked (free with warmline__v1__ping__free_unpacked),
+ * or NULL when it has none: kept in memory while the install is dirty, read
+ * from its record otherwise (an edge ping's one read: edge pings come at
+ * most a few a day per install, within the HTTP listener's limits). */
+static wl_ping *install_latest_ping(struct wl_state *st, const struct wl_install *in)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+
+    if (in->ping != NULL)
+        return warmline__v1__ping__unpack(NULL, in->ping->len, in->ping->data);
+    if (wl_store_get(st->store, WL_CF_INSTALLS, in->id, strlen(in->id), &val, &vlen, err,
+                     sizeof err) != 0)
+        return NULL;
+    wl_install_rec *rec = warmline__store__v1__install_state__unpack(NULL, vlen,
+                                                                    (const uint8_t *)val);
+    free(val);
+    if (rec == NULL)
+        return NULL;
+    wl_ping *p = rec->last_ping;
+    rec->last_ping = NULL;
+    warmline__store__v1__install_state__free_unpacked(rec, NULL);
+    return p;
+}
+
+/* out = base (or an empty ping) with the fields presence names taken from
+ * p; features: base's less those whose bit presence names (all when it
+ * names the whole list), then p's. out points into base and p. */
+static void edge_merge(wl_ping *out, const wl_ping *base, const wl_ping *p, uint64_t presence,
+                       char **features)
+{
+    size_t nf = 0;
+
+    if (base != NULL)
+        *out = *base;
+    else
+        warmline__v1__ping__init(out);
+    out->install_id = p->install_id;
+    out->seq = p->seq;
+    out->sent_at = p->sent_at;
+#define TAKE_STRING(name)                                           \
+    if (presence & WL_PRESENT(WL_FIELD_STRING(WL_STRING_##name)))   \
+        out->name = p->name;
+    WL_STRING_FIELDS(TAKE_STRING)
+#undef TAKE_STRING
+#define TAKE_COUNT(name)                                              \
+    if (presence & WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_##name)))       \
+        out->name = p->name;
+    WL_COUNT_FIELDS(TAKE_COUNT)
+#undef TAKE_COUNT
+    if (base != NULL && !(presence & WL_PRESENT(WL_FIELD_FEATURES))) {
+        for (size_t i = 0; i < base->n_features && nf < WL_FEATURES_MAX; i++) {
+            int bit = wl_edge_feature_bit(base->features[i]);
+            if (bit < 0 || !(presence & WL_PRESENT(bit)))
+                features[nf++] = base->features[i];
+        }
+    }
+    for (size_t i = 0; i < p->n_features && nf < WL_FEATURES_MAX; i++) {
+        size_t j = 0;
+        while (j < nf && strcmp(features[j], p->features[i]) != 0)
+            j++;
+        if (j == nf)
+            features[nf++] = p->features[i];
+    }
+    out->features = features;
+    out->n_features = nf;
+}
+
+/* The organization an edge ping puts its install in (ping.h's precedence):
+ * 1 and org_id when its org_key applies, 0 when the install stays where it
+ * is (or, new, is its own). */
+static int edge_org_applies(const struct wl_install *in, const wl_ping *p, uint64_t presence)
+{
+    if (p->org_key.len != WL_ORG_KEY_BYTES ||
+        !(presence & (WL_PRESENT(WL_FIELD_ORG_KEY) | WL_PRESENT(WL_ORG_BY_NETWORK))))
+        return 0;
+    if (!(presence & WL_PRESENT(WL_ORG_BY_NETWORK)) || in == NULL || in->org == NULL)
+        return 1;
+    /* a network's key does not move an install whose organization is a domain's */
+    return !(in->org->id[0] == WL_ORG_TAG_KEY && !(in->flags & IN_ORG_BY_NETWORK));
+}
+
+/* The install keeps its latest ping, packed, until the flush writes it. */
+static void install_keep_packed(struct wl_install *in, const wl_ping *p)
+{
+    size_t n = warmline__v1__ping__get_packed_size(p);
+    in->ping = xrealloc(in->ping, sizeof *in->ping + n);
+    warmline__v1__ping__pack(p, in->ping->data);
+    in->ping->len = (uint32_t)n;
+}
+
+/* wl_state_apply and wl_state_apply_edge; stored is the ping's record when
+ * it is replayed (source and presence are then the record's). */
+static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
+                           uint64_t presence, int64_t received_at, int64_t event_at,
+                           struct wl_batch *batch, const uint8_t *stored, size_t stored_len)
 {
     size_t idlen = strlen(ping->install_id);
     struct wl_install *in;
     uint8_t org_id[WL_ORG_ID_MAX];
-    size_t org_len = wl_org_id(org_id, ping->org_key.data, ping->org_key.len, ping->install_id,
-                               idlen);
+    size_t org_len;
+    int edge = source != WL_SOURCE_WIRE, org_applies = 1;
+    uint32_t hour = (uint32_t)(event_at / HOUR_MS);
+    wl_ping raw, merged, *base = NULL;
+    char *features[WL_FEATURES_MAX];
+    const wl_ping *latest = ping; /* what the install's state becomes */
 
     in = install_find(st, ping->install_id, idlen);
-    if (in != NULL && ping->seq <= in->last_seq)
-        return WL_APPLY_DUPLICATE;
+    if (!edge) {
+        if (in != NULL && ping->seq <= in->last_seq)
+            return WL_APPLY_DUPLICATE;
+        org_len = wl_org_id(org_id, ping->org_key.data, ping->org_key.len, ping->install_id,
+                            idlen);
+    } else {
+        /* every node of a cluster sends its own check: one an hour counts */
+        if (stored == NULL && source == WL_SOURCE_SECURITY && in != NULL &&
+            in->check_hour != 0 && in->check_hour == hour)
+            return WL_APPLY_DUPLICATE;
+        org_applies = edge_org_applies(in, ping, presence);
+        if (org_applies)
+            org_len = wl_org_id(org_id, ping->org_key.data, ping->org_key.len, NULL, 0);
+        else if (in != NULL && in->org != NULL)
+            org_len = (memcpy(org_id, in->org->id, in->org->id_len), in->org->id_len);
+        else
+            org_len = wl_org_id(org_id, NULL, 0, ping->install_id, idlen);
+        /* the seq is the writer's, per install in arrival order (replaying: the record's) */
+        raw = *ping;
+        if (stored == NULL)
+            raw.seq = (in != NULL ? in->edge_seq : 0) + 1;
+        if (in != NULL)
+            base = install_latest_ping(st, in);
+        edge_merge(&merged, base, &raw, presence, features);
+        if (org_applies)
+            merged.org_key = ping->org_key;
+        else if (base == NULL)
+            merged.org_key.len = 0;
+        ping = &raw;
+        latest = &merged;
+    }
     if (event_at > st->clock)
         st->clock = event_at;
     expire(st, batch);
@@ -1047,6 +1179,8 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
         rec.org.data = org_id;
         rec.org.len = org_len;
         rec.ping = (wl_ping *)ping;
+        rec.source = source;
+        rec.presence = edge ? presence : 0;
         stored_len = warmline__store__v1__stored_ping__get_packed_size(&rec);
         uint8_t *buf = scratch(st, stored_len);
         warmline__store__v1__stored_ping__pack(&rec, buf);
@@ -1059,7 +1193,10 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
         in = install_new(st, ping->install_id, idlen);
         in->first_seen = event_at;
     }
-    install_keep_ping(in, stored, stored_len); /* before scratch is reused */
+    if (edge)
+        install_keep_packed(in, latest);
+    else
+        install_keep_ping(in, stored, stored_len); /* before scratch is reused */
     struct wl_org *org = org_find(st, org_id, org_len);
     if (org == NULL) {
         org = org_new(st, org_id, org_len);
@@ -1081,7 +1218,9 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
         org_list(st, org, in, -1);
     if (in->org != org)
         org_attach(org, in);
-    install_set_ping(st, in, ping);
+    install_set_ping(st, in, latest);
+    if (base != NULL) /* latest pointed into it */
+        warmline__v1__ping__free_unpacked(base, NULL);
     in->counting = 1;
     org_count(st, org, in, +1);
     org_list(st, org, in, +1);
@@ -1097,7 +1236,18 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
         org->first_seen = in->first_seen;
     if (in->last_seen > org->last_seen)
         org->last_seen = in->last_seen;
-    in->last_seq = ping->seq;
+    if (!edge) {
+        in->last_seq = ping->seq;
+        in->flags &= (uint8_t)~IN_ORG_BY_NETWORK;
+    } else {
+        in->edge_seq = (uint32_t)ping->seq;
+        if (source == WL_SOURCE_SECURITY)
+            in->check_hour = hour;
+        if (org_applies && (presence & WL_PRESENT(WL_ORG_BY_NETWORK)))
+            in->flags |= IN_ORG_BY_NETWORK;
+        else if (org_applies)
+            in->flags &= (uint8_t)~IN_ORG_BY_NETWORK;
+    }
     in->last_ingest_seq = rec.ingest_seq;
     install_mark(st, in);
     org_evaluate(st, org, event_at, rec.ingest_seq, batch);
@@ -1107,7 +1257,14 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, int64_t rec
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
                              int64_t event_at, struct wl_batch *batch)
 {
-    return apply(st, ping, received_at, event_at, batch, NULL, 0);
+    return apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0);
+}
+
+enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
+                                  const struct wl_edge *edge, int64_t received_at,
+                                  int64_t event_at, struct wl_batch *batch)
+{
+    return apply(st, ping, edge->source, edge->presence, received_at, event_at, batch, NULL, 0);
 }
 
 /* ---- records ---- */
@@ -1122,6 +1279,9 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     rec.first_seen = in->first_seen;
     rec.last_seen = in->last_seen;
     rec.last_ingest_seq = in->last_ingest_seq;
+    rec.edge_seq = in->edge_seq;
+    rec.check_hour = in->check_hour;
+    rec.org_by_network = (in->flags & IN_ORG_BY_NETWORK) != 0;
     /* last_ping (field 7, the last) is the kept packed ping: appended as
      * protobuf-c would put it, without a decode and an encode. */
     size_t n = warmline__store__v1__install_state__get_packed_size(&rec);
@@ -1650,6 +1810,10 @@ static int load_install(struct wl_state *st, const char *val, size_t vlen)
     in->last_ingest_seq = rec->last_ingest_seq;
     in->first_seen = rec->first_seen;
     in->last_seen = rec->last_seen;
+    in->edge_seq = (uint32_t)rec->edge_seq;
+    in->check_hour = rec->check_hour;
+    if (rec->org_by_network)
+        in->flags |= IN_ORG_BY_NETWORK;
     if (rec->last_ping != NULL)
         install_set_ping(st, in, rec->last_ping);
     struct wl_org *org = org_find(st, rec->org.data, rec->org.len);
@@ -1780,7 +1944,8 @@ static int replay(struct wl_state *st, char *err, size_t errlen)
             break;
         }
         st->ingest_seq = seq - 1; /* forgotten pings leave gaps */
-        if (apply(st, rec->ping, rec->received_at, rec->event_at, scratch_batch, v, vlen) !=
+        if (apply(st, rec->ping, rec->source, rec->presence, rec->received_at, rec->event_at,
+                  scratch_batch, v, vlen) !=
             WL_APPLY_ACCEPTED)
             st->ingest_seq = seq; /* cannot happen: the log holds accepted pings */
         warmline__store__v1__stored_ping__free_unpacked(rec, NULL);

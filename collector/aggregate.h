@@ -60,6 +60,20 @@ void wl_state_free(struct wl_state *st);
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
                              int64_t event_at, struct wl_batch *batch);
 
+/* Applies one valid edge ping (ping.h: a security check or a Rudder
+ * event, carrying the fields edge->presence names). Its seq is assigned
+ * here: the install's next edge seq, apart from the seq its wire pings
+ * carry (an edge ping never makes a wire ping a duplicate). A security
+ * check in the same hour as the install's last one is a duplicate. The
+ * install's latest ping becomes its last one with those fields replaced
+ * (read from its record when not in memory), and its organization follows
+ * ping.h's precedence. The raw record keeps the ping as sent, its source
+ * and presence, so a replay gives the same state. edge->msgid is the
+ * writer's business (collector/msgids.h), not the state's. */
+enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
+                                  const struct wl_edge *edge, int64_t received_at,
+                                  int64_t event_at, struct wl_batch *batch);
+
 /* Advances the clock with no ping (time passing): expires silent installs
  * and steps the rules of the organizations that changed. */
 void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch);

@@ -35,6 +35,7 @@ struct wl_security_check {
     char os[WL_STRING_MAX + 1];
     uint32_t uc, auc, tc;              /* 0 when absent */
     int has_uc, has_auc, has_tc;
+    int has_db, has_os;
     int test_run;                      /* ut=1 */
 };
 
@@ -48,11 +49,16 @@ int wl_security_parse(const struct wl_sq_param *params, size_t n, uint64_t max_c
                       struct wl_security_check *out, char *why, size_t whylen);
 
 /* The ping a check becomes, alone in a batch (free with wl_ping_batch_free):
- * install_id = id, no org key, seq = the hour of received_at_ms, sent_at =
- * received_at_ms, version, edition, database_type, operating_system,
- * registered_users = uc, active_users_daily = auc, teams = tc. NULL when out
- * of memory. */
+ * install_id = id, no org key, seq = 1 (a placeholder: the writer assigns
+ * edge pings their seq), sent_at = received_at_ms, version, edition,
+ * database_type, operating_system, registered_users = uc,
+ * active_users_daily = auc, teams = tc. NULL when out of memory. */
 wl_ping_batch *wl_security_batch(const struct wl_security_check *c, int64_t received_at_ms);
+
+/* What the check's ping carries (its edge, malloc'd; NULL when out of
+ * memory): the version always, and each of be, db, os, uc, auc, tc the
+ * check had; the rest of the install's latest ping stays as it was. */
+struct wl_edge *wl_security_edge(const struct wl_security_check *c);
 
 /* ---- bulletins ---- */
 

@@ -9,8 +9,6 @@
 #include "envelope.h"
 #include "http_ingest_parts.h"
 
-#define HOUR_MS 3600000LL
-
 enum { P_ID, P_B, P_BE, P_DB, P_OS, P_UC, P_AUC, P_TC, P_UT, N_P };
 static const char *const names[N_P] = {"id", "b", "be", "db", "os", "uc", "auc", "tc", "ut"};
 
@@ -106,6 +104,8 @@ int wl_security_parse(const struct wl_sq_param *params, size_t n, uint64_t max_c
         else
             return fail(why, whylen, "%s: not true or false", "be");
     }
+    out->has_db = at[P_DB] != NULL;
+    out->has_os = at[P_OS] != NULL;
     if (at[P_DB] != NULL &&
         take_string(at[P_DB], 0, WL_STRING_MAX, out->db, why, whylen, "db") != 0)
         return -EINVAL;
@@ -156,13 +156,10 @@ wl_ping_batch *wl_security_batch(const struct wl_security_check *c, int64_t rece
     list[0] = p;
     batch->pings = list;
     batch->n_pings = 1;
-    /* The hour of the request as seq: a check repeated by the same install
-     * within the hour (every node of a cluster sends its own) is a duplicate
-     * through the writer's (install_id, seq) dedup. Issue 13's design has
-     * the writer assign seq per install in arrival order instead; that
-     * replaces this once Rudder events arrive (they need one order across
-     * sources). */
-    p->seq = (uint64_t)(received_at_ms / HOUR_MS);
+    /* The writer assigns the seq (per install, apart from its wire pings'),
+     * and counts a second check of the same install within the hour as a
+     * duplicate (every node of a cluster sends its own). */
+    p->seq = 1;
     p->sent_at = received_at_ms;
     p->install_id = dup_or_null(c->id, &failed);
     p->version = dup_or_null(c->version, &failed);
@@ -178,4 +175,26 @@ wl_ping_batch *wl_security_batch(const struct wl_security_check *c, int64_t rece
         return NULL;
     }
     return batch;
+}
+
+struct wl_edge *wl_security_edge(const struct wl_security_check *c)
+{
+    struct wl_edge *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return NULL;
+    e->source = WL_SOURCE_SECURITY;
+    e->presence = WL_PRESENT(WL_FIELD_STRING(WL_STRING_version));
+    if (c->edition[0] != '\0')
+        e->presence |= WL_PRESENT(WL_FIELD_STRING(WL_STRING_edition));
+    if (c->has_db)
+        e->presence |= WL_PRESENT(WL_FIELD_STRING(WL_STRING_database_type));
+    if (c->has_os)
+        e->presence |= WL_PRESENT(WL_FIELD_STRING(WL_STRING_operating_system));
+    if (c->has_uc)
+        e->presence |= WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_registered_users));
+    if (c->has_auc)
+        e->presence |= WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_active_users_daily));
+    if (c->has_tc)
+        e->presence |= WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_teams));
+    return e;
 }

@@ -33,6 +33,9 @@
 #define WL_COUNT_ENUM(name) WL_COUNT_##name,
 enum wl_count { WL_COUNT_FIELDS(WL_COUNT_ENUM) WL_N_COUNTS };
 #undef WL_COUNT_ENUM
+#define WL_STRING_ENUM(name) WL_STRING_##name,
+enum wl_string { WL_STRING_FIELDS(WL_STRING_ENUM) WL_N_STRINGS };
+#undef WL_STRING_ENUM
 
 #include <stddef.h>
 #include <stdint.h>
@@ -60,7 +63,15 @@ enum wl_source { WL_SOURCE_WIRE = 0, WL_SOURCE_SECURITY = 1, WL_SOURCE_RUDDER = 
  * The counts are fields 10.. in WL_COUNT_FIELDS order, the strings 5.. in
  * WL_STRING_FIELDS order. WL_FIELD_FEATURES means the whole list. */
 #define WL_FIELD_ORG_KEY 2
-#define WL_FIELD_STRING(i) (5 + (i))          /* enum-less: i in WL_STRING_FIELDS order */
+/* Bit 1 (no Ping field has number 1 in presence: install_id is always
+ * there): the org_key came from the operator's network table, not from a
+ * domain. The organization precedence (issue 13): a domain (a wire ping's
+ * org_key, Rudder's allowed_email_domain) > the network table > the
+ * organization the install already has > the install itself. A network
+ * org_key does not move an install whose organization came from a domain;
+ * an edge ping without an org_key never moves an install. */
+#define WL_ORG_BY_NETWORK 1
+#define WL_FIELD_STRING(s) (5 + (int)(s))     /* s: enum wl_string */
 #define WL_FIELD_COUNT(c) (10 + (int)(c))     /* c: enum wl_count */
 #define WL_FIELD_FEATURES 25
 #define WL_PRESENT(field) (1ull << (field))

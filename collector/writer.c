@@ -259,8 +259,12 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
         int64_t event_at = job->received_at;
         if (job->event_time_sent_at && p->sent_at > 0)
             event_at = p->sent_at;
-        if (wl_state_apply(w->state, p, job->received_at, event_at, w->batch) ==
-            WL_APPLY_DUPLICATE)
+        enum wl_apply a =
+            job->edge == NULL
+                ? wl_state_apply(w->state, p, job->received_at, event_at, w->batch)
+                : wl_state_apply_edge(w->state, p, &job->edge[i], job->received_at, event_at,
+                                      w->batch);
+        if (a == WL_APPLY_DUPLICATE)
             job->duplicates++;
         else
             job->accepted++;

@@ -75,7 +75,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const wl_ping *ping = b->pings[0];
     FUZZ_CHECK(wl_ping_validate(ping, MAX_COUNT) == WL_REJECT_NONE);
     FUZZ_CHECK(strcmp(ping->install_id, c.id) == 0);
-    FUZZ_CHECK(ping->seq == (uint64_t)(at / 3600000) && ping->sent_at == at);
+    FUZZ_CHECK(ping->seq == 1 && ping->sent_at == at); /* the writer assigns edge seqs */
+    struct wl_edge *edge = wl_security_edge(&c);
+    FUZZ_CHECK(edge != NULL && edge->source == WL_SOURCE_SECURITY);
+    FUZZ_CHECK(!!(edge->presence & WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_registered_users))) ==
+               !!c.has_uc);
+    FUZZ_CHECK(!!(edge->presence & WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_teams))) == !!c.has_tc);
+    free(edge);
     FUZZ_CHECK(strcmp(ping->version, c.version) == 0);
     FUZZ_CHECK(ping->registered_users == c.uc && ping->active_users_daily == c.auc &&
                ping->teams == c.tc);

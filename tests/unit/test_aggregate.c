@@ -1160,6 +1160,302 @@ static void test_forget_stale_installs(void **state)
     reload_with(f, &test_opts); /* the state on disk agrees (its records: the slices') */
 }
 
+/* ---- edge pings (a security check, a Rudder event): merged, seq of their own ---- */
+
+#define HOUR ((int64_t)3600000)
+
+/* One edge ping in a group of its own; flush 0: the state is not flushed
+ * (a crash after this write replays it). */
+static enum wl_apply edge1(struct fx *f, struct tping *t, enum wl_source source,
+                           uint64_t presence, int64_t at, int flush)
+{
+    char err[512] = "";
+    struct wl_edge e = {.presence = presence, .source = (uint8_t)source};
+    struct wl_batch *b = wl_batch_new(f->store);
+    assert_non_null(b);
+    enum wl_apply r = wl_state_apply_edge(f->st, &t->p, &e, at, at, b);
+    if (flush)
+        wl_state_flush(f->st, b);
+    else
+        wl_state_stage(f->st, b);
+    if (wl_store_write(f->store, b, 1, err, sizeof err) != 0)
+        fail_msg("write: %s", err);
+    wl_state_commit(f->st);
+    wl_batch_free(b);
+    return r;
+}
+
+/* An edge ping carrying only what presence will name. */
+static void edge_ping(struct tping *t, const char *id, int key_byte)
+{
+    tping_init(t, id, key_byte, 1, 0);
+#define ZERO(name) t->p.name = 0;
+    WL_COUNT_FIELDS(ZERO)
+#undef ZERO
+    t->p.version = "";
+}
+
+static int has_feature(const wl_ping *p, const char *name)
+{
+    for (size_t i = 0; i < p->n_features; i++)
+        if (strcmp(p->features[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+#define P_COUNT(c) WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_##c))
+
+static void test_edge_merges_into_latest(void **state)
+{
+    struct fx *f = *state;
+    struct tping w, e;
+    char *feats[] = {"saml_configured", "custom_x"};
+
+    tping_init(&w, "edge-a", 0x61, 5, 100);
+    w.p.features = feats;
+    w.p.n_features = 2;
+    assert_int_equal(apply1(f, &w, 1000), WL_APPLY_ACCEPTED);
+
+    /* a check: uc, auc and the version, nothing else */
+    edge_ping(&e, "edge-a", -1);
+    e.p.registered_users = 7;
+    e.p.active_users_daily = 8;
+    e.p.version = "11.6.0";
+    uint64_t presence = P_COUNT(registered_users) | P_COUNT(active_users_daily) |
+                        WL_PRESENT(WL_FIELD_STRING(WL_STRING_version));
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 2000, 1), WL_APPLY_ACCEPTED);
+
+    install_rec *r = get_install(f, "edge-a");
+    assert_int_equal(r->last_seq, 5);      /* the sender's seq is untouched */
+    assert_int_equal(r->edge_seq, 1);
+    assert_int_equal(r->check_hour, 0);
+    const wl_ping *lp = r->last_ping;
+    assert_int_equal(lp->registered_users, 7);
+    assert_int_equal(lp->active_users_daily, 8);
+    assert_string_equal(lp->version, "11.6.0");
+    assert_int_equal(lp->active_users_monthly, 102); /* kept from the wire ping */
+    assert_int_equal(lp->posts, 100 * 1000 + 14);
+    assert_int_equal(lp->org_key.len, 32);            /* no identity: never moves */
+    assert_int_equal(lp->org_key.data[0], 0x61);
+    assert_true(has_feature(lp, "saml_configured") && has_feature(lp, "custom_x"));
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+
+    /* the raw record keeps the ping as sent, with its source and presence */
+    ping_rec *pr = get_ping(f, 2);
+    assert_int_equal(pr->source, WL_SOURCE_SECURITY);
+    assert_int_equal(pr->presence, presence);
+    assert_int_equal(pr->ping->seq, 1);
+    assert_int_equal(pr->ping->active_users_monthly, 0);
+    assert_int_equal(pr->org.data[0], WL_ORG_TAG_KEY);
+    warmline__store__v1__stored_ping__free_unpacked(pr, NULL);
+
+    /* the organization's totals take the merged counts */
+    uint64_t want[WL_N_COUNTS];
+    expected_counts(100, want);
+    want[WL_COUNT_registered_users] = 7;
+    want[WL_COUNT_active_users_daily] = 8;
+    org_rec *o = get_org(f, 0x61, "");
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    /* the sender's next wire ping is no duplicate, and replaces everything */
+    tping_init(&w, "edge-a", 0x61, 6, 200);
+    assert_int_equal(apply1(f, &w, 3000), WL_APPLY_ACCEPTED);
+    r = get_install(f, "edge-a");
+    assert_int_equal(r->last_ping->registered_users, 200);
+    assert_int_equal(r->last_ping->n_features, 0);
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+}
+
+static void test_edge_check_once_an_hour(void **state)
+{
+    struct fx *f = *state;
+    struct tping e;
+    uint64_t presence = P_COUNT(registered_users);
+
+    edge_ping(&e, "edge-h", -1);
+    e.p.registered_users = 3;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 10 * HOUR + 5, 1),
+                     WL_APPLY_ACCEPTED);
+    /* another node of the cluster, the same hour */
+    e.p.registered_users = 4;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 10 * HOUR + 90000, 1),
+                     WL_APPLY_DUPLICATE);
+    /* a Rudder event in the same hour is not a check */
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, presence, 10 * HOUR + 90001, 1),
+                     WL_APPLY_ACCEPTED);
+    e.p.registered_users = 5;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 11 * HOUR, 1),
+                     WL_APPLY_ACCEPTED);
+    install_rec *r = get_install(f, "edge-h");
+    assert_int_equal(r->edge_seq, 3);
+    assert_int_equal(r->check_hour, 11);
+    assert_int_equal(r->last_seq, 0);
+    assert_int_equal(r->last_ping->registered_users, 5);
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+    /* the hour survives a restart */
+    reload_with(f, &test_opts);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 11 * HOUR + 7, 1),
+                     WL_APPLY_DUPLICATE);
+}
+
+static void test_edge_features_by_bit(void **state)
+{
+    struct fx *f = *state;
+    struct tping w, e;
+    char *feats[] = {"saml_configured", "licensed", "license_e20", "custom_x"};
+    char *now[] = {"ldap_configured"};
+
+    tping_init(&w, "edge-f", 0x62, 1, 10);
+    w.p.features = feats;
+    w.p.n_features = 4;
+    assert_int_equal(apply1(f, &w, 1000), WL_APPLY_ACCEPTED);
+    /* a config event: SAML off now, LDAP on; licensed and custom_x untouched */
+    edge_ping(&e, "edge-f", -1);
+    e.p.features = now;
+    e.p.n_features = 1;
+    uint64_t presence = WL_PRESENT(WL_FEATURE_BIT(WL_EF_saml_configured)) |
+                        WL_PRESENT(WL_FEATURE_BIT(WL_EF_ldap_configured));
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, presence, 2000, 1), WL_APPLY_ACCEPTED);
+    install_rec *r = get_install(f, "edge-f");
+    const wl_ping *lp = r->last_ping;
+    assert_int_equal(lp->n_features, 4);
+    assert_false(has_feature(lp, "saml_configured"));
+    assert_true(has_feature(lp, "ldap_configured") && has_feature(lp, "licensed") &&
+                has_feature(lp, "license_e20") && has_feature(lp, "custom_x"));
+    assert_int_equal(lp->registered_users, 10); /* counts untouched */
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+    /* a license event without the license: licensed and its edition go */
+    e.p.n_features = 0;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, WL_PRESENT(WL_FEATURE_BIT(WL_EF_licensed)),
+                           3000, 1),
+                     WL_APPLY_ACCEPTED);
+    r = get_install(f, "edge-f");
+    assert_int_equal(r->last_ping->n_features, 2);
+    assert_false(has_feature(r->last_ping, "licensed") ||
+                 has_feature(r->last_ping, "license_e20"));
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+    /* the organization's feature list follows */
+    org_rec *o = get_org(f, 0x62, "");
+    assert_int_equal(o->n_features, 2);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+}
+
+static uint8_t org_byte_of(struct fx *f, const char *id)
+{
+    install_rec *r = get_install(f, id);
+    assert_non_null(r);
+    uint8_t b = r->org.data[0] == WL_ORG_TAG_KEY ? r->org.data[1] : 0;
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+    return b;
+}
+
+static void test_edge_org_precedence(void **state)
+{
+    struct fx *f = *state;
+    struct tping e, w;
+    uint64_t net = WL_PRESENT(WL_FIELD_ORG_KEY) | WL_PRESENT(WL_ORG_BY_NETWORK);
+    uint64_t dom = WL_PRESENT(WL_FIELD_ORG_KEY);
+    uint64_t users = P_COUNT(registered_users);
+
+    /* no identity: its own organization */
+    edge_ping(&e, "edge-o", -1);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, users, 1000, 1), WL_APPLY_ACCEPTED);
+    assert_int_equal(org_byte_of(f, "edge-o"), 0);
+    /* the network table moves it */
+    edge_ping(&e, "edge-o", 0x51);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, users | net, 2000, 1), WL_APPLY_ACCEPTED);
+    assert_int_equal(org_byte_of(f, "edge-o"), 0x51);
+    assert_null(get_org(f, -1, "edge-o")); /* its own organization went */
+    /* another network's key moves it again (a network is no domain) */
+    edge_ping(&e, "edge-o", 0x52);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, users | net, 3000, 1), WL_APPLY_ACCEPTED);
+    assert_int_equal(org_byte_of(f, "edge-o"), 0x52);
+    /* a domain moves it */
+    edge_ping(&e, "edge-o", 0x53);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, users | dom, 4000, 1), WL_APPLY_ACCEPTED);
+    assert_int_equal(org_byte_of(f, "edge-o"), 0x53);
+    /* then a network does not, even after a restart, and no identity does not */
+    reload_with(f, &test_opts);
+    edge_ping(&e, "edge-o", 0x54);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, users | net, 5000, 1), WL_APPLY_ACCEPTED);
+    assert_int_equal(org_byte_of(f, "edge-o"), 0x53);
+    edge_ping(&e, "edge-o", -1);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, users, 6000, 1), WL_APPLY_ACCEPTED);
+    assert_int_equal(org_byte_of(f, "edge-o"), 0x53);
+    /* a wire ping's key is a domain's */
+    tping_init(&w, "edge-w", 0x55, 1, 1);
+    assert_int_equal(apply1(f, &w, 7000), WL_APPLY_ACCEPTED);
+    edge_ping(&e, "edge-w", 0x56);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, users | net, 8000, 1), WL_APPLY_ACCEPTED);
+    assert_int_equal(org_byte_of(f, "edge-w"), 0x55);
+}
+
+/* Edge pings written but not flushed (a crash): the replay gives the
+ * state a run without the crash has. */
+static void run_edges(struct fx *f, int flush)
+{
+    struct tping w, e;
+    char *feats[] = {"cluster_enabled"};
+    tping_init(&w, "edge-r", 0x63, 1, 50);
+    assert_int_equal(apply1(f, &w, 1000), WL_APPLY_ACCEPTED);
+    edge_ping(&e, "edge-r", -1);
+    e.p.registered_users = 9;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, P_COUNT(registered_users), 2 * HOUR, flush),
+                     WL_APPLY_ACCEPTED);
+    edge_ping(&e, "edge-r", 0x64);
+    e.p.active_users_monthly = 77;
+    e.p.features = feats;
+    e.p.n_features = 1;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER,
+                           P_COUNT(active_users_monthly) | WL_PRESENT(WL_FIELD_ORG_KEY) |
+                               WL_PRESENT(WL_FEATURE_BIT(WL_EF_cluster_enabled)),
+                           2 * HOUR + 1, flush),
+                     WL_APPLY_ACCEPTED);
+    edge_ping(&e, "edge-r", -1);
+    e.p.registered_users = 11;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, P_COUNT(registered_users),
+                           2 * HOUR + 2, flush),
+                     WL_APPLY_DUPLICATE);
+}
+
+static void test_edge_replay_gives_the_same_state(void **state)
+{
+    struct fx *f = *state;
+    run_edges(f, 0);
+    reload_with(f, &test_opts); /* replays the two edge pings */
+    assert_int_equal(wl_state_replayed(f->st), 2);
+    struct wl_batch *b = wl_batch_new(f->store);
+    char err[256];
+    wl_state_flush(f->st, b);
+    assert_int_equal(wl_store_write(f->store, b, 1, err, sizeof err), 0);
+    wl_state_commit(f->st);
+    wl_batch_free(b);
+    install_rec *r = get_install(f, "edge-r");
+    assert_int_equal(r->edge_seq, 2);
+    assert_int_equal(r->check_hour, 2);
+    assert_int_equal(r->last_seq, 1);
+    assert_int_equal(r->org.data[1], 0x64);
+    assert_int_equal(r->last_ping->registered_users, 9);
+    assert_int_equal(r->last_ping->active_users_monthly, 77);
+    assert_int_equal(r->last_ping->active_users_daily, 51); /* the wire ping's */
+    assert_true(has_feature(r->last_ping, "cluster_enabled"));
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+    assert_null(get_org(f, 0x63, ""));
+    org_rec *o = get_org(f, 0x64, "");
+    assert_non_null(o);
+    assert_int_equal(o->totals[WL_COUNT_active_users_monthly], 77);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    /* the next check continues the writer's seq */
+    struct tping e;
+    edge_ping(&e, "edge-r", -1);
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, P_COUNT(teams), 3 * HOUR, 1),
+                     WL_APPLY_ACCEPTED);
+    r = get_install(f, "edge-r");
+    assert_int_equal(r->edge_seq, 3);
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1185,6 +1481,11 @@ int main(void)
         T(test_full_tallies_survive_a_restart),
         T(test_lists_follow_the_installs),
         T(test_forget_stale_installs),
+        T(test_edge_merges_into_latest),
+        T(test_edge_check_once_an_hour),
+        T(test_edge_features_by_bit),
+        T(test_edge_org_precedence),
+        T(test_edge_replay_gives_the_same_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,7 +123,7 @@ static void test_mapping(void **state)
     const wl_ping *p = b->pings[0];
     assert_int_equal(wl_ping_validate(p, 10000000), WL_REJECT_NONE);
     assert_string_equal(p->install_id, "k7x3pq9s1bfj8ctw5yhzr4ud6e");
-    assert_int_equal(p->seq, at / 3600000);
+    assert_int_equal(p->seq, 1); /* a placeholder: the writer assigns edge seqs */
     assert_int_equal(p->sent_at, at);
     assert_string_equal(p->database_type, "postgres");
     assert_string_equal(p->operating_system, "linux");
