@@ -4,12 +4,21 @@ BUILD_TYPE ?= RelWithDebInfo
 CONFIG ?= collector/warmline.ini
 JOBS ?= $(shell nproc)
 
-.PHONY: all bootstrap build run test check sanitize fuzz clean
+.PHONY: all bootstrap node-deps build run test check sanitize fuzz clean
 
 all: build
 
 bootstrap:
 	@tools/bootstrap.sh
+
+# The official RudderStack Node SDK that the integration tests send with
+# (tests/integration/rudder_node: package.json pins it, package-lock.json is
+# committed): npm ci when node_modules is missing or the lockfile changed.
+NODE_DEPS = tests/integration/rudder_node
+node-deps: $(NODE_DEPS)/node_modules/.package-lock.json
+$(NODE_DEPS)/node_modules/.package-lock.json: $(NODE_DEPS)/package-lock.json $(NODE_DEPS)/package.json
+	npm ci --omit=optional --no-audit --no-fund --prefix $(NODE_DEPS)
+	@touch $@
 
 build: bootstrap
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
@@ -29,12 +38,12 @@ test:
 	$(MAKE) fuzz FUZZ_SECONDS=60
 
 # The suite alone: unit, integration and fuzz-corpus replays through ctest.
-check: build
+check: build node-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # Every test again on a build with AddressSanitizer, UBSan and LeakSanitizer
 # (a leak or error makes the collector exit non-zero, which fails its test).
-sanitize: bootstrap
+sanitize: bootstrap node-deps
 	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DWL_SANITIZE=ON
 	cmake --build build-sanitize -j $(JOBS)
 	cd build-sanitize && ctest --output-on-failure -j $(JOBS)
