@@ -39,6 +39,7 @@ struct wl_http_ingest {
     struct MHD_Daemon *mhd;
     struct wl_http_guard *guard;
     struct wl_bulletins bulletins;
+    struct wl_trusted trusted;  /* http_trusted_proxies */
     char address[300];
 };
 
@@ -211,9 +212,9 @@ static enum MHD_Result on_headers(struct wl_http_ingest *h, struct MHD_Connectio
                                   const char *url, const char *method, struct request *req)
 {
     wl_count(WL_M_http_requests, 1);
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    uint64_t wait = wl_http_guard_admit(h->guard, ci ? ci->client_addr : NULL);
+    struct sockaddr_storage client; /* used here, never kept */
+    int known = wl_http_client_address(conn, &h->trusted, &client) == 0;
+    uint64_t wait = wl_http_guard_admit(h->guard, known ? (struct sockaddr *)&client : NULL);
     if (wait > 0) {
         char after[24];
         snprintf(after, sizeof after, "%llu", (unsigned long long)(wait + 999) / 1000);
@@ -384,7 +385,8 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
         return -ENOMEM;
     h->cfg = cfg;
     h->writer = writer;
-    if ((rc = wl_bulletins_load(cfg->bulletins_file, &h->bulletins, err, errlen)) != 0)
+    if ((rc = wl_bulletins_load(cfg->bulletins_file, &h->bulletins, err, errlen)) != 0 ||
+        (rc = wl_trusted_parse(cfg->http_trusted_proxies, &h->trusted, err, errlen)) != 0)
         goto fail;
     struct wl_http_guard_opts go = {
         .table_size = cfg->http_address_table_size,
@@ -441,10 +443,12 @@ fail:
 int wl_http_ingest_check(const struct wl_config *cfg, char *err, size_t errlen)
 {
     struct wl_bulletins b;
+    struct wl_trusted t;
     int rc = wl_bulletins_load(cfg->bulletins_file, &b, err, errlen);
-    if (rc == 0)
-        wl_bulletins_free(&b);
-    return rc;
+    if (rc != 0)
+        return rc;
+    wl_bulletins_free(&b);
+    return wl_trusted_parse(cfg->http_trusted_proxies, &t, err, errlen);
 }
 
 void wl_http_ingest_address(const struct wl_http_ingest *h, char *out, size_t len)

@@ -3,7 +3,9 @@
  * no I/O, any thread), the operator's bulletins (http_ingest_bulletins.c,
  * loaded once at start, read-only after), and the guard that keeps anonymous
  * senders within bounds (http_ingest_guard.c: a per-address token bucket and
- * a whole-request deadline, thread-safe, for libmicrohttpd's threads).
+ * a whole-request deadline, thread-safe, for libmicrohttpd's threads), the
+ * client address behind trusted proxies (http_ingest_client.c, pure but for
+ * reading the headers) and the TLS files (http_ingest_tls.c, at start).
  * Declared here for http_ingest.c, the unit tests and the fuzz target. */
 #ifndef WL_HTTP_INGEST_PARTS_H
 #define WL_HTTP_INGEST_PARTS_H
@@ -114,9 +116,10 @@ int wl_http_guard_new(const struct wl_http_guard_opts *o, struct wl_http_guard *
 /* Stops the sweeper and frees. NULL is a no-op. Call after the daemon stopped. */
 void wl_http_guard_free(struct wl_http_guard *g);
 
-/* One request from sa: 0 when it may go on, else the milliseconds until
- * its address, or all of them together, has a token (at least 1).
- * Thread-safe. */
+/* One request from sa, its client address (wl_http_client_address: the
+ * peer, or the address a trusted proxy forwarded): 0 when it may go on, else
+ * the milliseconds until that address, or all of them together, has a token
+ * (at least 1). Thread-safe. */
 uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa);
 
 /* A connection opened on socket fd: returns its slot (the connection's
@@ -126,5 +129,65 @@ void *wl_http_guard_conn_open(struct wl_http_guard *g, int fd);
 void wl_http_guard_conn_restart(struct wl_http_guard *g, void *slot);
 /* It closed (before its socket is closed: libmicrohttpd's order). */
 void wl_http_guard_conn_close(struct wl_http_guard *g, void *slot);
+
+/* ---- the client address (http_ingest_client.c) ----
+ *
+ * The request's client is its peer, unless the peer is a trusted reverse
+ * proxy (http_trusted_proxies) and the request carries X-Forwarded-For:
+ * then the rightmost address in it that is not itself a trusted proxy.
+ * Several X-Forwarded-For headers are one list, joined in order (RFC 7230
+ * 3.2.2); only the 16 rightmost are read. The walk goes right to left and
+ * stops at an entry that is not an address (garbage, "unknown", a port out
+ * of range): the address believed last (the nearest trusted proxy, or the
+ * peer) stands. An untrusted peer's X-Forwarded-For is never read. Entries:
+ * an IPv4 or IPv6 address with optional spaces around it, IPv6 in brackets
+ * or not, a port after IPv4 ("a.b.c.d:port") or bracketed IPv6
+ * ("[v6]:port") accepted and dropped (not standard, some proxies send it);
+ * an IPv4-mapped IPv6 address is IPv4. The address is used, never kept. */
+
+#define WL_TRUSTED_MAX 64
+
+struct wl_cidr {
+    uint8_t family;             /* AF_INET or AF_INET6 */
+    uint8_t bits;               /* prefix length */
+    uint8_t addr[16];           /* IPv4 in bytes 0..3; no bits set past the prefix */
+};
+
+struct wl_trusted {
+    struct wl_cidr v[WL_TRUSTED_MAX];
+    size_t n;
+};
+
+/* Parses a comma-separated list of CIDRs (ADDRESS/BITS, IPv4 or IPv6; a bare
+ * address is /32 or /128; spaces around each, empty ones skipped). Host bits
+ * past the prefix (10.0.0.1/8), more than WL_TRUSTED_MAX CIDRs, or anything
+ * else is -EINVAL, with "http_trusted_proxies: <the CIDR> ..." in err. */
+int wl_trusted_parse(const char *list, struct wl_trusted *out, char *err, size_t errlen);
+
+/* 1 when sa is in one of the trusted CIDRs (IPv4-mapped IPv6 as IPv4). */
+int wl_trusted_has(const struct wl_trusted *t, const struct sockaddr *sa);
+
+/* One X-Forwarded-For entry (s[0..len), not NUL-terminated) as an address
+ * with port 0. Returns 0 or -EINVAL. */
+int wl_xff_entry_parse(const char *s, size_t len, struct sockaddr_storage *out);
+
+/* One X-Forwarded-For header's value. */
+struct wl_xff {
+    const char *value;
+    size_t len;
+};
+
+/* The client address of a request from peer with these X-Forwarded-For
+ * values (in header order) under trusted (NULL: none), as described above,
+ * into out (port 0). Returns 0, or -EAFNOSUPPORT for a peer that is neither
+ * IPv4 nor IPv6. Pure. */
+int wl_client_from_xff(const struct sockaddr *peer, const struct wl_trusted *t,
+                       const struct wl_xff *xff, size_t n, struct sockaddr_storage *out);
+
+/* The same for a request on one of libmicrohttpd's threads (its headers
+ * must be in: the access handler's first call). */
+struct MHD_Connection;
+int wl_http_client_address(struct MHD_Connection *conn, const struct wl_trusted *t,
+                           struct sockaddr_storage *out);
 
 #endif

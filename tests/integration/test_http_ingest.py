@@ -398,5 +398,98 @@ class TestBadInput(HttpIngestCase):
         c.stop()
 
 
+def check_from(port, xff=(), install=INSTALL):
+    """A check with one X-Forwarded-For header per item of xff."""
+    headers = "".join("X-Forwarded-For: %s\r\n" % v for v in xff)
+    req = ("GET /security?%s HTTP/1.1\r\nHost: x\r\nUser-Agent: Go-http-client/1.1\r\n%s"
+           "Connection: close\r\n\r\n" % (go_query(install), headers)).encode("latin-1")
+    return raw_request(port, req)[0]
+
+
+class TestTrustedProxies(HttpIngestCase):
+    """Behind a reverse proxy every request comes from the proxy: with the
+    proxy in http_trusted_proxies, the client named by its X-Forwarded-For has
+    a bucket of its own; nobody else's X-Forwarded-For is believed."""
+
+    LIMITS = {"limit_loopback": "on", "http_rate_per_address": 1,
+              "http_burst_per_address": 5, "http_max_connections_per_address": 0}
+
+    def drain(self, c, xff):
+        """Checks from xff until one is refused 429; returns how many passed."""
+        passed = 0
+        for _ in range(30):
+            status = check_from(c.http_port, xff)
+            if status == 429:
+                return passed
+            self.assertEqual(status, 200)
+            passed += 1
+        self.fail("no 429 after 30 checks from %r" % (xff,))
+
+    def test_forwarded_clients_get_their_own_buckets(self):
+        opts = dict(self.LIMITS, http_trusted_proxies="192.0.2.0/24, 127.0.0.1/32")
+        c = self.http_collector(opts)
+        c.start()
+        # the burst of 5 (the bucket refills 1 a second: a slow machine may pass one more)
+        passed = self.drain(c, ["203.0.113.9"])
+        self.assertIn(passed, (5, 6, 7))
+        # another client behind the same proxy still passes, and so does the proxy itself
+        self.assertEqual(check_from(c.http_port, ["203.0.113.10"]), 200)
+        self.assertEqual(check_from(c.http_port, ["2001:db8::10"]), 200)
+        self.assertEqual(check_from(c.http_port, []), 200)
+        # the rightmost untrusted entry is the client: a forged left part changes nothing
+        self.assertEqual(check_from(c.http_port, ["198.51.100.1, 203.0.113.9"]), 429)
+        self.assertEqual(check_from(c.http_port, ["203.0.113.9, 192.0.2.5"]), 429)
+        self.assertEqual(check_from(c.http_port, ["203.0.113.9", "192.0.2.5"]), 429)
+        # several headers are one list, joined in order
+        self.assertEqual(check_from(c.http_port, ["203.0.113.9", "203.0.113.11"]), 200)
+        # garbage, an empty header, 10,000 bytes of entries: answered, none a bucket of its
+        # own choosing (garbage stops the walk at the proxy: 127.0.0.1's bucket)
+        for xff in (["garbage"], [""], ["unknown, 203.0.113.12"],
+                    [", ".join("203.0.%d.%d" % (i // 250, i % 250 + 1) for i in range(700))],
+                    ["x" * 10000]):
+            with self.subTest(xff=xff[0][:30]):
+                self.assertIn(check_from(c.http_port, xff), (200, 429))
+        # 20,000 bytes: over the header cap
+        self.assertEqual(check_from(c.http_port, ["1.2.3.4, " * 2500]), 431)
+        self.good(c, INSTALL_2)
+        c.stop()
+        # no forwarded address reaches a log line
+        log = "\n".join(c.lines)
+        self.assertNotIn("203.0.113", log)
+        self.assertNotIn("2001:db8", log)
+
+    def test_untrusted_peer_xff_ignored(self):
+        c = self.http_collector(dict(self.LIMITS, http_trusted_proxies="192.0.2.0/24"))
+        c.start()
+        # 127.0.0.1 is not trusted: every X-Forwarded-For is the sender's word, ignored,
+        # so distinct ones share the one bucket of the peer
+        passed = 0
+        for i in range(30):
+            status = check_from(c.http_port, ["203.0.113.%d" % (i + 1)])
+            if status == 429:
+                break
+            passed += 1
+        self.assertIn(passed, (5, 6, 7))
+        self.assertEqual(check_from(c.http_port, ["203.0.113.200"]), 429)
+        self.assertEqual(check_from(c.http_port, []), 429)
+        c.stop()
+
+    def test_bad_trusted_proxies_fail_the_start(self):
+        for bad, what in (("10.0.0.1/8", "host bits"), ("10.0.0.0/33", "is not"),
+                          ("127.0.0.1/32, proxy.example", "is not")):
+            with self.subTest(bad=bad):
+                c = self.http_collector({"http_trusted_proxies": bad})
+                with self.assertRaises(CollectorError):
+                    c.start()
+                line = c.wait_for(r"event=start_failed.*", timeout=1).group(0)
+                self.assertIn("stage=http", line)
+                self.assertIn("http_trusted_proxies", line)
+                self.assertIn(what, line)
+                r = subprocess.run([COLLECTOR_BIN, "--config", c.ini_path, "--check-config"],
+                                   capture_output=True, timeout=IO_TIMEOUT)
+                self.assertEqual(r.returncode, 2)
+                self.assertIn(b"http_trusted_proxies", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

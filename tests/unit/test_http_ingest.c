@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -272,6 +274,236 @@ static void test_guard_rate(void **state)
     wl_http_guard_free(g);
 }
 
+/* ---- the client address ---- */
+
+/* addr as text ("a.b.c.d" or "v6"), port checked 0 */
+static const char *show(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        assert_int_equal(in->sin_port, 0);
+        return inet_ntop(AF_INET, &in->sin_addr, buf, (socklen_t)len);
+    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    assert_int_equal(ss->ss_family, AF_INET6);
+    assert_int_equal(in6->sin6_port, 0);
+    return inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)len);
+}
+
+static struct sockaddr_storage sa_of(const char *text)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, text, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(4242);
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, text, &in6->sin6_addr), 1);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(4242);
+    }
+    return ss;
+}
+
+static void test_trusted_parse(void **state)
+{
+    (void)state;
+    struct wl_trusted t;
+    char err[256];
+    static const struct {
+        const char *list;
+        size_t n;
+    } good[] = {
+        {"", 0},
+        {" , ,", 0},
+        {"127.0.0.1/32", 1},
+        {" 10.0.0.0/8 ,192.168.0.0/16,\t2001:db8::/32 , ::1", 4},
+        {"0.0.0.0/0,::/0", 2},
+        {"203.0.113.7", 1},                   /* a bare address: /32 */
+        {"::ffff:10.1.0.0/112", 1},           /* IPv4-mapped: 10.1.0.0/16 */
+        {"10.0.0.0/8,", 1},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        if (wl_trusted_parse(good[i].list, &t, err, sizeof err) != 0)
+            fail_msg("must parse: '%s': %s", good[i].list, err);
+        assert_int_equal(t.n, good[i].n);
+    }
+    assert_int_equal(wl_trusted_parse("::ffff:10.1.0.0/112", &t, err, sizeof err), 0);
+    assert_int_equal(t.v[0].family, AF_INET);
+    assert_int_equal(t.v[0].bits, 16);
+    static const char *const bad[][2] = {
+        {"10.0.0.1/8", "host bits"},
+        {"10.0.0.0/33", "is not"},
+        {"2001:db8::/129", "is not"},
+        {"10.0.0.0/", "is not"},
+        {"10.0.0.0/08", "is not"},
+        {"10.0.0.0/-1", "is not"},
+        {"10.0.0/8", "is not"},
+        {"localhost", "is not"},
+        {"10.0.0.0/8 192.168.0.0/16", "is not"},  /* a space is not a separator */
+        {"fe80::1%eth0", "is not"},
+        {"[::1]", "is not"},
+        {"2001:db8::1/32", "host bits"},
+        {"127.0.0.1/32,\"x\nevent=forged", "is not"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        if (wl_trusted_parse(bad[i][0], &t, err, sizeof err) == 0)
+            fail_msg("must not parse: '%s'", bad[i][0]);
+        if (strstr(err, "http_trusted_proxies") == NULL || strstr(err, bad[i][1]) == NULL)
+            fail_msg("error for '%s': '%s' lacks the option or '%s'", bad[i][0], err,
+                     bad[i][1]);
+        assert_null(strchr(err, '"'));   /* nothing that breaks a key="value" log */
+        assert_null(strchr(err, '\n'));
+    }
+    /* more than WL_TRUSTED_MAX */
+    char many[WL_TRUSTED_MAX * 16 + 32] = "";
+    for (int i = 0; i <= WL_TRUSTED_MAX; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "10.0.%d.0/24,", i);
+    assert_int_equal(wl_trusted_parse(many, &t, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "more than"));
+    /* membership */
+    assert_int_equal(wl_trusted_parse("10.0.0.0/8,2001:db8::/32,192.0.2.128/25", &t, err,
+                                      sizeof err), 0);
+    static const struct {
+        const char *addr;
+        int in;
+    } member[] = {
+        {"10.255.1.2", 1}, {"11.0.0.1", 0}, {"::ffff:10.1.2.3", 1}, {"2001:db8:ff::1", 1},
+        {"2001:db9::1", 0}, {"192.0.2.200", 1}, {"192.0.2.127", 0}, {"::1", 0},
+    };
+    for (size_t i = 0; i < sizeof member / sizeof member[0]; i++) {
+        struct sockaddr_storage ss = sa_of(member[i].addr);
+        if (wl_trusted_has(&t, (struct sockaddr *)&ss) != member[i].in)
+            fail_msg("%s: trusted must be %d", member[i].addr, member[i].in);
+    }
+}
+
+static void test_xff_entry(void **state)
+{
+    (void)state;
+    static const char *const must_parse[][2] = {
+        {"203.0.113.9", "203.0.113.9"},
+        {"  203.0.113.9\t", "203.0.113.9"},
+        {"203.0.113.9:51234", "203.0.113.9"},
+        {"2001:db8::7", "2001:db8::7"},
+        {"[2001:db8::7]", "2001:db8::7"},
+        {"[2001:db8::7]:443", "2001:db8::7"},
+        {" [2001:db8::7]:0 ", "2001:db8::7"},
+        {"::ffff:198.51.100.1", "198.51.100.1"},
+        {"[::ffff:198.51.100.1]:80", "198.51.100.1"},
+        {"::1", "::1"},
+    };
+    static const char *const must_not_parse[] = {
+        "", "   ", "unknown", "_hidden", "203.0.113", "203.0.113.9:", "203.0.113.9:65536",
+        "203.0.113.9:123456", "203.0.113.9:-1", "203.0.113.9:8o", "[203.0.113.9]",
+        "[2001:db8::7", "[2001:db8::7]x", "[2001:db8::7]:", "2001:db8::7:443x",
+        "fe80::1%eth0", "for=203.0.113.9", "203.0.113.9 203.0.113.10", "1.2.3.4.5",
+        "2001:db8::7]:443",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    };
+    struct sockaddr_storage ss;
+    char buf[INET6_ADDRSTRLEN];
+    for (size_t i = 0; i < sizeof must_parse / sizeof must_parse[0]; i++) {
+        const char *in = must_parse[i][0];
+        if (wl_xff_entry_parse(in, strlen(in), &ss) != 0)
+            fail_msg("must parse: '%s'", in);
+        assert_string_equal(show(&ss, buf, sizeof buf), must_parse[i][1]);
+    }
+    for (size_t i = 0; i < sizeof must_not_parse / sizeof must_not_parse[0]; i++) {
+        const char *in = must_not_parse[i];
+        if (wl_xff_entry_parse(in, strlen(in), &ss) == 0)
+            fail_msg("must not parse: '%s'", in);
+    }
+    /* a NUL inside (libmicrohttpd passes lengths), and no reading past len */
+    assert_int_equal(wl_xff_entry_parse("1.2.3.4\0x", 9, &ss), -EINVAL);
+    assert_int_equal(wl_xff_entry_parse("1.2.3.4,5.6.7.8", 7, &ss), 0);
+    assert_string_equal(show(&ss, buf, sizeof buf), "1.2.3.4");
+}
+
+/* The client of a request from peer with the XFF headers in hdrs (NULL-ended). */
+static const char *client(const struct wl_trusted *t, const char *peer, const char *const *hdrs,
+                          char *buf, size_t len)
+{
+    struct wl_xff x[8];
+    size_t n = 0;
+    for (; hdrs != NULL && hdrs[n] != NULL; n++)
+        x[n] = (struct wl_xff){hdrs[n], strlen(hdrs[n])};
+    struct sockaddr_storage p = sa_of(peer), out;
+    assert_int_equal(wl_client_from_xff((struct sockaddr *)&p, t, x, n, &out), 0);
+    return show(&out, buf, len);
+}
+
+static void test_client_walk(void **state)
+{
+    (void)state;
+    struct wl_trusted t, none;
+    char err[256], buf[INET6_ADDRSTRLEN];
+    assert_int_equal(wl_trusted_parse("127.0.0.1/32,10.0.0.0/8,2001:db8:1::/48", &t, err,
+                                      sizeof err), 0);
+    assert_int_equal(wl_trusted_parse("", &none, err, sizeof err), 0);
+#define H(...) ((const char *const[]){__VA_ARGS__, NULL})
+    const struct { /* automatic: compound literals inside */
+        const char *peer;
+        const char *const *xff;
+        const char *want;
+    } cases[] = {
+        /* no header, or an untrusted peer: the peer (port dropped) */
+        {"127.0.0.1", NULL, "127.0.0.1"},
+        {"198.51.100.1", H("203.0.113.9"), "198.51.100.1"},
+        /* a trusted peer: the rightmost entry that is not a trusted proxy */
+        {"127.0.0.1", H("203.0.113.9"), "203.0.113.9"},
+        {"127.0.0.1", H("6.6.6.6, 203.0.113.9"), "203.0.113.9"},        /* a forged left part */
+        {"127.0.0.1", H("6.6.6.6, 203.0.113.9, 10.1.1.1"), "203.0.113.9"},
+        {"127.0.0.1", H("203.0.113.9 ,10.1.1.1,  10.2.2.2 "), "203.0.113.9"},
+        /* several headers: one list, joined in order */
+        {"127.0.0.1", H("6.6.6.6", "203.0.113.9", "10.1.1.1"), "203.0.113.9"},
+        {"127.0.0.1", H("203.0.113.9, 10.1.1.1", ""), "203.0.113.9"},
+        {"127.0.0.1", H("203.0.113.9", "10.1.1.1,,"), "203.0.113.9"}, /* empty entries skipped */
+        /* every hop trusted: the leftmost */
+        {"127.0.0.1", H("10.9.9.9, 10.1.1.1"), "10.9.9.9"},
+        /* garbage stops the walk: the address believed last stands */
+        {"127.0.0.1", H("garbage"), "127.0.0.1"},
+        {"127.0.0.1", H("203.0.113.9, unknown"), "127.0.0.1"},
+        {"127.0.0.1", H("203.0.113.9, garbage, 10.1.1.1"), "10.1.1.1"},
+        {"127.0.0.1", H("garbage, 203.0.113.9"), "203.0.113.9"},         /* never reached */
+        /* IPv6, brackets and ports */
+        {"127.0.0.1", H("[2001:db8:2::5]:443"), "2001:db8:2::5"},
+        {"127.0.0.1", H("2001:db8:2::5, 2001:db8:1::9"), "2001:db8:2::5"},
+        {"2001:db8:1::1", H("203.0.113.9:1234"), "203.0.113.9"},
+        {"::ffff:127.0.0.1", H("203.0.113.9"), "203.0.113.9"},             /* a mapped peer */
+        {"::ffff:10.0.0.1", NULL, "10.0.0.1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = client(&t, cases[i].peer, cases[i].xff, buf, sizeof buf);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("case %zu (peer %s): got %s, want %s", i, cases[i].peer, got,
+                     cases[i].want);
+    }
+    /* nobody trusted: the header is never read */
+    assert_string_equal(client(&none, "127.0.0.1", H("203.0.113.9"), buf, sizeof buf),
+                        "127.0.0.1");
+    assert_string_equal(client(NULL, "127.0.0.1", H("203.0.113.9"), buf, sizeof buf),
+                        "127.0.0.1");
+#undef H
+    /* a peer of another family */
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    struct sockaddr_storage out;
+    assert_int_equal(wl_client_from_xff(&un, &t, NULL, 0, &out), -EAFNOSUPPORT);
+    assert_int_equal(wl_client_from_xff(NULL, &t, NULL, 0, &out), -EAFNOSUPPORT);
+    /* 10,000 entries (about 120 KB): linear, the same answer */
+    static char big[10000 * 16];
+    size_t at = 0;
+    for (int i = 0; i < 10000; i++)
+        at += (size_t)snprintf(big + at, sizeof big - at, "10.%d.%d.1,", i / 250 % 250,
+                               i % 250);
+    snprintf(big + at, sizeof big - at, "10.0.0.2");
+    assert_string_equal(client(&t, "127.0.0.1", (const char *const[]){big, NULL}, buf,
+                               sizeof buf), "10.0.0.1"); /* the leftmost: all trusted */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +512,9 @@ int main(void)
         cmocka_unit_test(test_mapping),
         cmocka_unit_test(test_bulletins),
         cmocka_unit_test(test_guard_rate),
+        cmocka_unit_test(test_trusted_parse),
+        cmocka_unit_test(test_xff_entry),
+        cmocka_unit_test(test_client_walk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
