@@ -205,6 +205,7 @@ struct route {
     const char *method;
     enum access access;
     enum MHD_Result (*fn)(struct wl_req *rq);
+    int networks_body;          /* its body's cap is api_max_networks_bytes */
 };
 
 /* Rows with the same path are one resource, listed together; the first
@@ -219,6 +220,8 @@ static const struct route routes[] = {
     {"/v1/named-accounts", 0, "GET", ACCESS_READ, wl_api_named_list},
     {"/v1/named-accounts", 0, "PUT", ACCESS_ADMIN, wl_api_named_put},
     {"/v1/named-accounts/", 1, "DELETE", ACCESS_ADMIN, wl_api_named_delete},
+    {"/v1/networks", 0, "GET", ACCESS_READ, wl_api_networks_list},
+    {"/v1/networks", 0, "PUT", ACCESS_ADMIN, wl_api_networks_put, 1},
     {"/v1/forget", 0, "POST", ACCESS_ADMIN, wl_api_forget},
     {"/v1/deletions", 0, "GET", ACCESS_ADMIN, wl_api_deletions},
 };
@@ -287,6 +290,23 @@ static int takes_body(const struct route *r)
     return strcmp(r->method, "PUT") == 0 || strcmp(r->method, "POST") == 0;
 }
 
+/* The largest body the route takes, and the option that says so. */
+static uint64_t body_cap(const struct wl_api *api, const struct route *r, const char **option)
+{
+    *option = r->networks_body ? "api_max_networks_bytes" : "api_max_body_bytes";
+    return r->networks_body ? api->cfg->api_max_networks_bytes : api->cfg->api_max_body_bytes;
+}
+
+static enum MHD_Result too_large(struct wl_api *api, struct MHD_Connection *conn,
+                                 const struct route *r)
+{
+    const char *option;
+    uint64_t cap = body_cap(api, r, &option);
+    return wl_api_send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                             "the body is over %s (%llu bytes)", option,
+                             (unsigned long long)cap);
+}
+
 /* At the headers: route, authorize, and turn away a body declared too
  * large. Returns MHD_YES to read on, or the queued answer. */
 static enum MHD_Result on_headers(struct wl_api *api, struct MHD_Connection *conn,
@@ -313,19 +333,19 @@ static enum MHD_Result on_headers(struct wl_api *api, struct MHD_Connection *con
     if (takes_body(r)) {
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && strtoull(cl, NULL, 10) > api->cfg->api_max_body_bytes)
-            return wl_api_send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                                     "the body is over api_max_body_bytes (%llu bytes)",
-                                     (unsigned long long)api->cfg->api_max_body_bytes);
+        const char *option;
+        if (cl != NULL && strtoull(cl, NULL, 10) > body_cap(api, r, &option))
+            return too_large(api, conn, r);
     }
     req->route = r;
     return MHD_YES;
 }
 
-/* Keeps up to api_max_body_bytes of the body; past that, notes it. */
+/* Keeps up to the route's body cap of the body; past that, notes it. */
 static int add_body(struct wl_api *api, struct request *req, const char *data, size_t n)
 {
-    uint64_t max = api->cfg->api_max_body_bytes;
+    const char *option;
+    uint64_t max = body_cap(api, req->route, &option);
     if (req->too_large || req->len + n > max) {
         req->too_large = 1;
         free(req->body);
@@ -381,9 +401,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->route == NULL) /* answered at the headers */
         return MHD_YES;
     if (req->too_large)
-        return wl_api_send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                                 "the body is over api_max_body_bytes (%llu bytes)",
-                                 (unsigned long long)api->cfg->api_max_body_bytes);
+        return too_large(api, conn, req->route);
     const struct route *r = req->route;
     struct wl_req rq = {
         .api = api,
@@ -498,6 +516,12 @@ void wl_api_set_writer(struct wl_api *api, struct wl_writer *writer)
     pthread_rwlock_wrlock(&api->writer_lock);
     api->writer = writer;
     pthread_rwlock_unlock(&api->writer_lock);
+}
+
+void wl_api_set_networks(struct wl_api *api, struct wl_networks *networks)
+{
+    if (api != NULL)
+        __atomic_store_n(&api->networks, networks, __ATOMIC_RELEASE);
 }
 
 void wl_api_stop(struct wl_api *api)

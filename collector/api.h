@@ -32,6 +32,11 @@ void wl_api_set_ready(struct wl_api *api, int ready);
 struct wl_writer;
 void wl_api_set_writer(struct wl_api *api, struct wl_writer *writer);
 
+/* The network table PUT and GET /v1/networks use (NULL: they answer 503);
+ * it must outlive the API (or be set NULL first). api may be NULL. */
+struct wl_networks;
+void wl_api_set_networks(struct wl_api *api, struct wl_networks *networks);
+
 /* Stops serving and frees. NULL is a no-op. */
 void wl_api_stop(struct wl_api *api);
 

@@ -17,6 +17,7 @@
 #include "storage/store.h"
 
 struct wl_writer;
+struct wl_networks;
 
 #define WL_API_LIMIT_MAX 1000
 
@@ -34,6 +35,7 @@ struct wl_api {
     atomic_int ready;
     pthread_rwlock_t writer_lock; /* forgets hold it for reading while they use writer */
     struct wl_writer *writer;     /* NULL: forgets answer 503 */
+    struct wl_networks *networks; /* the network table (networks.h), NULL: 503; atomic */
 };
 
 /* One request, as the handlers see it. */
@@ -114,6 +116,10 @@ enum MHD_Result wl_api_signals(struct wl_req *rq);
 enum MHD_Result wl_api_named_put(struct wl_req *rq);
 enum MHD_Result wl_api_named_list(struct wl_req *rq);
 enum MHD_Result wl_api_named_delete(struct wl_req *rq); /* rq->rest: the domain */
+
+/* api_networks.c */
+enum MHD_Result wl_api_networks_put(struct wl_req *rq);
+enum MHD_Result wl_api_networks_list(struct wl_req *rq);
 
 /* api_forget.c */
 enum MHD_Result wl_api_forget(struct wl_req *rq);

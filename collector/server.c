@@ -11,6 +11,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "networks.h"
 #include "retention.h"
 #include "sinks.h"
 #include "storage/store.h"
@@ -30,6 +31,8 @@ struct wl_server {
     struct wl_sinks *sinks;
     struct wl_api *api;
     struct wl_http_ingest *http; /* the public HTTP ingest listener, NULL when off */
+    struct wl_networks *networks; /* the network table: the API replaces it, the HTTP
+                                     listener looks addresses up (wl_networks_lookup) */
     struct wl_retention *retention;
     struct wl_forget_resumer *resumer; /* forgets a stop or crash interrupted */
     uint64_t last_stats;
@@ -196,6 +199,11 @@ int wl_server_run(const struct wl_config *cfg)
         wl_error("start_failed", "stage=storage error=\"%s\"", err);
         return 1;
     }
+    if ((rc = wl_networks_open(store, &srv->networks, NULL, err, sizeof err)) != 0) {
+        wl_error("start_failed", "stage=networks error=\"%s\"", err);
+        wl_store_close(store);
+        return 1;
+    }
     uv_loop_init(&srv->loop);
     srv->ing.loop = &srv->loop;
     srv->ing.cfg = cfg;
@@ -239,6 +247,7 @@ int wl_server_run(const struct wl_config *cfg)
         goto close_loop;
     }
     wl_api_set_writer(srv->api, srv->ing.writer);
+    wl_api_set_networks(srv->api, srv->networks);
     if ((rc = wl_http_ingest_start(cfg, srv->ing.writer, &srv->http, err, sizeof err)) != 0) {
         wl_error("start_failed", "stage=http error=\"%s\"", err);
         goto close_loop;
@@ -279,6 +288,8 @@ close_loop:
     srv->sinks = NULL;
     wl_api_stop(srv->api);
     srv->api = NULL;
+    wl_networks_free(srv->networks); /* after its users: the API and the HTTP listener */
+    srv->networks = NULL;
     wl_udp_stop(&srv->ing);
     wl_tcp_stop_accepting(&srv->ing);
     wl_tcp_close_all(&srv->ing, 1);

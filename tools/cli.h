@@ -41,6 +41,8 @@ int wl_cmd_signals(int argc, char **argv);
 void wl_usage_signals(FILE *out);
 int wl_cmd_named(int argc, char **argv);
 void wl_usage_named(FILE *out);
+int wl_cmd_networks(int argc, char **argv);
+void wl_usage_networks(FILE *out);
 int wl_cmd_forget(int argc, char **argv);
 void wl_usage_forget(FILE *out);
 int wl_cmd_export(int argc, char **argv);

@@ -20,6 +20,8 @@ static const struct wl_cmd cmds[] = {
      wl_usage_signals},
     {"named-accounts", "import, list or delete named accounts (collector API)", wl_cmd_named,
      wl_usage_named},
+    {"networks", "import or list the network table: CIDR -> organization (collector API)",
+     wl_cmd_networks, wl_usage_networks},
     {"forget", "delete every record of an organization or install (data-subject requests)",
      wl_cmd_forget, wl_usage_forget},
 };
