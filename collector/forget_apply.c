@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "forget_req.h"
+#include "msgids.h"
 #include "records.pb-c.h"
 
 typedef Warmline__Store__V1__Signal signal_rec;
@@ -294,6 +295,8 @@ static int apply_memory(struct apply *a, struct wl_state *st)
         if ((rc = forget_whole(a, fg.orgs[i], fg.org_lens[i], fg.org_loaded[i])) != 0)
             goto done;
     }
+    if (t->kind == WL_FORGET_INSTALL) /* its Rudder messageIds: one range delete */
+        wl_msgids_forget_install(a->batch, t->install, strlen(t->install));
     if (t->kind == WL_FORGET_INSTALL && fg.install_records == 0) {
         if ((rc = delete_if_present(a, WL_CF_INSTALLS, t->install, strlen(t->install))) < 0)
             goto done;
@@ -363,7 +366,7 @@ static int apply_slice(struct apply *a)
     }
     while (budget > 0 && req->at_keys < req->n_keys) {
         const struct wl_forget_key *k = &req->keys[req->at_keys];
-        if (k->indexed && budget < 2)
+        if ((k->indexed || k->cf == WL_CF_INSTALLS) && budget < 2)
             break;
         if (k->cf == WL_CF_INSTALLS) {
             /* An install's record, unless it pinged again since the first
@@ -373,6 +376,10 @@ static int apply_slice(struct apply *a)
                      : delete_if_present(a, WL_CF_INSTALLS, k->key, k->len);
             if (rc < 0)
                 return rc;
+            if (rc > 0) { /* and its Rudder messageIds: one range delete */
+                wl_msgids_forget_install(a->batch, (const char *)k->key, k->len);
+                budget--;
+            }
             a->c->installs += (uint64_t)rc;
             req->at_keys++;
             budget--;

@@ -39,6 +39,9 @@ struct wl_store;
     X(write_errors, "Failed writes; their batches got RETRY_LATER.")                      \
     X(quarantined, "Rejected samples kept in quarantine.")                                \
     X(retention_pings_deleted, "Raw pings past retention_days deleted.")                  \
+    X(msgids_expired, "Rudder messageIds forgotten: older than msgid_ttl_ms.")            \
+    X(msgids_evicted,                                                                     \
+      "Rudder messageIds forgotten early, oldest first: the store was over msgid_max_bytes.") \
     X(forgets, "Forget requests applied (data-subject deletions).")                        \
     X(features_untallied,                                                                 \
       "Features and editions left out of an organization's tallies: past max_org_features.") \
@@ -94,7 +97,8 @@ enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
     X(installs, "Installs in the writer's state.")                                        \
     X(organizations, "Organizations in the writer's state.")                              \
     X(interned_bytes, "Bytes held by interned strings and feature lists (writer state).")   \
-    X(interned_strings, "Interned strings and feature lists held (writer state).")
+    X(interned_strings, "Interned strings and feature lists held (writer state).")        \
+    X(msgids_bytes, "Bytes of the Rudder messageId store after its last sweep.")
 
 #define WL_GAUGE_ENUM(name, help) WL_G_##name,
 enum wl_gauge { WL_GAUGES(WL_GAUGE_ENUM) WL_N_GAUGES };

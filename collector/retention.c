@@ -11,6 +11,7 @@
 #include "aggregate.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgids.h"
 #include "storage/keys.h"
 
 #define DAY_MS 86400000LL
@@ -21,8 +22,9 @@ struct wl_retention {
     pthread_cond_t cv;            /* on CLOCK_MONOTONIC */
     int stopping;
     struct wl_store *store;
-    uint64_t days;
+    uint64_t days;                /* 0: raw pings are kept */
     uint64_t every_ms;
+    uint64_t msgid_ttl_ms, msgid_max_bytes;
 };
 
 static int64_t now_ms(void)
@@ -119,12 +121,36 @@ done:
     return rc;
 }
 
+/* The Rudder messageIds past their time, or past the budget (msgids.h). */
+static void sweep_msgids(struct wl_retention *r)
+{
+    char err[512];
+    struct wl_msgids_swept s;
+
+    if (wl_msgids_sweep(r->store, now_ms(), r->msgid_ttl_ms, r->msgid_max_bytes, &s, err,
+                        sizeof err) != 0) {
+        wl_warn("msgids_sweep_failed", "error=\"%s\" retry_in_ms=%llu", err,
+                (unsigned long long)r->every_ms);
+        return;
+    }
+    wl_gauge_set(WL_G_msgids_bytes, s.kept_bytes);
+    wl_count(WL_M_msgids_expired, s.expired);
+    wl_count(WL_M_msgids_evicted, s.evicted);
+    if (s.expired + s.evicted > 0)
+        wl_info("msgids_swept", "kept=%llu kept_bytes=%llu expired=%llu evicted=%llu",
+                (unsigned long long)s.kept, (unsigned long long)s.kept_bytes,
+                (unsigned long long)s.expired, (unsigned long long)s.evicted);
+}
+
 static void pass(struct wl_retention *r)
 {
     char err[512];
     uint64_t deleted, up_to;
     int64_t cutoff = now_ms() - (int64_t)r->days * DAY_MS;
 
+    sweep_msgids(r);
+    if (r->days == 0)
+        return;
     if (wl_retention_run(r->store, cutoff, &deleted, &up_to, err, sizeof err) != 0) {
         wl_warn("retention_failed", "error=\"%s\" retry_in_ms=%llu", err,
                 (unsigned long long)r->every_ms);
@@ -170,15 +196,15 @@ int wl_retention_start(const struct wl_config *cfg, struct wl_store *store,
     int rc;
 
     *out = NULL;
-    if (cfg->retention_days == 0) {
+    if (cfg->retention_days == 0)
         wl_info("retention_off", "retention_days=0 effect=\"raw pings are kept\"");
-        return 0;
-    }
     struct wl_retention *r = calloc(1, sizeof *r);
     if (r == NULL)
         return -ENOMEM;
     r->store = store;
     r->days = cfg->retention_days;
+    r->msgid_ttl_ms = cfg->msgid_ttl_ms;
+    r->msgid_max_bytes = cfg->msgid_max_bytes;
     r->every_ms = cfg->retention_check_ms ? cfg->retention_check_ms : 3600000;
     pthread_mutex_init(&r->mu, NULL);
     pthread_condattr_init(&ca);

@@ -20,7 +20,9 @@
 
 struct wl_retention;
 
-/* Starts the thread: *out = NULL when retention_days is 0 (keep all). */
+/* Starts the thread. With retention_days 0 raw pings are kept; the thread
+ * still sweeps the Rudder messageIds past msgid_ttl_ms or msgid_max_bytes
+ * (msgids.h) on the same schedule. */
 int wl_retention_start(const struct wl_config *cfg, struct wl_store *store,
                        struct wl_retention **out, char *err, size_t errlen);
 

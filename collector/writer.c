@@ -16,6 +16,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgids.h"
 #include "quarantine.h"
 
 struct wl_writer {
@@ -34,6 +35,7 @@ struct wl_writer {
     struct wl_store *store;
     struct wl_state *state;
     struct wl_quarantine quarantine;
+    struct wl_msgids *msgids;         /* Rudder messageIds seen */
     struct wl_batch *batch;
     uint8_t *ping_buf;
     size_t ping_buf_cap;
@@ -259,17 +261,37 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
         int64_t event_at = job->received_at;
         if (job->event_time_sent_at && p->sent_at > 0)
             event_at = p->sent_at;
+        /* a Rudder event resent (its messageId seen) changes nothing */
+        const struct wl_edge *e = job->edge ? &job->edge[i] : NULL;
+        struct wl_msgid_key mk;
+        int seen = e != NULL && e->msgid_len > 0
+                       ? wl_msgids_check(w->msgids, p->install_id, strlen(p->install_id),
+                                         e->msgid, e->msgid_len, &mk)
+                       : 0;
+        if (seen == 1) {
+            job->duplicates++;
+            continue;
+        }
+        if (seen < 0) { /* the store could not say: the sender tries again */
+            job->retry_later = 1;
+            continue;
+        }
         enum wl_apply a =
             job->edge == NULL
                 ? wl_state_apply(w->state, p, job->received_at, event_at, w->batch)
                 : wl_state_apply_edge(w->state, p, &job->edge[i], job->received_at, event_at,
                                       w->batch);
-        if (a == WL_APPLY_DUPLICATE)
+        if (a == WL_APPLY_DUPLICATE) {
             job->duplicates++;
-        else
+        } else {
             job->accepted++;
+            if (e != NULL && e->msgid_len > 0)
+                wl_msgids_add(w->msgids, &mk, job->received_at, w->batch);
+        }
     }
-    if (job->n_rejected == 0)
+    if (job->retry_later)
+        job->status = WL_ACK_RETRY_LATER;
+    else if (job->n_rejected == 0)
         job->status = WL_ACK_OK;
     else if (job->accepted + job->duplicates > 0)
         job->status = WL_ACK_PARTIAL;
@@ -374,6 +396,7 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     char err[512];
 
     wl_batch_clear(w->batch);
+    wl_msgids_group_done(w->msgids); /* the last group's are in the store (or failed) */
     for (struct wl_job *job = group; job != NULL; job = job->next) {
         apply_job(w, job, now);
         enum wl_transport t = wl_transport_of(job->transport);
@@ -597,6 +620,8 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     if ((rc = wl_quarantine_init(&w->quarantine, store, cfg->quarantine_max_records,
                                  cfg->quarantine_per_second, err, errlen)) != 0)
         goto fail;
+    if ((rc = wl_msgids_open(store, &w->msgids, err, errlen)) != 0)
+        goto fail;
     w->batch = wl_batch_new(store);
     /* What a crash left to replay is written back before anything else. */
     uint64_t replayed = wl_state_replayed(w->state);
@@ -621,6 +646,7 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
 
 fail:
     wl_batch_free(w->batch);
+    wl_msgids_free(w->msgids);
     wl_state_free(w->state);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
@@ -653,6 +679,7 @@ void wl_writer_stop(struct wl_writer *w)
             (unsigned long long)wl_state_ingest_seq(w->state));
     wl_batch_free(w->batch);
     wl_state_free(w->state);
+    wl_msgids_free(w->msgids);
     free(w->ping_buf);
     struct poisoned *p, *tmp;
     HASH_ITER(hh, w->poisoned, p, tmp) {

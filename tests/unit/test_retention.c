@@ -286,7 +286,7 @@ static void test_zero_days_keeps_everything(void **state)
     wl_config_defaults(&cfg);
     cfg.retention_days = 0;
     assert_int_equal(wl_retention_start(&cfg, f->store, &r, err, sizeof err), 0);
-    assert_null(r);
+    assert_non_null(r); /* it still sweeps the messageIds */
     wl_retention_stop(r);
     uint64_t left[4];
     assert_int_equal(pings_left(f, left, 4), 3);
