@@ -23,6 +23,7 @@
 
 #define THREADS 4
 #define BULLETINS_PATH "/bulletins/"
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 static const char transport[] = "http";
 
@@ -40,6 +41,7 @@ struct wl_http_ingest {
     struct wl_http_guard *guard;
     struct wl_bulletins bulletins;
     struct wl_trusted trusted;  /* http_trusted_proxies */
+    struct wl_http_tls tls;     /* the PEM files; cert NULL: plain HTTP */
     char address[300];
 };
 
@@ -386,7 +388,9 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
     h->cfg = cfg;
     h->writer = writer;
     if ((rc = wl_bulletins_load(cfg->bulletins_file, &h->bulletins, err, errlen)) != 0 ||
-        (rc = wl_trusted_parse(cfg->http_trusted_proxies, &h->trusted, err, errlen)) != 0)
+        (rc = wl_trusted_parse(cfg->http_trusted_proxies, &h->trusted, err, errlen)) != 0 ||
+        (rc = wl_http_tls_load(cfg->http_tls_cert_file, cfg->http_tls_key_file, &h->tls, err,
+                               errlen)) != 0)
         goto fail;
     struct wl_http_guard_opts go = {
         .table_size = cfg->http_address_table_size,
@@ -403,6 +407,17 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* HTTPS: TLS 1.2 and 1.3 only (Go's client and every current one speak them) */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls.cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls.key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (h->tls.cert != NULL)
+        flags |= MHD_USE_TLS;
+    else
+        tls_opts[0].option = MHD_OPTION_END;
     h->mhd = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, h,
         MHD_OPTION_EXTERNAL_LOGGER, wl_mhd_logger, &http_log, /* first: it logs the rest */
@@ -415,9 +430,11 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections_per_address,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->http_timeout_ms / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http_max_header_bytes,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (h->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen on HTTP %s (address in use?)", cfg->http_listen);
+        snprintf(err, errlen, "cannot listen on HTTP%s %s (address in use?)",
+                 h->tls.cert ? "S" : "", cfg->http_listen);
         rc = -EADDRINUSE;
         goto fail;
     }
@@ -426,9 +443,10 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
     snprintf(h->address, sizeof h->address, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
              host, bound);
     wl_info("http_started",
-            "http=%s bulletins=%zu rate_per_address=%llu burst_per_address=%llu "
-            "max_connections=%llu request_deadline_ms=%llu",
-            h->address, h->bulletins.n, (unsigned long long)cfg->http_rate_per_address,
+            "http=%s https=%d trusted_proxies=%zu bulletins=%zu rate_per_address=%llu "
+            "burst_per_address=%llu max_connections=%llu request_deadline_ms=%llu",
+            h->address, h->tls.cert != NULL, h->trusted.n, h->bulletins.n,
+            (unsigned long long)cfg->http_rate_per_address,
             (unsigned long long)cfg->http_burst_per_address,
             (unsigned long long)cfg->http_max_connections,
             (unsigned long long)cfg->http_request_deadline_ms);
@@ -448,7 +466,13 @@ int wl_http_ingest_check(const struct wl_config *cfg, char *err, size_t errlen)
     if (rc != 0)
         return rc;
     wl_bulletins_free(&b);
-    return wl_trusted_parse(cfg->http_trusted_proxies, &t, err, errlen);
+    if ((rc = wl_trusted_parse(cfg->http_trusted_proxies, &t, err, errlen)) != 0)
+        return rc;
+    struct wl_http_tls tls;
+    if ((rc = wl_http_tls_load(cfg->http_tls_cert_file, cfg->http_tls_key_file, &tls, err,
+                               errlen)) == 0)
+        wl_http_tls_free(&tls);
+    return rc;
 }
 
 void wl_http_ingest_address(const struct wl_http_ingest *h, char *out, size_t len)
@@ -466,5 +490,6 @@ void wl_http_ingest_stop(struct wl_http_ingest *h)
     }
     wl_http_guard_free(h->guard);
     wl_bulletins_free(&h->bulletins);
+    wl_http_tls_free(&h->tls);
     free(h);
 }

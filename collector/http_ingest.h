@@ -13,8 +13,9 @@
  * caps, a header size cap, an inactivity timeout and a whole-request
  * deadline, a query size cap, and a cap on checks with the writer (over it,
  * or over writer_queue_pings, the ping is dropped and counted, the bulletins
- * still answered). The source address is used for the limits only: never
- * stored, never logged.
+ * still answered). The source address (behind a trusted proxy, the client
+ * its X-Forwarded-For names) is used for the limits only: never stored,
+ * never logged. Optional HTTPS (http_tls_cert_file, http_tls_key_file).
  *
  * The parts: http_ingest_security.c (query to ping), http_ingest_bulletins.c,
  * http_ingest_guard.c (limits on libmicrohttpd's threads); their declarations
@@ -37,8 +38,9 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
                          struct wl_http_ingest **out, char *err, size_t errlen);
 
 /* What start would check besides the configuration's bounds, for
- * --check-config: the bulletins file loads. Returns 0 or -EINVAL/-ENOMEM
- * with the file and what is wrong in err. */
+ * --check-config: the bulletins file loads, http_trusted_proxies parses, the
+ * TLS files load and go together. Returns 0 or a negative code with the
+ * option or file and what is wrong in err. */
 int wl_http_ingest_check(const struct wl_config *cfg, char *err, size_t errlen);
 
 /* The bound address as HOST:PORT (for the ready line). */

@@ -4,6 +4,7 @@
  * threads (the list is read-only once parsed). No address is kept or logged
  * here: the caller uses it (rate limit, network table) and forgets it. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -151,7 +152,7 @@ int wl_trusted_parse(const char *list, struct wl_trusted *out, char *err, size_t
             char shown[48]; /* the entry as written, quotes and controls masked for the log */
             size_t n = (size_t)(b - a) < sizeof shown - 1 ? (size_t)(b - a) : sizeof shown - 1;
             for (size_t i = 0; i < n; i++)
-                shown[i] = strchr("0123456789abcdefABCDEF.:/", a[i]) != NULL ? a[i] : '?';
+                shown[i] = isalnum((unsigned char)a[i]) || strchr(".:/-_[]%", a[i]) ? a[i] : '?';
             shown[n] = '\0';
             snprintf(err, errlen,
                      rc == -ERANGE ? "http_trusted_proxies: %s%s has host bits set past its "

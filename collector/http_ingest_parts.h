@@ -130,6 +130,26 @@ void wl_http_guard_conn_restart(struct wl_http_guard *g, void *slot);
 /* It closed (before its socket is closed: libmicrohttpd's order). */
 void wl_http_guard_conn_close(struct wl_http_guard *g, void *slot);
 
+/* ---- TLS (http_ingest_tls.c) ---- */
+
+#define WL_TLS_FILE_MAX (1024 * 1024)   /* a PEM file longer than this is refused */
+
+/* The PEM files' bytes, NUL-terminated, for libmicrohttpd (which keeps the
+ * pointers: free them only after the daemon stopped). cert NULL: no TLS. */
+struct wl_http_tls {
+    char *cert, *key;
+    size_t cert_len, key_len;
+};
+
+/* Reads both files (both empty: no TLS, out zeroed) and checks them with
+ * GnuTLS: a certificate (chain), an unencrypted private key, and that they
+ * go together; also that libmicrohttpd has TLS. Returns 0, or a negative
+ * code with the option, the file and what is wrong in err. */
+int wl_http_tls_load(const char *cert_file, const char *key_file, struct wl_http_tls *out,
+                     char *err, size_t errlen);
+/* Zeroes the key's bytes and frees both. */
+void wl_http_tls_free(struct wl_http_tls *t);
+
 /* ---- the client address (http_ingest_client.c) ----
  *
  * The request's client is its peer, unless the peer is a trusted reverse

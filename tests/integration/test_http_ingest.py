@@ -24,6 +24,7 @@ import os
 import re
 import select
 import socket
+import ssl
 import subprocess
 import time
 import unittest
@@ -489,6 +490,108 @@ class TestTrustedProxies(HttpIngestCase):
                                    capture_output=True, timeout=IO_TIMEOUT)
                 self.assertEqual(r.returncode, 2)
                 self.assertIn(b"http_trusted_proxies", r.stderr)
+
+
+def make_cert(folder, name="tls", cn="localhost"):
+    """A self-signed EC certificate for 127.0.0.1 and localhost, made by the
+    openssl CLI: (cert path, key path)."""
+    cert, key = os.path.join(folder, name + ".crt"), os.path.join(folder, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=" + cn,
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=IO_TIMEOUT)
+    return cert, key
+
+
+class TestTls(HttpIngestCase):
+
+    def test_https_serves_checks_plain_http_gets_nothing(self):
+        c = self.http_collector()
+        cert, key = make_cert(c.root)
+        c2 = self.http_collector({"http_tls_cert_file": cert, "http_tls_key_file": key,
+                                  "http_request_deadline_ms": "1s"}, name="tls")
+        c2.start()
+        line = c2.wait_for(r"event=http_started.*", timeout=1).group(0)
+        self.assertEqual(str(parse_kv(line)["https"]), "1")
+        ctx = ssl.create_default_context(cafile=cert)
+        conn = http.client.HTTPSConnection(LOCALHOST, c2.http_port, context=ctx,
+                                           timeout=IO_TIMEOUT)
+        for install in (INSTALL, INSTALL_2):  # two requests on one kept-alive TLS connection
+            conn.request("GET", "/security?" + go_query(install),
+                         headers={"User-Agent": "Go-http-client/1.1"})
+            r = conn.getresponse()
+            self.assertEqual((r.status, r.getheader("Content-Type"), r.read()),
+                             (200, "application/json", b"[]"))
+        self.assertIn(conn.sock.version(), ("TLSv1.2", "TLSv1.3"))
+        conn.close()
+        c2.wait_stats(lambda s: s["pings_accepted"] == 2, what="both checks stored")
+        # plain HTTP to the TLS port: no answer, the connection closed
+        status, _, _ = raw_request(c2.http_port, ("GET /security?%s HTTP/1.1\r\nHost: x\r\n"
+                                                  "\r\n" % go_query()).encode())
+        self.assertIsNone(status)
+        # a client that trusts another CA refuses the certificate
+        other, _ = make_cert(c.root, "other")
+        with self.assertRaises(ssl.SSLError):
+            with socket.create_connection((LOCALHOST, c2.http_port), timeout=IO_TIMEOUT) as s:
+                ssl.create_default_context(cafile=other).wrap_socket(s,
+                                                                     server_hostname=LOCALHOST)
+        # a connection that never finishes its handshake is shut by the deadline
+        s = socket.create_connection((LOCALHOST, c2.http_port), timeout=IO_TIMEOUT)
+        self._sockets.append(s)
+        s.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello, never finished
+        self.assertEqual(s.recv(100), b"")
+        c2.wait_stats(lambda st: st["http_closed_deadline"] >= 1, what="the deadline counted")
+        # and good checks still flow
+        conn = http.client.HTTPSConnection(LOCALHOST, c2.http_port, context=ctx,
+                                           timeout=IO_TIMEOUT)
+        conn.request("GET", "/security?" + go_query(INSTALL_3))
+        self.assertEqual(conn.getresponse().status, 200)
+        conn.close()
+        c2.stop()
+
+    def test_bad_tls_files_fail_the_start_naming_them(self):
+        c = self.http_collector()
+        cert, key = make_cert(c.root)
+        other_cert, other_key = make_cert(c.root, "other")
+        garbage = os.path.join(c.root, "garbage.pem")
+        with open(garbage, "wb") as f:
+            f.write(b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
+                    b"-----END CERTIFICATE-----\n")
+        missing = os.path.join(c.root, "missing.pem")
+        cases = [
+            ("a missing certificate", missing, key, "http_tls_cert_file", missing),
+            ("a garbage certificate", garbage, key, "http_tls_cert_file", garbage),
+            ("a key for a certificate", cert, cert, "http_tls_key_file", cert),
+            ("a garbage key", cert, garbage, "http_tls_key_file", garbage),
+            ("a key of another certificate", cert, other_key, "http_tls_key_file", other_key),
+            ("a folder", c.root, key, "http_tls_cert_file", c.root),
+        ]
+        for what, cf, kf, option, named in cases:
+            with self.subTest(what):
+                bad = self.http_collector({"http_tls_cert_file": cf, "http_tls_key_file": kf},
+                                          name="badtls")
+                with self.assertRaises(CollectorError):
+                    bad.start()
+                line = bad.wait_for(r"event=start_failed.*", timeout=1).group(0)
+                self.assertIn("stage=http", line)
+                self.assertIn(option, line)
+                self.assertIn(named, line)
+                r = subprocess.run([COLLECTOR_BIN, "--config", bad.ini_path, "--check-config"],
+                                   capture_output=True, timeout=IO_TIMEOUT)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(option.encode(), r.stderr)
+                self.assertIn(named.encode(), r.stderr)
+        # only one of the two: the configuration says so
+        bad = self.http_collector({"http_tls_cert_file": cert}, name="halftls")
+        with self.assertRaises(CollectorError):
+            bad.start()
+        # and the good pair passes --check-config
+        good = self.http_collector({"http_tls_cert_file": cert, "http_tls_key_file": key},
+                                   name="goodtls")
+        r = subprocess.run([COLLECTOR_BIN, "--config", good.ini_path, "--check-config"],
+                           capture_output=True, timeout=IO_TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 if __name__ == "__main__":
