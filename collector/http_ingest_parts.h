@@ -94,6 +94,56 @@ char *wl_bulletins_answer(const struct wl_bulletins *b, const char *version, siz
 /* The bulletin with this id, or NULL. */
 const struct wl_bulletin *wl_bulletins_find(const struct wl_bulletins *b, const char *id);
 
+/* ---- the Rudder batch (POST /v1/batch): http_ingest_batch.c ---- */
+
+#define WL_RUDDER_KEYS_MAX 64
+
+/* The configured write keys, as digests (never kept or compared raw). */
+struct wl_rudder_keys {
+    uint8_t hash[WL_RUDDER_KEYS_MAX][32];
+    size_t n;
+};
+
+/* Parses rudder_write_keys (comma-separated, spaces around trimmed; empty:
+ * none, any key is accepted). -EINVAL with err for an empty entry or too
+ * many keys. */
+int wl_rudder_keys_parse(const char *csv, struct wl_rudder_keys *out, char *err, size_t errlen);
+
+/* 1 when user (the HTTP Basic user: the write key) is one of them, or none
+ * are configured. Constant time in the key: every key is compared. */
+int wl_rudder_keys_allow(const struct wl_rudder_keys *k, const char *user, size_t len);
+
+/* A request body as it is read: at most max bytes kept, the rest read past
+ * (over set); the caller answers 413 then. */
+struct wl_body {
+    uint8_t *p;
+    size_t len, cap;
+    int over;
+};
+
+/* 0, or -ENOMEM. */
+int wl_body_add(struct wl_body *b, const char *data, size_t n, size_t max);
+void wl_body_free(struct wl_body *b);
+
+struct wl_networks;
+struct sockaddr;
+
+/* The network table's organization for client (the request's client
+ * address) on every ping whose event named no domain: org_key and presence
+ * WL_FIELD_ORG_KEY | WL_ORG_BY_NETWORK. Returns how many pings took it. */
+size_t wl_rudder_apply_network(wl_ping_batch *batch, struct wl_edge *edge,
+                               struct wl_networks *nets, const struct sockaddr *client);
+
+/* What a batch came to. */
+struct wl_rudder_outcome {
+    uint64_t accepted, duplicates, rejected; /* the writer's, per mapped event */
+    uint64_t dropped, ignored;               /* the mapping's (rudder.h) */
+};
+
+/* {"accepted":..,"duplicates":..,"rejected":..,"dropped":..,"ignored":..}
+ * (malloc'd, *len its length), NULL when out of memory. */
+char *wl_rudder_answer(const struct wl_rudder_outcome *o, size_t *len);
+
 /* ---- the guard ---- */
 
 struct wl_http_guard;
