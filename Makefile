@@ -15,8 +15,9 @@ bootstrap:
 # (tests/integration/rudder_node: package.json pins it, package-lock.json is
 # committed): npm ci when node_modules is missing or the lockfile changed.
 NODE_DEPS = tests/integration/rudder_node
-node-deps: $(NODE_DEPS)/node_modules/.package-lock.json
-$(NODE_DEPS)/node_modules/.package-lock.json: $(NODE_DEPS)/package-lock.json $(NODE_DEPS)/package.json
+NODE_STAMP = $(NODE_DEPS)/node_modules/.package-lock.json
+node-deps: $(NODE_STAMP)
+$(NODE_STAMP): $(NODE_DEPS)/package-lock.json $(NODE_DEPS)/package.json
 	npm ci --omit=optional --no-audit --no-fund --prefix $(NODE_DEPS)
 	@touch $@
 

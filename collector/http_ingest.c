@@ -216,7 +216,11 @@ static enum MHD_Result on_headers(struct wl_http_ingest *h, struct MHD_Connectio
     wl_count(WL_M_http_requests, 1);
     struct sockaddr_storage client; /* used here, never kept */
     int known = wl_http_client_address(conn, &h->trusted, &client) == 0;
-    uint64_t wait = wl_http_guard_admit(h->guard, known ? (struct sockaddr *)&client : NULL);
+    const union MHD_ConnectionInfo *sc =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    uint64_t wait = sc != NULL && wl_http_guard_conn_use_prepaid(h->guard, sc->socket_context)
+                        ? 0 /* paid at accept, with its TLS handshake (on_accept) */
+                        : wl_http_guard_admit(h->guard, known ? (struct sockaddr *)&client : NULL);
     if (wait > 0) {
         char after[24];
         snprintf(after, sizeof after, "%llu", (unsigned long long)(wait + 999) / 1000);
@@ -336,6 +340,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         wl_http_guard_conn_restart(h->guard, ci->socket_context);
 }
 
+/* HTTPS: a TLS handshake costs the listener about 2.4 ms of CPU (a key
+ * exchange and a signature) before any request is read, so each connection
+ * takes a token from its address's bucket and the total one at accept,
+ * before the handshake; a refused one is closed at once (counted as rate
+ * limited). That token pays for the connection's first request (on_connection
+ * marks it prepaid), so a client that asks once costs one token as over HTTP.
+ * Trusted proxies are exempt: their clients are limited per request. Plain
+ * HTTP: accepting costs little, only requests take tokens. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    struct wl_http_ingest *h = cls;
+    (void)len;
+    if (h->tls.cert == NULL || wl_trusted_has(&h->trusted, addr) ||
+        wl_http_guard_admit(h->guard, addr) == 0)
+        return MHD_YES;
+    wl_count(WL_M_http_rate_limited, 1);
+    return MHD_NO;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -346,6 +369,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         *socket_context = ci ? wl_http_guard_conn_open(h->guard, ci->connect_fd) : NULL;
         if (*socket_context == NULL && ci != NULL) /* no slot: not served */
             shutdown(ci->connect_fd, SHUT_RDWR);
+        const union MHD_ConnectionInfo *pi =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (h->tls.cert != NULL && pi != NULL && !wl_trusted_has(&h->trusted, pi->client_addr))
+            wl_http_guard_conn_prepay(h->guard, *socket_context); /* as on_accept took */
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         wl_http_guard_conn_close(h->guard, *socket_context);
         *socket_context = NULL;
@@ -419,7 +446,7 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
     else
         tls_opts[0].option = MHD_OPTION_END;
     h->mhd = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, h,
+        flags, (uint16_t)port, on_accept, h, on_request, h,
         MHD_OPTION_EXTERNAL_LOGGER, wl_mhd_logger, &http_log, /* first: it logs the rest */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
