@@ -27,6 +27,7 @@ struct conn_slot {
     int fd;                     /* -1: free */
     uint64_t since_ms;          /* when its current request began (monotonic) */
     int shut;                   /* its socket was shut down: it closes soon */
+    int prepaid;                /* its next request's token was taken at accept */
 };
 
 struct wl_http_guard {
@@ -192,6 +193,7 @@ void *wl_http_guard_conn_open(struct wl_http_guard *g, int fd)
             found = &g->slots[i];
             found->fd = fd;
             found->shut = 0;
+            found->prepaid = 0;
             found->since_ms = mono_ms();
         }
     }
@@ -207,6 +209,29 @@ void wl_http_guard_conn_restart(struct wl_http_guard *g, void *slot)
     pthread_mutex_lock(&g->mu);
     s->since_ms = mono_ms();
     pthread_mutex_unlock(&g->mu);
+}
+
+void wl_http_guard_conn_prepay(struct wl_http_guard *g, void *slot)
+{
+    struct conn_slot *s = slot;
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&g->mu);
+    s->prepaid = 1;
+    pthread_mutex_unlock(&g->mu);
+}
+
+int wl_http_guard_conn_use_prepaid(struct wl_http_guard *g, void *slot)
+{
+    struct conn_slot *s = slot;
+    int was;
+    if (s == NULL)
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    was = s->prepaid;
+    s->prepaid = 0;
+    pthread_mutex_unlock(&g->mu);
+    return was;
 }
 
 void wl_http_guard_conn_close(struct wl_http_guard *g, void *slot)

@@ -177,6 +177,11 @@ uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa)
 void *wl_http_guard_conn_open(struct wl_http_guard *g, int fd);
 /* Its request is answered: the next one's clock starts now. */
 void wl_http_guard_conn_restart(struct wl_http_guard *g, void *slot);
+/* Its next request is paid for: a token was taken when it was accepted (an
+ * HTTPS connection pays for its handshake before it is made). */
+void wl_http_guard_conn_prepay(struct wl_http_guard *g, void *slot);
+/* 1 (once) when its request was paid for at accept, else 0: admit it then. */
+int wl_http_guard_conn_use_prepaid(struct wl_http_guard *g, void *slot);
 /* It closed (before its socket is closed: libmicrohttpd's order). */
 void wl_http_guard_conn_close(struct wl_http_guard *g, void *slot);
 

@@ -550,6 +550,47 @@ class TestTls(HttpIngestCase):
         conn.close()
         c2.stop()
 
+    def test_handshakes_take_tokens_before_the_handshake(self):
+        """A TLS handshake costs the listener a key exchange and a signature
+        before any request: each connection takes a token at accept, so a
+        sender opening connections and never asking anything is limited too."""
+        c = self.http_collector()
+        cert, key = make_cert(c.root)
+        c2 = self.http_collector({"http_tls_cert_file": cert, "http_tls_key_file": key,
+                                  "limit_loopback": "on", "http_rate_per_address": 1,
+                                  "http_burst_per_address": 5}, name="tlsrate")
+        c2.start()
+        ctx = ssl.create_default_context(cafile=cert)
+        done = refused = 0
+        for _ in range(40):
+            try:
+                with socket.create_connection((LOCALHOST, c2.http_port),
+                                              timeout=IO_TIMEOUT) as s:
+                    ctx.wrap_socket(s, server_hostname=LOCALHOST).close()
+                done += 1
+            except (ssl.SSLError, OSError):
+                refused += 1
+            if refused >= 5:
+                break
+        self.assertGreaterEqual(refused, 5, "handshakes past the bucket must be refused")
+        self.assertLessEqual(done, 10, "a burst of 5 and 1 a second")
+        c2.wait_stats(lambda st: st["http_rate_limited"] >= refused, what="refusals counted")
+        # the bucket refills: a check over HTTPS is answered again
+        for _ in range(100):
+            try:
+                conn = http.client.HTTPSConnection(LOCALHOST, c2.http_port, context=ctx,
+                                                   timeout=IO_TIMEOUT)
+                conn.request("GET", "/security?" + go_query())
+                status = conn.getresponse().status
+                conn.close()
+            except (ssl.SSLError, OSError):
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.1)
+        self.assertEqual(status, 200, "no recovery after the bucket refilled")
+        c2.stop()
+
     def test_bad_tls_files_fail_the_start_naming_them(self):
         c = self.http_collector()
         cert, key = make_cert(c.root)
