@@ -270,6 +270,18 @@ class SdkShapeTest(unittest.TestCase):
                 self.assertEqual([(r["method"], r["path"]) for r in self.srv.requests],
                                  [("POST", "/v1/batch")])
 
+    def test_sdk_refuses_malformed_events_itself(self):
+        """Events the SDK's validation refuses never reach the wire (send those with
+        rudder_sdk.post); the good ones of the same run are sent."""
+        good = node_events([("server", server_props())])
+        bad = [{"type": "track", "userId": INSTALL, "properties": {}},          # no event
+               {"type": "track", "event": "server", "properties": {}}]         # no id
+        rc, err = self.send(bad + good)
+        self.assertEqual(rc, 1)
+        self.assertEqual(err.count("refused_by_sdk"), 2, err)
+        sent = [m for r in self.srv.requests for m in decoded(r)["batch"]]
+        self.assertEqual([m["event"] for m in sent], ["server"])
+
     def test_key_never_on_stderr(self):
         self.srv.plan = [(401, {})]
         rc, err = self.send(node_events([("server", server_props())]))

@@ -10,7 +10,8 @@
 // FILE is a JSON list of {type: "track"|"identify", event, userId, anonymousId?, properties,
 // messageId?}. Every event goes through track() (identify() for "identify"), then flush().
 // Exit 0 when the SDK reported every event sent (2xx); 1 when it reported an error for any of
-// them (each printed on stderr as `send.js: failed status=... message=...`); 2 for bad usage.
+// them or refused it (each on stderr: `send.js: failed event=N status=... message=...`, or
+// `refused_by_sdk` for an event its validation refused, never sent); 2 for bad usage.
 // stdout: one JSON line {"sent": N, "failed": N}. An event without messageId gets the SDK's
 // (a random UUID); pass messageId to resend the same event.
 // The defaults are the SDK's (gzip on, 3 retries on network errors, 5xx and 429, exponential
@@ -85,6 +86,7 @@ function loadEvents(path) {
 // What an axios error (status and text) or a network error (code) says, without the key.
 function describe(err) {
   if (!err) return 'unknown error';
+  if (err.refused) return `refused_by_sdk message=${JSON.stringify(err.refused)}`;
   if (err.response) {
     return `status=${err.response.status} message=${JSON.stringify(err.response.statusText || '')}`;
   }
@@ -119,8 +121,13 @@ async function main() {
   const results = events.map((ev) => new Promise((resolve) => {
     const { type, ...message } = ev;
     const done = (err) => resolve(err || null);
-    if ((type || 'track') === 'identify') client.identify(message, done);
-    else client.track(message, done);
+    try {
+      if ((type || 'track') === 'identify') client.identify(message, done);
+      else client.track(message, done);
+    } catch (e) {
+      // The SDK's own validation (loosely-validate-event): nothing was queued.
+      resolve({ refused: e.message });
+    }
   }));
   await client.flush();
   const errors = await Promise.all(results);
