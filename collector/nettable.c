@@ -9,7 +9,7 @@
 typedef unsigned __int128 u128;
 
 #define NONE UINT32_MAX
-#define SLOTS 65536u           /* the index: the address's top 16 bits */
+#define SLOTS 65536u           /* the index: 16 bits of the address */
 
 /* One family's ranges: range i covers [start[i], start[i + 1]) and resolves
  * to org val[i] (NONE: no prefix). start[0] is 0. */
@@ -18,6 +18,9 @@ struct ranges {
     uint32_t *val;
     size_t n;
     uint32_t *index;           /* SLOTS + 1: the last range starting at or before the slot */
+    int common;                /* leading bits every prefix shares (at most bits - 16) */
+    u128 head;                 /* those bits: an address without them is in no prefix */
+    int shift;                 /* the slot is the 16 bits after them: address >> shift */
 };
 
 struct wl_nettable {
@@ -225,7 +228,7 @@ static int build_family(const struct wl_net_prefix *v, const uint32_t *ids, size
     struct out o = {0};
     size_t m = 0;
     int rc = -ENOMEM;
-    int shift = addr_bits(family) - 16;
+    int bits = addr_bits(family);
     u128 max = family == 4 ? (u128)UINT32_MAX : ~(u128)0;
 
     for (size_t i = 0; i < n; i++)
@@ -249,6 +252,19 @@ static int build_family(const struct wl_net_prefix *v, const uint32_t *ids, size
     }
     if (m > 1)
         qsort(it, m, sizeof *it, by_start);
+    /* The bits every prefix shares (IPv6 tables sit in 2000::/3): the index
+     * spends its 16 bits after them. */
+    r->common = 0;
+    if (m > 0) {
+        u128 hi_e = 0;
+        for (size_t i = 0; i < m; i++)
+            hi_e = it[i].e > hi_e ? it[i].e : hi_e;
+        u128 diff = it[0].s ^ hi_e;
+        while (r->common < bits - 16 && !((diff >> (bits - 1 - r->common)) & 1))
+            r->common++;
+    }
+    r->shift = bits - r->common - 16;
+    r->head = r->common ? it[0].s >> (bits - r->common) : 0;
     if ((rc = sweep(it, m, max, &o)) != 0)
         goto done;
     rc = -ENOMEM;
@@ -267,14 +283,17 @@ static int build_family(const struct wl_net_prefix *v, const uint32_t *ids, size
         o.start = NULL;
     }
     const u128 *st = family == 4 ? o.start : r->start;
+    u128 base = r->common ? r->head << (bits - r->common) : 0;
     size_t i = 0;
-    for (uint32_t b = 0; b < SLOTS; b++) {
-        u128 at = (u128)b << shift;
+    for (uint32_t b = 0; b <= SLOTS; b++) {
+        /* the slot's first address; past the last slot, the region's last */
+        u128 at = b < SLOTS       ? base | (u128)b << r->shift
+                  : r->common == 0 ? max
+                                   : base | (((u128)1 << (bits - r->common)) - 1);
         while (i + 1 < o.n && st[i + 1] <= at)
             i++;
         r->index[b] = (uint32_t)i;
     }
-    r->index[SLOTS] = (uint32_t)(o.n - 1);
     rc = 0;
 done:
     free(it);
@@ -368,8 +387,11 @@ int wl_nettable_find(const struct wl_nettable *t, int family, const uint8_t *add
         uint32_t a = (uint32_t)addr[0] << 24 | (uint32_t)addr[1] << 16 |
                      (uint32_t)addr[2] << 8 | addr[3];
         const uint32_t *s = r->start;
-        lo = r->index[a >> 16];
-        hi = r->index[(a >> 16) + 1];
+        if (r->common > 0 && a >> (32 - r->common) != (uint32_t)r->head)
+            return 0;
+        uint32_t b = (a >> r->shift) & (SLOTS - 1);
+        lo = r->index[b];
+        hi = r->index[b + 1];
         while (lo < hi) {
             uint32_t mid = lo + (hi - lo + 1) / 2;
             if (s[mid] <= a)
@@ -381,7 +403,9 @@ int wl_nettable_find(const struct wl_nettable *t, int family, const uint8_t *add
         r = &t->v6;
         u128 a = addr_num(6, addr);
         const u128 *s = r->start;
-        uint32_t b = (uint32_t)(a >> 112);
+        if (r->common > 0 && a >> (128 - r->common) != r->head)
+            return 0;
+        uint32_t b = (uint32_t)(a >> r->shift) & (SLOTS - 1);
         lo = r->index[b];
         hi = r->index[b + 1];
         while (lo < hi) {

@@ -6,9 +6,10 @@
  * Built once, then read only (any number of threads). The build flattens
  * the prefixes of each family into sorted disjoint address ranges, each
  * already resolved to its longest covering prefix (or to none), with a
- * 65,536-entry index on the address's top 16 bits: a lookup is one index
- * read and a binary search over the few ranges in that slot, a handful of
- * cache lines whatever the table's size.
+ * 65,536-entry index on 16 bits of the address (the 16 after the leading
+ * bits every prefix of the family shares: IPv6 tables sit in 2000::/3): a
+ * lookup is one index read and a binary search over the few ranges in that
+ * slot, a handful of cache lines whatever the table's size.
  *
  * Memory: at most 2n + 1 ranges for n prefixes of a family (each prefix
  * opens one range and closes one), 8 bytes per IPv4 range and 20 per IPv6

@@ -80,6 +80,19 @@ static int same_prefix(const struct wl_net_prefix *x, const struct wl_net_prefix
     return x->family == y->family && x->len == y->len && memcmp(x->addr, y->addr, 16) == 0;
 }
 
+/* With head_bits set, every prefix (and half the random probes) lies under
+ * head's first head_bits bits, as IPv6 tables lie in 2000::/3. */
+static int head_bits;
+static const uint8_t head[16] = {0x20, 0x01, 0x0d, 0xb8, 0x42};
+
+static void put_head(uint8_t *a)
+{
+    for (int b = 0; b < head_bits; b++) {
+        uint8_t m = (uint8_t)(0x80u >> (b % 8));
+        a[b / 8] = (uint8_t)((a[b / 8] & ~m) | (head[b / 8] & m));
+    }
+}
+
 /* n random prefixes of the family, no two equal: some fresh, many nested
  * in (or next to) one already made, and /0 and full-length ones. */
 static size_t random_prefixes(struct wl_net_prefix *v, size_t n, int family, int norgs)
@@ -110,6 +123,11 @@ static size_t random_prefixes(struct wl_net_prefix *v, size_t n, int family, int
                 p.addr[i] = (uint8_t)rnd();
             int choice = (int)(rnd() % 10);
             p.len = choice == 0 ? 0 : choice == 1 ? (uint8_t)bits : (uint8_t)(rnd() % (bits + 1));
+        }
+        if (head_bits > 0) {
+            if (p.len < head_bits)
+                p.len = (uint8_t)(head_bits + (int)(rnd() % 9));
+            put_head(p.addr);
         }
         clear_host(p.addr, family, p.len);
         for (int i = 0; i < 32; i++)
@@ -153,6 +171,8 @@ static void probe(const struct wl_nettable *t, const struct wl_net_prefix *v, si
         } else {
             for (int k = 0; k < nbytes; k++)
                 a[k] = (uint8_t)rnd();
+            if (head_bits > 0 && (i & 1))
+                put_head(a);
         }
         int w = oracle(v, n, family, a, want);
         memset(got, 0xee, sizeof got);
@@ -193,6 +213,31 @@ static void test_random_v6_against_oracle(void **state)
     (void)state;
     for (int round = 0; round < 20; round++)
         check_random(6, 50 + (size_t)round * 40, round % 2 ? 3 : 1000);
+}
+
+/* Every prefix under one head (the index then skips the bits they share):
+ * 3, 8, 17 and 36 bits, both families; addresses outside it find nothing. */
+static void test_clustered_against_oracle(void **state)
+{
+    (void)state;
+    static const int heads[] = {3, 8, 17, 36};
+    for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+        for (int round = 0; round < 6; round++) {
+            head_bits = heads[h];
+            int family = round % 2 ? 4 : 6;
+            if (family == 4 && head_bits > 24)
+                head_bits = 24;
+            struct wl_net_prefix *v = calloc(400, sizeof *v);
+            assert_non_null(v);
+            size_t m = random_prefixes(v, 100 + (size_t)round * 50, family, 50);
+            struct wl_nettable *t = NULL;
+            assert_int_equal(wl_nettable_build(v, m, &t), 0);
+            probe(t, v, m, family);
+            wl_nettable_free(t);
+            free(v);
+        }
+    }
+    head_bits = 0;
 }
 
 static struct wl_net_prefix pfx(const char *cidr, int org)
@@ -576,6 +621,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_v4_against_oracle),
         cmocka_unit_test(test_random_v6_against_oracle),
+        cmocka_unit_test(test_clustered_against_oracle),
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_parse_tables),
         cmocka_unit_test(test_csv_good),
