@@ -267,8 +267,17 @@ static void test_guard_rate(void **state)
     for (int i = 0; i < 4; i++)
         assert_non_null(s[i] = wl_http_guard_conn_open(g, 100 + i));
     assert_null(wl_http_guard_conn_open(g, 200));
+    /* a request paid for at accept (HTTPS): used once, then admitted as any */
+    assert_int_equal(wl_http_guard_conn_use_prepaid(g, s[2]), 0);
+    wl_http_guard_conn_prepay(g, s[2]);
+    assert_int_equal(wl_http_guard_conn_use_prepaid(g, s[1]), 0);
+    assert_int_equal(wl_http_guard_conn_use_prepaid(g, s[2]), 1);
+    assert_int_equal(wl_http_guard_conn_use_prepaid(g, s[2]), 0);
+    wl_http_guard_conn_prepay(g, s[2]);
+    assert_int_equal(wl_http_guard_conn_use_prepaid(g, NULL), 0);
     wl_http_guard_conn_close(g, s[2]);
     assert_ptr_equal(wl_http_guard_conn_open(g, 201), s[2]);
+    assert_int_equal(wl_http_guard_conn_use_prepaid(g, s[2]), 0); /* a new connection's own */
     for (int i = 0; i < 4; i++)
         wl_http_guard_conn_close(g, s[i]);
     wl_http_guard_free(g);
