@@ -8,18 +8,25 @@
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "envelope.h"
+#include "http_body.h"
 #include "http_ingest_parts.h"
 #include "http_log.h"
 #include "log.h"
 #include "metrics.h"
+#include "networks.h"
+#include "orgkey.h"
+#include "rudder.h"
 
 #define THREADS 4
 #define BULLETINS_PATH "/bulletins/"
@@ -30,9 +37,12 @@ static const char transport[] = "http";
 /* libmicrohttpd's own messages for this listener: key=value, rate-limited. */
 static struct wl_http_log http_log = WL_HTTP_LOG_INIT("http");
 
-/* Security checks with the writer (submitted, not yet back). Process-wide:
- * a job may come back after its listener stopped. */
+/* Security checks and batches with the writer (submitted, not yet back).
+ * Process-wide: a check may come back after its listener stopped. */
 static _Atomic uint64_t jobs_in_flight;
+
+/* Bytes of POST bodies held (read, inflated): at most half of max_held_bytes. */
+static _Atomic uint64_t bodies_held;
 
 struct wl_http_ingest {
     const struct wl_config *cfg;
@@ -42,10 +52,16 @@ struct wl_http_ingest {
     struct wl_bulletins bulletins;
     struct wl_trusted trusted;  /* http_trusted_proxies */
     struct wl_http_tls tls;     /* the PEM files; cert NULL: plain HTTP */
+    struct wl_rudder_keys keys; /* rudder_write_keys */
+    struct wl_networks *networks; /* the network table (the server's), or NULL */
+    uint8_t *salt;              /* the org salt, for allowed_email_domain; NULL: none */
+    size_t salt_len;
+    pthread_mutex_t submit_mu;  /* quiesced and the submits it stops */
+    int quiesced;
     char address[300];
 };
 
-enum route { ROUTE_NONE, ROUTE_SECURITY, ROUTE_BULLETIN };
+enum route { ROUTE_NONE, ROUTE_SECURITY, ROUTE_BULLETIN, ROUTE_BATCH };
 
 /* The routes: a path (or a path prefix, followed by at least one byte) and
  * its one method. A known path with another method is 405. */
@@ -57,6 +73,7 @@ static const struct route_row {
 } routes[] = {
     {"/security", 0, MHD_HTTP_METHOD_GET, ROUTE_SECURITY},
     {BULLETINS_PATH, 1, MHD_HTTP_METHOD_GET, ROUTE_BULLETIN},
+    {"/v1/batch", 0, MHD_HTTP_METHOD_POST, ROUTE_BATCH},
 };
 
 /* One request, from its request line (on_uri) to its end (on_completed). */
@@ -68,6 +85,16 @@ struct request {
                                    cut the path there (/security%00x routed as /security) */
     int calls;
     enum route route;           /* set at the headers */
+    struct sockaddr_storage client; /* the client address (family 0: unknown), never kept
+                                       past the request */
+    /* POST /v1/batch */
+    struct wl_body body;
+    int gzip;                   /* Content-Encoding: gzip */
+    uint64_t charged;           /* bytes counted in bodies_held */
+    enum { BATCH_READING, BATCH_WAITING, BATCH_DONE } phase;
+    struct MHD_Connection *conn; /* resumed when the job is back */
+    enum wl_status status;      /* the writer's, when done */
+    struct wl_rudder_outcome out;
 };
 
 /* ---- answers ---- */
@@ -136,8 +163,28 @@ static int overloaded(const struct wl_http_ingest *h)
            wl_writer_queued_pings(h->writer) >= h->cfg->writer_queue_pings;
 }
 
+/* Submits job unless the listener is quiesced (the writer is stopping):
+ * 1, or 0 with the job still the caller's. */
+static int hand_over(struct wl_http_ingest *h, struct wl_job *job)
+{
+    pthread_mutex_lock(&h->submit_mu);
+    int ok = !h->quiesced;
+    if (ok) {
+        atomic_fetch_add(&jobs_in_flight, 1);
+        wl_writer_submit(h->writer, job);
+    }
+    pthread_mutex_unlock(&h->submit_mu);
+    return ok;
+}
+
+static const struct sockaddr *client_of(const struct request *req)
+{
+    return req->client.ss_family != 0 ? (const struct sockaddr *)&req->client : NULL;
+}
+
 /* Hands the check to the writer as one ping; the answer does not wait. */
-static void submit(struct wl_http_ingest *h, const struct wl_security_check *c, int64_t now)
+static void submit(struct wl_http_ingest *h, const struct wl_security_check *c, int64_t now,
+                   const struct sockaddr *client)
 {
     struct wl_job *job;
     wl_ping_batch *batch;
@@ -157,15 +204,20 @@ static void submit(struct wl_http_ingest *h, const struct wl_security_check *c, 
         wl_count(WL_M_http_security_overloaded, 1);
         return;
     }
+    wl_edge_apply_network(batch, job->edge, h->networks, client);
     job->received_at = now;
     job->transport = transport; /* no origin, no peer address: nothing of the sender kept */
-    atomic_fetch_add(&jobs_in_flight, 1);
+    if (!hand_over(h, job)) {
+        wl_job_free(job);
+        wl_count(WL_M_http_security_overloaded, 1);
+        return;
+    }
     wl_count_t(WL_TRANSPORT_HTTP, WL_T_pings_received, 1);
     wl_count(WL_M_http_security_queued, 1);
-    wl_writer_submit(h->writer, job);
 }
 
-static enum MHD_Result security(struct wl_http_ingest *h, struct MHD_Connection *conn)
+static enum MHD_Result security(struct wl_http_ingest *h, struct MHD_Connection *conn,
+                                const struct request *req)
 {
     struct gather g = {.n = 0};
     struct wl_security_check c;
@@ -180,7 +232,7 @@ static enum MHD_Result security(struct wl_http_ingest *h, struct MHD_Connection 
     if (c.test_run)
         wl_count(WL_M_http_security_test_run, 1); /* answered, not ingested */
     else
-        submit(h, &c, now_ms());
+        submit(h, &c, now_ms(), client_of(req));
     char *body = wl_bulletins_answer(&h->bulletins, c.version, &len);
     if (body == NULL)
         return MHD_NO;
@@ -203,6 +255,182 @@ static enum MHD_Result bulletin(struct wl_http_ingest *h, struct MHD_Connection 
     /* the bodies live as long as the daemon */
     return answer(conn, MHD_HTTP_OK, "text/html; charset=utf-8", b->body, b->body_len,
                   MHD_RESPMEM_PERSISTENT, NULL, NULL);
+}
+
+
+/* ---- POST /v1/batch (RudderStack) ---- */
+
+/* Counts n more bytes of bodies held: 0 when that passes the listener's
+ * share of max_held_bytes (the request is then answered 503). */
+static int body_charge(const struct wl_http_ingest *h, struct request *req, size_t n)
+{
+    uint64_t held = atomic_fetch_add(&bodies_held, n) + n;
+    req->charged += n;
+    return held <= h->cfg->max_held_bytes / 2;
+}
+
+static enum MHD_Result batch_error(struct MHD_Connection *conn, unsigned status,
+                                   enum wl_counter c, const char *code, const char *message)
+{
+    wl_count(c, 1);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        return answer_error(conn, status, code, message, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+    return answer_error(conn, status, code, message, NULL, NULL);
+}
+
+/* At the headers: the write key, the encoding, the declared length. */
+static enum MHD_Result batch_headers(struct wl_http_ingest *h, struct MHD_Connection *conn,
+                                     struct request *req)
+{
+    char *pass = NULL;
+    char *user = MHD_basic_auth_get_username_password(conn, &pass);
+    int ok = wl_rudder_keys_allow(&h->keys, user, user ? strlen(user) : 0);
+    if (user != NULL) {
+        sodium_memzero(user, strlen(user));
+        MHD_free(user);
+    }
+    if (pass != NULL) {
+        sodium_memzero(pass, strlen(pass));
+        MHD_free(pass);
+    }
+    if (!ok) {
+        wl_count(WL_M_http_batch_unauthorized, 1);
+        return answer_error(conn, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                            "no write key this collector accepts (HTTP Basic user)",
+                            MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"warmline\"");
+    }
+    const char *enc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (enc != NULL && strcasecmp(enc, "gzip") == 0)
+        req->gzip = 1;
+    else if (enc != NULL && enc[0] != '\0' && strcasecmp(enc, "identity") != 0)
+        return batch_error(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                           WL_M_http_batch_bad_request, "unsupported_encoding",
+                           "Content-Encoding must be gzip or none");
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg->http_max_body_bytes)
+        return batch_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, WL_M_http_batch_too_large,
+                           "too_large", "the body is over http_max_body_bytes");
+    return MHD_YES;
+}
+
+/* A chunk of the body: kept up to http_max_body_bytes, read past after. */
+static void batch_read(struct wl_http_ingest *h, struct request *req, const char *data,
+                       size_t n)
+{
+    if (req->body.over)
+        return;
+    if (n > h->cfg->http_max_body_bytes - req->body.len || !body_charge(h, req, n) ||
+        wl_body_add(&req->body, data, n, h->cfg->http_max_body_bytes) != 0)
+        req->body.over = 1; /* answered at the end: 413, or 503 when it was the budget */
+}
+
+/* The answer once the writer is done with the batch. */
+static enum MHD_Result batch_answer(struct MHD_Connection *conn, struct request *req)
+{
+    size_t len = 0;
+    if (req->status == WL_ACK_RETRY_LATER)
+        return batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, WL_M_http_batch_unavailable,
+                           "unavailable", "not stored: send the batch again");
+    char *text = wl_rudder_answer(&req->out, &len);
+    if (text == NULL)
+        return MHD_NO;
+    wl_count(WL_M_http_batch_stored, 1);
+    return answer(conn, MHD_HTTP_OK, "application/json", text, len, MHD_RESPMEM_MUST_FREE, NULL,
+                  NULL);
+}
+
+/* The whole body is in: read it, map it, and hand its pings to the writer;
+ * the connection waits (suspended) until they are durable. */
+static enum MHD_Result batch(struct wl_http_ingest *h, struct MHD_Connection *conn,
+                             struct request *req)
+{
+    struct wl_rudder_result res;
+    char why[128];
+    uint8_t *inflated = NULL;
+    size_t ilen = 0;
+
+    if (req->phase == BATCH_DONE)
+        return batch_answer(conn, req);
+    if (req->phase == BATCH_WAITING)
+        return MHD_YES;
+    if (req->body.over)
+        return req->body.len + 1 > h->cfg->http_max_body_bytes
+                   ? batch_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, WL_M_http_batch_too_large,
+                                 "too_large", "the body is over http_max_body_bytes")
+                   : batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                 WL_M_http_batch_unavailable, "unavailable",
+                                 "too many bodies held: send the batch again");
+    const char *json = (const char *)req->body.p;
+    size_t jlen = req->body.len;
+    if (req->gzip) {
+        int rc = wl_http_gunzip(req->body.p, req->body.len, h->cfg->http_max_inflated_bytes,
+                                &inflated, &ilen);
+        if (rc == -E2BIG)
+            return batch_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, WL_M_http_batch_too_large,
+                               "too_large", "the inflated body is over http_max_inflated_bytes");
+        if (rc != 0)
+            return batch_error(conn, MHD_HTTP_BAD_REQUEST, WL_M_http_batch_bad_request,
+                               "bad_request", "the body is not a whole gzip stream");
+        if (!body_charge(h, req, ilen)) {
+            free(inflated);
+            return batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, WL_M_http_batch_unavailable,
+                               "unavailable", "too many bodies held: send the batch again");
+        }
+        json = (const char *)inflated;
+        jlen = ilen;
+    }
+    struct wl_rudder_opts o = {
+        .max_count = h->cfg->max_count,
+        .max_messages = h->cfg->rudder_max_messages,
+        .max_depth = h->cfg->http_max_json_depth,
+        .max_values = h->cfg->http_max_json_values,
+        .org_salt = h->salt,
+        .org_salt_len = h->salt_len,
+    };
+    int64_t now = now_ms();
+    int rc = wl_rudder_map(json ? json : "", jlen, &o, now, &res, why, sizeof why);
+    free(inflated);
+    if (rc != 0)
+        return batch_error(conn, MHD_HTTP_BAD_REQUEST, WL_M_http_batch_bad_request,
+                           "bad_request", why);
+    for (int d = 0; d < WL_RUDDER_N_DROPS; d++)
+        req->out.dropped += res.dropped[d];
+    req->out.ignored = res.ignored;
+    wl_count(WL_M_http_batch_events_dropped, req->out.dropped);
+    wl_count(WL_M_http_batch_events_ignored, req->out.ignored);
+    if (res.batch->n_pings == 0) { /* nothing to store: answered at once */
+        wl_rudder_result_free(&res);
+        req->status = WL_ACK_OK;
+        return batch_answer(conn, req);
+    }
+    struct wl_job *job;
+    if (overloaded(h) || (job = wl_job_new()) == NULL) {
+        wl_rudder_result_free(&res);
+        return batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, WL_M_http_batch_unavailable,
+                           "unavailable", "the writer is busy: send the batch again");
+    }
+    wl_edge_apply_network(res.batch, res.edge, h->networks, client_of(req));
+    size_t n = res.batch->n_pings;
+    job->batch = res.batch;
+    job->edge = res.edge;
+    job->received_at = now;
+    job->transport = transport; /* no origin, no peer address: nothing of the sender kept */
+    job->http_req = req;
+    req->conn = conn;
+    req->phase = BATCH_WAITING;
+    MHD_suspend_connection(conn); /* until wl_http_job_done resumes it */
+    if (!hand_over(h, job)) {
+        req->phase = BATCH_DONE;
+        req->status = WL_ACK_RETRY_LATER;
+        wl_job_free(job);
+        MHD_resume_connection(conn);
+        return MHD_YES;
+    }
+    wl_count_t(WL_TRANSPORT_HTTP, WL_T_pings_received, n);
+    wl_count(WL_M_http_batch_events_queued, n);
+    return MHD_YES;
 }
 
 /* ---- the request ---- */
@@ -260,6 +488,10 @@ static enum MHD_Result on_headers(struct wl_http_ingest *h, struct MHD_Connectio
                             "too many query parameters", NULL, NULL);
     }
     req->route = row->route; /* other routes read no query: a cut one is ignored */
+    if (known)
+        req->client = client;
+    if (req->route == ROUTE_BATCH)
+        return batch_headers(h, conn, req);
     return MHD_YES;
 }
 
@@ -276,6 +508,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_NO;
     if (req->calls++ == 0)
         return on_headers(h, conn, url, method, req);
+    if (req->route == ROUTE_BATCH) {
+        if (*upload_size != 0) {
+            batch_read(h, req, upload_data, *upload_size);
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        return batch(h, conn, req);
+    }
     if (*upload_size != 0) { /* a body on a GET: read past, never kept (the deadline bounds it) */
         *upload_size = 0;
         return MHD_YES;
@@ -284,7 +524,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     /* answered once the request is whole, so the connection may be kept alive */
     if (req->route == ROUTE_SECURITY)
-        return security(h, conn);
+        return security(h, conn, req);
     return bulletin(h, conn, url + strlen(BULLETINS_PATH));
 }
 
@@ -330,8 +570,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct wl_http_ingest *h = cls;
+    struct request *req = *con_cls;
     (void)toe;
-    free(*con_cls);
+    if (req != NULL) {
+        atomic_fetch_sub(&bodies_held, req->charged);
+        wl_body_free(&req->body);
+    }
+    free(req);
     *con_cls = NULL;
     /* the next request on this connection gets a deadline of its own */
     const union MHD_ConnectionInfo *ci =
@@ -388,14 +633,36 @@ int wl_http_job(const struct wl_job *job)
 
 void wl_http_job_done(struct wl_job *job)
 {
+    struct request *req = job->http_req;
     atomic_fetch_sub(&jobs_in_flight, 1);
+    if (req != NULL) { /* a batch: its connection waits for this */
+        req->status = job->status;
+        req->out.accepted = job->accepted;
+        req->out.duplicates = job->duplicates;
+        req->out.rejected = job->n_rejected;
+        req->phase = BATCH_DONE;
+        struct MHD_Connection *conn = req->conn;
+        wl_job_free(job);
+        MHD_resume_connection(conn); /* req is libmicrohttpd's again */
+        return;
+    }
     wl_job_free(job);
+}
+
+void wl_http_ingest_quiesce(struct wl_http_ingest *h)
+{
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->submit_mu);
+    h->quiesced = 1;
+    pthread_mutex_unlock(&h->submit_mu);
 }
 
 /* ---- lifecycle ---- */
 
 int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
-                         struct wl_http_ingest **out, char *err, size_t errlen)
+                         struct wl_networks *networks, struct wl_http_ingest **out, char *err,
+                         size_t errlen)
 {
     struct sockaddr_storage ss;
     char host[256];
@@ -414,7 +681,14 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
         return -ENOMEM;
     h->cfg = cfg;
     h->writer = writer;
-    if ((rc = wl_bulletins_load(cfg->bulletins_file, &h->bulletins, err, errlen)) != 0 ||
+    h->networks = networks;
+    pthread_mutex_init(&h->submit_mu, NULL);
+    if (cfg->org_salt_file[0] != '\0' &&
+        wl_org_salt_load(cfg->org_salt_file, &h->salt, &h->salt_len, err, errlen) != 0)
+        wl_warn("http_no_org_salt", "reason=\"%s\" effect=\"allowed_email_domain is not "
+                "used: installs without a network are their own organization\"", err);
+    if ((rc = wl_rudder_keys_parse(cfg->rudder_write_keys, &h->keys, err, errlen)) != 0 ||
+        (rc = wl_bulletins_load(cfg->bulletins_file, &h->bulletins, err, errlen)) != 0 ||
         (rc = wl_trusted_parse(cfg->http_trusted_proxies, &h->trusted, err, errlen)) != 0 ||
         (rc = wl_http_tls_load(cfg->http_tls_cert_file, cfg->http_tls_key_file, &h->tls, err,
                                errlen)) != 0)
@@ -431,7 +705,9 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
     };
     if ((rc = wl_http_guard_new(&go, &h->guard, err, errlen)) != 0)
         goto fail;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    /* suspend and resume: a batch is answered once the writer made it durable */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* HTTPS: TLS 1.2 and 1.3 only (Go's client and every current one speak them) */
@@ -493,7 +769,9 @@ int wl_http_ingest_check(const struct wl_config *cfg, char *err, size_t errlen)
     if (rc != 0)
         return rc;
     wl_bulletins_free(&b);
-    if ((rc = wl_trusted_parse(cfg->http_trusted_proxies, &t, err, errlen)) != 0)
+    struct wl_rudder_keys keys;
+    if ((rc = wl_trusted_parse(cfg->http_trusted_proxies, &t, err, errlen)) != 0 ||
+        (rc = wl_rudder_keys_parse(cfg->rudder_write_keys, &keys, err, errlen)) != 0)
         return rc;
     struct wl_http_tls tls;
     if ((rc = wl_http_tls_load(cfg->http_tls_cert_file, cfg->http_tls_key_file, &tls, err,
@@ -518,5 +796,10 @@ void wl_http_ingest_stop(struct wl_http_ingest *h)
     wl_http_guard_free(h->guard);
     wl_bulletins_free(&h->bulletins);
     wl_http_tls_free(&h->tls);
+    if (h->salt != NULL) {
+        sodium_memzero(h->salt, h->salt_len);
+        free(h->salt);
+    }
+    pthread_mutex_destroy(&h->submit_mu);
     free(h);
 }

@@ -3,10 +3,16 @@
  * deployed servers already send into pings for the writer, through the same
  * queue as every other source (transport "http").
  *
- * Today: GET /security (the daily security-update check: one ping each,
+ * GET /security (the daily security-update check: one edge ping each,
  * submitted without waiting for durability, answered with the operator's
- * bulletins for the caller's version) and GET /bulletins/<id> (a bulletin's
- * body). Anything else is 404, another method 405.
+ * bulletins for the caller's version), GET /bulletins/<id> (a bulletin's
+ * body) and POST /v1/batch (RudderStack telemetry: write key, body caps,
+ * one edge ping per mapped event; the connection is suspended until the
+ * writer made them durable, then answered 200, or 503 to send again).
+ * Anything else is 404, another method 405. Edge pings (ping.h) carry the
+ * fields they have; the writer merges them. Their organization: a Rudder
+ * allowed_email_domain (hashed with the org salt here), else the network
+ * table's for the client address, else the one the install has.
  *
  * Public-facing limits: a token bucket per source address (fixed table,
  * keyed hash; over it 429), libmicrohttpd's total and per-address connection
@@ -14,12 +20,14 @@
  * deadline, a query size cap, and a cap on checks with the writer (over it,
  * or over writer_queue_pings, the ping is dropped and counted, the bulletins
  * still answered). The source address (behind a trusted proxy, the client
- * its X-Forwarded-For names) is used for the limits only: never stored,
- * never logged. Optional HTTPS (http_tls_cert_file, http_tls_key_file).
+ * its X-Forwarded-For names) is used for the limits and the network
+ * table only: never stored, never logged. Optional HTTPS (http_tls_cert_file, http_tls_key_file).
  *
  * The parts: http_ingest_security.c (query to ping), http_ingest_bulletins.c,
- * http_ingest_guard.c (limits on libmicrohttpd's threads); their declarations
- * are in http_ingest_parts.h. */
+ * http_ingest_guard.c (limits on libmicrohttpd's threads), http_ingest_batch.c
+ * (write keys, bodies, the network's organization), rudder.c (the body to
+ * pings), http_body.c (gzip and the JSON bound); their declarations are in
+ * http_ingest_parts.h, rudder.h, http_body.h. */
 #ifndef WL_HTTP_INGEST_H
 #define WL_HTTP_INGEST_H
 
@@ -34,8 +42,16 @@ struct wl_http_ingest;
  * pings to writer (*out = NULL when http_listen is empty). Returns 0 or a
  * negative code with the reason in err (a bad bulletins file names the file
  * and what is wrong). */
+struct wl_networks;
+
 int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
-                         struct wl_http_ingest **out, char *err, size_t errlen);
+                         struct wl_networks *networks, struct wl_http_ingest **out, char *err,
+                         size_t errlen);
+
+/* Submits nothing more to the writer (a batch is answered 503, a check is
+ * answered and not ingested): before the writer stops. Batches already
+ * with it are answered when their jobs come back (wl_http_job_done). */
+void wl_http_ingest_quiesce(struct wl_http_ingest *h);
 
 /* What start would check besides the configuration's bounds, for
  * --check-config: the bulletins file loads, http_trusted_proxies parses, the

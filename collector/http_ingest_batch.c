@@ -92,8 +92,8 @@ void wl_body_free(struct wl_body *b)
 
 /* ---- the organization an address gives ---- */
 
-size_t wl_rudder_apply_network(wl_ping_batch *batch, struct wl_edge *edge,
-                               struct wl_networks *nets, const struct sockaddr *client)
+size_t wl_edge_apply_network(wl_ping_batch *batch, struct wl_edge *edge,
+                             struct wl_networks *nets, const struct sockaddr *client)
 {
     uint8_t key[32];
     size_t n = 0;

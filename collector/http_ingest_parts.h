@@ -129,10 +129,11 @@ struct wl_networks;
 struct sockaddr;
 
 /* The network table's organization for client (the request's client
- * address) on every ping whose event named no domain: org_key and presence
- * WL_FIELD_ORG_KEY | WL_ORG_BY_NETWORK. Returns how many pings took it. */
-size_t wl_rudder_apply_network(wl_ping_batch *batch, struct wl_edge *edge,
-                               struct wl_networks *nets, const struct sockaddr *client);
+ * address) on every ping (a batch's, or a check's) that named no domain:
+ * org_key and presence WL_FIELD_ORG_KEY | WL_ORG_BY_NETWORK. Returns how
+ * many pings took it. */
+size_t wl_edge_apply_network(wl_ping_batch *batch, struct wl_edge *edge,
+                             struct wl_networks *nets, const struct sockaddr *client);
 
 /* What a batch came to. */
 struct wl_rudder_outcome {

@@ -59,7 +59,20 @@ struct wl_store;
       "HTTP ingest requests answered 429: over http_rate_per_address or http_rate_total.") \
     X(http_query_too_long, "HTTP ingest requests answered 414: over http_max_query_bytes.") \
     X(http_closed_deadline,                                                               \
-      "HTTP ingest connections closed: a request unfinished after http_request_deadline_ms.")
+      "HTTP ingest connections closed: a request unfinished after http_request_deadline_ms.") \
+    X(http_batch_stored, "Rudder batches (POST /v1/batch) answered 200: their events durable.") \
+    X(http_batch_unauthorized, "Rudder batches answered 401: a write key not configured.") \
+    X(http_batch_bad_request,                                                             \
+      "Rudder batches answered 400 or 415: a body that does not parse or breaks a limit.") \
+    X(http_batch_too_large,                                                               \
+      "Rudder batches answered 413: over http_max_body_bytes or http_max_inflated_bytes.") \
+    X(http_batch_unavailable,                                                             \
+      "Rudder batches answered 503 (send again): the writer busy or stopping, the disk "  \
+      "refusing, or too many bodies held.")                                               \
+    X(http_batch_events_queued, "Rudder events handed to the writer as pings.")           \
+    X(http_batch_events_dropped,                                                          \
+      "Rudder messages dropped: a bad userId, messageId or mapped field (the rest land).") \
+    X(http_batch_events_ignored, "Rudder messages of other types or events: not mapped.")
 
 #define WL_COUNTER_ENUM(name, help) WL_M_##name,
 enum wl_counter { WL_COUNTERS(WL_COUNTER_ENUM) WL_N_COUNTERS };

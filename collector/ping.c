@@ -8,6 +8,12 @@
 const char *const wl_count_names[WL_N_COUNTS] = {WL_COUNT_FIELDS(WL_COUNT_NAME)};
 const char *const wl_edge_feature_names[WL_N_EDGE_FEATURES] = {WL_EDGE_FEATURES(WL_COUNT_NAME)};
 
+const char *wl_source_name(uint32_t source)
+{
+    static const char *const names[] = {"wire", "security", "rudder"};
+    return source < sizeof names / sizeof names[0] ? names[source] : "unknown";
+}
+
 int wl_edge_feature_bit(const char *name)
 {
     for (int f = 0; f < WL_N_EDGE_FEATURES; f++)

@@ -95,6 +95,9 @@ enum wl_edge_feature { WL_EDGE_FEATURES(WL_EDGE_FEATURE_ENUM) WL_N_EDGE_FEATURES
 
 extern const char *const wl_edge_feature_names[WL_N_EDGE_FEATURES];
 
+/* "wire", "security" or "rudder" ("unknown" past them). */
+const char *wl_source_name(uint32_t source);
+
 /* The presence bit a feature of that name answers to (WL_FEATURE_BIT), or
  * -1 when it has none (only a wire ping's whole list replaces it). */
 int wl_edge_feature_bit(const char *name);

@@ -35,6 +35,29 @@ const size_t wl_ping_n_fields = sizeof wl_ping_fields / sizeof wl_ping_fields[0]
 WL_COUNT_FIELDS(CHECK_COUNT_WIDTH)
 #undef CHECK_COUNT_WIDTH
 
+json_t *wl_presence_json(uint64_t presence)
+{
+    json_t *a = json_array();
+    char name[64];
+    for (int bit = 1; a != NULL && bit < 64; bit++) {
+        if (!(presence & WL_PRESENT(bit)))
+            continue;
+        const char *n = NULL;
+        if (bit == WL_ORG_BY_NETWORK)
+            n = "org_by_network";
+        else if ((size_t)bit <= wl_ping_n_fields)
+            n = wl_ping_fields[bit - 1].name; /* the table is in field-number order */
+        else if (bit >= WL_FEATURE_BIT(0) && bit < WL_FEATURE_BIT(WL_N_EDGE_FEATURES))
+            n = (snprintf(name, sizeof name, "feature:%s",
+                          wl_edge_feature_names[bit - WL_FEATURE_BIT(0)]), name);
+        if (n != NULL && json_array_append_new(a, json_string(n)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 json_t *wl_json_u64(uint64_t v)
 {
     char buf[24];

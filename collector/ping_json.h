@@ -34,6 +34,13 @@ extern const size_t wl_ping_n_fields;
 #define WL_PING_FIELD_AT(p, f, type) ((type *)((char *)(p) + (f)->off))
 #define WL_PING_FIELD_AT_CONST(p, f, type) ((const type *)((const char *)(p) + (f)->off))
 
+/* An edge ping's presence (ping.h) as a JSON array of names: the Ping
+ * fields it carries ("registered_users", "version", "org_key"...),
+ * "org_by_network" when its org_key came from the network table, and
+ * "feature:<name>" for each mapped feature it sets or clears. NULL when out
+ * of memory. */
+json_t *wl_presence_json(uint64_t presence);
+
 /* Adds every field of p to obj in proto order: install_id, org_key (hex,
  * "" when empty), seq, sent_at, the strings, the counts, features (an
  * array). Returns 0 or -ENOMEM. */

@@ -248,7 +248,8 @@ int wl_server_run(const struct wl_config *cfg)
     }
     wl_api_set_writer(srv->api, srv->ing.writer);
     wl_api_set_networks(srv->api, srv->networks);
-    if ((rc = wl_http_ingest_start(cfg, srv->ing.writer, &srv->http, err, sizeof err)) != 0) {
+    if ((rc = wl_http_ingest_start(cfg, srv->ing.writer, srv->networks, &srv->http, err,
+                                   sizeof err)) != 0) {
         wl_error("start_failed", "stage=http error=\"%s\"", err);
         goto close_loop;
     }
@@ -271,8 +272,7 @@ close_loop:
      * progress through the API finish before it stops. */
     wl_retention_stop(srv->retention);
     srv->retention = NULL;
-    wl_http_ingest_stop(srv->http); /* submits nothing more; its jobs come back below */
-    srv->http = NULL;
+    wl_http_ingest_quiesce(srv->http); /* submits nothing more; its jobs come back below */
     wl_api_set_writer(srv->api, NULL);
     wl_forget_resume_stop(srv->resumer); /* what is left resumes at the next start */
     srv->resumer = NULL;
@@ -282,6 +282,8 @@ close_loop:
         wl_writer_join(srv->ing.writer);
         on_jobs_done(&srv->done_async);
     }
+    wl_http_ingest_stop(srv->http); /* after its batches came back: none is suspended */
+    srv->http = NULL;
     wl_writer_stop(srv->ing.writer);
     srv->ing.writer = NULL;
     wl_sinks_stop(srv->sinks);

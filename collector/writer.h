@@ -47,6 +47,8 @@ struct wl_job {
     char peer[64];            /* its text, made when first needed: wl_job_peer */
     const char *transport;    /* "udp" | "tcp" */
     size_t held_bytes;        /* what the ingest loop charged for it (max_held_bytes) */
+    void *http_req;           /* a Rudder batch's request, suspended until the job is back
+                                 (http_ingest.c), or NULL */
     struct wl_forget_req *forget; /* a forget (forget.h), not pings: applied alone, in
                                      its own write, and answered to its requester (the
                                      job is freed, never on the done list) */

@@ -73,6 +73,9 @@ static int ping_record(const uint8_t *val, size_t vlen, json_t *o)
     put(o, "ingest_seq", wl_json_u64(r->ingest_seq), &rc);
     put(o, "received_at", json_integer(r->received_at), &rc);
     put(o, "org", org_json(r->org), &rc);
+    put(o, "source", json_string(wl_source_name(r->source)), &rc);
+    if (r->source != WL_SOURCE_WIRE) /* an edge ping: the fields it carries */
+        put(o, "presence", wl_presence_json(r->presence), &rc);
     if (rc == 0)
         rc = wl_ping_json_add(o, r->ping != NULL ? r->ping : &empty);
     warmline__store__v1__stored_ping__free_unpacked(r, NULL);
@@ -93,6 +96,9 @@ static int install_record(const uint8_t *val, size_t vlen, json_t *o)
     put(o, "first_seen", json_integer(r->first_seen), &rc);
     put(o, "last_seen", json_integer(r->last_seen), &rc);
     put(o, "last_ingest_seq", wl_json_u64(r->last_ingest_seq), &rc);
+    put(o, "edge_seq", wl_json_u64(r->edge_seq), &rc);
+    put(o, "check_hour", json_integer(r->check_hour), &rc);
+    put(o, "org_by_network", json_boolean(r->org_by_network), &rc);
     if (r->last_ping != NULL) {
         last = json_object();
         if (last != NULL && wl_ping_json_add(last, r->last_ping) != 0)
@@ -236,9 +242,11 @@ void wl_usage_dump(FILE *out)
             "Prints every record of one column family, in key order, as one JSON object\n"
             "per line. Reads a consistent snapshot and works while the collector runs.\n"
             "\n"
-            "  pings       ingest_seq, received_at, org, then every ping field\n"
+            "  pings       ingest_seq, received_at, org, source (wire|security|rudder),\n"
+            "              presence (an edge ping's fields), then every ping field\n"
             "  installs    install_id, org, last_seq, first_seen, last_seen,\n"
-            "              last_ingest_seq, last_ping {every ping field}\n"
+            "              last_ingest_seq, edge_seq, check_hour, org_by_network,\n"
+            "              last_ping {every ping field}\n"
             "  orgs        org, install_ids (the first 1000), installs_total, first_seen,\n"
             "              last_seen, totals {count: sum\n"
             "              over counting installs}, installs_counting, versions,\n"

@@ -80,7 +80,7 @@ static void test_no_network_table_changes_nothing(void **state)
     (void)state;
     warmline__v1__ping_batch__init(b);
     inet_pton(AF_INET, "10.1.2.3", &sa.sin_addr);
-    assert_int_equal(wl_rudder_apply_network(b, e, NULL, (struct sockaddr *)&sa), 0);
+    assert_int_equal(wl_edge_apply_network(b, e, NULL, (struct sockaddr *)&sa), 0);
     assert_int_equal(e[0].presence, 0);
     wl_ping_batch_free(b);
 }
