@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api_http.h"
 #include "log.h"
@@ -27,6 +28,13 @@ static struct wl_networks *need_networks(const struct wl_req *rq, enum MHD_Resul
 
 /* ---- PUT /v1/networks ---- */
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 enum MHD_Result wl_api_networks_put(struct wl_req *rq)
 {
     struct wl_api *api = rq->api;
@@ -45,6 +53,7 @@ enum MHD_Result wl_api_networks_put(struct wl_req *rq)
         return wl_api_send_error(rq->conn, MHD_HTTP_BAD_REQUEST, "bad_csv",
                                  "line 1: the body is empty; to empty the table send the "
                                  "header row cidr,domain alone");
+    int64_t t0 = mono_ms();
     int rc = wl_networks_parse_csv(rq->body, rq->body_len, api->org_salt,
                                    api->org_salt_len, max, &v, &n, err, sizeof err);
     if (rc == -EINVAL)
@@ -52,12 +61,15 @@ enum MHD_Result wl_api_networks_put(struct wl_req *rq)
     if (rc != 0)
         return wl_api_send_error(rq->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
                                  "%s", err);
+    int64_t t1 = mono_ms();
     rc = wl_networks_replace(table, v, n, &removed, err, sizeof err);
     free(v);
     if (rc != 0)
         return wl_api_storage_error(rq->conn, "network table", err);
-    wl_info("networks_imported", "prefixes=%zu removed=%zu body_bytes=%zu table_bytes=%zu", n,
-            removed, rq->body_len, wl_networks_bytes(table));
+    wl_info("networks_imported",
+            "prefixes=%zu removed=%zu body_bytes=%zu table_bytes=%zu parse_ms=%lld "
+            "replace_ms=%lld", n, removed, rq->body_len, wl_networks_bytes(table),
+            (long long)(t1 - t0), (long long)(mono_ms() - t1));
     return wl_api_send_json(rq->conn, MHD_HTTP_OK,
                             json_pack("{s:I,s:I}", "imported", (json_int_t)n, "removed",
                                       (json_int_t)removed));

@@ -307,7 +307,12 @@ static int by_org(const void *a, const void *b, void *ctx)
 {
     const struct wl_net_prefix *v = ctx;
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return memcmp(v[x].org, v[y].org, 32);
+    uint64_t p, q;
+    memcpy(&p, v[x].org, 8); /* any order will do, as long as equal keys meet */
+    memcpy(&q, v[y].org, 8);
+    if (p != q)
+        return p < q ? -1 : 1;
+    return memcmp(v[x].org + 8, v[y].org + 8, 24);
 }
 
 /* The distinct org keys of v into t->orgs, and each prefix's place among
