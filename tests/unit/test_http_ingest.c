@@ -513,6 +513,92 @@ static void test_client_walk(void **state)
                                sizeof buf), "10.0.0.1"); /* the leftmost: all trusted */
 }
 
+/* Random X-Forwarded-For lists (addresses trusted or not, with ports and
+ * brackets, garbage, empty entries, spread over 1 to 3 headers) against a
+ * walk written from the rule alone, over the entries as generated. */
+static void test_client_walk_random(void **state)
+{
+    (void)state;
+    enum { ADDR, GARBAGE, EMPTY };
+    static const struct {
+        const char *text;
+        int kind;
+        const char *addr;
+        int trusted;
+    } pool[] = {
+        {"203.0.113.9", ADDR, "203.0.113.9", 0},
+        {" 198.51.100.7:8080", ADDR, "198.51.100.7", 0},
+        {" [2001:db8:2::5]:80 ", ADDR, "2001:db8:2::5", 0},
+        {"2001:db8:3::1", ADDR, "2001:db8:3::1", 0},
+        {"10.1.1.1", ADDR, "10.1.1.1", 1},
+        {"127.0.0.1:99", ADDR, "127.0.0.1", 1},
+        {"[2001:db8:1::9]", ADDR, "2001:db8:1::9", 1},
+        {"::ffff:10.2.2.2", ADDR, "10.2.2.2", 1},
+        {"garbage", GARBAGE, NULL, 0},
+        {"unknown", GARBAGE, NULL, 0},
+        {"1.2.3.4.5", GARBAGE, NULL, 0},
+        {"[10.0.0.1]", GARBAGE, NULL, 0},
+        {"", EMPTY, NULL, 0},
+        {" \t", EMPTY, NULL, 0},
+    };
+    const size_t npool = sizeof pool / sizeof pool[0];
+    struct wl_trusted t;
+    char err[256], got[INET6_ADDRSTRLEN];
+    uint64_t rnd = 0x9e3779b97f4a7c15ull;
+    assert_int_equal(wl_trusted_parse("127.0.0.1/32,10.0.0.0/8,2001:db8:1::/48", &t, err,
+                                      sizeof err), 0);
+
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t picks[12], n = 0;
+        char hdr[3][512];
+        struct wl_xff x[3];
+        size_t nh = 0;
+
+        rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+        const char *peer = (rnd >> 60) < 13 ? "127.0.0.1" : "198.51.100.1";
+        size_t count = (size_t)(rnd >> 33) % 12;
+        for (size_t i = 0; i < count; i++) {
+            rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+            picks[n++] = (size_t)(rnd >> 33) % npool;
+        }
+        /* the entries in order, cut into up to 3 headers */
+        size_t at = 0;
+        while (at < n || nh == 0) {
+            rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+            size_t take = nh == 2 ? n - at : (size_t)(rnd >> 40) % (n - at + 1);
+            hdr[nh][0] = '\0';
+            for (size_t i = 0; i < take; i++)
+                snprintf(hdr[nh] + strlen(hdr[nh]), sizeof hdr[nh] - strlen(hdr[nh]), "%s%s",
+                         i ? "," : "", pool[picks[at + i]].text);
+            x[nh] = (struct wl_xff){hdr[nh], strlen(hdr[nh])};
+            nh++;
+            at += take;
+            if (nh == 3)
+                break;
+        }
+        /* the rule */
+        const char *want = peer;
+        if (strcmp(peer, "127.0.0.1") == 0) {
+            for (size_t i = n; i-- > 0;) {
+                if (pool[picks[i]].kind == EMPTY)
+                    continue;
+                if (pool[picks[i]].kind == GARBAGE)
+                    break;
+                want = pool[picks[i]].addr;
+                if (!pool[picks[i]].trusted)
+                    break;
+            }
+        }
+        struct sockaddr_storage p = sa_of(peer), out;
+        assert_int_equal(wl_client_from_xff((struct sockaddr *)&p, &t, x, nh, &out), 0);
+        show(&out, got, sizeof got);
+        if (strcmp(got, want) != 0)
+            fail_msg("iteration %d: peer %s, headers '%s' | '%s' | '%s': got %s, want %s", iter,
+                     peer, nh > 0 ? hdr[0] : "", nh > 1 ? hdr[1] : "", nh > 2 ? hdr[2] : "",
+                     got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_trusted_parse),
         cmocka_unit_test(test_xff_entry),
         cmocka_unit_test(test_client_walk),
+        cmocka_unit_test(test_client_walk_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
