@@ -36,6 +36,7 @@ struct value {
 
 struct wl_expr {
     enum node_kind kind;
+    int negate;                       /* NODE_HAS_FEATURE: "not has_feature(...)" */
     union {
         struct {                      /* NODE_AND, NODE_OR: two or more */
             struct wl_expr **kids;
@@ -456,7 +457,7 @@ static struct wl_expr *parse_edition(struct parser *p)
     return e;
 }
 
-/* primary := "(" expr ")" | comparison | "has_feature" "(" NAME ")" | edition */
+/* primary := "(" expr ")" | comparison | ["not"] "has_feature" "(" NAME ")" | edition */
 static struct wl_expr *parse_primary(struct parser *p)
 {
     if (p->tok.kind == TOK_LPAREN) {
@@ -480,6 +481,17 @@ static struct wl_expr *parse_primary(struct parser *p)
     }
     if (tok_is(p, "has_feature"))
         return parse_has_feature(p);
+    if (tok_is(p, "not")) { /* only before has_feature: a feature is there or not */
+        next(p);
+        if (!tok_is(p, "has_feature")) {
+            fail_expected(p, "has_feature after not (not has_feature(licensed))");
+            return NULL;
+        }
+        struct wl_expr *e = parse_has_feature(p);
+        if (e != NULL)
+            e->negate = 1;
+        return e;
+    }
     if (tok_is(p, "edition"))
         return parse_edition(p);
     return parse_comparison(p);
@@ -639,7 +651,7 @@ int wl_expr_eval(const struct wl_expr *e, const struct wl_account_view *v, doubl
     case NODE_CMP:
         return cmp_eval(e, v, relax);
     case NODE_HAS_FEATURE:
-        return call_set(v->has_feature, v->ctx, e->u.text);
+        return call_set(v->has_feature, v->ctx, e->u.text) != e->negate;
     default:
         return call_set(v->has_edition, v->ctx, e->u.text);
     }
@@ -692,7 +704,7 @@ static void collect_terms(const struct wl_expr *e, const struct wl_account_view 
              e->kind == NODE_HAS_FEATURE ? "has_feature" : "edition");
     t->value = has ? 1 : 0;
     snprintf(t->op, sizeof t->op, "==");
-    t->threshold = 1;
+    t->threshold = e->negate ? 0 : 1; /* not has_feature(x): has_feature == 0 */
     snprintf(t->text, sizeof t->text, "%s", e->u.text);
 }
 

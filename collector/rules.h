@@ -6,7 +6,7 @@
  * Condition grammar (keywords and function names are lower case):
  *   expr       := and_expr { "or" and_expr }
  *   and_expr   := primary { "and" primary }
- *   primary    := "(" expr ")" | comparison | "has_feature" "(" NAME ")"
+ *   primary    := "(" expr ")" | comparison | ["not"] "has_feature" "(" NAME ")"
  *   comparison := sum OP NUMBER | "edition" "==" STRING
  *   sum        := value { "+" value }
  *   value      := METRIC | "installs" | "growth_7d" "(" METRIC ")" | "growth_30d" "(" METRIC ")"

@@ -153,6 +153,30 @@ class TestGoClient(RudderCase):
         self.assertEqual(p["version"], "11.6.0")
 
 
+class TestDefaultRules(RudderCase):
+
+    def test_security_check_only_fires_daily_rule_and_customers_are_skipped(self):
+        c = self.rudder_collector()
+        # seen only through the security check: no monthly actives
+        status, _, _ = go_check(c.http_port, go_query(INSTALL_B, uc="40", auc="12", tc="2"))
+        self.assertEqual(status, 200)
+        # a licensed server past 25 monthly actives: an existing customer
+        self.ok(c, "license", license_props(), accepted=1)
+        self.ok(c, "activity", activity_props(active_users_monthly=40), accepted=1)
+        # an unlicensed one: a prospect
+        self.ok(c, "activity", activity_props(active_users_monthly=40), install="x" * 26,
+                accepted=1)
+        c.wait_stats(lambda s: s["pings_accepted"] == 4, what="all stored")
+        c.stop()
+        self.require_dump()
+        fired = {(r["org"], r["rule"]) for r in c.dump("signals")}
+        self.assertIn(("install:" + INSTALL_B, "users_over_25_daily"), fired)
+        self.assertIn(("install:" + "x" * 26, "mau_over_25"), fired)
+        self.assertNotIn(("install:" + INSTALL, "mau_over_25"), fired, "a customer")
+        self.assertNotIn(("install:" + "x" * 26, "users_over_25_daily"), fired,
+                         "monthly actives known: the daily rule stands aside")
+
+
 class TestNodeSdk(RudderCase):
 
     def test_sdk_gzip_on_and_off(self):

@@ -235,7 +235,8 @@ class HistoryImport(CollectorCase):
         growth = terms[("mau_growth_30d", self.orgs["C"])]
         self.assertEqual([(x["metric"], x["op"], x["threshold"]) for x in growth],
                          [("growth_30d(active_users_monthly)", ">=", 50),
-                          ("active_users_monthly", ">=", 10)])
+                          ("active_users_monthly", ">=", 10),
+                          ("has_feature", "==", 0)])  # not has_feature(licensed)
         self.assertAlmostEqual(growth[0]["value"], (20 - 12) / 12 * 100, places=6)
         self.assertEqual(growth[1]["value"], 20)
         self.assertEqual([(x["metric"], x["value"]) for x in terms[("teams_5", self.orgs["B"])]],

@@ -701,10 +701,12 @@ static void test_bundled_rules(void **state)
     snprintf(slash, sizeof path - (size_t)(slash - path), "/../../collector/warmline.ini");
     wl_config_defaults(&cfg);
     assert_int_equal(wl_config_load(&cfg, path, err, sizeof err), 0);
-    assert_int_equal(cfg.rules.n, 13);
+    assert_int_equal(cfg.rules.n, 15);
     assert_string_equal(cfg.rules.rules[0].name, "mau_over_25");
-    /* growth_30d(active_users_monthly) is the one growth term shipped. */
-    assert_int_equal(cfg.rules.growth_metrics, 1u << WL_COUNT_active_users_monthly);
+    /* growth_30d of monthly actives (wire, Rudder) and of daily actives (the
+     * security check) are the growth terms shipped. */
+    assert_int_equal(cfg.rules.growth_metrics, (1u << WL_COUNT_active_users_monthly) |
+                                                   (1u << WL_COUNT_active_users_daily));
     assert_int_equal(cfg.rules.max_growth_days, 30);
 
     /* --print-config prints the rules so that they load back the same. */

@@ -230,6 +230,8 @@ static void test_must_not_parse(void **state)
         {"has_feature", 12, "expected '(' after has_feature"},
         {"has_feature(saml", 17, "expected ')'"},
         {"has_feature(sa ml)", 16, "expected ')', found 'ml'"},
+        {"not teams > 5", 5, "expected has_feature after not"},
+        {"not not has_feature(x)", 5, "expected has_feature after not"},
         {"growth_7d(installs) > 1", 11, "expected a metric in growth_7d(), found 'installs'"},
         {"growth_30d(growth_7d(teams)) > 1", 12, "expected a metric in growth_30d()"},
         {"growth_7d(5) > 1", 11, "found number '5'"},
@@ -336,6 +338,9 @@ static void test_eval_table(void **state)
         {"edition == \"team\"", 1},
         {"has_feature(ldap_configured)", 0},
         {"has_feature(SAML_configured)", 0},
+        {"not has_feature(ldap_configured)", 1},
+        {"not has_feature(saml_configured)", 0},
+        {"teams <= 5 and not has_feature(licensed)", 1},
         /* Growth: +50%, -50%, past 0, past unknown. */
         {"growth_30d(active_users_monthly) == 50", 1},
         {"growth_30d(active_users_monthly) > 50", 0},
