@@ -54,7 +54,7 @@ sanitize: bootstrap node-deps
 # timeout and prints the path of the input that caused it.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= frame_stream envelope ping_validate config_rules api_params named_csv state \
-	security_query
+	security_query rudder_batch
 fuzz: bootstrap
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWL_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets

@@ -14,7 +14,8 @@
 #include <string.h>
 
 #define TARGETS(X) X(frame_stream) X(envelope) X(ping_validate) X(config_rules) \
-                   X(api_params) X(named_csv) X(state) X(security_query)
+                   X(api_params) X(named_csv) X(state) X(security_query) \
+                   X(rudder_batch)
 
 #define DECLARE(t) int wl_fuzz_##t(const uint8_t *data, size_t size);
 TARGETS(DECLARE)
