@@ -21,10 +21,12 @@ import gzip
 import json
 import os
 import secrets
+import socket
 import unittest
+import urllib.request
 import uuid
 
-from harness import LOCALHOST, org_key_hex
+from harness import IO_TIMEOUT, LOCALHOST, org_key_hex
 from rudder_sdk import (INSTALL, activity_props, basic_auth, configs_props, go_batch,
                         go_track, license_props, node_events, post, send_with_sdk,
                         server_props)
@@ -175,6 +177,70 @@ class TestDefaultRules(RudderCase):
         self.assertNotIn(("install:" + INSTALL, "mau_over_25"), fired, "a customer")
         self.assertNotIn(("install:" + "x" * 26, "users_over_25_daily"), fired,
                          "monthly actives known: the daily rule stands aside")
+
+
+def check_from(port, source, xff=None, install=INSTALL, **over):
+    """GET /security from a chosen loopback source address (127.0.0.x), with an
+    X-Forwarded-For when given. Returns the status."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(IO_TIMEOUT)
+        s.bind((source, 0))
+        s.connect((LOCALHOST, port))
+        head = "GET /security?%s HTTP/1.1\r\nHost: x\r\n" % go_query(install, **over)
+        if xff:
+            head += "X-Forwarded-For: %s\r\n" % xff
+        s.sendall((head + "Connection: close\r\n\r\n").encode())
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return int(buf.split()[1])
+
+
+class TestNetworkTable(RudderCase):
+
+    def test_network_gives_the_organization_a_domain_overrides(self):
+        c = self.rudder_collector({"http_trusted_proxies": "127.0.0.1/32"})
+        net_domain, loop_domain = "zqnet%s.example" % secrets.token_hex(4), "zqloop.example"
+        body = ("cidr,domain\n10.20.0.0/16,%s\n127.0.0.2/32,%s\n"
+                % (net_domain, loop_domain)).encode()
+        req = urllib.request.Request("http://%s:%d/v1/networks" % (LOCALHOST, c.api_port),
+                                     data=body, method="PUT",
+                                     headers={"Content-Type": "text/csv"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            self.assertEqual(r.status, 200)
+        # behind the trusted proxy: the forwarded client's network
+        self.assertEqual(check_from(c.http_port, "127.0.0.1", xff="10.20.3.4"), 200)
+        # straight from 127.0.0.2 (not a trusted proxy: its XFF is not believed)
+        self.assertEqual(check_from(c.http_port, "127.0.0.2", xff="10.20.3.4",
+                                    install=INSTALL_B), 200)
+        c.wait_stats(lambda s: s["pings_accepted"] == 2, what="both checks")
+        c.stop()
+        got = self.installs(c)
+        self.assertEqual(got[INSTALL]["org"], org_key_hex(c.org_salt, net_domain))
+        self.assertTrue(got[INSTALL]["org_by_network"])
+        self.assertEqual(got[INSTALL_B]["org"], org_key_hex(c.org_salt, loop_domain))
+        # a domain moves the install; a network does not move it back
+        c.start()
+        domain = "zqdom%s.example" % secrets.token_hex(4)
+        self.ok(c, "configs", configs_props(allowed_email_domain=[domain]), accepted=1)
+        # (a second check within the hour would be a duplicate: a Rudder event
+        # through the trusted proxy carries the network's organization too)
+        req = go_batch([go_track("server", server_props(version="11.7.0"))], write_key=KEY)
+        h = dict(req.headers, **{"X-Forwarded-For": "10.20.9.9"})
+        status, _, _ = post(c.http_port, req.body, h)
+        self.assertEqual(status, 200)
+        c.wait_stats(lambda s: s["pings_accepted"] == 2, what="the two events")
+        c.stop()
+        rec = self.installs(c)[INSTALL]
+        self.assertEqual(rec["org"], org_key_hex(c.org_salt, domain))
+        self.assertFalse(rec["org_by_network"])
+        self.assertEqual(rec["last_ping"]["version"], "11.7.0", "the event still landed")
+        found = files_holding(c.data_dir, [net_domain, loop_domain, domain, "10.20."])
+        for n, files in found.items():
+            self.assertEqual(files, [], "%s stored raw" % n)
 
 
 class TestNodeSdk(RudderCase):
