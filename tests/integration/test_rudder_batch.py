@@ -139,6 +139,23 @@ class TestGoClient(RudderCase):
         pings = [p for p in c.dump("pings")]
         self.assertEqual(len(pings), 1, "the resend stored nothing")
 
+    def test_forget_takes_the_message_ids(self):
+        c = self.rudder_collector()
+        _, doc, req = self.send(c, "activity", activity_props(active_users_monthly=30))
+        self.assertEqual(doc["accepted"], 1)
+        self.ok(c, "server", server_props(), install=INSTALL_B, accepted=1)
+        body = json.dumps({"install": INSTALL}).encode()
+        r = urllib.request.Request("http://%s:%d/v1/forget" % (LOCALHOST, c.api_port),
+                                   data=body, method="POST",
+                                   headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(r, timeout=60) as resp:
+            self.assertEqual(resp.status, 200)
+        # its messageIds went with it: the same bytes again are new data
+        status, _, data = post(c.http_port, req.body, req.headers)
+        self.assertEqual((status, json.loads(data)["accepted"]), (200, 1))
+        c.stop()
+        self.assertEqual(sorted(self.installs(c)), sorted([INSTALL, INSTALL_B]))
+
     def test_check_and_rudder_join_on_the_install(self):
         c = self.rudder_collector()
         self.ok(c, "activity", activity_props(registered_users=50, active_users_daily=9,
