@@ -20,6 +20,13 @@
 #define XFF_HEADERS_MAX 16      /* the rightmost X-Forwarded-For headers walked (a walk that
                                    gets past them ends at the leftmost address it believed) */
 
+/* b is ::ffff:a.b.c.d (bytes: no alignment assumed, unlike IN6_IS_ADDR_V4MAPPED) */
+static int v4mapped(const uint8_t b[16])
+{
+    static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(b, prefix, sizeof prefix) == 0;
+}
+
 /* The address of sa as 16 bytes (an IPv4 or IPv4-mapped one in bytes 0..3)
  * and its family: AF_INET, AF_INET6, or 0 for another family. */
 static int addr_bytes(const struct sockaddr *sa, uint8_t b[16])
@@ -114,7 +121,7 @@ static int parse_cidr(const char *s, size_t len, struct wl_cidr *out)
             return -EINVAL;
     }
     out->bits = (uint8_t)bits;
-    if (out->family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((struct in6_addr *)out->addr)) {
+    if (out->family == AF_INET6 && v4mapped(out->addr)) {
         if (out->bits < 96)
             return -EINVAL;
         memmove(out->addr, out->addr + 12, 4);
@@ -212,7 +219,7 @@ int wl_xff_entry_parse(const char *s, size_t len, struct sockaddr_storage *out)
         family = AF_INET6;
     else
         return -EINVAL;
-    if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((struct in6_addr *)b)) {
+    if (family == AF_INET6 && v4mapped(b)) {
         memmove(b, b + 12, 4);
         family = AF_INET;
     }
