@@ -432,7 +432,8 @@ int wl_rudder_map(const char *body, size_t len, const struct wl_rudder_opts *o,
             e->presence = d.presence;
             e->source = WL_SOURCE_RUDDER;
             e->msgid_len = (uint8_t)d.msgid_len;
-            memcpy(e->msgid, d.msgid, d.msgid_len);
+            if (d.msgid_len > 0)
+                memcpy(e->msgid, d.msgid, d.msgid_len);
             out->batch->pings[out->batch->n_pings++] = p;
         }
         sodium_memzero(d.org_key, sizeof d.org_key);
