@@ -23,11 +23,13 @@ Standard library only.
 
 import base64
 import datetime
+import gzip
 import http.client
 import json
 import os
 import subprocess
 import tempfile
+import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -227,6 +229,47 @@ def go_batch(messages, message_id=None, sent_at=None, write_key=MATTERMOST_PROD_
     headers["Content-Length"] = str(len(body))
     ids = [json.loads(body)["messageId"]] + [m.get("messageId") for m in messages]
     return GoRequest(body, headers, ids)
+
+
+# --------------------------------------------------------------------------
+# The Node SDK's shape without the SDK (for what the SDK would not send: thousands of
+# messages in one request, bodies made ahead for a bench), as the capture shows it.
+
+NODE_HEADERS_GZIP = {"Accept": "application/json, text/plain, */*",
+                     "Content-Type": "application/x-www-form-urlencoded",
+                     "user-agent": "analytics-node/%s" % SDK_VERSION,
+                     "Content-Encoding": "gzip"}
+
+
+def node_message(event, properties, user_id=INSTALL, message_id=None, stamp=None,
+                 anonymous=False):
+    """One message as the SDK enqueues it (enqueue() then flush(): sentAt last)."""
+    stamp = stamp or time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    m = {"event": event, "userId": user_id, "properties": properties}  # send.js's order
+    if anonymous:
+        m["anonymousId"] = user_id
+    m.update({"type": "track",
+              "context": {"library": {"name": "analytics-node", "version": SDK_VERSION}},
+              "channel": "server", "_metadata": {"nodeVersion": "20.20.2"},
+              "originalTimestamp": stamp, "messageId": message_id or str(uuid.uuid4()),
+              "sentAt": stamp})
+    return m
+
+
+def node_batch(messages, gzip_body=True, write_key="TESTWRITEKEY123", stamp=None):
+    """(body, headers) of the SDK's request for node_message dicts: {"batch","timestamp",
+    "sentAt"}, gzip labelled application/x-www-form-urlencoded, or plain JSON."""
+    stamp = stamp or time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    body = json.dumps({"batch": list(messages), "timestamp": stamp, "sentAt": stamp},
+                      separators=(",", ":")).encode()
+    if gzip_body:
+        headers = dict(NODE_HEADERS_GZIP)
+        body = gzip.compress(body, 6)
+    else:
+        headers = {k: v for k, v in NODE_HEADERS_GZIP.items() if k != "Content-Encoding"}
+        headers["Content-Type"] = "application/json"
+    headers["Authorization"] = basic_auth(write_key)
+    return body, headers
 
 
 def post(port, body, headers, path="/v1/batch", host="127.0.0.1", timeout=10.0):

@@ -170,6 +170,14 @@ class SdkShapeTest(unittest.TestCase):
         self.check_message(m, "server", props)
         self.assertNotIn("anonymousId", m)
         self.assertEqual(m["sentAt"], body["sentAt"])
+        # rudder_sdk.node_batch (the shape without the SDK) builds the same
+        built, hdrs = rudder_sdk.node_batch([rudder_sdk.node_message("server", props)], True,
+                                            KEY)
+        built = json.loads(gzip.decompress(built))
+        self.assertEqual(list(built), list(body))
+        self.assertEqual(list(built["batch"][0]), list(m))
+        self.assertEqual([(k, v) for k, v in hdrs.items()],
+                         [(k, v) for k, v in req["headers"] if k in hdrs])
         keep_node_fixture("node_gzip", req, self)
 
     def test_gzip_off(self):
@@ -188,6 +196,11 @@ class SdkShapeTest(unittest.TestCase):
         m = body["batch"][0]
         self.check_message(m, "server", props)
         self.assertEqual(m["anonymousId"], INSTALL)
+        built, hdrs = rudder_sdk.node_batch(
+            [rudder_sdk.node_message("server", props, anonymous=True)], False, KEY)
+        self.assertEqual(list(json.loads(built)["batch"][0]), list(m))
+        self.assertEqual([(k, v) for k, v in hdrs.items()],
+                         [(k, v) for k, v in req["headers"] if k in hdrs])
         keep_node_fixture("node_plain", req, self)
 
     # -- batching --------------------------------------------------------------------
