@@ -203,9 +203,24 @@ def csv():
     write(t, "many_fields", "a,b,c,d,e,f,,,\n,,\n")
 
 
+def networks_csv():
+    t = "networks_csv"
+    write(t, "header_nested", "cidr,domain\n10.0.0.0/8,acme.com\n10.1.0.0/16,globex.com\n"
+          "10.1.2.3/32,initech.com\n0.0.0.0/0,any.example\n")
+    write(t, "ipv6", "2001:db8::/32,acme.com\n2001:db8:1::/48,b.example\n::/0,c.example\n"
+          "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128,d.example\n::,e.example\n")
+    write(t, "bom_crlf_quoted", b'\xef\xbb\xbf"cidr","domain"\r\n"192.168.0.0/16", ACME.com \r\n')
+    write(t, "host_bits", "10.0.0.1/8,a.example\n")
+    write(t, "duplicate", "10.0.0.0/8,a.example\n10.0.0.0/8,a.example\n10.0.0.0/8,b.example\n")
+    write(t, "mapped", "::ffff:10.0.0.0/104,a.example\n::fffe:0:0/95,b.example\n")
+    write(t, "bad_fields", "10.0.0.0/8\n10.0.0.0/8,a@b.example\n10.0.0.0/33,x\n")
+    write(t, "adjacent", "".join("10.0.%d.0/24,o%d.example\n" % (i, i % 3) for i in range(40)))
+
+
 envelopes()
 pings()
 frames()
 configs()
 api_params()
 csv()
+networks_csv()

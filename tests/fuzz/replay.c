@@ -15,7 +15,7 @@
 
 #define TARGETS(X) X(frame_stream) X(envelope) X(ping_validate) X(config_rules) \
                    X(api_params) X(named_csv) X(state) X(security_query) \
-                   X(rudder_batch)
+                   X(rudder_batch) X(networks_csv)
 
 #define DECLARE(t) int wl_fuzz_##t(const uint8_t *data, size_t size);
 TARGETS(DECLARE)
