@@ -18,7 +18,7 @@ NODE_DEPS = tests/integration/rudder_node
 NODE_STAMP = $(NODE_DEPS)/node_modules/.package-lock.json
 node-deps: $(NODE_STAMP)
 $(NODE_STAMP): $(NODE_DEPS)/package-lock.json $(NODE_DEPS)/package.json
-	npm ci --omit=optional --no-audit --no-fund --prefix $(NODE_DEPS)
+	npm ci --omit=optional --ignore-scripts --no-audit --no-fund --prefix $(NODE_DEPS)
 	@touch $@
 
 build: bootstrap

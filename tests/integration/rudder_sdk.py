@@ -38,7 +38,7 @@ SEND_JS = os.path.join(NODE_DIR, "send.js")
 NODE = "/usr/bin/node"
 SDK_PACKAGE = "@rudderstack/rudder-sdk-node"
 SDK_VERSION = "3.1.1"                       # pinned in rudder_node/package.json
-NPM_CI = "npm ci --omit=optional --no-audit --no-fund --prefix %s" % NODE_DIR
+NPM_CI = "npm ci --omit=optional --ignore-scripts --no-audit --no-fund --prefix %s" % NODE_DIR
 
 INSTALL = "k7x3pq9s1bfj8ctw5yhzr4ud6e"      # 26 characters of the vendor's id alphabet
 ID_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
