@@ -314,19 +314,21 @@ class TestBadInput(HttpIngestCase):
         c.wait_for(r"event=http_server_message listener=http ")
 
         # unknown paths 404, a known path with another method 405
-        for target, method, want in (("/v1/batch", "POST", 404), ("/", "GET", 404),
+        for target, method, want in (("/v1/batches", "POST", 404), ("/", "GET", 404),
                                      ("/security/x", "GET", 404), ("/bulletins/", "GET", 404),
                                      ("/security?" + go_query(), "POST", 405),
                                      ("/security?" + go_query(), "PUT", 405),
-                                     ("/security?" + go_query(), "DELETE", 405)):
+                                     ("/security?" + go_query(), "DELETE", 405),
+                                     ("/v1/batch", "GET", 405)):
             with self.subTest(method=method, target=target[:20]):
                 status, headers, _ = get(c.http_port, target, method)
                 self.assertEqual(status, want)
                 if want == 405:
-                    self.assertEqual(headers.get("allow"), "GET")
+                    self.assertEqual(headers.get("allow"),
+                                     "POST" if target == "/v1/batch" else "GET")
                 self.good(c)
         s = c.wait_stats(lambda s: s["http_not_found"] == 4 and
-                         s["http_method_not_allowed"] == 3, what="404s and 405s counted")
+                         s["http_method_not_allowed"] == 4, what="404s and 405s counted")
         self.assertEqual(s["pings_accepted"], 1, "no bad input became a ping")
         c.stop()
 
