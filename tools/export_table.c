@@ -17,7 +17,7 @@ typedef Warmline__Store__V1__StoredPing stored_ping;
 typedef Warmline__Store__V1__OrgState org_state;
 typedef Warmline__Store__V1__DailyState daily_state;
 
-/* ---- columns, export schema 1 ------------------------------------------------ */
+/* ---- columns, export schema 2 ------------------------------------------------ */
 
 #define COUNT_COLUMNS                                                                      \
     "registered_users", "active_users_daily", "active_users_monthly", "bot_accounts",     \
@@ -27,10 +27,12 @@ typedef Warmline__Store__V1__DailyState daily_state;
 #define N_COUNT_COLUMNS 15
 
 /* The first PING_STORED columns come from StoredPing, the rest are the
- * ping's own fields, read through collector/ping_json.h's field table. */
-#define PING_STORED 4
+ * ping's own fields, read through collector/ping_json.h's field table.
+ * Schema 2 added source and presence (an edge ping's fields: the others
+ * print as 0 or "" but were not sent). */
+#define PING_STORED 6
 static const char *const ping_cols[] = {
-    "ingest_seq", "received_at", "event_at", "org",
+    "ingest_seq", "received_at", "event_at", "org", "source", "presence",
     "install_id", "org_key", "seq", "sent_at",
     "version", "edition", "database_type", "operating_system", "installation_type",
     COUNT_COLUMNS,
@@ -218,6 +220,8 @@ struct ping_view {
     uint64_t ingest_seq;
     int64_t received_at, event_at;
     struct wl_str org;
+    uint32_t source;        /* enum wl_source (the varint's low bits, as protobuf-c) */
+    uint64_t presence;      /* WL_PRESENT bits (an edge ping's) */
     uint32_t seen;          /* bit n: field n was read (else it is 0 or "") */
     uint64_t num[PING_MAX_FIELD + 1];
     struct wl_str str[PING_MAX_FIELD + 1];
@@ -345,6 +349,8 @@ static int read_stored_ping(const uint8_t *wire_of, const uint8_t *p, size_t len
 
     v->ingest_seq = 0;
     v->received_at = v->event_at = 0;
+    v->source = 0;
+    v->presence = 0;
     v->org.p = "";
     v->org.len = 0;
     while ((rc = pb_field(&p, end, &number, &wire, &num, &str)) == 1) {
@@ -354,6 +360,10 @@ static int read_stored_ping(const uint8_t *wire_of, const uint8_t *p, size_t len
             v->received_at = (int64_t)num;
         else if (wire == 0 && number == 5)
             v->event_at = (int64_t)num;
+        else if (wire == 0 && number == 6)
+            v->source = (uint32_t)num;
+        else if (wire == 0 && number == 7)
+            v->presence = num;
         else if (wire == 2 && number == 3)
             v->org = str;
         else if (wire == 2 && number == 4 && ping == NULL) /* twice: merged, by protobuf-c */
@@ -367,6 +377,9 @@ static int read_stored_ping(const uint8_t *wire_of, const uint8_t *p, size_t len
     v->n_features = 0;
     return ping != NULL ? read_ping(wire_of, ping, ping_end, v) : 0;
 }
+
+/* The longest presence name, its NUL included ("feature:" and a feature). */
+#define PRESENCE_NAME_MAX 64
 
 /* Bytes a row source's scan reads from a file at a time. */
 #define SCAN_READAHEAD (2u << 20)
@@ -386,7 +399,56 @@ struct wl_export_src {
     int direct;                          /* the direct reader is on */
     uint8_t wire_of[PING_MAX_FIELD + 1]; /* its map of Ping field numbers */
     struct ping_view view;
+    /* The presence column: bit n's name as wl_presence_json gives it (len 0:
+     * a bit it does not name), taken from it once per source. */
+    struct wl_str presence_names[64];
+    char presence_text[64][PRESENCE_NAME_MAX];
 };
+
+/* Names each presence bit through wl_presence_json, so that the column is
+ * what `warmline dump pings` shows without a JSON tree per row. 0 or
+ * -ENOMEM/-EPROTO. */
+static int presence_names(struct wl_export_src *s, char *err, size_t errlen)
+{
+    for (unsigned bit = 0; bit < 64; bit++) {
+        json_t *a = wl_presence_json(WL_PRESENT(bit));
+        size_t n = a != NULL ? json_array_size(a) : 0;
+        const char *name = n == 1 ? json_string_value(json_array_get(a, 0)) : NULL;
+        size_t len = name != NULL ? strlen(name) : 0;
+        s->presence_names[bit].p = s->presence_text[bit];
+        s->presence_names[bit].len = 0;
+        if (a == NULL || n > 1 || (n == 1 && (len == 0 || len >= PRESENCE_NAME_MAX))) {
+            json_decref(a);
+            snprintf(err, errlen, a == NULL ? "out of memory"
+                                            : "presence bit %u has no single short name", bit);
+            return a == NULL ? -ENOMEM : -EPROTO;
+        }
+        memcpy(s->presence_text[bit], name != NULL ? name : "", len + 1);
+        s->presence_names[bit].len = len;
+        json_decref(a);
+    }
+    return 0;
+}
+
+/* source, then presence: null for a wire ping (it carries every field), the
+ * names of the fields an edge ping carries otherwise (in bit order). */
+static void presence_cells(const struct wl_export_src *s, const struct ping_view *v,
+                           struct wl_rows *r)
+{
+    struct wl_str names[64];
+    size_t n = 0;
+    wl_rows_cstr(r, wl_source_name(v->source));
+    if (v->source == WL_SOURCE_WIRE) {
+        wl_rows_null(r);
+        return;
+    }
+    for (uint64_t m = v->presence; m != 0; m &= m - 1) {
+        const struct wl_str *name = &s->presence_names[__builtin_ctzll(m)];
+        if (name->len > 0)
+            names[n++] = *name;
+    }
+    wl_rows_strs(r, names, n);
+}
 
 /* Maps every pings column past the stored ones to its field of the shared
  * ping table and its proto field number, and sets up the direct reader when
@@ -440,7 +502,7 @@ static int ping_columns(struct wl_export_src *s, char *err, size_t errlen)
             s->wire_of[fd->id] = w;
     }
     s->direct = direct;
-    return 0;
+    return presence_names(s, err, errlen);
 }
 
 int wl_export_src_open(const struct wl_export_table *t, const struct wl_export_ctx *ctx,
@@ -458,9 +520,12 @@ int wl_export_src_open(const struct wl_export_table *t, const struct wl_export_c
     s->ctx = ctx;
     s->first = first;
     s->last = last;
-    if (t->id == WL_EXPORT_PINGS && ping_columns(s, err, errlen) != 0) {
-        free(s);
-        return -EPROTO;
+    if (t->id == WL_EXPORT_PINGS) {
+        int rc = ping_columns(s, err, errlen);
+        if (rc != 0) {
+            free(s);
+            return rc;
+        }
     }
     s->alloc.alloc = arena_alloc;
     s->alloc.free = arena_free;
@@ -542,6 +607,8 @@ static int view_unpacked(struct wl_export_src *s, const stored_ping *sp)
     v->event_at = sp->event_at;
     v->org.p = (const char *)sp->org.data;
     v->org.len = sp->org.len;
+    v->source = sp->source;
+    v->presence = sp->presence;
     v->n_features = 0;
     v->seen = UINT32_MAX;
     for (size_t i = 0; i < N(s->ping_cols); i++) {
@@ -582,6 +649,7 @@ static void ping_row(const struct wl_export_src *s, const struct ping_view *v,
     wl_rows_i64(r, v->received_at);
     wl_rows_i64(r, v->event_at);
     org_cell(r, (const uint8_t *)v->org.p, v->org.len);
+    presence_cells(s, v, r);
     for (size_t i = 0; i < N(s->ping_cols); i++) {
         unsigned n = s->ping_cols[i].number;
         int seen = (v->seen >> n) & 1;

@@ -11,7 +11,11 @@
  *             the ingest sequences it took in since the previous snapshot
  *
  * The column lists are frozen per schema version: a field added to the
- * ping or the account is not exported until the schema version moves. */
+ * ping or the account is not exported until the schema version moves.
+ * Schema 2 (issue 13) added the pings columns source ("wire", "security",
+ * "rudder") and presence (null for a wire ping, which carries every field;
+ * for an edge ping the names wl_presence_json gives, collector/ping_json.h)
+ * after org; nothing else changed. Each manifest says its schema. */
 #ifndef WL_EXPORT_TABLE_H
 #define WL_EXPORT_TABLE_H
 
@@ -21,7 +25,7 @@
 #include "export_fmt.h"
 #include "storage/store.h"
 
-#define WL_EXPORT_SCHEMA 1
+#define WL_EXPORT_SCHEMA 2
 
 /* A day is complete, and daily exports it, once it ended this long before
  * the export's as_of: pings received just before midnight may still be in

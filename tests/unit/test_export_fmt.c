@@ -3,7 +3,7 @@
  * jansson prints (the verbatim fast path included), CSV fields read back
  * through the project's RFC 4180 reader, rows have exactly their columns,
  * gzip output is deterministic and inflates back, and the pings columns of
- * export schema 1 cover every ping field. The tools/ sources are not in
+ * export schema 2 cover every ping field and every StoredPing field. The tools/ sources are not in
  * wl_core, so they are compiled into this test. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -352,14 +352,21 @@ static void test_gzip_deterministic(void **state)
 static void test_ping_columns_cover_every_ping_field(void **state)
 {
     (void)state;
-    /* Export schema 1 has every ping field; a new field in the proto (and
-     * the shared table) fails here: export it and move WL_EXPORT_SCHEMA. */
+    /* Export schema 2 has every ping field and every StoredPing field (the
+     * ping itself as its fields); a new field in either proto (and the
+     * shared table) fails here: export it and move WL_EXPORT_SCHEMA. */
+    static const char *const stored[] = {"ingest_seq", "received_at", "event_at", "org",
+                                         "source", "presence"};
     const struct wl_export_table *t = wl_export_table_find("pings");
     assert_non_null(t);
     assert_int_equal(t->ncols, PING_STORED + wl_ping_n_fields);
+    assert_int_equal(PING_STORED, sizeof stored / sizeof stored[0]);
+    for (size_t i = 0; i < PING_STORED; i++)
+        assert_string_equal(t->cols[i], stored[i]);
+    assert_int_equal(warmline__store__v1__stored_ping__descriptor.n_fields, PING_STORED + 1);
     for (size_t i = 0; i < wl_ping_n_fields; i++)
         assert_string_equal(t->cols[PING_STORED + i], wl_ping_fields[i].name);
-    assert_int_equal(WL_EXPORT_SCHEMA, 1);
+    assert_int_equal(WL_EXPORT_SCHEMA, 2);
     for (size_t k = 0; k < wl_export_n_tables; k++) {
         struct wl_rows r;
         assert_int_equal(wl_rows_init(&r, WL_EXPORT_CSV, wl_export_tables[k].cols,

@@ -3,7 +3,9 @@
  * its bytes as unpacked by protobuf-c, in NDJSON and CSV; records the direct
  * reader does not take (unknown fields, a ping twice, fixed-width or
  * malformed fields) go to protobuf-c, and what protobuf-c refuses is refused.
- * Cases: crafted records, then random pings and random damage to them. The
+ * Cases: crafted records (wire pings and edge pings: source and presence,
+ * export schema 2), then random pings and random damage to them; the
+ * source and presence columns against wl_source_name and wl_presence_json. The
  * tools/ sources are not in wl_core, so they are compiled into this test. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -89,10 +91,12 @@ static int same_row(struct both *b, const uint8_t *val, size_t len, const char *
     return rd;
 }
 
-static size_t pack(const wl_ping *p, const uint8_t *org, size_t org_len, uint64_t seq,
-                   uint8_t *out)
+static size_t pack_edge(const wl_ping *p, const uint8_t *org, size_t org_len, uint64_t seq,
+                        uint32_t source, uint64_t presence, uint8_t *out)
 {
     stored_ping sp = WARMLINE__STORE__V1__STORED_PING__INIT;
+    sp.source = source;
+    sp.presence = presence;
     sp.ingest_seq = seq;
     sp.received_at = 1795763427127;
     sp.event_at = -5;
@@ -101,6 +105,28 @@ static size_t pack(const wl_ping *p, const uint8_t *org, size_t org_len, uint64_
     sp.ping = (wl_ping *)p;
     return warmline__store__v1__stored_ping__pack(&sp, out);
 }
+
+static size_t pack(const wl_ping *p, const uint8_t *org, size_t org_len, uint64_t seq,
+                   uint8_t *out)
+{
+    return pack_edge(p, org, org_len, seq, WL_SOURCE_WIRE, 0, out);
+}
+
+/* A security check's fields: what collector/http_ingest gives one. */
+#define CHECK_PRESENCE                                                                     \
+    (WL_PRESENT(WL_FIELD_STRING(WL_STRING_version)) |                                      \
+     WL_PRESENT(WL_FIELD_STRING(WL_STRING_database_type)) |                                \
+     WL_PRESENT(WL_FIELD_STRING(WL_STRING_operating_system)) |                             \
+     WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_active_users_daily)) |                             \
+     WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_registered_users)) | WL_PRESENT(WL_FIELD_ORG_KEY) |  \
+     WL_PRESENT(WL_ORG_BY_NETWORK))
+/* A Rudder config event: features of their own, the edition, and bits no
+ * name answers to (0, 30, 63: skipped, as wl_presence_json skips them). */
+#define RUDDER_PRESENCE                                                                    \
+    (WL_PRESENT(WL_FEATURE_BIT(WL_EF_saml_configured)) |                                   \
+     WL_PRESENT(WL_FEATURE_BIT(WL_EF_licensed)) |                                          \
+     WL_PRESENT(WL_FIELD_STRING(WL_STRING_edition)) | WL_PRESENT(0) | WL_PRESENT(30) |      \
+     WL_PRESENT(63))
 
 static const uint8_t org32[32] = {0x44, 0x55, 0x91, 0xcb, 0x9d, 0x60, 0xbb, 0x26, 0xd2, 0x00,
                                   0x93, 0xb8, 0x95, 0x93, 0x13, 0xb3, 0xf7, 0x52, 0x4a, 0x1c,
@@ -185,6 +211,37 @@ static void test_crafted_records(void **state)
         memcpy(more + n, second, sizeof second);
         assert_int_equal(same_row(&b, more, n + sizeof second, "ping twice"), 0);
 
+        /* Edge pings: a security check, a Rudder event, a source past the
+         * known ones, a wire ping that says its source (0) and presence; all
+         * read directly. */
+        static const struct {
+            uint32_t source;
+            uint64_t presence;
+        } edges[] = {
+            {WL_SOURCE_SECURITY, CHECK_PRESENCE}, {WL_SOURCE_RUDDER, RUDDER_PRESENCE},
+            {WL_SOURCE_RUDDER, 0}, {WL_SOURCE_SECURITY, UINT64_MAX}, {9, CHECK_PRESENCE},
+            {UINT32_MAX, 1}, {WL_SOURCE_WIRE, CHECK_PRESENCE},
+        };
+        for (size_t i = 0; i < N(edges); i++) {
+            char what[64];
+            n = pack_edge(i % 2 ? NULL : &p, org32, sizeof org32, 10 + i, edges[i].source,
+                          edges[i].presence, buf);
+            snprintf(what, sizeof what, "edge ping %zu", i);
+            assert_int_equal(same_row(&b, buf, n, what), 0);
+            assert_int_equal(read_stored_ping(b.direct->wire_of, buf, n, &b.direct->view), 0);
+            assert_int_equal(b.direct->view.source, edges[i].source);
+            assert_int_equal(b.direct->view.presence, edges[i].presence);
+        }
+        /* source as a 10-byte varint: protobuf-c keeps its low 32 bits (2). */
+        static const uint8_t wide_source[] = {0x30, 0x82, 0x80, 0x80, 0x80, 0xf0, 0xff, 0xff,
+                                              0xff, 0xff, 0x01, 0x38, 0x84, 0x01};
+        assert_int_equal(same_row(&b, wide_source, sizeof wide_source, "wide source"), 0);
+        assert_non_null(strstr(b.rd.buf.p, fmt == 0 ? "\"source\":\"rudder\"" : ",rudder,"));
+        /* source or presence with a length: protobuf-c refuses it. */
+        static const uint8_t len_source[] = {0x32, 0x01, 0x01};
+        assert_int_equal(same_row(&b, len_source, sizeof len_source, "source as bytes"),
+                         -EINVAL);
+
         /* Unknown fields (a later version's): skipped by protobuf-c. */
         static const uint8_t unknown[] = {0x70, 0x07, 0x7a, 0x01, 'x', 0x22, 0x05, 0xd0,
                                           0x01, 0x05, 0x18, 0x09, 0x41, 1, 2, 3, 4, 5, 6, 7, 8};
@@ -265,7 +322,10 @@ static void test_random_records(void **state)
             size_t org_len = next_rand() % 3 == 0 ? 1 + next_rand() % 20 : 32;
             for (size_t i = 0; i < org_len; i++)
                 org[i] = (uint8_t)next_rand();
-            size_t n = pack(next_rand() % 50 == 0 ? NULL : &p, org, org_len, next_rand(), buf);
+            uint32_t source = (uint32_t)(next_rand() % 4);
+            uint64_t presence = source ? next_rand() & next_rand() : 0;
+            size_t n = pack_edge(next_rand() % 50 == 0 ? NULL : &p, org, org_len, next_rand(),
+                                 source, presence, buf);
             char what[64];
             snprintf(what, sizeof what, "random record %d", round);
             assert_int_equal(same_row(&b, buf, n, what), 0);
@@ -294,10 +354,99 @@ static void test_random_records(void **state)
     assert_true(refused > 0 && refused < damaged);
 }
 
+/* ---- the source and presence columns ---- */
+
+/* The row of one record, as a C string (valid until the next call). */
+static const char *row_of(struct wl_export_src *s, struct wl_rows *r, uint32_t source,
+                          uint64_t presence)
+{
+    uint8_t buf[512];
+    wl_ping p;
+    warmline__v1__ping__init(&p);
+    p.install_id = "inst-1";
+    size_t n = pack_edge(&p, org32, sizeof org32, 7, source, presence, buf);
+    wl_rows_take(r);
+    assert_int_equal(ping_record(s, buf, n, r), 0);
+    assert_int_equal(wl_rows_end(r), 0);
+    static char out[8192];
+    assert_true(r->buf.len < sizeof out);
+    memcpy(out, r->buf.p, r->buf.len);
+    out[r->buf.len] = '\0';
+    return out;
+}
+
+static void test_source_presence_columns(void **state)
+{
+    (void)state;
+    const struct wl_export_table *t = wl_export_table_find("pings");
+    struct wl_rows nd, csv;
+    json_error_t jerr;
+
+    assert_int_equal(wl_rows_init(&nd, WL_EXPORT_NDJSON, t->cols, t->ncols), 0);
+    assert_int_equal(wl_rows_init(&csv, WL_EXPORT_CSV, t->cols, t->ncols), 0);
+    /* Schema 2: source and presence right after org. */
+    assert_int_equal(WL_EXPORT_SCHEMA, 2);
+    assert_string_equal(t->cols[3], "org");
+    assert_string_equal(t->cols[4], "source");
+    assert_string_equal(t->cols[5], "presence");
+    assert_string_equal(t->cols[6], "install_id");
+
+    for (int direct = 0; direct < 2; direct++) {
+        struct wl_export_src *s = pings_src(direct);
+        /* A wire ping: source "wire", presence null (NDJSON) or empty (CSV),
+         * whatever presence bits the record holds. */
+        for (int k = 0; k < 2; k++) {
+            uint64_t pr = k ? CHECK_PRESENCE : 0;
+            json_t *o = json_loads(row_of(s, &nd, WL_SOURCE_WIRE, pr), 0, &jerr);
+            assert_non_null(o);
+            assert_string_equal(json_string_value(json_object_get(o, "source")), "wire");
+            assert_true(json_is_null(json_object_get(o, "presence")));
+            json_decref(o);
+            assert_non_null(strstr(row_of(s, &csv, WL_SOURCE_WIRE, pr),
+                                   ",wire,,inst-1,"));
+        }
+        /* The security check and the Rudder event: their names. */
+        const char *check = row_of(s, &nd, WL_SOURCE_SECURITY, CHECK_PRESENCE);
+        assert_non_null(strstr(check, "\"source\":\"security\",\"presence\":[\"org_by_network\","
+                                      "\"org_key\",\"version\",\"database_type\","
+                                      "\"operating_system\",\"registered_users\","
+                                      "\"active_users_daily\"],\"install_id\""));
+        const char *rudder = row_of(s, &nd, WL_SOURCE_RUDDER, RUDDER_PRESENCE);
+        assert_non_null(strstr(rudder, "\"source\":\"rudder\",\"presence\":[\"edition\","
+                                       "\"feature:saml_configured\",\"feature:licensed\"],"));
+        /* CSV: presence is its JSON text, quoted (it holds commas). */
+        assert_non_null(strstr(row_of(s, &csv, WL_SOURCE_RUDDER, RUDDER_PRESENCE),
+                               ",rudder,\"[\"\"edition\"\",\"\"feature:saml_configured\"\","
+                               "\"\"feature:licensed\"\"]\",inst-1,"));
+        assert_non_null(strstr(row_of(s, &csv, WL_SOURCE_SECURITY, 0), ",security,[],inst-1,"));
+        assert_non_null(strstr(row_of(s, &nd, 3, 0), "\"source\":\"unknown\",\"presence\":[]"));
+
+        /* Every single bit and random masks: exactly wl_presence_json. */
+        for (int round = 0; round < 64 + 2000; round++) {
+            uint64_t pr = round < 64 ? WL_PRESENT(round) : next_rand() & next_rand();
+            json_t *o = json_loads(row_of(s, &nd, WL_SOURCE_RUDDER, pr), 0, &jerr);
+            json_t *want = wl_presence_json(pr);
+            assert_non_null(o);
+            assert_non_null(want);
+            if (!json_equal(json_object_get(o, "presence"), want)) {
+                print_error("presence %#llx: %.*s\n", (unsigned long long)pr, (int)nd.buf.len,
+                            nd.buf.p);
+                fail();
+            }
+            json_decref(want);
+            json_decref(o);
+        }
+        src_free(s);
+    }
+    wl_rows_free(&nd);
+    wl_rows_free(&csv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crafted_records),
+        cmocka_unit_test(test_source_presence_columns),
         cmocka_unit_test(test_random_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
