@@ -16,13 +16,14 @@
  *   length bytes, peak during json_loadb included, as malloc holds them
  *   (glibc's chunk header counted): measured by tests/unit/test_http_body.c
  *   with a counting allocator (json_set_alloc_funcs) over the shapes that
- *   cost most per value ("[{},{},...]", "[[],[],...]", objects of one-byte
+ *   cost most per value ("[{},{},...]", "[[],[],...]", objects of short
  *   keys, strings, numbers, each of 32,769 items: just past a doubling of
  *   jansson's tables). Worst measured: 320 B a value beyond 3 B a byte of
- *   text, for {"1":{},"2":{},...}; the constant leaves 20 % over it. With the
- *   defaults (http_max_json_values 100,000, http_max_inflated_bytes 2 MiB) a
- *   body's tree stays under 43 MiB. jansson's objects hash keys under a random seed (json_object_seed
- *   on first use), so colliding keys cannot be computed. */
+ *   text, for {"1":{},"2":{},...}; the constant leaves 20 % over it. With
+ *   the defaults (http_max_json_values 100,000, http_max_inflated_bytes
+ *   2 MiB) a body's tree stays under 43 MiB. jansson's objects hash keys
+ *   under a random seed (json_object_seed on first use), so colliding keys
+ *   cannot be computed. */
 #ifndef WL_HTTP_BODY_H
 #define WL_HTTP_BODY_H
 

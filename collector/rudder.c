@@ -224,11 +224,12 @@ static int map_event(const char *event, const json_t *props, const struct wl_rud
         return map_server(props, o->max_count, d);
     if (strcmp(event, "license") == 0)
         return map_license(props, d);
+    /* <= v10.2: the section is the properties (none: it says nothing) */
     if (strcmp(event, WRANGLER) == 0)
-        return map_wrangler(props, o, d);
+        return props != NULL ? map_wrangler(props, o, d) : MAPPED;
     for (int s = 0; s < N_SECTIONS; s++) {
         if (strcmp(event, sections[s].section) == 0)
-            return map_section(props, sections[s].feature, d);
+            return props != NULL ? map_section(props, sections[s].feature, d) : MAPPED;
     }
     if (strcmp(event, "configs") != 0)
         return IGNORED;

@@ -37,7 +37,8 @@
  *   (<= v10.2: properties are the section): a section's boolean "enable"
  *              sets the presence of saml_configured, ldap_configured,
  *              guest_accounts_enabled, cluster_enabled, and lists the feature
- *              when true (a section without "enable" says nothing);
+ *              when true (a section without "enable", or a section
+ *              event without properties, says nothing);
  *              config_wrangler.allowed_email_domain (an array of strings):
  *              the first that wl_org_domain_check accepts becomes org_key =
  *              wl_org_key(org_salt, domain), with WL_FIELD_ORG_KEY's

@@ -123,7 +123,8 @@ static void go_client_shape(void **state)
         "{\"messageId\":\"6f1c2d3e-0000-4000-8000-000000000001\",\"sentAt\":"
         "\"2025-06-01T10:00:05.012345678Z\",\"batch\":["
         "{\"type\":\"identify\",\"messageId\":\"6f1c2d3e-0000-4000-8000-000000000002\","
-        "\"anonymousId\":\"" ID "\",\"userId\":\"" ID "\",\"timestamp\":\"2025-06-01T10:00:00.001Z\","
+        "\"anonymousId\":\"" ID "\",\"userId\":\"" ID "\","
+        "\"timestamp\":\"2025-06-01T10:00:00.001Z\","
         "\"context\":{\"library\":{\"name\":\"analytics-go\",\"version\":\"1.0.0\"}}},"
         "{\"type\":\"track\",\"messageId\":\"6f1c2d3e-0000-4000-8000-000000000003\","
         "\"anonymousId\":\"" ID "\",\"userId\":\"" ID "\",\"event\":\"server\","
@@ -178,7 +179,8 @@ static void node_client_shape(void **state)
     assert_memory_equal(r.edge[0].msgid, "a8cc8123-d05e-4ba0-beb3-d4ecb191318d", 36);
     assert_int_equal(r.batch->pings[1]->registered_users, 40);
     assert_int_equal(r.batch->pings[1]->active_users_daily, 12);
-    assert_int_equal(r.edge[1].presence, COUNT_BIT(registered_users) | COUNT_BIT(active_users_daily));
+    assert_int_equal(r.edge[1].presence,
+                     COUNT_BIT(registered_users) | COUNT_BIT(active_users_daily));
     assert_int_equal(r.edge[1].msgid_len, 3);
     wl_rudder_result_free(&r);
 }
@@ -336,6 +338,13 @@ static void configs_nested_and_per_section(void **state)
         assert_int_equal(p->n_features, 0);
         wl_rudder_result_free(&r);
     }
+    /* a section event without properties says nothing */
+    assert_int_equal(map("{\"batch\":[{\"type\":\"track\",\"event\":\"config_saml\","
+                         "\"userId\":\"" ID "\"},{\"type\":\"track\",\"event\":"
+                         "\"config_wrangler\",\"userId\":\"" ID "\"}]}", &r), 0);
+    assert_int_equal(r.batch->n_pings, 2);
+    assert_int_equal(r.edge[0].presence | r.edge[1].presence, 0);
+    wl_rudder_result_free(&r);
 }
 
 /* ---- the organization key ---- */
