@@ -35,16 +35,13 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static enum MHD_Result import(struct wl_req *rq, struct wl_networks *table);
+
 enum MHD_Result wl_api_networks_put(struct wl_req *rq)
 {
-    struct wl_api *api = rq->api;
     struct wl_api_param none[1];
     enum MHD_Result ret = MHD_NO;
     struct wl_networks *table;
-    struct wl_net_prefix *v = NULL;
-    size_t n = 0, removed = 0;
-    size_t max = (size_t)(api->cfg->api_max_networks_bytes / WL_NETWORKS_BYTES_PER_PREFIX);
-    char err[ERR_MAX];
 
     if (wl_api_params(rq, none, 0, &ret) != 0 || !wl_api_need_salt(rq, &ret) ||
         (table = need_networks(rq, &ret)) == NULL)
@@ -53,6 +50,24 @@ enum MHD_Result wl_api_networks_put(struct wl_req *rq)
         return wl_api_send_error(rq->conn, MHD_HTTP_BAD_REQUEST, "bad_csv",
                                  "line 1: the body is empty; to empty the table send the "
                                  "header row cidr,domain alone");
+    if (wl_networks_import_begin(table) != 0)
+        return wl_api_send_error(rq->conn, MHD_HTTP_CONFLICT, "import_in_progress",
+                                 "another import of the network table is running; send "
+                                 "this one again when it is done");
+    ret = import(rq, table);
+    wl_networks_import_end(table);
+    return ret;
+}
+
+/* Parses and replaces: one import, the caller holds it. */
+static enum MHD_Result import(struct wl_req *rq, struct wl_networks *table)
+{
+    struct wl_api *api = rq->api;
+    struct wl_net_prefix *v = NULL;
+    size_t n = 0, removed = 0;
+    size_t max = (size_t)(api->cfg->api_max_networks_bytes / WL_NETWORKS_BYTES_PER_PREFIX);
+    char err[ERR_MAX];
+
     int64_t t0 = mono_ms();
     int rc = wl_networks_parse_csv(rq->body, rq->body_len, api->org_salt,
                                    api->org_salt_len, max, &v, &n, err, sizeof err);

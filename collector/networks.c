@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct wl_networks {
     pthread_rwlock_t lock;           /* guards table: read for a lookup, write for the swap */
     struct wl_nettable *table;
     pthread_mutex_t replace_lock;    /* one replace at a time */
+    atomic_int importing;            /* an import (parse and replace) is running */
 };
 
 /* ---- the table in memory ---- */
@@ -342,6 +344,17 @@ oom:
 }
 
 /* ---- replacing ---- */
+
+int wl_networks_import_begin(struct wl_networks *n)
+{
+    int idle = 0;
+    return atomic_compare_exchange_strong(&n->importing, &idle, 1) ? 0 : -EBUSY;
+}
+
+void wl_networks_import_end(struct wl_networks *n)
+{
+    atomic_store(&n->importing, 0);
+}
 
 static int in_new(const struct wl_net_prefix *v, size_t n, const struct wl_net_prefix *p)
 {

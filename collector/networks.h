@@ -59,6 +59,12 @@ int wl_networks_parse_csv(char *body, size_t len, const uint8_t *salt, size_t sa
                           size_t max_prefixes, struct wl_net_prefix **out, size_t *count,
                           char *err, size_t errlen);
 
+/* One import at a time, parse included (each holds its body and rows):
+ * 0 and the import is the caller's until wl_networks_import_end, or
+ * -EBUSY while another runs. */
+int wl_networks_import_begin(struct wl_networks *n);
+void wl_networks_import_end(struct wl_networks *n);
+
 /* Replaces the table with v (n prefixes sorted as wl_networks_parse_csv
  * leaves them, no prefix twice): one atomic, synced write of
  * WL_CF_NETWORKS (every old record deleted, every new one put), then the

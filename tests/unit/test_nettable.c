@@ -515,6 +515,12 @@ static void test_lookup_by_address(void **state)
     uint8_t org[32];
     assert_int_equal(wl_networks_lookup(n, &un, org), 0);
     assert_int_equal(wl_networks_lookup(NULL, &un, org), 0);
+    /* one import at a time */
+    assert_int_equal(wl_networks_import_begin(n), 0);
+    assert_int_equal(wl_networks_import_begin(n), -EBUSY);
+    wl_networks_import_end(n);
+    assert_int_equal(wl_networks_import_begin(n), 0);
+    wl_networks_import_end(n);
     /* unsorted or repeated input is refused, nothing changes */
     struct wl_net_prefix w[] = {pfx("10.1.0.0/16", 5), pfx("10.0.0.0/8", 5)};
     assert_int_equal(wl_networks_replace(n, w, 2, &removed, err, sizeof err), -EINVAL);
