@@ -25,7 +25,13 @@ listener withstands today, each a test that fails if its defence goes:
   known_open_http_attacks.TestInstallTakeover).
 - Bodies held: three 1 MiB bodies held unfinished past max_held_bytes / 2 make
   a batch 503 (not an allocation), the deadline frees them, and batches land
-  again; the collector's memory does not grow with them.
+  again; the collector's memory does not grow with them. A POST body dribbled
+  (Content-Length or chunked) is closed unanswered at the whole-request
+  deadline.
+- Batches in flight: six senders of 500-message batches against
+  http_max_inflight 2, then SIGTERM in the middle of it: every batch answered
+  200 is in the data directory after the stop, every batch answered 503 left
+  nothing, and the collector exits 0.
 """
 
 import gzip
@@ -35,6 +41,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -45,6 +52,7 @@ from harness import (LOCALHOST, IO_TIMEOUT, make_ping, org_key_hex, sanitized_bu
 from rudder_sdk import (activity_props, basic_auth, configs_props, go_batch, go_track,
                         license_props, post)
 from test_http_ingest import HttpIngestCase, go_query, raw_request
+from test_http_attack_review import dribble
 from test_rudder_batch import files_holding
 
 KEY = "any-key-works"                 # rudder_write_keys empty: any key is accepted
@@ -336,6 +344,66 @@ class TestBodiesHeld(BatchCase):
             self.assertLess(status_kib(c.pid) - rss0, 16 * 1024)
         st = c.stop()
         self.assertGreaterEqual(st["http_batch_unavailable"], 1)
+
+    def test_dribbled_post_bodies_closed_at_the_deadline(self):
+        c = self.open_collector({"http_request_deadline_ms": "1s", "http_timeout_ms": "10s"})
+        head = ("POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+                % basic_auth(KEY)).encode()
+        for what, extra, first in (("content-length", b"Content-Length: 100000\r\n\r\n", b""),
+                                   ("chunked", b"Transfer-Encoding: chunked\r\n\r\n",
+                                    b"100000\r\n")):
+            with self.subTest(what):
+                s = socket.create_connection((LOCALHOST, c.http_port), timeout=IO_TIMEOUT)
+                self._sockets.append(s)
+                s.sendall(head + extra + first)
+                sent, got = dribble(s, b" ")
+                self.assertEqual(got, b"", "%s: closed unanswered" % what)
+                self.assertLess(sent, 100, "%s: closed only after %d bytes" % (what, sent))
+                s.close()
+                self.good(c)
+        c.wait_stats(lambda st: st["http_closed_deadline"] == 2, what="both deadlines counted")
+        c.stop()
+
+
+class TestBatchesInFlight(BatchCase):
+
+    def test_answered_200_is_durable_503_left_nothing_through_a_stop(self):
+        c = self.open_collector({"http_max_inflight": 2, "http_max_connections_per_address": 0})
+        answers, lock, stop = [], threading.Lock(), threading.Event()
+
+        def sender(k):
+            for b in range(40):
+                if stop.is_set():
+                    return
+                ids = ["s%02db%02dm%03d" % (k, b, i) for i in range(500)]
+                try:
+                    status, doc = self.raw(c, body_of(*[one_message(i) for i in ids]))
+                except OSError:
+                    status, doc = None, None   # the stop closed it: unknown, not checked
+                with lock:
+                    answers.append((status, doc, ids))
+        threads = [threading.Thread(target=sender, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        c.wait_stats(lambda s: s["http_batch_stored"] >= 10, what="ten batches stored")
+        c.terminate()
+        stop.set()
+        for t in threads:
+            t.join(IO_TIMEOUT)
+        self.assertEqual(c.wait_exit(), 0)
+        got = self.installs(c)
+        ok = [a for a in answers if a[0] == 200]
+        refused = [a for a in answers if a[0] == 503]
+        self.assertGreaterEqual(len(ok), 10)
+        self.assertGreater(len(refused), 0, "six senders past http_max_inflight 2")
+        for status, doc, ids in ok:
+            self.assertEqual(doc["accepted"], 500, doc)
+            self.assertEqual([i for i in ids if i not in got], [], "a 200 batch lost")
+        for status, doc, ids in refused:
+            self.assertEqual([i for i in ids if i in got], [], "a 503 batch stored")
+        answered = {i for a in answers if a[0] in (200, None) for i in a[2]}
+        self.assertEqual([i for i in got if i not in answered], [],
+                         "only the batches answered 200 (or cut by the stop)")
 
 
 if __name__ == "__main__":
