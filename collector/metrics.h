@@ -111,7 +111,9 @@ enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
     X(organizations, "Organizations in the writer's state.")                              \
     X(interned_bytes, "Bytes held by interned strings and feature lists (writer state).")   \
     X(interned_strings, "Interned strings and feature lists held (writer state).")        \
-    X(msgids_bytes, "Bytes of the Rudder messageId store after its last sweep.")
+    X(msgids_bytes, "Bytes of the Rudder messageId store after its last sweep.")            \
+    X(network_prefixes, "Prefixes in the network table (CIDR -> organization).")          \
+    X(network_table_bytes, "Bytes of the network table's lookup structure.")
 
 #define WL_GAUGE_ENUM(name, help) WL_G_##name,
 enum wl_gauge { WL_GAUGES(WL_GAUGE_ENUM) WL_N_GAUGES };

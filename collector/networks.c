@@ -11,6 +11,7 @@
 
 #include "api_csv.h"
 #include "log.h"
+#include "metrics.h"
 #include "orgkey.h"
 #include "ping.h"
 
@@ -47,6 +48,10 @@ static int new_networks(struct wl_store *store, struct wl_networks **out)
 /* Puts t in place of the table in use and frees the old one. */
 static void swap_table(struct wl_networks *n, struct wl_nettable *t)
 {
+    if (n->store != NULL) { /* the process's table, not a test's or a bench's */
+        wl_gauge_set(WL_G_network_prefixes, wl_nettable_count(t));
+        wl_gauge_set(WL_G_network_table_bytes, wl_nettable_bytes(t));
+    }
     pthread_rwlock_wrlock(&n->lock);
     struct wl_nettable *old = n->table;
     n->table = t;
@@ -97,7 +102,7 @@ int wl_networks_open(struct wl_store *store, struct wl_networks **out, size_t *s
     if ((rc = wl_nettable_build(v, count, &t)) != 0)
         goto oom;
     free(v);
-    n->table = t;
+    swap_table(n, t);
     if (bad > 0)
         wl_warn("networks_damaged", "skipped=%zu effect=\"left out of the network table\"",
                 bad);

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -95,6 +96,15 @@ class NetworksCase(CollectorCase):
     def org(self, domain):
         return org_key_hex(self.c.org_salt, domain)
 
+    def gauge(self, name):
+        req = urllib.request.Request(self.url + "/metrics")
+        req.add_header("Authorization", "Bearer " + self.read_token)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r"^warmline_%s (\d+)$" % name, text, re.M)
+        self.assertIsNotNone(m, "no warmline_%s in /metrics" % name)
+        return int(m.group(1))
+
 
 TABLE_A = ("cidr,domain\n"
            "10.0.0.0/8,acme-a.example\n"
@@ -124,6 +134,8 @@ class TestPutAndGet(NetworksCase):
         # the admin token reads too
         self.assertEqual(self.listing(token=self.admin_token)[0], rows)
         self.assertTrue(self.c.find_lines(r"event=networks_imported prefixes=3 removed=0"))
+        self.assertEqual(self.gauge("network_prefixes"), 3)
+        self.assertGreater(self.gauge("network_table_bytes"), 0)
 
     def test_tokens(self):
         for token in (None, "", self.read_token, "x" * 40):
@@ -311,6 +323,7 @@ class TestStorage(NetworksCase):
         self.url = "http://%s:%d" % (LOCALHOST, self.c.api_port)  # a new ephemeral port
         self.assertTrue(self.c.find_lines(r"event=networks_loaded prefixes=4\b"))
         self.assertEqual(self.listing()[0], rows)
+        self.assertEqual(self.gauge("network_prefixes"), 4)
         found = files_holding(self.c.data_dir, domains)
         for d in domains:
             self.assertEqual(found[d], [], "%s is stored raw" % d)
