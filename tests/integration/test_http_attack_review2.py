@@ -12,6 +12,9 @@ listener withstands today, each a test that fails if its defence goes:
   or a key, 1e400 and 2^64 refuse the body (jansson), 2^63-1 in a count drops
   the message, -0 is 0; a duplicate "userId" is the last one (one install,
   never both); a messageId over 128 bytes, empty or not ASCII drops its message.
+- messageIds: the same id under two installs is two events (a sender cannot
+  make another install's event a duplicate with an id of its own), a resend
+  with other contents under the same id changes nothing.
 - Nothing raw of a bad message reaches a log line or the data directory: a
   userId over the limit, a messageId, a refused domain, a customer id and a
   license id of a dropped message, a SKU that is not a SKU, unknown event and
@@ -205,6 +208,21 @@ class TestJsonTricks(BatchCase):
         for gone in ("dupfirst", "overmaxover", "realcount", "negzeroreal", "longmsgid",
                      "emptymsgid", "utfmsgid", "bignum", "nulkey"):
             self.assertNotIn(gone, got)
+
+    def test_message_ids_are_per_install_and_a_changed_resend_changes_nothing(self):
+        c = self.open_collector()
+        mid = str(uuid.uuid4())
+        first = dict(one_message("midinstallmidinstallmida26", teams=5), messageId=mid)
+        other = dict(one_message("midinstallmidinstallmidb26", teams=6), messageId=mid)
+        changed = dict(first, properties={"teams": 999})
+        self.assertEqual(self.raw(c, body_of(first))[1]["accepted"], 1)
+        self.assertEqual(self.raw(c, body_of(other))[1]["accepted"], 1)
+        self.assertEqual(self.raw(c, body_of(changed))[1]["duplicates"], 1)
+        self.assertEqual(self.raw(c, body_of(other))[1]["duplicates"], 1)
+        c.stop()
+        got = self.installs(c)
+        self.assertEqual(got["midinstallmidinstallmida26"]["last_ping"]["teams"], 5)
+        self.assertEqual(got["midinstallmidinstallmidb26"]["last_ping"]["teams"], 6)
 
 
 class TestNothingRawOfBadMessages(BatchCase):
