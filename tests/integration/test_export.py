@@ -4,7 +4,14 @@ in (and with `warmline dump`); a cursor's runs are disjoint and leave no gap,
 --max-rows splits files; a crash between the data files and the manifest
 (the WL_EXPORT_CRASH_* test hooks, _exit(9)) is repaired by the next run with
 byte-identical files; an export during live ingest sees a contiguous range;
-bad arguments exit 2 and write nothing."""
+bad arguments exit 2 and write nothing.
+
+Export schema 2 (issue 13): pings from the HTTP edge (a security check, Rudder
+events) carry source and presence, wire pings source "wire" and presence null;
+an install's state rebuilt from the rows (presence names what an edge row
+replaces) is the collector's own; a directory a schema-1 run wrote goes on
+after its cursor in schema 2, its files untouched, and a schema-1 file left
+without its manifest is written again in schema 2."""
 
 import csv
 import fcntl
@@ -23,6 +30,9 @@ import unittest
 
 from harness import (CLI_BIN, IO_TIMEOUT, CollectorCase, as_int, dump, make_ping, run_import,
                      wait_until)
+from rudder_sdk import (INSTALL, activity_props, configs_props, go_batch, go_track,
+                        license_props, post, server_props)
+from test_http_ingest import HttpCollector, go_check, go_query
 
 MINUTE = 60 * 1000
 HOUR = 60 * MINUTE
@@ -43,10 +53,13 @@ COUNTS = ("registered_users", "active_users_daily", "active_users_monthly", "bot
           "outgoing_webhooks", "slash_commands", "system_admins", "posts")
 STRINGS = ("version", "edition", "database_type", "operating_system", "installation_type")
 
-# The documented columns of export schema 1 (README section "warmline export").
+# The documented columns of export schema 2 (README section "Exports for data
+# engineers"): schema 1 had the same but for the pings' source and presence.
+SCHEMA = 2
 COLUMNS = {
-    "pings": ["ingest_seq", "received_at", "event_at", "org", "install_id", "org_key", "seq",
-              "sent_at"] + list(STRINGS) + list(COUNTS) + ["features"],
+    "pings": ["ingest_seq", "received_at", "event_at", "org", "source", "presence",
+              "install_id", "org_key", "seq", "sent_at"] + list(STRINGS) + list(COUNTS) +
+             ["features"],
     "signals": ["id", "org", "rule", "description", "weight", "fired_at", "fired_at_iso",
                 "terms", "install_ids", "ingest_seq"],
     "daily": ["org", "day", "date", "installs", "installs_total"] + list(COUNTS),
@@ -175,7 +188,7 @@ class ExportCase(CollectorCase):
     def load(self, out, m):
         """Rows of one manifest's files, checked against it: names, sizes,
         sha256, row counts, ranges, header, key order."""
-        self.assertEqual(m["schema_version"], 1)
+        self.assertEqual(m["schema_version"], SCHEMA)
         self.assertEqual(m["compression"], "gzip")
         self.assertEqual(m["columns"], COLUMNS[m["table"]])
         rows = []
@@ -284,6 +297,7 @@ class RoundTrip(ExportCase):
                 d = dumped[r["ingest_seq"]]
                 self.assertEqual(r["received_at"], as_int(d["received_at"]))
                 self.assertEqual(r["org"], d["org"])
+                self.assertEqual((r["source"], r["presence"]), ("wire", None))
                 key = w.get("org_key", "")
                 self.assertEqual(r["org_key"], key)
                 self.assertEqual(r["org"], orgs_of[key] if key else "install:" + w["install_id"])
@@ -786,6 +800,251 @@ class BadArguments(ExportCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("cannot create a file in it", r.stderr)
         self.assertEqual(os.listdir(out), [])
+
+
+# ---- export schema 2: edge pings ------------------------------------------
+
+RUDDER_KEY = "2k9RudderWriteKeyForExport"
+WIRE_INSTALL = "wire-install-1"
+
+
+def rebuild(rows):
+    """{install_id: state} from pings rows in ingest_seq order, as README's
+    "Exports for data engineers" says: a wire row (presence null) is the
+    install's whole state; an edge row replaces the fields its presence
+    names, "feature:X" drops X (licensed also every license_<sku>) from the
+    install's features before the row's own are added, and its org is the
+    install's organization."""
+    state = {}
+    for r in sorted(rows, key=lambda r: r["ingest_seq"]):
+        if r["presence"] is None:
+            state[r["install_id"]] = {k: r[k] for k in STRINGS + COUNTS}
+            state[r["install_id"]]["features"] = list(r["features"])
+            state[r["install_id"]]["org"] = r["org"]
+            continue
+        st = state.setdefault(r["install_id"], dict({k: "" for k in STRINGS},
+                                                    **{k: 0 for k in COUNTS}, features=[]))
+        st["org"] = r["org"]
+        names = set(r["presence"])
+        for k in STRINGS + COUNTS:
+            if k in names:
+                st[k] = r[k]
+        if "features" in names:
+            kept = []
+        else:
+            cleared = {n[len("feature:"):] for n in names if n.startswith("feature:")}
+            kept = [f for f in st["features"]
+                    if f not in cleared and not ("licensed" in cleared and
+                                                 f.startswith("license_"))]
+        st["features"] = kept + [f for f in r["features"] if f not in kept]
+    return state
+
+
+class EdgePings(ExportCase):
+    """A wire ping, a security check and Rudder events of one install, and a
+    wire-only install, exported in both formats."""
+
+    def setUp(self):
+        super().setUp()
+        c = HttpCollector({"rudder_write_keys": RUDDER_KEY, "http_rate_per_address": "1000",
+                           "http_burst_per_address": "1000",
+                           "http_request_deadline_ms": "15s"}, name="edge")
+        self._collectors.append(c)
+        self.c = c.start()
+        self.out = os.path.join(c.root, "out")
+
+    def rudder(self, event, props):
+        req = go_batch([go_track(event, props, user_id=INSTALL)], write_key=RUDDER_KEY)
+        status, _, body = post(self.c.http_port, req.body, req.headers)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["accepted"], 1, body)
+
+    def test_edge_rows_carry_source_and_presence(self):
+        c = self.c
+        with self.client(c) as cl:
+            ack = cl.request([make_ping(INSTALL, 5, org_key=bytes.fromhex(K1), teams=9,
+                                        active_users_monthly=70, edition="team",
+                                        features=["ldap_configured", "custom_x"]),
+                              make_ping(WIRE_INSTALL, 1, org_key=bytes.fromhex(K2))],
+                             batch_id=1)
+            self.assertAck(ack, "OK", accepted=2)
+        status, _, _ = go_check(c.http_port, go_query(INSTALL, uc="61", auc="14", tc="4",
+                                                      b="11.6.0.99"))
+        self.assertEqual(status, 200)
+        c.wait_stats(lambda s: s["pings_accepted"] == 3, what="the check stored")
+        self.rudder("activity", activity_props(registered_users=50, active_users_daily=9,
+                                               active_users_monthly=33))
+        self.rudder("configs", configs_props(saml=True, ldap=False))
+        self.rudder("license", license_props(edition="e20"))
+        self.rudder("server", server_props(version="10.11.0", edition="true"))
+        self.rudder("configs", configs_props(saml=False, ldap=True))
+        c.wait_stats(lambda s: s["pings_accepted"] == 8, what="the Rudder events stored")
+        c.stop()
+
+        got = {}
+        for fmt in ("ndjson", "csv"):
+            out = os.path.join(self.out, fmt)
+            self.export("pings", fmt, out, "--cursor", "edge")
+            ms = manifests(out, "pings", "edge")
+            self.assertEqual([(m["first"], m["last"], m["rows"]) for m in ms], [(1, 8, 8)])
+            got[fmt] = self.load(out, ms[0])
+        rows = got["ndjson"]
+        self.assertEqual([r["source"] for r in rows],
+                         ["wire", "wire", "security"] + ["rudder"] * 5)
+
+        # presence: null for the wire, the names dump shows for the edge.
+        dumped = {as_int(p["ingest_seq"]): p for p in dump("pings", c.data_dir)}
+        for r in rows:
+            d = dumped[r["ingest_seq"]]
+            self.assertEqual(r["source"], d["source"])
+            self.assertEqual(r["presence"], d.get("presence"), r["ingest_seq"])
+        check, activity, configs = rows[2]["presence"], rows[3]["presence"], rows[4]["presence"]
+        for name in ("registered_users", "active_users_daily", "teams", "version"):
+            self.assertIn(name, check)
+        self.assertNotIn("active_users_monthly", check, "the check has no monthly actives")
+        self.assertNotIn("features", check)
+        self.assertIn("active_users_monthly", activity)
+        self.assertNotIn("version", activity)
+        self.assertIn("feature:saml_configured", configs)
+        self.assertIn("feature:licensed", rows[5]["presence"])
+        # An absent field prints as 0 or "": presence is what tells them apart.
+        self.assertEqual(rows[2]["active_users_monthly"], 0)
+        self.assertEqual(rows[3]["version"], "")
+
+        # CSV: the same cells; presence is its JSON text, empty for a wire row.
+        for a, b in zip(rows, got["csv"]):
+            for col in COLUMNS["pings"]:
+                self.assertTrue(csv_cell_matches(b[col], a[col]),
+                                "csv %s %r vs ndjson %r" % (col, b[col], a[col]))
+        self.assertEqual([b["presence"] for b in got["csv"][:2]], ["", ""])
+        self.assertEqual(json.loads(got["csv"][2]["presence"]), check)
+
+        # The install's state rebuilt from the rows is the collector's.
+        state = rebuild(rows)
+        installs = {r["install_id"]: r for r in c.dump("installs")}
+        orgs = {o["org"] for o in c.dump("orgs")}
+        self.assertEqual(sorted(state), sorted([INSTALL, WIRE_INSTALL]))
+        for inst, st in state.items():
+            with self.subTest(install=inst):
+                p = installs[inst]["last_ping"]
+                for k in STRINGS:
+                    self.assertEqual(st[k], p.get(k, ""), k)
+                for k in COUNTS:
+                    self.assertEqual(st[k], as_int(p.get(k, 0)), k)
+                self.assertEqual(sorted(st["features"]), sorted(p.get("features", [])))
+                self.assertEqual(st["org"], installs[inst]["org"])
+                self.assertIn(st["org"], orgs)
+        st = state[INSTALL]
+        self.assertEqual((st["registered_users"], st["active_users_monthly"], st["teams"]),
+                         (50, 33, 3), "Rudder's activity after the check")
+        self.assertEqual(sorted(st["features"]),
+                         ["custom_x", "ldap_configured", "license_e20", "licensed"])
+
+
+def as_schema_1(out, m):
+    """Rewrites one schema-2 pings manifest and its files as a schema-1 run
+    wrote them (no source and presence), sizes and digests updated."""
+    cols = [c for c in m["columns"] if c not in ("source", "presence")]
+    for f in m["files"]:
+        path = os.path.join(out, f["name"])
+        with open(path, "rb") as fh:
+            text = gzip.decompress(fh.read()).decode("utf-8")
+        if m["format"] == "ndjson":
+            lines = []
+            for line in text.split("\n")[:-1]:
+                r = json.loads(line)
+                lines.append(json.dumps({k: r[k] for k in cols}, separators=(",", ":")))
+            text = "".join(x + "\n" for x in lines)
+        else:
+            table = list(csv.reader(io.StringIO(text, newline="")))
+            keep = [i for i, c in enumerate(table[0]) if c in cols]
+            buf = io.StringIO(newline="")
+            w = csv.writer(buf, lineterminator="\r\n")
+            for r in table:
+                w.writerow([r[i] for i in keep])
+            text = buf.getvalue()
+        data = gzip.compress(text.encode("utf-8"), mtime=0)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        f["bytes"] = len(data)
+        f["sha256"] = hashlib.sha256(data).hexdigest()
+    if "_name" in m:
+        name = m.pop("_name")
+        m["schema_version"] = 1
+        m["columns"] = cols
+        with open(os.path.join(out, name), "w") as fh:
+            json.dump(m, fh, indent=2)
+            fh.write("\n")
+
+
+class SchemaChange(ExportCase):
+    """A directory a schema-1 run wrote, then this build: the cursor goes on
+    where the schema-1 manifests ended, the new manifest says schema 2 and
+    lists its columns, the schema-1 files stay as they are; a schema-1 file
+    left without its manifest (a run that stopped) is written again as
+    schema 2 under the same name."""
+
+    def send(self, cl, seqs, batch_id):
+        ack = cl.request([make_ping("sc-1", s, org_key=bytes.fromhex(K3)) for s in seqs],
+                         batch_id=batch_id)
+        self.assertAck(ack, "OK", accepted=len(seqs))
+
+    def contents(self, out):
+        found = {}
+        for n in os.listdir(out):
+            with open(os.path.join(out, n), "rb") as fh:
+                found[n] = fh.read()
+        return found
+
+    def test_schema_1_cursor_then_schema_2_run(self):
+        self.c = self.collector(name="schema")
+        with self.client(self.c) as cl:
+            self.send(cl, range(1, 11), 1)
+            for fmt in ("ndjson", "csv"):
+                with self.subTest(fmt=fmt):
+                    out = os.path.join(self.c.root, "out-" + fmt)
+                    self.export("pings", fmt, out, "--cursor", "etl")
+                    old = manifests(out, "pings", "etl")
+                    self.assertEqual(len(old), 1)
+                    as_schema_1(out, old[0])
+            self.send(cl, range(11, 21), 2)
+            for fmt in ("ndjson", "csv"):
+                with self.subTest(fmt=fmt):
+                    out = os.path.join(self.c.root, "out-" + fmt)
+                    before = self.contents(out)
+                    self.export("pings", fmt, out, "--cursor", "etl")
+                    ms = manifests(out, "pings", "etl")
+                    self.assertEqual([(m["schema_version"], m["first"], m["last"]) for m in ms],
+                                     [(1, 1, 10), (2, 11, 20)])
+                    self.assertNotIn("source", ms[0]["columns"])
+                    after = self.contents(out)
+                    for n, data in before.items():
+                        self.assertEqual(after[n], data, "%s changed" % n)
+                    rows = self.load(out, ms[1])
+                    self.assertEqual([int(r["ingest_seq"]) for r in rows], list(range(11, 21)))
+                    self.assertEqual({r["source"] for r in rows}, {"wire"})
+
+            # A schema-1 run that stopped before its manifest: its file is
+            # written again, as schema 2, and the manifest lists it.
+            self.send(cl, range(21, 26), 3)
+        out = os.path.join(self.c.root, "out-ndjson")
+        r = self.export("pings", "ndjson", out, "--cursor", "etl", ok=False,
+                        env={"WL_EXPORT_CRASH_BEFORE_MANIFEST": "1"})
+        self.assertEqual(r.returncode, 9, r.stderr)
+        orphan = "pings-etl-000000000021-000000000025.ndjson.gz"
+        self.assertTrue(os.path.exists(os.path.join(out, orphan)), os.listdir(out))
+        as_schema_1(out, {"format": "ndjson", "columns": COLUMNS["pings"],
+                          "files": [{"name": orphan}]})
+        r = self.export("pings", "ndjson", out, "--cursor", "etl")
+        self.assertIn("exporting ingest_seq 21..25 again", r.stderr)
+        ms = manifests(out, "pings", "etl")
+        self.assertEqual([(m["schema_version"], m["first"], m["last"]) for m in ms],
+                         [(1, 1, 10), (2, 11, 20), (2, 21, 25)])
+        self.assertEqual([f["name"] for f in ms[2]["files"]], [orphan])
+        rows = self.load(out, ms[2])
+        self.assertEqual([(r["ingest_seq"], r["source"], r["presence"]) for r in rows],
+                         [(s, "wire", None) for s in range(21, 26)])
+        self.assertNoTemps(out)
 
 
 if __name__ == "__main__":
