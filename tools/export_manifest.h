@@ -1,7 +1,7 @@
 /* The manifest of one export run: what a consumer loads. Written last, so
  * its presence says every file it lists is complete and durable.
  *
- *   {"schema_version": 1, "table": "pings", "format": "ndjson",
+ *   {"schema_version": WL_EXPORT_SCHEMA (2), "table": "pings", "format": "ndjson",
  *    "compression": "gzip", "cursor": "etl" | null,
  *    "sequence": "ingest_seq", "first": 1, "last": 1000000, "rows": 1000000,
  *    "as_of": ms, "as_of_iso": "...",            (daily and accounts only)
@@ -11,7 +11,10 @@
  *               "sha256": "<64 hex>"}, ...]}
  *
  * first..last are inclusive; the files' ranges tile the run's range (daily
- * and accounts: every part covers the whole range). */
+ * and accounts: every part covers the whole range). A manifest lists only
+ * files of its own schema: a directory that earlier builds wrote may hold
+ * manifests of older schemas, each with its columns (the cursor is only the
+ * names, so a new build goes on after them). */
 #ifndef WL_EXPORT_MANIFEST_H
 #define WL_EXPORT_MANIFEST_H
 

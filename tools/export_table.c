@@ -432,7 +432,7 @@ static int presence_names(struct wl_export_src *s, char *err, size_t errlen)
 
 /* source, then presence: null for a wire ping (it carries every field), the
  * names of the fields an edge ping carries otherwise (in bit order). */
-static void presence_cells(const struct wl_export_src *s, const struct ping_view *v,
+static void source_presence_cells(const struct wl_export_src *s, const struct ping_view *v,
                            struct wl_rows *r)
 {
     struct wl_str names[64];
@@ -466,7 +466,8 @@ static int ping_columns(struct wl_export_src *s, char *err, size_t errlen)
             if (strcmp(wl_ping_fields[i].name, t->cols[c]) == 0)
                 f = &wl_ping_fields[i];
         }
-        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, t->cols[c]);
+        const ProtobufCFieldDescriptor *fd =
+            protobuf_c_message_descriptor_get_field_by_name(d, t->cols[c]);
         if (f == NULL || fd == NULL) {
             snprintf(err, errlen, "pings column %s is not a ping field (export schema %d)",
                      t->cols[c], WL_EXPORT_SCHEMA);
@@ -649,7 +650,7 @@ static void ping_row(const struct wl_export_src *s, const struct ping_view *v,
     wl_rows_i64(r, v->received_at);
     wl_rows_i64(r, v->event_at);
     org_cell(r, (const uint8_t *)v->org.p, v->org.len);
-    presence_cells(s, v, r);
+    source_presence_cells(s, v, r);
     for (size_t i = 0; i < N(s->ping_cols); i++) {
         unsigned n = s->ping_cols[i].number;
         int seen = (v->seen >> n) & 1;
