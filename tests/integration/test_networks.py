@@ -8,6 +8,7 @@ account's domain, which is stored on purpose, proves the search sees one),
 the table kept across a restart, and `warmline networks import|list`."""
 
 import csv
+import http.client
 import io
 import json
 import os
@@ -224,6 +225,16 @@ class TestBadInput(NetworksCase):
         status, doc = self.api("/v1/networks", "PUT", big, self.admin_token)
         self.assertEqual(status, 413)
         self.assertIn("api_max_networks_bytes", doc["error"]["message"])
+        # chunked, no Content-Length: read past the cap, then 413
+        conn = http.client.HTTPConnection(LOCALHOST, self.c.api_port, timeout=30)
+        conn.request("PUT", "/v1/networks", body=(big[i:i + 65536]
+                                                  for i in range(0, len(big), 65536)),
+                     headers={"Authorization": "Bearer " + self.admin_token},
+                     encode_chunked=True)
+        r = conn.getresponse()
+        self.assertEqual(r.status, 413)
+        self.assertIn(b"api_max_networks_bytes", r.read())
+        conn.close()
         self.assertEqual(len(self.listing()[0]), 200, "the refused body changed the table")
 
 
