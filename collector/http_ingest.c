@@ -260,6 +260,15 @@ static enum MHD_Result bulletin(struct wl_http_ingest *h, struct MHD_Connection 
 
 /* ---- POST /v1/batch (RudderStack) ---- */
 
+/* A body holds raw domains, customer and license ids: wiped before it goes. */
+static void wipe_free(void *p, size_t len)
+{
+    if (p != NULL) {
+        sodium_memzero(p, len);
+        free(p);
+    }
+}
+
 /* Counts n more bytes of bodies held: 0 when that passes the listener's
  * share of max_held_bytes (the request is then answered 503). */
 static int body_charge(const struct wl_http_ingest *h, struct request *req, size_t n)
@@ -374,7 +383,7 @@ static enum MHD_Result batch(struct wl_http_ingest *h, struct MHD_Connection *co
             return batch_error(conn, MHD_HTTP_BAD_REQUEST, WL_M_http_batch_bad_request,
                                "bad_request", "the body is not a whole gzip stream");
         if (!body_charge(h, req, ilen)) {
-            free(inflated);
+            wipe_free(inflated, ilen);
             return batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, WL_M_http_batch_unavailable,
                                "unavailable", "too many bodies held: send the batch again");
         }
@@ -389,9 +398,21 @@ static enum MHD_Result batch(struct wl_http_ingest *h, struct MHD_Connection *co
         .org_salt = h->salt,
         .org_salt_len = h->salt_len,
     };
+    /* jansson's tree: at most 384 B a value + 3 B a byte of text (http_body.h),
+     * and a value takes at least two bytes of text */
+    uint64_t values = jlen / 2 + 1 < h->cfg->http_max_json_values ? jlen / 2 + 1
+                                                                   : h->cfg->http_max_json_values;
+    uint64_t tree = 3 * (uint64_t)jlen + 384 * values;
+    if (!body_charge(h, req, tree)) {
+        wipe_free(inflated, ilen);
+        return batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, WL_M_http_batch_unavailable,
+                           "unavailable", "too many bodies held: send the batch again");
+    }
     int64_t now = now_ms();
     int rc = wl_rudder_map(json ? json : "", jlen, &o, now, &res, why, sizeof why);
-    free(inflated);
+    atomic_fetch_sub(&bodies_held, tree); /* the tree is gone */
+    req->charged -= tree;
+    wipe_free(inflated, ilen); /* raw domains, customer and license ids */
     if (rc != 0)
         return batch_error(conn, MHD_HTTP_BAD_REQUEST, WL_M_http_batch_bad_request,
                            "bad_request", why);

@@ -73,9 +73,14 @@ int wl_body_add(struct wl_body *b, const char *data, size_t n, size_t max)
             cap *= 2;
         if (cap > max)
             cap = max;
-        uint8_t *p = realloc(b->p, cap);
+        uint8_t *p = malloc(cap); /* not realloc: the old bytes are wiped, not left behind */
         if (p == NULL)
             return -ENOMEM;
+        if (b->p != NULL) {
+            memcpy(p, b->p, b->len);
+            sodium_memzero(b->p, b->cap);
+            free(b->p);
+        }
         b->p = p;
         b->cap = cap;
     }
@@ -86,6 +91,8 @@ int wl_body_add(struct wl_body *b, const char *data, size_t n, size_t max)
 
 void wl_body_free(struct wl_body *b)
 {
+    if (b->p != NULL) /* raw domains, customer and license ids */
+        sodium_memzero(b->p, b->cap);
     free(b->p);
     memset(b, 0, sizeof *b);
 }
