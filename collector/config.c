@@ -133,8 +133,8 @@ static const struct opt options[] = {
         "40 MiB)"),
 
     STR("http", http_listen, "",
-        "public HTTP ingest HOST:PORT: GET /security, GET /bulletins/<id> (empty: off; "
-        "port 0: ephemeral)"),
+        "public HTTP ingest HOST:PORT: GET /security, GET /bulletins/<id>, POST /v1/batch "
+        "(empty: off; port 0: ephemeral)"),
     STR("http", bulletins_file, "",
         "JSON list of security bulletins [{\"id\",\"applies_to_version\",\"body_file\"}] "
         "(empty: none, every check is answered [])"),
