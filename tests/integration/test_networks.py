@@ -47,6 +47,8 @@ class NetworksCase(CollectorCase):
             {"read_token_file": self.read_file, "admin_token_file": self.admin_file},
             extra_ini="[api]\napi_max_body_bytes = 1KiB\napi_max_networks_bytes = 256KiB\n")
         self.url = "http://%s:%d" % (LOCALHOST, self.c.api_port)
+        # a clean stop: exit code 0 (under the sanitizers, no leak or error at exit)
+        self.addCleanup(lambda: self.c.running() and self.c.stop())
 
     def api(self, path, method="GET", body=None, token=None):
         """(status, parsed JSON or the raw body) of one request."""
