@@ -1,6 +1,14 @@
-/* Accounts over HTTP: the hot list (the rank index read from its top) and
- * one account. Each request reads one snapshot, so what it answers is one
- * consistent moment. */
+/* Accounts over HTTP: the hot list (the rank index read from its top, or
+ * from below a cursor) and one account. Each request reads one snapshot, so
+ * what it answers is one consistent moment.
+ *
+ * The hot list's cursor (`next`, sent back as `after`) is a position in the
+ * rank index, not an offset: base64url of a version byte, the rank of the
+ * last row (big-endian 32 bits, so ranks go on across pages) and that row's
+ * rank key (the sortable bits of its score_log2, then the org id). Decay
+ * moves every score alike, so the order of the index only changes when an
+ * organization's signals change it: a page starts strictly below the
+ * cursor's (score, org), whatever was added above since. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +27,9 @@
 #include "storage/keys.h"
 
 #define HOT_MAX_VISITS 100000   /* rank entries one hot query reads at most */
+#define CURSOR_VERSION 1
+#define CURSOR_HEAD 5           /* version, rank */
+#define CURSOR_MAX (CURSOR_HEAD + 8 + WL_ORG_ID_MAX)
 #define ERR_MAX 256
 
 /* ---- scores ---- */
@@ -90,7 +101,72 @@ struct hot_query {
     const char *rule;           /* NULL: any */
     int64_t since;
     int has_since;
+    uint8_t after[8 + WL_ORG_ID_MAX]; /* the cursor's rank key; after_len 0: from the top */
+    size_t after_len;
+    uint32_t after_rank;        /* rows before this page */
 };
+
+/* Where a page ended: the rank key of its last row (or of the last entry
+ * read, when the visits ran out) and the rows before it. */
+struct hot_end {
+    uint8_t key[8 + WL_ORG_ID_MAX];
+    size_t len;                 /* 0: nothing read */
+    uint32_t rank;
+};
+
+/* A rank key (8 score bytes + org id) whose org id is one the index holds. */
+static int rank_key_ok(const uint8_t *k, size_t klen)
+{
+    if (klen <= 8 || klen > 8 + WL_ORG_ID_MAX)
+        return 0;
+    if (k[8] == WL_ORG_TAG_KEY)
+        return klen == 8 + 1 + WL_ORG_KEY_BYTES;
+    return k[8] == WL_ORG_TAG_INSTALL && klen >= 8 + 2;
+}
+
+/* The `after` parameter into q: 0, or -1 with the 400 queued. */
+static int parse_cursor(const struct wl_req *rq, const struct wl_api_param *p,
+                        struct hot_query *q, enum MHD_Result *ret)
+{
+    static const char expected[] = "a cursor from the next of a previous page";
+    uint8_t c[CURSOR_MAX];
+    size_t n;
+
+    if (wl_api_param_b64(rq, p, c, CURSOR_HEAD + 9, sizeof c, &n, expected, ret) != 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    if (c[0] != CURSOR_VERSION || !rank_key_ok(c + CURSOR_HEAD, n - CURSOR_HEAD)) {
+        *ret = wl_api_send_error(rq->conn, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                                 "after: expected %s, got a cursor this collector did not "
+                                 "write", expected);
+        return -1;
+    }
+    q->after_rank = wl_be32_get(c + 1);
+    q->after_len = n - CURSOR_HEAD;
+    memcpy(q->after, c + CURSOR_HEAD, q->after_len);
+    return 0;
+}
+
+/* The cursor of end, or JSON null when there is none. */
+static json_t *cursor_json(const struct hot_end *end)
+{
+    uint8_t c[CURSOR_MAX];
+
+    if (end->len == 0)
+        return json_null();
+    c[0] = CURSOR_VERSION;
+    wl_be32_put(c + 1, end->rank);
+    memcpy(c + CURSOR_HEAD, end->key, end->len);
+    return wl_api_b64_json(c, CURSOR_HEAD + end->len);
+}
+
+static void end_at(struct hot_end *end, const char *key, size_t klen, size_t rank)
+{
+    memcpy(end->key, key, klen);
+    end->len = klen;
+    end->rank = rank > UINT32_MAX ? UINT32_MAX : (uint32_t)rank;
+}
 
 static int signals_match(const struct wl_org_signals *sigs, const struct hot_query *q)
 {
@@ -125,7 +201,7 @@ static json_t *hot_account_json(struct wl_api *api, const struct wl_snapshot *sn
     wl_json_put(o, "named", named, &bad);
     wl_json_put(o, "installs", json_integer((json_int_t)WL_ORG_INSTALLS_TOTAL(st)), &bad);
     wl_json_put(o, "installs_counting", json_integer(st->installs_counting), &bad);
-    wl_json_put_activity(o, st, 0, &bad);
+    wl_json_put_activity(o, st, 1, &bad);
     wl_json_put(o, "reasons", reasons_json(sigs, now, api->cfg->score_half_life_ms), &bad);
     if (bad) {
         snprintf(err, errlen, "out of memory");
@@ -135,16 +211,38 @@ static json_t *hot_account_json(struct wl_api *api, const struct wl_snapshot *sn
     return o;
 }
 
-/* Walks the rank index from its highest score down. */
+/* Puts the iterator on the first rank entry strictly below the cursor
+ * (the highest one without a cursor). */
+static void hot_seek(struct wl_iter *it, const struct hot_query *q)
+{
+    size_t klen;
+
+    if (q->after_len == 0) {
+        wl_iter_seek_last(it);
+        return;
+    }
+    wl_iter_seek_for_prev(it, q->after, q->after_len);
+    if (!wl_iter_valid(it))
+        return;
+    const char *key = wl_iter_key(it, &klen);
+    if (klen == q->after_len && memcmp(key, q->after, klen) == 0)
+        wl_iter_prev(it);
+}
+
+/* Walks the rank index from its highest score (or the cursor) down. *end
+ * is where a next page starts (len 0: there is none). */
 static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const struct hot_query *q,
-                    json_t *accounts, int *truncated, char *err, size_t errlen)
+                    json_t *accounts, int *truncated, struct hot_end *end, char *err,
+                    size_t errlen)
 {
     struct wl_api *api = rq->api;
     uint64_t half_life = api->cfg->score_half_life_ms;
+    struct hot_end visited_end = {.len = 0};
     size_t visited = 0;
     int rc = 0;
 
     *truncated = 0;
+    end->len = 0;
     struct wl_iter *it = wl_iter_new_at(api->store, snap, WL_CF_RANK);
     struct wl_iter *sit = wl_iter_new_at(api->store, snap, WL_CF_ORG_SIGNALS);
     if (it == NULL || sit == NULL) {
@@ -153,20 +251,24 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    for (wl_iter_seek_last(it); wl_iter_valid(it); wl_iter_prev(it)) {
-        if (json_array_size(accounts) >= q->limit)
-            break;
+    for (hot_seek(it, q); wl_iter_valid(it); wl_iter_prev(it)) {
         if (visited++ == HOT_MAX_VISITS) {
-            *truncated = 1;
+            *truncated = 1;     /* go on from the last entry read */
+            *end = visited_end;
             break;
         }
         size_t klen;
         const char *key = wl_iter_key(it, &klen);
-        if (klen <= 8 || klen > 8 + WL_ORG_ID_MAX)
+        if (!rank_key_ok((const uint8_t *)key, klen))
             continue;
         double score = wl_score_at(rank_score_log2(key), rq->now, half_life);
         if (score < q->min_score)
             break; /* the index is in score order: the rest is lower */
+        if (json_array_size(accounts) >= q->limit) {
+            *end = visited_end; /* the page is full and more is to read: its last row */
+            break;
+        }
+        size_t rows = q->after_rank + json_array_size(accounts);
         const uint8_t *org = (const uint8_t *)key + 8;
         size_t org_len = klen - 8;
         struct wl_org_signals sigs;
@@ -176,18 +278,21 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
             break;
         if (!signals_match(&sigs, q)) {
             wl_org_signals_free(&sigs);
+            end_at(&visited_end, key, klen, rows);
             continue;
         }
         rc = wl_org_state_get(api->store, snap, org, org_len, &st, err, errlen);
         if (rc == -ENOENT) { /* ranked but no record: nothing to show */
             wl_org_signals_free(&sigs);
+            end_at(&visited_end, key, klen, rows);
             rc = 0;
             continue;
         }
         json_t *a = NULL;
         if (rc == 0)
-            a = hot_account_json(api, snap, org, org_len, json_array_size(accounts) + 1, score,
-                                 st, &sigs, rq->now, err, errlen);
+            a = hot_account_json(api, snap, org, org_len, rows + 1, score, st, &sigs, rq->now,
+                                 err, errlen);
+        end_at(&visited_end, key, klen, rows + 1);
         wl_org_signals_free(&sigs);
         if (st != NULL)
             warmline__store__v1__org_state__free_unpacked(st, NULL);
@@ -205,32 +310,40 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
 
 enum MHD_Result wl_api_hot(struct wl_req *rq)
 {
-    struct wl_api_param p[] = {{"limit"}, {"min_score"}, {"rule"}, {"since"}};
+    struct wl_api_param p[] = {{"limit"}, {"min_score"}, {"rule"}, {"since"}, {"after"}};
     struct hot_query q = {0};
+    struct hot_end end = {.len = 0};
     enum MHD_Result ret = MHD_NO;
     char err[ERR_MAX] = "out of memory";
     int truncated = 0;
 
-    if (wl_api_params(rq, p, 4, &ret) != 0 ||
+    if (wl_api_params(rq, p, 5, &ret) != 0 ||
         wl_api_param_uint(rq, &p[0], 1, WL_API_LIMIT_MAX, 50, &q.limit, &ret) != 0 ||
         wl_api_param_score(rq, &p[1], 0, &q.min_score, &ret) != 0 ||
         wl_api_param_name(rq, &p[2], &q.rule, &ret) != 0 ||
-        wl_api_param_time(rq, &p[3], &q.since, &q.has_since, &ret) != 0)
+        wl_api_param_time(rq, &p[3], &q.since, &q.has_since, &ret) != 0 ||
+        parse_cursor(rq, &p[4], &q, &ret) != 0)
         return ret;
     struct wl_snapshot *snap = wl_snapshot_new(rq->api->store);
     json_t *accounts = json_array();
-    int rc = snap && accounts ? hot_scan(rq, snap, &q, accounts, &truncated, err, sizeof err)
+    int rc = snap && accounts ? hot_scan(rq, snap, &q, accounts, &truncated, &end, err,
+                                         sizeof err)
                               : -ENOMEM;
     wl_snapshot_free(snap);
     if (rc != 0) {
         json_decref(accounts);
         return wl_api_storage_error(rq->conn, "hot accounts", err);
     }
+    json_t *next = cursor_json(&end);
+    if (next == NULL) {
+        json_decref(accounts);
+        return MHD_NO;
+    }
     return wl_api_send_json(
         rq->conn, MHD_HTTP_OK,
-        json_pack("{s:I,s:I,s:o,s:b}", "generated_at", (json_int_t)rq->now, "half_life_ms",
-                  (json_int_t)rq->api->cfg->score_half_life_ms, "accounts", accounts,
-                  "truncated", truncated));
+        json_pack("{s:I,s:I,s:o,s:b,s:o}", "generated_at", (json_int_t)rq->now,
+                  "half_life_ms", (json_int_t)rq->api->cfg->score_half_life_ms, "accounts",
+                  accounts, "truncated", truncated, "next", next));
 }
 
 /* ---- GET /v1/accounts/{org} ---- */

@@ -103,6 +103,15 @@ int wl_api_param_name(const struct wl_req *rq, const struct wl_api_param *p, con
 /* Parses a time as wl_api_param_time does: 0, or -EINVAL. */
 int wl_api_parse_time(const char *s, int64_t *out_ms);
 
+/* Bytes sent as base64url without padding (a cursor), min to max of them,
+ * into out (max bytes); *len = 0 when absent. Else a 400 saying expected. */
+int wl_api_param_b64(const struct wl_req *rq, const struct wl_api_param *p, uint8_t *out,
+                     size_t min, size_t max, size_t *len, const char *expected,
+                     enum MHD_Result *ret);
+
+/* n bytes as a base64url JSON string without padding (NULL: ENOMEM). */
+json_t *wl_api_b64_json(const uint8_t *b, size_t n);
+
 /* ---- handlers ---- */
 
 /* api_accounts.c */
@@ -111,6 +120,9 @@ enum MHD_Result wl_api_account(struct wl_req *rq);   /* rq->rest: the organizati
 
 /* api_signals.c */
 enum MHD_Result wl_api_signals(struct wl_req *rq);
+
+/* api_rules.c */
+enum MHD_Result wl_api_rules(struct wl_req *rq);
 
 /* api_named.c */
 enum MHD_Result wl_api_named_put(struct wl_req *rq);
@@ -130,6 +142,12 @@ enum MHD_Result wl_api_deletions(struct wl_req *rq);
  * ENOMEM, with err set. */
 json_t *wl_api_named_label(struct wl_api *api, const struct wl_snapshot *snap,
                            const uint8_t *org, size_t org_len, char *err, size_t errlen);
+
+/* api_guard.c: without tokens, 1 when the request names the listener in its
+ * Host and (when sent) its Origin, and, when media is set, its Content-Type
+ * is media; else 0 with a 403 (host, origin) or 415 queued. With tokens, 1. */
+int wl_api_guard(const struct wl_api *api, struct MHD_Connection *conn, const char *media,
+                 enum MHD_Result *ret);
 
 /* 503 no_org_salt when the salt is not loaded: returns 0 and queues it. */
 int wl_api_need_salt(const struct wl_req *rq, enum MHD_Result *ret);

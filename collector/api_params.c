@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "api_http.h"
 
 #define SHOWN_MAX 64 /* bytes of a bad value quoted back */
@@ -240,4 +242,37 @@ int wl_api_param_name(const struct wl_req *rq, const struct wl_api_param *p, con
         return bad(rq, p, "a rule name (1 to 63 of A-Z a-z 0-9 _ . -)", ret);
     *out = p->value;
     return 0;
+}
+
+#define B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+int wl_api_param_b64(const struct wl_req *rq, const struct wl_api_param *p, uint8_t *out,
+                     size_t min, size_t max, size_t *len, const char *expected,
+                     enum MHD_Result *ret)
+{
+    *len = 0;
+    if (p->value == NULL)
+        return 0;
+    size_t n = strlen(p->value);
+    /* base64 of max bytes is 4/3 as long: a longer value is refused unread */
+    if (n == 0 || n > (max + 2) / 3 * 4 || strspn(p->value, B64URL) != n ||
+        sodium_base642bin(out, max, p->value, n, NULL, len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        *len < min) {
+        *len = 0;
+        return bad(rq, p, expected, ret);
+    }
+    return 0;
+}
+
+json_t *wl_api_b64_json(const uint8_t *b, size_t n)
+{
+    size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char *text = malloc(cap);
+    if (text == NULL)
+        return NULL;
+    sodium_bin2base64(text, cap, b, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    json_t *s = json_string(text);
+    free(text);
+    return s;
 }

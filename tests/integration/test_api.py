@@ -457,7 +457,7 @@ class ApiQueries(ApiCase):
                 self.hot("?since=" + urllib.parse.quote(since))
 
     def test_unknown_paths_and_methods(self):
-        for path in ("/", "/v1", "/v1/accounts", "/v1/accounts/", "/v1/signals/1", "/v2/x",
+        for path in ("/v1", "/v1/accounts", "/v1/accounts/", "/v1/signals/1", "/v2/x",
                      "/metrics/x"):
             with self.subTest(path=path):
                 self.assertError(self.call("GET", path, token=self.read_token), 404,
@@ -592,7 +592,8 @@ class ApiWithoutSalt(ApiCase):
     def test_no_salt(self):
         self.assertError(self.call("GET", "/v1/accounts/domain:alpha.example"), 503,
                          "no_org_salt", "missing_salt")
-        self.assertError(self.call("PUT", "/v1/named-accounts", body=b"domain,name,owner\n"),
+        self.assertError(self.call("PUT", "/v1/named-accounts", body=b"domain,name,owner\n",
+                                   headers={"Content-Type": "text/csv"}),
                          503, "no_org_salt")
         self.assertError(self.call("DELETE", "/v1/named-accounts/alpha.example"), 503,
                          "no_org_salt")
