@@ -131,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const editions[3] = {"", "team", "enterprise"};
     uint64_t seqs[N_INSTALLS];
     int where[N_INSTALLS]; /* the organization an install last pinged, -1: none */
+    int bynet[N_INSTALLS]; /* it is there by the network table */
     char ids[N_INSTALLS][8];
 
     init_once();
@@ -141,6 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(ids[i], sizeof ids[i], "i-%02d", i);
         seqs[i] = 0;
         where[i] = -1;
+        bynet[i] = 0;
     }
     for (size_t at = 0; at + 4 <= size && at < 4 * 256; at += 4) {
         const uint8_t *op = data + at;
@@ -170,9 +172,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p.active_users_daily = op[2];
             p.features = fl;
             p.n_features = nf;
-            FUZZ_CHECK(wl_state_apply(st, &p, t, t, b) == WL_APPLY_ACCEPTED);
+            if (op[0] & 0x80) {
+                /* an edge ping (ping.h): some fields, the org by a domain
+                 * (op[3] & 1), by the network table (& 2), or none */
+                struct wl_edge e = {.source = WL_SOURCE_RUDDER};
+                int has_key = o != N_ORGS - 1 && (op[3] & 3) != 0;
+                int by_net = has_key && !(op[3] & 1);
+                e.presence = WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_active_users_daily));
+                if (op[3] & 4)
+                    e.presence |= WL_PRESENT(WL_FIELD_FEATURES) |
+                                  WL_PRESENT(WL_FIELD_STRING(WL_STRING_version));
+                if (has_key)
+                    e.presence |= WL_PRESENT(WL_FIELD_ORG_KEY);
+                if (by_net)
+                    e.presence |= WL_PRESENT(WL_ORG_BY_NETWORK);
+                if (!has_key) {
+                    p.org_key.data = NULL;
+                    p.org_key.len = 0;
+                }
+                p.seq = 1;
+                FUZZ_CHECK(wl_state_apply_edge(st, &p, &e, t, t, b) == WL_APPLY_ACCEPTED);
+                /* ping.h's precedence: a domain moves it; a network only out of
+                 * its own organization or another network's; none never */
+                if (has_key && (!by_net || where[in] < 0 || where[in] == N_ORGS - 1 ||
+                                bynet[in])) {
+                    where[in] = o;
+                    bynet[in] = by_net;
+                } else if (where[in] < 0) {
+                    where[in] = N_ORGS - 1;
+                    bynet[in] = 0;
+                }
+            } else {
+                FUZZ_CHECK(wl_state_apply(st, &p, t, t, b) == WL_APPLY_ACCEPTED);
+                where[in] = o;
+                bynet[in] = 0;
+            }
             t += 1000;
-            where[in] = o;
             wl_state_stage(st, b);
             write_batch(st, b);
             break;
@@ -184,6 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 3:
             forget(st, b, ids[in]);
             where[in] = -1;
+            bynet[in] = 0;
             break;
         }
         if (op[0] & 0x40) { /* a restart: unflushed pings are replayed */
