@@ -20,8 +20,10 @@ test_http_attack_review2.py with its fix (issue 13).
   makes the install's own check of that hour a duplicate: the sender's counts
   stand, the real ones are dropped (24 requests a day silence the channel).
 - CPU per byte: a 350-byte gzip body that inflates to 2 MiB of "{}," costs
-  the listener about 17 ms (rate limits count requests, not bytes): ~700x an
-  ordinary batch per byte sent.
+  the listener 17 to 36 ms (rate limits count requests, not bytes): 700x to
+  2,200x an ordinary batch's CPU per byte sent (three runs on a loaded box);
+  eight addresses within their default buckets, 7.9 KB/s in all, took 0.61
+  CPU-seconds a second and a check's p90 answer from 0.33 to 227 ms.
 - One address holding unfinished bodies takes the whole bodies' budget
   (max_held_bytes / 2): every other address's batch is answered 503 until
   the deadline, and again once the holder reconnects.
@@ -139,7 +141,7 @@ class TestCpuPerByteSent(OpenCase):
             before, sent = self.cpu(c), 0
             for body in bodies:
                 status, _, answer = post(c.http_port, body, headers)
-                self.assertEqual(status, 200, answer)
+                self.assertIn(status, (200, 413), answer)   # refusing it is a fix too
                 sent += len(body)
             c.wait_stats(lambda s: s["http_batch_events_queued"] == s["pings_accepted"] +
                          s["pings_duplicate"], what="the writer caught up")
