@@ -34,18 +34,24 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)cls, (void)method, (void)version, (void)upload, (void)upload_size, (void)con_cls;
 
     if (strcmp(url, "/hot") == 0) {
-        struct wl_api_param p[] = {{"limit"}, {"min_score"}, {"rule"}, {"since"}};
+        struct wl_api_param p[] = {{"limit"}, {"min_score"}, {"rule"}, {"since"}, {"after"}};
         uint64_t limit;
         double score;
         const char *rule;
         int64_t since;
         int given;
-        if (wl_api_params(&rq, p, 4, &ret) != 0 ||
+        uint8_t cursor[78]; /* the hot list's cursor: 14 to 78 bytes */
+        size_t clen;
+        if (wl_api_params(&rq, p, 5, &ret) != 0 ||
             wl_api_param_uint(&rq, &p[0], 1, WL_API_LIMIT_MAX, 50, &limit, &ret) != 0 ||
             wl_api_param_score(&rq, &p[1], 0, &score, &ret) != 0 ||
             wl_api_param_name(&rq, &p[2], &rule, &ret) != 0 ||
-            wl_api_param_time(&rq, &p[3], &since, &given, &ret) != 0)
+            wl_api_param_time(&rq, &p[3], &since, &given, &ret) != 0 ||
+            wl_api_param_b64(&rq, &p[4], cursor, 14, sizeof cursor, &clen, "a cursor",
+                             &ret) != 0)
             return ret;
+        FUZZ_CHECK((clen == 0) == (p[4].value == NULL));
+        FUZZ_CHECK(clen == 0 || (clen >= 14 && clen <= sizeof cursor));
         FUZZ_CHECK(limit >= 1 && limit <= WL_API_LIMIT_MAX);
         FUZZ_CHECK(isfinite(score) && score >= 0);
         FUZZ_CHECK(rule == NULL || (strlen(rule) >= 1 && strlen(rule) <= 63));

@@ -188,6 +188,9 @@ def api_params():
     write(t, "signals_overflow", b"\1after=18446744073709551616")
     write(t, "account_days", b"\2days=3650")
     write(t, "none_flag", b"\3flag")
+    # after=: the hot list's cursor, base64url without padding (14 to 78 bytes)
+    write(t, "hot_after", b"\0limit=5&after=AQAAAAXAAAAAAAAAAGsAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    write(t, "hot_after_padded", b"\0after=AQAAAAXAAAAAAAAAAGsA==")
 
 
 def csv():
