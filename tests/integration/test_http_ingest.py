@@ -140,7 +140,8 @@ class HttpIngestCase(CollectorCase):
 
     def metrics(self, c):
         with socket.create_connection((LOCALHOST, c.api_port), timeout=IO_TIMEOUT) as s:
-            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: %s:%d\r\n\r\n"
+                      % (LOCALHOST.encode(), c.api_port))  # no tokens: the listener's own
             buf = b""
             while True:
                 chunk = s.recv(65536)
