@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 CONFIG ?= collector/warmline.ini
 JOBS ?= $(shell nproc)
 
-.PHONY: all bootstrap node-deps build run test check sanitize fuzz clean
+.PHONY: all bootstrap node-deps ui-deps ui-screenshot build run test check sanitize fuzz clean
 
 all: build
 
@@ -20,6 +20,22 @@ node-deps: $(NODE_STAMP)
 $(NODE_STAMP): $(NODE_DEPS)/package-lock.json $(NODE_DEPS)/package.json
 	npm ci --omit=optional --ignore-scripts --no-audit --no-fund --prefix $(NODE_DEPS)
 	@touch $@
+
+# playwright-core for the page's browser test (tests/ui, lockfile committed; it drives
+# Debian's chromium and downloads no browser).
+UI_DEPS = tests/ui
+UI_STAMP = $(UI_DEPS)/node_modules/.package-lock.json
+ui-deps: $(UI_STAMP)
+$(UI_STAMP): $(UI_DEPS)/package-lock.json $(UI_DEPS)/package.json
+	npm ci --omit=optional --ignore-scripts --no-audit --no-fund --prefix $(UI_DEPS)
+	@touch $@
+
+# The README's screenshot (docs/page-hot.png) from the page test's output: a separate
+# step, so that CI never rewrites a tracked file.
+ui-screenshot: build ui-deps
+	cd $(BUILD) && WL_UI_ONLY=hot ctest -R '^ui\.' --output-on-failure
+	@mkdir -p docs
+	cp $(BUILD)/ui-out/hot.png docs/page-hot.png
 
 build: bootstrap
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
@@ -39,12 +55,12 @@ test:
 	$(MAKE) fuzz FUZZ_SECONDS=60
 
 # The suite alone: unit, integration and fuzz-corpus replays through ctest.
-check: build node-deps
+check: build node-deps ui-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # Every test again on a build with AddressSanitizer, UBSan and LeakSanitizer
 # (a leak or error makes the collector exit non-zero, which fails its test).
-sanitize: bootstrap node-deps
+sanitize: bootstrap node-deps ui-deps
 	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DWL_SANITIZE=ON
 	cmake --build build-sanitize -j $(JOBS)
 	cd build-sanitize && ctest --output-on-failure -j $(JOBS)

@@ -11,7 +11,13 @@ PACKAGES=(
   libcurl4-openssl-dev libmicrohttpd-dev
   e2fsprogs
   clang libclang-rt-14-dev
+  chromium
 )
+# The page's browser test runs Node (tests/ui). These machines may carry Node 20 and its npm
+# from elsewhere, and Debian's npm conflicts with that: install them only when the commands
+# are missing, not when the packages are.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
