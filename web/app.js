@@ -7,7 +7,7 @@
 
 (() => {
   const TOKEN_KEY = 'warmline.token';
-  const PAGE = 50;            // hot rows asked for at a time
+  const PAGE = 50;            // hot rows asked for at a time (#/?limit=N: 1 to 1000)
   const FEED_KEEP = 200;      // signals the feed keeps on screen
   const FEED_POLL_MS = 2000;
   const DAYS = 90;            // the account page's history
@@ -167,10 +167,11 @@
     { key: 'reasons', label: 'Top reasons', value: (a) => (a.reasons || []).length },
   ];
 
-  const hot = { rows: [], next: null, sort: null, dir: 1, rule: '', minScore: '', rules: null };
+  const hot = { rows: [], next: null, sort: null, dir: 1, rule: '', minScore: '', rules: null,
+                limit: PAGE };
 
   function hotQuery(after) {
-    const q = new URLSearchParams({ limit: String(PAGE) });
+    const q = new URLSearchParams({ limit: String(hot.limit) });
     if (hot.rule) q.set('rule', hot.rule);
     if (hot.minScore !== '') q.set('min_score', hot.minScore);
     if (after) q.set('after', after);
@@ -306,8 +307,7 @@
     try {
       const body = await api(hotQuery(hot.next));
       if (g !== generation) return;
-      const base = hot.rows.length;
-      for (const a of body.accounts || []) hot.rows.push(Object.assign({}, a, { rank: base + a.rank }));
+      for (const a of body.accounts || []) hot.rows.push(a); // ranks go on across pages
       hot.next = body.next || null;
       renderHot();
     } catch (e) { showError(e); }
@@ -564,6 +564,8 @@
       loadNamed(false);
     } else {
       $('#nav-hot').classList.add('active');
+      const n = Number(new URLSearchParams(h.split('?')[1] || '').get('limit'));
+      hot.limit = Number.isInteger(n) && n >= 1 && n <= 1000 ? n : PAGE;
       loadHot();
     }
   }

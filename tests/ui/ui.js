@@ -195,6 +195,22 @@ const scenarios = {
     await page.done();
   },
 
+  // Further pages come from the API's cursor (next, sent back as after=).
+  async paging(browser) {
+    const page = await open(browser);
+    await page.goto(cfg.base + '/#/?limit=2');
+    await waitRows(page, 2);
+    for (let n = 4; n < cfg.hot.length + 2; n += 2) {
+      await page.click('#more');
+      await waitRows(page, Math.min(n, cfg.hot.length));
+    }
+    eq(await hotOrgs(page), cfg.hot.map((a) => a.org), 'every page, in order');
+    const ranks = await page.$$eval('#hot tbody tr td:first-child', (c) => c.map((x) => x.textContent));
+    eq(ranks, cfg.hot.map((a, i) => String(i + 1)), 'ranks across pages');
+    eq(await page.$$eval('#more', (b) => b.length), 0, 'no more button after the last page');
+    await page.done('paging');
+  },
+
   // A signal that fires while the feed is open shows without a reload.
   async feed(browser) {
     const page = await open(browser);
