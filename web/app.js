@@ -35,7 +35,7 @@
   }
 
   function setView(...children) {
-    $('#view').replaceChildren(...children);
+    $('#view').replaceChildren(...children.filter((c) => c !== null && c !== undefined));
   }
 
   function status(text, isError) {

@@ -170,6 +170,7 @@ const scenarios = {
     const rules = await page.$$eval('#signals tbody tr td:nth-child(2)', (c) => c.map((x) => x.textContent));
     eq(rules.slice().sort(), ['enterprise_edition_unlicensed', 'second_install', 'sso_interest'],
        'signals of D');
+    check(!/null|undefined|NaN/.test(await page.textContent('#view')), 'no null shown');
     const points = await page.$$eval('#chart circle.point', (c) => c.length);
     check(points >= 30, 'chart points: ' + points);
     const marks = await page.$$eval('#chart line.signal', (c) => c.length);
