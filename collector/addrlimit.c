@@ -151,6 +151,12 @@ static struct slot *find(struct wl_addrlimit *t, const struct wl_addr *a, uint64
 
 uint64_t wl_addrlimit_take(struct wl_addrlimit *t, const struct wl_addr *a, uint64_t now_ms)
 {
+    return wl_addrlimit_take_n(t, a, 1, now_ms);
+}
+
+uint64_t wl_addrlimit_take_n(struct wl_addrlimit *t, const struct wl_addr *a, uint32_t n,
+                             uint64_t now_ms)
+{
     if (t->rate == 0)
         return 0;
     struct slot *s = find(t, a, now_ms, 1);
@@ -159,11 +165,12 @@ uint64_t wl_addrlimit_take(struct wl_addrlimit *t, const struct wl_addr *a, uint
     s->tokens = tokens_at(t, s, now_ms);
     if (now_ms > s->last_ms)
         s->last_ms = now_ms;
-    if (s->tokens >= 1.0) {
-        s->tokens -= 1.0;
+    double need = n < t->burst ? (double)n : t->burst; /* more than a bucket: a whole one */
+    if (s->tokens >= need) {
+        s->tokens -= need;
         return 0;
     }
-    double wait = (1.0 - s->tokens) / t->rate;
+    double wait = (need - s->tokens) / t->rate;
     uint64_t ms = (uint64_t)wait;
     if ((double)ms < wait)
         ms++;
@@ -173,22 +180,33 @@ uint64_t wl_addrlimit_take(struct wl_addrlimit *t, const struct wl_addr *a, uint
 int wl_addrlimit_conn_open(struct wl_addrlimit *t, const struct wl_addr *a, uint64_t max,
                            uint64_t now_ms)
 {
+    return wl_addrlimit_hold(t, a, 1, max, now_ms);
+}
+
+void wl_addrlimit_conn_close(struct wl_addrlimit *t, const struct wl_addr *a)
+{
+    wl_addrlimit_release(t, a, 1);
+}
+
+int wl_addrlimit_hold(struct wl_addrlimit *t, const struct wl_addr *a, uint32_t n, uint64_t max,
+                      uint64_t now_ms)
+{
     if (max == 0)
         return 1;
     struct slot *s = find(t, a, now_ms, 1);
     if (s == NULL)
         return 1;
-    if (s->conns >= max)
+    if ((uint64_t)s->conns + n > max)
         return -EMFILE;
-    s->conns++;
+    s->conns += n;
     return 0;
 }
 
-void wl_addrlimit_conn_close(struct wl_addrlimit *t, const struct wl_addr *a)
+void wl_addrlimit_release(struct wl_addrlimit *t, const struct wl_addr *a, uint32_t n)
 {
     struct slot *s = find(t, a, 0, 0);
-    if (s != NULL && s->conns > 0)
-        s->conns--;
+    if (s != NULL)
+        s->conns -= n < s->conns ? n : s->conns;
 }
 
 uint64_t wl_addrlimit_conns(const struct wl_addrlimit *t, const struct wl_addr *a)

@@ -56,6 +56,17 @@ int wl_addrlimit_conn_open(struct wl_addrlimit *t, const struct wl_addr *a, uint
 /* Uncounts a connection counted by wl_addrlimit_conn_open. */
 void wl_addrlimit_conn_close(struct wl_addrlimit *t, const struct wl_addr *a);
 
+/* The same count, n at a time, for what else an address holds (the HTTP
+ * listener: units of body bytes): 0 when counted, -EMFILE when it would
+ * pass max (nothing counted), 1 when let in uncounted (max 0, or no slot). */
+int wl_addrlimit_hold(struct wl_addrlimit *t, const struct wl_addr *a, uint32_t n, uint64_t max,
+                      uint64_t now_ms);
+void wl_addrlimit_release(struct wl_addrlimit *t, const struct wl_addr *a, uint32_t n);
+
+/* wl_addrlimit_take for n tokens at once: all or none. */
+uint64_t wl_addrlimit_take_n(struct wl_addrlimit *t, const struct wl_addr *a, uint32_t n,
+                             uint64_t now_ms);
+
 /* Open connections counted for the address (0 when unknown). */
 uint64_t wl_addrlimit_conns(const struct wl_addrlimit *t, const struct wl_addr *a);
 

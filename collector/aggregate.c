@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "ptable.h"
 #include "records.pb-c.h"
 #include "signals.h"
@@ -109,6 +111,7 @@ struct wl_install {
     uint8_t flags;                          /* IN_* */
     uint32_t edge_seq;                      /* the seq of its latest edge ping (writer's) */
     uint32_t check_hour;                    /* the hour of its latest security check (0: none) */
+    uint64_t check_digest;                  /* of that check's fields (check_digest()) */
     char id[];                              /* NUL-terminated */
 };
 
@@ -1108,6 +1111,23 @@ static int edge_org_applies(const struct wl_install *in, const wl_ping *p, uint6
     return !(in->org->id[0] == WL_ORG_TAG_KEY && !(in->flags & IN_ORG_BY_NETWORK));
 }
 
+/* A digest of what a check carries (its fields and presence, not its time):
+ * the same check from another node of a cluster has the same. Unkeyed
+ * BLAKE2b: it is stored, and must be the same after a restart. */
+static uint64_t check_digest(struct wl_state *st, const wl_ping *p, uint64_t presence)
+{
+    wl_ping c = *p;
+    uint64_t d;
+    c.seq = 0;
+    c.sent_at = 0;
+    size_t n = warmline__v1__ping__get_packed_size(&c);
+    uint8_t *buf = scratch(st, n + sizeof presence);
+    warmline__v1__ping__pack(&c, buf);
+    memcpy(buf + n, &presence, sizeof presence);
+    crypto_generichash((uint8_t *)&d, sizeof d, buf, n + sizeof presence, NULL, 0);
+    return d;
+}
+
 /* The install keeps its latest ping, packed, until the flush writes it. */
 static void install_keep_packed(struct wl_install *in, const wl_ping *p)
 {
@@ -1129,6 +1149,7 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
     size_t org_len;
     int edge = source != WL_SOURCE_WIRE, org_applies = 1;
     uint32_t hour = (uint32_t)(event_at / HOUR_MS);
+    uint64_t digest = 0;
     wl_ping raw, merged, *base = NULL;
     char *features[WL_FEATURES_MAX];
     const wl_ping *latest = ping; /* what the install's state becomes */
@@ -1140,9 +1161,13 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
         org_len = wl_org_id(org_id, ping->org_key.data, ping->org_key.len, ping->install_id,
                             idlen);
     } else {
-        /* every node of a cluster sends its own check: one an hour counts */
+        /* every node of a cluster sends its own check: the same check counts
+         * once an hour (a different one is new data: a forged check sent
+         * first in the hour does not silence the real one) */
+        if (source == WL_SOURCE_SECURITY)
+            digest = check_digest(st, ping, presence);
         if (stored == NULL && source == WL_SOURCE_SECURITY && in != NULL &&
-            in->check_hour != 0 && in->check_hour == hour)
+            in->check_hour != 0 && in->check_hour == hour && in->check_digest == digest)
             return WL_APPLY_DUPLICATE;
         org_applies = edge_org_applies(in, ping, presence);
         if (org_applies)
@@ -1241,8 +1266,10 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
         in->flags &= (uint8_t)~IN_ORG_BY_NETWORK;
     } else {
         in->edge_seq = (uint32_t)ping->seq;
-        if (source == WL_SOURCE_SECURITY)
+        if (source == WL_SOURCE_SECURITY) {
             in->check_hour = hour;
+            in->check_digest = digest;
+        }
         if (org_applies && (presence & WL_PRESENT(WL_ORG_BY_NETWORK)))
             in->flags |= IN_ORG_BY_NETWORK;
         else if (org_applies)
@@ -1281,6 +1308,7 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     rec.last_ingest_seq = in->last_ingest_seq;
     rec.edge_seq = in->edge_seq;
     rec.check_hour = in->check_hour;
+    rec.check_digest = in->check_digest;
     rec.org_by_network = (in->flags & IN_ORG_BY_NETWORK) != 0;
     /* last_ping (field 7, the last) is the kept packed ping: appended as
      * protobuf-c would put it, without a decode and an encode. */
@@ -1812,6 +1840,7 @@ static int load_install(struct wl_state *st, const char *val, size_t vlen)
     in->last_seen = rec->last_seen;
     in->edge_seq = (uint32_t)rec->edge_seq;
     in->check_hour = rec->check_hour;
+    in->check_digest = rec->check_digest;
     if (rec->org_by_network)
         in->flags |= IN_ORG_BY_NETWORK;
     if (rec->last_ping != NULL)

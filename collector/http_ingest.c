@@ -29,6 +29,15 @@
 #include "rudder.h"
 
 #define THREADS 4
+/* Bodies one address may hold at once (unfinished or unanswered), in
+ * http_max_body_bytes (and at most a quarter of the bodies' half of
+ * max_held_bytes): past it its body is answered 503. */
+#define HOLD_BODIES 4
+/* A gzip body inflates to at most this many times its size (and
+ * http_max_inflated_bytes): the CPU a body costs stays within a bound per
+ * byte sent. JSON of the Rudder clients inflates 5 to 20 times. */
+#define GZIP_RATIO_MAX 64
+#define GZIP_RATIO_FLOOR (64 * 1024)
 #define BULLETINS_PATH "/bulletins/"
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
@@ -90,6 +99,9 @@ struct request {
     /* POST /v1/batch */
     struct wl_body body;
     int gzip;                   /* Content-Encoding: gzip */
+    int too_large;              /* past http_max_body_bytes: read past, answered 413 */
+    int busy;                   /* past a budget (all bodies, or the address's): 503 */
+    uint32_t held_units;        /* counted in the address's holds (the guard) */
     uint64_t charged;           /* bytes counted in bodies_held */
     enum { BATCH_READING, BATCH_WAITING, BATCH_DONE } phase;
     struct MHD_Connection *conn; /* resumed when the job is back */
@@ -324,15 +336,21 @@ static enum MHD_Result batch_headers(struct wl_http_ingest *h, struct MHD_Connec
     return MHD_YES;
 }
 
-/* A chunk of the body: kept up to http_max_body_bytes, read past after. */
+/* A chunk of the body: kept up to http_max_body_bytes, read past after
+ * (answered 413); past the budget of all bodies or the address's, 503. */
 static void batch_read(struct wl_http_ingest *h, struct request *req, const char *data,
                        size_t n)
 {
-    if (req->body.over)
+    if (req->too_large || req->busy)
         return;
-    if (n > h->cfg->http_max_body_bytes - req->body.len || !body_charge(h, req, n) ||
+    if (n > h->cfg->http_max_body_bytes - req->body.len) {
+        req->too_large = 1;
+        return;
+    }
+    if (wl_http_guard_hold(h->guard, client_of(req), req->body.len + n, &req->held_units) != 0 ||
+        !body_charge(h, req, n) ||
         wl_body_add(&req->body, data, n, h->cfg->http_max_body_bytes) != 0)
-        req->body.over = 1; /* answered at the end: 413, or 503 when it was the budget */
+        req->busy = 1;
 }
 
 /* The answer once the writer is done with the batch. */
@@ -364,21 +382,26 @@ static enum MHD_Result batch(struct wl_http_ingest *h, struct MHD_Connection *co
         return batch_answer(conn, req);
     if (req->phase == BATCH_WAITING)
         return MHD_YES;
-    if (req->body.over)
-        return req->body.len + 1 > h->cfg->http_max_body_bytes
-                   ? batch_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, WL_M_http_batch_too_large,
-                                 "too_large", "the body is over http_max_body_bytes")
-                   : batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                 WL_M_http_batch_unavailable, "unavailable",
-                                 "too many bodies held: send the batch again");
+    if (req->too_large)
+        return batch_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, WL_M_http_batch_too_large,
+                           "too_large", "the body is over http_max_body_bytes");
+    if (req->busy)
+        return batch_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, WL_M_http_batch_unavailable,
+                           "unavailable", "too many bodies held: send the batch again");
     const char *json = (const char *)req->body.p;
     size_t jlen = req->body.len;
     if (req->gzip) {
-        int rc = wl_http_gunzip(req->body.p, req->body.len, h->cfg->http_max_inflated_bytes,
-                                &inflated, &ilen);
+        uint64_t cap = (uint64_t)req->body.len * GZIP_RATIO_MAX;
+        if (cap < GZIP_RATIO_FLOOR)
+            cap = GZIP_RATIO_FLOOR;
+        if (cap > h->cfg->http_max_inflated_bytes)
+            cap = h->cfg->http_max_inflated_bytes;
+        int rc = wl_http_gunzip(req->body.p, req->body.len, cap, &inflated, &ilen);
         if (rc == -E2BIG)
             return batch_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, WL_M_http_batch_too_large,
-                               "too_large", "the inflated body is over http_max_inflated_bytes");
+                               "too_large",
+                               "the body inflates past http_max_inflated_bytes or 64 times "
+                               "its size");
         if (rc != 0)
             return batch_error(conn, MHD_HTTP_BAD_REQUEST, WL_M_http_batch_bad_request,
                                "bad_request", "the body is not a whole gzip stream");
@@ -425,6 +448,18 @@ static enum MHD_Result batch(struct wl_http_ingest *h, struct MHD_Connection *co
         wl_rudder_result_free(&res);
         req->status = WL_ACK_OK;
         return batch_answer(conn, req);
+    }
+    /* the buckets count pings: the request's token paid for one */
+    uint64_t wait = wl_http_guard_admit_n(h->guard, client_of(req),
+                                          (uint32_t)(res.batch->n_pings - 1));
+    if (wait > 0) {
+        char after[24];
+        wl_rudder_result_free(&res);
+        snprintf(after, sizeof after, "%llu", (unsigned long long)(wait + 999) / 1000);
+        wl_count(WL_M_http_rate_limited, 1);
+        return answer_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                            "too many events from this address", MHD_HTTP_HEADER_RETRY_AFTER,
+                            after);
     }
     struct wl_job *job;
     if (overloaded(h) || (job = wl_job_new()) == NULL) {
@@ -595,6 +630,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (req != NULL) {
         atomic_fetch_sub(&bodies_held, req->charged);
+        wl_http_guard_release(h->guard, client_of(req), req->held_units);
         wl_body_free(&req->body);
     }
     free(req);
@@ -723,6 +759,11 @@ int wl_http_ingest_start(const struct wl_config *cfg, struct wl_writer *writer,
         .limit_loopback = cfg->limit_loopback,
         .max_conns = cfg->http_max_connections,
         .deadline_ms = cfg->http_request_deadline_ms,
+        /* a few bodies each, and at most a quarter of the bodies' budget: one
+         * address cannot take it */
+        .hold_max_bytes = HOLD_BODIES * cfg->http_max_body_bytes < cfg->max_held_bytes / 8
+                              ? HOLD_BODIES * cfg->http_max_body_bytes
+                              : cfg->max_held_bytes / 8,
     };
     if ((rc = wl_http_guard_new(&go, &h->guard, err, errlen)) != 0)
         goto fail;

@@ -34,6 +34,7 @@ struct wl_http_guard {
     struct wl_http_guard_opts o;
     pthread_mutex_t rate_mu;
     struct wl_addrlimit *rate;  /* NULL: no rate limit per address */
+    struct wl_addrlimit *holds; /* body bytes held per address (under rate_mu) */
     double total_tokens;        /* the bucket of all addresses together (under rate_mu) */
     uint64_t total_at_ms;       /* when it was last filled */
 
@@ -109,6 +110,12 @@ int wl_http_guard_new(const struct wl_http_guard_opts *o, struct wl_http_guard *
         rc = -ENOMEM;
         goto fail;
     }
+    if (wl_addrlimit_new(o->table_size, 0, 1, &g->holds) != 0) {
+        snprintf(err, errlen, "cannot allocate the HTTP address table (%zu entries)",
+                 o->table_size);
+        rc = -ENOMEM;
+        goto fail;
+    }
     g->n_slots = o->max_conns;
     if ((g->slots = calloc(g->n_slots, sizeof *g->slots)) == NULL) {
         snprintf(err, errlen, "cannot allocate %zu HTTP connection slots", g->n_slots);
@@ -143,6 +150,7 @@ void wl_http_guard_free(struct wl_http_guard *g)
         pthread_join(g->sweeper, NULL);
     }
     wl_addrlimit_free(g->rate);
+    wl_addrlimit_free(g->holds);
     free(g->slots);
     pthread_mutex_destroy(&g->rate_mu);
     pthread_mutex_destroy(&g->mu);
@@ -150,38 +158,77 @@ void wl_http_guard_free(struct wl_http_guard *g)
     free(g);
 }
 
-/* A token from the bucket of all addresses together: 0, or the ms until
- * there is one. Under rate_mu. */
-static uint64_t take_total(struct wl_http_guard *g, uint64_t now)
+/* n tokens from the bucket of all addresses together: 0, or the ms until
+ * there are. Under rate_mu. */
+static uint64_t take_total(struct wl_http_guard *g, uint64_t now, uint32_t n)
 {
     if (g->o.rate_total == 0)
         return 0;
+    double need = n < g->o.burst_total ? (double)n : (double)g->o.burst_total;
     if (now > g->total_at_ms) {
         g->total_tokens += (double)(now - g->total_at_ms) * (double)g->o.rate_total / 1000.0;
         if (g->total_tokens > (double)g->o.burst_total)
             g->total_tokens = (double)g->o.burst_total;
         g->total_at_ms = now;
     }
-    if (g->total_tokens >= 1.0) {
-        g->total_tokens -= 1.0;
+    if (g->total_tokens >= need) {
+        g->total_tokens -= need;
         return 0;
     }
-    uint64_t wait = (uint64_t)((1.0 - g->total_tokens) * 1000.0 / (double)g->o.rate_total);
+    uint64_t wait = (uint64_t)((need - g->total_tokens) * 1000.0 / (double)g->o.rate_total);
     return wait > 0 ? wait : 1;
 }
 
-uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa)
+uint64_t wl_http_guard_admit_n(struct wl_http_guard *g, const struct sockaddr *sa, uint32_t n)
 {
     struct wl_addr key;
     uint64_t wait = 0, now = mono_ms();
     int loopback = g->rate != NULL ? wl_addr_key(sa, &key) : -1;
+    if (n == 0)
+        return 0;
     pthread_mutex_lock(&g->rate_mu);
     if (loopback == 0 || (loopback == 1 && g->o.limit_loopback))
-        wait = wl_addrlimit_take(g->rate, &key, now);
+        wait = wl_addrlimit_take_n(g->rate, &key, n, now);
     if (wait == 0) /* many addresses, each within its bucket, are not more than this */
-        wait = take_total(g, now);
+        wait = take_total(g, now, n);
     pthread_mutex_unlock(&g->rate_mu);
     return wait;
+}
+
+uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa)
+{
+    return wl_http_guard_admit_n(g, sa, 1);
+}
+
+int wl_http_guard_hold(struct wl_http_guard *g, const struct sockaddr *sa, size_t total,
+                       uint32_t *units)
+{
+    struct wl_addr key;
+    if (sa == NULL || g->o.hold_max_bytes == 0 || wl_addr_key(sa, &key) < 0)
+        return 0;
+    uint64_t max = (g->o.hold_max_bytes + WL_HTTP_HOLD_UNIT - 1) / WL_HTTP_HOLD_UNIT;
+    uint64_t want = ((uint64_t)total + WL_HTTP_HOLD_UNIT - 1) / WL_HTTP_HOLD_UNIT;
+    uint32_t more = want > *units ? (uint32_t)(want - *units) : 0;
+    if (more == 0)
+        return 0;
+    pthread_mutex_lock(&g->rate_mu);
+    int rc = wl_addrlimit_hold(g->holds, &key, more, max, mono_ms());
+    pthread_mutex_unlock(&g->rate_mu);
+    if (rc == -EMFILE)
+        return -EMFILE;
+    if (rc == 0)
+        *units += more;
+    return 0;
+}
+
+void wl_http_guard_release(struct wl_http_guard *g, const struct sockaddr *sa, uint32_t units)
+{
+    struct wl_addr key;
+    if (sa == NULL || units == 0 || wl_addr_key(sa, &key) < 0)
+        return;
+    pthread_mutex_lock(&g->rate_mu);
+    wl_addrlimit_release(g->holds, &key, units);
+    pthread_mutex_unlock(&g->rate_mu);
 }
 
 void *wl_http_guard_conn_open(struct wl_http_guard *g, int fd)

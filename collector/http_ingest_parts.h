@@ -157,6 +157,7 @@ struct wl_http_guard_opts {
     int limit_loopback;         /* the bucket applies to loopback senders too */
     size_t max_conns;           /* connections tracked for the deadline (MHD's cap) */
     uint64_t deadline_ms;       /* a request, from its first byte, must be done by then */
+    uint64_t hold_max_bytes;    /* body bytes one address may hold at once (0: no cap) */
 };
 
 /* Creates the guard and starts its sweeper thread, which shuts down the
@@ -172,6 +173,22 @@ void wl_http_guard_free(struct wl_http_guard *g);
  * the milliseconds until that address, or all of them together, has a token
  * (at least 1). Thread-safe. */
 uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa);
+
+/* n more tokens for one request that carries n more pings (a Rudder batch:
+ * the buckets count pings, so one request cannot bring thousands), from the
+ * address's bucket and the bucket of all: 0 when taken, else the ms until
+ * they are there. At most a bucket's worth is asked. */
+uint64_t wl_http_guard_admit_n(struct wl_http_guard *g, const struct sockaddr *sa, uint32_t n);
+
+/* Body bytes an address holds (its unfinished and unanswered bodies), in
+ * 64 KiB units: one request now holds total bytes; 0 when that fits within
+ * the address's hold_max_bytes (*units, what this request has counted,
+ * grows to cover it), -EMFILE when not. sa NULL (unknown): not counted.
+ * Release *units when the request ends. Thread-safe. */
+#define WL_HTTP_HOLD_UNIT (64 * 1024)
+int wl_http_guard_hold(struct wl_http_guard *g, const struct sockaddr *sa, size_t total,
+                       uint32_t *units);
+void wl_http_guard_release(struct wl_http_guard *g, const struct sockaddr *sa, uint32_t units);
 
 /* A connection opened on socket fd: returns its slot (the connection's
  * socket context), or NULL when none is free (close it). */

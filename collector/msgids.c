@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,9 @@
 static const char META_MSGID_KEY[] = "msgid_key";
 
 #define SWEEP_WRITE_MAX 10000
+
+/* Bytes the writer has put into WL_CF_MSGIDS since the process started. */
+static _Atomic uint64_t bytes_added;
 
 /* The group's ids: an open-addressing set of their keys' digests (uniform
  * already: keyed BLAKE2b), emptied after each group's write. */
@@ -127,6 +131,7 @@ void wl_msgids_add(struct wl_msgids *m, const struct wl_msgid_key *k, int64_t no
 
     wl_be64_put(v, (uint64_t)now_ms);
     wl_batch_put(batch, WL_CF_MSGIDS, k->b, k->len, v, sizeof v);
+    atomic_fetch_add_explicit(&bytes_added, k->len + sizeof v, memory_order_relaxed);
     if (2 * (m->n + 1) > m->cap) { /* at most half full */
         size_t cap = m->cap ? 2 * m->cap : 64;
         uint8_t(*old)[WL_MSGID_DIGEST + 1] = m->set;
@@ -147,6 +152,11 @@ void wl_msgids_add(struct wl_msgids *m, const struct wl_msgid_key *k, int64_t no
         e[WL_MSGID_DIGEST] = 1;
         m->n++;
     }
+}
+
+uint64_t wl_msgids_bytes_added(void)
+{
+    return atomic_load_explicit(&bytes_added, memory_order_relaxed);
 }
 
 void wl_msgids_group_done(struct wl_msgids *m)
@@ -176,10 +186,11 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* One pass: deletes ids seen before cutoff; with times != NULL, collects
- * the times of the rest. */
-static int sweep_pass(struct wl_store *store, uint64_t cutoff, uint64_t **times, size_t *n_times,
-                      struct wl_msgids_swept *out, uint64_t *deleted, char *err, size_t errlen)
+/* One pass: deletes ids seen before cutoff, and ties of them seen at
+ * cutoff itself; with times != NULL, collects the times of the rest. */
+static int sweep_pass(struct wl_store *store, uint64_t cutoff, uint64_t ties,
+                      uint64_t **times, size_t *n_times, struct wl_msgids_swept *out,
+                      uint64_t *deleted, char *err, size_t errlen)
 {
     struct wl_iter *it = wl_iter_new(store, WL_CF_MSGIDS);
     struct wl_batch *b = wl_batch_new(store);
@@ -195,7 +206,7 @@ static int sweep_pass(struct wl_store *store, uint64_t cutoff, uint64_t **times,
         const char *k = wl_iter_key(it, &klen);
         const char *v = wl_iter_value(it, &vlen);
         uint64_t at = vlen == 8 ? wl_be64_get(v) : 0; /* garbage counts as old */
-        if (at < cutoff) {
+        if (at < cutoff || (at == cutoff && ties > 0 && ties--)) {
             wl_batch_delete(b, WL_CF_MSGIDS, k, klen);
             (*deleted)++;
             if (wl_batch_count(b) >= SWEEP_WRITE_MAX) {
@@ -237,18 +248,24 @@ int wl_msgids_sweep(struct wl_store *store, int64_t now_ms, uint64_t ttl_ms, uin
     uint64_t cutoff = (uint64_t)now_ms > ttl_ms ? (uint64_t)now_ms - ttl_ms : 0;
 
     memset(out, 0, sizeof *out);
-    int rc = sweep_pass(store, cutoff, &times, &n, out, &out->expired, err, errlen);
+    int rc = sweep_pass(store, cutoff, 0, &times, &n, out, &out->expired, err, errlen);
     if (rc == 0 && out->kept_bytes > max_bytes && n > 0) {
         /* the oldest go until the rest fit: ids are about the same size,
          * so keep the newest max_bytes / (average bytes) of them */
         uint64_t avg = out->kept_bytes / n;
         size_t keep = (size_t)(max_bytes / (avg ? avg : 1));
         qsort(times, n, sizeof *times, cmp_u64);
-        /* the newest keep stay (and any as old as the oldest of them) */
+        /* the newest keep stay: those before the oldest of them go, and as
+         * many of its ties as are still too many */
         uint64_t evict_before = keep == 0 ? UINT64_MAX : keep < n ? times[n - keep] : 0;
+        uint64_t older = 0;
+        while (older < n && times[older] < evict_before)
+            older++;
+        uint64_t ties = keep < n && n - keep > older ? n - keep - older : 0;
         struct wl_msgids_swept second;
         memset(&second, 0, sizeof second);
-        rc = sweep_pass(store, evict_before, NULL, NULL, &second, &out->evicted, err, errlen);
+        rc = sweep_pass(store, evict_before, ties, NULL, NULL, &second, &out->evicted, err,
+                        errlen);
         out->kept = second.kept;
         out->kept_bytes = second.kept_bytes;
     }

@@ -47,6 +47,10 @@ void wl_msgids_add(struct wl_msgids *m, const struct wl_msgid_key *k, int64_t no
 /* The group's write is done (or failed): forget what it added. */
 void wl_msgids_group_done(struct wl_msgids *m);
 
+/* Bytes put into WL_CF_MSGIDS since the process started (any thread): the
+ * retention thread sweeps early when they would pass the budget. */
+uint64_t wl_msgids_bytes_added(void);
+
 /* Deletes every id of the install (one range delete) into batch. */
 void wl_msgids_forget_install(struct wl_batch *batch, const char *install, size_t ilen);
 

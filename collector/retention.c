@@ -25,7 +25,11 @@ struct wl_retention {
     uint64_t days;                /* 0: raw pings are kept */
     uint64_t every_ms;
     uint64_t msgid_ttl_ms, msgid_max_bytes;
+    uint64_t msgid_kept_bytes;    /* what the last sweep left */
+    uint64_t msgid_added_at_sweep; /* wl_msgids_bytes_added() then */
 };
+
+#define MSGID_CHECK_MS 1000       /* how often the messageId store's size is looked at */
 
 static int64_t now_ms(void)
 {
@@ -127,12 +131,14 @@ static void sweep_msgids(struct wl_retention *r)
     char err[512];
     struct wl_msgids_swept s;
 
+    r->msgid_added_at_sweep = wl_msgids_bytes_added();
     if (wl_msgids_sweep(r->store, now_ms(), r->msgid_ttl_ms, r->msgid_max_bytes, &s, err,
                         sizeof err) != 0) {
         wl_warn("msgids_sweep_failed", "error=\"%s\" retry_in_ms=%llu", err,
                 (unsigned long long)r->every_ms);
         return;
     }
+    r->msgid_kept_bytes = s.kept_bytes;
     wl_gauge_set(WL_G_msgids_bytes, s.kept_bytes);
     wl_count(WL_M_msgids_expired, s.expired);
     wl_count(WL_M_msgids_evicted, s.evicted);
@@ -170,20 +176,29 @@ static void *retention_main(void *arg)
 
     pthread_setname_np(pthread_self(), "wl-retention"); /* for top -H, perf, gdb */
     pthread_mutex_lock(&r->mu);
+    uint64_t waited = 0;
     while (!r->stopping) {
         pthread_mutex_unlock(&r->mu);
-        pass(r);
+        if (waited == 0)
+            pass(r);
+        else if (r->msgid_kept_bytes + (wl_msgids_bytes_added() - r->msgid_added_at_sweep) >
+                 r->msgid_max_bytes / 2 + r->msgid_max_bytes / 4)
+            sweep_msgids(r); /* messageIds arrive faster than the schedule: sweep early */
         pthread_mutex_lock(&r->mu);
+        /* a pass every every_ms; in between, a look at the store's size each second */
+        uint64_t step = r->every_ms - waited < MSGID_CHECK_MS ? r->every_ms - waited
+                                                              : MSGID_CHECK_MS;
         struct timespec at;
         clock_gettime(CLOCK_MONOTONIC, &at);
-        at.tv_sec += (time_t)(r->every_ms / 1000);
-        at.tv_nsec += (long)(r->every_ms % 1000) * 1000000L;
+        at.tv_sec += (time_t)(step / 1000);
+        at.tv_nsec += (long)(step % 1000) * 1000000L;
         if (at.tv_nsec >= 1000000000L) {
             at.tv_sec++;
             at.tv_nsec -= 1000000000L;
         }
         while (!r->stopping && pthread_cond_timedwait(&r->cv, &r->mu, &at) != ETIMEDOUT)
             ;
+        waited = waited + step >= r->every_ms ? 0 : waited + step;
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;

@@ -35,14 +35,28 @@ listener withstands today, each a test that fails if its defence goes:
   http_max_inflight 2, then SIGTERM in the middle of it: every batch answered
   200 is in the data directory after the stop, every batch answered 503 left
   nothing, and the collector exits 0.
+Found by this review and fixed since (each test failed before its fix):
+- A chunked body over http_max_body_bytes was answered 503 (which both Rudder
+  clients resend, the Go client ten times): now 413.
+- A forged security check sent first in the hour made the install's own check
+  of that hour a duplicate: now only the same check is (a digest of its fields).
+- A 350-byte gzip body inflating to 2 MiB cost the listener 700x to 2,200x an
+  ordinary batch's CPU per byte sent: a body now inflates to at most 64 times
+  its size (and http_max_inflated_bytes), and the rate buckets count pings.
+- One address holding unfinished bodies took the whole bodies' budget: an
+  address may hold 4 bodies (at most a quarter of the budget).
+- The messageId store was held to msgid_max_bytes only by the hourly sweep:
+  the retention thread now looks every second and sweeps early.
 """
 
 import gzip
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
+import statistics
 import tempfile
 import threading
 import time
@@ -50,10 +64,10 @@ import unittest
 import urllib.request
 import uuid
 
-from harness import (LOCALHOST, IO_TIMEOUT, make_ping, org_key_hex, sanitized_build,
-                     status_kib)
+from harness import (LOCALHOST, IO_TIMEOUT, make_ping, org_key_hex, parse_kv,
+                     sanitized_build, status_kib)
 from rudder_sdk import (activity_props, basic_auth, configs_props, go_batch, go_track,
-                        license_props, post)
+                        license_props, post, server_props)
 from test_http_ingest import HttpIngestCase, go_query, raw_request
 from test_http_attack_review import dribble
 from test_rudder_batch import files_holding
@@ -63,6 +77,7 @@ VICTIM = "abcdefghijkmnopqrstuwxyz12"  # an install reporting over TCP
 DOMAIN_KEY = bytes(range(32))          # its org key (a domain's, hashed by its server)
 OPEN = {"http_rate_per_address": "100000", "http_burst_per_address": "100000",
         "http_rate_total": "100000", "http_burst_total": "100000"}
+HEADERS = {"Authorization": basic_auth(KEY), "Content-Type": "application/json"}
 
 
 def one_message(install="k7x3pq9s1bfj8ctw5yhzr4ud6e", **props):
@@ -423,6 +438,151 @@ class TestBatchesInFlight(BatchCase):
         self.assertEqual([i for i in got if i not in answered], [],
                          "only the batches answered 200 (or cut by the stop)")
 
+
+# Found by the second review and fixed (they were known_open_http_attacks.py).
+
+class TestChunkedBodyOverTheCap(BatchCase):
+
+    def test_chunked_body_over_the_cap_is_413(self):
+        c = self.open_collector({"http_max_body_bytes": "64KiB"})
+        body = b" " * (100 << 10)
+        req = (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+               % (basic_auth(KEY).encode(), len(body), body))
+        status, _, answer = raw_request(c.http_port, req)
+        self.assertEqual(status, 413, "a body over the cap must not be sent again: %r"
+                         % (answer,))
+        c.stop()
+
+
+class TestCheckPreemption(BatchCase):
+
+    def check(self, c, install, **over):
+        req = ("GET /security?%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+               % go_query(install, **over)).encode()
+        self.assertEqual(raw_request(c.http_port, req)[0], 200)
+
+    def test_a_forged_check_does_not_silence_the_real_one(self):
+        c = self.open_collector()
+        victim = "abcdefghijkmnopqrstuwxyz12"
+        self.check(c, victim, uc="1", auc="1", tc="1")      # the attacker, first in the hour
+        c.wait_stats(lambda s: s["pings_accepted"] == 1, what="the forged check stored")
+        self.check(c, victim, uc="50", auc="20", tc="3")    # the install itself
+        c.wait_stats(lambda s: s["pings_accepted"] + s["pings_duplicate"] == 2,
+                     what="the real check handled")
+        c.stop()
+        p = self.installs(c)[victim]["last_ping"]
+        self.assertEqual((p["registered_users"], p["active_users_daily"]), (50, 20),
+                         "the install's own check of the hour was dropped as a duplicate")
+
+
+class TestCpuPerByteSent(BatchCase):
+
+    def cpu(self, c):
+        with open("/proc/%d/stat" % c.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def cost_per_kib(self, c, bodies, headers, rounds=3):
+        """Median over rounds of the collector's CPU seconds per KiB sent."""
+        out = []
+        for _ in range(rounds):
+            before, sent = self.cpu(c), 0
+            for body in bodies:
+                status, _, answer = post(c.http_port, body, headers)
+                self.assertIn(status, (200, 413), answer)   # refusing it is a fix too
+                sent += len(body)
+            c.wait_stats(lambda s: s["http_batch_events_queued"] == s["pings_accepted"] +
+                         s["pings_duplicate"], what="the writer caught up")
+            out.append((self.cpu(c) - before) / (sent / 1024))
+        return statistics.median(out)
+
+    def test_a_gzip_body_costs_no_more_per_byte_than_a_batch(self):
+        c = self.open_collector()
+        rng = random.Random(13)
+        ordinary = []
+        for _ in range(60):     # the daily events of 20 installs (~12 KB, plain JSON)
+            msgs = []
+            for _ in range(10):
+                install = "%026d" % rng.randrange(10 ** 25)
+                msgs += [go_track("activity", activity_props(), user_id=install),
+                         go_track("server", server_props(), user_id=install)]
+            ordinary.append(body_of(*msgs))
+        per_kib_ordinary = self.cost_per_kib(c, ordinary, HEADERS)
+        # 350 bytes on the wire, 2 MiB of JSON within every bound once inflated
+        crafted = gzip.compress(b'{"batch":[],"x":[' + b",".join([b"{}"] * 99000) + b"]}", 9)
+        per_kib_crafted = self.cost_per_kib(c, [crafted] * 40,
+                                            dict(HEADERS, **{"Content-Encoding": "gzip"}))
+        c.stop()
+        ratio = per_kib_crafted / per_kib_ordinary
+        self.assertLess(ratio, 20, "CPU per KiB sent: %.0f us crafted vs %.0f us ordinary "
+                        "(%.0fx)" % (per_kib_crafted * 1e6, per_kib_ordinary * 1e6, ratio))
+
+
+class TestBodiesBudgetPerAddress(BatchCase):
+
+    def test_one_address_cannot_take_every_body(self):
+        c = self.open_collector({"max_held_bytes": "4MiB", "http_request_deadline_ms": "15s"})
+        held = []
+        for _ in range(3):     # 3 MiB of unfinished bodies from 127.0.0.1 (2 MiB share)
+            s = socket.create_connection((LOCALHOST, c.http_port), timeout=IO_TIMEOUT)
+            self._sockets.append(s)
+            s.sendall(("POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (basic_auth(KEY), 1 << 20))
+                      .encode())
+            s.sendall(b" " * ((1 << 20) - 10))
+            held.append(s)
+        # the holder itself is refused once its bodies are in (with a share per address
+        # too): polled by asking, as long as the server takes to read them
+        deadline = time.monotonic() + 2 * IO_TIMEOUT
+        while time.monotonic() < deadline:
+            status, _, _ = post(c.http_port, body_of(one_message("holderholderholderholder26")),
+                                HEADERS)
+            if status == 503:
+                break
+        self.assertEqual(status, 503, "the held bodies never filled the budget")
+        # another address's ordinary batch
+        body = body_of(one_message("otheraddressotheraddress26"))
+        req = (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+               b"Connection: close\r\n\r\n%s" % (basic_auth(KEY).encode(), len(body), body))
+        with socket.create_connection((LOCALHOST, c.http_port), timeout=IO_TIMEOUT,
+                                      source_address=("127.0.0.2", 0)) as s:
+            s.sendall(req)
+            answer = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        c.stop()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"),
+                        "127.0.0.1's unfinished bodies refuse 127.0.0.2's batch: %r"
+                        % answer[:120])
+
+
+class TestMessageIdBudget(BatchCase):
+
+    def test_store_swept_early_when_ids_arrive_faster_than_the_schedule(self):
+        # retention_check_ms 1h: only the early sweep can keep the store near
+        # its budget; the per-ping buckets let 10,000 ids a second in
+        c = self.open_collector({"msgid_max_bytes": "1MiB", "http_rate_total": "10000",
+                                 "http_burst_total": "10000"})
+        sent = 0
+        while sent < 40000:     # ~2 MiB of ids: twice the budget
+            msgs = [dict(one_message("floodfloodfloodfloodflood%d" % (sent % 3)),
+                         messageId=uuid.uuid4().hex) for _ in range(2000)]
+            status, headers, answer = post(c.http_port, body_of(*msgs), HEADERS)
+            if status == 429:   # the buckets count ids: wait as told
+                time.sleep(float(headers.get("retry-after", "1")))
+                continue
+            self.assertEqual(status, 200, answer)
+            sent += 2000
+        # swept while running, long before the hourly schedule
+        swept = parse_kv(c.wait_for(r"\bevent=msgids_swept\b.*evicted=[1-9].*",
+                                    timeout=10).group(0))
+        self.assertLessEqual(int(swept["kept_bytes"]), 1 << 20)
+        c.stop()
 
 if __name__ == "__main__":
     unittest.main()

@@ -1277,18 +1277,24 @@ static void test_edge_check_once_an_hour(void **state)
     e.p.registered_users = 3;
     assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 10 * HOUR + 5, 1),
                      WL_APPLY_ACCEPTED);
-    /* another node of the cluster, the same hour */
-    e.p.registered_users = 4;
+    /* another node of the cluster, the same hour, the same check (its time
+     * differs: it is not part of the check) */
+    e.p.sent_at = 10 * HOUR + 90000;
     assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 10 * HOUR + 90000, 1),
                      WL_APPLY_DUPLICATE);
+    /* another check the same hour is new data (a forged one sent first does
+     * not silence the real one) */
+    e.p.registered_users = 4;
+    assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 10 * HOUR + 90001, 1),
+                     WL_APPLY_ACCEPTED);
     /* a Rudder event in the same hour is not a check */
-    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, presence, 10 * HOUR + 90001, 1),
+    assert_int_equal(edge1(f, &e, WL_SOURCE_RUDDER, presence, 10 * HOUR + 90002, 1),
                      WL_APPLY_ACCEPTED);
     e.p.registered_users = 5;
     assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, presence, 11 * HOUR, 1),
                      WL_APPLY_ACCEPTED);
     install_rec *r = get_install(f, "edge-h");
-    assert_int_equal(r->edge_seq, 3);
+    assert_int_equal(r->edge_seq, 4);
     assert_int_equal(r->check_hour, 11);
     assert_int_equal(r->last_seq, 0);
     assert_int_equal(r->last_ping->registered_users, 5);
@@ -1413,7 +1419,7 @@ static void run_edges(struct fx *f, int flush)
                            2 * HOUR + 1, flush),
                      WL_APPLY_ACCEPTED);
     edge_ping(&e, "edge-r", -1);
-    e.p.registered_users = 11;
+    e.p.registered_users = 9; /* the same check again, within the hour */
     assert_int_equal(edge1(f, &e, WL_SOURCE_SECURITY, P_COUNT(registered_users),
                            2 * HOUR + 2, flush),
                      WL_APPLY_DUPLICATE);
