@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "api_http.h"
+#include "api_page.h"
 #include "http_log.h"
 #include "log.h"
 #include "metrics.h"
@@ -206,6 +207,7 @@ struct route {
     enum access access;
     enum MHD_Result (*fn)(struct wl_req *rq);
     int networks_body;          /* its body's cap is api_max_networks_bytes */
+    const char *media;          /* the Content-Type its body is (no tokens: required) */
 };
 
 /* Rows with the same path are one resource, listed together; the first
@@ -213,16 +215,19 @@ struct route {
 static const struct route routes[] = {
     {"/healthz", 0, "GET", ACCESS_PUBLIC, healthz},
     {"/readyz", 0, "GET", ACCESS_PUBLIC, readyz},
+    {"/", 0, "GET", ACCESS_PUBLIC, wl_api_page},          /* the page: no data */
+    {"/assets/", 1, "GET", ACCESS_PUBLIC, wl_api_asset},
     {"/metrics", 0, "GET", ACCESS_READ, metrics},
     {"/v1/accounts/hot", 0, "GET", ACCESS_READ, wl_api_hot},
     {"/v1/accounts/", 1, "GET", ACCESS_READ, wl_api_account},
     {"/v1/signals", 0, "GET", ACCESS_READ, wl_api_signals},
+    {"/v1/rules", 0, "GET", ACCESS_READ, wl_api_rules},
     {"/v1/named-accounts", 0, "GET", ACCESS_READ, wl_api_named_list},
-    {"/v1/named-accounts", 0, "PUT", ACCESS_ADMIN, wl_api_named_put},
+    {"/v1/named-accounts", 0, "PUT", ACCESS_ADMIN, wl_api_named_put, 0, "text/csv"},
     {"/v1/named-accounts/", 1, "DELETE", ACCESS_ADMIN, wl_api_named_delete},
     {"/v1/networks", 0, "GET", ACCESS_READ, wl_api_networks_list},
-    {"/v1/networks", 0, "PUT", ACCESS_ADMIN, wl_api_networks_put, 1},
-    {"/v1/forget", 0, "POST", ACCESS_ADMIN, wl_api_forget},
+    {"/v1/networks", 0, "PUT", ACCESS_ADMIN, wl_api_networks_put, 1, "text/csv"},
+    {"/v1/forget", 0, "POST", ACCESS_ADMIN, wl_api_forget, 0, "application/json"},
     {"/v1/deletions", 0, "GET", ACCESS_ADMIN, wl_api_deletions},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
@@ -330,6 +335,8 @@ static enum MHD_Result on_headers(struct wl_api *api, struct MHD_Connection *con
     }
     if (!authorized(api, conn, r->access, &ret))
         return ret;
+    if (r->access != ACCESS_PUBLIC && !wl_api_guard(api, conn, r->media, &ret))
+        return ret; /* no tokens: the listener's own Host and Origin, the route's body type */
     if (takes_body(r)) {
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
