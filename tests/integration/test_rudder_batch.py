@@ -30,6 +30,7 @@ from harness import IO_TIMEOUT, LOCALHOST, org_key_hex
 from rudder_sdk import (INSTALL, activity_props, basic_auth, configs_props, go_batch,
                         go_track, license_props, node_events, post, send_with_sdk,
                         server_props)
+from test_export import run_export
 from test_http_ingest import HttpIngestCase, go_check, go_query
 
 KEY = "2k9RudderWriteKeyForTests0"
@@ -126,6 +127,16 @@ class TestGoClient(RudderCase):
             text = json.dumps(c.dump(table))
             for n in needles:
                 self.assertNotIn(n, text, "%s in %s" % (n, table))
+        # and the warehouse export of every table, both formats
+        out = os.path.join(c.root, "export")
+        for table in ("pings", "signals", "daily", "accounts"):
+            for fmt in ("ndjson", "csv"):
+                r = run_export(c.data_dir, table, fmt, os.path.join(out, fmt))
+                self.assertEqual(r.returncode, 0, r.stderr)
+        found = files_holding(out, needles)
+        self.assertTrue(os.listdir(os.path.join(out, "ndjson")))
+        for n in needles:
+            self.assertEqual(found[n], [], "%s in the export" % n)
 
     def test_resend_after_restart_is_a_duplicate(self):
         c = self.rudder_collector()
@@ -268,11 +279,13 @@ class TestNodeSdk(RudderCase):
         for gz, install in ((True, INSTALL), (False, INSTALL_B)):
             with self.subTest(gzip=gz):
                 events = node_events([("server", server_props(version="9.11.2")),
-                                      ("activity", activity_props(active_users_monthly=26))],
+                                      ("activity", activity_props(active_users_monthly=26)),
+                                      ("configs", configs_props(ldap=True, cluster=True)),
+                                      ("license", license_props(edition="e10"))],
                                      user_id=install)
                 rc, err = send_with_sdk(url, KEY, events, gzip=gz, retries=0)
                 self.assertEqual(rc, 0, err)
-        c.wait_stats(lambda s: s["pings_accepted"] == 4, what="both installs' events")
+        c.wait_stats(lambda s: s["pings_accepted"] == 8, what="both installs' events")
         # a wrong key is refused, and the SDK says so
         rc, err = send_with_sdk(url, "not-the-key", node_events([("server", server_props())]),
                                 retries=0)
@@ -284,6 +297,8 @@ class TestNodeSdk(RudderCase):
         for install in (INSTALL, INSTALL_B):
             p = got[install]["last_ping"]
             self.assertEqual((p["version"], p["active_users_monthly"]), ("9.11.2", 26))
+            self.assertEqual(sorted(p["features"]), ["cluster_enabled", "ldap_configured",
+                                                     "license_e10", "licensed"])
 
 
 class TestBadInput(RudderCase):
