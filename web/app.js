@@ -408,8 +408,9 @@
          el('span', {}, '- - installs'), el('span', {}, '| a signal fired')),
       chart(a.daily || [], signals),
       el('h3', {}, 'Installs (' + installs.length + ')'),
-      installs.length < counting ? el('p', { id: 'more-installs' },
-        'This organization has more installs than listed here.') : null,
+      installs.length < Number(a.installs_total ?? counting) ? el('p', { id: 'more-installs' },
+        'This organization has ' + num(a.installs_total ?? counting) + ' installs; the ' +
+        'collector lists ' + installs.length + ' of them.') : null,
       el('table', { id: 'installs' }, el('thead', {}, el('tr', {},
         ['Install', 'Version', 'Edition', 'Database', 'Monthly users', 'Last seen', 'Counting']
           .map((h) => el('th', {}, h)))), el('tbody', {}, instRows)),

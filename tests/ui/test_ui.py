@@ -4,11 +4,11 @@ real collectors loaded through `warmline import` with the 60-day history of
 test_signals (shifted to end yesterday).
 
 This wrapper owns the collectors: one without tokens (loopback only), one
-with a read and an admin token. ui.js gets their addresses and what to expect
+with a read and an admin token, one empty. ui.js gets their addresses and what to expect
 in a JSON file, prints one `ok NAME` or `FAIL NAME: why` line per scenario,
 and asks the wrapper for actions it cannot do from the browser with an
-`@ACTION ARG` line (answered with one line on its stdin): `@fire` makes a
-signal fire while the page is open.
+`@ACTION` line (answered with one line on its stdin): `@fire` makes a
+signal fire while the page is open, `@stop` stops the empty collector.
 
 Screenshots go to WL_UI_OUT (default <build>/ui-out), never to a tracked
 file; `make ui-screenshot` copies the hot list's into docs/.
@@ -78,7 +78,8 @@ class Page(CollectorCase):
         set_options(tok_c, {"read_token_file": paths["read"],
                             "admin_token_file": paths["admin"]})
         tok_c.start()
-        return open_c, tok_c
+        empty_c = self.collector(name="ui-empty")
+        return open_c, tok_c, empty_c
 
     def fire(self, c):
         """A second install of charlie.example (one install until now): the
@@ -86,13 +87,13 @@ class Page(CollectorCase):
         ping = make_ping("c9", 1, org_key=bytes.fromhex(hist.org_ids(c.org_salt)["C"]))
         with TcpClient(c.tcp_port) as t:
             ack = t.request([ping])
-        return "fired %s" % ack
+        return "fired %s" % " ".join(str(ack).split())  # one line
 
     def test_page(self):
         ui_dir = HERE
         if not os.path.isdir(os.path.join(ui_dir, "node_modules", "playwright-core")):
             self.fail("tests/ui/node_modules is missing: run `make ui-deps` (npm ci in tests/ui)")
-        open_c, tok_c = self.start_collectors()
+        open_c, tok_c, empty_c = self.start_collectors()
         orgs = hist.org_ids(open_c.org_salt)
         hot = api_call(open_c.api_port, "GET", "/v1/accounts/hot?limit=1000")
         self.assertEqual(hot.status, 200, hot)
@@ -100,6 +101,7 @@ class Page(CollectorCase):
         cfg = {
             "base": "http://127.0.0.1:%d" % open_c.api_port,
             "tokenBase": "http://127.0.0.1:%d" % tok_c.api_port,
+            "emptyBase": "http://127.0.0.1:%d" % empty_c.api_port,
             "readToken": self.read_token,
             "adminToken": self.admin_token,
             "chromium": CHROMIUM,
@@ -126,6 +128,10 @@ class Page(CollectorCase):
                 sys.stderr.write("ui: %s\n" % line)
                 if line.startswith("@fire"):
                     proc.stdin.write(self.fire(open_c) + "\n")
+                    proc.stdin.flush()
+                elif line.startswith("@stop"):
+                    empty_c.stop()
+                    proc.stdin.write("stopped\n")
                     proc.stdin.flush()
             rc = proc.wait()
         finally:

@@ -316,6 +316,35 @@ const scenarios = {
     await page.waitForSelector('#empty', { timeout: WAIT });
     await page.done('named');
   },
+
+  // No data yet: the views say what to do.
+  async empty(browser) {
+    const page = await open(browser);
+    await page.goto(cfg.emptyBase + '/');
+    await page.waitForSelector('#empty', { timeout: WAIT });
+    check(/Point your servers/.test(await page.textContent('#empty')), 'hot: what to do');
+    await page.click('#nav-signals');
+    await page.waitForFunction(() => /No signal yet/.test((document.querySelector('#empty') || {}).textContent),
+                               null, { timeout: WAIT });
+    await page.click('#nav-named');
+    await page.waitForFunction(() => /Upload the CRM/.test((document.querySelector('#empty') || {}).textContent),
+                               null, { timeout: WAIT });
+    await page.done('empty');
+  },
+
+  // The collector stops while the page is open: the page says so.
+  async unreachable(browser) {
+    const page = await open(browser, [/ERR_CONNECTION_REFUSED/]);
+    await page.goto(cfg.emptyBase + '/');
+    await page.waitForSelector('#empty', { timeout: WAIT });
+    const answer = await ask('stop');
+    check(answer.startsWith('stopped'), 'the wrapper stopped the collector: ' + answer);
+    await page.click('#nav-signals');
+    await page.waitForFunction(() => /did not answer/.test(document.querySelector('#status').textContent),
+                               null, { timeout: WAIT });
+    check(/running/.test(await page.textContent('#status')), 'says what to check');
+    await page.done('unreachable');
+  },
 };
 
 (async () => {
