@@ -7,7 +7,8 @@ collector over real HTTP:
   first), ranked 1..n across pages, with their versions and editions; the
   filters page the same way; a bad cursor is a 400 that says why; an
   organization whose score rises while a client pages moves to the top and
-  is not shown twice.
+  is not shown twice; a request stopped by its bound on index entries read
+  says where to go on.
 - GET /v1/rules lists the bundled rules as the configuration says them.
 - Without tokens (loopback only) the listener answers requests that name it
   (Host, and Origin when sent) and takes the body types its routes read; a
@@ -301,6 +302,51 @@ class HotPaging(PageSupportCase):
         self.assertRefused(self.call("PUT", "/v1/named-accounts", body=b"domain,name,owner\n",
                                      headers={"Content-Type": "text/csv"}), 401,
                            "unauthorized")
+
+
+class HotVisitBound(PageSupportCase):
+    """No tokens; 101,000 organizations, only the lowest-ranked of them
+    matching rule=teams_5: one request reads at most 100,000 rank entries,
+    answers truncated with a next that goes on from the last one read, and
+    the next page finds the match."""
+
+    N = 101000
+
+    @classmethod
+    def setUpClass(cls):
+        c = Collector(name="page-bound")
+        cls.addClassCleanup(c.close)
+        base = int(time.time() * 1000) - 2 * DAY
+        path = os.path.join(c.root, "orgs.ndjson")
+        with open(path, "w") as f:
+            for i in range(cls.N):
+                # i = 0 alone has 5 teams (4 points, not 3), and is 8 days older
+                # (more than the 0.42 half-lives 4/3 takes): the lowest score
+                f.write(json.dumps(dict(
+                    install_id="v%d" % i, seq=1,
+                    sent_at=base + i * 1000 if i else base - 8 * DAY, version="9.1.0",
+                    edition="team", active_users_monthly=30, registered_users=40,
+                    teams=5 if i == 0 else 1, org_domain="v%d.example" % i)) + "\n")
+        r = run_import(path, c.data_dir, org_salt_file=c.salt_path, timeout=300)
+        if r.returncode != 0 or "%d accepted" % cls.N not in r.stderr:
+            raise AssertionError("import failed: exit %d\n%s" % (r.returncode, r.stderr))
+        c.start()
+        cls.c = c
+
+    def test_truncated_page_goes_on(self):
+        first = self.get("/v1/accounts/hot?rule=teams_5&limit=10")
+        self.assertEqual((first["accounts"], first["truncated"]), ([], True), json.dumps(first)[:300])
+        self.assertIsNotNone(first["next"], "a truncated page says where to go on")
+        raw = unb64(first["next"])
+        self.assertEqual(int.from_bytes(raw[1:5], "big"), 0, "no row found yet")
+        rest = self.get("/v1/accounts/hot?rule=teams_5&limit=10&after=" + first["next"])
+        self.assertFalse(rest["truncated"])
+        self.assertIsNone(rest["next"])
+        want = org_key_hex(self.c.org_salt, "v0.example")
+        self.assertEqual([(a["org"], a["rank"]) for a in rest["accounts"]], [(want, 1)])
+        # unfiltered, the bound does not bite: a page reads limit entries
+        page = self.get("/v1/accounts/hot?limit=1000")
+        self.assertEqual((len(page["accounts"]), page["truncated"]), (1000, False))
 
 
 class ScoresMoveWhilePaging(PageSupportCase):
