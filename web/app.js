@@ -196,7 +196,9 @@
     const reasons = el('ul', { className: 'reasons' },
       (a.reasons || []).slice(0, 3).map((r) => el('li', {}, reasonText(r))));
     return el('tr', { className: 'row', dataset: { org: a.org },
-                      onclick: () => { location.hash = '#/accounts/' + encodeURIComponent(a.org); } },
+                      onclick: () => {
+                        location.hash = '#/accounts/' + encodeURIComponent(a.org);
+                      } },
       el('td', { className: 'num' }, a.rank),
       el('td', { className: 'account' }, name),
       el('td', {}, (a.named && a.named.owner) || ''),
@@ -216,7 +218,8 @@
           else { hot.sort = c.key; hot.dir = c.num || c.key === 'last_seen' ? -1 : 1; }
           renderHot();
         } }, c.label));
-      if (hot.sort === c.key) th.setAttribute('aria-sort', hot.dir > 0 ? 'ascending' : 'descending');
+      if (hot.sort === c.key)
+        th.setAttribute('aria-sort', hot.dir > 0 ? 'ascending' : 'descending');
       return th;
     }));
     return el('table', { id: 'hot' }, el('thead', {}, head),
@@ -285,11 +288,12 @@
     status('Loading hot accounts\u2026');
     try {
       if (hot.rules === null) {
-        hot.rules = undefined;   // asked once; an older collector has no /v1/rules
+        hot.rules = undefined;   // being asked
         api('/v1/rules').then((b) => {
           hot.rules = (b.rules || []).map((r) => r.name);
-          if (g === generation && $('#filter-rule')) $('#filter-rule').replaceChildren(...ruleOptions());
-        }, () => {});
+          if (g === generation && $('#filter-rule'))
+            $('#filter-rule').replaceChildren(...ruleOptions());
+        }, () => { hot.rules = null; }); // asked again next time (a 401 before the token)
       }
       const body = await api(hotQuery(null));
       if (g !== generation) return;
@@ -382,17 +386,20 @@
   function renderAccount(a) {
     const title = a.named && a.named.name ? a.named.name : a.org;
     const installs = a.installs || [];
-    const signals = (a.signals || []).slice().sort((x, y) => Number(y.fired_at) - Number(x.fired_at));
+    const signals = (a.signals || []).slice()
+      .sort((x, y) => Number(y.fired_at) - Number(x.fired_at));
     const counting = Number(a.installs_counting || 0);
     const instRows = installs.map((i) => {
       const p = i.last_ping || {};
       return el('tr', {}, el('td', { className: 'key' }, i.install_id),
         el('td', {}, p.version || ''), el('td', {}, p.edition || ''),
-        el('td', {}, p.database_type || ''), el('td', { className: 'num' }, num(p.active_users_monthly)),
+        el('td', {}, p.database_type || ''),
+        el('td', { className: 'num' }, num(p.active_users_monthly)),
         el('td', {}, when(i.last_seen)), el('td', {}, i.counting ? 'yes' : 'no'));
     });
     const sigRows = signals.map((g) => el('tr', {},
-      el('td', {}, when(g.fired_at)), el('td', {}, g.rule || ''), el('td', {}, g.description || '')));
+      el('td', {}, when(g.fired_at)), el('td', {}, g.rule || ''),
+      el('td', {}, g.description || '')));
     setView(
       el('p', {}, el('a', { href: '#/' }, '\u2190 Hot accounts')),
       el('h2', { id: 'account-title' }, title),
@@ -502,7 +509,8 @@
       e.preventDefault();
       const f = file.files[0];
       if (!f) { status('Choose the CRM\u2019s CSV file first (domain,name,owner).', true); return; }
-      if (!confirm('The upload replaces the whole named-accounts table with ' + f.name + '. Go on?')) return;
+      if (!confirm('The upload replaces the whole named-accounts table with ' + f.name +
+                   '. Go on?')) return;
       try {
         const r = await api('/v1/named-accounts', { method: 'PUT', body: await f.text(),
                                                     headers: { 'Content-Type': 'text/csv' } });

@@ -76,6 +76,14 @@ async function hotScores(page) {
   return page.$$eval('#hot tbody td.score', (c) => c.map((x) => Number(x.textContent)));
 }
 
+// Waits until the element sel exists and its text matches re.
+async function shows(page, sel, re) {
+  await page.waitForFunction(([s, src]) => {
+    const e = document.querySelector(s);
+    return e !== null && new RegExp(src).test(e.textContent);
+  }, [sel, re.source], { timeout: WAIT });
+}
+
 async function waitRows(page, n) {
   await page.waitForFunction((k) => document.querySelectorAll('#hot tbody tr').length === k,
                              n, { timeout: WAIT });
@@ -165,9 +173,10 @@ const scenarios = {
     await page.click(`#hot tbody tr[data-org="${D}"]`);
     await page.waitForSelector('#installs tbody tr', { timeout: WAIT });
     eq(await page.evaluate(() => location.hash), '#/accounts/' + D, 'shareable URL');
-    const ids = await page.$$eval('#installs tbody tr td:first-child', (c) => c.map((x) => x.textContent));
+    const texts = (c) => c.map((x) => x.textContent);
+    const ids = await page.$$eval('#installs tbody tr td:first-child', texts);
     eq(ids.slice().sort(), ['d1', 'd2'], 'installs of D');
-    const rules = await page.$$eval('#signals tbody tr td:nth-child(2)', (c) => c.map((x) => x.textContent));
+    const rules = await page.$$eval('#signals tbody tr td:nth-child(2)', texts);
     eq(rules.slice().sort(), ['enterprise_edition_unlicensed', 'second_install', 'sso_interest'],
        'signals of D');
     check(!/null|undefined|NaN/.test(await page.textContent('#view')), 'no null shown');
@@ -206,7 +215,8 @@ const scenarios = {
       await waitRows(page, Math.min(n, cfg.hot.length));
     }
     eq(await hotOrgs(page), cfg.hot.map((a) => a.org), 'every page, in order');
-    const ranks = await page.$$eval('#hot tbody tr td:first-child', (c) => c.map((x) => x.textContent));
+    const ranks = await page.$$eval('#hot tbody tr td:first-child',
+                                    (c) => c.map((x) => x.textContent));
     eq(ranks, cfg.hot.map((a, i) => String(i + 1)), 'ranks across pages');
     eq(await page.$$eval('#more', (b) => b.length), 0, 'no more button after the last page');
     await page.done('paging');
@@ -279,8 +289,7 @@ const scenarios = {
     await page.waitForSelector('#token-form:not([hidden])', { timeout: WAIT });
     await page.fill('#token-input', 'wrong-token');
     await page.click('#token-form button');
-    await page.waitForFunction(() => /wrong token/.test(document.querySelector('#token-why').textContent),
-                               null, { timeout: WAIT });
+    await shows(page, '#token-why', /wrong token/);
     await page.fill('#token-input', cfg.readToken);
     await page.click('#token-form button');
     await waitRows(page, Math.min(cfg.hot.length, 50));
@@ -303,8 +312,7 @@ const scenarios = {
     await upload('domain,name,owner\ncharlie.example,Charlie Corp,dana\n');
     await page.waitForSelector('#named tr[data-domain="charlie.example"]', { timeout: WAIT });
     await upload('domain,name,owner\nfine.example,Fine,x\nnot a domain,Bad,y\n');
-    await page.waitForFunction(() => /line 3/.test(document.querySelector('#status').textContent),
-                               null, { timeout: WAIT });
+    await shows(page, '#status', /line 3/);
     const msg = await page.textContent('#status');
     check(/bad_csv/.test(msg), 'the API\'s error code: ' + msg);
     await page.screenshot({ path: path.join(cfg.out, 'named-bad-csv.png') });
@@ -324,11 +332,9 @@ const scenarios = {
     await page.waitForSelector('#empty', { timeout: WAIT });
     check(/Point your servers/.test(await page.textContent('#empty')), 'hot: what to do');
     await page.click('#nav-signals');
-    await page.waitForFunction(() => /No signal yet/.test((document.querySelector('#empty') || {}).textContent),
-                               null, { timeout: WAIT });
+    await shows(page, '#empty', /No signal yet/);
     await page.click('#nav-named');
-    await page.waitForFunction(() => /Upload the CRM/.test((document.querySelector('#empty') || {}).textContent),
-                               null, { timeout: WAIT });
+    await shows(page, '#empty', /Upload the CRM/);
     await page.done('empty');
   },
 
@@ -340,8 +346,7 @@ const scenarios = {
     const answer = await ask('stop');
     check(answer.startsWith('stopped'), 'the wrapper stopped the collector: ' + answer);
     await page.click('#nav-signals');
-    await page.waitForFunction(() => /did not answer/.test(document.querySelector('#status').textContent),
-                               null, { timeout: WAIT });
+    await shows(page, '#status', /did not answer/);
     check(/running/.test(await page.textContent('#status')), 'says what to check');
     await page.done('unreachable');
   },
