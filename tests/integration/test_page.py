@@ -26,6 +26,7 @@ class PageFiles(CollectorCase):
     def setUp(self):
         super().setUp()
         self.c = self.collector()
+        self.addCleanup(self.c.stop)  # exit 0: under the sanitizers, nothing leaked at exit
 
     def get(self, path, **headers):
         return api_call(self.c.api_port, "GET", path, headers=headers)
@@ -144,6 +145,7 @@ class PageWithTokens(CollectorCase):
         # an unknown asset is answered without the token too, and says nothing more
         r = api_call(c.api_port, "GET", "/assets/secret")
         self.assertEqual(r.status, 404, r)
+        c.stop()
 
 
 if __name__ == "__main__":
