@@ -58,6 +58,7 @@ async function open(browser, allowed = []) {
     document.addEventListener('securitypolicyviolation',
       (e) => window.__wl_csp.push(e.violatedDirective + ' ' + e.blockedURI));
   });
+  page.problems = problems;
   page.done = async (shot) => {
     if (shot) await page.screenshot({ path: path.join(cfg.out, shot + '.png'), fullPage: true });
     const csp = await page.evaluate(() => window.__wl_csp);
@@ -117,6 +118,30 @@ const scenarios = {
             'first reason of ' + a.org + ': ' + cells[i].reasons[0]);
     });
     await page.done('hot');
+  },
+
+  // The CSP is enforced, and the checks above would see a violation: an
+  // inline script and a foreign image put into the page are refused.
+  async csp(browser) {
+    const page = await open(browser);
+    await page.goto(cfg.base + '/');
+    await waitRows(page, Math.min(cfg.hot.length, 50));
+    await page.evaluate(() => {
+      const s = document.createElement('script');
+      s.textContent = 'window.__wl_inline = 1';
+      document.body.append(s);
+      const i = document.createElement('img');
+      i.src = 'http://example.invalid/x.png';
+      document.body.append(i);
+    });
+    await page.waitForFunction(() => window.__wl_csp.length >= 2, null, { timeout: WAIT });
+    check(await page.evaluate(() => window.__wl_inline === undefined), 'inline script ran');
+    const seen = await page.evaluate(() => window.__wl_csp.splice(0));
+    check(seen.some((v) => v.startsWith('script-src')), 'script-src violation seen: ' + seen);
+    check(seen.some((v) => v.startsWith('img-src')), 'img-src violation seen: ' + seen);
+    check(page.problems.some((p) => /Content Security Policy/.test(p)), 'console saw it too');
+    page.problems.splice(0);
+    await page.done();
   },
 
   // Sorting by a column, both ways, and back to rank.
