@@ -24,7 +24,6 @@ import re
 import secrets
 import subprocess
 import time
-import urllib.parse
 
 from harness import (CLI_BIN, DEFAULT_INI, IO_TIMEOUT, LOCALHOST, Collector, CollectorCase,
                      make_ping, org_key_hex, run_import, set_options)
@@ -335,7 +334,8 @@ class HotVisitBound(PageSupportCase):
 
     def test_truncated_page_goes_on(self):
         first = self.get("/v1/accounts/hot?rule=teams_5&limit=10")
-        self.assertEqual((first["accounts"], first["truncated"]), ([], True), json.dumps(first)[:300])
+        self.assertEqual((first["accounts"], first["truncated"]), ([], True),
+                         json.dumps(first)[:300])
         self.assertIsNotNone(first["next"], "a truncated page says where to go on")
         raw = unb64(first["next"])
         self.assertEqual(int.from_bytes(raw[1:5], "big"), 0, "no row found yet")
