@@ -10,7 +10,8 @@
   const PAGE = 50;            // hot rows asked for at a time (#/?limit=N: 1 to 1000)
   const FEED_KEEP = 200;      // signals the feed keeps on screen
   const FEED_POLL_MS = 2000;
-  const DAYS = 90;            // the account page's history
+  const DAYS = 90;            // the account page's history (#/accounts/<org>?days=N)
+  const DAY_CHOICES = [30, 90, 180, 365];
 
   const $ = (sel) => document.querySelector(sel);
   let timer = null;           // the feed's poll
@@ -383,7 +384,7 @@
     return el('div', { className: 'card' }, el('b', {}, value), label);
   }
 
-  function renderAccount(a) {
+  function renderAccount(a, days) {
     const title = a.named && a.named.name ? a.named.name : a.org;
     const installs = a.installs || [];
     const signals = (a.signals || []).slice()
@@ -410,7 +411,11 @@
          card('installs counting', num(counting)), card('monthly users', num(mau(a.totals))),
          card('first seen', when(a.first_seen).slice(0, 10)),
          card('last seen', when(a.last_seen).slice(0, 10))),
-      el('h3', {}, 'Daily active users'),
+      el('h3', {}, 'Daily active users, last ',
+         el('select', { id: 'chart-days', onchange: (e) => {
+           location.hash = '#/accounts/' + encodeURIComponent(a.org) + '?days=' + e.target.value;
+         } }, DAY_CHOICES.concat(DAY_CHOICES.includes(days) ? [] : [days]).map((d) =>
+           el('option', { value: String(d), selected: d === days }, String(d)))), ' days'),
       el('p', { className: 'legend muted' }, el('span', {}, '\u2014 monthly active users'),
          el('span', {}, '- - installs'), el('span', {}, '| a signal fired')),
       chart(a.daily || [], signals),
@@ -427,15 +432,15 @@
         : el('p', {}, 'No signal has fired for this account.'));
   }
 
-  async function loadAccount(org) {
+  async function loadAccount(org, days) {
     const g = generation;
     status('Loading the account\u2026');
     setView();
     try {
-      const a = await api('/v1/accounts/' + encodeURIComponent(org) + '?days=' + DAYS);
+      const a = await api('/v1/accounts/' + encodeURIComponent(org) + '?days=' + days);
       if (g !== generation) return;
       status('');
-      renderAccount(a);
+      renderAccount(a, days);
     } catch (e) {
       if (g !== generation) return;
       if (e.status === 404) status('No such account: ' + org + '.', true);
@@ -561,8 +566,9 @@
     const h = location.hash || '#/';
     for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', false);
     let m;
-    if ((m = /^#\/accounts\/(.+)$/.exec(h))) {
-      loadAccount(decodeURIComponent(m[1]));
+    if ((m = /^#\/accounts\/([^?]+)(?:\?days=(\d+))?$/.exec(h))) {
+      const days = Number(m[2] || DAYS);
+      loadAccount(decodeURIComponent(m[1]), days >= 1 && days <= 3650 ? days : DAYS);
     } else if (h === '#/signals') {
       $('#nav-signals').classList.add('active');
       feed.after = 0;

@@ -210,6 +210,16 @@ const scenarios = {
     const marks = await page.$$eval('#chart line.signal', (c) => c.length);
     eq(marks, 3, 'signal days marked');
     await page.done('account');
+    // a shorter history: the last 30 days (one signal day among them)
+    const p3 = await open(browser);
+    await p3.goto(cfg.base + '/#/accounts/' + D);
+    await p3.waitForSelector('#chart circle.point', { timeout: WAIT });
+    await p3.selectOption('#chart-days', '30');
+    await p3.waitForFunction(() => location.hash.endsWith('?days=30') &&
+      document.querySelectorAll('#chart circle.point').length > 0 &&
+      document.querySelectorAll('#chart circle.point').length <= 30, null, { timeout: WAIT });
+    eq(await p3.$$eval('#chart line.signal', (c) => c.length), 1, 'signal days in 30 days');
+    await p3.done('account-30-days');
     // the same URL opened directly
     const p2 = await open(browser);
     await p2.goto(cfg.base + '/#/accounts/' + D);
