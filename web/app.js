@@ -563,6 +563,7 @@
     clearTimeout(timer);
     $('#token-form').hidden = true;
     status('');
+    setView(); // nothing of the last view stays clickable while the next one loads
     const h = location.hash || '#/';
     for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', false);
     let m;
