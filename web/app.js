@@ -564,6 +564,7 @@
     $('#token-form').hidden = true;
     status('');
     setView(); // nothing of the last view stays clickable while the next one loads
+    $('#token-clear').hidden = !sessionStorage.getItem(TOKEN_KEY);
     const h = location.hash || '#/';
     for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', false);
     let m;
@@ -592,6 +593,10 @@
     if (!t) return;
     sessionStorage.setItem(TOKEN_KEY, t);
     $('#token-input').value = '';
+    route();
+  });
+  $('#token-clear').addEventListener('click', () => {
+    sessionStorage.removeItem(TOKEN_KEY);
     route();
   });
   window.addEventListener('hashchange', route);

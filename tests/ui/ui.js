@@ -357,7 +357,13 @@ const scenarios = {
     await page.goto(cfg.tokenBase + '/#/named');
     await page.click('#named tr[data-domain="charlie.example"] button.delete');
     await page.waitForSelector('#empty', { timeout: WAIT });
-    await page.done('named');
+    await page.screenshot({ path: path.join(cfg.out, 'named.png') });
+    // forgetting the token asks for one again
+    await page.click('#token-clear');
+    await page.waitForSelector('#token-form:not([hidden])', { timeout: WAIT });
+    eq(await page.evaluate(() => sessionStorage.getItem('warmline.token')), null, 'forgotten');
+    check(await page.isHidden('#token-clear'), 'no forget button without a token');
+    await page.done();
   },
 
   // No data yet: the views say what to do.
