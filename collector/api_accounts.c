@@ -572,6 +572,8 @@ static json_t *account_json(struct wl_req *rq, const struct wl_snapshot *snap,
     wl_json_put(o, "named", named, &bad);
     wl_json_put(o, "score", json_real(org_score(st, rq->now, api->cfg->score_half_life_ms)), &bad);
     wl_json_put(o, "installs_counting", json_integer(st->installs_counting), &bad);
+    /* installs lists at most WL_ORG_INSTALL_IDS_MAX: the page says when there are more */
+    wl_json_put(o, "installs_total", json_integer((json_int_t)WL_ORG_INSTALLS_TOTAL(st)), &bad);
     wl_json_put_activity(o, st, 1, &bad);
     wl_json_put(o, "installs", installs, &bad);
     wl_json_put(o, "daily", daily, &bad);

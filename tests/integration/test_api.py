@@ -237,6 +237,7 @@ class ApiQueries(ApiCase):
         self.assertAlmostEqual(acc["score"], expected_scores(signals, acc_now)[a_hex],
                                delta=1e-3 * acc["score"])
         self.assertEqual(acc["installs_counting"], 1)
+        self.assertEqual(acc["installs_total"], len(acc["installs"]))
         self.assertEqual((acc["first_seen"], acc["last_seen"]), (self.at(0, 0), self.at(59, 0)))
         self.assertEqual(acc["versions"], ["9.11.2"])
         self.assertEqual(acc["totals"]["active_users_monthly"], 26)
