@@ -90,6 +90,40 @@ def post_from(c, src, body, extra=b""):
         return status_of(read_all(s))
 
 
+def server_sockets(port):
+    """(state, bytes not yet read) of the server's side of each IPv4 TCP
+    connection to port (/proc/net/tcp: state 01 established, 07 closed by the
+    peer's reset, 08 close-wait; the listening socket left out)."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if int(cols[1].split(":")[1], 16) == port and cols[3] != "0A":
+                out.append((cols[3], int(cols[4].split(":")[1], 16)))
+    return out
+
+
+def await_sockets(c, ok, what):
+    """Polls /proc/net/tcp until ok(server_sockets) (the server's own view,
+    not a timer)."""
+    deadline = time.monotonic() + 3 * IO_TIMEOUT
+    while not ok(server_sockets(c.http_port)):
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: never (%s)" % (what, server_sockets(c.http_port)))
+        time.sleep(0.005)
+
+
+def drained(rows):
+    """Every open connection's bytes read by the server."""
+    return all(rx == 0 for st, rx in rows if st == "01")
+
+
+def idle(rows):
+    """No connection the server has not closed yet."""
+    return not any(st in ("01", "07", "08") for st, _ in rows)
+
+
 def reset(s):
     """Closes s with a RST (SO_LINGER 0)."""
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -160,9 +194,6 @@ class TestHoldsReleasedOnEveryPath(Review3Case):
             s = connect(c)                       # reset mid-body
             s.sendall(head(60000) + b" " * 30000)
             reset(s)
-            s = connect(c)                       # closed mid-body
-            s.sendall(head(60000) + b" " * 30000)
-            s.close()
             s = connect(c)                       # a whole batch, reset before its answer
             s.sendall(head(len(whole), b"Content-Type: application/json\r\n") + whole)
             reset(s)
@@ -170,15 +201,49 @@ class TestHoldsReleasedOnEveryPath(Review3Case):
             s.sendall(head(len(whole), b"Content-Type: application/json\r\n", close=False)
                       + whole + head(60000) + b" " * 30000)
             reset(s)
-        # the address holds four bodies again, no more: the fifth is refused ...
-        held = [self.hold(c, LOCALHOST, 60000, 50000) for _ in range(4)]
-        self.poll(c, LOCALHOST, 503)
-        # ... and once one of them is answered, a batch lands
-        held[0].sendall(b" " * 10000)
-        self.assertEqual(status_of(read_all(held[0])), 400)
-        self.poll(c, LOCALHOST, 200)
+        self.four_held_at_once(c, 10)
         st = c.stop()
         self.assertGreaterEqual(st["http_batch_unavailable"], 1)
+
+    def test_a_body_half_closed_is_released_at_the_idle_timeout(self):
+        # a FIN mid-body: the server waits for the rest (the socket in CLOSE-WAIT)
+        # until http_timeout_ms; the sender keeps no socket for it
+        c = self.open_collector({"max_held_bytes": "64MiB", "http_max_body_bytes": "64KiB",
+                                 "http_timeout_ms": "1s"})
+        for _ in range(6):
+            s = connect(c)
+            s.sendall(head(60000) + b" " * 30000)
+            s.close()
+        start, waiting = time.monotonic(), 0
+        while not waiting and time.monotonic() - start < 0.5:   # if any is left waiting
+            waiting = sum(st == "08" for st, _ in server_sockets(c.http_port))
+        await_sockets(c, idle, "the half-closed bodies released")
+        print("half_closed_waiting=%d released_after_s=%.1f" % (waiting, time.monotonic() - start))
+        self.four_held_at_once(c, 10)
+        c.stop()
+
+    def four_held_at_once(self, c, max_rounds):
+        """The address holds four whole bodies at once again: with the four
+        read (a fifth refused), each is answered as a body counted whole (400,
+        not JSON), never 503. A round spoilt by a race (a probe read before a
+        held body) is tried again; a leak spoils every round."""
+        rounds = []
+        for _ in range(max_rounds):
+            await_sockets(c, idle, "every earlier connection closed")
+            held = [self.hold(c, LOCALHOST, 60000, 50000) for _ in range(4)]
+            await_sockets(c, drained, "the held bodies read")
+            fifth = post_from(c, LOCALHOST, body_of(one_message()))
+            for s in held:
+                s.sendall(b" " * 10000)
+            rounds.append((fifth, [status_of(read_all(s)) for s in held]))
+            for s in held:
+                s.close()
+            if rounds[-1] == (503, [400] * 4):
+                break
+        self.assertEqual(rounds[-1], (503, [400] * 4), "four bodies never held at once: %s"
+                         % rounds[-5:])
+        await_sockets(c, idle, "the four closed")
+        self.assertEqual(post_from(c, LOCALHOST, body_of(one_message())), 200)
 
 
 class TestHoldsTableCrowded(Review3Case):
@@ -192,11 +257,13 @@ class TestHoldsTableCrowded(Review3Case):
         # a crowded address is still counted: three more bodies, then its fifth is 503
         for _ in range(3):
             self.hold(c, crowd[7], 60000, 50000)
-        self.poll(c, crowd[7], 503)
+        await_sockets(c, drained, "the held bodies read")
+        self.poll(c, crowd[7], 503, tries=3)
         # a fresh one too
         for _ in range(4):
             self.hold(c, "127.2.0.1", 60000, 50000)
-        self.poll(c, "127.2.0.1", 503)
+        await_sockets(c, drained, "the held bodies read")
+        self.poll(c, "127.2.0.1", 503, tries=3)
         # and an address holding nothing is not refused
         self.assertEqual(post_from(c, "127.3.0.1", body_of(one_message())), 200)
         c.stop()
