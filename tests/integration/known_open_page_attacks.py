@@ -21,14 +21,20 @@ into test_page_attack_review.py. Not test_*.py, so not in the suite. Run:
 4. Two Host headers: the first is taken (RFC 9112 3.2: answer 400). No
    browser sends two, so it is hardening. Fix: collector/api_guard.c (or
    on_headers), count Host headers with MHD_get_connection_values.
+5. A shareable link whose org is not valid percent-encoding
+   (`/#/accounts/%E0%A4%A`) throws URIError out of route(): the page stays
+   blank, no status, an uncaught error (in chromium). Fix: web/app.js
+   route(), decodeURIComponent in a try; on failure status('No such
+   account.', true).
 """
 
 import json
 import os
 import subprocess
+import tempfile
 import unittest
 
-from harness import CLI_BIN, CollectorCase, Collector
+from harness import CLI_BIN, REPO, CollectorCase, Collector
 from test_page_attack_review import (CSP, HOSTILE_DOMAIN, HOSTILE_VERSION, import_hostile,
                                      raw_request, req, run_js_function)
 
@@ -97,6 +103,57 @@ class KnownOpenPage(CollectorCase):
     def test_4_two_host_headers_are_400(self):
         r = self.send("GET", "/v1/rules", [("Host", self.own), ("Host", "evil.example")])
         self.assertEqual(r.status, 400, r.body[:200])
+
+
+BROWSER_JS = r"""
+const { chromium } = require('playwright-core');
+(async () => {
+  const cfg = JSON.parse(process.argv[2]);
+  const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
+  const out = {};
+  try {
+    for (const [name, hash] of Object.entries(cfg.hashes)) {
+      const page = await browser.newPage();
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      await page.goto(cfg.base + '/' + hash);
+      let status = '';
+      try {
+        await page.waitForFunction(() => document.querySelector('#status').textContent !== '' &&
+          !/^Loading/.test(document.querySelector('#status').textContent), null,
+          { timeout: 5000 });
+      } catch (e) { /* nothing said: reported as such */ }
+      status = await page.textContent('#status');
+      out[name] = { status, errors };
+      await page.close();
+    }
+  } finally { await browser.close(); }
+  process.stdout.write(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+class KnownOpenPageBrowser(CollectorCase):
+    """In Debian's chromium (playwright-core from tests/ui)."""
+
+    def test_5_a_malformed_shareable_link_says_so(self):
+        c = self.collector(name="page-open-browser")
+        self.addCleanup(c.stop)
+        with tempfile.NamedTemporaryFile("w", suffix=".js", dir=c.root, delete=False) as f:
+            f.write(BROWSER_JS)
+        cfg = {"chromium": os.environ.get("WL_CHROMIUM", "/usr/bin/chromium"),
+               "base": "http://127.0.0.1:%d" % c.api_port,
+               "hashes": {"malformed": "#/accounts/%E0%A4%A", "plain": "#/accounts/nope"}}
+        env = dict(os.environ, NODE_PATH=os.path.join(REPO, "tests", "ui", "node_modules"))
+        r = subprocess.run([os.environ.get("WL_NODE", "node"), f.name, json.dumps(cfg)],
+                           capture_output=True, text=True, timeout=60, env=env,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertIn("No such account", got["plain"]["status"], got)  # the control
+        self.assertEqual(got["plain"]["errors"], [], got)
+        self.assertEqual(got["malformed"]["errors"], [], got)
+        self.assertIn("No such account", got["malformed"]["status"], got)
 
 
 if __name__ == "__main__":
