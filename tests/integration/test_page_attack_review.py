@@ -500,6 +500,18 @@ class TokenAttacks(CollectorCase):
                 self.assertEqual(self.get("/v1/accounts/hot?" + q).status, 400, q)
         self.assertEqual(self.get("/v1/accounts/hot?after=x", token=None).status, 401)
 
+    def test_account_history_bounded(self):
+        """The page's ?days= (up to 3650 from a shareable URL) is the API's
+        bound; past it, or forged, a 400."""
+        org = self.get("/v1/accounts/hot?limit=1").json()["accounts"][0]["org"]
+        r = self.get("/v1/accounts/%s?days=3650" % org)
+        self.assertEqual(r.status, 200, r.body[:200])
+        self.assertLessEqual(len(r.json()["daily"]), 3650)
+        for q in ("days=3651", "days=0", "days=-1", "days=1e9", "days=99999999999999999999",
+                  "days=90&days=91"):
+            with self.subTest(query=q):
+                self.assertEqual(self.get("/v1/accounts/%s?%s" % (org, q)).status, 400, q)
+
     def test_rules_say_nothing_secret(self):
         r = self.get("/v1/rules")
         self.assertEqual(r.status, 200, r.body)
