@@ -165,7 +165,9 @@ uint64_t wl_addrlimit_take_n(struct wl_addrlimit *t, const struct wl_addr *a, ui
     s->tokens = tokens_at(t, s, now_ms);
     if (now_ms > s->last_ms)
         s->last_ms = now_ms;
-    double need = n < t->burst ? (double)n : t->burst; /* more than a bucket: a whole one */
+    /* more than a bucket can hold after the request's own token: what it can */
+    double cap = t->burst > 1.0 ? t->burst - 1.0 : 1.0;
+    double need = (double)n < cap ? (double)n : cap;
     if (s->tokens >= need) {
         s->tokens -= need;
         return 0;

@@ -164,7 +164,9 @@ static uint64_t take_total(struct wl_http_guard *g, uint64_t now, uint32_t n)
 {
     if (g->o.rate_total == 0)
         return 0;
-    double need = n < g->o.burst_total ? (double)n : (double)g->o.burst_total;
+    /* more than the bucket can hold after the request's own token: what it can */
+    double cap = g->o.burst_total > 1 ? (double)g->o.burst_total - 1.0 : 1.0;
+    double need = (double)n < cap ? (double)n : cap;
     if (now > g->total_at_ms) {
         g->total_tokens += (double)(now - g->total_at_ms) * (double)g->o.rate_total / 1000.0;
         if (g->total_tokens > (double)g->o.burst_total)

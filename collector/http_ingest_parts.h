@@ -177,7 +177,8 @@ uint64_t wl_http_guard_admit(struct wl_http_guard *g, const struct sockaddr *sa)
 /* n more tokens for one request that carries n more pings (a Rudder batch:
  * the buckets count pings, so one request cannot bring thousands), from the
  * address's bucket and the bucket of all: 0 when taken, else the ms until
- * they are there. At most a bucket's worth is asked. */
+ * they are there. At most a bucket less one token is asked (the request
+ * took one): a batch larger than the bucket is taken when it is full. */
 uint64_t wl_http_guard_admit_n(struct wl_http_guard *g, const struct sockaddr *sa, uint32_t n);
 
 /* Body bytes an address holds (its unfinished and unanswered bodies), in

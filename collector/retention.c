@@ -148,6 +148,15 @@ static void sweep_msgids(struct wl_retention *r)
                 (unsigned long long)s.expired, (unsigned long long)s.evicted);
 }
 
+/* Early: the store would be over its budget, by an eighth of it added
+ * since the last sweep (a store at its budget is not scanned again every
+ * second while nothing comes). */
+static int msgids_due(const struct wl_retention *r)
+{
+    uint64_t added = wl_msgids_bytes_added() - r->msgid_added_at_sweep;
+    return added > r->msgid_max_bytes / 8 && r->msgid_kept_bytes + added > r->msgid_max_bytes;
+}
+
 static void pass(struct wl_retention *r)
 {
     char err[512];
@@ -181,8 +190,7 @@ static void *retention_main(void *arg)
         pthread_mutex_unlock(&r->mu);
         if (waited == 0)
             pass(r);
-        else if (r->msgid_kept_bytes + (wl_msgids_bytes_added() - r->msgid_added_at_sweep) >
-                 r->msgid_max_bytes / 2 + r->msgid_max_bytes / 4)
+        else if (msgids_due(r))
             sweep_msgids(r); /* messageIds arrive faster than the schedule: sweep early */
         pthread_mutex_lock(&r->mu);
         /* a pass every every_ms; in between, a look at the store's size each second */
