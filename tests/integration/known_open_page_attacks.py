@@ -11,8 +11,15 @@ into test_page_attack_review.py. Not test_*.py, so not in the suite. Run:
 2. Without tokens, a foreign page's no-cors GET (an <img>, a <script>, a
    fetch with mode 'no-cors': no Origin, own Host) reaches every data route:
    the collector does a hot-list scan (up to 100,000 rank entries) for any
-   site the operator visits, and answers leak by size and timing. Browsers
-   mark it Sec-Fetch-Site: cross-site. Fix: collector/api_guard.c
+   site the operator visits, and answers leak by size and timing. Seen in chromium
+   156: a page on another local origin (http://localhost:<other port>) gets
+   its <img> and no-cors fetch to 127.0.0.1:<api> sent with the listener's
+   Host, no Origin, Sec-Fetch-Site: cross-site (the headers this test
+   sends); a public page's are held back by Local Network Access unless the
+   user allows it, so the attacker is a local dev server, a file:// page or
+   a browser without that gate. Cost: over 101,000 organizations, one
+   `?rule=second_install&limit=1000` read took 1.9-2.6 s, 16 at once 16.6 s
+   (2 shared cores, RelWithDebInfo). Fix: collector/api_guard.c
    wl_api_guard, refuse Sec-Fetch-Site cross-site and same-site (403).
 3. Error answers (404 of an asset quoting `<script>` back, 405 of HEAD /)
    carry neither nosniff nor the page's CSP. Fix: collector/api.c queue(),
