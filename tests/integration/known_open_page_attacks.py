@@ -18,7 +18,7 @@ into test_page_attack_review.py. Not test_*.py, so not in the suite. Run:
    sends); a public page's are held back by Local Network Access unless the
    user allows it, so the attacker is a local dev server, a file:// page or
    a browser without that gate. Cost: over 101,000 organizations, one
-   `?rule=second_install&limit=1000` read took 1.9-2.6 s, 16 at once 16.6 s
+   `?rule=<one none has>&limit=1000` read took 1.9-2.6 s, 16 at once 16.6 s
    (2 shared cores, RelWithDebInfo). Fix: collector/api_guard.c
    wl_api_guard, refuse Sec-Fetch-Site cross-site and same-site (403).
 3. Error answers (404 of an asset quoting `<script>` back, 405 of HEAD /)
