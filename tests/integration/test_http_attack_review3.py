@@ -165,15 +165,18 @@ class Review3Case(HttpIngestCase):
         return s
 
     def poll(self, c, src, want, tries=300):
-        """Sends a one-message batch from src until it is answered want; the
-        statuses seen."""
+        """Sends a one-message batch from src until it is answered want (at
+        least tries times, and for as long as the server may take to handle
+        what was read: IO_TIMEOUT); the statuses seen."""
         seen = []
-        for _ in range(tries):
+        deadline = time.monotonic() + IO_TIMEOUT
+        while len(seen) < tries or time.monotonic() < deadline:
             st = post_from(c, src, body_of(one_message()))
             seen.append(st)
             if st == want:
                 return seen
-        self.fail("%s: never answered %d in %d tries (last %s)" % (src, want, tries, seen[-5:]))
+        self.fail("%s: never answered %d in %d tries (last %s)" % (src, want, len(seen),
+                                                                    seen[-5:]))
 
 
 class TestHoldsReleasedOnEveryPath(Review3Case):
