@@ -60,11 +60,40 @@ static size_t shown(const char *s)
     return n > SHOWN_MAX ? SHOWN_MAX : n;
 }
 
+static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
 int wl_api_guard(const struct wl_api *api, struct MHD_Connection *conn, const char *media,
                  enum MHD_Result *ret)
 {
     if (api->read_token != NULL || api->admin_token != NULL)
         return 1;
+    unsigned hosts = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_host, &hosts);
+    if (hosts > 1) { /* RFC 9112: 400; which one a proxy or we read would differ */
+        *ret = wl_api_send_error(conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "more than one Host header");
+        return 0;
+    }
+    /* a browser says where a request comes from: another site's page (an
+     * <img>, a no-cors fetch, which send no Origin) reads nothing */
+    const char *site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    if (site != NULL && (strcasecmp(site, "cross-site") == 0 ||
+                         strcasecmp(site, "same-site") == 0)) {
+        *ret = wl_api_send_error(conn, MHD_HTTP_FORBIDDEN, "forbidden_site",
+                                 "without tokens the API answers its own page and tools only "
+                                 "(Sec-Fetch-Site: %s)",
+                                 strcasecmp(site, "cross-site") == 0 ? "cross-site"
+                                                                     : "same-site");
+        return 0;
+    }
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     if (host == NULL || !own_host(api, host, strlen(host))) {
         *ret = wl_api_send_error(conn, MHD_HTTP_FORBIDDEN, "forbidden_host",

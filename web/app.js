@@ -138,9 +138,13 @@
 
   // A CSV cell as the CLI's --csv writes it: quoted, and a cell starting with
   // = + - @ TAB or CR prefixed with ' so that a spreadsheet does not run it.
+  // formula-safe as the CLI's --csv (tools/table.c): a cell starting with
+  // = + - @ TAB CR, or such a character after ; , or TAB inside it (where a
+  // spreadsheet splitting on them starts a cell), gets a ' before it
   function csvCell(v) {
     let s = v === null || v === undefined ? '' : String(v);
     if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+    s = s.replace(/([;,\t])(?=[=+\-@\t\r])/g, "$1'");
     return '"' + s.replace(/"/g, '""') + '"';
   }
 
@@ -570,7 +574,13 @@
     let m;
     if ((m = /^#\/accounts\/([^?]+)(?:\?days=(\d+))?$/.exec(h))) {
       const days = Number(m[2] || DAYS);
-      loadAccount(decodeURIComponent(m[1]), days >= 1 && days <= 3650 ? days : DAYS);
+      let org = null;
+      try {
+        org = decodeURIComponent(m[1]);
+      } catch (e) { // a malformed link: said, not thrown
+        status('No such account: the link is not well formed.', 'error');
+      }
+      if (org !== null) loadAccount(org, days >= 1 && days <= 3650 ? days : DAYS);
     } else if (h === '#/signals') {
       $('#nav-signals').classList.add('active');
       feed.after = 0;

@@ -1,7 +1,7 @@
 """Issue 14's sales-ops page and its API changes, attacked (review R14): each
 test is an attack the collector withstands today and fails if the defence
-is taken away. Attacks that still work are in known_open_page_attacks.py
-(not test_*.py: they fail, by design, until fixed).
+is taken away. The attacks it found are fixed, their tests in
+test_page_attack_fixes.py.
 
 Who attacks:
 - a web page the operator's browser visits while a no-token collector
@@ -422,8 +422,9 @@ class PageScript(CollectorCase):
 
     def test_csv_cells_never_start_a_formula(self):
         """Every cell of the page's CSV download passes csvCell; a cell that
-        starts like a formula (= + - @ TAB CR) gets a leading quote and the
-        cell stays one quoted field whatever quotes or line breaks it holds."""
+        starts like a formula (= + - @ TAB CR), or has such a character after
+        ; , or TAB, gets a quote before it (as the CLI's --csv), and the cell
+        stays one quoted field whatever quotes or line breaks it holds."""
         src = app_js()
         self.assertRegex(js_function(src, "hotCsv"), r"\]\.map\(csvCell\)\.join\(','\)")
         hostile = ["=1+1", "+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1", HOSTILE_VERSION,
@@ -434,8 +435,10 @@ class PageScript(CollectorCase):
                 self.assertTrue(cell.startswith('"') and cell.endswith('"'), cell)
                 inner = cell[1:-1]
                 self.assertNotIn('"', inner.replace('""', ""), "quotes doubled")
-                self.assertEqual(inner.replace('""', '"').lstrip("'"), v.lstrip("'"))
+                self.assertEqual(re.sub(r"([;,\t])'", r"\1", inner.replace('""', '"'))
+                                 .lstrip("'"), v.lstrip("'"))
                 self.assertNotIn(inner[0], "=+-@\t\r", cell)
+                self.assertIsNone(re.search(r"[;,\t][=+\-@\t\r]", inner), cell)
 
 
 class TokenAttacks(CollectorCase):

@@ -1,38 +1,22 @@
-"""Attacks on issue 14's sales-ops page and its API that still work (review
-R14). Each test FAILS today and passes once its fix lands; then it moves
-into test_page_attack_review.py. Not test_*.py, so not in the suite. Run:
+"""Attacks on issue 14's sales-ops page and its API found by its review
+(R14), each fixed; every test failed before its fix. In the suite.
 
-    cd <build> && PYTHONPATH=gen/python WL_BUILD_DIR=$PWD \\
-        python3 -m unittest -v known_open_page_attacks  (from tests/integration)
-
-1. The page's CSV download guards only a cell's start; the CLI's --csv also
+1. The page's CSV download guarded only a cell's start; the CLI's --csv also
    guards after each ';', ',' and TAB inside a cell (tools/table.c
-   csv_field). Fix: web/app.js csvCell, as the CLI.
+   csv_field). Fixed in web/app.js csvCell, as the CLI.
 2. Without tokens, a foreign page's no-cors GET (an <img>, a <script>, a
-   fetch with mode 'no-cors': no Origin, own Host) reaches every data route:
-   the collector does a hot-list scan (up to 100,000 rank entries) for any
-   site the operator visits, and answers leak by size and timing. Seen in chromium
-   156: a page on another local origin (http://localhost:<other port>) gets
-   its <img> and no-cors fetch to 127.0.0.1:<api> sent with the listener's
-   Host, no Origin, Sec-Fetch-Site: cross-site (the headers this test
-   sends); a public page's are held back by Local Network Access unless the
-   user allows it, so the attacker is a local dev server, a file:// page or
-   a browser without that gate. Cost: over 101,000 organizations, one
-   `?rule=<one none has>&limit=1000` read took 1.9-2.6 s, 16 at once 16.6 s
-   (2 shared cores, RelWithDebInfo). Fix: collector/api_guard.c
-   wl_api_guard, refuse Sec-Fetch-Site cross-site and same-site (403).
-3. Error answers (404 of an asset quoting `<script>` back, 405 of HEAD /)
-   carry neither nosniff nor the page's CSP. Fix: collector/api.c queue(),
-   X-Content-Type-Options: nosniff and a `default-src 'none';
-   frame-ancestors 'none'` CSP on every API answer.
-4. Two Host headers: the first is taken (RFC 9112 3.2: answer 400). No
-   browser sends two, so it is hardening. Fix: collector/api_guard.c (or
-   on_headers), count Host headers with MHD_get_connection_values.
-5. A shareable link whose org is not valid percent-encoding
-   (`/#/accounts/%E0%A4%A`) throws URIError out of route(): the page stays
-   blank, no status, an uncaught error (in chromium). Fix: web/app.js
-   route(), decodeURIComponent in a try; on failure status('No such
-   account.', true).
+   fetch with mode 'no-cors': no Origin, own Host) reached every data route:
+   a hot-list scan (up to 100,000 rank entries) for any site the operator
+   visits (over 101,000 organizations, one `?rule=<one none has>&limit=1000`
+   read took 1.9-2.6 s). Fixed in collector/api_guard.c: Sec-Fetch-Site
+   cross-site and same-site are refused (403 forbidden_site).
+3. Error answers carried neither nosniff nor a CSP. Fixed in collector/api.c
+   queue(): X-Content-Type-Options: nosniff and `default-src 'none';
+   frame-ancestors 'none'` on every API answer.
+4. Two Host headers: the first was taken. Fixed: 400 (RFC 9112 3.2).
+5. A shareable link whose org is not valid percent-encoding threw URIError
+   out of route() (a blank page). Fixed in web/app.js route(): said, not
+   thrown.
 """
 
 import json
