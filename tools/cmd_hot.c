@@ -20,6 +20,7 @@ void wl_usage_hot(FILE *out)
 {
     fprintf(out,
             "Usage: warmline hot [--limit N] [--min-score X] [--rule NAME] [--since T]\n"
+            "                    [--after CURSOR]\n"
             "                    [--url URL | --config FILE] [--token-file FILE]\n"
             "                    [--json | --csv]\n"
             "\n"
@@ -33,6 +34,8 @@ void wl_usage_hot(FILE *out)
             "                     a UTC date or time (2025-01-31, 2025-01-31T10:00[:00][Z]),\n"
             "                     or an age such as 90m, 36h, 7d, 2w (that long ago);\n"
             "                     with --rule: a signal of that rule since T\n"
+            "  --after CURSOR     the next page: the cursor the last page printed on\n"
+            "                     stderr as \"next page: --after CURSOR\" (ranks go on)\n"
             "\n"
             "The table: rank; score (1 decimal); org (the named account's name when the\n"
             "organization is one, else its id); installs (counting installs, as\n"
@@ -222,17 +225,18 @@ static struct wl_table *build_table(const json_t *accounts, enum wl_out_format f
 
 int wl_cmd_hot(int argc, char **argv)
 {
-    enum { OPT_LIMIT = 256, OPT_MIN_SCORE, OPT_RULE, OPT_SINCE };
+    enum { OPT_LIMIT = 256, OPT_MIN_SCORE, OPT_RULE, OPT_SINCE, OPT_AFTER };
     static const struct option opts[] = {
         WL_API_LONGOPTS,
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"min-score", required_argument, NULL, OPT_MIN_SCORE},
         {"rule", required_argument, NULL, OPT_RULE},
         {"since", required_argument, NULL, OPT_SINCE},
+        {"after", required_argument, NULL, OPT_AFTER},
         {NULL, 0, NULL, 0},
     };
     struct wl_api_opts o = {0};
-    const char *limit = NULL, *min_score = NULL, *rule = NULL;
+    const char *limit = NULL, *min_score = NULL, *rule = NULL, *after = NULL;
     char since[32] = "";
     struct wl_api_client *api = NULL;
     struct wl_table *t = NULL;
@@ -280,6 +284,11 @@ int wl_cmd_hot(int argc, char **argv)
             snprintf(since, sizeof since, "%lld", ms);
             break;
         }
+        case OPT_AFTER:
+            if (optarg[0] == '\0')
+                return wl_cli_usage_error(CMD, "--after: empty cursor");
+            after = optarg; /* the collector says what is wrong with a bad one */
+            break;
         case 'h': wl_usage_hot(stdout); return WL_EXIT_OK;
         default: return WL_EXIT_USAGE;
         }
@@ -294,7 +303,8 @@ int wl_cmd_hot(int argc, char **argv)
         (limit && wl_api_query(&path, "limit", limit) != 0) ||
         (min_score && wl_api_query(&path, "min_score", min_score) != 0) ||
         (rule && wl_api_query(&path, "rule", rule) != 0) ||
-        (since[0] && wl_api_query(&path, "since", since) != 0)) {
+        (since[0] && wl_api_query(&path, "since", since) != 0) ||
+        (after && wl_api_query(&path, "after", after) != 0)) {
         wl_cli_error(CMD, "out of memory");
         goto done;
     }
@@ -318,6 +328,9 @@ int wl_cmd_hot(int argc, char **argv)
         t = build_table(accounts, o.format);
         rc = wl_api_emit_table(CMD, t, o.format, isatty(STDOUT_FILENO) ? WL_TABLE_TERMINAL : 0);
     }
+    const char *next = json_string_value(json_object_get(reply, "next"));
+    if (rc == 0 && next != NULL && json_array_size(accounts) > 0)
+        fprintf(stderr, "%s: next page: --after %s\n", CMD, next);
     if (rc == 0 && json_is_true(json_object_get(reply, "truncated")))
         wl_cli_error(CMD, "the collector stopped after scanning as many organizations as it "
                           "will for one request: more accounts may match these filters");

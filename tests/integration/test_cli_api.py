@@ -294,6 +294,23 @@ class Hot(ApiCase):
                           json_lines(self.cli("hot", "--json", "--rule", "teams_5").stdout)],
                          [self.orgs["globex"]])
         self.assertEqual(self.cli("hot", "--json", "--min-score", "1000").stdout, "")
+        # pages by the cursor the last page printed, ranks going on, every account once
+        everyone = [a["org"] for a in self.api_ok("/v1/accounts/hot?limit=1000")["accounts"]]
+        seen, args = [], []
+        while True:
+            r = self.cli("hot", "--json", "--limit", "1", *args)
+            page = json_lines(r.stdout)
+            self.assertLessEqual(len(page), 1)
+            seen += [a["org"] for a in page]
+            self.assertEqual([a["rank"] for a in page], list(range(len(seen) - len(page) + 1,
+                                                                   len(seen) + 1)))
+            m = re.search(r"next page: --after (\S+)", r.stderr)
+            if m is None:
+                break
+            args = ["--after", m.group(1)]
+        self.assertEqual(seen, everyone)
+        r = self.cli("hot", "--after", "not-a-cursor", ok=False)
+        self.assertIn("after", r.stderr)
 
     def test_csv(self):
         want = self.api_ok("/v1/accounts/hot")["accounts"]
