@@ -43,6 +43,7 @@ its defence goes:
 
 import gzip
 import json
+import re
 import os
 import socket
 import struct
@@ -413,7 +414,13 @@ class TestFreshMessageIdsThroughAnEarlySweep(Review3Case):
         latest = body_of(*[dict(one_message("sweepsweepsweepsweepsweep%d" % (i % 3)),
                                 messageId="latest-%d" % i) for i in range(500)])
         self.assertEqual(json.loads(post(c.http_port, latest, HEADERS)[2])["accepted"], 500)
+        # a sweep after the latest batch: an early sweep needs an eighth of the
+        # budget (128 KiB, ~2,600 ids) added past the last one
         mark = len(c.lines)
+        for n in range(2):
+            msgs = [dict(one_message("fillerfillerfillerfiller%02d" % n),
+                         messageId=uuid.uuid4().hex) for _ in range(1500)]
+            self.assertEqual(post(c.http_port, body_of(*msgs), HEADERS)[0], 200)
         c.wait_for(r"\bevent=msgids_swept\b.*evicted=[1-9]", timeout=15, since=mark)
         status, _, answer = post(c.http_port, latest, HEADERS)
         self.assertEqual(json.loads(answer)["duplicates"], 500,
