@@ -433,9 +433,12 @@ static enum MHD_Result batch(struct wl_http_ingest *h, struct MHD_Connection *co
     }
     int64_t now = now_ms();
     int rc = wl_rudder_map(json ? json : "", jlen, &o, now, &res, why, sizeof why);
-    atomic_fetch_sub(&bodies_held, tree); /* the tree is gone */
-    req->charged -= tree;
-    wipe_free(inflated, ilen); /* raw domains, customer and license ids */
+    /* the tree is gone, and the inflated body goes (raw domains, customer
+     * and license ids: wiped) */
+    uint64_t gone = tree + (inflated != NULL ? ilen : 0);
+    wipe_free(inflated, ilen);
+    atomic_fetch_sub(&bodies_held, gone);
+    req->charged -= gone;
     if (rc != 0)
         return batch_error(conn, MHD_HTTP_BAD_REQUEST, WL_M_http_batch_bad_request,
                            "bad_request", why);
