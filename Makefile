@@ -70,7 +70,7 @@ sanitize: bootstrap node-deps ui-deps
 # timeout and prints the path of the input that caused it.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= frame_stream envelope ping_validate config_rules api_params named_csv state \
-	security_query rudder_batch
+	security_query rudder_batch networks_csv
 fuzz: bootstrap
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWL_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
