@@ -8,174 +8,9 @@
 
 #include <sodium.h>
 
-#include "ptable.h"
-#include "records.pb-c.h"
-#include "signals.h"
+#include "state_parts.h"
 
-typedef Warmline__Store__V1__InstallState wl_install_rec;
-typedef Warmline__Store__V1__OrgState wl_org_rec;
-typedef Warmline__Store__V1__StoredPing wl_ping_rec;
-typedef Warmline__Store__V1__DailyState wl_daily_rec;
-
-static const char META_INGEST_SEQ[] = "ingest_seq";
-/* The ingest sequence the installs, orgs and current days on disk are
- * exact for: pings after it are replayed from the pings column family when
- * the state loads. Absent (databases from before it): the ingest sequence. */
-static const char META_STATE_SEQ[] = "state_seq";
-
-#define SEEN_MAX 16 /* versions and editions remembered per organization */
-/* Past days kept per organization for growth rules: more than any window
- * (a window of d days keeps at most d + 1); the oldest goes past it. */
-#define HIST_MAX 1024
-
-/* Interned strings: editions, versions and features repeat across installs.
- * Counted references (installs, their feature lists, organizations' seen
- * lists and tallies): a string is freed with its last reference, so memory
- * tracks what is stored, not every string a sender ever sent. A string a
- * rule tests holds one more reference, the state's own, and is always
- * tallied. */
-struct wl_str {
-    uint32_t refs;
-    uint32_t hash;                          /* keyed (ptable.h) */
-    uint32_t len;
-    uint8_t ruled;
-    char s[];
-};
-
-/* Interned feature lists: installs share a handful of them, so an install
- * points at one instead of owning an array (a malloc'd chunk each). The
- * entries are interned strings (one reference each): equal lists are equal
- * pointer arrays. Counted references, from installs. */
-struct wl_fset {
-    uint32_t refs;
-    uint32_t hash;
-    uint32_t n;
-    const char *s[];
-};
-
-struct wl_org;
-
-/* How many of an organization's installs run a string (interned): the
- * features and editions of its counting installs (the rules ask has_feature
- * and edition == of every changed organization, which must not cost a walk
- * over its installs), and the versions and editions of all its installs (its
- * record lists them). An open-addressing table keyed by the string's hash;
- * an entry leaves when its count reaches 0. Bounded: past a cap
- * (max_org_features, or SEEN_MAX for the lists) a new string is not tallied,
- * unless a rule tests it; each install remembers which of its strings it
- * tallied (wl_install.feat_tallied, .flags), so a count is always exact. */
-struct wl_tally {
-    const char *s;                          /* interned (one reference); NULL: empty */
-    uint32_t n;
-};
-
-struct wl_tallies {
-    struct wl_tally *v;
-    uint16_t n, cap;                        /* cap: 0 or a power of two */
-};
-
-/* wl_install.flags: which of its strings its organization counts. */
-#define IN_EDITION_TALLIED 1                /* in org->eds (while counting) */
-#define IN_VERSION_LISTED 2                 /* in org->versions */
-#define IN_EDITION_LISTED 4                 /* in org->editions */
-#define IN_ORG_BY_NETWORK 8                 /* its organization came from the network table */
-
-#define HOUR_MS 3600000LL
-
-/* An install's latest ping, packed, from apply to the flush. */
-struct kept_ping {
-    uint32_t len;
-    uint8_t data[];
-};
-
-/* One per install ever seen, so kept small (176 bytes and its id):
- * counts fit 32 bits (validation caps them at max_count <= UINT32_MAX),
- * the id is as long as it is. */
-struct wl_install {
-    struct wl_org *org;
-    struct wl_install *next_dirty;
-    const char *edition, *version;          /* interned */
-    const char **features;                  /* an interned list (wl_fset) */
-    struct kept_ping *ping;                 /* while dirty: the latest ping, packed */
-    uint64_t last_seq;
-    uint64_t last_ingest_seq;
-    int64_t first_seen, last_seen;          /* event time */
-    uint32_t counts[WL_N_COUNTS];
-    uint64_t feat_tallied;                  /* bit i: features[i] is in org->feats */
-    uint32_t heap_pos;                      /* in the expiry heap, while counting */
-    uint32_t org_pos;                       /* in org->installs */
-    uint32_t hash;                          /* of the id (keyed): the install table's */
-    uint8_t n_features;
-    uint8_t counting;
-    uint8_t dirty;
-    uint8_t flags;                          /* IN_* */
-    uint32_t edge_seq;                      /* the seq of its latest edge ping (writer's) */
-    uint32_t check_hour;                    /* the hour of its latest security check (0: none) */
-    uint64_t check_digest;                  /* of that check's fields (check_digest()) */
-    char id[];                              /* NUL-terminated */
-};
-
-struct wl_org {
-    uint8_t id[WL_ORG_ID_MAX];
-    uint8_t id_len;
-    uint8_t dirty;
-    uint8_t day_dirty;                      /* the current day's record is not written yet */
-    uint8_t hist_ready;                     /* the growth history is in memory */
-    uint16_t hist_n, hist_cap;
-    uint32_t hash;                          /* of the id (keyed): the organization table's */
-    uint32_t day;                           /* UTC day of the latest change */
-    uint32_t n_counting;
-    int64_t first_seen, last_seen;
-    int64_t updated_at;                     /* event time of the latest change */
-    uint64_t totals[WL_N_COUNTS];           /* over counting installs */
-    struct wl_install **installs;
-    size_t n_installs, cap_installs;
-    struct wl_tallies versions, editions;   /* over its installs, at most SEEN_MAX each */
-    struct wl_tallies feats, eds;           /* over its counting installs */
-    /* End-of-day values of the metrics growth rules use, for past days:
-     * hist_days[i], hist_vals[i * n_tracked + k]; oldest first. */
-    uint32_t *hist_days;
-    uint64_t *hist_vals;
-    struct wl_org_rules rules;
-    struct wl_org *next_dirty;
-};
-
-struct wl_state {
-    struct wl_store *store;
-    struct wl_state_opts opts;
-    struct wl_ptable installs;              /* by id */
-    struct wl_ptable orgs;                  /* by id */
-    struct wl_ptable strings;               /* interned strings */
-    struct wl_ptable fsets;                 /* interned feature lists */
-    uint64_t interned_bytes;                /* what strings and fsets hold */
-    uint64_t untallied;                     /* features and editions left out of tallies */
-    struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
-    size_t heap_n, heap_cap;
-    struct wl_install *dirty_installs;
-    struct wl_org *dirty_orgs;
-    uint64_t n_dirty_installs;
-    uint64_t state_seq;                     /* what the records on disk are exact for */
-    uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
-    int flushed;                            /* the batch holds a whole flush */
-    uint64_t replayed;                      /* pings the load replayed */
-    int replaying;                          /* loading: the log is on disk already */
-    struct wl_signals signals;
-    uint64_t ingest_seq;
-    uint64_t group_last_signal;
-    int64_t clock;
-    uint64_t n_installs, n_orgs;
-    int tracked[WL_N_COUNTS];               /* metrics growth rules use */
-    int n_tracked;
-    int hist_keep_days;                     /* 0: no history kept */
-    uint8_t *scratch;
-    size_t scratch_cap;
-    void **sort_buf;                        /* the flush's dirty records in key order */
-    size_t sort_cap;
-    const char **feat_buf;                  /* an organization record's features */
-    size_t feat_cap;
-};
-
-static void *xrealloc(void *p, size_t n)
+void *wl_st_xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
     if (q == NULL)
@@ -183,13 +18,13 @@ static void *xrealloc(void *p, size_t n)
     return q;
 }
 
-static uint8_t *scratch(struct wl_state *st, size_t need)
+uint8_t *wl_st_scratch(struct wl_state *st, size_t need)
 {
     if (need > st->scratch_cap) {
         size_t cap = st->scratch_cap ? st->scratch_cap : 4096;
         while (cap < need)
             cap *= 2;
-        st->scratch = xrealloc(st->scratch, cap);
+        st->scratch = wl_st_xrealloc(st->scratch, cap);
         st->scratch_cap = cap;
     }
     return st->scratch;
@@ -197,7 +32,7 @@ static uint8_t *scratch(struct wl_state *st, size_t need)
 
 /* ---- interned strings and feature lists ---- */
 
-static struct wl_str *str_of(const char *s)
+struct wl_str *wl_st_str_of(const char *s)
 {
     return (struct wl_str *)(void *)(s - offsetof(struct wl_str, s));
 }
@@ -207,13 +42,8 @@ static struct wl_fset *fset_of(const char **v)
     return (struct wl_fset *)(void *)((char *)v - offsetof(struct wl_fset, s));
 }
 
-static uint32_t str_hash_of(const void *e) { return ((const struct wl_str *)e)->hash; }
-static uint32_t fset_hash_of(const void *e) { return ((const struct wl_fset *)e)->hash; }
-
-struct bytes_key {
-    const void *p;
-    size_t len;
-};
+uint32_t wl_st_str_hash_of(const void *e) { return ((const struct wl_str *)e)->hash; }
+uint32_t wl_st_fset_hash_of(const void *e) { return ((const struct wl_fset *)e)->hash; }
 
 static int str_eq(const void *e, const void *key)
 {
@@ -233,13 +63,13 @@ static size_t str_bytes(const struct wl_str *e) { return sizeof *e + e->len + 1;
 static size_t fset_bytes(const struct wl_fset *f) { return sizeof *f + f->n * sizeof *f->s; }
 
 /* A new reference to the interned copy of s. */
-static const char *intern(struct wl_state *st, const char *s)
+const char *wl_st_intern(struct wl_state *st, const char *s)
 {
     struct bytes_key k = {s, strlen(s)};
     uint32_t h = (uint32_t)wl_keyhash(s, k.len);
     struct wl_str *e = wl_ptable_find(&st->strings, h, str_eq, &k);
     if (e == NULL) {
-        e = xrealloc(NULL, sizeof *e + k.len + 1);
+        e = wl_st_xrealloc(NULL, sizeof *e + k.len + 1);
         memset(e, 0, sizeof *e);
         e->hash = h;
         e->len = (uint32_t)k.len;
@@ -251,18 +81,18 @@ static const char *intern(struct wl_state *st, const char *s)
     return e->s;
 }
 
-static const char *str_ref(const char *s)
+const char *wl_st_str_ref(const char *s)
 {
     if (s != NULL)
-        str_of(s)->refs++;
+        wl_st_str_of(s)->refs++;
     return s;
 }
 
-static void str_unref(struct wl_state *st, const char *s)
+void wl_st_str_unref(struct wl_state *st, const char *s)
 {
     if (s == NULL)
         return;
-    struct wl_str *e = str_of(s);
+    struct wl_str *e = wl_st_str_of(s);
     if (--e->refs > 0)
         return;
     wl_ptable_remove(&st->strings, e);
@@ -272,7 +102,7 @@ static void str_unref(struct wl_state *st, const char *s)
 
 /* A reference to the interned list of v's n strings; takes over the
  * references v holds (one per entry). */
-static const char **intern_fset(struct wl_state *st, const char **v, size_t n)
+const char **wl_st_intern_fset(struct wl_state *st, const char **v, size_t n)
 {
     if (n == 0)
         return NULL;
@@ -281,9 +111,9 @@ static const char **intern_fset(struct wl_state *st, const char **v, size_t n)
     struct wl_fset *f = wl_ptable_find(&st->fsets, h, fset_eq, &k);
     if (f != NULL) {
         for (size_t i = 0; i < n; i++)
-            str_unref(st, v[i]); /* the list holds its own */
+            wl_st_str_unref(st, v[i]); /* the list holds its own */
     } else {
-        f = xrealloc(NULL, sizeof *f + n * sizeof *v);
+        f = wl_st_xrealloc(NULL, sizeof *f + n * sizeof *v);
         memset(f, 0, sizeof *f);
         f->hash = h;
         f->n = (uint32_t)n;
@@ -295,7 +125,7 @@ static const char **intern_fset(struct wl_state *st, const char **v, size_t n)
     return f->s;
 }
 
-static void fset_unref(struct wl_state *st, const char **v)
+void wl_st_fset_unref(struct wl_state *st, const char **v)
 {
     if (v == NULL)
         return;
@@ -305,12 +135,12 @@ static void fset_unref(struct wl_state *st, const char **v)
     wl_ptable_remove(&st->fsets, f);
     st->interned_bytes -= fset_bytes(f);
     for (uint32_t i = 0; i < f->n; i++)
-        str_unref(st, f->s[i]);
+        wl_st_str_unref(st, f->s[i]);
     free(f);
 }
 
 /* The interned copy of s, or NULL when nothing holds it. */
-static const char *interned(const struct wl_state *st, const char *s)
+const char *wl_st_interned(const struct wl_state *st, const char *s)
 {
     struct bytes_key k = {s, strlen(s)};
     struct wl_str *e = wl_ptable_find(&st->strings, (uint32_t)wl_keyhash(s, k.len), str_eq, &k);
@@ -318,15 +148,15 @@ static const char *interned(const struct wl_state *st, const char *s)
 }
 
 /* The rules' operands: interned for good, and always tallied. */
-static void pin_operand(void *arg, int is_feature, const char *text)
+void wl_st_pin_operand(void *arg, int is_feature, const char *text)
 {
     struct wl_state *st = arg;
     (void)is_feature;
-    const char *s = interned(st, text);
-    if (s != NULL && str_of(s)->ruled)
+    const char *s = wl_st_interned(st, text);
+    if (s != NULL && wl_st_str_of(s)->ruled)
         return;
-    s = intern(st, text); /* the state's reference, dropped at wl_state_free */
-    str_of(s)->ruled = 1;
+    s = wl_st_intern(st, text); /* the state's reference, dropped at wl_state_free */
+    wl_st_str_of(s)->ruled = 1;
 }
 
 /* ---- the counting installs, a min-heap by last_seen ----
@@ -370,17 +200,17 @@ static void heap_sift_down(struct wl_state *st, size_t i)
     heap_set(st, i, in);
 }
 
-static void heap_push(struct wl_state *st, struct wl_install *in)
+void wl_st_heap_push(struct wl_state *st, struct wl_install *in)
 {
     if (st->heap_n == st->heap_cap) {
         st->heap_cap = st->heap_cap ? st->heap_cap * 2 : 1024;
-        st->heap = xrealloc(st->heap, st->heap_cap * sizeof *st->heap);
+        st->heap = wl_st_xrealloc(st->heap, st->heap_cap * sizeof *st->heap);
     }
     heap_set(st, st->heap_n++, in);
     heap_sift_up(st, st->heap_n - 1);
 }
 
-static void heap_remove(struct wl_state *st, struct wl_install *in)
+void wl_st_heap_remove(struct wl_state *st, struct wl_install *in)
 {
     size_t i = in->heap_pos;
     struct wl_install *last = st->heap[--st->heap_n];
@@ -393,7 +223,7 @@ static void heap_remove(struct wl_state *st, struct wl_install *in)
 
 /* ---- organizations ---- */
 
-static uint32_t org_hash_of(const void *e) { return ((const struct wl_org *)e)->hash; }
+uint32_t wl_st_org_hash_of(const void *e) { return ((const struct wl_org *)e)->hash; }
 
 static int org_eq(const void *e, const void *key)
 {
@@ -402,15 +232,15 @@ static int org_eq(const void *e, const void *key)
     return org->id_len == k->len && memcmp(org->id, k->p, k->len) == 0;
 }
 
-static struct wl_org *org_find(const struct wl_state *st, const uint8_t *id, size_t len)
+struct wl_org *wl_st_org_find(const struct wl_state *st, const uint8_t *id, size_t len)
 {
     struct bytes_key k = {id, len};
     return wl_ptable_find(&st->orgs, (uint32_t)wl_keyhash(id, len), org_eq, &k);
 }
 
-static struct wl_org *org_new(struct wl_state *st, const uint8_t *id, size_t len)
+struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len)
 {
-    struct wl_org *org = xrealloc(NULL, sizeof *org);
+    struct wl_org *org = wl_st_xrealloc(NULL, sizeof *org);
     memset(org, 0, sizeof *org);
     memcpy(org->id, id, len);
     org->id_len = (uint8_t)len;
@@ -440,7 +270,7 @@ static void install_mark(struct wl_state *st, struct wl_install *in)
     }
 }
 
-static void put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     wl_daily_rec rec = WARMLINE__STORE__V1__DAILY_STATE__INIT;
     uint8_t key[1 + WL_ORG_ID_MAX + 4];
@@ -450,7 +280,7 @@ static void put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *
     rec.installs = org->n_counting;
     rec.installs_total = (uint32_t)org->n_installs;
     size_t n = warmline__store__v1__daily_state__get_packed_size(&rec);
-    uint8_t *buf = scratch(st, n);
+    uint8_t *buf = wl_st_scratch(st, n);
     warmline__store__v1__daily_state__pack(&rec, buf);
     size_t klen = wl_daily_key(org->id, org->id_len, org->day, key);
     wl_batch_put(batch, WL_CF_DAILY, key, klen, buf, n);
@@ -470,8 +300,9 @@ static void hist_push(struct wl_state *st, struct wl_org *org, uint32_t day, con
         /* computed wide, then bounded: the capacity never wraps */
         size_t cap = org->hist_cap ? 2 * (size_t)org->hist_cap : 4;
         org->hist_cap = (uint16_t)(cap > HIST_MAX ? HIST_MAX : cap);
-        org->hist_days = xrealloc(org->hist_days, org->hist_cap * sizeof *org->hist_days);
-        org->hist_vals = xrealloc(org->hist_vals, (size_t)org->hist_cap * k * sizeof(uint64_t));
+        org->hist_days = wl_st_xrealloc(org->hist_days, org->hist_cap * sizeof *org->hist_days);
+        org->hist_vals =
+            wl_st_xrealloc(org->hist_vals, (size_t)org->hist_cap * k * sizeof(uint64_t));
     }
     if (org->hist_n == org->hist_cap) { /* full even so: drop the oldest */
         memmove(org->hist_days, org->hist_days + 1, (org->hist_n - 1) * sizeof *org->hist_days);
@@ -540,7 +371,7 @@ static void hist_load(struct wl_state *st, struct wl_org *org)
 
 /* Before an organization changes at event time t: the day it was on ends
  * (its record is written and enters the history) when t is a later day. */
-static void org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct wl_batch *batch)
+void wl_st_org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct wl_batch *batch)
 {
     uint32_t day = wl_day_of(t);
     if (!org->hist_ready && st->hist_keep_days > 0)
@@ -548,7 +379,7 @@ static void org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct
     org->hist_ready = 1;
     if (day > org->day) {
         if (org->day_dirty)
-            put_daily(st, org, batch);
+            wl_st_put_daily(st, org, batch);
         if (st->hist_keep_days > 0 && org->day != 0)
             hist_push(st, org, org->day, org->totals);
         org->day = day;
@@ -563,7 +394,7 @@ static void org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct
 static struct wl_tally *tally_slot(const struct wl_tallies *t, const char *s)
 {
     size_t mask = (size_t)t->cap - 1;
-    for (size_t i = str_of(s)->hash & mask;; i = (i + 1) & mask) {
+    for (size_t i = wl_st_str_of(s)->hash & mask;; i = (i + 1) & mask) {
         if (t->v[i].s == s || t->v[i].s == NULL)
             return &t->v[i];
     }
@@ -573,7 +404,7 @@ static struct wl_tally *tally_slot(const struct wl_tallies *t, const char *s)
  * room for one more, at least twice as many slots as entries (none when it
  * would be empty); t's array is freed. max_org_features <= 10,000 keeps
  * the slots within uint16_t. */
-static void tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zeros)
+void wl_st_tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zeros)
 {
     size_t n = 0;
     for (uint16_t i = 0; i < t->cap; i++)
@@ -583,7 +414,7 @@ static void tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_ze
         cap *= 2;
     struct wl_tallies nt = {.cap = (uint16_t)cap, .n = (uint16_t)n};
     if (n + keep_zeros > 0) {
-        nt.v = xrealloc(NULL, cap * sizeof *nt.v);
+        nt.v = wl_st_xrealloc(NULL, cap * sizeof *nt.v);
         memset(nt.v, 0, cap * sizeof *nt.v);
     } else {
         nt.cap = 0;
@@ -594,7 +425,7 @@ static void tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_ze
         if (keep_zeros || t->v[i].n > 0)
             *tally_slot(&nt, t->v[i].s) = t->v[i];
         else
-            str_unref(st, t->v[i].s);
+            wl_st_str_unref(st, t->v[i].s);
     }
     free(t->v);
     *t = nt;
@@ -606,7 +437,7 @@ static void tally_erase(struct wl_tallies *t, size_t i)
 {
     size_t mask = (size_t)t->cap - 1;
     for (size_t j = (i + 1) & mask; t->v[j].s != NULL; j = (j + 1) & mask) {
-        size_t home = str_of(t->v[j].s)->hash & mask;
+        size_t home = wl_st_str_of(t->v[j].s)->hash & mask;
         /* j stays when its home is cyclically in (i, j] */
         int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {
@@ -627,12 +458,12 @@ static struct wl_tally *tally_entry(struct wl_state *st, struct wl_tallies *t, c
     struct wl_tally *e = t->cap ? tally_slot(t, s) : NULL;
     if (e != NULL && e->s != NULL)
         return e;
-    if (t->n >= cap && !str_of(s)->ruled)
+    if (t->n >= cap && !wl_st_str_of(s)->ruled)
         return NULL;
     if (4 * ((size_t)t->n + 1) > 3 * (size_t)t->cap)
-        tally_rebuild(st, t, 1);
+        wl_st_tally_rebuild(st, t, 1);
     e = tally_slot(t, s);
-    e->s = str_ref(s);
+    e->s = wl_st_str_ref(s);
     e->n = 0;
     t->n++;
     return e;
@@ -656,11 +487,11 @@ static void tally_sub(struct wl_state *st, struct wl_tallies *t, const char *s)
         abort(); /* an install untallies only what it tallied */
     if (--e->n == 0) {
         tally_erase(t, (size_t)(e - t->v));
-        str_unref(st, s);
+        wl_st_str_unref(st, s);
     }
 }
 
-static int tally_has(const struct wl_tallies *t, const char *s)
+int wl_st_tally_has(const struct wl_tallies *t, const char *s)
 {
     if (t->cap == 0)
         return 0;
@@ -668,32 +499,36 @@ static int tally_has(const struct wl_tallies *t, const char *s)
     return e->s == s && e->n > 0;
 }
 
-static void tally_clear(struct wl_state *st, struct wl_tallies *t)
+void wl_st_tally_clear(struct wl_state *st, struct wl_tallies *t)
 {
     for (uint16_t i = 0; i < t->cap; i++)
-        str_unref(st, t->v[i].s);
+        wl_st_str_unref(st, t->v[i].s);
     free(t->v);
     memset(t, 0, sizeof *t);
 }
 
 /* Entries with count 0 for the strings a record lists (at load). */
-static void tally_seed(struct wl_state *st, struct wl_tallies *t, char **v, size_t n)
+void wl_st_tally_seed(struct wl_state *st, struct wl_tallies *t, char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        const char *s = intern(st, v[i]);
+        const char *s = wl_st_intern(st, v[i]);
         tally_entry(st, t, s, SIZE_MAX);
-        str_unref(st, s); /* the entry holds its own */
+        wl_st_str_unref(st, s); /* the entry holds its own */
     }
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* The table's strings, sorted (an organization record's lists): into the
  * state's buffer, valid until the next call. */
-static int str_cmp(const void *a, const void *b);
-static const char **tally_sorted(struct wl_state *st, const struct wl_tallies *t, size_t *n)
+const char **wl_st_tally_sorted(struct wl_state *st, const struct wl_tallies *t, size_t *n)
 {
     if (t->n > st->feat_cap) {
         st->feat_cap = t->n;
-        st->feat_buf = xrealloc(st->feat_buf, st->feat_cap * sizeof *st->feat_buf);
+        st->feat_buf = wl_st_xrealloc(st->feat_buf, st->feat_cap * sizeof *st->feat_buf);
     }
     *n = 0;
     for (uint16_t i = 0; i < t->cap; i++) {
@@ -707,7 +542,7 @@ static const char **tally_sorted(struct wl_state *st, const struct wl_tallies *t
 
 /* The install's version and edition join (sign +1) or leave (-1) its
  * organization's lists. */
-static void org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
+void wl_st_org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
 {
     if (sign > 0) {
         if (in->version != NULL && tally_add(st, &org->versions, in->version, SEEN_MAX))
@@ -726,7 +561,7 @@ static void org_list(struct wl_state *st, struct wl_org *org, struct wl_install 
 /* A counting install's counts, features and edition enter (sign +1) or
  * leave (-1) its organization's account. What did not fit the tallies
  * (max_org_features) is counted, and not taken out again. */
-static void org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
+void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
 {
     size_t cap = st->opts.max_org_features;
     for (int i = 0; i < WL_N_COUNTS; i++)
@@ -758,11 +593,11 @@ static void org_count(struct wl_state *st, struct wl_org *org, struct wl_install
     in->flags &= (uint8_t)~IN_EDITION_TALLIED;
 }
 
-static void org_attach(struct wl_org *org, struct wl_install *in)
+void wl_st_org_attach(struct wl_org *org, struct wl_install *in)
 {
     if (org->n_installs == org->cap_installs) {
         org->cap_installs = org->cap_installs ? org->cap_installs * 2 : 2;
-        org->installs = xrealloc(org->installs, org->cap_installs * sizeof *org->installs);
+        org->installs = wl_st_xrealloc(org->installs, org->cap_installs * sizeof *org->installs);
     }
     in->org_pos = (uint32_t)org->n_installs;
     org->installs[org->n_installs++] = in;
@@ -777,19 +612,19 @@ static void org_attach(struct wl_org *org, struct wl_install *in)
  * leaver's place. The organization's first and last seen stay: they are
  * the first and last time it saw any install, also one that moved away
  * (its record keeps them across restarts, load_org). */
-static void org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in)
+void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in)
 {
     struct wl_install *last = org->installs[--org->n_installs];
     org->installs[in->org_pos] = last;
     last->org_pos = in->org_pos;
     if (in->counting)
-        org_count(st, org, in, -1);
-    org_list(st, org, in, -1);
+        wl_st_org_count(st, org, in, -1);
+    wl_st_org_list(st, org, in, -1);
     in->org = NULL;
 }
 
 /* First and last seen of the installs it has (after a forget). */
-static void org_reseen(struct wl_org *org)
+void wl_st_org_reseen(struct wl_org *org)
 {
     org->first_seen = org->last_seen = 0;
     for (size_t i = 0; i < org->n_installs; i++) {
@@ -808,8 +643,8 @@ static int view_has_feature(void *ctx, const char *name)
     void **c = ctx;
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
-    const char *s = interned(st, name);
-    return s != NULL && tally_has(&org->feats, s);
+    const char *s = wl_st_interned(st, name);
+    return s != NULL && wl_st_tally_has(&org->feats, s);
 }
 
 static int view_has_edition(void *ctx, const char *edition)
@@ -817,8 +652,8 @@ static int view_has_edition(void *ctx, const char *edition)
     void **c = ctx;
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
-    const char *s = interned(st, edition);
-    return s != NULL && tally_has(&org->eds, s);
+    const char *s = wl_st_interned(st, edition);
+    return s != NULL && wl_st_tally_has(&org->eds, s);
 }
 
 static int view_past_value(void *ctx, enum wl_count metric, int days_ago, uint64_t *out)
@@ -886,7 +721,7 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
 }
 
 /* Takes the organization out of the rank index, where its signals put it. */
-static void rank_delete(const struct wl_org *org, struct wl_batch *batch)
+void wl_st_rank_delete(const struct wl_org *org, struct wl_batch *batch)
 {
     if (org->rules.n_signals > 0) {
         uint8_t key[8 + WL_ORG_ID_MAX];
@@ -903,18 +738,18 @@ static void rank_delete(const struct wl_org *org, struct wl_batch *batch)
 static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     if (org->day_dirty) /* its day (touched by the move) ends: with no installs */
-        put_daily(st, org, batch);
+        wl_st_put_daily(st, org, batch);
     if (!st->replaying) /* replaying, the delete is stored already */
-        rank_delete(org, batch);
+        wl_st_rank_delete(org, batch);
     wl_org_rules_free(&org->rules);
     memset(&org->rules, 0, sizeof org->rules);
     org->rules.score_log2 = WL_SCORE_NONE;
-    tally_clear(st, &org->versions); /* every count is 0: no installs */
-    tally_clear(st, &org->editions);
-    tally_clear(st, &org->feats);
-    tally_clear(st, &org->eds);
+    wl_st_tally_clear(st, &org->versions); /* every count is 0: no installs */
+    wl_st_tally_clear(st, &org->editions);
+    wl_st_tally_clear(st, &org->feats);
+    wl_st_tally_clear(st, &org->eds);
     org->hist_n = 0;
-    org->hist_ready = 1; /* as org_new: a new organization reads no history */
+    org->hist_ready = 1; /* as wl_st_org_new: a new organization reads no history */
     org->day = 0;
     org->day_dirty = 0;
     org->first_seen = org->last_seen = org->updated_at = 0;
@@ -930,9 +765,9 @@ static void expire(struct wl_state *st, struct wl_batch *batch)
     while (st->heap_n > 0 && st->heap[0]->last_seen < limit) {
         struct wl_install *in = st->heap[0];
         struct wl_org *org = in->org;
-        heap_remove(st, in);
-        org_touch(st, org, st->clock, batch);
-        org_count(st, org, in, -1);
+        wl_st_heap_remove(st, in);
+        wl_st_org_touch(st, org, st->clock, batch);
+        wl_st_org_count(st, org, in, -1);
         in->counting = 0;
         org_evaluate(st, org, st->clock, 0, batch);
     }
@@ -949,32 +784,32 @@ void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch)
 
 /* The install's strings become the ping's: new references first, then the
  * old ones go (freeing what no one else holds). */
-static void install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p)
+void wl_st_install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p)
 {
     uint64_t counts[WL_N_COUNTS];
     const char *edition = in->edition, *version = in->version, **fl = in->features;
     wl_ping_counts(p, counts);
     for (int i = 0; i < WL_N_COUNTS; i++)
         in->counts[i] = counts[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)counts[i];
-    in->edition = p->edition[0] ? intern(st, p->edition) : NULL;
-    in->version = p->version[0] ? intern(st, p->version) : NULL;
+    in->edition = p->edition[0] ? wl_st_intern(st, p->edition) : NULL;
+    in->version = p->version[0] ? wl_st_intern(st, p->version) : NULL;
     size_t nf = p->n_features > WL_FEATURES_MAX ? WL_FEATURES_MAX : p->n_features;
     const char *features[WL_FEATURES_MAX];
     for (size_t i = 0; i < nf; i++)
-        features[i] = intern(st, p->features[i]);
-    in->features = intern_fset(st, features, nf);
+        features[i] = wl_st_intern(st, p->features[i]);
+    in->features = wl_st_intern_fset(st, features, nf);
     in->n_features = (uint8_t)nf;
-    str_unref(st, edition);
-    str_unref(st, version);
-    fset_unref(st, fl);
+    wl_st_str_unref(st, edition);
+    wl_st_str_unref(st, version);
+    wl_st_fset_unref(st, fl);
 }
 
 /* Everything an install holds of the interned strings goes. */
-static void install_release(struct wl_state *st, struct wl_install *in)
+void wl_st_install_release(struct wl_state *st, struct wl_install *in)
 {
-    str_unref(st, in->edition);
-    str_unref(st, in->version);
-    fset_unref(st, in->features);
+    wl_st_str_unref(st, in->edition);
+    wl_st_str_unref(st, in->version);
+    wl_st_fset_unref(st, in->features);
     in->edition = in->version = NULL;
     in->features = NULL;
     in->n_features = 0;
@@ -982,7 +817,7 @@ static void install_release(struct wl_state *st, struct wl_install *in)
 
 /* ---- installs by id (ptable.h: keyed, 8-16 bytes per install) ---- */
 
-static uint32_t install_hash_of(const void *e) { return ((const struct wl_install *)e)->hash; }
+uint32_t wl_st_install_hash_of(const void *e) { return ((const struct wl_install *)e)->hash; }
 
 static int install_eq(const void *e, const void *key)
 {
@@ -992,21 +827,21 @@ static int install_eq(const void *e, const void *key)
     return strnlen(in->id, k->len + 1) == k->len && memcmp(in->id, k->p, k->len) == 0;
 }
 
-static struct wl_install *install_find(const struct wl_state *st, const char *id, size_t len)
+struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len)
 {
     struct bytes_key k = {id, len};
     return wl_ptable_find(&st->installs, (uint32_t)wl_keyhash(id, len), install_eq, &k);
 }
 
-static void install_unlink(struct wl_state *st, struct wl_install *in)
+void wl_st_install_unlink(struct wl_state *st, struct wl_install *in)
 {
     wl_ptable_remove(&st->installs, in);
     st->n_installs--;
 }
 
-static struct wl_install *install_new(struct wl_state *st, const char *id, size_t len)
+struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t len)
 {
-    struct wl_install *in = xrealloc(NULL, sizeof *in + len + 1);
+    struct wl_install *in = wl_st_xrealloc(NULL, sizeof *in + len + 1);
     memset(in, 0, sizeof *in);
     memcpy(in->id, id, len);
     in->id[len] = '\0';
@@ -1022,7 +857,7 @@ static void install_keep_ping(struct wl_install *in, const uint8_t *stored, size
     struct wl_ping_peek pk;
     if (wl_ping_peek(stored, len, &pk) != 0 || pk.ping == NULL)
         abort(); /* we packed it ourselves, or it loaded from disk whole */
-    in->ping = xrealloc(in->ping, sizeof *in->ping + pk.ping_len);
+    in->ping = wl_st_xrealloc(in->ping, sizeof *in->ping + pk.ping_len);
     memcpy(in->ping->data, pk.ping, pk.ping_len);
     in->ping->len = (uint32_t)pk.ping_len;
 }
@@ -1121,7 +956,7 @@ static uint64_t check_digest(struct wl_state *st, const wl_ping *p, uint64_t pre
     c.seq = 0;
     c.sent_at = 0;
     size_t n = warmline__v1__ping__get_packed_size(&c);
-    uint8_t *buf = scratch(st, n + sizeof presence);
+    uint8_t *buf = wl_st_scratch(st, n + sizeof presence);
     warmline__v1__ping__pack(&c, buf);
     memcpy(buf + n, &presence, sizeof presence);
     crypto_generichash((uint8_t *)&d, sizeof d, buf, n + sizeof presence, NULL, 0);
@@ -1132,14 +967,14 @@ static uint64_t check_digest(struct wl_state *st, const wl_ping *p, uint64_t pre
 static void install_keep_packed(struct wl_install *in, const wl_ping *p)
 {
     size_t n = warmline__v1__ping__get_packed_size(p);
-    in->ping = xrealloc(in->ping, sizeof *in->ping + n);
+    in->ping = wl_st_xrealloc(in->ping, sizeof *in->ping + n);
     warmline__v1__ping__pack(p, in->ping->data);
     in->ping->len = (uint32_t)n;
 }
 
 /* wl_state_apply and wl_state_apply_edge; stored is the ping's record when
  * it is replayed (source and presence are then the record's). */
-static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
+enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
                            uint64_t presence, int64_t received_at, int64_t event_at,
                            struct wl_batch *batch, const uint8_t *stored, size_t stored_len)
 {
@@ -1154,7 +989,7 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
     char *features[WL_FEATURES_MAX];
     const wl_ping *latest = ping; /* what the install's state becomes */
 
-    in = install_find(st, ping->install_id, idlen);
+    in = wl_st_install_find(st, ping->install_id, idlen);
     if (!edge) {
         if (in != NULL && ping->seq <= in->last_seq)
             return WL_APPLY_DUPLICATE;
@@ -1207,7 +1042,7 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
         rec.source = source;
         rec.presence = edge ? presence : 0;
         stored_len = warmline__store__v1__stored_ping__get_packed_size(&rec);
-        uint8_t *buf = scratch(st, stored_len);
+        uint8_t *buf = wl_st_scratch(st, stored_len);
         warmline__store__v1__stored_ping__pack(&rec, buf);
         wl_be64_put(key, rec.ingest_seq);
         wl_batch_put(batch, WL_CF_PINGS, key, sizeof key, buf, stored_len);
@@ -1215,40 +1050,40 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
     }
 
     if (in == NULL) {
-        in = install_new(st, ping->install_id, idlen);
+        in = wl_st_install_new(st, ping->install_id, idlen);
         in->first_seen = event_at;
     }
     if (edge)
         install_keep_packed(in, latest);
     else
         install_keep_ping(in, stored, stored_len); /* before scratch is reused */
-    struct wl_org *org = org_find(st, org_id, org_len);
+    struct wl_org *org = wl_st_org_find(st, org_id, org_len);
     if (org == NULL) {
-        org = org_new(st, org_id, org_len);
+        org = wl_st_org_new(st, org_id, org_len);
         org->hist_ready = 1; /* nothing on disk to read */
     }
     struct wl_org *old = in->org;
     if (old != NULL && old != org) { /* the install moved: its old org loses it */
-        org_touch(st, old, event_at, batch);
-        org_detach(st, old, in);
+        wl_st_org_touch(st, old, event_at, batch);
+        wl_st_org_detach(st, old, in);
         org_evaluate(st, old, event_at, rec.ingest_seq, batch);
         if (old->n_installs == 0)
             org_empty(st, old, batch);
     }
-    org_touch(st, org, event_at, batch);
+    wl_st_org_touch(st, org, event_at, batch);
     int was_counting = in->counting;
     if (was_counting && old == org) /* its old counts leave the totals; the new come in below */
-        org_count(st, org, in, -1);
+        wl_st_org_count(st, org, in, -1);
     if (old == org)
-        org_list(st, org, in, -1);
+        wl_st_org_list(st, org, in, -1);
     if (in->org != org)
-        org_attach(org, in);
-    install_set_ping(st, in, latest);
+        wl_st_org_attach(org, in);
+    wl_st_install_set_ping(st, in, latest);
     if (base != NULL) /* latest pointed into it */
         warmline__v1__ping__free_unpacked(base, NULL);
     in->counting = 1;
-    org_count(st, org, in, +1);
-    org_list(st, org, in, +1);
+    wl_st_org_count(st, org, in, +1);
+    wl_st_org_list(st, org, in, +1);
     if (event_at < in->first_seen)
         in->first_seen = event_at;
     if (event_at > in->last_seen)
@@ -1256,7 +1091,7 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
     if (was_counting) /* last_seen only grows: the install moves down */
         heap_sift_down(st, in->heap_pos);
     else
-        heap_push(st, in);
+        wl_st_heap_push(st, in);
     if (in->first_seen < org->first_seen || org->first_seen == 0)
         org->first_seen = in->first_seen;
     if (in->last_seen > org->last_seen)
@@ -1284,14 +1119,15 @@ static enum wl_apply apply(struct wl_state *st, const wl_ping *ping, uint32_t so
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
                              int64_t event_at, struct wl_batch *batch)
 {
-    return apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0);
+    return wl_st_apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0);
 }
 
 enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
                                   const struct wl_edge *edge, int64_t received_at,
                                   int64_t event_at, struct wl_batch *batch)
 {
-    return apply(st, ping, edge->source, edge->presence, received_at, event_at, batch, NULL, 0);
+    return wl_st_apply(st, ping, edge->source, edge->presence, received_at, event_at, batch,
+                       NULL, 0);
 }
 
 /* ---- records ---- */
@@ -1313,7 +1149,7 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     /* last_ping (field 7, the last) is the kept packed ping: appended as
      * protobuf-c would put it, without a decode and an encode. */
     size_t n = warmline__store__v1__install_state__get_packed_size(&rec);
-    uint8_t *buf = scratch(st, n + 1 + 5 + in->ping->len);
+    uint8_t *buf = wl_st_scratch(st, n + 1 + 5 + in->ping->len);
     warmline__store__v1__install_state__pack(&rec, buf);
     buf[n++] = (7 << 3) | 2;
     for (uint32_t v = in->ping->len; ; v >>= 7) {
@@ -1324,11 +1160,6 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     memcpy(buf + n, in->ping->data, in->ping->len);
     n += in->ping->len;
     wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), buf, n);
-}
-
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
@@ -1355,15 +1186,15 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     for (size_t i = 0; i < n_ids; i++)
         ids[i] = (char *)org->installs[i]->id;
     /* Sorted: the record does not depend on the order installs came in. */
-    const char **v = tally_sorted(st, &org->versions, &n_versions);
+    const char **v = wl_st_tally_sorted(st, &org->versions, &n_versions);
     n_versions = n_versions < SEEN_MAX ? n_versions : SEEN_MAX;
     if (n_versions > 0) /* v is NULL until a list has had strings */
         memcpy(versions, v, n_versions * sizeof *v);
-    v = tally_sorted(st, &org->editions, &n_editions);
+    v = wl_st_tally_sorted(st, &org->editions, &n_editions);
     n_editions = n_editions < SEEN_MAX ? n_editions : SEEN_MAX;
     if (n_editions > 0)
         memcpy(editions, v, n_editions * sizeof *v);
-    features = tally_sorted(st, &org->feats, &n_features);
+    features = wl_st_tally_sorted(st, &org->feats, &n_features);
     if (org->rules.states != NULL && rs != NULL) {
         for (size_t i = 0; i < rs->n; i++) {
             const struct wl_rule_state *s = &org->rules.states[i];
@@ -1403,7 +1234,7 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     rec.day = org->day;
     rec.updated_at = org->updated_at;
     size_t n = warmline__store__v1__org_state__get_packed_size(&rec);
-    uint8_t *buf = scratch(st, n);
+    uint8_t *buf = wl_st_scratch(st, n);
     warmline__store__v1__org_state__pack(&rec, buf);
     wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, buf, n);
 }
@@ -1444,7 +1275,7 @@ static void **sorted_dirty(struct wl_state *st, void *head, size_t next_off, siz
     for (void *e = head; e != NULL; e = *(void **)((char *)e + next_off)) {
         if (k == st->sort_cap) {
             st->sort_cap = st->sort_cap ? st->sort_cap * 2 : 1024;
-            st->sort_buf = xrealloc(st->sort_buf, st->sort_cap * sizeof *st->sort_buf);
+            st->sort_buf = wl_st_xrealloc(st->sort_buf, st->sort_cap * sizeof *st->sort_buf);
         }
         st->sort_buf[k++] = e;
     }
@@ -1471,7 +1302,7 @@ void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     for (size_t i = 0; i < n; i++) {
         struct wl_org *org = v[i];
         if (org->day_dirty && org->n_installs > 0)
-            put_daily(st, org, batch);
+            wl_st_put_daily(st, org, batch);
     }
     wl_be64_put(seq, st->ingest_seq);
     wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
@@ -1480,12 +1311,12 @@ void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     st->flushed = 1;
 }
 
-static void org_destroy(struct wl_state *st, struct wl_org *org)
+void wl_st_org_destroy(struct wl_state *st, struct wl_org *org)
 {
-    tally_clear(st, &org->feats);
-    tally_clear(st, &org->eds);
-    tally_clear(st, &org->versions);
-    tally_clear(st, &org->editions);
+    wl_st_tally_clear(st, &org->feats);
+    wl_st_tally_clear(st, &org->eds);
+    wl_st_tally_clear(st, &org->versions);
+    wl_st_tally_clear(st, &org->editions);
     free(org->installs);
     free(org->hist_days);
     free(org->hist_vals);
@@ -1519,7 +1350,7 @@ uint64_t wl_state_commit(struct wl_state *st)
         if (org->n_installs == 0) {
             wl_ptable_remove(&st->orgs, org);
             st->n_orgs--;
-            org_destroy(st, org);
+            wl_st_org_destroy(st, org);
         }
     }
     st->dirty_installs = NULL;
@@ -1575,22 +1406,22 @@ static void install_forget(struct wl_state *st, struct wl_install *in, struct wl
 {
     if (out->n_installs == out->cap_installs) {
         out->cap_installs = out->cap_installs ? 2 * out->cap_installs : 16;
-        out->installs = xrealloc(out->installs, out->cap_installs * sizeof *out->installs);
+        out->installs = wl_st_xrealloc(out->installs, out->cap_installs * sizeof *out->installs);
     }
     out->installs[out->n_installs] = strdup(in->id);
     if (out->installs[out->n_installs] == NULL)
         abort();
     out->n_installs++;
     if (in->counting)
-        heap_remove(st, in);
+        wl_st_heap_remove(st, in);
     if (in->org != NULL)
-        org_detach(st, in->org, in); /* takes its counts out while it still counts */
+        wl_st_org_detach(st, in->org, in); /* takes its counts out while it still counts */
     if (delete_record) {
         wl_batch_delete(batch, WL_CF_INSTALLS, in->id, strlen(in->id));
         out->install_records++;
     }
-    install_unlink(st, in);
-    install_release(st, in);
+    wl_st_install_unlink(st, in);
+    wl_st_install_release(st, in);
     free(in->ping);
     free(in);
 }
@@ -1618,10 +1449,10 @@ static void org_forget(struct wl_state *st, struct wl_org *org, struct wl_batch 
 {
     wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
     out->org_records++;
-    rank_delete(org, batch);
+    wl_st_rank_delete(org, batch);
     wl_ptable_remove(&st->orgs, org);
     st->n_orgs--;
-    org_destroy(st, org);
+    wl_st_org_destroy(st, org);
 }
 
 int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *id, size_t len,
@@ -1630,7 +1461,7 @@ int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *id, size_t le
     memset(out, 0, sizeof *out);
     if (wl_state_dirty(st))
         return -EBUSY;
-    struct wl_org *org = org_find(st, id, len);
+    struct wl_org *org = wl_st_org_find(st, id, len);
     forgotten_add_org(out, id, len, org != NULL);
     if (org == NULL)
         return 0;
@@ -1642,7 +1473,7 @@ int wl_state_forget_org_memory(struct wl_state *st, const uint8_t *id, size_t le
 
 int wl_state_has_install(const struct wl_state *st, const char *id, size_t len)
 {
-    return install_find(st, id, len) != NULL;
+    return wl_st_install_find(st, id, len) != NULL;
 }
 
 int wl_state_forget_stale(struct wl_state *st, char *const *ids, const uint8_t *lens, size_t n,
@@ -1652,12 +1483,12 @@ int wl_state_forget_stale(struct wl_state *st, char *const *ids, const uint8_t *
     if (wl_state_dirty(st))
         return -EBUSY;
     for (size_t i = 0; i < n; i++) {
-        struct wl_install *in = install_find(st, ids[i], lens[i]);
+        struct wl_install *in = wl_st_install_find(st, ids[i], lens[i]);
         if (in == NULL || in->last_ingest_seq > upto)
             continue; /* gone, or it pinged again after the forget: new data */
         struct wl_org *org = in->org;
         if (org != NULL && org->n_installs > 1)
-            org_touch(st, org, st->clock, batch); /* as forget_install: its day ends first */
+            wl_st_org_touch(st, org, st->clock, batch); /* as forget_install: its day ends first */
         install_forget(st, in, batch, out, 0);
         if (org == NULL)
             continue;
@@ -1665,7 +1496,7 @@ int wl_state_forget_stale(struct wl_state *st, char *const *ids, const uint8_t *
             org_undirty(st, org); /* touched while it had more: nothing of it is written */
             org_forget(st, org, batch, out);
         } else {
-            org_reseen(org);
+            wl_st_org_reseen(org);
         }
     }
     return 0;
@@ -1684,9 +1515,9 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
     if (idlen == 0 || idlen > WL_INSTALL_ID_MAX)
         return -EINVAL;
     size_t own_len = wl_org_id(own, NULL, 0, install_id, idlen);
-    in = install_find(st, install_id, idlen);
+    in = wl_st_install_find(st, install_id, idlen);
     if (in == NULL || in->org == NULL) {
-        forgotten_add_org(out, own, own_len, org_find(st, own, own_len) != NULL);
+        forgotten_add_org(out, own, own_len, wl_st_org_find(st, own, own_len) != NULL);
         if (in != NULL)
             install_forget(st, in, batch, out, 1);
         return 0;
@@ -1694,7 +1525,7 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
     struct wl_org *org = in->org;
     if (org->n_installs > 1) /* it stays: as when an install moves away, the day it
                                 was on ends first, and it is rewritten at the flush */
-        org_touch(st, org, st->clock, batch);
+        wl_st_org_touch(st, org, st->clock, batch);
     install_forget(st, in, batch, out, 1);
     if (org->n_installs == 0) {
         forgotten_add_org(out, org->id, org->id_len, 1);
@@ -1702,7 +1533,7 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
     } else {
         /* When it saw installs is when the installs it keeps did (its
          * versions and editions are theirs already). */
-        org_reseen(org);
+        wl_st_org_reseen(org);
     }
     forgotten_add_org(out, own, own_len, 0); /* a no-key org it once had: its history */
     return 0;
@@ -1711,11 +1542,11 @@ int wl_state_forget_install(struct wl_state *st, const char *install_id, struct 
 size_t wl_state_org_install_ids(const struct wl_state *st, const uint8_t *org, size_t org_len,
                                 char ***out)
 {
-    struct wl_org *o = org_find(st, org, org_len);
+    struct wl_org *o = wl_st_org_find(st, org, org_len);
     *out = NULL;
     if (o == NULL || o->n_installs == 0)
         return 0;
-    char **v = xrealloc(NULL, o->n_installs * sizeof *v);
+    char **v = wl_st_xrealloc(NULL, o->n_installs * sizeof *v);
     for (size_t i = 0; i < o->n_installs; i++) {
         v[i] = strdup(o->installs[i]->id);
         if (v[i] == NULL)
@@ -1833,7 +1664,7 @@ static int load_install(struct wl_state *st, const char *val, size_t vlen)
         warmline__store__v1__install_state__free_unpacked(rec, NULL);
         return -EPROTO;
     }
-    struct wl_install *in = install_new(st, rec->install_id, idlen);
+    struct wl_install *in = wl_st_install_new(st, rec->install_id, idlen);
     in->last_seq = rec->last_seq;
     in->last_ingest_seq = rec->last_ingest_seq;
     in->first_seen = rec->first_seen;
@@ -1844,11 +1675,11 @@ static int load_install(struct wl_state *st, const char *val, size_t vlen)
     if (rec->org_by_network)
         in->flags |= IN_ORG_BY_NETWORK;
     if (rec->last_ping != NULL)
-        install_set_ping(st, in, rec->last_ping);
-    struct wl_org *org = org_find(st, rec->org.data, rec->org.len);
+        wl_st_install_set_ping(st, in, rec->last_ping);
+    struct wl_org *org = wl_st_org_find(st, rec->org.data, rec->org.len);
     if (org == NULL)
-        org = org_new(st, rec->org.data, rec->org.len);
-    org_attach(org, in);
+        org = wl_st_org_new(st, rec->org.data, rec->org.len);
+    wl_st_org_attach(org, in);
     if (in->last_seen > st->clock)
         st->clock = in->last_seen;
     warmline__store__v1__install_state__free_unpacked(rec, NULL);
@@ -1860,16 +1691,16 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
     wl_org_rec *rec = warmline__store__v1__org_state__unpack(NULL, vlen, (const uint8_t *)val);
     if (rec == NULL)
         return;
-    struct wl_org *org = org_find(st, rec->org.data, rec->org.len);
+    struct wl_org *org = wl_st_org_find(st, rec->org.data, rec->org.len);
     if (org != NULL) {
         /* What the record lists keeps its place in the capped tables
          * (rebuild_counting adds the installs, then drops what none has):
          * the same lists after a restart, whatever order installs load in. */
-        tally_seed(st, &org->versions, rec->versions, rec->n_versions);
-        tally_seed(st, &org->editions, rec->editions, rec->n_editions);
-        tally_seed(st, &org->feats, rec->features, rec->n_features);
-        tally_seed(st, &org->eds, rec->editions, rec->n_editions);
-        /* also the times of installs that moved away since (org_detach) */
+        wl_st_tally_seed(st, &org->versions, rec->versions, rec->n_versions);
+        wl_st_tally_seed(st, &org->editions, rec->editions, rec->n_editions);
+        wl_st_tally_seed(st, &org->feats, rec->features, rec->n_features);
+        wl_st_tally_seed(st, &org->eds, rec->editions, rec->n_editions);
+        /* also the times of installs that moved away since (wl_st_org_detach) */
         if (rec->first_seen != 0 && rec->first_seen < org->first_seen)
             org->first_seen = rec->first_seen;
         if (rec->last_seen > org->last_seen)
@@ -1904,18 +1735,18 @@ static int rebuild_counting(struct wl_state *st)
     struct wl_org *org;
 
     for (size_t i = 0; (in = wl_ptable_next(&st->installs, &i)) != NULL;) {
-        org_list(st, in->org, in, +1);
+        wl_st_org_list(st, in->org, in, +1);
         if (in->last_seen >= limit) {
             in->counting = 1;
-            org_count(st, in->org, in, +1);
-            heap_push(st, in);
+            wl_st_org_count(st, in->org, in, +1);
+            wl_st_heap_push(st, in);
         }
     }
     for (size_t i = 0; (org = wl_ptable_next(&st->orgs, &i)) != NULL;) {
-        tally_rebuild(st, &org->versions, 0); /* what the record listed and none has */
-        tally_rebuild(st, &org->editions, 0);
-        tally_rebuild(st, &org->feats, 0);
-        tally_rebuild(st, &org->eds, 0);
+        wl_st_tally_rebuild(st, &org->versions, 0); /* what the record listed and none has */
+        wl_st_tally_rebuild(st, &org->editions, 0);
+        wl_st_tally_rebuild(st, &org->feats, 0);
+        wl_st_tally_rebuild(st, &org->eds, 0);
     }
     return 0;
 }
@@ -1973,7 +1804,7 @@ static int replay(struct wl_state *st, char *err, size_t errlen)
             break;
         }
         st->ingest_seq = seq - 1; /* forgotten pings leave gaps */
-        if (apply(st, rec->ping, rec->source, rec->presence, rec->received_at, rec->event_at,
+        if (wl_st_apply(st, rec->ping, rec->source, rec->presence, rec->received_at, rec->event_at,
                   scratch_batch, v, vlen) !=
             WL_APPLY_ACCEPTED)
             st->ingest_seq = seq; /* cannot happen: the log holds accepted pings */
@@ -2006,10 +1837,10 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
     st->opts = *opts;
     if (st->opts.max_org_features == 0)
         st->opts.max_org_features = WL_ORG_FEATURES_DEFAULT;
-    wl_ptable_init(&st->installs, install_hash_of);
-    wl_ptable_init(&st->orgs, org_hash_of);
-    wl_ptable_init(&st->strings, str_hash_of);
-    wl_ptable_init(&st->fsets, fset_hash_of);
+    wl_ptable_init(&st->installs, wl_st_install_hash_of);
+    wl_ptable_init(&st->orgs, wl_st_org_hash_of);
+    wl_ptable_init(&st->strings, wl_st_str_hash_of);
+    wl_ptable_init(&st->fsets, wl_st_fset_hash_of);
     if (opts->rules != NULL) {
         for (int m = 0; m < WL_N_COUNTS; m++) {
             if (opts->rules->growth_metrics & (1u << m))
@@ -2017,7 +1848,7 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
         }
         st->hist_keep_days = st->n_tracked ? opts->rules->max_growth_days : 0;
         for (size_t r = 0; r < opts->rules->n; r++)
-            wl_expr_operands(opts->rules->rules[r].when, pin_operand, st);
+            wl_expr_operands(opts->rules->rules[r].when, wl_st_pin_operand, st);
     }
     if ((rc = wl_signals_init(&st->signals, store, opts->rules, opts->score_half_life_ms, err,
                               errlen)) != 0)
@@ -2070,12 +1901,12 @@ void wl_state_free(struct wl_state *st)
     if (st == NULL)
         return;
     for (size_t i = 0; (in = wl_ptable_next(&st->installs, &i)) != NULL;) {
-        install_release(st, in);
+        wl_st_install_release(st, in);
         free(in->ping);
         free(in);
     }
     for (size_t i = 0; (org = wl_ptable_next(&st->orgs, &i)) != NULL;)
-        org_destroy(st, org);
+        wl_st_org_destroy(st, org);
     /* Left: the rules' operands, the state's own references. No removal
      * while iterating: free them all, then the tables. */
     for (size_t i = 0; (str = wl_ptable_next(&st->strings, &i)) != NULL;)

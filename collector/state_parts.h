@@ -1,0 +1,239 @@
+/* The writer's state inside (aggregate.h is its door): the structures and
+ * the helpers its files share, all on the writer thread. Included by the
+ * state's own files only; their rooms, one role each:
+ *   aggregate.c      the hot path: a ping applied (edge pings merged into the
+ *                    latest), installs joining and leaving organizations,
+ *                    expiry by the clock, the rules stepped for what changed
+ *   state_intern.c   interned strings and feature lists
+ *   state_tally.c    per-organization tallies: lists, features, totals
+ *   state_records.c  the records on disk: installs, organizations, days;
+ *                    flush, stage and commit
+ *   state_forget.c   forgetting installs and organizations
+ *   state_load.c     loading and replay; stored pings read undecoded
+ * A helper one file defines and another calls is named wl_st_. */
+#ifndef WL_STATE_PARTS_H
+#define WL_STATE_PARTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aggregate.h"
+#include "ptable.h"
+#include "records.pb-c.h"
+#include "signals.h"
+typedef Warmline__Store__V1__InstallState wl_install_rec;
+typedef Warmline__Store__V1__OrgState wl_org_rec;
+typedef Warmline__Store__V1__StoredPing wl_ping_rec;
+typedef Warmline__Store__V1__DailyState wl_daily_rec;
+
+static const char META_INGEST_SEQ[] = "ingest_seq";
+/* The ingest sequence the installs, orgs and current days on disk are
+ * exact for: pings after it are replayed from the pings column family when
+ * the state loads. Absent (databases from before it): the ingest sequence. */
+static const char META_STATE_SEQ[] = "state_seq";
+
+#define SEEN_MAX 16 /* versions and editions remembered per organization */
+/* Past days kept per organization for growth rules: more than any window
+ * (a window of d days keeps at most d + 1); the oldest goes past it. */
+#define HIST_MAX 1024
+
+/* Interned strings: editions, versions and features repeat across installs.
+ * Counted references (installs, their feature lists, organizations' seen
+ * lists and tallies): a string is freed with its last reference, so memory
+ * tracks what is stored, not every string a sender ever sent. A string a
+ * rule tests holds one more reference, the state's own, and is always
+ * tallied. */
+struct wl_str {
+    uint32_t refs;
+    uint32_t hash;                          /* keyed (ptable.h) */
+    uint32_t len;
+    uint8_t ruled;
+    char s[];
+};
+
+/* Interned feature lists: installs share a handful of them, so an install
+ * points at one instead of owning an array (a malloc'd chunk each). The
+ * entries are interned strings (one reference each): equal lists are equal
+ * pointer arrays. Counted references, from installs. */
+struct wl_fset {
+    uint32_t refs;
+    uint32_t hash;
+    uint32_t n;
+    const char *s[];
+};
+
+struct wl_org;
+
+/* How many of an organization's installs run a string (interned): the
+ * features and editions of its counting installs (the rules ask has_feature
+ * and edition == of every changed organization, which must not cost a walk
+ * over its installs), and the versions and editions of all its installs (its
+ * record lists them). An open-addressing table keyed by the string's hash;
+ * an entry leaves when its count reaches 0. Bounded: past a cap
+ * (max_org_features, or SEEN_MAX for the lists) a new string is not tallied,
+ * unless a rule tests it; each install remembers which of its strings it
+ * tallied (wl_install.feat_tallied, .flags), so a count is always exact. */
+struct wl_tally {
+    const char *s;                          /* interned (one reference); NULL: empty */
+    uint32_t n;
+};
+
+struct wl_tallies {
+    struct wl_tally *v;
+    uint16_t n, cap;                        /* cap: 0 or a power of two */
+};
+
+/* wl_install.flags: which of its strings its organization counts. */
+#define IN_EDITION_TALLIED 1                /* in org->eds (while counting) */
+#define IN_VERSION_LISTED 2                 /* in org->versions */
+#define IN_EDITION_LISTED 4                 /* in org->editions */
+#define IN_ORG_BY_NETWORK 8                 /* its organization came from the network table */
+
+#define HOUR_MS 3600000LL
+
+/* An install's latest ping, packed, from apply to the flush. */
+struct kept_ping {
+    uint32_t len;
+    uint8_t data[];
+};
+
+/* One per install ever seen, so kept small (176 bytes and its id):
+ * counts fit 32 bits (validation caps them at max_count <= UINT32_MAX),
+ * the id is as long as it is. */
+struct wl_install {
+    struct wl_org *org;
+    struct wl_install *next_dirty;
+    const char *edition, *version;          /* interned */
+    const char **features;                  /* an interned list (wl_fset) */
+    struct kept_ping *ping;                 /* while dirty: the latest ping, packed */
+    uint64_t last_seq;
+    uint64_t last_ingest_seq;
+    int64_t first_seen, last_seen;          /* event time */
+    uint32_t counts[WL_N_COUNTS];
+    uint64_t feat_tallied;                  /* bit i: features[i] is in org->feats */
+    uint32_t heap_pos;                      /* in the expiry heap, while counting */
+    uint32_t org_pos;                       /* in org->installs */
+    uint32_t hash;                          /* of the id (keyed): the install table's */
+    uint8_t n_features;
+    uint8_t counting;
+    uint8_t dirty;
+    uint8_t flags;                          /* IN_* */
+    uint32_t edge_seq;                      /* the seq of its latest edge ping (writer's) */
+    uint32_t check_hour;                    /* the hour of its latest security check (0: none) */
+    uint64_t check_digest;                  /* of that check's fields (check_digest()) */
+    char id[];                              /* NUL-terminated */
+};
+
+struct wl_org {
+    uint8_t id[WL_ORG_ID_MAX];
+    uint8_t id_len;
+    uint8_t dirty;
+    uint8_t day_dirty;                      /* the current day's record is not written yet */
+    uint8_t hist_ready;                     /* the growth history is in memory */
+    uint16_t hist_n, hist_cap;
+    uint32_t hash;                          /* of the id (keyed): the organization table's */
+    uint32_t day;                           /* UTC day of the latest change */
+    uint32_t n_counting;
+    int64_t first_seen, last_seen;
+    int64_t updated_at;                     /* event time of the latest change */
+    uint64_t totals[WL_N_COUNTS];           /* over counting installs */
+    struct wl_install **installs;
+    size_t n_installs, cap_installs;
+    struct wl_tallies versions, editions;   /* over its installs, at most SEEN_MAX each */
+    struct wl_tallies feats, eds;           /* over its counting installs */
+    /* End-of-day values of the metrics growth rules use, for past days:
+     * hist_days[i], hist_vals[i * n_tracked + k]; oldest first. */
+    uint32_t *hist_days;
+    uint64_t *hist_vals;
+    struct wl_org_rules rules;
+    struct wl_org *next_dirty;
+};
+
+struct wl_state {
+    struct wl_store *store;
+    struct wl_state_opts opts;
+    struct wl_ptable installs;              /* by id */
+    struct wl_ptable orgs;                  /* by id */
+    struct wl_ptable strings;               /* interned strings */
+    struct wl_ptable fsets;                 /* interned feature lists */
+    uint64_t interned_bytes;                /* what strings and fsets hold */
+    uint64_t untallied;                     /* features and editions left out of tallies */
+    struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
+    size_t heap_n, heap_cap;
+    struct wl_install *dirty_installs;
+    struct wl_org *dirty_orgs;
+    uint64_t n_dirty_installs;
+    uint64_t state_seq;                     /* what the records on disk are exact for */
+    uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
+    int flushed;                            /* the batch holds a whole flush */
+    uint64_t replayed;                      /* pings the load replayed */
+    int replaying;                          /* loading: the log is on disk already */
+    struct wl_signals signals;
+    uint64_t ingest_seq;
+    uint64_t group_last_signal;
+    int64_t clock;
+    uint64_t n_installs, n_orgs;
+    int tracked[WL_N_COUNTS];               /* metrics growth rules use */
+    int n_tracked;
+    int hist_keep_days;                     /* 0: no history kept */
+    uint8_t *scratch;
+    size_t scratch_cap;
+    void **sort_buf;                        /* the flush's dirty records in key order */
+    size_t sort_cap;
+    const char **feat_buf;                  /* an organization record's features */
+    size_t feat_cap;
+};
+struct bytes_key {
+    const void *p;
+    size_t len;
+};
+
+/* aggregate.c: the hot path and what it keeps. */
+void *wl_st_xrealloc(void *p, size_t n); /* aborts when out of memory */
+uint8_t *wl_st_scratch(struct wl_state *st, size_t need); /* the state's buffer, reused */
+void wl_st_heap_push(struct wl_state *st, struct wl_install *in);
+void wl_st_heap_remove(struct wl_state *st, struct wl_install *in);
+uint32_t wl_st_org_hash_of(const void *e);
+struct wl_org *wl_st_org_find(const struct wl_state *st, const uint8_t *id, size_t len);
+struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len);
+void wl_st_org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct wl_batch *batch);
+void wl_st_org_attach(struct wl_org *org, struct wl_install *in);
+void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in);
+void wl_st_org_reseen(struct wl_org *org);
+void wl_st_rank_delete(const struct wl_org *org, struct wl_batch *batch);
+void wl_st_install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p);
+void wl_st_install_release(struct wl_state *st, struct wl_install *in);
+uint32_t wl_st_install_hash_of(const void *e);
+struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len);
+void wl_st_install_unlink(struct wl_state *st, struct wl_install *in);
+struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t len);
+enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
+                          uint64_t presence, int64_t received_at, int64_t event_at,
+                          struct wl_batch *batch, const uint8_t *stored, size_t stored_len);
+
+/* state_intern.c: interned strings and feature lists. */
+struct wl_str *wl_st_str_of(const char *s);
+uint32_t wl_st_str_hash_of(const void *e);
+uint32_t wl_st_fset_hash_of(const void *e);
+const char *wl_st_intern(struct wl_state *st, const char *s);
+const char *wl_st_str_ref(const char *s);
+void wl_st_str_unref(struct wl_state *st, const char *s);
+const char **wl_st_intern_fset(struct wl_state *st, const char **v, size_t n);
+void wl_st_fset_unref(struct wl_state *st, const char **v);
+const char *wl_st_interned(const struct wl_state *st, const char *s);
+void wl_st_pin_operand(void *arg, int is_feature, const char *text);
+
+/* state_tally.c: per-organization tallies. */
+void wl_st_tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zeros);
+int wl_st_tally_has(const struct wl_tallies *t, const char *s);
+void wl_st_tally_clear(struct wl_state *st, struct wl_tallies *t);
+void wl_st_tally_seed(struct wl_state *st, struct wl_tallies *t, char **v, size_t n);
+const char **wl_st_tally_sorted(struct wl_state *st, const struct wl_tallies *t, size_t *n);
+void wl_st_org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
+void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
+
+/* state_records.c: the records. */
+void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
+void wl_st_org_destroy(struct wl_state *st, struct wl_org *org);
+
+#endif
