@@ -30,135 +30,6 @@ uint8_t *wl_st_scratch(struct wl_state *st, size_t need)
     return st->scratch;
 }
 
-/* ---- interned strings and feature lists ---- */
-
-struct wl_str *wl_st_str_of(const char *s)
-{
-    return (struct wl_str *)(void *)(s - offsetof(struct wl_str, s));
-}
-
-static struct wl_fset *fset_of(const char **v)
-{
-    return (struct wl_fset *)(void *)((char *)v - offsetof(struct wl_fset, s));
-}
-
-uint32_t wl_st_str_hash_of(const void *e) { return ((const struct wl_str *)e)->hash; }
-uint32_t wl_st_fset_hash_of(const void *e) { return ((const struct wl_fset *)e)->hash; }
-
-static int str_eq(const void *e, const void *key)
-{
-    const struct wl_str *x = e;
-    const struct bytes_key *k = key;
-    return x->len == k->len && memcmp(x->s, k->p, k->len) == 0;
-}
-
-static int fset_eq(const void *e, const void *key)
-{
-    const struct wl_fset *f = e;
-    const struct bytes_key *k = key;
-    return f->n * sizeof(const char *) == k->len && memcmp(f->s, k->p, k->len) == 0;
-}
-
-static size_t str_bytes(const struct wl_str *e) { return sizeof *e + e->len + 1; }
-static size_t fset_bytes(const struct wl_fset *f) { return sizeof *f + f->n * sizeof *f->s; }
-
-/* A new reference to the interned copy of s. */
-const char *wl_st_intern(struct wl_state *st, const char *s)
-{
-    struct bytes_key k = {s, strlen(s)};
-    uint32_t h = (uint32_t)wl_keyhash(s, k.len);
-    struct wl_str *e = wl_ptable_find(&st->strings, h, str_eq, &k);
-    if (e == NULL) {
-        e = wl_st_xrealloc(NULL, sizeof *e + k.len + 1);
-        memset(e, 0, sizeof *e);
-        e->hash = h;
-        e->len = (uint32_t)k.len;
-        memcpy(e->s, s, k.len + 1);
-        wl_ptable_add(&st->strings, e);
-        st->interned_bytes += str_bytes(e);
-    }
-    e->refs++;
-    return e->s;
-}
-
-const char *wl_st_str_ref(const char *s)
-{
-    if (s != NULL)
-        wl_st_str_of(s)->refs++;
-    return s;
-}
-
-void wl_st_str_unref(struct wl_state *st, const char *s)
-{
-    if (s == NULL)
-        return;
-    struct wl_str *e = wl_st_str_of(s);
-    if (--e->refs > 0)
-        return;
-    wl_ptable_remove(&st->strings, e);
-    st->interned_bytes -= str_bytes(e);
-    free(e);
-}
-
-/* A reference to the interned list of v's n strings; takes over the
- * references v holds (one per entry). */
-const char **wl_st_intern_fset(struct wl_state *st, const char **v, size_t n)
-{
-    if (n == 0)
-        return NULL;
-    struct bytes_key k = {v, n * sizeof *v};
-    uint32_t h = (uint32_t)wl_keyhash(v, k.len);
-    struct wl_fset *f = wl_ptable_find(&st->fsets, h, fset_eq, &k);
-    if (f != NULL) {
-        for (size_t i = 0; i < n; i++)
-            wl_st_str_unref(st, v[i]); /* the list holds its own */
-    } else {
-        f = wl_st_xrealloc(NULL, sizeof *f + n * sizeof *v);
-        memset(f, 0, sizeof *f);
-        f->hash = h;
-        f->n = (uint32_t)n;
-        memcpy(f->s, v, n * sizeof *v);
-        wl_ptable_add(&st->fsets, f);
-        st->interned_bytes += fset_bytes(f);
-    }
-    f->refs++;
-    return f->s;
-}
-
-void wl_st_fset_unref(struct wl_state *st, const char **v)
-{
-    if (v == NULL)
-        return;
-    struct wl_fset *f = fset_of(v);
-    if (--f->refs > 0)
-        return;
-    wl_ptable_remove(&st->fsets, f);
-    st->interned_bytes -= fset_bytes(f);
-    for (uint32_t i = 0; i < f->n; i++)
-        wl_st_str_unref(st, f->s[i]);
-    free(f);
-}
-
-/* The interned copy of s, or NULL when nothing holds it. */
-const char *wl_st_interned(const struct wl_state *st, const char *s)
-{
-    struct bytes_key k = {s, strlen(s)};
-    struct wl_str *e = wl_ptable_find(&st->strings, (uint32_t)wl_keyhash(s, k.len), str_eq, &k);
-    return e ? e->s : NULL;
-}
-
-/* The rules' operands: interned for good, and always tallied. */
-void wl_st_pin_operand(void *arg, int is_feature, const char *text)
-{
-    struct wl_state *st = arg;
-    (void)is_feature;
-    const char *s = wl_st_interned(st, text);
-    if (s != NULL && wl_st_str_of(s)->ruled)
-        return;
-    s = wl_st_intern(st, text); /* the state's reference, dropped at wl_state_free */
-    wl_st_str_of(s)->ruled = 1;
-}
-
 /* ---- the counting installs, a min-heap by last_seen ----
  * Expiry pops the install silent longest; a ping moves its install down.
  * O(log n) whatever order event times arrive in (imports need not be
@@ -306,7 +177,8 @@ static void hist_push(struct wl_state *st, struct wl_org *org, uint32_t day, con
     }
     if (org->hist_n == org->hist_cap) { /* full even so: drop the oldest */
         memmove(org->hist_days, org->hist_days + 1, (org->hist_n - 1) * sizeof *org->hist_days);
-        memmove(org->hist_vals, org->hist_vals + k, (size_t)(org->hist_n - 1) * k * sizeof(uint64_t));
+        memmove(org->hist_vals, org->hist_vals + k,
+                (size_t)(org->hist_n - 1) * k * sizeof(uint64_t));
         org->hist_n--;
     }
     org->hist_days[org->hist_n] = day;
@@ -319,7 +191,8 @@ static void hist_push(struct wl_state *st, struct wl_org *org, uint32_t day, con
     while (drop + 1 < org->hist_n && (int64_t)org->hist_days[drop + 1] <= bound)
         drop++;
     if (drop > 0) {
-        memmove(org->hist_days, org->hist_days + drop, (org->hist_n - drop) * sizeof *org->hist_days);
+        memmove(org->hist_days, org->hist_days + drop,
+                (org->hist_n - drop) * sizeof *org->hist_days);
         memmove(org->hist_vals, org->hist_vals + (size_t)drop * k,
                 (size_t)(org->hist_n - drop) * k * sizeof(uint64_t));
         org->hist_n = (uint16_t)(org->hist_n - drop);
@@ -357,7 +230,8 @@ static void hist_load(struct wl_state *st, struct wl_org *org)
         if (day >= org->day)
             break; /* the current day is the live totals, not history */
         const char *v = wl_iter_value(it, &vlen);
-        wl_daily_rec *rec = warmline__store__v1__daily_state__unpack(NULL, vlen, (const uint8_t *)v);
+        wl_daily_rec *rec =
+            warmline__store__v1__daily_state__unpack(NULL, vlen, (const uint8_t *)v);
         if (rec == NULL)
             continue;
         uint64_t totals[WL_N_COUNTS] = {0};
@@ -388,209 +262,6 @@ void wl_st_org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct 
         org->updated_at = t;
     org->day_dirty = 1;
     org_mark(st, org);
-}
-
-/* The slot holding s, or the empty one where it would go. */
-static struct wl_tally *tally_slot(const struct wl_tallies *t, const char *s)
-{
-    size_t mask = (size_t)t->cap - 1;
-    for (size_t i = wl_st_str_of(s)->hash & mask;; i = (i + 1) & mask) {
-        if (t->v[i].s == s || t->v[i].s == NULL)
-            return &t->v[i];
-    }
-}
-
-/* A table for the entries of t with a count (or all, with zeros too) and
- * room for one more, at least twice as many slots as entries (none when it
- * would be empty); t's array is freed. max_org_features <= 10,000 keeps
- * the slots within uint16_t. */
-void wl_st_tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zeros)
-{
-    size_t n = 0;
-    for (uint16_t i = 0; i < t->cap; i++)
-        n += t->v[i].s != NULL && (keep_zeros || t->v[i].n > 0);
-    size_t cap = 2; /* most lists hold one string: 32 bytes */
-    while (cap < 2 * (n + keep_zeros))
-        cap *= 2;
-    struct wl_tallies nt = {.cap = (uint16_t)cap, .n = (uint16_t)n};
-    if (n + keep_zeros > 0) {
-        nt.v = wl_st_xrealloc(NULL, cap * sizeof *nt.v);
-        memset(nt.v, 0, cap * sizeof *nt.v);
-    } else {
-        nt.cap = 0;
-    }
-    for (uint16_t i = 0; i < t->cap; i++) {
-        if (t->v[i].s == NULL)
-            continue;
-        if (keep_zeros || t->v[i].n > 0)
-            *tally_slot(&nt, t->v[i].s) = t->v[i];
-        else
-            wl_st_str_unref(st, t->v[i].s);
-    }
-    free(t->v);
-    *t = nt;
-}
-
-/* Empties slot i of a linear-probing table, moving back the entries after
- * it that would no longer be found (so no deleted markers are needed). */
-static void tally_erase(struct wl_tallies *t, size_t i)
-{
-    size_t mask = (size_t)t->cap - 1;
-    for (size_t j = (i + 1) & mask; t->v[j].s != NULL; j = (j + 1) & mask) {
-        size_t home = wl_st_str_of(t->v[j].s)->hash & mask;
-        /* j stays when its home is cyclically in (i, j] */
-        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (!stays) {
-            t->v[i] = t->v[j];
-            i = j;
-        }
-    }
-    t->v[i].s = NULL;
-    t->v[i].n = 0;
-    t->n--;
-}
-
-/* An entry for s, with count 0 when new; NULL when the table holds cap
- * entries already and no rule tests s. */
-static struct wl_tally *tally_entry(struct wl_state *st, struct wl_tallies *t, const char *s,
-                                    size_t cap)
-{
-    struct wl_tally *e = t->cap ? tally_slot(t, s) : NULL;
-    if (e != NULL && e->s != NULL)
-        return e;
-    if (t->n >= cap && !wl_st_str_of(s)->ruled)
-        return NULL;
-    if (4 * ((size_t)t->n + 1) > 3 * (size_t)t->cap)
-        wl_st_tally_rebuild(st, t, 1);
-    e = tally_slot(t, s);
-    e->s = wl_st_str_ref(s);
-    e->n = 0;
-    t->n++;
-    return e;
-}
-
-/* One more install has s: 1 when it is tallied, 0 when the table is full. */
-static int tally_add(struct wl_state *st, struct wl_tallies *t, const char *s, size_t cap)
-{
-    struct wl_tally *e = tally_entry(st, t, s, cap);
-    if (e == NULL)
-        return 0;
-    e->n++;
-    return 1;
-}
-
-/* One install fewer has s (which it tallied). */
-static void tally_sub(struct wl_state *st, struct wl_tallies *t, const char *s)
-{
-    struct wl_tally *e = t->cap ? tally_slot(t, s) : NULL;
-    if (e == NULL || e->s == NULL || e->n == 0)
-        abort(); /* an install untallies only what it tallied */
-    if (--e->n == 0) {
-        tally_erase(t, (size_t)(e - t->v));
-        wl_st_str_unref(st, s);
-    }
-}
-
-int wl_st_tally_has(const struct wl_tallies *t, const char *s)
-{
-    if (t->cap == 0)
-        return 0;
-    const struct wl_tally *e = tally_slot(t, s);
-    return e->s == s && e->n > 0;
-}
-
-void wl_st_tally_clear(struct wl_state *st, struct wl_tallies *t)
-{
-    for (uint16_t i = 0; i < t->cap; i++)
-        wl_st_str_unref(st, t->v[i].s);
-    free(t->v);
-    memset(t, 0, sizeof *t);
-}
-
-/* Entries with count 0 for the strings a record lists (at load). */
-void wl_st_tally_seed(struct wl_state *st, struct wl_tallies *t, char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const char *s = wl_st_intern(st, v[i]);
-        tally_entry(st, t, s, SIZE_MAX);
-        wl_st_str_unref(st, s); /* the entry holds its own */
-    }
-}
-
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The table's strings, sorted (an organization record's lists): into the
- * state's buffer, valid until the next call. */
-const char **wl_st_tally_sorted(struct wl_state *st, const struct wl_tallies *t, size_t *n)
-{
-    if (t->n > st->feat_cap) {
-        st->feat_cap = t->n;
-        st->feat_buf = wl_st_xrealloc(st->feat_buf, st->feat_cap * sizeof *st->feat_buf);
-    }
-    *n = 0;
-    for (uint16_t i = 0; i < t->cap; i++) {
-        if (t->v[i].s != NULL && t->v[i].n > 0)
-            st->feat_buf[(*n)++] = t->v[i].s;
-    }
-    if (*n > 1)
-        qsort(st->feat_buf, *n, sizeof *st->feat_buf, str_cmp);
-    return st->feat_buf;
-}
-
-/* The install's version and edition join (sign +1) or leave (-1) its
- * organization's lists. */
-void wl_st_org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
-{
-    if (sign > 0) {
-        if (in->version != NULL && tally_add(st, &org->versions, in->version, SEEN_MAX))
-            in->flags |= IN_VERSION_LISTED;
-        if (in->edition != NULL && tally_add(st, &org->editions, in->edition, SEEN_MAX))
-            in->flags |= IN_EDITION_LISTED;
-        return;
-    }
-    if (in->flags & IN_VERSION_LISTED)
-        tally_sub(st, &org->versions, in->version);
-    if (in->flags & IN_EDITION_LISTED)
-        tally_sub(st, &org->editions, in->edition);
-    in->flags &= (uint8_t)~(IN_VERSION_LISTED | IN_EDITION_LISTED);
-}
-
-/* A counting install's counts, features and edition enter (sign +1) or
- * leave (-1) its organization's account. What did not fit the tallies
- * (max_org_features) is counted, and not taken out again. */
-void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)
-{
-    size_t cap = st->opts.max_org_features;
-    for (int i = 0; i < WL_N_COUNTS; i++)
-        org->totals[i] += sign > 0 ? in->counts[i] : -(uint64_t)in->counts[i];
-    org->n_counting += sign > 0 ? 1 : -1;
-    if (sign > 0) {
-        in->feat_tallied = 0;
-        for (uint8_t f = 0; f < in->n_features; f++) {
-            if (tally_add(st, &org->feats, in->features[f], cap))
-                in->feat_tallied |= 1ULL << f;
-            else
-                st->untallied++;
-        }
-        if (in->edition != NULL) {
-            if (tally_add(st, &org->eds, in->edition, cap))
-                in->flags |= IN_EDITION_TALLIED;
-            else
-                st->untallied++;
-        }
-        return;
-    }
-    for (uint8_t f = 0; f < in->n_features; f++) {
-        if (in->feat_tallied & (1ULL << f))
-            tally_sub(st, &org->feats, in->features[f]);
-    }
-    in->feat_tallied = 0;
-    if (in->flags & IN_EDITION_TALLIED)
-        tally_sub(st, &org->eds, in->edition);
-    in->flags &= (uint8_t)~IN_EDITION_TALLIED;
 }
 
 void wl_st_org_attach(struct wl_org *org, struct wl_install *in)

@@ -21,6 +21,7 @@
 #include "ptable.h"
 #include "records.pb-c.h"
 #include "signals.h"
+
 typedef Warmline__Store__V1__InstallState wl_install_rec;
 typedef Warmline__Store__V1__OrgState wl_org_rec;
 typedef Warmline__Store__V1__StoredPing wl_ping_rec;
@@ -183,16 +184,20 @@ struct wl_state {
     const char **feat_buf;                  /* an organization record's features */
     size_t feat_cap;
 };
+
+/* The key the tables (ptable.h) look installs, organizations and strings up by. */
 struct bytes_key {
     const void *p;
     size_t len;
 };
 
-/* aggregate.c: the hot path and what it keeps. */
+/* aggregate.c: the hot path, and the installs and organizations it keeps. */
 void *wl_st_xrealloc(void *p, size_t n); /* aborts when out of memory */
 uint8_t *wl_st_scratch(struct wl_state *st, size_t need); /* the state's buffer, reused */
+/* The expiry heap of the counting installs. */
 void wl_st_heap_push(struct wl_state *st, struct wl_install *in);
 void wl_st_heap_remove(struct wl_state *st, struct wl_install *in);
+/* Organizations by id; attach and detach move an install in or out. */
 uint32_t wl_st_org_hash_of(const void *e);
 struct wl_org *wl_st_org_find(const struct wl_state *st, const uint8_t *id, size_t len);
 struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len);
@@ -201,17 +206,20 @@ void wl_st_org_attach(struct wl_org *org, struct wl_install *in);
 void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in);
 void wl_st_org_reseen(struct wl_org *org);
 void wl_st_rank_delete(const struct wl_org *org, struct wl_batch *batch);
+/* Installs by id, and the strings they hold. */
 void wl_st_install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p);
 void wl_st_install_release(struct wl_state *st, struct wl_install *in);
 uint32_t wl_st_install_hash_of(const void *e);
 struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len);
 void wl_st_install_unlink(struct wl_state *st, struct wl_install *in);
 struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t len);
+/* A ping through the state: wl_state_apply, wl_state_apply_edge, and the
+ * replay (stored: the ping's record). */
 enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
                           uint64_t presence, int64_t received_at, int64_t event_at,
                           struct wl_batch *batch, const uint8_t *stored, size_t stored_len);
 
-/* state_intern.c: interned strings and feature lists. */
+/* state_intern.c: interned strings and feature lists, counted references. */
 struct wl_str *wl_st_str_of(const char *s);
 uint32_t wl_st_str_hash_of(const void *e);
 uint32_t wl_st_fset_hash_of(const void *e);
@@ -221,9 +229,10 @@ void wl_st_str_unref(struct wl_state *st, const char *s);
 const char **wl_st_intern_fset(struct wl_state *st, const char **v, size_t n);
 void wl_st_fset_unref(struct wl_state *st, const char **v);
 const char *wl_st_interned(const struct wl_state *st, const char *s);
-void wl_st_pin_operand(void *arg, int is_feature, const char *text);
+void wl_st_pin_operand(void *arg, int is_feature, const char *text); /* wl_expr_operands' */
 
-/* state_tally.c: per-organization tallies. */
+/* state_tally.c: per-organization tallies, and an install joining or
+ * leaving its organization's lists (org_list) and account (org_count). */
 void wl_st_tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zeros);
 int wl_st_tally_has(const struct wl_tallies *t, const char *s);
 void wl_st_tally_clear(struct wl_state *st, struct wl_tallies *t);
@@ -234,6 +243,6 @@ void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install 
 
 /* state_records.c: the records. */
 void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
-void wl_st_org_destroy(struct wl_state *st, struct wl_org *org);
+void wl_st_org_destroy(struct wl_state *st, struct wl_org *org); /* its memory, not its records */
 
 #endif
