@@ -1,5 +1,5 @@
-/* Fuzz target: the writer's state tables (collector/aggregate.c on
- * collector/ptable.c): installs found by keyed hash, installs moving
+/* Fuzz target: the writer's state tables (collector/aggregate.c and
+ * state_*.c, on collector/ptable.c): installs found by keyed hash, installs moving
  * between organizations, capped feature tallies, reference-counted
  * interned strings, forgets, and reloads that replay unflushed pings.
  *

@@ -1,0 +1,277 @@
+/* The writer's state on disk (state_parts.h): the install, organization and
+ * day records, staged and flushed into the group's batch, and the commit
+ * that follows a write. The writer thread. */
+#include "aggregate.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state_parts.h"
+
+/* ---- records ---- */
+
+void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+{
+    wl_daily_rec rec = WARMLINE__STORE__V1__DAILY_STATE__INIT;
+    uint8_t key[1 + WL_ORG_ID_MAX + 4];
+    rec.day = org->day;
+    rec.n_totals = WL_N_COUNTS;
+    rec.totals = org->totals;
+    rec.installs = org->n_counting;
+    rec.installs_total = (uint32_t)org->n_installs;
+    size_t n = warmline__store__v1__daily_state__get_packed_size(&rec);
+    uint8_t *buf = wl_st_scratch(st, n);
+    warmline__store__v1__daily_state__pack(&rec, buf);
+    size_t klen = wl_daily_key(org->id, org->id_len, org->day, key);
+    wl_batch_put(batch, WL_CF_DAILY, key, klen, buf, n);
+    org->day_dirty = 0;
+}
+
+static void put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
+{
+    wl_install_rec rec = WARMLINE__STORE__V1__INSTALL_STATE__INIT;
+    rec.install_id = in->id;
+    rec.org.data = in->org->id;
+    rec.org.len = in->org->id_len;
+    rec.last_seq = in->last_seq;
+    rec.first_seen = in->first_seen;
+    rec.last_seen = in->last_seen;
+    rec.last_ingest_seq = in->last_ingest_seq;
+    rec.edge_seq = in->edge_seq;
+    rec.check_hour = in->check_hour;
+    rec.check_digest = in->check_digest;
+    rec.org_by_network = (in->flags & IN_ORG_BY_NETWORK) != 0;
+    /* last_ping (field 7, the last) is the kept packed ping: appended as
+     * protobuf-c would put it, without a decode and an encode. */
+    size_t n = warmline__store__v1__install_state__get_packed_size(&rec);
+    uint8_t *buf = wl_st_scratch(st, n + 1 + 5 + in->ping->len);
+    warmline__store__v1__install_state__pack(&rec, buf);
+    buf[n++] = (7 << 3) | 2;
+    for (uint32_t v = in->ping->len; ; v >>= 7) {
+        buf[n++] = (uint8_t)(v > 0x7f ? (v & 0x7f) | 0x80 : v);
+        if (v <= 0x7f)
+            break;
+    }
+    memcpy(buf + n, in->ping->data, in->ping->len);
+    n += in->ping->len;
+    wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), buf, n);
+}
+
+static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+{
+    wl_org_rec rec = WARMLINE__STORE__V1__ORG_STATE__INIT;
+    /* A record that lists every install of an organization with 100,000
+     * would cost megabytes per write: it lists the first few. */
+    size_t n_ids = org->n_installs < WL_ORG_INSTALL_IDS_MAX ? org->n_installs
+                                                            : WL_ORG_INSTALL_IDS_MAX;
+    char *ids[WL_ORG_INSTALL_IDS_MAX];
+    const char *versions[SEEN_MAX], *editions[SEEN_MAX];
+    const char **features;
+    size_t n_versions, n_editions, n_features;
+    const struct wl_ruleset *rs = st->opts.rules;
+    size_t n_rules = org->rules.states && rs ? rs->n : 1;
+    Warmline__Store__V1__OrgState__RuleState rule_recs[n_rules];
+    Warmline__Store__V1__OrgState__RuleState *rule_ptrs[n_rules];
+    size_t n_rule_recs = 0;
+
+    if (org->n_installs == 0) { /* every install moved away (org_empty) */
+        wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
+        return;
+    }
+    for (size_t i = 0; i < n_ids; i++)
+        ids[i] = (char *)org->installs[i]->id;
+    /* Sorted: the record does not depend on the order installs came in. */
+    const char **v = wl_st_tally_sorted(st, &org->versions, &n_versions);
+    n_versions = n_versions < SEEN_MAX ? n_versions : SEEN_MAX;
+    if (n_versions > 0) /* v is NULL until a list has had strings */
+        memcpy(versions, v, n_versions * sizeof *v);
+    v = wl_st_tally_sorted(st, &org->editions, &n_editions);
+    n_editions = n_editions < SEEN_MAX ? n_editions : SEEN_MAX;
+    if (n_editions > 0)
+        memcpy(editions, v, n_editions * sizeof *v);
+    features = wl_st_tally_sorted(st, &org->feats, &n_features);
+    if (org->rules.states != NULL && rs != NULL) {
+        for (size_t i = 0; i < rs->n; i++) {
+            const struct wl_rule_state *s = &org->rules.states[i];
+            if (s->last_fired == 0 && !s->disarmed)
+                continue;
+            Warmline__Store__V1__OrgState__RuleState r =
+                WARMLINE__STORE__V1__ORG_STATE__RULE_STATE__INIT;
+            r.rule = (char *)rs->rules[i].name;
+            r.disarmed = s->disarmed;
+            r.last_fired = s->last_fired;
+            rule_recs[n_rule_recs] = r;
+            rule_ptrs[n_rule_recs] = &rule_recs[n_rule_recs];
+            n_rule_recs++;
+        }
+    }
+    rec.org.data = org->id;
+    rec.org.len = org->id_len;
+    rec.n_install_ids = n_ids;
+    rec.install_ids = ids;
+    rec.installs_total = (uint32_t)org->n_installs;
+    rec.first_seen = org->first_seen;
+    rec.last_seen = org->last_seen;
+    rec.n_totals = WL_N_COUNTS;
+    rec.totals = org->totals;
+    rec.installs_counting = org->n_counting;
+    rec.n_versions = n_versions;
+    rec.versions = (char **)versions;
+    rec.n_editions = n_editions;
+    rec.editions = (char **)editions;
+    rec.n_features = n_features;
+    rec.features = (char **)features;
+    rec.has_score = org->rules.n_signals > 0;
+    rec.score_log2 = rec.has_score ? org->rules.score_log2 : 0;
+    rec.signals = org->rules.n_signals;
+    rec.n_rules = n_rule_recs;
+    rec.rules = rule_ptrs;
+    rec.day = org->day;
+    rec.updated_at = org->updated_at;
+    size_t n = warmline__store__v1__org_state__get_packed_size(&rec);
+    uint8_t *buf = wl_st_scratch(st, n);
+    warmline__store__v1__org_state__pack(&rec, buf);
+    wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, buf, n);
+}
+
+void wl_state_stage(struct wl_state *st, struct wl_batch *batch)
+{
+    uint8_t seq[8];
+    if (st->ingest_seq != st->staged_ingest_seq) {
+        wl_be64_put(seq, st->ingest_seq);
+        wl_batch_put(batch, WL_CF_META, META_INGEST_SEQ, sizeof META_INGEST_SEQ - 1, seq,
+                     sizeof seq);
+        st->staged_ingest_seq = st->ingest_seq;
+    }
+    wl_signals_flush(&st->signals, batch);
+}
+
+static int install_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct wl_install *const *)a)->id, (*(struct wl_install *const *)b)->id);
+}
+
+/* In daily key order: length, then bytes. */
+static int org_cmp(const void *a, const void *b)
+{
+    const struct wl_org *x = *(struct wl_org *const *)a, *y = *(struct wl_org *const *)b;
+    if (x->id_len != y->id_len)
+        return x->id_len < y->id_len ? -1 : 1;
+    return memcmp(x->id, y->id, x->id_len);
+}
+
+/* The dirty list in key order: a memtable takes keys in order for a
+ * fraction of the comparisons random ones cost (each insert starts from
+ * where the last one went). */
+static void **sorted_dirty(struct wl_state *st, void *head, size_t next_off, size_t *n,
+                           int (*cmp)(const void *, const void *))
+{
+    size_t k = 0;
+    for (void *e = head; e != NULL; e = *(void **)((char *)e + next_off)) {
+        if (k == st->sort_cap) {
+            st->sort_cap = st->sort_cap ? st->sort_cap * 2 : 1024;
+            st->sort_buf = wl_st_xrealloc(st->sort_buf, st->sort_cap * sizeof *st->sort_buf);
+        }
+        st->sort_buf[k++] = e;
+    }
+    if (k > 1) /* sort_buf is NULL until the first dirty record */
+        qsort(st->sort_buf, k, sizeof *st->sort_buf, cmp);
+    *n = k;
+    return st->sort_buf;
+}
+
+void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
+{
+    uint8_t seq[8];
+    size_t n;
+    void **v = sorted_dirty(st, st->dirty_installs, offsetof(struct wl_install, next_dirty), &n,
+                            install_cmp);
+    for (size_t i = 0; i < n; i++) {
+        struct wl_install *in = v[i];
+        if (in->ping != NULL)
+            put_install(st, in, batch);
+    }
+    v = sorted_dirty(st, st->dirty_orgs, offsetof(struct wl_org, next_dirty), &n, org_cmp);
+    for (size_t i = 0; i < n; i++)
+        put_org(st, v[i], batch);
+    for (size_t i = 0; i < n; i++) {
+        struct wl_org *org = v[i];
+        if (org->day_dirty && org->n_installs > 0)
+            wl_st_put_daily(st, org, batch);
+    }
+    wl_be64_put(seq, st->ingest_seq);
+    wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
+    st->staged_ingest_seq = 0; /* put it again: the flush may come after a failed write */
+    wl_state_stage(st, batch);
+    st->flushed = 1;
+}
+
+void wl_st_org_destroy(struct wl_state *st, struct wl_org *org)
+{
+    wl_st_tally_clear(st, &org->feats);
+    wl_st_tally_clear(st, &org->eds);
+    wl_st_tally_clear(st, &org->versions);
+    wl_st_tally_clear(st, &org->editions);
+    free(org->installs);
+    free(org->hist_days);
+    free(org->hist_vals);
+    wl_org_rules_free(&org->rules);
+    free(org);
+}
+
+uint64_t wl_state_commit(struct wl_state *st)
+{
+    struct wl_install *in, *next_in;
+    struct wl_org *org, *next_org;
+    uint64_t last = st->group_last_signal;
+
+    st->group_last_signal = 0;
+    wl_signals_committed(&st->signals);
+    if (!st->flushed)
+        return last; /* the state stays dirty, in memory, until a flush */
+    st->flushed = 0;
+    st->state_seq = st->ingest_seq;
+    for (in = st->dirty_installs; in != NULL; in = next_in) {
+        next_in = in->next_dirty;
+        in->dirty = 0;
+        free(in->ping);
+        in->ping = NULL;
+        in->next_dirty = NULL;
+    }
+    for (org = st->dirty_orgs; org != NULL; org = next_org) {
+        next_org = org->next_dirty;
+        org->dirty = 0;
+        org->next_dirty = NULL;
+        if (org->n_installs == 0) {
+            wl_ptable_remove(&st->orgs, org);
+            st->n_orgs--;
+            wl_st_org_destroy(st, org);
+        }
+    }
+    st->dirty_installs = NULL;
+    st->dirty_orgs = NULL;
+    st->n_dirty_installs = 0;
+    return last;
+}
+
+int wl_state_dirty(const struct wl_state *st)
+{
+    return st->dirty_orgs != NULL || st->dirty_installs != NULL;
+}
+
+uint64_t wl_state_dirty_installs(const struct wl_state *st) { return st->n_dirty_installs; }
+uint64_t wl_state_state_seq(const struct wl_state *st) { return st->state_seq; }
+uint64_t wl_state_replayed(const struct wl_state *st) { return st->replayed; }
+
+uint64_t wl_state_ingest_seq(const struct wl_state *st) { return st->ingest_seq; }
+uint64_t wl_state_signal_seq(const struct wl_state *st) { return st->signals.seq; }
+int64_t wl_state_clock(const struct wl_state *st) { return st->clock; }
+uint64_t wl_state_n_installs(const struct wl_state *st) { return st->n_installs; }
+uint64_t wl_state_n_orgs(const struct wl_state *st) { return st->n_orgs; }
+uint64_t wl_state_interned_bytes(const struct wl_state *st) { return st->interned_bytes; }
+uint64_t wl_state_interned(const struct wl_state *st)
+{
+    return st->strings.live + st->fsets.live;
+}
+uint64_t wl_state_untallied(const struct wl_state *st) { return st->untallied; }
