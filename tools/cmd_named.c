@@ -8,6 +8,7 @@
 
 #include "api_client.h"
 #include "cli.h"
+#include "csv_upload.h"
 #include "table.h"
 
 static const char *const CMD = "named-accounts";
@@ -42,95 +43,13 @@ void wl_usage_named(FILE *out)
     wl_api_usage_common(out);
 }
 
-/* Reads path ("-": stdin) whole. Returns 0, or WL_EXIT_USAGE after saying
- * why. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-
-    if (f == NULL) {
-        wl_cli_error(CMD, "%s: %s", path, strerror(errno));
-        return WL_EXIT_USAGE;
-    }
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64 * 1024;
-            char *p = cap > CSV_MAX + 1 ? NULL : realloc(buf, cap);
-            if (p == NULL) {
-                wl_cli_error(CMD, "%s: larger than %u MiB", path, CSV_MAX >> 20);
-                rc = WL_EXIT_USAGE;
-                break;
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                wl_cli_error(CMD, "%s: cannot read it: %s", path, strerror(errno));
-                rc = WL_EXIT_USAGE;
-            }
-            break;
-        }
-    }
-    if (f != stdin)
-        fclose(f);
-    if (rc == 0 && n == 0) {
-        wl_cli_error(CMD, "%s is empty (want the header row domain,name,owner)", path);
-        rc = WL_EXIT_USAGE;
-    }
-    if (rc != 0) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static const struct wl_table_col count_cols[] = {
-    {"imported", WL_ALIGN_RIGHT, 0, 0, 0},
-    {"removed", WL_ALIGN_RIGHT, 0, 0, 0},
+static const struct wl_csv_upload upload = {
+    .cmd = "named-accounts",
+    .route = "/v1/named-accounts",
+    .max_bytes = CSV_MAX,
+    .empty_hint = "want the header row domain,name,owner",
+    .noun = "named account(s)",
 };
-
-static int do_import(struct wl_api_client *api, const char *file, enum wl_out_format fmt)
-{
-    char *body = NULL, imported[32], removed[32];
-    size_t len = 0;
-    json_t *reply = NULL;
-    int rc = read_file(file, &body, &len);
-
-    if (rc != 0)
-        return rc;
-    rc = wl_api_call(api, "PUT", "/v1/named-accounts", "text/csv", body, len, &reply);
-    free(body);
-    if (rc != 0)
-        return rc;
-    wl_reply_number_text(json_object_get(reply, "imported"), imported, sizeof imported);
-    wl_reply_number_text(json_object_get(reply, "removed"), removed, sizeof removed);
-    if (fmt == WL_OUT_JSON) {
-        if (reply != NULL)
-            wl_reply_print_json(reply, stdout);
-        rc = wl_api_finish_output(CMD);
-    } else if (fmt == WL_OUT_CSV) {
-        struct wl_table *t = wl_table_new(count_cols, 2);
-        if (t != NULL) {
-            wl_table_cell(t, imported);
-            wl_table_cell(t, removed);
-        }
-        rc = wl_api_emit_table(CMD, t, fmt, 0);
-        wl_table_free(t);
-    } else {
-        printf("imported %s named account(s) from %s; removed %s\n",
-               imported[0] ? imported : "?", file, removed[0] ? removed : "?");
-        rc = wl_api_finish_output(CMD);
-    }
-    json_decref(reply);
-    return rc;
-}
 
 static const struct wl_table_col list_cols[] = {
     {"domain", WL_ALIGN_LEFT, 0, 40, 0},
@@ -267,7 +186,7 @@ int wl_cmd_named(int argc, char **argv)
     if ((rc = wl_api_open(CMD, &o, &api)) != 0)
         return rc;
     if (sub[0] == 'i')
-        rc = do_import(api, argv[optind + 1], o.format);
+        rc = wl_csv_upload(&upload, api, argv[optind + 1], o.format);
     else if (sub[0] == 'l')
         rc = do_list(api, o.format);
     else
