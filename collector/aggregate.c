@@ -22,14 +22,7 @@ void *wl_st_xrealloc(void *p, size_t n)
 
 uint8_t *wl_st_scratch(struct wl_state *st, size_t need)
 {
-    if (need > st->scratch_cap) {
-        size_t cap = st->scratch_cap ? st->scratch_cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        st->scratch = wl_st_xrealloc(st->scratch, cap);
-        st->scratch_cap = cap;
-    }
-    return st->scratch;
+    return wl_st_grow(&st->scratch, &st->scratch_cap, need);
 }
 
 /* ---- the counting installs, a min-heap by last_seen ----

@@ -237,11 +237,20 @@ void wl_st_tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zer
 int wl_st_tally_has(const struct wl_tallies *t, const char *s);
 void wl_st_tally_clear(struct wl_state *st, struct wl_tallies *t);
 void wl_st_tally_seed(struct wl_state *st, struct wl_tallies *t, char **v, size_t n);
-const char **wl_st_tally_sorted(struct wl_state *st, const struct wl_tallies *t, size_t *n);
+/* The strings of t with a count, sorted, into out (room for t->cap);
+ * returns how many. Reads t only: readers use it under the read lock. */
+size_t wl_st_tally_list(const struct wl_tallies *t, const char **out);
 void wl_st_org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
 void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
 
-/* state_records.c: the records. */
+/* state_records.c: the records. The packers read memory only, into a
+ * buffer they grow (wl_st_grow): the writer packs into its scratch, a
+ * reader (state_read.c) into its own under the read lock. */
+uint8_t *wl_st_grow(uint8_t **buf, size_t *cap, size_t need); /* aborts when out of memory */
+size_t wl_st_pack_install(const struct wl_install *in, uint8_t **buf, size_t *cap);
+/* feats: a buffer for the organization's sorted feature list, grown too. */
+size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
+                      size_t *feats_cap, uint8_t **buf, size_t *cap);
 void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
 void wl_st_org_destroy(struct wl_state *st, struct wl_org *org); /* its memory, not its records */
 

@@ -28,11 +28,23 @@ void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *b
     org->day_dirty = 0;
 }
 
-static void put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
+uint8_t *wl_st_grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < need)
+            c *= 2;
+        *buf = wl_st_xrealloc(*buf, c);
+        *cap = c;
+    }
+    return *buf;
+}
+
+size_t wl_st_pack_install(const struct wl_install *in, uint8_t **out, size_t *cap)
 {
     wl_install_rec rec = WARMLINE__STORE__V1__INSTALL_STATE__INIT;
-    rec.install_id = in->id;
-    rec.org.data = in->org->id;
+    rec.install_id = (char *)in->id;
+    rec.org.data = (uint8_t *)in->org->id;
     rec.org.len = in->org->id_len;
     rec.last_seq = in->last_seq;
     rec.first_seen = in->first_seen;
@@ -45,20 +57,29 @@ static void put_install(struct wl_state *st, struct wl_install *in, struct wl_ba
     /* last_ping (field 7, the last) is the kept packed ping: appended as
      * protobuf-c would put it, without a decode and an encode. */
     size_t n = warmline__store__v1__install_state__get_packed_size(&rec);
-    uint8_t *buf = wl_st_scratch(st, n + 1 + 5 + in->ping->len);
+    uint32_t plen = in->ping != NULL ? in->ping->len : 0;
+    uint8_t *buf = wl_st_grow(out, cap, n + 1 + 5 + plen);
     warmline__store__v1__install_state__pack(&rec, buf);
+    if (in->ping == NULL)
+        return n;
     buf[n++] = (7 << 3) | 2;
-    for (uint32_t v = in->ping->len; ; v >>= 7) {
+    for (uint32_t v = plen; ; v >>= 7) {
         buf[n++] = (uint8_t)(v > 0x7f ? (v & 0x7f) | 0x80 : v);
         if (v <= 0x7f)
             break;
     }
-    memcpy(buf + n, in->ping->data, in->ping->len);
-    n += in->ping->len;
-    wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), buf, n);
+    memcpy(buf + n, in->ping->data, plen);
+    return n + plen;
 }
 
-static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+static void put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
+{
+    size_t n = wl_st_pack_install(in, &st->scratch, &st->scratch_cap);
+    wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), st->scratch, n);
+}
+
+size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
+                      size_t *feats_cap, uint8_t **out, size_t *cap)
 {
     wl_org_rec rec = WARMLINE__STORE__V1__ORG_STATE__INIT;
     /* A record that lists every install of an organization with 100,000
@@ -67,30 +88,32 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
                                                             : WL_ORG_INSTALL_IDS_MAX;
     char *ids[WL_ORG_INSTALL_IDS_MAX];
     const char *versions[SEEN_MAX], *editions[SEEN_MAX];
-    const char **features;
-    size_t n_versions, n_editions, n_features;
     const struct wl_ruleset *rs = st->opts.rules;
     size_t n_rules = org->rules.states && rs ? rs->n : 1;
     Warmline__Store__V1__OrgState__RuleState rule_recs[n_rules];
     Warmline__Store__V1__OrgState__RuleState *rule_ptrs[n_rules];
     size_t n_rule_recs = 0;
 
-    if (org->n_installs == 0) { /* every install moved away (org_empty) */
-        wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
-        return;
-    }
     for (size_t i = 0; i < n_ids; i++)
         ids[i] = (char *)org->installs[i]->id;
-    /* Sorted: the record does not depend on the order installs came in. */
-    const char **v = wl_st_tally_sorted(st, &org->versions, &n_versions);
+    /* Sorted: the record does not depend on the order installs came in.
+     * One buffer lists each table in turn, the longest its features. */
+    size_t need = org->feats.cap;
+    need = org->versions.cap > need ? org->versions.cap : need;
+    need = org->editions.cap > need ? org->editions.cap : need;
+    if (need > *feats_cap) {
+        *feats = wl_st_xrealloc(*feats, need * sizeof **feats);
+        *feats_cap = need;
+    }
+    size_t n_versions = wl_st_tally_list(&org->versions, *feats);
     n_versions = n_versions < SEEN_MAX ? n_versions : SEEN_MAX;
-    if (n_versions > 0) /* v is NULL until a list has had strings */
-        memcpy(versions, v, n_versions * sizeof *v);
-    v = wl_st_tally_sorted(st, &org->editions, &n_editions);
+    if (n_versions > 0)
+        memcpy(versions, *feats, n_versions * sizeof *versions);
+    size_t n_editions = wl_st_tally_list(&org->editions, *feats);
     n_editions = n_editions < SEEN_MAX ? n_editions : SEEN_MAX;
     if (n_editions > 0)
-        memcpy(editions, v, n_editions * sizeof *v);
-    features = wl_st_tally_sorted(st, &org->feats, &n_features);
+        memcpy(editions, *feats, n_editions * sizeof *editions);
+    size_t n_features = wl_st_tally_list(&org->feats, *feats);
     if (org->rules.states != NULL && rs != NULL) {
         for (size_t i = 0; i < rs->n; i++) {
             const struct wl_rule_state *s = &org->rules.states[i];
@@ -106,7 +129,7 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
             n_rule_recs++;
         }
     }
-    rec.org.data = org->id;
+    rec.org.data = (uint8_t *)org->id;
     rec.org.len = org->id_len;
     rec.n_install_ids = n_ids;
     rec.install_ids = ids;
@@ -114,14 +137,14 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     rec.first_seen = org->first_seen;
     rec.last_seen = org->last_seen;
     rec.n_totals = WL_N_COUNTS;
-    rec.totals = org->totals;
+    rec.totals = (uint64_t *)org->totals;
     rec.installs_counting = org->n_counting;
     rec.n_versions = n_versions;
     rec.versions = (char **)versions;
     rec.n_editions = n_editions;
     rec.editions = (char **)editions;
     rec.n_features = n_features;
-    rec.features = (char **)features;
+    rec.features = (char **)*feats;
     rec.has_score = org->rules.n_signals > 0;
     rec.score_log2 = rec.has_score ? org->rules.score_log2 : 0;
     rec.signals = org->rules.n_signals;
@@ -130,9 +153,19 @@ static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
     rec.day = org->day;
     rec.updated_at = org->updated_at;
     size_t n = warmline__store__v1__org_state__get_packed_size(&rec);
-    uint8_t *buf = wl_st_scratch(st, n);
-    warmline__store__v1__org_state__pack(&rec, buf);
-    wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, buf, n);
+    warmline__store__v1__org_state__pack(&rec, wl_st_grow(out, cap, n));
+    return n;
+}
+
+static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+{
+    if (org->n_installs == 0) { /* every install moved away (org_empty) */
+        wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
+        return;
+    }
+    size_t n = wl_st_pack_org(st, org, &st->feat_buf, &st->feat_cap, &st->scratch,
+                              &st->scratch_cap);
+    wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n);
 }
 
 void wl_state_stage(struct wl_state *st, struct wl_batch *batch)

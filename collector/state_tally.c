@@ -141,20 +141,16 @@ static int str_cmp(const void *a, const void *b)
 
 /* The table's strings, sorted (an organization record's lists): into the
  * state's buffer, valid until the next call. */
-const char **wl_st_tally_sorted(struct wl_state *st, const struct wl_tallies *t, size_t *n)
+size_t wl_st_tally_list(const struct wl_tallies *t, const char **out)
 {
-    if (t->n > st->feat_cap) {
-        st->feat_cap = t->n;
-        st->feat_buf = wl_st_xrealloc(st->feat_buf, st->feat_cap * sizeof *st->feat_buf);
-    }
-    *n = 0;
+    size_t n = 0;
     for (uint16_t i = 0; i < t->cap; i++) {
         if (t->v[i].s != NULL && t->v[i].n > 0)
-            st->feat_buf[(*n)++] = t->v[i].s;
+            out[n++] = t->v[i].s;
     }
-    if (*n > 1)
-        qsort(st->feat_buf, *n, sizeof *st->feat_buf, str_cmp);
-    return st->feat_buf;
+    if (n > 1)
+        qsort(out, n, sizeof *out, str_cmp);
+    return n;
 }
 
 /* The install's version and edition join (sign +1) or leave (-1) its
