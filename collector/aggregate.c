@@ -408,8 +408,9 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
 /* ---- time ---- */
 
 /* Installs silent past the TTL stop counting; their orgs change at the clock. */
-static void expire(struct wl_state *st, struct wl_batch *batch)
+static uint64_t expire(struct wl_state *st, struct wl_batch *batch)
 {
+    uint64_t n = 0;
     int64_t limit = st->clock - (int64_t)st->opts.install_ttl_ms;
     while (st->heap_n > 0 && st->heap[0]->last_seen < limit) {
         struct wl_install *in = st->heap[0];
@@ -419,14 +420,16 @@ static void expire(struct wl_state *st, struct wl_batch *batch)
         wl_st_org_count(st, org, in, -1);
         in->counting = 0;
         org_evaluate(st, org, st->clock, 0, batch);
+        n++;
     }
+    return n;
 }
 
-void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch)
+uint64_t wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch)
 {
     if (now > st->clock)
         st->clock = now;
-    expire(st, batch);
+    return expire(st, batch);
 }
 
 /* ---- pings ---- */

@@ -75,8 +75,9 @@ enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
                                   int64_t event_at, struct wl_batch *batch);
 
 /* Advances the clock with no ping (time passing): expires silent installs
- * and steps the rules of the organizations that changed. */
-void wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch);
+ * and steps the rules of the organizations that changed. Returns how many
+ * installs stopped counting (0: nothing changed). */
+uint64_t wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *batch);
 
 /* Every group's write carries its raw pings and signals (put by apply and
  * advance) and the sequences: wl_state_stage puts the sequences. The

@@ -8,7 +8,13 @@
  * rank key (the sortable bits of its score_log2, then the org id). Decay
  * moves every score alike, so the order of the index only changes when an
  * organization's signals change it: a page starts strictly below the
- * cursor's (score, org), whatever was added above since. */
+ * cursor's (score, org), whatever was added above since.
+ *
+ * While the writer runs, organizations and installs are read from its
+ * memory (state_read.h), so an acked ping shows in the next answer though
+ * the records on disk wait for a checkpoint; the rank index, the signals
+ * and the finished days are on disk with the pings that made them. Before
+ * the writer starts (or once it stopped) the records are read. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +30,9 @@
 #include "records.pb-c.h"
 #include "rules.h"
 #include "signal_json.h"
+#include "state_read.h"
 #include "storage/keys.h"
+#include "writer.h"
 
 #define HOT_MAX_VISITS 100000   /* rank entries one hot query reads at most */
 #define CURSOR_VERSION 1
@@ -91,6 +99,38 @@ static json_t *reasons_json(const struct wl_org_signals *sigs, int64_t now,
 static double org_score(const wl_org_state *st, int64_t now, uint64_t half_life_ms)
 {
     return st->has_score ? wl_score_at(st->score_log2, now, half_life_ms) : 0;
+}
+
+/* ---- records: from the writer's memory, else from the store ---- */
+
+static int org_get(struct wl_api *api, const struct wl_snapshot *snap, const uint8_t *org,
+                   size_t org_len, wl_org_state **out, char *err, size_t errlen)
+{
+    int rc = -EAGAIN;
+    pthread_rwlock_rdlock(&api->writer_lock);
+    if (api->writer != NULL)
+        rc = wl_state_read_org(wl_writer_state_reader(api->writer), org, org_len, out);
+    pthread_rwlock_unlock(&api->writer_lock);
+    if (rc == -EAGAIN)
+        return wl_org_state_get(api->store, snap, org, org_len, out, err, errlen);
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    return rc;
+}
+
+static int install_get(struct wl_api *api, const struct wl_snapshot *snap, const char *id,
+                       wl_install_state **out, char *err, size_t errlen)
+{
+    int rc = -EAGAIN;
+    pthread_rwlock_rdlock(&api->writer_lock);
+    if (api->writer != NULL)
+        rc = wl_state_read_install(wl_writer_state_reader(api->writer), id, out);
+    pthread_rwlock_unlock(&api->writer_lock);
+    if (rc == -EAGAIN || rc == 1) /* 1: unchanged since the checkpoint, which holds its ping */
+        return wl_install_state_get(api->store, snap, id, out, err, errlen);
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    return rc;
 }
 
 /* ---- GET /v1/accounts/hot ---- */
@@ -281,7 +321,7 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
             end_at(&visited_end, key, klen, rows);
             continue;
         }
-        rc = wl_org_state_get(api->store, snap, org, org_len, &st, err, errlen);
+        rc = org_get(api, snap, org, org_len, &st, err, errlen);
         if (rc == -ENOENT) { /* ranked but no record: nothing to show */
             wl_org_signals_free(&sigs);
             end_at(&visited_end, key, klen, rows);
@@ -392,15 +432,14 @@ static int resolve_org(struct wl_req *rq, const struct wl_snapshot *snap, uint8_
         return 0;
     }
     if (is_hex64(s)) {
-        char *val = NULL;
-        size_t vlen;
+        wl_org_state *rec = NULL;
         org[0] = WL_ORG_TAG_KEY;
         for (int i = 0; i < WL_ORG_KEY_BYTES; i++)
             org[1 + i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
         *org_len = 1 + WL_ORG_KEY_BYTES;
-        int rc = wl_store_get_at(api->store, snap, WL_CF_ORGS, org, *org_len, &val, &vlen, err,
-                                 errlen);
-        free(val);
+        int rc = org_get(api, snap, org, *org_len, &rec, err, errlen);
+        if (rec != NULL)
+            warmline__store__v1__org_state__free_unpacked(rec, NULL);
         if (rc != -ENOENT)
             return rc;
         /* not an organization: perhaps an install named in hex */
@@ -408,7 +447,7 @@ static int resolve_org(struct wl_req *rq, const struct wl_snapshot *snap, uint8_
     if (strlen(s) > WL_INSTALL_ID_MAX)
         return -ENOENT;
     wl_install_state *inst = NULL;
-    int rc = wl_install_state_get(api->store, snap, s, &inst, err, errlen);
+    int rc = install_get(api, snap, s, &inst, err, errlen);
     if (rc != 0)
         return rc;
     if (inst->org.len == 0 || inst->org.len > WL_ORG_ID_MAX) {
@@ -428,7 +467,7 @@ static json_t *install_json(struct wl_api *api, const struct wl_snapshot *snap, 
     json_t *o = json_object(), *last = NULL;
     int bad = o == NULL;
 
-    int rc = wl_install_state_get(api->store, snap, id, &st, err, errlen);
+    int rc = install_get(api, snap, id, &st, err, errlen);
     if (rc == -ENOENT) { /* listed by the org but not stored: say so, do not fail */
         wl_json_put(o, "install_id", wl_json_str(id), &bad);
         wl_json_put(o, "counting", json_false(), &bad);
@@ -481,9 +520,36 @@ static json_t *daily_row_json(uint32_t day, const wl_daily_state *d)
 
 /* The daily rows of the last `days` UTC days up to today, oldest first
  * (days without a row are absent). */
+/* The organization's current day as its record has it: the row on disk
+ * waits for a checkpoint (a finished day is written when the next starts). */
+static int daily_current(json_t *a, const wl_org_state *st, uint32_t from, uint32_t today)
+{
+    size_t n = json_array_size(a);
+    if (st->day == 0 || st->day < from || st->day > today)
+        return 0;
+    wl_daily_state d = WARMLINE__STORE__V1__DAILY_STATE__INIT;
+    d.day = st->day;
+    d.n_totals = st->n_totals;
+    d.totals = st->totals;
+    d.installs = st->installs_counting;
+    d.installs_total = (uint32_t)WL_ORG_INSTALLS_TOTAL(st);
+    json_t *row = daily_row_json(st->day, &d);
+    if (row == NULL)
+        return -ENOMEM;
+    json_t *last = n > 0 ? json_array_get(a, n - 1) : NULL;
+    json_int_t last_day = last != NULL ? json_integer_value(json_object_get(last, "day")) : -1;
+    if (last_day == (json_int_t)st->day)
+        return json_array_set_new(a, n - 1, row) == 0 ? 0 : -ENOMEM;
+    if (last_day > (json_int_t)st->day) { /* a day the record has not seen: keep the rows */
+        json_decref(row);
+        return 0;
+    }
+    return json_array_append_new(a, row) == 0 ? 0 : -ENOMEM;
+}
+
 static json_t *daily_json(struct wl_api *api, const struct wl_snapshot *snap,
-                          const uint8_t *org, size_t org_len, uint64_t days, int64_t now,
-                          char *err, size_t errlen)
+                          const uint8_t *org, size_t org_len, const wl_org_state *st,
+                          uint64_t days, int64_t now, char *err, size_t errlen)
 {
     uint8_t key[1 + WL_ORG_ID_MAX + 4];
     uint32_t today = wl_day_of(now);
@@ -523,6 +589,8 @@ static json_t *daily_json(struct wl_api *api, const struct wl_snapshot *snap,
     if (rc == 0)
         rc = wl_iter_status(it, err, errlen);
     wl_iter_free(it);
+    if (rc == 0 && (rc = daily_current(a, st, from, today)) != 0)
+        snprintf(err, errlen, "out of memory");
     if (rc != 0) {
         json_decref(a);
         return NULL;
@@ -559,8 +627,8 @@ static json_t *account_json(struct wl_req *rq, const struct wl_snapshot *snap,
     wl_org_signals_free(&sigs);
     json_t *named = bad ? NULL : wl_api_named_label(api, snap, org, org_len, err, errlen);
     json_t *daily = named == NULL ? NULL
-                                  : daily_json(api, snap, org, org_len, days, rq->now, err,
-                                               errlen);
+                                  : daily_json(api, snap, org, org_len, st, days, rq->now,
+                                               err, errlen);
     if (daily == NULL) {
         json_decref(named);
         json_decref(o);
@@ -607,7 +675,7 @@ enum MHD_Result wl_api_account(struct wl_req *rq)
     if (rc == -EAGAIN || rc == -EINVAL)
         goto done; /* answered */
     if (rc == 0)
-        rc = wl_org_state_get(rq->api->store, snap, org, org_len, &st, err, sizeof err);
+        rc = org_get(rq->api, snap, org, org_len, &st, err, sizeof err);
     if (rc == -ENOENT) {
         ret = wl_api_send_error(rq->conn, MHD_HTTP_NOT_FOUND, "not_found",
                                 "no organization or install '%.100s'", rq->rest);

@@ -78,6 +78,11 @@ static const struct opt options[] = {
         "half) above which UDP datagrams are dropped and TCP frames get RETRY_LATER or wait"),
     NUM("limits", max_group_pings, OPT_UINT, "50000", 1, 10000000,
         "pings the writer commits in one atomic write and one WAL sync"),
+    NUM("limits", checkpoint_interval_ms, OPT_DURATION, "30s", 100, 3600 * SEC,
+        "the state (installs, organizations, current days) is checkpointed at least this often "
+        "while it changes; a crash replays the pings stored since"),
+    NUM("limits", checkpoint_pings, OPT_UINT, "1000000", 1, 100000000,
+        "or after this many pings, whichever comes first: bounds the replay after a crash"),
     NUM("limits", frame_timeout_ms, OPT_DURATION, "30s", 0, DAY,
         "close a TCP connection whose frame, once begun, is not complete this long "
         "(while the collector reads; 0: never)"),

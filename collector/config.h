@@ -39,6 +39,8 @@ struct wl_config {
     uint64_t max_held_bytes;        /* bytes held between the sockets and the writer (decoded
                                        batches, jobs, samples, unsent acks): above it the same */
     uint64_t max_group_pings;       /* pings per group commit */
+    uint64_t checkpoint_interval_ms; /* state records written at least this often */
+    uint64_t checkpoint_pings;      /* or after this many pings */
     uint64_t frame_timeout_ms;      /* a TCP frame begun and unfinished this long closes it */
     uint64_t rate_per_address;      /* envelopes (datagrams + frames) per second; 0 = off */
     uint64_t burst_per_address;     /* the token bucket's size */

@@ -310,6 +310,16 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
                       err, errlen);
     st->state_seq = rc == 0 && vlen == 8 ? wl_be64_get(val) : st->ingest_seq;
     free(val);
+    val = NULL;
+    if (rc == 0) {
+        int rc2 = wl_store_get(store, WL_CF_META, META_STATE_AT, sizeof META_STATE_AT - 1, &val,
+                               &vlen, err, errlen);
+        if (rc2 == 0 && vlen == 8)
+            st->checkpoint_at = (int64_t)wl_be64_get(val);
+        free(val);
+        if (rc2 != 0 && rc2 != -ENOENT)
+            rc = rc2;
+    }
     if (rc == -ENOENT) {
         /* A new database, or one from before lazy flushes (which wrote its
          * state with every group): its records are exact now. Say so on

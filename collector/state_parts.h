@@ -32,6 +32,9 @@ static const char META_INGEST_SEQ[] = "ingest_seq";
  * exact for: pings after it are replayed from the pings column family when
  * the state loads. Absent (databases from before it): the ingest sequence. */
 static const char META_STATE_SEQ[] = "state_seq";
+/* When that checkpoint was written: unix ms, big-endian (absent: before
+ * checkpoints said so). */
+static const char META_STATE_AT[] = "state_at";
 
 #define SEEN_MAX 16 /* versions and editions remembered per organization */
 /* Past days kept per organization for growth rules: more than any window
@@ -165,6 +168,8 @@ struct wl_state {
     struct wl_org *dirty_orgs;
     uint64_t n_dirty_installs;
     uint64_t state_seq;                     /* what the records on disk are exact for */
+    int64_t checkpoint_at;                  /* unix ms that checkpoint was written */
+    int64_t flush_at;                       /* the staged checkpoint's time */
     uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
     int flushed;                            /* the batch holds a whole flush */
     uint64_t replayed;                      /* pings the load replayed */

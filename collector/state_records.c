@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "state_parts.h"
 
@@ -235,6 +236,11 @@ void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     }
     wl_be64_put(seq, st->ingest_seq);
     wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    st->flush_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    wl_be64_put(seq, (uint64_t)st->flush_at);
+    wl_batch_put(batch, WL_CF_META, META_STATE_AT, sizeof META_STATE_AT - 1, seq, sizeof seq);
     st->staged_ingest_seq = 0; /* put it again: the flush may come after a failed write */
     wl_state_stage(st, batch);
     st->flushed = 1;
@@ -265,6 +271,7 @@ uint64_t wl_state_commit(struct wl_state *st)
         return last; /* the state stays dirty, in memory, until a flush */
     st->flushed = 0;
     st->state_seq = st->ingest_seq;
+    st->checkpoint_at = st->flush_at;
     for (in = st->dirty_installs; in != NULL; in = next_in) {
         next_in = in->next_dirty;
         in->dirty = 0;

@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "msgids.h"
 #include "quarantine.h"
+#include "state_read.h"
 
 struct wl_writer {
     pthread_t thread;
@@ -34,6 +35,7 @@ struct wl_writer {
     const struct wl_config *cfg;
     struct wl_store *store;
     struct wl_state *state;
+    struct wl_state_reader *reader;   /* the API reads state through it (state_read.h) */
     struct wl_quarantine quarantine;
     struct wl_msgids *msgids;         /* Rudder messageIds seen */
     struct wl_batch *batch;
@@ -47,19 +49,23 @@ struct wl_writer {
     struct wl_state_opts state_opts;
     uint64_t signal_seq;     /* the last signal id committed */
     int64_t flushed_at;      /* when the state records were last written */
+    uint64_t pings_since_checkpoint;
     struct poisoned *poisoned;
 };
 
 #define ADVANCE_EVERY_MS 10000 /* live: how often idle time expires installs */
 
-/* The state records (installs, organizations, current days) are written
- * with a group when nothing new was queued while it was applied; under a
- * backlog, at most this long and this many changed installs apart. In
- * between, a group writes only its raw pings, signals and sequences: one
- * sequential put per ping. A crash replays what the records lack from the
- * pings (wl_state_load). */
-#define STATE_FLUSH_MS 500
-#define STATE_FLUSH_INSTALLS 100000
+/* Checkpoints: the state records (installs, organizations, current days)
+ * are written with a group every checkpoint_interval_ms, or after
+ * checkpoint_pings pings, or when this many installs changed (which bounds
+ * the checkpoint's one atomic write), whichever comes first; when time
+ * passing changed the state (a tick expired installs: the replay after a
+ * crash sees only pings, not the passing of time); before a forget; at the
+ * stop. In between, a group writes only its raw pings, signals and
+ * sequences: one sequential put per ping. The API reads memory
+ * (state_read.h), not the records; a crash replays the pings stored since
+ * the last checkpoint (wl_state_load). */
+#define CHECKPOINT_INSTALLS_MAX 100000
 
 /* Connections whose frames must not land until the client resends. */
 struct poisoned {
@@ -276,11 +282,13 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
             job->retry_later = 1;
             continue;
         }
+        wl_state_change_begin(w->reader);
         enum wl_apply a =
             job->edge == NULL
                 ? wl_state_apply(w->state, p, job->received_at, event_at, w->batch)
                 : wl_state_apply_edge(w->state, p, &job->edge[i], job->received_at, event_at,
                                       w->batch);
+        wl_state_change_end(w->reader);
         if (a == WL_APPLY_DUPLICATE) {
             job->duplicates++;
         } else {
@@ -323,19 +331,22 @@ static int reopen_and_write_again(struct wl_writer *w, int sync)
     return 1;
 }
 
-/* A failed write leaves memory ahead of disk: rebuild it from disk. */
+/* A failed write leaves memory ahead of disk: rebuild it from disk. The
+ * API reads the old state until the new one is loaded. */
 static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group)
 {
     char err[512];
-    wl_state_free(w->state);
-    w->state = NULL;
-    while (wl_state_load(w->store, &w->state_opts, &w->state, err, sizeof err) != 0) {
+    struct wl_state *fresh = NULL;
+    while (wl_state_load(w->store, &w->state_opts, &fresh, err, sizeof err) != 0) {
         wl_error("state_reload_failed", "error=\"%s\" retry_in_ms=1000", err);
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL);
         if (wl_store_recover(w->store, err, sizeof err) != 0 && !wl_store_writable(w->store))
             wl_warn("storage_reopen_failed", "error=\"%s\"", err);
     }
+    wl_state_reader_set(w->reader, fresh);
+    wl_state_free(w->state);
+    w->state = fresh;
     if (wl_quarantine_init(&w->quarantine, w->store, w->cfg->quarantine_max_records,
                            w->cfg->quarantine_per_second, err, sizeof err) != 0)
         wl_error("quarantine_reload_failed", "error=\"%s\"", err);
@@ -370,26 +381,20 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Whether this group's write carries the state records too. */
-static int flush_due(const struct wl_writer *w, int idle, int64_t now)
+/* Whether this group's write carries a checkpoint. */
+static int checkpoint_due(const struct wl_writer *w, int time_changed, int64_t now)
 {
     if (!wl_state_dirty(w->state))
         return 0;
-    return idle || now - w->flushed_at >= STATE_FLUSH_MS ||
-           wl_state_dirty_installs(w->state) >= STATE_FLUSH_INSTALLS;
+    return time_changed || now - w->flushed_at >= (int64_t)w->cfg->checkpoint_interval_ms ||
+           w->pings_since_checkpoint >= w->cfg->checkpoint_pings ||
+           wl_state_dirty_installs(w->state) >= CHECKPOINT_INSTALLS_MAX;
 }
 
-static int queue_empty(struct wl_writer *w)
+/* group NULL: a tick, time passing. */
+static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings)
 {
-    pthread_mutex_lock(&w->mu);
-    int empty = w->head == NULL;
-    pthread_mutex_unlock(&w->mu);
-    return empty;
-}
-
-/* force: flush whatever the queue holds (a tick, the stop). */
-static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings, int force)
-{
+    uint64_t expired = 0;
     int64_t now = now_ms();
     uint64_t accepted = 0, duplicates = 0, rejected = 0, batches_rejected = 0;
     uint64_t t_accepted[WL_N_TRANSPORTS] = {0}, t_duplicates[WL_N_TRANSPORTS] = {0};
@@ -407,13 +412,13 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         rejected += job->n_rejected;
         batches_rejected += job->rejected != WL_REJECT_NONE;
     }
-    if (group == NULL) /* a tick with no jobs: time passes */
-        wl_state_advance(w->state, now, w->batch);
-    /* Nothing arrived while the group was applied: the writer has time,
-     * and whoever reads after the acks sees the records. A tick's changes
-     * are flushed at once: the replay after a crash sees only pings, not
-     * the passing of time. */
-    int flush = flush_due(w, force || group == NULL || queue_empty(w), now);
+    if (group == NULL) { /* a tick with no jobs: time passes */
+        wl_state_change_begin(w->reader);
+        expired = wl_state_advance(w->state, now, w->batch);
+        wl_state_change_end(w->reader);
+    }
+    w->pings_since_checkpoint += accepted;
+    int flush = checkpoint_due(w, expired > 0, now);
     int changed = accepted > 0 || flush;
     if (flush)
         wl_state_flush(w->state, w->batch);
@@ -439,9 +444,12 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     }
     if (flush) {
         w->flushed_at = now;
+        w->pings_since_checkpoint = 0;
         wl_count(WL_M_state_flushes, 1);
     }
+    wl_state_change_begin(w->reader);
     uint64_t last_signal = wl_state_commit(w->state);
+    wl_state_change_end(w->reader);
     if (last_signal != 0) {
         w->signal_seq = last_signal;
         if (w->hook)
@@ -476,9 +484,12 @@ static int flush_state(struct wl_writer *w, const char *why)
         recover_after_failed_write(w, NULL);
         return -EIO;
     }
+    wl_state_change_begin(w->reader);
     wl_state_commit(w->state);
+    wl_state_change_end(w->reader);
     wl_count(WL_M_state_flushes, 1);
     w->flushed_at = now_ms();
+    w->pings_since_checkpoint = 0;
     wl_batch_clear(w->batch);
     return 0;
 }
@@ -495,8 +506,12 @@ static void commit_forget(struct wl_writer *w, struct wl_job *job)
     if (memory && wl_state_dirty(w->state))
         rc = flush_state(w, "forget");
     wl_batch_clear(w->batch);
+    /* The memory step changes memory; the others read it. Rare, and
+     * bounded: a forget's slices are (forget.h). */
+    wl_state_change_begin(w->reader);
     if (rc == 0)
         rc = wl_forget_apply(job->forget, w->state, w->store, w->batch, now_ms());
+    wl_state_change_end(w->reader);
     if (rc == 0 && wl_batch_count(w->batch) > 0 &&
         wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
         wl_error("write_failed", "error=\"%s\" forget=1", err);
@@ -504,7 +519,9 @@ static void commit_forget(struct wl_writer *w, struct wl_job *job)
         rc = -EIO;
     }
     if (rc == 0 && memory) {
+        wl_state_change_begin(w->reader);
         wl_state_commit(w->state);
+        wl_state_change_end(w->reader);
     } else if (rc != 0 && rc != -ENOENT) {
         wl_error("forget_failed", "kind=%s error=%s", wl_forget_kind_name(job->forget),
                  strerror(-rc));
@@ -544,7 +561,7 @@ static void *writer_main(void *arg)
         }
         if (w->head == NULL) { /* live and idle: let time pass */
             pthread_mutex_unlock(&w->mu);
-            commit_group(w, NULL, 0, 1);
+            commit_group(w, NULL, 0);
             continue;
         }
         struct wl_job *group = w->head, *last = w->head;
@@ -571,7 +588,7 @@ static void *writer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&w->mu);
 
-        commit_group(w, group, n, 0);
+        commit_group(w, group, n);
 
         pthread_mutex_lock(&w->mu);
         w->queued_pings -= n;
@@ -612,8 +629,13 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     };
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    if ((w->reader = wl_state_reader_new()) == NULL) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     if ((rc = wl_state_load(store, &w->state_opts, &w->state, err, errlen)) != 0)
         goto fail;
+    wl_state_reader_set(w->reader, w->state);
     w->signal_seq = wl_state_signal_seq(w->state);
     wl_metrics_set_rules(&cfg->rules);
     publish_state(w);
@@ -648,11 +670,14 @@ fail:
     wl_batch_free(w->batch);
     wl_msgids_free(w->msgids);
     wl_state_free(w->state);
+    wl_state_reader_free(w->reader);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w);
     return rc;
 }
+
+struct wl_state_reader *wl_writer_state_reader(struct wl_writer *w) { return w->reader; }
 
 void wl_writer_join(struct wl_writer *w)
 {
@@ -678,7 +703,9 @@ void wl_writer_stop(struct wl_writer *w)
     wl_info("writer_stopped", "ingest_seq=%llu",
             (unsigned long long)wl_state_ingest_seq(w->state));
     wl_batch_free(w->batch);
+    wl_state_reader_set(w->reader, NULL);
     wl_state_free(w->state);
+    wl_state_reader_free(w->reader);
     wl_msgids_free(w->msgids);
     free(w->ping_buf);
     struct poisoned *p, *tmp;

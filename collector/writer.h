@@ -19,6 +19,7 @@
 #include "storage/store.h"
 
 struct wl_forget_req;
+struct wl_state_reader;
 
 /* Ack.Status values, named for the code that fills them. */
 enum wl_status { WL_ACK_OK = 0, WL_ACK_PARTIAL = 1, WL_ACK_REJECTED = 2, WL_ACK_RETRY_LATER = 3 };
@@ -85,6 +86,10 @@ struct wl_job *wl_writer_take_done(struct wl_writer *w);
 
 /* Pings queued and not yet committed. */
 uint64_t wl_writer_queued_pings(struct wl_writer *w);
+
+/* What other threads read the writer's state through (state_read.h);
+ * valid until wl_writer_stop. */
+struct wl_state_reader *wl_writer_state_reader(struct wl_writer *w);
 
 /* Commits everything queued and stops the thread; the finished jobs stay
  * for wl_writer_take_done. */

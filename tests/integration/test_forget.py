@@ -59,8 +59,11 @@ class ForgetCase(CollectorCase):
             self.token_files[name] = os.path.join(c.root, name + ".token")
             with open(self.token_files[name], "w") as f:
                 f.write(tok + "\n")
+        # The dumps compare the records before and after a forget: a
+        # checkpoint with every group, so that the records are all the state.
         set_options(c, {"read_token_file": self.token_files["read"],
-                        "admin_token_file": self.token_files["admin"]})
+                        "admin_token_file": self.token_files["admin"],
+                        "checkpoint_pings": 1})
         c.start()
         self.c = c
         self.keys = {d: org_key_hex(c.org_salt, d) for d in (A_DOMAIN, B_DOMAIN, C_DOMAIN)}

@@ -78,6 +78,8 @@ static void assert_config_equal(const struct wl_config *a, const struct wl_confi
     assert_int_equal(a->udp_recv_buffer, b->udp_recv_buffer);
     assert_int_equal(a->writer_queue_pings, b->writer_queue_pings);
     assert_int_equal(a->max_group_pings, b->max_group_pings);
+    assert_int_equal(a->checkpoint_interval_ms, b->checkpoint_interval_ms);
+    assert_int_equal(a->checkpoint_pings, b->checkpoint_pings);
     assert_int_equal(a->frame_timeout_ms, b->frame_timeout_ms);
     assert_int_equal(a->rate_per_address, b->rate_per_address);
     assert_int_equal(a->burst_per_address, b->burst_per_address);
@@ -122,6 +124,8 @@ static void test_defaults_every_field(void **state)
     assert_int_equal(cfg.writer_queue_pings, 200000);
     assert_int_equal(cfg.max_held_bytes, 256 * MiB);
     assert_int_equal(cfg.max_group_pings, 50000);
+    assert_int_equal(cfg.checkpoint_interval_ms, 30 * SEC);
+    assert_int_equal(cfg.checkpoint_pings, 1000000);
     assert_int_equal(cfg.frame_timeout_ms, 30 * SEC);
     assert_int_equal(cfg.rate_per_address, 1000);
     assert_int_equal(cfg.burst_per_address, 10000);
@@ -220,7 +224,8 @@ static void test_print_help_lists_every_option(void **state)
         "data_dir", "udp_listen", "tcp_listen", "org_salt_file", "durability", "log_level",
         "stats_interval_ms", "max_frame_bytes", "max_inflated_bytes", "max_pings_per_batch",
         "max_connections", "idle_timeout_ms", "max_count", "max_inflight_frames",
-        "udp_recv_buffer", "writer_queue_pings", "max_group_pings", "quarantine_max_records",
+        "udp_recv_buffer", "writer_queue_pings", "max_group_pings", "checkpoint_interval_ms",
+        "checkpoint_pings", "quarantine_max_records",
         "quarantine_sample_bytes", "quarantine_per_second", "frame_timeout_ms",
         "rate_per_address", "burst_per_address", "max_connections_per_address",
         "address_table_size", "limit_loopback", "api_max_connections_per_address",

@@ -115,6 +115,9 @@ static int setup(void **state)
     }
     snprintf(f->cfg.data_dir, sizeof f->cfg.data_dir, "%s", f->db);
     f->cfg.install_ttl_ms = 3650 * DAY;
+    /* These tests read the records on disk after each send: a checkpoint
+     * with every group (test_writer and test_state_read test the window). */
+    f->cfg.checkpoint_pings = 1;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (wl_store_open(f->db, WL_STORE_PRIMARY, &f->store, err, sizeof err) != 0) {

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "records.pb-c.h"
+#include "state_read.h"
 #include "storage/keys.h"
 #include "writer.h"
 #include "tmpdir.h"
@@ -192,7 +193,21 @@ static struct wl_job *job_of(const struct pspec *specs, size_t n, const char *tr
     return job;
 }
 
-/* ---- reading the store ---- */
+/* ---- reading the store, and memory ---- */
+
+/* The writer's memory holds the install (state_read.h). */
+static int install_in_memory(struct fx *f, const char *id)
+{
+    Warmline__Store__V1__InstallState *rec = NULL;
+    int rc = wl_state_read_install(wl_writer_state_reader(f->w), id, &rec);
+    if (rec != NULL) {
+        assert_string_equal(rec->install_id, id);
+        assert_non_null(rec->last_ping);
+        warmline__store__v1__install_state__free_unpacked(rec, NULL);
+    }
+    assert_true(rc == 0 || rc == 1 || rc == -ENOENT);
+    return rc == 0 || rc == 1;
+}
 
 typedef Warmline__Store__V1__Quarantined qrec;
 
@@ -406,12 +421,17 @@ static void test_jobs_of_every_kind(void **state)
     assert_int_equal(wl_counter_get(WL_M_batches_rejected) - brej0, 1);
     assert_int_equal(wl_writer_queued_pings(f->w), 0);
 
-    /* The store: accepted pings, their installs, and nothing of the rejects. */
+    /* The store: accepted pings; memory: their installs, and nothing of
+     * the rejects; the records wait for a checkpoint (the stop's). */
     assert_int_equal(count_cf(f->store, WL_CF_PINGS), 5);
-    assert_true(install_exists(f->store, "inst-a"));
-    assert_true(install_exists(f->store, "inst-b"));
-    assert_true(install_exists(f->store, "inst-c"));
-    assert_true(install_exists(f->store, "inst-e"));
+    const char *in[] = {"inst-a", "inst-b", "inst-c", "inst-e"};
+    for (size_t i = 0; i < 4; i++)
+        assert_true(install_in_memory(f, in[i]));
+    assert_false(install_in_memory(f, "inst-bad"));
+    assert_false(install_in_memory(f, "inst-d"));
+    wl_writer_join(f->w);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(install_exists(f->store, in[i]));
     assert_false(install_exists(f->store, "inst-bad"));
     assert_false(install_exists(f->store, "inst-d"));
     assert_int_equal(count_cf(f->store, WL_CF_INSTALLS), 4);
@@ -526,9 +546,58 @@ static void test_many_jobs_small_groups(void **state)
     }
     free_jobs(back, N);
     assert_int_equal(count_cf(f->store, WL_CF_PINGS), N);
+    assert_int_equal(wl_writer_queued_pings(f->w), 0);
+    wl_writer_join(f->w); /* the stop's checkpoint */
     assert_int_equal(count_cf(f->store, WL_CF_INSTALLS), 50);
     assert_int_equal(count_cf(f->store, WL_CF_ORGS), 1);
-    assert_int_equal(wl_writer_queued_pings(f->w), 0);
+}
+
+/* The state records wait for a checkpoint: checkpoint_pings pings (or the
+ * interval) after the last one, not every group. Memory answers before. */
+static void test_checkpoint_after_pings(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 30 };
+    f->cfg.max_group_pings = 1;
+    f->cfg.checkpoint_pings = 20;
+    f->cfg.checkpoint_interval_ms = 3600 * 1000;
+    start(f);
+    struct wl_state_reader *r = wl_writer_state_reader(f->w);
+    struct wl_state_position pos;
+    uint64_t flushes0 = wl_counter_get(WL_M_state_flushes);
+    char ids[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "c-%d", i);
+        struct pspec s[1] = {{ids[i], 7, 1, 1}};
+        struct wl_job *job = job_of(s, 1, "tcp");
+        wl_writer_submit(f->w, job);
+        free_jobs(collect(f, 1), 1); /* one group each */
+        assert_true(install_in_memory(f, ids[i]));
+        assert_int_equal(wl_state_read_position(r, &pos), 0);
+        assert_int_equal(pos.ingest_seq, (uint64_t)i + 1);
+        if (i + 1 < 20) { /* no checkpoint yet: the pings alone are on disk */
+            assert_int_equal(count_cf(f->store, WL_CF_INSTALLS), 0);
+            assert_int_equal(pos.checkpoint_seq, 0);
+        } else if (i + 1 == 20) { /* the 20th ping's group carried one */
+            assert_int_equal(count_cf(f->store, WL_CF_INSTALLS), 20);
+            assert_int_equal(pos.checkpoint_seq, 20);
+            assert_true(pos.checkpoint_at > 0);
+        }
+    }
+    assert_int_equal(wl_counter_get(WL_M_state_flushes) - flushes0, 1);
+    assert_int_equal(count_cf(f->store, WL_CF_PINGS), N);
+    assert_int_equal(count_cf(f->store, WL_CF_INSTALLS), 20);
+    /* The organization's record from memory has every install. */
+    Warmline__Store__V1__OrgState *org = NULL;
+    uint8_t key[33];
+    key[0] = WL_ORG_TAG_KEY;
+    memset(key + 1, 7, 32);
+    assert_int_equal(wl_state_read_org(r, key, sizeof key, &org), 0);
+    assert_int_equal(org->installs_total, N);
+    warmline__store__v1__org_state__free_unpacked(org, NULL);
+    wl_writer_join(f->w); /* the stop writes the rest */
+    assert_int_equal(count_cf(f->store, WL_CF_INSTALLS), N);
+    assert_int_equal(wl_counter_get(WL_M_state_flushes) - flushes0, 2);
 }
 
 /* Stopping with jobs queued commits them (and frees them). */
@@ -624,6 +693,7 @@ int main(void)
         T(test_quarantine_truncated_sample),
         T(test_quarantine_bounded),
         T(test_many_jobs_small_groups),
+        T(test_checkpoint_after_pings),
         T(test_stop_commits_queued),
         T(test_restart_continues),
         T(test_async_durability),

@@ -1,0 +1,68 @@
+/* The writer's state read by other threads: the API answers hot accounts
+ * and accounts from memory, so every acked ping is visible to the next
+ * query without waiting for a checkpoint (collector/README.md, "Reads").
+ *
+ * The mechanism is a read-write lock around memory. The writer holds it
+ * only while it changes memory: one ping applied, time advanced, a
+ * commit, a forget's memory step, a state swapped in after a reload; never
+ * across a write to disk, a checkpoint's write or a reopen. A reader holds
+ * it only while it packs one record from memory (microseconds), into a
+ * buffer of its own. Chosen over the two other ways:
+ *   - queries as jobs on the writer's queue: a read would wait behind a
+ *     group's write, a checkpoint and a disk-full reopen;
+ *   - a snapshot the writer publishes: a copy of the state, or
+ *     copy-on-write in every structure, against 300 B per install.
+ * The lock prefers the writer, so a stream of readers cannot stall ingest.
+ *
+ * What a reader sees is the writer's memory: a ping is visible once it is
+ * applied, a moment before its group's write returns and its ack goes; a
+ * write that fails rolls memory back to what is on disk (writer.c,
+ * recover_after_failed_write). */
+#ifndef WL_STATE_READ_H
+#define WL_STATE_READ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "records.pb-c.h"
+
+struct wl_state;
+struct wl_state_reader;
+
+struct wl_state_reader *wl_state_reader_new(void);
+void wl_state_reader_free(struct wl_state_reader *r);
+
+/* ---- the writer's side ---- */
+
+/* The state readers read (NULL: none, while it loads): the old one is no
+ * longer read when this returns, so the writer may free it. */
+void wl_state_reader_set(struct wl_state_reader *r, struct wl_state *st);
+/* Around every change the writer makes to the state's memory. */
+void wl_state_change_begin(struct wl_state_reader *r);
+void wl_state_change_end(struct wl_state_reader *r);
+
+/* ---- the readers' side: any thread ----
+ * Each returns 0 with a record the caller frees (..._free_unpacked), or
+ * -ENOENT when memory does not hold it, -EAGAIN when there is no state to
+ * read (the collector is loading): the caller reads the store. */
+
+/* The organization's record as the next checkpoint would write it. */
+int wl_state_read_org(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
+                      Warmline__Store__V1__OrgState **out);
+
+/* The install's record. 1 (and *out NULL) when it has not changed since
+ * the last checkpoint: its record on disk is exact (or newer, should a
+ * checkpoint come in between), and holds its latest ping, which memory
+ * does not. */
+int wl_state_read_install(struct wl_state_reader *r, const char *id,
+                          Warmline__Store__V1__InstallState **out);
+
+/* Where the state stands. */
+struct wl_state_position {
+    uint64_t ingest_seq;         /* the last ping applied */
+    uint64_t checkpoint_seq;     /* the ingest sequence the records on disk are exact for */
+    int64_t checkpoint_at;       /* unix ms of that checkpoint (0: none since the start) */
+};
+int wl_state_read_position(struct wl_state_reader *r, struct wl_state_position *out);
+
+#endif
