@@ -27,14 +27,13 @@ typedef Warmline__Store__V1__OrgState wl_org_rec;
 typedef Warmline__Store__V1__StoredPing wl_ping_rec;
 typedef Warmline__Store__V1__DailyState wl_daily_rec;
 
-static const char META_INGEST_SEQ[] = "ingest_seq";
+static const char META_INGEST_SEQ[] = WL_META_INGEST_SEQ;
 /* The ingest sequence the installs, orgs and current days on disk are
  * exact for: pings after it are replayed from the pings column family when
  * the state loads. Absent (databases from before it): the ingest sequence. */
-static const char META_STATE_SEQ[] = "state_seq";
-/* When that checkpoint was written: unix ms, big-endian (absent: before
- * checkpoints said so). */
-static const char META_STATE_AT[] = "state_at";
+static const char META_STATE_SEQ[] = WL_META_STATE_SEQ;
+/* When that checkpoint was written (absent: before checkpoints said so). */
+static const char META_STATE_AT[] = WL_META_STATE_AT;
 
 #define SEEN_MAX 16 /* versions and editions remembered per organization */
 /* Past days kept per organization for growth rules: more than any window

@@ -14,6 +14,12 @@
 #define WL_ORG_TAG_INSTALL 'i' /* 'i' + install_id, when the ping had no org_key */
 #define WL_ORG_ID_MAX (1 + 64)
 
+/* Meta keys of the state's checkpoints (collector/state_records.c writes
+ * them, the tools read them): big-endian 64-bit values. */
+#define WL_META_INGEST_SEQ "ingest_seq" /* the last ping stored */
+#define WL_META_STATE_SEQ "state_seq"   /* the last checkpoint: the records are exact up to it */
+#define WL_META_STATE_AT "state_at"     /* unix ms that checkpoint was written */
+
 static inline void wl_be64_put(uint8_t out[8], uint64_t v)
 {
     for (int i = 7; i >= 0; i--) {
