@@ -1,0 +1,313 @@
+/* Unit tests for collector/state_read.h: records packed from the writer's
+ * memory for other threads, with a real store in a temporary directory.
+ * The last test reads from two threads while this one applies pings and
+ * checkpoints, as the writer does (run under the sanitizers by make
+ * sanitize). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "records.pb-c.h"
+#include "state_read.h"
+#include "storage/keys.h"
+#include "tmpdir.h"
+
+typedef Warmline__Store__V1__OrgState org_rec;
+typedef Warmline__Store__V1__InstallState install_rec;
+
+struct fx {
+    char root[64];
+    char db[128];
+    struct wl_store *store;
+    struct wl_state *st;
+    struct wl_state_reader *r;
+};
+
+static const struct wl_state_opts opts = {
+    .install_ttl_ms = 1000ULL * 86400 * 3650,
+    .score_half_life_ms = 14ULL * 86400 * 1000,
+};
+
+#define T0 1700000000000LL
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char err[512];
+    if (f == NULL)
+        return -1;
+    snprintf(f->root, sizeof f->root, "/tmp/wl-test-state-read-XXXXXX");
+    if (mkdtemp(f->root) == NULL)
+        return -1;
+    snprintf(f->db, sizeof f->db, "%s/db", f->root);
+    if (wl_store_open(f->db, WL_STORE_PRIMARY, &f->store, err, sizeof err) != 0 ||
+        wl_state_load(f->store, &opts, &f->st, err, sizeof err) != 0) {
+        print_error("setup: %s\n", err);
+        return -1;
+    }
+    f->r = wl_state_reader_new();
+    if (f->r == NULL)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    wl_state_reader_set(f->r, NULL);
+    wl_state_reader_free(f->r);
+    wl_state_free(f->st);
+    wl_store_close(f->store);
+    int rc = wl_test_rmtree(f->root);
+    free(f);
+    return rc;
+}
+
+/* One ping of install id in the organization of key byte k (users). */
+static void apply(struct fx *f, struct wl_batch *b, const char *id, int k, uint64_t seq,
+                  uint32_t users, int64_t at)
+{
+    uint8_t key[32];
+    wl_ping p = WARMLINE__V1__PING__INIT;
+    memset(key, k, sizeof key);
+    p.install_id = (char *)id;
+    p.org_key.data = key;
+    p.org_key.len = sizeof key;
+    p.seq = seq;
+    p.version = "9.11";
+    p.edition = "team";
+    p.registered_users = users;
+    p.active_users_monthly = users;
+    wl_state_change_begin(f->r);
+    assert_int_equal(wl_state_apply(f->st, &p, at, at, b), WL_APPLY_ACCEPTED);
+    wl_state_change_end(f->r);
+}
+
+/* The group's write: with a checkpoint when asked. */
+static void commit(struct fx *f, struct wl_batch *b, int checkpoint)
+{
+    char err[512] = "";
+    if (checkpoint)
+        wl_state_flush(f->st, b);
+    else
+        wl_state_stage(f->st, b);
+    assert_int_equal(wl_store_write(f->store, b, 0, err, sizeof err), 0);
+    wl_batch_clear(b);
+    wl_state_change_begin(f->r);
+    wl_state_commit(f->st);
+    wl_state_change_end(f->r);
+}
+
+static size_t org_id(int k, uint8_t *out)
+{
+    uint8_t key[32];
+    memset(key, k, sizeof key);
+    return wl_org_id(out, key, sizeof key, NULL, 0);
+}
+
+static void test_no_state_then_unknown(void **state)
+{
+    struct fx *f = *state;
+    org_rec *o = NULL;
+    install_rec *in = NULL;
+    uint8_t org[WL_ORG_ID_MAX];
+    size_t n = org_id(1, org);
+    struct wl_state_position pos;
+
+    /* before the writer sets its state: the caller reads the store */
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), -EAGAIN);
+    assert_int_equal(wl_state_read_install(f->r, "a", &in), -EAGAIN);
+    assert_int_equal(wl_state_read_position(f->r, &pos), -EAGAIN);
+    wl_state_reader_set(f->r, f->st);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), -ENOENT);
+    assert_int_equal(wl_state_read_install(f->r, "a", &in), -ENOENT);
+    assert_null(o);
+    assert_null(in);
+}
+
+/* Memory answers before any checkpoint; after one, an unchanged install is
+ * read from its record (1), which holds its latest ping. */
+static void test_records_from_memory(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    uint8_t org[WL_ORG_ID_MAX];
+    size_t n = org_id(7, org);
+    org_rec *o = NULL;
+    install_rec *in = NULL;
+    struct wl_state_position pos;
+
+    wl_state_reader_set(f->r, f->st);
+    apply(f, b, "srv-1", 7, 1, 10, T0);
+    apply(f, b, "srv-2", 7, 1, 20, T0 + 1000);
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
+    assert_int_equal(o->installs_total, 2);
+    assert_int_equal(o->installs_counting, 2);
+    assert_int_equal(o->totals[WL_COUNT_registered_users], 30);
+    assert_int_equal(o->n_versions, 1);
+    assert_string_equal(o->versions[0], "9.11");
+    assert_int_equal(o->day, (uint32_t)(T0 / 86400000));
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 0);
+    assert_string_equal(in->install_id, "srv-2");
+    assert_int_equal(in->last_seq, 1);
+    assert_non_null(in->last_ping);
+    assert_int_equal(in->last_ping->registered_users, 20);
+    assert_int_equal(in->last_ingest_seq, 2);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    assert_int_equal(wl_state_read_position(f->r, &pos), 0);
+    assert_int_equal(pos.ingest_seq, 2);
+    assert_int_equal(pos.checkpoint_seq, 0);
+
+    commit(f, b, 1); /* a checkpoint */
+    assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 1);
+    assert_null(in);
+    assert_int_equal(wl_state_read_position(f->r, &pos), 0);
+    assert_int_equal(pos.checkpoint_seq, 2);
+    assert_true(pos.checkpoint_at > 0);
+    /* changed again: memory again */
+    apply(f, b, "srv-2", 7, 2, 21, T0 + 2000);
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 0);
+    assert_int_equal(in->last_ping->registered_users, 21);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
+    assert_int_equal(o->totals[WL_COUNT_registered_users], 31);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    wl_batch_free(b);
+}
+
+/* An organization whose last install moved away is gone for readers at
+ * once, though its record goes at the next checkpoint. */
+static void test_emptied_org_is_gone(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    uint8_t org[WL_ORG_ID_MAX];
+    size_t n = org_id(3, org);
+    org_rec *o = NULL;
+
+    wl_state_reader_set(f->r, f->st);
+    apply(f, b, "mover", 3, 1, 5, T0);
+    commit(f, b, 1);
+    apply(f, b, "mover", 4, 2, 5, T0 + 1000);
+    wl_state_stage(f->st, b); /* applied, not yet committed */
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), -ENOENT);
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), -ENOENT);
+    n = org_id(4, org);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
+    assert_int_equal(o->installs_total, 1);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    wl_batch_free(b);
+}
+
+/* ---- readers on other threads while pings are applied ---- */
+
+enum { N_ORGS = 8, N_INSTALLS = 64, ROUNDS = 40 };
+
+struct reader_arg {
+    struct fx *f;
+    atomic_int *stop;
+    uint64_t reads, found;
+    int bad;
+};
+
+static void *reader_main(void *p)
+{
+    struct reader_arg *a = p;
+    uint8_t org[WL_ORG_ID_MAX];
+    char id[32];
+    for (unsigned i = 0; !atomic_load(a->stop); i++) {
+        org_rec *o = NULL;
+        install_rec *in = NULL;
+        size_t n = org_id((int)(i % N_ORGS) + 1, org);
+        int rc = wl_state_read_org(a->f->r, org, n, &o);
+        if (rc == 0) {
+            /* a record is one moment: its installs all count (the ttl is
+             * long), and each install's users are its round number */
+            if (o->installs_counting != o->installs_total || o->installs_total > N_INSTALLS)
+                a->bad++;
+            a->found++;
+            warmline__store__v1__org_state__free_unpacked(o, NULL);
+        } else if (rc != -ENOENT) {
+            a->bad++;
+        }
+        snprintf(id, sizeof id, "i-%u", i % N_INSTALLS);
+        rc = wl_state_read_install(a->f->r, id, &in);
+        if (rc == 0) {
+            if (in->last_ping == NULL || in->last_ping->registered_users != in->last_seq)
+                a->bad++;
+            warmline__store__v1__install_state__free_unpacked(in, NULL);
+        } else if (rc != 1 && rc != -ENOENT) {
+            a->bad++;
+        }
+        a->reads++;
+    }
+    return NULL;
+}
+
+static void test_readers_beside_the_writer(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    atomic_int stop = 0;
+    pthread_t th[2];
+    struct reader_arg args[2] = {{f, &stop, 0, 0, 0}, {f, &stop, 0, 0, 0}};
+    char id[32];
+
+    wl_state_reader_set(f->r, f->st);
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, reader_main, &args[t]), 0);
+    for (int round = 1; round <= ROUNDS; round++) {
+        for (int i = 0; i < N_INSTALLS; i++) {
+            snprintf(id, sizeof id, "i-%d", i);
+            /* the install's users say its seq; it moves between orgs */
+            apply(f, b, id, (i + round) % N_ORGS + 1, (uint64_t)round, (uint32_t)round,
+                  T0 + round * 1000 + i);
+        }
+        commit(f, b, round % 4 == 0);
+    }
+    atomic_store(&stop, 1);
+    for (int t = 0; t < 2; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(args[t].bad, 0);
+        assert_true(args[t].reads > 0);
+    }
+    /* and the last state, read once more */
+    uint8_t org[WL_ORG_ID_MAX];
+    uint64_t total = 0;
+    for (int k = 1; k <= N_ORGS; k++) {
+        org_rec *o = NULL;
+        size_t n = org_id(k, org);
+        if (wl_state_read_org(f->r, org, n, &o) == 0) {
+            total += o->installs_total;
+            warmline__store__v1__org_state__free_unpacked(o, NULL);
+        }
+    }
+    assert_int_equal(total, N_INSTALLS);
+    wl_batch_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_no_state_then_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_from_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emptied_org_is_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readers_beside_the_writer, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
