@@ -87,7 +87,8 @@ uint64_t wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *bat
  * the records are now exact for). A crash between flushes loses nothing:
  * the pings after that sequence are replayed at the next load. */
 void wl_state_stage(struct wl_state *st, struct wl_batch *batch);
-void wl_state_flush(struct wl_state *st, struct wl_batch *batch);
+/* Returns how many records the flush put (installs, organizations, days). */
+uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch);
 
 /* After the write: forget the group's staging (and, when the batch held a
  * flush, the dirty marks). Returns the id of the last signal the group

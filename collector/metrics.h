@@ -111,6 +111,11 @@ enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
     X(organizations, "Organizations in the writer's state.")                              \
     X(interned_bytes, "Bytes held by interned strings and feature lists (writer state).")   \
     X(interned_strings, "Interned strings and feature lists held (writer state).")        \
+    X(checkpoint_seq, "The ingest sequence the last checkpoint made the state records "     \
+                      "exact for: a crash replays the pings after it.")                    \
+    X(pings_since_checkpoint, "Pings applied since the last checkpoint (in memory only).") \
+    X(checkpoint_records, "Records the last checkpoint wrote (installs, organizations, days).") \
+    X(checkpoint_ms, "How long the last checkpoint's pack and write took, in ms.")          \
     X(msgids_bytes, "Bytes of the Rudder messageId store after its last sweep.")            \
     X(network_prefixes, "Prefixes in the network table (CIDR -> organization).")          \
     X(network_table_bytes, "Bytes of the network table's lookup structure.")

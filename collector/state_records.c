@@ -215,24 +215,30 @@ static void **sorted_dirty(struct wl_state *st, void *head, size_t next_off, siz
     return st->sort_buf;
 }
 
-void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
+uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch)
 {
     uint8_t seq[8];
     size_t n;
+    uint64_t records = 0;
     void **v = sorted_dirty(st, st->dirty_installs, offsetof(struct wl_install, next_dirty), &n,
                             install_cmp);
     for (size_t i = 0; i < n; i++) {
         struct wl_install *in = v[i];
-        if (in->ping != NULL)
+        if (in->ping != NULL) {
             put_install(st, in, batch);
+            records++;
+        }
     }
     v = sorted_dirty(st, st->dirty_orgs, offsetof(struct wl_org, next_dirty), &n, org_cmp);
     for (size_t i = 0; i < n; i++)
         put_org(st, v[i], batch);
+    records += n;
     for (size_t i = 0; i < n; i++) {
         struct wl_org *org = v[i];
-        if (org->day_dirty && org->n_installs > 0)
+        if (org->day_dirty && org->n_installs > 0) {
             wl_st_put_daily(st, org, batch);
+            records++;
+        }
     }
     wl_be64_put(seq, st->ingest_seq);
     wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
@@ -244,6 +250,7 @@ void wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     st->staged_ingest_seq = 0; /* put it again: the flush may come after a failed write */
     wl_state_stage(st, batch);
     st->flushed = 1;
+    return records;
 }
 
 void wl_st_org_destroy(struct wl_state *st, struct wl_org *org)

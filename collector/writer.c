@@ -391,6 +391,17 @@ static int checkpoint_due(const struct wl_writer *w, int time_changed, int64_t n
            wl_state_dirty_installs(w->state) >= CHECKPOINT_INSTALLS_MAX;
 }
 
+/* After a checkpoint's write: t0 when its packing began (mono_ns). */
+static void checkpoint_done(struct wl_writer *w, uint64_t records, uint64_t t0)
+{
+    w->flushed_at = now_ms();
+    w->pings_since_checkpoint = 0;
+    wl_count(WL_M_state_flushes, 1);
+    wl_gauge_set(WL_G_checkpoint_records, records);
+    wl_gauge_set(WL_G_checkpoint_ms, (mono_ns() - t0) / 1000000);
+    wl_gauge_set(WL_G_checkpoint_seq, wl_state_ingest_seq(w->state));
+}
+
 /* group NULL: a tick, time passing. */
 static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings)
 {
@@ -420,8 +431,9 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     w->pings_since_checkpoint += accepted;
     int flush = checkpoint_due(w, expired > 0, now);
     int changed = accepted > 0 || flush;
+    uint64_t t_ckpt = mono_ns(), records = 0;
     if (flush)
-        wl_state_flush(w->state, w->batch);
+        records = wl_state_flush(w->state, w->batch);
     else
         wl_state_stage(w->state, w->batch);
     if (wl_batch_count(w->batch) > 0) {
@@ -442,11 +454,9 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         wl_observe_group_pings(n_pings);
         wl_count(WL_M_groups_committed, 1);
     }
-    if (flush) {
-        w->flushed_at = now;
-        w->pings_since_checkpoint = 0;
-        wl_count(WL_M_state_flushes, 1);
-    }
+    if (flush)
+        checkpoint_done(w, records, t_ckpt);
+    wl_gauge_set(WL_G_pings_since_checkpoint, w->pings_since_checkpoint);
     wl_state_change_begin(w->reader);
     uint64_t last_signal = wl_state_commit(w->state);
     wl_state_change_end(w->reader);
@@ -476,7 +486,7 @@ static int flush_state(struct wl_writer *w, const char *why)
     char err[512];
 
     wl_batch_clear(w->batch);
-    wl_state_flush(w->state, w->batch);
+    uint64_t t0 = mono_ns(), records = wl_state_flush(w->state, w->batch);
     if (wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
         wl_error("write_failed", "error=\"%s\" state_flush=%s", err, why);
         wl_count(WL_M_write_errors, 1);
@@ -487,9 +497,8 @@ static int flush_state(struct wl_writer *w, const char *why)
     wl_state_change_begin(w->reader);
     wl_state_commit(w->state);
     wl_state_change_end(w->reader);
-    wl_count(WL_M_state_flushes, 1);
-    w->flushed_at = now_ms();
-    w->pings_since_checkpoint = 0;
+    checkpoint_done(w, records, t0);
+    wl_gauge_set(WL_G_pings_since_checkpoint, 0);
     wl_batch_clear(w->batch);
     return 0;
 }
@@ -650,6 +659,7 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     if (wl_state_dirty(w->state))
         flush_state(w, "replay");
     w->flushed_at = now_ms();
+    wl_gauge_set(WL_G_checkpoint_seq, wl_state_state_seq(w->state));
     if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
         rc = -rc;
