@@ -1,5 +1,8 @@
 /* warmline dump: one column family of the store as JSON lines. Opens the
- * store as a secondary, so it works beside a running collector. */
+ * store as a secondary, so it works beside a running collector. The state
+ * tables (installs, orgs, daily) are written only at checkpoints: their
+ * dump says on stderr which checkpoint they are from (tools/checkpoint.h),
+ * and `dump state` prints where the checkpoint stands. */
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -7,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "collector/aggregate.h"
 #include "collector/ping_json.h"
@@ -223,24 +227,33 @@ static const struct {
     const char *name;
     enum wl_cf cf;
     record_fn fn;
+    int state;      /* written at checkpoints: say which one */
 } kinds[] = {
-    {"installs", WL_CF_INSTALLS, install_record},
-    {"orgs", WL_CF_ORGS, org_record},
-    {"pings", WL_CF_PINGS, ping_record},
-    {"quarantine", WL_CF_QUARANTINE, quarantine_record},
-    {"signals", WL_CF_SIGNALS, signal_record},
-    {"daily", WL_CF_DAILY, NULL},
+    {"installs", WL_CF_INSTALLS, install_record, 1},
+    {"orgs", WL_CF_ORGS, org_record, 1},
+    {"pings", WL_CF_PINGS, ping_record, 0},
+    {"quarantine", WL_CF_QUARANTINE, quarantine_record, 0},
+    {"signals", WL_CF_SIGNALS, signal_record, 0},
+    {"daily", WL_CF_DAILY, NULL, 1},
+    {"state", WL_CF_META, NULL, 0}, /* not a column family: the checkpoint */
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 
 void wl_usage_dump(FILE *out)
 {
     fprintf(out,
-            "Usage: warmline dump installs|orgs|pings|quarantine|signals|daily\n"
+            "Usage: warmline dump installs|orgs|pings|quarantine|signals|daily|state\n"
             "                     [--data-dir DIR] [--config FILE] [--limit N]\n"
             "\n"
             "Prints every record of one column family, in key order, as one JSON object\n"
             "per line. Reads a consistent snapshot and works while the collector runs.\n"
+            "\n"
+            "installs, orgs and daily are the state as of the last checkpoint (the\n"
+            "collector writes them every checkpoint_interval_ms or checkpoint_pings, and\n"
+            "at a clean stop): a line on stderr names it, e.g.\n"
+            "  warmline dump: orgs as of checkpoint state_seq=N at <ISO time>; M pings\n"
+            "  stored since are in the collector's memory only\n"
+            "pings, signals and quarantine are written with each ping: always current.\n"
             "\n"
             "  pings       ingest_seq, received_at, org, source (wire|security|rudder),\n"
             "              presence (an edge ping's fields), then every ping field\n"
@@ -258,6 +271,11 @@ void wl_usage_dump(FILE *out)
             "              each organization's state at the end of each UTC day\n"
             "  quarantine  seq, received_at, reason, peer, transport, sample (hex),\n"
             "              sample_truncated_from\n"
+            "  state       one object: ingest_seq (the last ping stored), checkpoint_seq\n"
+            "              (the ingest_seq the state records are exact for),\n"
+            "              checkpoint_at, checkpoint_at_iso (when it was written; null\n"
+            "              when not recorded), pings_after_checkpoint (stored pings the\n"
+            "              records do not hold yet: a restart replays them)\n"
             "\n"
             "Times are unix milliseconds; org is 64 hex digits or \"install:<id>\";\n"
             "org_key is hex (\"\" when the ping had none). A uint64 above 2^63-1 prints\n"
@@ -308,6 +326,69 @@ static void key_hex(const char *key, size_t klen, char *out, size_t outlen)
     out[2 * n] = '\0';
 }
 
+/* The checkpoint of the store's view, or an exit code after saying why. */
+static int read_checkpoint(struct wl_store *store, struct wl_checkpoint *cp)
+{
+    char err[1400];
+    if (wl_checkpoint_read(store, NULL, 1, cp, err, sizeof err) != 0) {
+        wl_cli_error(CMD, "the checkpoint: %s", err);
+        return WL_EXIT_FAIL;
+    }
+    return WL_EXIT_OK;
+}
+
+/* Before a state table: which checkpoint its records are from (stderr, so
+ * that stdout stays JSON lines). */
+static int say_checkpoint(struct wl_store *store, const char *table)
+{
+    struct wl_checkpoint cp;
+    char iso[40];
+    int rc = read_checkpoint(store, &cp);
+    if (rc != WL_EXIT_OK)
+        return rc;
+    wl_checkpoint_iso(cp.at, iso, sizeof iso);
+    fprintf(stderr, "warmline %s: %s as of checkpoint state_seq=%llu at %s; %llu pings stored "
+                    "since are in the collector's memory only\n",
+            CMD, table, (unsigned long long)cp.seq, cp.at > 0 ? iso : "(time not recorded)",
+            (unsigned long long)cp.pings_after);
+    return WL_EXIT_OK;
+}
+
+/* `dump state`: one JSON object. */
+static int dump_state(struct wl_store *store)
+{
+    struct wl_checkpoint cp;
+    char iso[40];
+    int rc = read_checkpoint(store, &cp), bad = 0;
+    if (rc != WL_EXIT_OK)
+        return rc;
+    json_t *o = json_object();
+    if (o == NULL) {
+        wl_cli_error(CMD, "out of memory");
+        return WL_EXIT_FAIL;
+    }
+    bad |= json_object_set_new(o, "ingest_seq", wl_json_u64(cp.ingest_seq));
+    bad |= json_object_set_new(o, "checkpoint_seq", wl_json_u64(cp.seq));
+    bad |= json_object_set_new(o, "checkpoint_at",
+                               cp.at > 0 ? json_integer(cp.at) : json_null());
+    bad |= json_object_set_new(
+        o, "checkpoint_at_iso",
+        cp.at > 0 ? json_string(wl_checkpoint_iso(cp.at, iso, sizeof iso)) : json_null());
+    bad |= json_object_set_new(o, "pings_after_checkpoint", wl_json_u64(cp.pings_after));
+    errno = 0;
+    if (bad) {
+        wl_cli_error(CMD, "out of memory");
+        rc = WL_EXIT_FAIL;
+    } else if (json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_COMPACT) != 0 ||
+               fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
+        if (errno != EPIPE)
+            wl_cli_error(CMD, "cannot write the output");
+        rc = WL_EXIT_FAIL;
+    }
+    json_decref(o);
+    return rc;
+}
+
 int wl_cmd_dump(int argc, char **argv)
 {
     enum { OPT_DATA_DIR = 256, OPT_CONFIG, OPT_LIMIT };
@@ -339,7 +420,8 @@ int wl_cmd_dump(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return wl_cli_usage_error(CMD, "missing what to dump: installs, orgs, pings, quarantine, signals or daily");
+        return wl_cli_usage_error(CMD, "missing what to dump: installs, orgs, pings, "
+                                       "quarantine, signals, daily or state");
     if (argc - optind > 1)
         return wl_cli_usage_error(CMD, "one column family at a time (got '%s' too)",
                                   argv[optind + 1]);
@@ -348,7 +430,8 @@ int wl_cmd_dump(int argc, char **argv)
         k++;
     if (k == N_KINDS)
         return wl_cli_usage_error(
-            CMD, "unknown column family '%s' (expected installs, orgs, pings, quarantine, signals or daily)",
+            CMD, "unknown column family '%s' (expected installs, orgs, pings, quarantine, "
+                 "signals, daily or state)",
             argv[optind]);
     if ((rc = wl_cli_config(CMD, config_path, &cfg)) != 0)
         return rc;
@@ -361,6 +444,12 @@ int wl_cmd_dump(int argc, char **argv)
         wl_cli_error(CMD, "%s", err);
         return WL_EXIT_USAGE;
     }
+    if (strcmp(kinds[k].name, "state") == 0) {
+        rc = dump_state(store);
+        goto done;
+    }
+    if (kinds[k].state && (rc = say_checkpoint(store, kinds[k].name)) != WL_EXIT_OK)
+        goto done;
     it = wl_iter_new(store, kinds[k].cf);
     if (it == NULL) {
         wl_cli_error(CMD, "out of memory");
