@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "export_dir.h"
 #include "export_fmt.h"
@@ -43,9 +44,13 @@ void wl_usage_export(FILE *out)
             "            edge ping, presence (the fields it carries); sequence = ingest_seq\n"
             "  signals   the signal log; sequence = signal id\n"
             "  daily     organization-day rows of complete UTC days (ended an hour or\n"
-            "            more before the export); sequence = UTC day number\n"
+            "            more before the export and before the first ping the last\n"
+            "            checkpoint does not hold); sequence = UTC day number\n"
             "  accounts  a snapshot of every organization with its score as of the\n"
-            "            export; sequence = the ingest_seq it takes in\n"
+            "            export; sequence = the ingest_seq of the last checkpoint\n"
+            "daily and accounts come from the state records, which the collector\n"
+            "writes at checkpoints: their manifest names the checkpoint (checkpoint_seq,\n"
+            "checkpoint_at), and a cursor never passes what a later checkpoint writes.\n"
             "\n"
             "Incremental (default): --cursor NAME (default \"%s\") exports what came\n"
             "after the highest 'last' of the manifests of that table and cursor in DIR,\n"
@@ -461,12 +466,24 @@ done:
     return rc;
 }
 
-static int write_manifest(struct run *r, int64_t as_of, char *name, char *err, size_t errlen)
+/* daily and accounts: which checkpoint the state records are from. */
+static void say_checkpoint(const struct wl_checkpoint *cp)
+{
+    char iso[40];
+    wl_checkpoint_iso(cp->at, iso, sizeof iso);
+    fprintf(stderr, "warmline export: the state records are as of checkpoint state_seq=%llu at %s; "
+                 "%llu pings stored since wait for the next checkpoint\n",
+            (unsigned long long)cp->seq, cp->at > 0 ? iso : "(time not recorded)",
+            (unsigned long long)cp->pings_after);
+}
+
+static int write_manifest(struct run *r, const struct wl_export_ctx *ctx, char *name, char *err,
+                          size_t errlen)
 {
     struct wl_export_manifest m = {
         .table = r->t, .format = r->fmt, .cursor = r->cursor, .first = r->first,
-        .last = r->last, .rows = r->rows, .as_of = as_of, .files = r->files,
-        .n_files = r->n_files,
+        .last = r->last, .rows = r->rows, .as_of = ctx->as_of, .checkpoint = &ctx->cp,
+        .files = r->files, .n_files = r->n_files,
     };
     struct wl_export_name n = {.manifest = 1, .first = r->first, .last = r->last};
     snprintf(n.table, sizeof n.table, "%s", r->t->name);
@@ -646,10 +663,12 @@ int wl_cmd_export(int argc, char **argv)
         .store = store, .snap = snap, .half_life_ms = cfg.score_half_life_ms,
         .as_of = as_of,
     };
-    if (wl_export_ingest_seq(&ctx, &ctx.snapshot_seq, err, sizeof err) != 0) {
-        wl_cli_error(CMD, "%s", err);
+    /* daily and accounts follow the state records' checkpoint. */
+    if (wl_checkpoint_read(store, snap, 0, &ctx.cp, err, sizeof err) != 0) {
+        wl_cli_error(CMD, "the checkpoint: %s", err);
         goto done;
     }
+    ctx.snapshot_seq = ctx.cp.seq;
 
     dir_open = 1; /* closing is safe whatever happens: a directory made here goes */
     int orc = wl_outdir_open(&dir, o.out, o.dry_run, err, sizeof err);
@@ -674,6 +693,7 @@ int wl_cmd_export(int argc, char **argv)
         goto done;
     }
     plan_range(&r, &o, &scan, upper, have_upper);
+    int state = r.t->id == WL_EXPORT_DAILY || r.t->id == WL_EXPORT_ACCOUNTS;
     if (!have_upper || r.first > r.last) {
         if (!have_upper)
             printf("nothing to export: %s\n", err);
@@ -681,9 +701,13 @@ int wl_cmd_export(int argc, char **argv)
             printf("nothing to export: %s %s %llu..%llu is empty (the snapshot ends at %llu)\n",
                    r.t->name, r.t->sequence, (unsigned long long)r.first,
                    (unsigned long long)r.last, (unsigned long long)upper);
+        if (state)
+            say_checkpoint(&ctx.cp);
         rc = WL_EXIT_OK;
         goto done;
     }
+    if (state)
+        say_checkpoint(&ctx.cp);
 
     if (!r.dry) {
         wl_outdir_remove_temps(&dir);
@@ -700,7 +724,7 @@ int wl_cmd_export(int argc, char **argv)
     }
     if (!r.dry)
         crash_point("WL_EXPORT_CRASH_BEFORE_MANIFEST", 1, NULL, store);
-    if (write_manifest(&r, ctx.as_of, manifest, err, sizeof err) != 0) {
+    if (write_manifest(&r, &ctx, manifest, err, sizeof err) != 0) {
         wl_cli_error(CMD, "%s", err);
         undo(&r);
         goto done;

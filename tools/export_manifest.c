@@ -69,6 +69,14 @@ char *wl_export_manifest_json(const struct wl_export_manifest *m)
         if (t->id == WL_EXPORT_DAILY || t->id == WL_EXPORT_ACCOUNTS)
             bad |= json_object_set_new(o, "as_of", json_integer(m->as_of)) |
                    json_object_set_new(o, "as_of_iso", iso_time(m->as_of));
+        if ((t->id == WL_EXPORT_DAILY || t->id == WL_EXPORT_ACCOUNTS) && m->checkpoint != NULL) {
+            int64_t at = m->checkpoint->at;
+            bad |= json_object_set_new(o, "checkpoint_seq", u64(m->checkpoint->seq)) |
+                   json_object_set_new(o, "checkpoint_at", at > 0 ? json_integer(at)
+                                                                  : json_null()) |
+                   json_object_set_new(o, "checkpoint_at_iso", at > 0 ? iso_time(at)
+                                                                      : json_null());
+        }
     }
     /* The object owns the arrays from here, even on failure. */
     bad |= json_object_set_new(o, "columns", cols);

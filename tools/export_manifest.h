@@ -5,6 +5,9 @@
  *    "compression": "gzip", "cursor": "etl" | null,
  *    "sequence": "ingest_seq", "first": 1, "last": 1000000, "rows": 1000000,
  *    "as_of": ms, "as_of_iso": "...",            (daily and accounts only)
+ *    "checkpoint_seq": N, "checkpoint_at": ms | null,
+ *    "checkpoint_at_iso": "..." | null,          (daily and accounts only: the
+ *                                                 state records' checkpoint)
  *    "columns": ["ingest_seq", ...],
  *    "files": [{"name": "...", "first": 1, "last": 500000, "part": 1 (daily,
  *               accounts), "rows": 500000, "bytes": 12345678,
@@ -40,6 +43,7 @@ struct wl_export_manifest {
     const char *cursor;     /* "" when ad hoc */
     uint64_t first, last, rows;
     int64_t as_of;          /* written for daily and accounts */
+    const struct wl_checkpoint *checkpoint; /* likewise; at 0: not recorded (null) */
     const struct wl_export_file *files;
     size_t n_files;
 };

@@ -122,15 +122,26 @@ int wl_export_upper(const struct wl_export_table *t, const struct wl_export_ctx 
 {
     switch (t->id) {
     case WL_EXPORT_PINGS:
-    case WL_EXPORT_ACCOUNTS:
         return wl_export_ingest_seq(ctx, out, err, errlen);
+    case WL_EXPORT_ACCOUNTS:
+        *out = ctx->cp.seq; /* what the organizations' records hold */
+        return 0;
     case WL_EXPORT_SIGNALS:
         return meta_or_last(ctx, "signal_seq", WL_CF_SIGNALS, out, err, errlen);
     case WL_EXPORT_DAILY: {
-        int64_t end = ctx->as_of - WL_EXPORT_DAY_GRACE_MS;
+        /* A day is whole in the records once it ended, with the grace, both
+         * before the export's clock and before the first ping stored after
+         * the checkpoint (the pings after it are in the collector's memory
+         * only; the next checkpoint writes their days). */
+        int64_t until = ctx->as_of;
+        int held = ctx->cp.first_after_at > 0 && ctx->cp.first_after_at < until;
+        if (held)
+            until = ctx->cp.first_after_at;
+        int64_t end = until - WL_EXPORT_DAY_GRACE_MS;
         int64_t complete = end < 0 ? 0 : end / 86400000LL; /* days that ended */
         if (complete == 0) {
-            snprintf(err, errlen, "no UTC day is complete yet");
+            snprintf(err, errlen, "no UTC day is complete yet%s",
+                     held ? " in the state records (the next checkpoint writes the rest)" : "");
             return -ENOENT;
         }
         *out = (uint64_t)(complete - 1);

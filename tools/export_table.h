@@ -10,6 +10,13 @@
  *   accounts  every organization, in key order: a snapshot; its range is
  *             the ingest sequences it took in since the previous snapshot
  *
+ * daily and accounts are derived from the state records, which the
+ * collector writes only at checkpoints (tools/checkpoint.h): they follow
+ * the checkpoint, never the ping log. accounts' sequence is the
+ * checkpoint's (state_seq), so a snapshot says what it holds and a later
+ * checkpoint is a new snapshot; daily's last day is one whose every ping
+ * the records hold. A cursor never passes a row a later checkpoint writes.
+ *
  * The column lists are frozen per schema version: a field added to the
  * ping or the account is not exported until the schema version moves.
  * Schema 2 (issue 13) added the pings columns source ("wire", "security",
@@ -22,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "export_fmt.h"
 #include "storage/store.h"
 
@@ -57,7 +65,8 @@ struct wl_export_ctx {
     const struct wl_snapshot *snap;
     int64_t as_of;              /* unix ms: the export's clock (accounts' score, complete days) */
     uint64_t half_life_ms;      /* score_half_life_ms */
-    uint64_t snapshot_seq;      /* ingest_seq of the snapshot (accounts rows carry it) */
+    uint64_t snapshot_seq;      /* the ingest_seq accounts rows carry: cp.seq */
+    struct wl_checkpoint cp;    /* the state records' checkpoint (daily, accounts) */
 };
 
 /* The snapshot's ingest_seq (meta, or the last ping's when higher). */
@@ -65,8 +74,9 @@ int wl_export_ingest_seq(const struct wl_export_ctx *ctx, uint64_t *out, char *e
                          size_t errlen);
 
 /* The highest sequence of the table the snapshot can export: ingest_seq
- * (pings, accounts), the last signal id, the last complete day (-ENOENT
- * when no day is complete yet). 0 or a negative errno with err filled. */
+ * (pings), the last signal id, the checkpoint's sequence (accounts: cp.seq),
+ * the last complete day whose pings the records all hold (daily; -ENOENT
+ * when there is none yet). 0 or a negative errno with err filled. */
 int wl_export_upper(const struct wl_export_table *t, const struct wl_export_ctx *ctx,
                     uint64_t *out, char *err, size_t errlen);
 

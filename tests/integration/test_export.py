@@ -11,7 +11,14 @@ events) carry source and presence, wire pings source "wire" and presence null;
 an install's state rebuilt from the rows (presence names what an edge row
 replaces) is the collector's own; a directory a schema-1 run wrote goes on
 after its cursor in schema 2, its files untouched, and a schema-1 file left
-without its manifest is written again in schema 2."""
+without its manifest is written again in schema 2.
+
+Issue 15: daily and accounts come from the state records, which the
+collector writes at checkpoints; their manifests name the checkpoint
+(checkpoint_seq, checkpoint_at: what `warmline dump state` says), and a run
+between checkpoints leaves for the next run what the records do not hold yet,
+so a cursor never passes a row a later checkpoint (a clean stop, the replay
+after a SIGKILL) writes: each arrives once."""
 
 import csv
 import fcntl
@@ -155,6 +162,15 @@ def remove_secondary_dirs(data_dir):
             shutil.rmtree(d, ignore_errors=True)
 
 
+def dump_state(data_dir):
+    """`warmline dump state`: where the state records' checkpoint stands."""
+    r = subprocess.run([CLI_BIN, "dump", "state", "--data-dir", data_dir],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("warmline dump state: exit %d: %s" % (r.returncode, r.stderr))
+    return json.loads(r.stdout)
+
+
 def csv_cell_matches(cell, value):
     """A CSV field against the NDJSON value of the same cell."""
     if value is None:
@@ -239,7 +255,9 @@ class RoundTrip(ExportCase):
 
     def setUp(self):
         super().setUp()
-        self.c = self.collector(start=False, name="roundtrip")
+        # A checkpoint with every group: the state records hold every live
+        # ping, so that accounts and daily can be compared with the input.
+        self.c = self.collector({"checkpoint_pings": 1}, start=False, name="roundtrip")
         self.hist = history()
         path = os.path.join(self.c.root, "history.ndjson")
         with open(path, "w") as f:
@@ -343,6 +361,17 @@ class RoundTrip(ExportCase):
         # accounts: against dump orgs, the score from score_log2 as of as_of.
         m, got = rows[("accounts", "ndjson")]
         self.assertEqual(m["as_of"], int(as_of))
+        # daily and accounts name the checkpoint the state records are from.
+        st = dump_state(self.c.data_dir)
+        self.assertEqual(st["checkpoint_seq"], len(want))
+        for table in ("daily", "accounts"):
+            for fmt in ("ndjson", "csv"):
+                mt = rows[(table, fmt)][0]
+                self.assertEqual((mt["checkpoint_seq"], mt["checkpoint_at"],
+                                  mt["checkpoint_at_iso"]),
+                                 (st["checkpoint_seq"], st["checkpoint_at"],
+                                  st["checkpoint_at_iso"]), (table, fmt))
+        self.assertNotIn("checkpoint_seq", rows[("pings", "ndjson")][0])
         self.assertEqual((m["first"], m["last"]), (1, len(want)))
         want_orgs = {o["org"]: o for o in dump("orgs", self.c.data_dir)}
         self.assertEqual(sorted(r["org"] for r in got), sorted(want_orgs))
@@ -457,7 +486,8 @@ class Incremental(ExportCase):
                              [(1, 25), (26, 42), (43, 44)])
 
     def test_signals_daily_accounts_cursors(self):
-        self.c = self.collector(start=False, name="tables")
+        # A checkpoint with every group: accounts follow the checkpoint.
+        self.c = self.collector({"checkpoint_pings": 1}, start=False, name="tables")
         path = os.path.join(self.c.root, "history.ndjson")
         hist = history()
         with open(path, "w") as f:
@@ -517,6 +547,106 @@ class Incremental(ExportCase):
         snap = self.load(out, ms[1])
         self.assertEqual({r["snapshot_seq"] for r in snap}, {n + 2})
         self.assertEqual(len(snap), len(dump("orgs", self.c.data_dir)))
+
+
+class Checkpoints(ExportCase):
+    """daily and accounts come from the state records, which the collector
+    writes only at checkpoints (issue 15): an export between checkpoints
+    leaves for the next run what the records do not hold yet, and the next
+    run after a checkpoint exports it, once. Before this, both cursors went
+    past rows a later checkpoint wrote, and those rows were never exported."""
+
+    def send(self, cl, install, seqs, batch_id, key=K1):
+        ack = cl.request([make_ping(install, s, org_key=bytes.fromhex(key)) for s in seqs],
+                         batch_id=batch_id)
+        self.assertAck(ack, "OK", accepted=len(seqs))
+
+    def assertCheckpoint(self, m, st):
+        self.assertEqual((m["checkpoint_seq"], m["checkpoint_at"], m["checkpoint_at_iso"]),
+                         (st["checkpoint_seq"], st["checkpoint_at"], st["checkpoint_at_iso"]))
+
+    def test_accounts_after_a_later_checkpoint(self):
+        self.c = self.collector({"checkpoint_interval_ms": "1h"}, name="acc")
+        out = os.path.join(self.c.root, "out")
+        with self.client(self.c) as cl:
+            self.send(cl, "ck-1", [1, 2, 3], 1)
+        # The records hold no checkpoint of these pings yet: nothing to export.
+        r = self.export("accounts", "ndjson", out, "--cursor", "a")
+        self.assertIn("nothing to export", r.stdout)
+        self.assertIn("state_seq=0 at (time not recorded); 3 pings stored since wait for the "
+                      "next checkpoint", r.stderr)
+        self.assertEqual(manifests(out, "accounts", "a"), [])
+
+        self.c.stop()  # the checkpoint
+        st = dump_state(self.c.data_dir)
+        self.assertEqual((st["checkpoint_seq"], st["pings_after_checkpoint"]), (3, 0))
+        self.export("accounts", "ndjson", out, "--cursor", "a")
+        r = self.export("accounts", "ndjson", out, "--cursor", "a")
+        self.assertIn("nothing to export", r.stdout)
+        ms = manifests(out, "accounts", "a")
+        self.assertEqual([(m["first"], m["last"]) for m in ms], [(1, 3)])
+        self.assertCheckpoint(ms[0], st)
+        snap = self.load(out, ms[0])
+        self.assertEqual([(r["org"], r["snapshot_seq"], r["install_ids"]) for r in snap],
+                         [(K1, 3, ["ck-1"])])
+
+        # More pings, then a crash in the middle of the window: the records
+        # are as of 3; the replay at the next start checkpoints them.
+        self.c.start()
+        with self.client(self.c) as cl:
+            self.send(cl, "ck-1", [4], 2)
+            self.send(cl, "ck-2", [1], 3, key=K2)
+        r = self.export("accounts", "ndjson", out, "--cursor", "a")
+        self.assertIn("nothing to export", r.stdout)
+        self.c.kill()
+        r = self.export("accounts", "ndjson", out, "--cursor", "a")
+        self.assertIn("nothing to export", r.stdout)
+        self.assertIn("; 2 pings stored since wait for the next checkpoint", r.stderr)
+        self.c.start()
+        self.assertEqual(as_int(self.c.writer_started()["replayed"]), 2)
+        st = dump_state(self.c.data_dir)
+        self.assertEqual(st["checkpoint_seq"], 5)
+        self.export("accounts", "ndjson", out, "--cursor", "a")
+        ms = manifests(out, "accounts", "a")
+        self.assertEqual([(m["first"], m["last"]) for m in ms], [(1, 3), (4, 5)])
+        self.assertCheckpoint(ms[1], st)
+        snap = {r["org"]: r for r in self.load(out, ms[1])}
+        self.assertEqual(sorted(snap), sorted([K1, K2]))
+        self.assertEqual({r["snapshot_seq"] for r in snap.values()}, {5})
+        self.assertEqual((snap[K1]["install_ids"], snap[K2]["install_ids"]),
+                         (["ck-1"], ["ck-2"]))
+
+    def test_daily_after_a_later_checkpoint(self):
+        self.c = self.collector({"checkpoint_interval_ms": "1h"}, name="daily")
+        out = os.path.join(self.c.root, "out")
+        with self.client(self.c) as cl:
+            self.send(cl, "cd-1", [1, 2], 1)
+            self.send(cl, "cd-2", [1], 2, key=K2)
+        # Two days on, today is complete by the clock, not in the records:
+        # the run stops before it.
+        env = {"WL_EXPORT_AS_OF_MS": str(int(time.time() * 1000) + 2 * DAY)}
+        first_day = min(as_int(p["received_at"]) for p in dump("pings", self.c.data_dir)) // DAY
+        r = self.export("daily", "csv", out, "--cursor", "d", env=env)
+        ms = manifests(out, "daily", "d")
+        self.assertEqual([(m["first"], m["last"], m["rows"]) for m in ms],
+                         [(0, first_day - 1, 0)])
+        self.assertIn("3 pings stored since wait for the next checkpoint", r.stderr)
+
+        self.c.stop()  # the checkpoint writes today's rows
+        st = dump_state(self.c.data_dir)
+        want = sorted((d["org"], d["day"]) for d in dump("daily", self.c.data_dir))
+        self.assertEqual({o for o, _ in want}, {K1, K2})
+        self.export("daily", "csv", out, "--cursor", "d", env=env)
+        r = self.export("daily", "csv", out, "--cursor", "d", env=env)
+        self.assertIn("nothing to export", r.stdout)
+        ms = manifests(out, "daily", "d")
+        self.assertEqual(len(ms), 2)
+        self.assertEqual(ms[1]["first"], first_day)
+        self.assertCheckpoint(ms[1], st)
+        got = [row for m in ms for row in self.load(out, m)]
+        self.assertEqual(sorted((r["org"], int(r["day"])) for r in got), want,
+                         "every organization-day once")
+        self.assertEqual({int(r["installs_total"]) for r in got if r["org"] == K1}, {1})
 
 
 class CrashRecovery(ExportCase):
