@@ -29,10 +29,11 @@ Every wait polls with a deadline; nothing sleeps a fixed time.
 
 import json
 import re
+import subprocess
 import time
 
-from harness import (CollectorCase, api_call, dump, make_ping, now_ms, org_key_hex,
-                     scrape_metrics, use_only_rules, wait_until)
+from harness import (CLI_BIN, CollectorCase, api_call, as_int, dump, make_ping, now_ms,
+                     org_key_hex, scrape_metrics, use_only_rules, wait_until)
 from test_http_ingest import INSTALL, HttpCollector, go_check, go_query
 
 DAY_MS = 86400000
@@ -127,6 +128,21 @@ class CheckpointCase(CollectorCase):
     def dumped(self, c, table):
         self.require_dump()
         return dump(table, c.data_dir)
+
+    def gauge(self, c, name):
+        m = scrape_metrics(c.api_port)
+        self.assertIn((name, ()), m, "%s missing from /metrics" % name)
+        return int(m[(name, ())])
+
+    def dump_state(self, c):
+        """`warmline dump state`: where the stored records stand."""
+        self.require_dump()
+        r = subprocess.run([CLI_BIN, "dump", "state", "--data-dir", c.data_dir],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, "warmline dump state: %s" % r.stderr)
+        out = json.loads(r.stdout)
+        return {k: as_int(v) if k != "checkpoint_at_iso" and v is not None else v
+                for k, v in out.items()}
 
     def replayed(self, c):
         ws = c.writer_started()
@@ -228,36 +244,54 @@ class TestCheckpointPings(CheckpointCase):
         cl = self.client(c)
         ids = iter("p%d" % i for i in range(100))
         batch = iter(range(1, 100))
-        on_disk = set()
+        at = {"stored": 0, "checkpoint": 0, "flushes": 0}  # what the collector should say
+        on_disk, in_memory = set(), set()
 
-        def group(size, want_flushes):
+        def group(size, carries):
             pings = [make_ping(next(ids), 1, registered_users=3) for _ in range(size)]
-            self.send(cl, pings, next(batch))
+            span = self.send(cl, pings, next(batch))
+            at["stored"] += size
+            in_memory.update(p.install_id for p in pings)
+            if carries:
+                at["checkpoint"] = at["stored"]
+                at["flushes"] += 1
+                on_disk.update(in_memory)
+            since = at["stored"] - at["checkpoint"]
+            what = "after a group of %d, %d since the checkpoint" % (size, since)
             # counted before the ack goes: at once (polled only for a slow scrape)
-            wait_until(lambda: self.flushes(c) >= base + want_flushes, timeout=10,
-                       what="%d checkpoints" % want_flushes)
-            self.assertEqual(self.flushes(c), base + want_flushes, "after a group of %d" % size)
+            wait_until(lambda: self.flushes(c) >= base + at["flushes"], timeout=10, what=what)
+            self.assertEqual(self.flushes(c), base + at["flushes"], what)
+            self.assertEqual((self.gauge(c, "warmline_checkpoint_seq"),
+                              self.gauge(c, "warmline_pings_since_checkpoint")),
+                             (at["checkpoint"], since), what)
+            if carries:
+                self.assertGreaterEqual(self.gauge(c, "warmline_checkpoint_records"),
+                                        2 * len(on_disk & in_memory), "an install and its org")
+            state = self.dump_state(c)
+            self.assertEqual((state["ingest_seq"], state["checkpoint_seq"],
+                              state["pings_after_checkpoint"]),
+                             (at["stored"], at["checkpoint"], since), what)
+            if carries:
+                self.assertWithin(state["checkpoint_at"], span, "checkpoint_at")
+            self.assertEqual({r["install_id"] for r in self.dumped(c, "installs")}, on_disk,
+                             what)
             for p in pings:  # each is read from memory whatever the disk holds
                 acc = self.get(c, "/v1/accounts/" + p.install_id)
                 self.assertEqual(acc["installs"][0]["last_ping"]["seq"], 1)
-            return [p.install_id for p in pings]
+            if carries:
+                in_memory.clear()
 
-        sent = group(1, 0) + group(2, 0)               # 3 since the start
-        self.assertEqual(self.dumped(c, "installs"), [])
-        sent += group(2, 1)                            # 5: this group carries it
-        on_disk |= set(sent)
-        self.assertEqual({r["install_id"] for r in self.dumped(c, "installs")}, on_disk)
-        late = group(1, 1) + group(3, 1)               # 4 since: none
-        self.assertEqual({r["install_id"] for r in self.dumped(c, "installs")}, on_disk)
-        late += group(1, 2)                            # 5
-        on_disk |= set(late)
-        self.assertEqual({r["install_id"] for r in self.dumped(c, "installs")}, on_disk)
-        big = group(2 * n + 1, 3)                      # one group of 11: one checkpoint
-        on_disk |= set(big)
-        self.assertEqual({r["install_id"] for r in self.dumped(c, "installs")}, on_disk)
-        group(n - 1, 3)                                # the count restarted at the big one
+        group(1, False)
+        group(2, False)                 # 3 since the start
+        group(2, True)                  # 5: this group carries it
+        group(1, False)
+        group(3, False)                 # 4 since
+        group(1, True)                  # 5
+        group(2 * n + 1, True)          # one group of 11: one checkpoint, not two
+        group(n - 1, False)             # the count starts again after the big one
         c.stop()
-        self.assertEqual(len(self.dumped(c, "installs")), 3 + 2 + 5 + 2 * n + 1 + n - 1)
+        self.assertEqual(len(self.dumped(c, "installs")), at["stored"])
+        self.assertEqual(self.dump_state(c)["pings_after_checkpoint"], 0)
 
 
 class TestCheckpointInterval(CheckpointCase):
@@ -345,11 +379,20 @@ class TestCrashMidWindow(CheckpointCase):
         self.assertEqual(want["a1"]["totals"]["registered_users"], 31)
         installs_on_disk = {r["install_id"] for r in self.dumped(c, "installs")}
         self.assertNotIn("c1", installs_on_disk, "c1 is only in the window")
+        self.assertEqual((self.gauge(c, "warmline_checkpoint_seq"),
+                          self.gauge(c, "warmline_pings_since_checkpoint")), (10, k))
+        state = self.dump_state(c)
+        self.assertEqual((state["ingest_seq"], state["checkpoint_seq"],
+                          state["pings_after_checkpoint"]), (10 + k, 10, k))
 
         cl.close()
         c.kill()
         c.start()
         self.assertEqual(self.replayed(c), k, "the pings since the last checkpoint")
+        # the replayed window is checkpointed before anything else
+        state = self.dump_state(c)
+        self.assertEqual((state["checkpoint_seq"], state["pings_after_checkpoint"]), (10 + k, 0))
+        self.assertEqual(self.gauge(c, "warmline_checkpoint_seq"), 10 + k)
         ws = c.writer_started()
         self.assertEqual((ws["installs"], ws["orgs"]), (6, 4))
         assert_same(self, self.answers(c, refs), want)
@@ -477,3 +520,53 @@ class TestEdgePingNotCheckpointed(CheckpointCase):
         c.start()
         self.assertEqual(self.replayed(c), 0)
         assert_same(self, self.answers(c, [INSTALL, org]), want)
+
+
+class TestEmptiedOrgNotCheckpointed(CheckpointCase):
+
+    def test_an_org_whose_installs_all_moved_in_the_window_stays_gone(self):
+        c = self.start({"checkpoint_interval_ms": "1h", "checkpoint_pings": 3})
+        a, b, cc = (self.key[d] for d in (A_DOMAIN, B_DOMAIN, C_DOMAIN))
+        ka, kb, kc = (self.org_key(d) for d in (A_DOMAIN, B_DOMAIN, C_DOMAIN))
+        cl = self.client(c)
+        # 3 pings: a checkpoint with alpha's record (m1, x1; users_over_25 fired)
+        self.send(cl, [make_ping("m1", 1, org_key=ka, registered_users=30),
+                       make_ping("x1", 1, org_key=ka, registered_users=1),
+                       make_ping("y1", 1, org_key=kc, registered_users=1)], 1)
+        orgs = {r["org"]: r for r in self.dumped(c, "orgs")}
+        self.assertEqual(sorted(orgs[a]["install_ids"]), ["m1", "x1"])
+        # the window: both move to bravo (org keys changed), alpha is left empty
+        self.send(cl, [make_ping("m1", 2, org_key=kb, registered_users=30)], 2)
+        self.assertEqual(self.get(c, "/v1/accounts/" + a)["installs_total"], 1)
+        self.send(cl, [make_ping("x1", 2, org_key=kb, registered_users=1)], 3)
+        refs = [b, cc, "m1", "x1", "y1", "domain:" + B_DOMAIN]
+
+        def assert_alpha_gone(when):
+            for ref in (a, "domain:" + A_DOMAIN):
+                self.get(c, "/v1/accounts/" + ref, status=404)
+            hot = [x["org"] for x in self.get(c, "/v1/accounts/hot?limit=1000")["accounts"]]
+            self.assertNotIn(a, hot, when)
+            self.assertIn(b, hot, when)
+            acc = self.get(c, "/v1/accounts/m1")
+            self.assertEqual((acc["org"], [i["install_id"] for i in acc["installs"]]),
+                             (b, ["m1", "x1"]), when)
+
+        assert_alpha_gone("at once")
+        # the checkpoint behind still lists alpha: the dump says it is behind
+        self.assertIn(a, {r["org"] for r in self.dumped(c, "orgs")})
+        self.assertEqual(self.dump_state(c)["pings_after_checkpoint"], 2)
+        want = self.answers(c, refs)
+        cl.close()
+
+        c.kill()
+        c.start()
+        self.assertEqual(self.replayed(c), 2)
+        assert_alpha_gone("after SIGKILL and restart")
+        assert_same(self, self.answers(c, refs), want)
+        self.assertNotIn(a, {r["org"] for r in self.dumped(c, "orgs")},
+                         "the replay's checkpoint leaves the emptied org's record")
+        c.stop()
+        c.start()
+        self.assertEqual(self.replayed(c), 0)
+        assert_alpha_gone("after a clean restart")
+        assert_same(self, self.answers(c, refs), want)
