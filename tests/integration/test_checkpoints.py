@@ -34,7 +34,7 @@ import time
 
 from harness import (CLI_BIN, TEST_TIMEOUT, CollectorCase, api_call, as_int, dump, make_ping,
                      now_ms, org_key_hex, scrape_metrics, use_only_rules, wait_until)
-from test_http_ingest import INSTALL, HttpCollector, go_check, go_query
+from test_http_ingest import INSTALL, INSTALL_2, HttpCollector, go_check, go_query
 
 DAY_MS = 86400000
 HOUR_MS = 3600000
@@ -472,6 +472,54 @@ class TestForgetNotCheckpointed(CheckpointCase):
         assert_same(self, self.answers(c, ["b1", b]), want)
 
 
+    def test_a_forgotten_install_stays_gone_and_its_org_recomputed(self):
+        c = self.start({"checkpoint_interval_ms": "1h", "checkpoint_pings": 1000000})
+        cc, kc, kb = self.key[C_DOMAIN], self.org_key(C_DOMAIN), self.org_key(B_DOMAIN)
+        cl = self.client(c)
+        self.send(cl, [make_ping("c1", 1, org_key=kc, registered_users=20, teams=1),
+                       make_ping("c2", 1, org_key=kc, registered_users=10, teams=3),
+                       make_ping("b1", 1, org_key=kb, registered_users=3, teams=1)], 1)
+        self.assertEqual(self.get(c, "/v1/accounts/" + cc)["totals"]["registered_users"], 30)
+        self.assertEqual(self.dumped(c, "installs"), [], "nothing checkpointed yet")
+
+        r = api_call(c.api_port, "POST", "/v1/forget", body=json.dumps({"install": "c2"}).encode(),
+                     headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        d = r.json()["deleted"]
+        self.assertEqual((d["pings"], d["installs"], d["orgs"]), (1, 1, 0), d)
+        self.assertGreaterEqual(d["signals_edited"], 1, "users_over_25 listed c2")
+        refs = ["c1", "domain:" + C_DOMAIN, "b1"]
+
+        def assert_gone(when):
+            for ref in ("c2", "install:c2"):
+                self.get(c, "/v1/accounts/" + ref, status=404)
+            acc = self.get(c, "/v1/accounts/" + cc)
+            self.assertEqual([i["install_id"] for i in acc["installs"]], ["c1"], when)
+            self.assertEqual((acc["installs_total"], acc["totals"]["registered_users"],
+                              acc["totals"]["teams"]), (1, 21, 1), when)
+            self.assertEqual(acc["daily"][-1]["totals"]["registered_users"], 21, when)
+            self.assertNotIn('"c2"', json.dumps(self.answers(c, refs)), when)
+            for t in ("installs", "orgs", "pings", "signals", "daily"):
+                self.assertNotIn('"c2"', json.dumps(self.dumped(c, t)), "%s: %s" % (when, t))
+
+        # c1 pings on after the forget: the restart has a window to replay
+        self.send(cl, [make_ping("c1", 2, org_key=kc, registered_users=21, teams=1)], 2)
+        assert_gone("at once")
+        want = self.answers(c, refs)
+        cl.close()
+
+        c.kill()
+        c.start()
+        self.assertEqual(self.replayed(c), 1, "the ping since the forget's checkpoint")
+        assert_gone("after SIGKILL and restart")
+        assert_same(self, self.answers(c, refs), want)
+        c.stop()
+        c.start()
+        self.assertEqual(self.replayed(c), 0)
+        assert_gone("after a clean restart")
+        assert_same(self, self.answers(c, refs), want)
+
+
 class TestEdgePingNotCheckpointed(CheckpointCase):
 
     def test_an_edge_ping_is_read_from_memory_and_replayed(self):
@@ -491,20 +539,36 @@ class TestEdgePingNotCheckpointed(CheckpointCase):
         self.assertEqual((last["install_id"], last["seq"], last["version"], last["edition"],
                           last["registered_users"]), (INSTALL, 1, "11.6.0", "enterprise", 10))
         self.assertEqual(acc["daily"][-1]["totals"]["registered_users"], 10)
+        # an install that sent a wire ping (alpha's key, a feature) then a check:
+        # the check's counts merge over the wire ping, the organization stays
+        cl = self.client(c)
+        self.send(cl, [make_ping(INSTALL_2, 1, org_key=self.org_key(A_DOMAIN),
+                                 registered_users=50, features=["saml_configured"])], 1)
+        cl.close()
+        status, _, _ = go_check(c.http_port, go_query(INSTALL_2, uc="60", auc="4", tc="3"))
+        self.assertEqual(status, 200)
+        c.wait_stats(lambda s: s["pings_accepted"] == 3, what="the second check stored")
+        mixed = self.get(c, "/v1/accounts/" + INSTALL_2)
+        self.assertEqual(mixed["org"], self.key[A_DOMAIN])
+        last = mixed["installs"][0]["last_ping"]
+        self.assertEqual((last["registered_users"], last["active_users_daily"], last["teams"],
+                          last["version"]), (60, 4, 3, "11.6.0"))
+        self.assertEqual(mixed["totals"]["registered_users"], 60)
         self.assertEqual(self.flushes(c), base)
         self.assertEqual(self.dumped(c, "installs"), [])
-        want = self.answers(c, [INSTALL, org])
+        refs = [INSTALL, org, INSTALL_2, "domain:" + A_DOMAIN]
+        want = self.answers(c, refs)
 
         c.kill()
         c.start()
-        self.assertEqual(self.replayed(c), 1)
-        assert_same(self, self.answers(c, [INSTALL, org]), want)
+        self.assertEqual(self.replayed(c), 3)
+        assert_same(self, self.answers(c, refs), want)
 
         # the writer's seq for the install goes on from the replayed check
         hour0 = time.time() * 1000 // HOUR_MS
         status, _, _ = go_check(c.http_port, go_query(INSTALL, uc="11", auc="3", tc="2"))
         self.assertEqual(status, 200)
-        c.wait_stats(lambda s: s["pings_accepted"] == 1, what="the second check stored")
+        c.wait_stats(lambda s: s["pings_accepted"] == 1, what="the next check stored")
         status, _, _ = go_check(c.http_port, go_query(INSTALL, uc="11", auc="3", tc="2"))
         self.assertEqual(status, 200)
         if time.time() * 1000 // HOUR_MS == hour0:  # the same check in the same hour
