@@ -20,24 +20,37 @@ what a user sees (the API, /metrics, `warmline dump`, the log):
   nothing and the answers still agree;
 - an organization forgotten while its pings are not checkpointed is gone at
   once, after a SIGKILL and restart (the replay does not bring it back) and
-  after a clean restart;
-- an edge ping (GET /security) not yet checkpointed: visible at once, and the
-  same after a SIGKILL and restart (it replays from the stored ping alone).
+  after a clean restart; an install forgotten so leaves its organization
+  recomputed, the same after both restarts;
+- an organization whose installs all moved to another inside the window is
+  gone at once and after a SIGKILL (the replay's checkpoint drops its record);
+- an edge ping (GET /security) not yet checkpointed, alone or over a wire
+  ping of the same install, and Rudder events (POST /v1/batch): visible at
+  once, the same after a SIGKILL and restart (they replay from the stored
+  pings alone), and a resend after the restart stays a duplicate.
+
+Where the records stand is read from /metrics (warmline_state_flushes_total,
+warmline_checkpoint_seq, warmline_pings_since_checkpoint) and `warmline dump
+state`, and checked against each other and the restart's replayed=.
 
 Every wait polls with a deadline; nothing sleeps a fixed time.
 """
 
 import json
 import re
+import secrets
 import subprocess
 import time
 
 from harness import (CLI_BIN, TEST_TIMEOUT, CollectorCase, api_call, as_int, dump, make_ping,
                      now_ms, org_key_hex, scrape_metrics, use_only_rules, wait_until)
+from rudder_sdk import (INSTALL as RUDDER_INSTALL, activity_props, configs_props, go_batch,
+                        go_track, post, server_props)
 from test_http_ingest import INSTALL, INSTALL_2, HttpCollector, go_check, go_query
 
 DAY_MS = 86400000
 HOUR_MS = 3600000
+RUDDER_KEY = "2k9RudderWriteKeyForTests0"
 A_DOMAIN, B_DOMAIN, C_DOMAIN = "alpha.example", "bravo.example", "charlie.example"
 RULES_INI = """
 [rule "users_over_25"]
@@ -637,3 +650,45 @@ class TestEmptiedOrgNotCheckpointed(CheckpointCase):
         self.assertEqual(self.replayed(c), 0)
         assert_alpha_gone("after a clean restart")
         assert_same(self, self.answers(c, refs), want)
+
+    def test_rudder_events_in_the_window_replay_and_resends_stay_duplicates(self):
+        c = self.start({"checkpoint_interval_ms": "1h", "checkpoint_pings": 1000000,
+                        "rudder_write_keys": RUDDER_KEY}, http=True)
+        domain = "ck%s.example" % secrets.token_hex(4)
+        org = org_key_hex(c.org_salt, domain)
+        sent = []
+        for event, props in (
+                ("activity", activity_props(registered_users=57, active_users_daily=12,
+                                            active_users_monthly=40)),
+                ("server", server_props(version="10.11.0", edition="true")),
+                ("configs", configs_props(saml=True, ldap=False,
+                                          allowed_email_domain=[domain]))):
+            req = go_batch([go_track(event, props, user_id=RUDDER_INSTALL)],
+                           write_key=RUDDER_KEY)
+            status, _, body = post(c.http_port, req.body, req.headers)
+            self.assertEqual((status, json.loads(body)["accepted"]), (200, 1), body)
+            sent.append(req)
+        # answered after the write: in the next read, though not checkpointed
+        acc = self.get(c, "/v1/accounts/" + RUDDER_INSTALL)
+        self.assertEqual(acc["org"], org)
+        last = acc["installs"][0]["last_ping"]
+        self.assertEqual((last["registered_users"], last["active_users_monthly"],
+                          last["version"]), (57, 40, "10.11.0"))
+        self.assertIn("saml_configured", last["features"])
+        self.assertEqual(self.dumped(c, "installs"), [])
+        refs = [RUDDER_INSTALL, org]
+        want = self.answers(c, refs)
+
+        c.kill()
+        c.start()
+        self.assertEqual(self.replayed(c), 3)
+        assert_same(self, self.answers(c, refs), want)
+        for req in sent:  # the client resends what it may not have seen answered
+            status, _, body = post(c.http_port, req.body, req.headers)
+            self.assertEqual((status, json.loads(body)["duplicates"]), (200, 1), body)
+        assert_same(self, self.answers(c, refs), want)
+        c.stop()
+        c.start()
+        self.assertEqual(self.replayed(c), 0)
+        assert_same(self, self.answers(c, refs), want)
+        self.assertEqual(len(self.dumped(c, "pings")), 3, "the resends stored nothing")
