@@ -294,6 +294,7 @@ class TestCheckpointPings(CheckpointCase):
                 self.assertEqual(acc["installs"][0]["last_ping"]["seq"], 1)
             if carries:
                 in_memory.clear()
+            return pings
 
         group(1, False)
         group(2, False)                 # 3 since the start
@@ -301,8 +302,13 @@ class TestCheckpointPings(CheckpointCase):
         group(1, False)
         group(3, False)                 # 4 since
         group(1, True)                  # 5
-        group(2 * n + 1, True)          # one group of 11: one checkpoint, not two
+        big = group(2 * n + 1, True)    # one group of 11: one checkpoint, not two
         group(n - 1, False)             # the count starts again after the big one
+        # duplicates are not pings since the checkpoint: 11 of them carry none
+        ack = cl.request(big, batch_id=next(batch))
+        self.assertAck(ack, "OK", accepted=0, duplicates=len(big))
+        self.assertEqual((self.flushes(c), self.gauge(c, "warmline_pings_since_checkpoint")),
+                         (base + at["flushes"], n - 1))
         c.stop()
         self.assertEqual(len(self.dumped(c, "installs")), at["stored"])
         self.assertEqual(self.dump_state(c)["pings_after_checkpoint"], 0)
