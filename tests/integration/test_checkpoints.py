@@ -692,6 +692,48 @@ class TestEdgePingNotCheckpointed(CheckpointCase):
         self.assertEqual(self.replayed(c), 0)
         assert_same(self, self.answers(c, [INSTALL, org]), want)
 
+    def test_rudder_events_in_the_window_replay_and_resends_stay_duplicates(self):
+        c = self.start({"checkpoint_interval_ms": "1h", "checkpoint_pings": 1000000,
+                        "rudder_write_keys": RUDDER_KEY}, http=True)
+        domain = "ck%s.example" % secrets.token_hex(4)
+        org = org_key_hex(c.org_salt, domain)
+        sent = []
+        for event, props in (
+                ("activity", activity_props(registered_users=57, active_users_daily=12,
+                                            active_users_monthly=40)),
+                ("server", server_props(version="10.11.0", edition="true")),
+                ("configs", configs_props(saml=True, ldap=False,
+                                          allowed_email_domain=[domain]))):
+            req = go_batch([go_track(event, props, user_id=RUDDER_INSTALL)],
+                           write_key=RUDDER_KEY)
+            status, _, body = post(c.http_port, req.body, req.headers)
+            self.assertEqual((status, json.loads(body)["accepted"]), (200, 1), body)
+            sent.append(req)
+        # answered after the write: in the next read, though not checkpointed
+        acc = self.get(c, "/v1/accounts/" + RUDDER_INSTALL)
+        self.assertEqual(acc["org"], org)
+        last = acc["installs"][0]["last_ping"]
+        self.assertEqual((last["registered_users"], last["active_users_monthly"],
+                          last["version"]), (57, 40, "10.11.0"))
+        self.assertIn("saml_configured", last["features"])
+        self.assertEqual(self.dumped(c, "installs"), [])
+        refs = [RUDDER_INSTALL, org]
+        want = self.answers(c, refs)
+
+        c.kill()
+        c.start()
+        self.assertEqual(self.replayed(c), 3)
+        assert_same(self, self.answers(c, refs), want)
+        for req in sent:  # the client resends what it may not have seen answered
+            status, _, body = post(c.http_port, req.body, req.headers)
+            self.assertEqual((status, json.loads(body)["duplicates"]), (200, 1), body)
+        assert_same(self, self.answers(c, refs), want)
+        c.stop()
+        c.start()
+        self.assertEqual(self.replayed(c), 0)
+        assert_same(self, self.answers(c, refs), want)
+        self.assertEqual(len(self.dumped(c, "pings")), 3, "the resends stored nothing")
+
 
 class TestEmptiedOrgNotCheckpointed(CheckpointCase):
 
@@ -741,45 +783,3 @@ class TestEmptiedOrgNotCheckpointed(CheckpointCase):
         self.assertEqual(self.replayed(c), 0)
         assert_alpha_gone("after a clean restart")
         assert_same(self, self.answers(c, refs), want)
-
-    def test_rudder_events_in_the_window_replay_and_resends_stay_duplicates(self):
-        c = self.start({"checkpoint_interval_ms": "1h", "checkpoint_pings": 1000000,
-                        "rudder_write_keys": RUDDER_KEY}, http=True)
-        domain = "ck%s.example" % secrets.token_hex(4)
-        org = org_key_hex(c.org_salt, domain)
-        sent = []
-        for event, props in (
-                ("activity", activity_props(registered_users=57, active_users_daily=12,
-                                            active_users_monthly=40)),
-                ("server", server_props(version="10.11.0", edition="true")),
-                ("configs", configs_props(saml=True, ldap=False,
-                                          allowed_email_domain=[domain]))):
-            req = go_batch([go_track(event, props, user_id=RUDDER_INSTALL)],
-                           write_key=RUDDER_KEY)
-            status, _, body = post(c.http_port, req.body, req.headers)
-            self.assertEqual((status, json.loads(body)["accepted"]), (200, 1), body)
-            sent.append(req)
-        # answered after the write: in the next read, though not checkpointed
-        acc = self.get(c, "/v1/accounts/" + RUDDER_INSTALL)
-        self.assertEqual(acc["org"], org)
-        last = acc["installs"][0]["last_ping"]
-        self.assertEqual((last["registered_users"], last["active_users_monthly"],
-                          last["version"]), (57, 40, "10.11.0"))
-        self.assertIn("saml_configured", last["features"])
-        self.assertEqual(self.dumped(c, "installs"), [])
-        refs = [RUDDER_INSTALL, org]
-        want = self.answers(c, refs)
-
-        c.kill()
-        c.start()
-        self.assertEqual(self.replayed(c), 3)
-        assert_same(self, self.answers(c, refs), want)
-        for req in sent:  # the client resends what it may not have seen answered
-            status, _, body = post(c.http_port, req.body, req.headers)
-            self.assertEqual((status, json.loads(body)["duplicates"]), (200, 1), body)
-        assert_same(self, self.answers(c, refs), want)
-        c.stop()
-        c.start()
-        self.assertEqual(self.replayed(c), 0)
-        assert_same(self, self.answers(c, refs), want)
-        self.assertEqual(len(self.dumped(c, "pings")), 3, "the resends stored nothing")
