@@ -117,7 +117,7 @@ struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len)
     return org;
 }
 
-static void org_mark(struct wl_state *st, struct wl_org *org)
+void wl_st_org_mark(struct wl_state *st, struct wl_org *org)
 {
     if (!org->dirty) {
         org->dirty = 1;
@@ -126,7 +126,7 @@ static void org_mark(struct wl_state *st, struct wl_org *org)
     }
 }
 
-static void install_mark(struct wl_state *st, struct wl_install *in)
+void wl_st_install_mark(struct wl_state *st, struct wl_install *in)
 {
     if (!in->dirty) {
         in->dirty = 1;
@@ -239,7 +239,7 @@ void wl_st_org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct 
     if (t > org->updated_at)
         org->updated_at = t;
     org->day_dirty = 1;
-    org_mark(st, org);
+    wl_st_org_mark(st, org);
 }
 
 void wl_st_org_attach(struct wl_org *org, struct wl_install *in)
@@ -402,7 +402,7 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
     org->day = 0;
     org->day_dirty = 0;
     org->first_seen = org->last_seen = org->updated_at = 0;
-    org_mark(st, org);
+    wl_st_org_mark(st, org);
 }
 
 /* ---- time ---- */
@@ -416,6 +416,7 @@ static uint64_t expire(struct wl_state *st, struct wl_batch *batch)
         struct wl_install *in = st->heap[0];
         struct wl_org *org = in->org;
         wl_st_heap_remove(st, in);
+        wl_st_ckpt_org(st, org, batch); /* before it changes (state_checkpoint.c) */
         wl_st_org_touch(st, org, st->clock, batch);
         wl_st_org_count(st, org, in, -1);
         in->counting = 0;
@@ -680,6 +681,15 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     if (event_at > st->clock)
         st->clock = event_at;
     expire(st, batch);
+    /* A checkpoint being staged first packs what this ping changes, as it
+     * was (state_checkpoint.c); before the raw ping takes the scratch. */
+    if (st->ckpt.phase == CKPT_STAGING) {
+        if (in != NULL) {
+            wl_st_ckpt_install(st, in, batch);
+            wl_st_ckpt_org(st, in->org, batch);
+        }
+        wl_st_ckpt_org(st, wl_st_org_find(st, org_id, org_len), batch);
+    }
 
     /* The raw ping, on the next sequential key (replaying: it is there). */
     wl_ping_rec rec = WARMLINE__STORE__V1__STORED_PING__INIT;
@@ -763,7 +773,7 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
             in->flags &= (uint8_t)~IN_ORG_BY_NETWORK;
     }
     in->last_ingest_seq = rec.ingest_seq;
-    install_mark(st, in);
+    wl_st_install_mark(st, in);
     org_evaluate(st, org, event_at, rec.ingest_seq, batch);
     return WL_APPLY_ACCEPTED;
 }

@@ -90,12 +90,25 @@ void wl_state_stage(struct wl_state *st, struct wl_batch *batch);
 /* Returns how many records the flush put (installs, organizations, days). */
 uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch);
 
+/* ---- checkpoints in slices (state_checkpoint.c) ----
+ * A checkpoint of every record dirty now, exact for the current ingest
+ * sequence, written a slice per group: begin puts the work aside (the
+ * dirty lists start again), each step packs up to budget records of it
+ * into the stage column family, then moves up to budget staged records
+ * into place. step returns 1 when its batch completes the checkpoint (meta
+ * state_seq in it; *records: how many it staged). A whole flush (wl_state_flush) finishes one under way. */
+int wl_state_checkpoint_busy(const struct wl_state *st);
+void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch *batch);
+int wl_state_checkpoint_step(struct wl_state *st, size_t budget, struct wl_batch *batch,
+                             uint64_t *records);
+
 /* After the write: forget the group's staging (and, when the batch held a
  * flush, the dirty marks). Returns the id of the last signal the group
  * fired, or 0 when it fired none. */
 uint64_t wl_state_commit(struct wl_state *st);
 
-/* 1 when anything changed since the last flush. */
+/* 1 when anything changed since the last whole checkpoint (one under way
+ * in slices included). */
 int wl_state_dirty(const struct wl_state *st);
 /* Installs changed since the last flush. */
 uint64_t wl_state_dirty_installs(const struct wl_state *st);

@@ -296,7 +296,8 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
             wl_expr_operands(opts->rules->rules[r].when, wl_st_pin_operand, st);
     }
     if ((rc = wl_signals_init(&st->signals, store, opts->rules, opts->score_half_life_ms, err,
-                              errlen)) != 0)
+                              errlen)) != 0 ||
+        (rc = wl_st_ckpt_recover(store, err, errlen)) != 0)
         goto fail;
     rc = wl_store_get(store, WL_CF_META, META_INGEST_SEQ, sizeof META_INGEST_SEQ - 1, &val, &vlen,
                       err, errlen);
@@ -371,6 +372,7 @@ void wl_state_free(struct wl_state *st)
     wl_ptable_free(&st->strings);
     wl_ptable_free(&st->fsets);
     wl_signals_free(&st->signals);
+    wl_st_ckpt_free(st);
     free(st->heap);
     free(st->scratch);
     free(st->sort_buf);

@@ -6,8 +6,10 @@
  *                    expiry by the clock, the rules stepped for what changed
  *   state_intern.c   interned strings and feature lists
  *   state_tally.c    per-organization tallies: lists, features, totals
- *   state_records.c  the records on disk: installs, organizations, days;
- *                    flush, stage and commit
+ *   state_records.c  the records on disk: installs, organizations, days
+ *                    packed; a whole checkpoint (flush), stage and commit
+ *   state_checkpoint.c  a checkpoint written in slices between groups:
+ *                    staged, then moved into place; its recovery at load
  *   state_forget.c   forgetting installs and organizations
  *   state_load.c     loading and replay; stored pings read undecoded
  * A helper one file defines and another calls is named wl_st_. */
@@ -91,6 +93,7 @@ struct wl_tallies {
 #define IN_VERSION_LISTED 2                 /* in org->versions */
 #define IN_EDITION_LISTED 4                 /* in org->editions */
 #define IN_ORG_BY_NETWORK 8                 /* its organization came from the network table */
+#define IN_CHECKPOINT 16                    /* in the checkpoint being staged, not yet packed */
 
 #define HOUR_MS 3600000LL
 
@@ -133,6 +136,7 @@ struct wl_org {
     uint8_t dirty;
     uint8_t day_dirty;                      /* the current day's record is not written yet */
     uint8_t hist_ready;                     /* the growth history is in memory */
+    uint8_t in_ckpt;                        /* in the checkpoint being staged, not yet packed */
     uint16_t hist_n, hist_cap;
     uint32_t hash;                          /* of the id (keyed): the organization table's */
     uint32_t day;                           /* UTC day of the latest change */
@@ -150,6 +154,37 @@ struct wl_org {
     uint64_t *hist_vals;
     struct wl_org_rules rules;
     struct wl_org *next_dirty;
+};
+
+/* A checkpoint written in slices (state_checkpoint.c). It is exact for
+ * ingest sequence seq: the records dirty then, each packed as it was then
+ * (a change to one not yet packed packs it first: copy on write), into the
+ * stage column family, a slice with each group; once all are in, meta
+ * state_seq says seq and the staged records move into their column
+ * families, a slice with each group. */
+enum wl_ckpt_phase { CKPT_IDLE, CKPT_STAGING, CKPT_MOVING };
+
+struct wl_ckpt {
+    enum wl_ckpt_phase phase;
+    uint64_t seq;
+    int64_t at;                             /* unix ms it began */
+    struct wl_install **installs;           /* dirty at seq; packed up to next_install */
+    size_t n_installs, next_install;
+    struct wl_org **orgs;
+    size_t n_orgs, next_org;
+    /* packed since the last commit: their kept pings go, empty ones go, once written */
+    struct wl_install **packed_installs;
+    size_t n_packed_installs, cap_packed_installs;
+    struct wl_org **packed_orgs;
+    size_t n_packed_orgs, cap_packed_orgs;
+    uint8_t cursor[1 + 255];                /* moving: the last stage key moved */
+    size_t cursor_len;
+    uint64_t records;                       /* staged so far */
+    int done_pending;                       /* the batch completes the staging */
+    /* Stage keys of days written in place by this group's batch (they
+     * ended): the same batch must not move their staged rows over them. */
+    uint8_t (*ended)[1 + 1 + WL_ORG_ID_MAX + 4];
+    size_t n_ended, cap_ended;
 };
 
 struct wl_state {
@@ -171,6 +206,7 @@ struct wl_state {
     int64_t flush_at;                       /* the staged checkpoint's time */
     uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
     int flushed;                            /* the batch holds a whole flush */
+    struct wl_ckpt ckpt;                    /* a checkpoint in slices, when one is under way */
     uint64_t replayed;                      /* pings the load replayed */
     int replaying;                          /* loading: the log is on disk already */
     struct wl_signals signals;
@@ -210,6 +246,9 @@ void wl_st_org_attach(struct wl_org *org, struct wl_install *in);
 void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in);
 void wl_st_org_reseen(struct wl_org *org);
 void wl_st_rank_delete(const struct wl_org *org, struct wl_batch *batch);
+/* Onto the dirty lists (the next checkpoint writes them). */
+void wl_st_org_mark(struct wl_state *st, struct wl_org *org);
+void wl_st_install_mark(struct wl_state *st, struct wl_install *in);
 /* Installs by id, and the strings they hold. */
 void wl_st_install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p);
 void wl_st_install_release(struct wl_state *st, struct wl_install *in);
@@ -247,6 +286,25 @@ size_t wl_st_tally_list(const struct wl_tallies *t, const char **out);
 void wl_st_org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
 void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
 
+/* state_checkpoint.c: copy on write, before a change to a record the
+ * checkpoint under way has not packed yet. */
+void wl_st_ckpt_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch);
+void wl_st_ckpt_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
+/* The load's first step: a checkpoint staged in part is dropped, one
+ * staged whole is moved into place. */
+int wl_st_ckpt_recover(struct wl_store *store, char *err, size_t errlen);
+/* A whole flush under way of a checkpoint in slices: what is staged moves
+ * into place in batch, the rest goes with the flush. */
+int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch);
+/* After a write: what was packed and is not dirty again lets go of its
+ * kept ping (an empty organization goes); a checkpoint staged whole moves
+ * state_seq. */
+void wl_st_ckpt_committed(struct wl_state *st);
+/* A day's row written in place while a checkpoint is under way: key is its
+ * stage key (the daily byte, then the daily key). */
+void wl_st_ckpt_day_ended(struct wl_state *st, const uint8_t *key, size_t len);
+void wl_st_ckpt_free(struct wl_state *st);
+
 /* state_records.c: the records. The packers read memory only, into a
  * buffer they grow (wl_st_grow): the writer packs into its scratch, a
  * reader (state_read.c) into its own under the read lock. */
@@ -256,6 +314,11 @@ size_t wl_st_pack_install(const struct wl_install *in, uint8_t **buf, size_t *ca
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
                       size_t *feats_cap, uint8_t **buf, size_t *cap);
 void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
+/* Into cf, or, with stage, into the stage column family (under cf's byte). */
+void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
+                       int stage);
+void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage);
+void wl_st_put_day(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage);
 void wl_st_org_destroy(struct wl_state *st, struct wl_org *org); /* its memory, not its records */
 
 #endif

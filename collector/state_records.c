@@ -12,7 +12,26 @@
 
 /* ---- records ---- */
 
-void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+/* A record into its column family, or into the stage column family under
+ * that family's byte (state_checkpoint.c); val NULL: deleted (staged as an
+ * empty value). */
+static void put_rec(struct wl_batch *batch, enum wl_cf cf, const void *key, size_t klen,
+                    const void *val, size_t vlen, int stage)
+{
+    uint8_t sk[1 + 1 + WL_ORG_ID_MAX + 4 + WL_INSTALL_ID_MAX];
+    if (!stage) {
+        if (val != NULL)
+            wl_batch_put(batch, cf, key, klen, val, vlen);
+        else
+            wl_batch_delete(batch, cf, key, klen);
+        return;
+    }
+    sk[0] = (uint8_t)cf;
+    memcpy(sk + 1, key, klen);
+    wl_batch_put(batch, WL_CF_STAGE, sk, 1 + klen, val != NULL ? val : "", val != NULL ? vlen : 0);
+}
+
+void wl_st_put_day(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage)
 {
     wl_daily_rec rec = WARMLINE__STORE__V1__DAILY_STATE__INIT;
     uint8_t key[1 + WL_ORG_ID_MAX + 4];
@@ -25,8 +44,22 @@ void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *b
     uint8_t *buf = wl_st_scratch(st, n);
     warmline__store__v1__daily_state__pack(&rec, buf);
     size_t klen = wl_daily_key(org->id, org->id_len, org->day, key);
-    wl_batch_put(batch, WL_CF_DAILY, key, klen, buf, n);
+    put_rec(batch, WL_CF_DAILY, key, klen, buf, n, stage);
+    /* A day written in place while a checkpoint is under way (it ended):
+     * what the checkpoint staged of it is older and must not move over it. */
+    if (!stage && st->ckpt.phase != CKPT_IDLE) {
+        uint8_t sk[1 + sizeof key];
+        sk[0] = WL_CF_DAILY;
+        memcpy(sk + 1, key, klen);
+        wl_batch_delete(batch, WL_CF_STAGE, sk, 1 + klen);
+        wl_st_ckpt_day_ended(st, sk, 1 + klen);
+    }
     org->day_dirty = 0;
+}
+
+void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+{
+    wl_st_put_day(st, org, batch, 0);
 }
 
 uint8_t *wl_st_grow(uint8_t **buf, size_t *cap, size_t need)
@@ -73,10 +106,11 @@ size_t wl_st_pack_install(const struct wl_install *in, uint8_t **out, size_t *ca
     return n + plen;
 }
 
-static void put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
+void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
+                       int stage)
 {
     size_t n = wl_st_pack_install(in, &st->scratch, &st->scratch_cap);
-    wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), st->scratch, n);
+    put_rec(batch, WL_CF_INSTALLS, in->id, strlen(in->id), st->scratch, n, stage);
 }
 
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
@@ -158,15 +192,15 @@ size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const
     return n;
 }
 
-static void put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage)
 {
     if (org->n_installs == 0) { /* every install moved away (org_empty) */
-        wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
+        put_rec(batch, WL_CF_ORGS, org->id, org->id_len, NULL, 0, stage);
         return;
     }
     size_t n = wl_st_pack_org(st, org, &st->feat_buf, &st->feat_cap, &st->scratch,
                               &st->scratch_cap);
-    wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n);
+    put_rec(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n, stage);
 }
 
 void wl_state_stage(struct wl_state *st, struct wl_batch *batch)
@@ -220,18 +254,19 @@ uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     uint8_t seq[8];
     size_t n;
     uint64_t records = 0;
+    wl_st_ckpt_absorb(st, batch); /* a checkpoint in slices under way: finished here */
     void **v = sorted_dirty(st, st->dirty_installs, offsetof(struct wl_install, next_dirty), &n,
                             install_cmp);
     for (size_t i = 0; i < n; i++) {
         struct wl_install *in = v[i];
         if (in->ping != NULL) {
-            put_install(st, in, batch);
+            wl_st_put_install(st, in, batch, 0);
             records++;
         }
     }
     v = sorted_dirty(st, st->dirty_orgs, offsetof(struct wl_org, next_dirty), &n, org_cmp);
     for (size_t i = 0; i < n; i++)
-        put_org(st, v[i], batch);
+        wl_st_put_org(st, v[i], batch, 0);
     records += n;
     for (size_t i = 0; i < n; i++) {
         struct wl_org *org = v[i];
@@ -274,6 +309,7 @@ uint64_t wl_state_commit(struct wl_state *st)
 
     st->group_last_signal = 0;
     wl_signals_committed(&st->signals);
+    wl_st_ckpt_committed(st);
     if (!st->flushed)
         return last; /* the state stays dirty, in memory, until a flush */
     st->flushed = 0;
@@ -304,7 +340,7 @@ uint64_t wl_state_commit(struct wl_state *st)
 
 int wl_state_dirty(const struct wl_state *st)
 {
-    return st->dirty_orgs != NULL || st->dirty_installs != NULL;
+    return st->dirty_orgs != NULL || st->dirty_installs != NULL || st->ckpt.phase != CKPT_IDLE;
 }
 
 uint64_t wl_state_dirty_installs(const struct wl_state *st) { return st->n_dirty_installs; }

@@ -49,23 +49,28 @@ struct wl_writer {
     struct wl_state_opts state_opts;
     uint64_t signal_seq;     /* the last signal id committed */
     int64_t flushed_at;      /* when the state records were last written */
-    uint64_t pings_since_checkpoint;
+    uint64_t pings_since_checkpoint;  /* since the last one began */
+    uint64_t ckpt_began_ns;           /* mono_ns when the one under way began */
     struct poisoned *poisoned;
 };
 
 #define ADVANCE_EVERY_MS 10000 /* live: how often idle time expires installs */
 
-/* Checkpoints: the state records (installs, organizations, current days)
- * are written with a group every checkpoint_interval_ms, or after
- * checkpoint_pings pings, or when this many installs changed (which bounds
- * the checkpoint's one atomic write), whichever comes first; when time
- * passing changed the state (a tick expired installs: the replay after a
- * crash sees only pings, not the passing of time); before a forget; at the
- * stop. In between, a group writes only its raw pings, signals and
- * sequences: one sequential put per ping. The API reads memory
+/* Checkpoints (state_checkpoint.c): one begins with a group every
+ * checkpoint_interval_ms, or after checkpoint_pings pings, or when this many
+ * installs changed (their kept pings are memory), whichever comes first,
+ * once the last one is done; it is then written a slice per group, at most
+ * CHECKPOINT_SLICE records and two per ping of the group, so that it keeps
+ * up with what changes and no group waits long for it; while the queue is
+ * idle the slices go on without pings. A whole checkpoint in one write
+ * instead: when time passing changed the state (an idle tick expired
+ * installs: the replay after a crash sees only pings, not the passing of
+ * time); before a forget; at the stop. In between, a group writes its raw
+ * pings, signals and sequences, and its slice. The API reads memory
  * (state_read.h), not the records; a crash replays the pings stored since
- * the last checkpoint (wl_state_load). */
-#define CHECKPOINT_INSTALLS_MAX 100000
+ * the last whole checkpoint (wl_state_load). */
+#define CHECKPOINT_INSTALLS_MAX 1000000
+#define CHECKPOINT_SLICE 1024
 
 /* Connections whose frames must not land until the client resends. */
 struct poisoned {
@@ -381,12 +386,12 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Whether this group's write carries a checkpoint. */
-static int checkpoint_due(const struct wl_writer *w, int time_changed, int64_t now)
+/* Whether a checkpoint begins with this group. */
+static int checkpoint_due(const struct wl_writer *w, int64_t now)
 {
     if (!wl_state_dirty(w->state))
         return 0;
-    return time_changed || now - w->flushed_at >= (int64_t)w->cfg->checkpoint_interval_ms ||
+    return now - w->flushed_at >= (int64_t)w->cfg->checkpoint_interval_ms ||
            w->pings_since_checkpoint >= w->cfg->checkpoint_pings ||
            wl_state_dirty_installs(w->state) >= CHECKPOINT_INSTALLS_MAX;
 }
@@ -394,7 +399,6 @@ static int checkpoint_due(const struct wl_writer *w, int time_changed, int64_t n
 /* After a checkpoint's write: t0 when its packing began (mono_ns). */
 static void checkpoint_done(struct wl_writer *w, uint64_t records, uint64_t t0)
 {
-    w->flushed_at = now_ms();
     w->pings_since_checkpoint = 0;
     wl_count(WL_M_state_flushes, 1);
     wl_gauge_set(WL_G_checkpoint_records, records);
@@ -429,13 +433,35 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         wl_state_change_end(w->reader);
     }
     w->pings_since_checkpoint += accepted;
-    int flush = checkpoint_due(w, expired > 0, now);
-    int changed = accepted > 0 || flush;
+    /* Time passing that changed the state is checkpointed whole with the
+     * tick (the replay after a crash sees only pings, not the passing of
+     * time); ticks come only while the queue is idle. */
+    int flush = expired > 0 && wl_state_dirty(w->state);
+    int changed = accepted > 0 || flush, staged = 0;
     uint64_t t_ckpt = mono_ns(), records = 0;
-    if (flush)
+    if (flush) {
         records = wl_state_flush(w->state, w->batch);
-    else
-        wl_state_stage(w->state, w->batch);
+    } else {
+        wl_state_change_begin(w->reader); /* flags readers' packers read */
+        if (!wl_state_checkpoint_busy(w->state) && checkpoint_due(w, now)) {
+            if (wl_state_dirty_installs(w->state) <= CHECKPOINT_SLICE / 2) {
+                flush = changed = 1; /* one slice's worth: whole, in place at once */
+            } else {
+                wl_state_checkpoint_begin(w->state, now, w->batch);
+                w->ckpt_began_ns = t_ckpt;
+                w->pings_since_checkpoint = 0;
+                w->flushed_at = now;
+            }
+        }
+        if (wl_state_checkpoint_busy(w->state))
+            staged = wl_state_checkpoint_step(w->state, CHECKPOINT_SLICE + 2 * n_pings,
+                                              w->batch, &records);
+        wl_state_change_end(w->reader);
+        if (flush)
+            records = wl_state_flush(w->state, w->batch);
+        else
+            wl_state_stage(w->state, w->batch);
+    }
     if (wl_batch_count(w->batch) > 0) {
         /* Only pings and state need the sync; quarantine alone can wait. */
         int sync = changed && w->cfg->durability == WL_DURABILITY_SYNC;
@@ -456,6 +482,8 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     }
     if (flush)
         checkpoint_done(w, records, t_ckpt);
+    else if (staged)
+        checkpoint_done(w, records, w->ckpt_began_ns);
     wl_gauge_set(WL_G_pings_since_checkpoint, w->pings_since_checkpoint);
     wl_state_change_begin(w->reader);
     uint64_t last_signal = wl_state_commit(w->state);
@@ -556,6 +584,10 @@ static void *writer_main(void *arg)
             if (!w->live) {
                 pthread_cond_wait(&w->cv, &w->mu);
                 continue;
+            }
+            if (wl_state_checkpoint_busy(w->state)) { /* its slices go on while idle */
+                timed_out = 1;
+                break;
             }
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);

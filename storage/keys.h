@@ -19,6 +19,12 @@
 #define WL_META_INGEST_SEQ "ingest_seq" /* the last ping stored */
 #define WL_META_STATE_SEQ "state_seq"   /* the last checkpoint: the records are exact up to it */
 #define WL_META_STATE_AT "state_at"     /* unix ms that checkpoint was written */
+/* Present while a checkpoint is being staged (its ingest sequence): the
+ * stage column family then holds part of it, which a load drops. */
+#define WL_META_STAGE_SEQ "stage_seq"
+/* Present once it is staged whole and until it is all in place: its
+ * ingest sequence and time (16 bytes); a load moves the rest into place. */
+#define WL_META_STAGED "staged"
 
 static inline void wl_be64_put(uint8_t out[8], uint64_t v)
 {

@@ -19,7 +19,7 @@ static const char *const cf_names[WL_CF_COUNT] = {
     [WL_CF_SIGNALS] = "signals",       [WL_CF_DAILY] = "daily",
     [WL_CF_RANK] = "rank",             [WL_CF_ORG_SIGNALS] = "org_signals",
     [WL_CF_NAMED] = "named",           [WL_CF_MSGIDS] = "msgids",
-    [WL_CF_NETWORKS] = "networks",
+    [WL_CF_NETWORKS] = "networks",     [WL_CF_STAGE] = "stage",
 };
 
 /* After a failed write the primary is closed and opened again (see

@@ -3,7 +3,9 @@
  * (is dropped without a flush) and reloads at random points, must end with
  * the same records as a state flushed after every group: installs, orgs,
  * days, signals, rank and the organizations' signal index. Real stores in
- * a temporary directory, rules that fire, expire and re-arm. */
+ * a temporary directory, rules that fire, expire and re-arm. The same with
+ * checkpoints written in slices (state_checkpoint.c) over many groups, and
+ * crashes in the middle of one: while it is staged, and while it moves. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -185,6 +187,47 @@ static void write_group(struct side *s, struct tping *pings, size_t n, int flush
     wl_batch_free(b);
 }
 
+/* A group whose write carries a slice of a checkpoint: one begins (when
+ * none is under way and begin says so), then up to budget records of it. */
+static void write_group_sliced(struct side *s, struct tping *pings, size_t n, int begin,
+                               size_t budget)
+{
+    char err[512];
+    uint64_t records = 0;
+    struct wl_batch *b = wl_batch_new(s->store);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(wl_state_apply(s->st, &pings[i].p, pings[i].at, pings[i].at, b),
+                         WL_APPLY_ACCEPTED);
+    if (begin && !wl_state_checkpoint_busy(s->st) && wl_state_dirty(s->st))
+        wl_state_checkpoint_begin(s->st, T0, b);
+    if (wl_state_checkpoint_busy(s->st))
+        wl_state_checkpoint_step(s->st, budget, b, &records);
+    wl_state_stage(s->st, b);
+    if (wl_store_write(s->store, b, 1, err, sizeof err) != 0)
+        fail_msg("write: %s", err);
+    wl_state_commit(s->st);
+    wl_batch_free(b);
+}
+
+/* 0: no checkpoint under way on disk; 1: one being staged; 2: one staged
+ * whole, moving into place. */
+static int stage_state(struct side *s)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    int rc = wl_store_get(s->store, WL_CF_META, WL_META_STAGE_SEQ, strlen(WL_META_STAGE_SEQ),
+                          &val, &vlen, err, sizeof err);
+    free(val);
+    if (rc == 0)
+        return 1;
+    struct wl_iter *it = wl_iter_new(s->store, WL_CF_STAGE);
+    wl_iter_seek_first(it);
+    int any = wl_iter_valid(it);
+    wl_iter_free(it);
+    return any ? 2 : 0;
+}
+
 /* A crash: the state goes without a flush; the store stays (its writes
  * are durable); the state loads again. */
 static void crash(struct fx *f, struct side *s)
@@ -252,8 +295,15 @@ static size_t compare_cf(struct fx *f, enum wl_cf cf)
     for (; wl_iter_valid(a) && wl_iter_valid(b); wl_iter_next(a), wl_iter_next(b), n++) {
         size_t ka, kb, va, vb, na, nb;
         const char *keya = wl_iter_key(a, &ka), *keyb = wl_iter_key(b, &kb);
-        if (ka != kb || memcmp(keya, keyb, ka) != 0)
-            fail_msg("%s: record %zu has another key", wl_cf_name(cf), n);
+        if (ka != kb || memcmp(keya, keyb, ka) != 0) {
+            char ha[2 * 80 + 1] = "", hb[2 * 80 + 1] = "";
+            for (size_t i = 0; i < ka && i < 80; i++)
+                sprintf(ha + 2 * i, "%02x", (uint8_t)keya[i]);
+            for (size_t i = 0; i < kb && i < 80; i++)
+                sprintf(hb + 2 * i, "%02x", (uint8_t)keyb[i]);
+            fail_msg("%s: record %zu has another key: %s (whole) and %s", wl_cf_name(cf), n, ha,
+                     hb);
+        }
         const char *vala = wl_iter_value(a, &va), *valb = wl_iter_value(b, &vb);
         uint8_t *x = normalize(cf, vala, va, &na);
         uint8_t *y = normalize(cf, valb, vb, &nb);
@@ -320,6 +370,93 @@ static void run(struct fx *f, int crash_every, int flush_every)
     print_message("  %zu signals, %zu crashes, %zu pings replayed\n", signals, crashes, replayed);
 }
 
+/* Checkpoints in slices of budget records, one begun every ckpt_every
+ * groups once the last is done; a crash every crash_every groups. */
+static void run_sliced(struct fx *f, int crash_every, int ckpt_every, size_t budget)
+{
+    static struct tping pings[N_PINGS];
+    size_t replayed = 0, crashes = 0, in_phase[3] = {0};
+
+    make_stream(pings, N_PINGS);
+    for (size_t k = 0, g = 0; k < N_PINGS; k += GROUP, g++) {
+        size_t n = N_PINGS - k < GROUP ? N_PINGS - k : GROUP;
+        write_group(&f->eager, pings + k, n, 1);
+        write_group_sliced(&f->lazy, pings + k, n, g % (size_t)ckpt_every == 0, budget);
+        if (crash_every > 0 && g % (size_t)crash_every == (size_t)crash_every - 1) {
+            in_phase[stage_state(&f->lazy)]++;
+            crash(f, &f->lazy);
+            assert_int_equal(stage_state(&f->lazy), 0); /* dropped, or moved into place */
+            replayed += wl_state_replayed(f->lazy.st);
+            crashes++;
+        }
+    }
+    final_flush(&f->eager);
+    final_flush(&f->lazy);
+    assert_int_equal(stage_state(&f->lazy), 0);
+    if (crash_every > 0) { /* crashes came while staging and while moving */
+        assert_true(in_phase[1] > 0);
+        assert_true(in_phase[2] > 0);
+    }
+    assert_int_equal(meta_u64(&f->lazy, "state_seq"), N_PINGS);
+    assert_int_equal(meta_u64(&f->eager, "signal_seq"), meta_u64(&f->lazy, "signal_seq"));
+    assert_int_equal(compare_cf(f, WL_CF_PINGS), N_PINGS);
+    assert_int_equal(compare_cf(f, WL_CF_INSTALLS), N_INSTALLS);
+    assert_true(compare_cf(f, WL_CF_ORGS) > 0);
+    assert_true(compare_cf(f, WL_CF_DAILY) > 0);
+    size_t signals = compare_cf(f, WL_CF_SIGNALS);
+    assert_true(signals > 10);
+    assert_true(compare_cf(f, WL_CF_ORG_SIGNALS) > 0);
+    assert_true(compare_cf(f, WL_CF_RANK) > 0);
+    print_message("  %zu signals, %zu crashes (%zu staging, %zu moving), %zu pings replayed\n",
+                  signals, crashes, in_phase[1], in_phase[2], replayed);
+}
+
+/* Checkpoints of a few records a group, many groups each, no crash: the
+ * copy on write keeps each one the state at its sequence. */
+static void test_slices_without_crash(void **state)
+{
+    run_sliced(*state, 0, 5, 3);
+}
+
+/* Crashes in the middle of checkpoints written in slices: small slices
+ * (most crashes come while one is staged), larger ones (more while one
+ * moves into place). */
+static void test_crashes_during_slices(void **state)
+{
+    run_sliced(*state, 7, 3, 2);
+}
+
+static void test_crashes_while_moving(void **state)
+{
+    run_sliced(*state, 5, 2, 9);
+}
+
+/* The same with the records checked after every group: what a reload
+ * reads is whole. A whole flush in the middle of one finishes it. */
+static void test_whole_flush_finishes_slices(void **state)
+{
+    struct fx *f = *state;
+    static struct tping pings[200];
+    make_stream(pings, 200);
+    for (size_t k = 0; k < 100; k += GROUP) {
+        size_t n = 100 - k < GROUP ? 100 - k : GROUP;
+        write_group(&f->eager, pings + k, n, 1);
+        write_group_sliced(&f->lazy, pings + k, n, 1, 1);
+    }
+    assert_true(wl_state_checkpoint_busy(f->lazy.st));
+    assert_true(stage_state(&f->lazy) != 0);
+    final_flush(&f->eager);
+    final_flush(&f->lazy); /* absorbs the one under way */
+    assert_false(wl_state_checkpoint_busy(f->lazy.st));
+    assert_false(wl_state_dirty(f->lazy.st));
+    assert_int_equal(stage_state(&f->lazy), 0);
+    assert_true(compare_cf(f, WL_CF_INSTALLS) > 0);
+    assert_true(compare_cf(f, WL_CF_ORGS) > 0);
+    assert_true(compare_cf(f, WL_CF_DAILY) > 0);
+    crash(f, &f->lazy);
+    assert_int_equal(wl_state_replayed(f->lazy.st), 0);
+}
+
 /* Never flushed until the end, never crashed: the stage alone. */
 static void test_lazy_without_crash(void **state)
 {
@@ -371,6 +508,10 @@ int main(void)
         T(test_crashes_between_flushes),
         T(test_crashes_without_flushes),
         T(test_state_seq_marks_the_flush),
+        T(test_slices_without_crash),
+        T(test_crashes_during_slices),
+        T(test_crashes_while_moving),
+        T(test_whole_flush_finishes_slices),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
