@@ -113,6 +113,51 @@ void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_bat
     put_rec(batch, WL_CF_INSTALLS, in->id, strlen(in->id), st->scratch, n, stage);
 }
 
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sifts ids[i] down a max-heap of n ids (by strcmp). */
+static void id_sift(char **ids, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && strcmp(ids[l], ids[m]) > 0)
+            m = l;
+        if (r < n && strcmp(ids[r], ids[m]) > 0)
+            m = r;
+        if (m == i)
+            return;
+        char *t = ids[i];
+        ids[i] = ids[m];
+        ids[m] = t;
+        i = m;
+    }
+}
+
+/* The organization's n smallest install ids, sorted: the record (and the
+ * account view) lists the same installs in the same order whatever order
+ * they came or loaded in. A max-heap of n while the rest pass: n log n. */
+static void first_ids(const struct wl_org *org, char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (char *)org->installs[i]->id;
+    if (org->n_installs > n && n > 0) {
+        for (size_t i = n / 2; i-- > 0;)
+            id_sift(ids, n, i);
+        for (size_t i = n; i < org->n_installs; i++) {
+            char *id = (char *)org->installs[i]->id;
+            if (strcmp(id, ids[0]) < 0) {
+                ids[0] = id;
+                id_sift(ids, n, 0);
+            }
+        }
+    }
+    if (n > 1)
+        qsort(ids, n, sizeof *ids, id_cmp);
+}
+
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
                       size_t *feats_cap, uint8_t **out, size_t *cap)
 {
@@ -129,8 +174,7 @@ size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const
     Warmline__Store__V1__OrgState__RuleState *rule_ptrs[n_rules];
     size_t n_rule_recs = 0;
 
-    for (size_t i = 0; i < n_ids; i++)
-        ids[i] = (char *)org->installs[i]->id;
+    first_ids(org, ids, n_ids);
     /* Sorted: the record does not depend on the order installs came in.
      * One buffer lists each table in turn, the longest its features. */
     size_t need = org->feats.cap;

@@ -214,6 +214,38 @@ static void test_emptied_org_is_gone(void **state)
     wl_batch_free(b);
 }
 
+/* An organization's record lists its smallest install ids, sorted, past
+ * WL_ORG_INSTALL_IDS_MAX too: the same list whatever order installs came
+ * in (a restart loads them in another). */
+static void test_install_ids_in_id_order(void **state)
+{
+    struct fx *f = *state;
+    enum { N = WL_ORG_INSTALL_IDS_MAX + 500 };
+    struct wl_batch *b = wl_batch_new(f->store);
+    uint8_t org[WL_ORG_ID_MAX];
+    size_t n = org_id(9, org);
+    org_rec *o = NULL;
+    char id[32];
+
+    wl_state_reader_set(f->r, f->st);
+    for (unsigned i = 0; i < N; i++) { /* 0..N-1, in a scrambled order */
+        snprintf(id, sizeof id, "s-%05u", (i * 7919u) % N);
+        apply(f, b, id, 9, 1, 1, T0 + i);
+        if (i % 256 == 255)
+            commit(f, b, 0);
+    }
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
+    assert_int_equal(o->installs_total, N);
+    assert_int_equal(o->n_install_ids, WL_ORG_INSTALL_IDS_MAX);
+    for (unsigned i = 0; i < WL_ORG_INSTALL_IDS_MAX; i++) {
+        snprintf(id, sizeof id, "s-%05u", i);
+        assert_string_equal(o->install_ids[i], id);
+    }
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    wl_batch_free(b);
+}
+
 /* ---- readers on other threads while pings are applied ---- */
 
 enum { N_ORGS = 8, N_INSTALLS = 64, ROUNDS = 40 };
@@ -307,6 +339,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_state_then_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_from_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emptied_org_is_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_install_ids_in_id_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_beside_the_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
