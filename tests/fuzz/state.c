@@ -212,8 +212,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             write_batch(st, b);
             break;
         }
-        case 2:
-            wl_state_flush(st, b);
+        case 2: /* a whole checkpoint, or a slice of one (state_checkpoint.c) */
+            if (op[1] & 1) {
+                wl_state_flush(st, b);
+            } else {
+                uint64_t records;
+                if (!wl_state_checkpoint_busy(st) && wl_state_dirty(st))
+                    wl_state_checkpoint_begin(st, t, b);
+                if (wl_state_checkpoint_busy(st))
+                    wl_state_checkpoint_step(st, (size_t)(op[2] % 4) + 1, b, &records);
+                wl_state_stage(st, b);
+            }
             write_batch(st, b);
             break;
         case 3:
