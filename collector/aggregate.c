@@ -263,6 +263,8 @@ void wl_st_org_attach(struct wl_org *org, struct wl_install *in)
  * (its record keeps them across restarts, load_org). */
 void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in)
 {
+    free(org->first_ids); /* it may name the leaver, who may be freed */
+    org->first_ids = NULL;
     struct wl_install *last = org->installs[--org->n_installs];
     org->installs[in->org_pos] = last;
     last->org_pos = in->org_pos;

@@ -146,6 +146,10 @@ struct wl_org {
     uint64_t totals[WL_N_COUNTS];           /* over counting installs */
     struct wl_install **installs;
     size_t n_installs, cap_installs;
+    /* Past WL_ORG_INSTALL_IDS_MAX installs: the smallest ids, sorted, as the
+     * writer last packed its record (a reader lists them without a walk
+     * over every install); NULL otherwise, and dropped when one leaves. */
+    const char **first_ids;
     struct wl_tallies versions, editions;   /* over its installs, at most SEEN_MAX each */
     struct wl_tallies feats, eds;           /* over its counting installs */
     /* End-of-day values of the metrics growth rules use, for past days:
@@ -310,6 +314,9 @@ void wl_st_ckpt_free(struct wl_state *st);
  * reader (state_read.c) into its own under the read lock. */
 uint8_t *wl_st_grow(uint8_t **buf, size_t *cap, size_t need); /* aborts when out of memory */
 size_t wl_st_pack_install(const struct wl_install *in, uint8_t **buf, size_t *cap);
+/* The writer, before it packs a large organization's record: its cache of
+ * first ids, computed again. */
+void wl_st_org_first_ids(struct wl_org *org);
 /* feats: a buffer for the organization's sorted feature list, grown too. */
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
                       size_t *feats_cap, uint8_t **buf, size_t *cap);

@@ -138,9 +138,16 @@ static void id_sift(char **ids, size_t n, size_t i)
 
 /* The organization's n smallest install ids, sorted: the record (and the
  * account view) lists the same installs in the same order whatever order
- * they came or loaded in. A max-heap of n while the rest pass: n log n. */
+ * they came or loaded in. A max-heap of n while the rest pass: n log n.
+ * Past WL_ORG_INSTALL_IDS_MAX, the writer's cache when there is one: a
+ * reader then does not walk every install under the lock (the list is as of
+ * the last checkpoint, less an install that left). */
 static void first_ids(const struct wl_org *org, char **ids, size_t n)
 {
+    if (org->first_ids != NULL && n == WL_ORG_INSTALL_IDS_MAX) {
+        memcpy(ids, org->first_ids, n * sizeof *ids);
+        return;
+    }
     for (size_t i = 0; i < n; i++)
         ids[i] = (char *)org->installs[i]->id;
     if (org->n_installs > n && n > 0) {
@@ -156,6 +163,20 @@ static void first_ids(const struct wl_org *org, char **ids, size_t n)
     }
     if (n > 1)
         qsort(ids, n, sizeof *ids, id_cmp);
+}
+
+void wl_st_org_first_ids(struct wl_org *org)
+{
+    if (org->n_installs <= WL_ORG_INSTALL_IDS_MAX) {
+        free(org->first_ids);
+        org->first_ids = NULL;
+        return;
+    }
+    char **ids = wl_st_xrealloc(NULL, WL_ORG_INSTALL_IDS_MAX * sizeof *ids);
+    free(org->first_ids);
+    org->first_ids = NULL; /* computed afresh, not from itself */
+    first_ids(org, ids, WL_ORG_INSTALL_IDS_MAX);
+    org->first_ids = (const char **)ids;
 }
 
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
@@ -242,6 +263,7 @@ void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *bat
         put_rec(batch, WL_CF_ORGS, org->id, org->id_len, NULL, 0, stage);
         return;
     }
+    wl_st_org_first_ids(org);
     size_t n = wl_st_pack_org(st, org, &st->feat_buf, &st->feat_cap, &st->scratch,
                               &st->scratch_cap);
     put_rec(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n, stage);
@@ -339,6 +361,7 @@ void wl_st_org_destroy(struct wl_state *st, struct wl_org *org)
     wl_st_tally_clear(st, &org->versions);
     wl_st_tally_clear(st, &org->editions);
     free(org->installs);
+    free(org->first_ids);
     free(org->hist_days);
     free(org->hist_vals);
     wl_org_rules_free(&org->rules);

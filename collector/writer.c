@@ -439,10 +439,14 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     int flush = expired > 0 && wl_state_dirty(w->state);
     int changed = accepted > 0 || flush, staged = 0;
     uint64_t t_ckpt = mono_ns(), records = 0;
+    /* Checkpoints write to memory too (flags, the packers' caches): under
+     * the readers' lock, which the write below is not. */
     if (flush) {
+        wl_state_change_begin(w->reader);
         records = wl_state_flush(w->state, w->batch);
+        wl_state_change_end(w->reader);
     } else {
-        wl_state_change_begin(w->reader); /* flags readers' packers read */
+        wl_state_change_begin(w->reader);
         if (!wl_state_checkpoint_busy(w->state) && checkpoint_due(w, now)) {
             if (wl_state_dirty_installs(w->state) <= CHECKPOINT_SLICE / 2) {
                 flush = changed = 1; /* one slice's worth: whole, in place at once */
@@ -456,10 +460,10 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         if (wl_state_checkpoint_busy(w->state))
             staged = wl_state_checkpoint_step(w->state, CHECKPOINT_SLICE + 2 * n_pings,
                                               w->batch, &records);
-        wl_state_change_end(w->reader);
         if (flush)
             records = wl_state_flush(w->state, w->batch);
-        else
+        wl_state_change_end(w->reader);
+        if (!flush)
             wl_state_stage(w->state, w->batch);
     }
     if (wl_batch_count(w->batch) > 0) {
@@ -514,7 +518,10 @@ static int flush_state(struct wl_writer *w, const char *why)
     char err[512];
 
     wl_batch_clear(w->batch);
-    uint64_t t0 = mono_ns(), records = wl_state_flush(w->state, w->batch);
+    uint64_t t0 = mono_ns();
+    wl_state_change_begin(w->reader);
+    uint64_t records = wl_state_flush(w->state, w->batch);
+    wl_state_change_end(w->reader);
     if (wl_store_write(w->store, w->batch, 1, err, sizeof err) != 0) {
         wl_error("write_failed", "error=\"%s\" state_flush=%s", err, why);
         wl_count(WL_M_write_errors, 1);

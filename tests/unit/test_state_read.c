@@ -243,6 +243,27 @@ static void test_install_ids_in_id_order(void **state)
         assert_string_equal(o->install_ids[i], id);
     }
     warmline__store__v1__org_state__free_unpacked(o, NULL);
+
+    /* A checkpoint packs it: readers list the writer's list from then on
+     * (a newcomer shows at the next checkpoint), until an install leaves. */
+    commit(f, b, 1);
+    apply(f, b, "s-00000a", 9, 1, 1, T0 + N);
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
+    assert_string_equal(o->install_ids[1], "s-00001");
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    apply(f, b, "s-00003", 8, 2, 1, T0 + N + 1); /* it moves away */
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
+    assert_int_equal(o->installs_total, N);
+    assert_string_equal(o->install_ids[0], "s-00000");
+    assert_string_equal(o->install_ids[1], "s-00000a");
+    assert_string_equal(o->install_ids[4], "s-00004");
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    commit(f, b, 1);
+    assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
+    assert_string_equal(o->install_ids[1], "s-00000a");
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
     wl_batch_free(b);
 }
 
