@@ -88,19 +88,6 @@ int wl_state_checkpoint_busy(const struct wl_state *st)
     return st->ckpt.phase != CKPT_IDLE;
 }
 
-static int install_cmp(const void *a, const void *b)
-{
-    return strcmp((*(struct wl_install *const *)a)->id, (*(struct wl_install *const *)b)->id);
-}
-
-static int org_cmp(const void *a, const void *b)
-{
-    const struct wl_org *x = *(struct wl_org *const *)a, *y = *(struct wl_org *const *)b;
-    if (x->id_len != y->id_len)
-        return x->id_len < y->id_len ? -1 : 1;
-    return memcmp(x->id, y->id, x->id_len);
-}
-
 void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch *batch)
 {
     struct wl_ckpt *c = &st->ckpt;
@@ -109,8 +96,9 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
 
     if (c->phase != CKPT_IDLE)
         return;
-    /* The dirty lists become the work, in key order (a memtable takes
-     * keys in order for less), and start again empty. */
+    /* The dirty lists become the work and start again empty. Not sorted:
+     * that (a memtable takes keys in order for less) costs 170 ms for
+     * 200,000 installs, here between two groups, a stall of every ack. */
     c->installs = wl_st_xrealloc(NULL, (st->n_dirty_installs + 1) * sizeof *c->installs);
     for (struct wl_install *in = st->dirty_installs, *next; in != NULL; in = next) {
         next = in->next_dirty;
@@ -120,7 +108,6 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
         c->installs[n++] = in;
     }
     c->n_installs = n;
-    qsort(c->installs, n, sizeof *c->installs, install_cmp);
     n = 0;
     for (struct wl_org *o = st->dirty_orgs; o != NULL; o = o->next_dirty)
         n++;
@@ -134,7 +121,6 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
         c->orgs[n++] = o;
     }
     c->n_orgs = n;
-    qsort(c->orgs, n, sizeof *c->orgs, org_cmp);
     st->dirty_installs = NULL;
     st->dirty_orgs = NULL;
     st->n_dirty_installs = 0;

@@ -60,8 +60,10 @@ struct wl_writer {
  * checkpoint_interval_ms, or after checkpoint_pings pings, or when this many
  * installs changed (their kept pings are memory), whichever comes first,
  * once the last one is done; it is then written a slice per group, at most
- * CHECKPOINT_SLICE records and two per ping of the group, so that it keeps
- * up with what changes and no group waits long for it; while the queue is
+ * CHECKPOINT_SLICE records and one per four pings of the group (a slice
+ * costs its group a few ms; a checkpoint of a million records takes
+ * seconds at a few hundred groups a second, under a minute at saturation,
+ * where groups are few and large); while the queue is
  * idle the slices go on without pings. A whole checkpoint in one write
  * instead: when time passing changed the state (an idle tick expired
  * installs: the replay after a crash sees only pings, not the passing of
@@ -458,7 +460,7 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
             }
         }
         if (wl_state_checkpoint_busy(w->state))
-            staged = wl_state_checkpoint_step(w->state, CHECKPOINT_SLICE + 2 * n_pings,
+            staged = wl_state_checkpoint_step(w->state, CHECKPOINT_SLICE + n_pings / 4,
                                               w->batch, &records);
         if (flush)
             records = wl_state_flush(w->state, w->batch);
