@@ -133,6 +133,18 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
     wl_batch_put(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1, seq, sizeof seq);
 }
 
+/* The work's arrays go; the phase becomes next. */
+static void work_done(struct wl_ckpt *c, enum wl_ckpt_phase next)
+{
+    free(c->installs);
+    free(c->orgs);
+    c->installs = NULL;
+    c->orgs = NULL;
+    c->n_installs = c->n_orgs = c->next_install = c->next_org = 0;
+    c->cursor_len = 0;
+    c->phase = next;
+}
+
 /* The staging is whole: the checkpoint is, with this batch (meta staged:
  * its sequence and time, until it is all in place). */
 static void staged(struct wl_state *st, struct wl_batch *batch)
@@ -143,13 +155,7 @@ static void staged(struct wl_state *st, struct wl_batch *batch)
     wl_be64_put(v + 8, (uint64_t)c->at);
     wl_batch_put(batch, WL_CF_META, META_STAGED, sizeof META_STAGED - 1, v, sizeof v);
     wl_batch_delete(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1);
-    free(c->installs);
-    free(c->orgs);
-    c->installs = NULL;
-    c->orgs = NULL;
-    c->n_installs = c->n_orgs = c->next_install = c->next_org = 0;
-    c->cursor_len = 0;
-    c->phase = CKPT_MOVING;
+    work_done(c, CKPT_MOVING);
 }
 
 /* All in place: the records are exact for seq (meta state_seq, which the
@@ -305,13 +311,7 @@ int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch)
     }
     /* and what was staged and is not dirty again goes as a checkpoint's
      * own would: its kept ping, an empty organization (commit) */
-    free(c->installs);
-    free(c->orgs);
-    c->installs = NULL;
-    c->orgs = NULL;
-    c->n_installs = c->n_orgs = c->next_install = c->next_org = 0;
-    c->cursor_len = 0;
-    c->phase = CKPT_IDLE;
+    work_done(c, CKPT_IDLE);
     wl_batch_delete(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1);
     wl_batch_delete(batch, WL_CF_META, META_STAGED, sizeof META_STAGED - 1);
     return 0;
