@@ -594,7 +594,9 @@ static void *writer_main(void *arg)
                 pthread_cond_wait(&w->cv, &w->mu);
                 continue;
             }
-            if (wl_state_checkpoint_busy(w->state)) { /* its slices go on while idle */
+            /* a checkpoint's slices go on while idle, and one due begins */
+            if (wl_state_checkpoint_busy(w->state) || (w->flushed_at == 0 &&
+                                                       wl_state_dirty(w->state))) {
                 timed_out = 1;
                 break;
             }
@@ -695,11 +697,16 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     if ((rc = wl_msgids_open(store, &w->msgids, err, errlen)) != 0)
         goto fail;
     w->batch = wl_batch_new(store);
-    /* What a crash left to replay is written back before anything else. */
+    /* What a crash left to replay is checkpointed: a slice's worth at once,
+     * more in slices from the first group on (written back whole first, a
+     * million replayed installs took 6.6 s of the restart; a crash before
+     * that checkpoint is whole replays the same pings again). */
     uint64_t replayed = wl_state_replayed(w->state);
-    if (wl_state_dirty(w->state))
-        flush_state(w, "replay");
     w->flushed_at = now_ms();
+    if (wl_state_dirty(w->state) && wl_state_dirty_installs(w->state) <= CHECKPOINT_SLICE / 2)
+        flush_state(w, "replay");
+    else if (wl_state_dirty(w->state))
+        w->flushed_at = 0; /* due at once */
     wl_gauge_set(WL_G_checkpoint_seq, wl_state_state_seq(w->state));
     if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
