@@ -4,6 +4,7 @@
  * for each organization that changed. The writer thread. */
 #include "aggregate.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -530,8 +531,23 @@ static wl_ping *install_latest_ping(struct wl_state *st, const struct wl_install
 
     if (in->ping != NULL)
         return warmline__v1__ping__unpack(NULL, in->ping->len, in->ping->data);
-    if (wl_store_get(st->store, WL_CF_INSTALLS, in->id, strlen(in->id), &val, &vlen, err,
-                     sizeof err) != 0)
+    size_t n = strlen(in->id);
+    int rc = -ENOENT;
+    if (st->ckpt.phase != CKPT_IDLE) { /* staged, not yet in place: the newer */
+        uint8_t sk[1 + WL_INSTALL_ID_MAX];
+        sk[0] = WL_CF_INSTALLS;
+        memcpy(sk + 1, in->id, n);
+        rc = wl_store_get(st->store, WL_CF_STAGE, sk, 1 + n, &val, &vlen, err, sizeof err);
+        if (rc == 0 && vlen == 0)
+            rc = -ENOENT;
+        if (rc != 0) {
+            free(val);
+            val = NULL;
+        }
+    }
+    if (rc == -ENOENT)
+        rc = wl_store_get(st->store, WL_CF_INSTALLS, in->id, n, &val, &vlen, err, sizeof err);
+    if (rc != 0)
         return NULL;
     wl_install_rec *rec = warmline__store__v1__install_state__unpack(NULL, vlen,
                                                                     (const uint8_t *)val);

@@ -267,6 +267,44 @@ static void test_install_ids_in_id_order(void **state)
     wl_batch_free(b);
 }
 
+/* An edge ping merges into the install's latest ping: while a checkpoint
+ * is under way that is the staged record, newer than the one in place. */
+static void test_edge_ping_merges_into_the_staged_record(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    install_rec *in = NULL;
+    uint64_t records = 0;
+
+    wl_state_reader_set(f->r, f->st);
+    apply(f, b, "e1", 5, 1, 10, T0);
+    commit(f, b, 1); /* in place: 10 users */
+    apply(f, b, "e1", 5, 2, 20, T0 + 1000);
+    commit(f, b, 0);
+    wl_state_checkpoint_begin(f->st, T0, b);
+    wl_state_checkpoint_step(f->st, 100, b, &records); /* staged whole: 20 users */
+    commit(f, b, 0);
+    assert_true(wl_state_checkpoint_busy(f->st)); /* not yet moved into place */
+    assert_int_equal(wl_state_read_install(f->r, "e1", &in), 1); /* its ping let go */
+
+    wl_ping p = WARMLINE__V1__PING__INIT;
+    struct wl_edge e = {.source = WL_SOURCE_RUDDER,
+                        .presence = WL_PRESENT(WL_FIELD_COUNT(WL_COUNT_active_users_daily))};
+    p.install_id = "e1";
+    p.seq = 1;
+    p.active_users_daily = 7;
+    wl_state_change_begin(f->r);
+    assert_int_equal(wl_state_apply_edge(f->st, &p, &e, T0 + 2000, T0 + 2000, b),
+                     WL_APPLY_ACCEPTED);
+    wl_state_change_end(f->r);
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_install(f->r, "e1", &in), 0);
+    assert_int_equal(in->last_ping->registered_users, 20); /* the staged one's, not 10 */
+    assert_int_equal(in->last_ping->active_users_daily, 7);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    wl_batch_free(b);
+}
+
 /* ---- readers on other threads while pings are applied ---- */
 
 enum { N_ORGS = 8, N_INSTALLS = 64, ROUNDS = 40 };
@@ -361,6 +399,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_from_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emptied_org_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_ids_in_id_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_ping_merges_into_the_staged_record, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_readers_beside_the_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
