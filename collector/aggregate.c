@@ -251,6 +251,7 @@ void wl_st_org_attach(struct wl_org *org, struct wl_install *in)
     }
     in->org_pos = (uint32_t)org->n_installs;
     org->installs[org->n_installs++] = in;
+    wl_st_first_ids_join(org, in);
     if (org->first_seen == 0 || in->first_seen < org->first_seen)
         org->first_seen = in->first_seen;
     if (in->last_seen > org->last_seen)
@@ -264,9 +265,8 @@ void wl_st_org_attach(struct wl_org *org, struct wl_install *in)
  * (its record keeps them across restarts, load_org). */
 void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in)
 {
-    free(org->first_ids); /* it may name the leaver, who may be freed */
-    org->first_ids = NULL;
     struct wl_install *last = org->installs[--org->n_installs];
+    wl_st_first_ids_leave(org, in); /* it may be freed: its id goes */
     org->installs[in->org_pos] = last;
     last->org_pos = in->org_pos;
     if (in->counting)

@@ -126,8 +126,12 @@ static int install_get(struct wl_api *api, const struct wl_snapshot *snap, const
     if (api->writer != NULL)
         rc = wl_state_read_install(wl_writer_state_reader(api->writer), id, out);
     pthread_rwlock_unlock(&api->writer_lock);
-    if (rc == -EAGAIN || rc == 1) /* 1: unchanged since the checkpoint, which holds its ping */
+    if (rc == -EAGAIN)
         return wl_install_state_get(api->store, snap, id, out, err, errlen);
+    /* 1: written since memory let go of its ping; perhaps after the
+     * request's snapshot, so read the latest */
+    if (rc == 1)
+        return wl_install_state_get(api->store, NULL, id, out, err, errlen);
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory");
     return rc;

@@ -128,6 +128,7 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
     c->seq = st->ingest_seq;
     c->at = now;
     c->records = 0;
+    c->cursor_len = 0;
     c->phase = CKPT_STAGING;
     wl_be64_put(seq, c->seq);
     wl_batch_put(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1, seq, sizeof seq);
@@ -278,6 +279,7 @@ int wl_state_checkpoint_step(struct wl_state *st, size_t budget, struct wl_batch
         /* nothing staged is left once this batch is written */
         in_place(batch, c->seq, c->at);
         c->phase = CKPT_IDLE;
+        c->cursor_len = 0;
         c->done_pending = 1;
         *records = c->records;
         return 1;
@@ -293,8 +295,19 @@ int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch)
     /* What is staged moves into place, written by earlier groups; the
      * whole flush after it writes what memory has now over it. (Should
      * the read fail, the write that follows is refused too, and the state
-     * is loaded again: writer.c.) */
+     * is loaded again: writer.c.) What this batch staged (copy on write
+     * before the flush) the read does not see: it is written in place by
+     * the flush, as dirty, and the stage is cleared whole, so nothing of
+     * it is left for a later checkpoint to move over newer records. */
+    c->cursor_len = 0; /* all of it, from the first key */
     move_slice(st, c, (size_t)-1, batch);
+    static const uint8_t lo[1] = {0}, hi[1] = {0xff};
+    wl_batch_delete_range(batch, WL_CF_STAGE, lo, 1, hi, 1);
+    for (size_t i = 0; i < c->n_packed_installs; i++)
+        if (c->packed_installs[i]->ping != NULL)
+            wl_st_install_mark(st, c->packed_installs[i]);
+    for (size_t i = 0; i < c->n_packed_orgs; i++)
+        wl_st_org_mark(st, c->packed_orgs[i]);
     for (size_t i = c->next_install; i < c->n_installs; i++) {
         struct wl_install *in = c->installs[i];
         if (in->flags & IN_CHECKPOINT) {

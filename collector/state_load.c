@@ -188,6 +188,7 @@ static int rebuild_counting(struct wl_state *st)
         }
     }
     for (size_t i = 0; (org = wl_ptable_next(&st->orgs, &i)) != NULL;) {
+        wl_st_org_first_ids(org); /* a large one's: readers list them */
         wl_st_tally_rebuild(st, &org->versions, 0); /* what the record listed and none has */
         wl_st_tally_rebuild(st, &org->editions, 0);
         wl_st_tally_rebuild(st, &org->feats, 0);

@@ -137,6 +137,7 @@ struct wl_org {
     uint8_t day_dirty;                      /* the current day's record is not written yet */
     uint8_t hist_ready;                     /* the growth history is in memory */
     uint8_t in_ckpt;                        /* in the checkpoint being staged, not yet packed */
+    uint16_t n_first;                       /* first_ids' length */
     uint16_t hist_n, hist_cap;
     uint32_t hash;                          /* of the id (keyed): the organization table's */
     uint32_t day;                           /* UTC day of the latest change */
@@ -146,9 +147,12 @@ struct wl_org {
     uint64_t totals[WL_N_COUNTS];           /* over counting installs */
     struct wl_install **installs;
     size_t n_installs, cap_installs;
-    /* Past WL_ORG_INSTALL_IDS_MAX installs: the smallest ids, sorted, as the
-     * writer last packed its record (a reader lists them without a walk
-     * over every install); NULL otherwise, and dropped when one leaves. */
+    /* Past WL_ORG_INSTALL_IDS_MAX installs: its smallest install ids,
+     * sorted (room for WL_ORG_INSTALL_IDS_MAX), so that neither a reader nor
+     * a ping walks every install: made at load and when it grows past the
+     * limit, exact again each time the writer packs its record, kept in
+     * between by the installs that join (O(the limit) each) and leave (their
+     * id taken out); NULL at or under the limit. */
     const char **first_ids;
     struct wl_tallies versions, editions;   /* over its installs, at most SEEN_MAX each */
     struct wl_tallies feats, eds;           /* over its counting installs */
@@ -314,9 +318,12 @@ void wl_st_ckpt_free(struct wl_state *st);
  * reader (state_read.c) into its own under the read lock. */
 uint8_t *wl_st_grow(uint8_t **buf, size_t *cap, size_t need); /* aborts when out of memory */
 size_t wl_st_pack_install(const struct wl_install *in, uint8_t **buf, size_t *cap);
-/* The writer, before it packs a large organization's record: its cache of
- * first ids, computed again. */
+/* The writer: a large organization's first ids, computed again (before it
+ * packs the record, at load); freed at or under the limit. The install
+ * joining or leaving them (wl_st_org_attach, wl_st_org_detach). */
 void wl_st_org_first_ids(struct wl_org *org);
+void wl_st_first_ids_join(struct wl_org *org, struct wl_install *in);
+void wl_st_first_ids_leave(struct wl_org *org, struct wl_install *in);
 /* feats: a buffer for the organization's sorted feature list, grown too. */
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
                       size_t *feats_cap, uint8_t **buf, size_t *cap);

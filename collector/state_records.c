@@ -138,16 +138,9 @@ static void id_sift(char **ids, size_t n, size_t i)
 
 /* The organization's n smallest install ids, sorted: the record (and the
  * account view) lists the same installs in the same order whatever order
- * they came or loaded in. A max-heap of n while the rest pass: n log n.
- * Past WL_ORG_INSTALL_IDS_MAX, the writer's cache when there is one: a
- * reader then does not walk every install under the lock (the list is as of
- * the last checkpoint, less an install that left). */
+ * they came or loaded in. A max-heap of n while the rest pass: n log n. */
 static void first_ids(const struct wl_org *org, char **ids, size_t n)
 {
-    if (org->first_ids != NULL && n == WL_ORG_INSTALL_IDS_MAX) {
-        memcpy(ids, org->first_ids, n * sizeof *ids);
-        return;
-    }
     for (size_t i = 0; i < n; i++)
         ids[i] = (char *)org->installs[i]->id;
     if (org->n_installs > n && n > 0) {
@@ -170,13 +163,64 @@ void wl_st_org_first_ids(struct wl_org *org)
     if (org->n_installs <= WL_ORG_INSTALL_IDS_MAX) {
         free(org->first_ids);
         org->first_ids = NULL;
+        org->n_first = 0;
         return;
     }
-    char **ids = wl_st_xrealloc(NULL, WL_ORG_INSTALL_IDS_MAX * sizeof *ids);
-    free(org->first_ids);
-    org->first_ids = NULL; /* computed afresh, not from itself */
-    first_ids(org, ids, WL_ORG_INSTALL_IDS_MAX);
-    org->first_ids = (const char **)ids;
+    if (org->first_ids == NULL)
+        org->first_ids = wl_st_xrealloc(NULL, WL_ORG_INSTALL_IDS_MAX * sizeof *org->first_ids);
+    first_ids(org, (char **)org->first_ids, WL_ORG_INSTALL_IDS_MAX);
+    org->n_first = WL_ORG_INSTALL_IDS_MAX;
+}
+
+/* Where id goes in the sorted list (the first entry not below it). */
+static size_t first_pos(const struct wl_org *org, const char *id)
+{
+    size_t lo = 0, hi = org->n_first;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(org->first_ids[mid], id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void wl_st_first_ids_join(struct wl_org *org, struct wl_install *in)
+{
+    if (org->n_installs <= WL_ORG_INSTALL_IDS_MAX)
+        return;
+    if (org->first_ids == NULL) { /* it just grew past the limit: once */
+        wl_st_org_first_ids(org);
+        return;
+    }
+    size_t at = first_pos(org, in->id);
+    if (at == WL_ORG_INSTALL_IDS_MAX)
+        return; /* past the list */
+    size_t keep = org->n_first < WL_ORG_INSTALL_IDS_MAX ? org->n_first : WL_ORG_INSTALL_IDS_MAX - 1;
+    memmove(&org->first_ids[at + 1], &org->first_ids[at],
+            (keep - at) * sizeof *org->first_ids);
+    org->first_ids[at] = in->id;
+    org->n_first = (uint16_t)(keep + 1);
+}
+
+void wl_st_first_ids_leave(struct wl_org *org, struct wl_install *in)
+{
+    if (org->first_ids == NULL)
+        return;
+    if (org->n_installs <= WL_ORG_INSTALL_IDS_MAX) { /* a reader lists them all */
+        free(org->first_ids);
+        org->first_ids = NULL;
+        org->n_first = 0;
+        return;
+    }
+    size_t at = first_pos(org, in->id);
+    if (at < org->n_first && org->first_ids[at] == in->id) {
+        /* it leaves a hole at the end until the next pack fills it */
+        memmove(&org->first_ids[at], &org->first_ids[at + 1],
+                (org->n_first - at - 1) * sizeof *org->first_ids);
+        org->n_first--;
+    }
 }
 
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
@@ -187,6 +231,10 @@ size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const
      * would cost megabytes per write: it lists the first few. */
     size_t n_ids = org->n_installs < WL_ORG_INSTALL_IDS_MAX ? org->n_installs
                                                             : WL_ORG_INSTALL_IDS_MAX;
+    /* past the limit, the list kept (never a walk under the readers' lock) */
+    int kept = org->first_ids != NULL && org->n_installs > WL_ORG_INSTALL_IDS_MAX;
+    if (kept)
+        n_ids = org->n_first;
     char *ids[WL_ORG_INSTALL_IDS_MAX];
     const char *versions[SEEN_MAX], *editions[SEEN_MAX];
     const struct wl_ruleset *rs = st->opts.rules;
@@ -195,7 +243,10 @@ size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const
     Warmline__Store__V1__OrgState__RuleState *rule_ptrs[n_rules];
     size_t n_rule_recs = 0;
 
-    first_ids(org, ids, n_ids);
+    if (kept)
+        memcpy(ids, org->first_ids, n_ids * sizeof *ids);
+    else
+        first_ids(org, ids, n_ids);
     /* Sorted: the record does not depend on the order installs came in.
      * One buffer lists each table in turn, the longest its features. */
     size_t need = org->feats.cap;

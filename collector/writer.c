@@ -438,7 +438,10 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         rejected += job->n_rejected;
         batches_rejected += job->rejected != WL_REJECT_NONE;
     }
-    if (group == NULL) { /* a tick with no jobs: time passes */
+    /* A tick with no jobs: time passes; not while a checkpoint is written
+     * in slices (the expiry would make it one whole write: the next ping's
+     * expiry, or a later tick, does it). */
+    if (group == NULL && !wl_state_checkpoint_busy(w->state)) {
         wl_state_change_begin(w->reader);
         expired = wl_state_advance(w->state, now, w->batch);
         wl_state_change_end(w->reader);

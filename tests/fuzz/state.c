@@ -213,7 +213,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 2: /* a whole checkpoint, or a slice of one (state_checkpoint.c) */
-            if (op[1] & 1) {
+            if (op[1] & 2) { /* time passes, as a tick: what it expired, whole */
+                t += (int64_t)op[2] * 30 * 86400000LL;
+                if (wl_state_advance(st, t, b) > 0)
+                    wl_state_flush(st, b);
+                else
+                    wl_state_stage(st, b);
+            } else if (op[1] & 1) {
                 wl_state_flush(st, b);
             } else {
                 uint64_t records;

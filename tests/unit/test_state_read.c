@@ -244,25 +244,31 @@ static void test_install_ids_in_id_order(void **state)
     }
     warmline__store__v1__org_state__free_unpacked(o, NULL);
 
-    /* A checkpoint packs it: readers list the writer's list from then on
-     * (a newcomer shows at the next checkpoint), until an install leaves. */
+    /* Past the limit the writer keeps the list, so that a read never walks
+     * every install under the lock: a newcomer joins it at once; one that
+     * leaves leaves a hole at its end, which the next checkpoint fills. */
     commit(f, b, 1);
     apply(f, b, "s-00000a", 9, 1, 1, T0 + N);
     commit(f, b, 0);
     assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
-    assert_string_equal(o->install_ids[1], "s-00001");
+    assert_int_equal(o->n_install_ids, WL_ORG_INSTALL_IDS_MAX);
+    assert_string_equal(o->install_ids[1], "s-00000a");
+    assert_string_equal(o->install_ids[WL_ORG_INSTALL_IDS_MAX - 1], "s-00998");
     warmline__store__v1__org_state__free_unpacked(o, NULL);
     apply(f, b, "s-00003", 8, 2, 1, T0 + N + 1); /* it moves away */
     commit(f, b, 0);
     assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
     assert_int_equal(o->installs_total, N);
+    assert_int_equal(o->n_install_ids, WL_ORG_INSTALL_IDS_MAX - 1);
     assert_string_equal(o->install_ids[0], "s-00000");
     assert_string_equal(o->install_ids[1], "s-00000a");
     assert_string_equal(o->install_ids[4], "s-00004");
     warmline__store__v1__org_state__free_unpacked(o, NULL);
+    apply(f, b, "s-00001", 9, 2, 1, T0 + N + 2); /* a ping: the org is dirty */
     commit(f, b, 1);
     assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
-    assert_string_equal(o->install_ids[1], "s-00000a");
+    assert_int_equal(o->n_install_ids, WL_ORG_INSTALL_IDS_MAX); /* s-00003 gone */
+    assert_string_equal(o->install_ids[WL_ORG_INSTALL_IDS_MAX - 1], "s-00999");
     warmline__store__v1__org_state__free_unpacked(o, NULL);
     wl_batch_free(b);
 }
