@@ -127,6 +127,17 @@ void wl_st_org_mark(struct wl_state *st, struct wl_org *org)
     }
 }
 
+void wl_st_install_drop_ping(struct wl_state *st, struct wl_install *in)
+{
+    if (in->ping != NULL) {
+        st->kept_bytes -= in->ping->len;
+        free(in->ping);
+        in->ping = NULL;
+    }
+}
+
+uint64_t wl_state_kept_bytes(const struct wl_state *st) { return st->kept_bytes; }
+
 void wl_st_install_mark(struct wl_state *st, struct wl_install *in)
 {
     if (!in->dirty) {
@@ -508,11 +519,14 @@ struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t
 }
 
 /* The install keeps its latest ping, packed, until the flush writes it. */
-static void install_keep_ping(struct wl_install *in, const uint8_t *stored, size_t len)
+static void install_keep_ping(struct wl_state *st, struct wl_install *in, const uint8_t *stored,
+                              size_t len)
 {
     struct wl_ping_peek pk;
     if (wl_ping_peek(stored, len, &pk) != 0 || pk.ping == NULL)
         abort(); /* we packed it ourselves, or it loaded from disk whole */
+    st->kept_bytes -= in->ping != NULL ? in->ping->len : 0;
+    st->kept_bytes += pk.ping_len;
     in->ping = wl_st_xrealloc(in->ping, sizeof *in->ping + pk.ping_len);
     memcpy(in->ping->data, pk.ping, pk.ping_len);
     in->ping->len = (uint32_t)pk.ping_len;
@@ -635,9 +649,11 @@ static uint64_t check_digest(struct wl_state *st, const wl_ping *p, uint64_t pre
 }
 
 /* The install keeps its latest ping, packed, until the flush writes it. */
-static void install_keep_packed(struct wl_install *in, const wl_ping *p)
+static void install_keep_packed(struct wl_state *st, struct wl_install *in, const wl_ping *p)
 {
     size_t n = warmline__v1__ping__get_packed_size(p);
+    st->kept_bytes -= in->ping != NULL ? in->ping->len : 0;
+    st->kept_bytes += n;
     in->ping = wl_st_xrealloc(in->ping, sizeof *in->ping + n);
     warmline__v1__ping__pack(p, in->ping->data);
     in->ping->len = (uint32_t)n;
@@ -734,9 +750,9 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
         in->first_seen = event_at;
     }
     if (edge)
-        install_keep_packed(in, latest);
+        install_keep_packed(st, in, latest);
     else
-        install_keep_ping(in, stored, stored_len); /* before scratch is reused */
+        install_keep_ping(st, in, stored, stored_len); /* before scratch is reused */
     struct wl_org *org = wl_st_org_find(st, org_id, org_len);
     if (org == NULL) {
         org = wl_st_org_new(st, org_id, org_len);

@@ -110,6 +110,9 @@ uint64_t wl_state_commit(struct wl_state *st);
 /* 1 when anything changed since the last whole checkpoint (one under way
  * in slices included). */
 int wl_state_dirty(const struct wl_state *st);
+/* Bytes of the latest pings installs keep in memory until a checkpoint
+ * writes them (their records' last_ping). */
+uint64_t wl_state_kept_bytes(const struct wl_state *st);
 /* Installs changed since the last flush. */
 uint64_t wl_state_dirty_installs(const struct wl_state *st);
 /* The ingest sequence the stored state records are exact for. */

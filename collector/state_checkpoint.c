@@ -339,8 +339,7 @@ void wl_st_ckpt_committed(struct wl_state *st)
     for (size_t i = 0; i < c->n_packed_installs; i++) {
         struct wl_install *in = c->packed_installs[i];
         if (!in->dirty && !(in->flags & IN_CHECKPOINT)) { /* its record is written */
-            free(in->ping);
-            in->ping = NULL;
+            wl_st_install_drop_ping(st, in);
         }
     }
     c->n_packed_installs = 0;

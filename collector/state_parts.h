@@ -214,6 +214,7 @@ struct wl_state {
     int64_t flush_at;                       /* the staged checkpoint's time */
     uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
     int flushed;                            /* the batch holds a whole flush */
+    uint64_t kept_bytes;                    /* installs' kept pings (wl_state_kept_bytes) */
     struct wl_ckpt ckpt;                    /* a checkpoint in slices, when one is under way */
     uint64_t replayed;                      /* pings the load replayed */
     int replaying;                          /* loading: the log is on disk already */
@@ -257,6 +258,8 @@ void wl_st_rank_delete(const struct wl_org *org, struct wl_batch *batch);
 /* Onto the dirty lists (the next checkpoint writes them). */
 void wl_st_org_mark(struct wl_state *st, struct wl_org *org);
 void wl_st_install_mark(struct wl_state *st, struct wl_install *in);
+/* An install lets go of its kept ping (written, or forgotten). */
+void wl_st_install_drop_ping(struct wl_state *st, struct wl_install *in);
 /* Installs by id, and the strings they hold. */
 void wl_st_install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p);
 void wl_st_install_release(struct wl_state *st, struct wl_install *in);

@@ -436,8 +436,7 @@ uint64_t wl_state_commit(struct wl_state *st)
     for (in = st->dirty_installs; in != NULL; in = next_in) {
         next_in = in->next_dirty;
         in->dirty = 0;
-        free(in->ping);
-        in->ping = NULL;
+        wl_st_install_drop_ping(st, in);
         in->next_dirty = NULL;
     }
     for (org = st->dirty_orgs; org != NULL; org = next_org) {

@@ -69,6 +69,11 @@ struct wl_writer {
  * the last whole checkpoint (wl_state_load). */
 #define CHECKPOINT_INSTALLS_MAX 1000000
 #define CHECKPOINT_SLICE 1024
+/* ... or when the latest pings installs keep for it pass this: a sender of
+ * the largest pings (about 11 KB each) for new installs would otherwise make
+ * a window of a million hold gigabytes. Past it, a checkpoint under way
+ * takes large slices, as when it is late. */
+#define CHECKPOINT_KEPT_BYTES (256ULL << 20)
 
 /* Connections whose frames must not land until the client resends. */
 struct poisoned {
@@ -372,6 +377,7 @@ static void publish_state(struct wl_writer *w)
     wl_gauge_set(WL_G_organizations, wl_state_n_orgs(w->state));
     wl_gauge_set(WL_G_interned_bytes, wl_state_interned_bytes(w->state));
     wl_gauge_set(WL_G_interned_strings, wl_state_interned(w->state));
+    wl_gauge_set(WL_G_kept_ping_bytes, wl_state_kept_bytes(w->state));
     if (untallied > w->untallied_published) /* a reload starts the state's count again */
         wl_count(WL_M_features_untallied, untallied - w->untallied_published);
     w->untallied_published = untallied;
@@ -392,7 +398,8 @@ static uint64_t mono_ns(void)
  * --mid-checkpoint: none ended in 3,000,000 pings at one per four pings). */
 static size_t slice_budget(const struct wl_writer *w, uint64_t n)
 {
-    if (w->pings_since_checkpoint >= w->cfg->checkpoint_pings / 2)
+    if (w->pings_since_checkpoint >= w->cfg->checkpoint_pings / 2 ||
+        wl_state_kept_bytes(w->state) >= CHECKPOINT_KEPT_BYTES)
         return CHECKPOINT_SLICE + 3 * n;
     return CHECKPOINT_SLICE + n / 4;
 }
@@ -404,6 +411,7 @@ static int checkpoint_due(const struct wl_writer *w, int64_t now)
         return 0;
     return now - w->flushed_at >= (int64_t)w->cfg->checkpoint_interval_ms ||
            w->pings_since_checkpoint >= w->cfg->checkpoint_pings ||
+           wl_state_kept_bytes(w->state) >= CHECKPOINT_KEPT_BYTES ||
            wl_state_dirty_installs(w->state) >= CHECKPOINT_INSTALLS_MAX;
 }
 

@@ -170,8 +170,11 @@ static void test_records_from_memory(void **state)
     assert_int_equal(wl_state_read_position(f->r, &pos), 0);
     assert_int_equal(pos.ingest_seq, 2);
     assert_int_equal(pos.checkpoint_seq, 0);
+    uint64_t kept = wl_state_kept_bytes(f->st); /* the two latest pings, for the checkpoint */
+    assert_true(kept > 20 && kept < 400);
 
     commit(f, b, 1); /* a checkpoint */
+    assert_int_equal(wl_state_kept_bytes(f->st), 0);
     assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 1);
     assert_null(in);
     assert_int_equal(wl_state_read_position(f->r, &pos), 0);
