@@ -8,24 +8,11 @@
 int wl_quarantine_init(struct wl_quarantine *q, struct wl_store *store, uint64_t max_records,
                        uint64_t per_second, char *err, size_t errlen)
 {
-    struct wl_iter *it = wl_iter_new(store, WL_CF_QUARANTINE);
-    size_t klen;
-    int rc;
-
-    q->seq = 0;
     q->max_records = max_records;
     q->per_second = per_second;
     q->window_start = 0;
     q->in_window = 0;
-    wl_iter_seek_last(it);
-    if (wl_iter_valid(it)) {
-        const char *k = wl_iter_key(it, &klen);
-        if (klen == 8)
-            q->seq = wl_be64_get(k);
-    }
-    rc = wl_iter_status(it, err, errlen);
-    wl_iter_free(it);
-    return rc;
+    return wl_store_last_seq(store, NULL, WL_CF_QUARANTINE, &q->seq, err, errlen);
 }
 
 int wl_quarantine_add(struct wl_quarantine *q, struct wl_batch *batch, int64_t now_ms,

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keys.h"
+
 static const char *const cf_names[WL_CF_COUNT] = {
     [WL_CF_DEFAULT] = "default",       [WL_CF_PINGS] = "pings",
     [WL_CF_INSTALLS] = "installs",     [WL_CF_ORGS] = "orgs",
@@ -716,6 +718,27 @@ struct wl_iter *wl_iter_new_at(struct wl_store *s, const struct wl_snapshot *sna
     if (s->db != NULL)
         it->it = rocksdb_create_iterator_cf(s->db, snap ? snap->ropts : s->ropts, s->cf[cf]);
     return it;
+}
+
+int wl_store_last_seq(struct wl_store *s, const struct wl_snapshot *snap, enum wl_cf cf,
+                      uint64_t *out, char *err, size_t errlen)
+{
+    struct wl_iter *it = wl_iter_new_at(s, snap, cf);
+    size_t klen;
+    *out = 0;
+    if (it == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_iter_seek_last(it);
+    if (wl_iter_valid(it)) {
+        const char *k = wl_iter_key(it, &klen);
+        if (klen == 8)
+            *out = wl_be64_get(k);
+    }
+    int rc = wl_iter_status(it, err, errlen);
+    wl_iter_free(it);
+    return rc;
 }
 
 struct wl_iter *wl_iter_new_scan(struct wl_store *s, enum wl_cf cf, size_t readahead)

@@ -115,6 +115,11 @@ struct wl_iter *wl_iter_new(struct wl_store *store, enum wl_cf cf);
 /* An iterator over a snapshot (NULL: the latest). */
 struct wl_iter *wl_iter_new_at(struct wl_store *store, const struct wl_snapshot *snap,
                                enum wl_cf cf);
+/* The last key of a column family keyed by big-endian sequences (pings,
+ * signals, quarantine) as a number, at snap (NULL: the latest); 0 when it
+ * is empty. 0, or the iterator's error. */
+int wl_store_last_seq(struct wl_store *store, const struct wl_snapshot *snap, enum wl_cf cf,
+                      uint64_t *out, char *err, size_t errlen);
 /* An iterator over the latest view for one long forward scan (an export):
  * it reads files readahead bytes at a time and leaves the block cache as it
  * was. */

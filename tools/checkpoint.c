@@ -86,30 +86,18 @@ done:
 int wl_checkpoint_read(struct wl_store *store, const struct wl_snapshot *snap, int count,
                        struct wl_checkpoint *out, char *err, size_t errlen)
 {
-    uint64_t ingest = 0, seq = 0, at = 0;
+    uint64_t ingest = 0, seq = 0, at = 0, last = 0;
     int have_ingest, have_seq, have_at, rc;
-    size_t klen;
 
     memset(out, 0, sizeof *out);
     if ((rc = meta_u64(store, snap, WL_META_INGEST_SEQ, &ingest, &have_ingest, err, errlen)) ||
         (rc = meta_u64(store, snap, WL_META_STATE_SEQ, &seq, &have_seq, err, errlen)) ||
         (rc = meta_u64(store, snap, WL_META_STATE_AT, &at, &have_at, err, errlen)))
         return rc;
-    struct wl_iter *it = wl_iter_new_at(store, snap, WL_CF_PINGS);
-    if (it == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    wl_iter_seek_last(it);
-    if (wl_iter_valid(it)) {
-        const char *k = wl_iter_key(it, &klen);
-        if (klen == 8 && wl_be64_get(k) > ingest)
-            ingest = wl_be64_get(k);
-    }
-    rc = wl_iter_status(it, err, errlen) != 0 ? -EIO : 0;
-    wl_iter_free(it);
-    if (rc != 0)
-        return rc;
+    if (wl_store_last_seq(store, snap, WL_CF_PINGS, &last, err, errlen) != 0)
+        return -EIO;
+    if (last > ingest)
+        ingest = last;
     out->ingest_seq = ingest;
     /* No state_seq: a store from before checkpoints, exact at ingest_seq. */
     out->seq = have_seq && seq < ingest ? seq : ingest;

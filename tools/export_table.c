@@ -85,8 +85,8 @@ static int meta_or_last(const struct wl_export_ctx *ctx, const char *name, enum 
                         uint64_t *out, char *err, size_t errlen)
 {
     char *val = NULL;
-    size_t vlen = 0, klen = 0;
-    uint64_t v = 0;
+    size_t vlen = 0;
+    uint64_t v = 0, last = 0;
     int rc = wl_store_get_at(ctx->store, ctx->snap, WL_CF_META, name, strlen(name), &val, &vlen,
                              err, errlen);
     if (rc != 0 && rc != -ENOENT)
@@ -94,20 +94,8 @@ static int meta_or_last(const struct wl_export_ctx *ctx, const char *name, enum 
     if (rc == 0 && vlen == 8)
         v = wl_be64_get(val);
     free(val);
-    struct wl_iter *it = wl_iter_new_at(ctx->store, ctx->snap, cf);
-    if (it == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    wl_iter_seek_last(it);
-    if (wl_iter_valid(it)) {
-        const char *k = wl_iter_key(it, &klen);
-        if (klen == 8 && wl_be64_get(k) > v)
-            v = wl_be64_get(k);
-    }
-    rc = wl_iter_status(it, err, errlen);
-    wl_iter_free(it);
-    *out = v;
+    rc = wl_store_last_seq(ctx->store, ctx->snap, cf, &last, err, errlen);
+    *out = last > v ? last : v;
     return rc;
 }
 
