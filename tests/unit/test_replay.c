@@ -332,6 +332,24 @@ static uint64_t meta_u64(struct side *s, const char *name)
     return v;
 }
 
+/* The two stores after the whole stream, each written whole at the end:
+ * every record alike; returns how many signals there are. */
+static size_t compare_all(struct fx *f)
+{
+    assert_int_equal(meta_u64(&f->lazy, "ingest_seq"), N_PINGS);
+    assert_int_equal(meta_u64(&f->lazy, "state_seq"), N_PINGS);
+    assert_int_equal(meta_u64(&f->eager, "signal_seq"), meta_u64(&f->lazy, "signal_seq"));
+    assert_int_equal(compare_cf(f, WL_CF_PINGS), N_PINGS);
+    assert_int_equal(compare_cf(f, WL_CF_INSTALLS), N_INSTALLS);
+    assert_true(compare_cf(f, WL_CF_ORGS) > 0);
+    assert_true(compare_cf(f, WL_CF_DAILY) > 0);
+    size_t signals = compare_cf(f, WL_CF_SIGNALS);
+    assert_true(signals > 10); /* the rules fired: the replay had something to get right */
+    assert_true(compare_cf(f, WL_CF_ORG_SIGNALS) > 0);
+    assert_true(compare_cf(f, WL_CF_RANK) > 0);
+    return signals;
+}
+
 /* ---- the tests ---- */
 
 static void run(struct fx *f, int crash_every, int flush_every)
@@ -356,17 +374,7 @@ static void run(struct fx *f, int crash_every, int flush_every)
     final_flush(&f->lazy);
     assert_true(crashes == 0 || replayed > 0);
 
-    assert_int_equal(meta_u64(&f->lazy, "ingest_seq"), N_PINGS);
-    assert_int_equal(meta_u64(&f->lazy, "state_seq"), N_PINGS);
-    assert_int_equal(meta_u64(&f->eager, "signal_seq"), meta_u64(&f->lazy, "signal_seq"));
-    assert_int_equal(compare_cf(f, WL_CF_PINGS), N_PINGS);
-    assert_int_equal(compare_cf(f, WL_CF_INSTALLS), N_INSTALLS);
-    assert_true(compare_cf(f, WL_CF_ORGS) > 0);
-    assert_true(compare_cf(f, WL_CF_DAILY) > 0);
-    size_t signals = compare_cf(f, WL_CF_SIGNALS);
-    assert_true(signals > 10); /* the rules fired: the replay had something to get right */
-    assert_true(compare_cf(f, WL_CF_ORG_SIGNALS) > 0);
-    assert_true(compare_cf(f, WL_CF_RANK) > 0);
+    size_t signals = compare_all(f);
     print_message("  %zu signals, %zu crashes, %zu pings replayed\n", signals, crashes, replayed);
 }
 
@@ -397,16 +405,7 @@ static void run_sliced(struct fx *f, int crash_every, int ckpt_every, size_t bud
         assert_true(in_phase[1] > 0);
         assert_true(in_phase[2] > 0);
     }
-    assert_int_equal(meta_u64(&f->lazy, "state_seq"), N_PINGS);
-    assert_int_equal(meta_u64(&f->eager, "signal_seq"), meta_u64(&f->lazy, "signal_seq"));
-    assert_int_equal(compare_cf(f, WL_CF_PINGS), N_PINGS);
-    assert_int_equal(compare_cf(f, WL_CF_INSTALLS), N_INSTALLS);
-    assert_true(compare_cf(f, WL_CF_ORGS) > 0);
-    assert_true(compare_cf(f, WL_CF_DAILY) > 0);
-    size_t signals = compare_cf(f, WL_CF_SIGNALS);
-    assert_true(signals > 10);
-    assert_true(compare_cf(f, WL_CF_ORG_SIGNALS) > 0);
-    assert_true(compare_cf(f, WL_CF_RANK) > 0);
+    size_t signals = compare_all(f);
     print_message("  %zu signals, %zu crashes (%zu staging, %zu moving), %zu pings replayed\n",
                   signals, crashes, in_phase[1], in_phase[2], replayed);
 }
