@@ -82,11 +82,13 @@ class Settings:
         self.config = os.path.join(self.root, "collector", "warmline.ini")
         self.data_parent = a.data_parent
         # The TCP run that spans a checkpoint: in a full run the collector's
-        # own checkpoint settings (the bundled config's) and a run 10 s longer
-        # than its interval; in a smoke run a 200 ms interval and 1.5 s.
+        # own checkpoint settings (the bundled config's) and a run 30 s longer
+        # than its interval (a checkpoint in slices under this load took more
+        # than 10 s: its end must fall in the run too); in a smoke run a
+        # 200 ms interval and 1.5 s.
         self.ckpt_sets = ["checkpoint_interval_ms=200ms"] if s else []
         self.ckpt_interval_s = 0.2 if s else checkpoint_interval_s(self)
-        self.ckpt_s = 1.5 if s else self.ckpt_interval_s + 10
+        self.ckpt_s = 1.5 if s else self.ckpt_interval_s + 30
 
     def load_flags(self):
         return ["--installs", str(self.installs), "--orgs", str(self.orgs), "--zipf", str(self.zipf)]
@@ -375,28 +377,73 @@ def tcp_latency(st, r, durability, rate, frac):
 
 def tcp_latency_checkpoints(st, r, rate):
     """The sync ack latency at rate (half of the round's peak) over ckpt_s
-    seconds, long enough for a checkpoint at the collector's settings (the
-    6-s runs hold none). /metrics before and after: warmline_state_flushes_total
-    counts the checkpoints completed in it; the last one's gauges say what it
-    wrote and how long it took."""
+    seconds, long enough for a checkpoint to begin and end at the
+    collector's settings (the 6-s runs hold none). /metrics every second
+    (every tenth of the run in a smoke run): warmline_state_flushes_total
+    counts the checkpoints completed, warmline_pings_since_checkpoint falls
+    to 0 when one begins; the last one's gauges say what it wrote and how
+    long it took. The event=stats lines (every 250 ms) give the longest time
+    in which no ping was stored."""
     name = "lat-sync-50-ckpt.%d" % r
     c = Collector(st, name, ["durability=sync"] + st.ckpt_sets, udp=False)
+    samples, done = [], threading.Event()
+
+    def poll():
+        while True:
+            try:
+                m = c.metrics()
+                samples.append((time.time(), m.get("warmline_state_flushes_total"),
+                                m.get("warmline_pings_since_checkpoint"), m))
+            except (OSError, ValueError):
+                pass
+            if done.wait(min(1.0, st.ckpt_s / 10)):
+                return
+    poller = threading.Thread(target=poll, daemon=True)
     try:
-        m0 = c.metrics()
+        poller.start()
         rep = loadgen(st, ["--tcp", c.addr["tcp"], "--batch", "50", "--rate", str(max(1, int(rate))),
                            "--duration", str(st.ckpt_s)] + st.load_flags(), name)
-        m1 = c.metrics()
+        done.set()
+        poller.join(60)
+        samples.append((time.time(), None, None, c.metrics()))
     finally:
+        done.set()
         c.stop()
     lat = rep["ack_latency_ms"]
+    t0, t1 = rep["started_at_ms"] / 1000, rep["finished_at_ms"] / 1000
+    last = samples[-1][3]
+    samples[-1] = samples[-1][:1] + (last.get("warmline_state_flushes_total"),
+                                      last.get("warmline_pings_since_checkpoint"), last)
+    # The first checkpoint began by the first sample that shows a completion
+    # (the counter grew) or a begin (the pings since fell); each completion
+    # by the sample that shows it. (After a completion the gauge of pings
+    # since may fall a sample late: begins after the first are not told.)
+    first, completed = None, []
+    for (_, fa, sa, _), (tb, fb, sb, _) in zip(samples, samples[1:]):
+        if None in (fa, fb, sa, sb):
+            continue
+        if fb > fa or (sb < sa and not completed):
+            first = tb - t0 if first is None else first
+        if fb > fa:
+            completed.append(tb - t0)
+    # The longest time no ping was stored while the load ran.
+    stall, prev = 0.0, None
+    for t, k in c.stats():
+        if t < t0 or t > t1 + 0.25:
+            continue
+        if prev is None or k.get("pings_accepted") != prev[1]:
+            prev = (t, k.get("pings_accepted"))
+        stall = max(stall, t - prev[0])
     n = "warmline_state_flushes_total"
     return {"rate": int(rate), "achieved": rep["pings_per_s"], "p50": lat["p50"], "p99": lat["p99"],
             "p999": lat["p999"], "ok": rep["exit_code"] == 0, "cmd": rep["_cmd"], "seconds": st.ckpt_s,
-            "sets": st.ckpt_sets, "checkpoints": m1.get(n, 0) - m0.get(n, 0) if n in m1 else None,
-            "checkpoint_seq": m1.get("warmline_checkpoint_seq"),
-            "checkpoint_records": m1.get("warmline_checkpoint_records"),
-            "checkpoint_ms": m1.get("warmline_checkpoint_ms"),
-            "since_checkpoint": m1.get("warmline_pings_since_checkpoint")}
+            "sets": st.ckpt_sets,
+            "checkpoints": last[n] - samples[0][3].get(n, 0) if samples and n in last else None,
+            "first_begun_s": first, "completed_s": completed,
+            "checkpoint_seq": last.get("warmline_checkpoint_seq"),
+            "checkpoint_records": last.get("warmline_checkpoint_records"),
+            "checkpoint_ms": last.get("warmline_checkpoint_ms"),
+            "since_checkpoint": last.get("warmline_pings_since_checkpoint"), "stall_s": stall}
 
 
 # ---------------------------------------------------------------- 2. UDP zero loss
@@ -1272,13 +1319,22 @@ def ckpt_note(rounds, meta):
         if not c:
             continue
         sets = " ".join("--set " + x for x in c.get("sets", []))
-        parts.append("achieved %s pings/s, %s checkpoint(s) completed in it (the last: %s records in %s ms, "
-                     "warmline_checkpoint_seq %s; %s pings since)" % (
-                         fmt(c["achieved"]), "?" if c.get("checkpoints") is None else int(c["checkpoints"]),
-                         fmt(c.get("checkpoint_records")), fmt(c.get("checkpoint_ms")),
-                         fmt(c.get("checkpoint_seq")), fmt(c.get("since_checkpoint"))))
-    return ("%s; checkpoints counted by warmline_state_flushes_total at its start and end, the last one's "
-            "size and time from warmline_checkpoint_records and warmline_checkpoint_ms; %s" % (
+        done = "?" if c.get("checkpoints") is None else int(c["checkpoints"])
+        parts.append("achieved %s pings/s of %s; %s checkpoint(s) completed in it%s%s%s; %s pings since the "
+                     "last checkpoint began or ended; no ping stored for up to %.2f s" % (
+                         fmt(c["achieved"]), fmt(c["rate"]), done,
+                         " (the last: %s records in %s ms, warmline_checkpoint_seq %s)" % (
+                             fmt(c.get("checkpoint_records")), fmt(c.get("checkpoint_ms")),
+                             fmt(c.get("checkpoint_seq"))) if done not in ("?", 0) else "",
+                         "" if c.get("first_begun_s") is None else
+                         ", the first begun by %.1f s into the run" % c["first_begun_s"],
+                         "" if not c.get("completed_s") else ", completed by %s s" % ", ".join(
+                             "%.1f" % x for x in c["completed_s"]),
+                         fmt(c.get("since_checkpoint")), c.get("stall_s") or 0))
+    return ("%s; /metrics polled through the run (every second): checkpoints completed (warmline_state_flushes_total), begun "
+            "(warmline_pings_since_checkpoint falls), the last one's size and time "
+            "(warmline_checkpoint_records, warmline_checkpoint_ms); the longest time without a ping stored "
+            "from the event=stats lines (every 250 ms); %s" % (
                 "collector run with " + sets if sets else
                 "the collector's default checkpoint settings (checkpoint_interval_ms %s s)" %
                 fmt(meta.get("ckpt_interval_s")), "; ".join(parts)))
