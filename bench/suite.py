@@ -1222,9 +1222,11 @@ def report(st, R):
     # The worse of the 6-s run's p99 and the one over a checkpoint.
     p6, pc = out.get("lat_sync_50_p99"), out.get("lat_ckpt_p99")
     p99 = max((x for x in (p6, pc) if x is not None), default=None)
-    L.append("| TCP sync ack p99 < 20 ms at 50%% of peak, the worse of the %g-s run and the %g-s run over a "
-             "checkpoint | %s (%g s: %s; over a checkpoint: %s; async, %g s: %s) | %s | |" % (
-                 meta["tcp_s"], meta.get("ckpt_s") or 0, fmt(p99, " ms"), meta["tcp_s"], fmt(p6, " ms"),
+    L.append("| TCP sync ack p99 < 20 ms at 50%% of peak, the worse of the %g-s run and %s | %s (%g s: %s; "
+             "over a checkpoint: %s; async, %g s: %s) | %s | |" % (
+                 meta["tcp_s"], "the %g-s run over a checkpoint" % meta["ckpt_s"] if meta.get("ckpt_s") else
+                 "a run over a checkpoint (none in this run)",
+                 fmt(p99, " ms"), meta["tcp_s"], fmt(p6, " ms"),
                  fmt(pc, " ms"), meta["tcp_s"], fmt(out.get("lat_async_50_p99"), " ms"),
                  verdict(None if p99 is None else p99 < T_P99_MS)))
     he = R.get("hot_export") or {}
@@ -1318,6 +1320,8 @@ def loop_note(rounds):
 def ckpt_note(rounds, meta):
     """The checkpoints that fell in the checkpoint-spanning runs, every round."""
     parts, sets = [], ""
+    if not any(rd.get("lat_ckpt") for rd in rounds):
+        return "not run"
     for rd in rounds:
         c = rd.get("lat_ckpt")
         if not c:
@@ -1335,13 +1339,13 @@ def ckpt_note(rounds, meta):
                          "" if not c.get("completed_s") else ", completed by %s s" % ", ".join(
                              "%.1f" % x for x in c["completed_s"]),
                          fmt(c.get("since_checkpoint")), c.get("stall_s") or 0))
-    return ("%s; /metrics polled through the run (every second): checkpoints completed (warmline_state_flushes_total), begun "
-            "(warmline_pings_since_checkpoint falls), the last one's size and time "
+    return ("%s; /metrics polled through the run (every second): checkpoints completed "
+            "(warmline_state_flushes_total), begun (warmline_pings_since_checkpoint falls), the last one's size and time "
             "(warmline_checkpoint_records, warmline_checkpoint_ms); the longest time without a ping stored "
             "from the event=stats lines (every 250 ms); %s" % (
                 "collector run with " + sets if sets else
-                "the collector's default checkpoint settings (checkpoint_interval_ms %s s)" %
-                fmt(meta.get("ckpt_interval_s")), "; ".join(parts)))
+                "the collector's default checkpoint settings (checkpoint_interval_ms %g s)" %
+                (meta.get("ckpt_interval_s") or 0), "; ".join(parts)))
 
 
 def step_verdict(s):
