@@ -19,6 +19,7 @@ void wl_decoder_free(struct wl_decoder *d)
     if (d->zs_ready)
         inflateEnd(&d->zs);
     free(d->buf);
+    wl_arena_free(d->scratch);
     memset(d, 0, sizeof *d);
 }
 
@@ -66,51 +67,26 @@ static enum wl_reason inflate_capped(struct wl_decoder *d, const uint8_t *src, s
     }
 }
 
-/* ---- the counting allocator ---- */
+/* ---- arenas ---- */
 
-/* What a block really takes from malloc: its usable size plus the chunk
- * header (glibc), so that the count is what the process holds. */
-static size_t chunk_bytes(void *p)
-{
-    return malloc_usable_size(p) + sizeof(size_t);
-}
+/* A decoded batch lives in an arena whose first chunk begins with it (a
+ * copy of the top-level struct protobuf-c made), the arena right after:
+ * freeing the batch is freeing the arena. */
+#define BATCH_PREFIX sizeof(wl_ping_batch)
 
-static void *budget_alloc(void *data, size_t size)
+/* The scratch arena's first chunk, kept between decodes: an Envelope in a
+ * datagram, with its payload's copy, fits. */
+#define SCRATCH_FIRST ((size_t)72 * 1024)
+
+/* The arena of a batch wl_envelope_decode made, or NULL for a batch built
+ * with malloc: those are the size of the struct (malloc_usable_size says
+ * so), an arena's first chunk is larger and says what it is. */
+static struct wl_arena *arena_of_batch(wl_ping_batch *batch)
 {
-    struct wl_decoder *d = data;
-    if (d == NULL)
-        return malloc(size ? size : 1);
-    if (size > d->limit || d->live > d->limit - size) {
-        d->over_budget = 1;
+    if (malloc_usable_size(batch) < BATCH_PREFIX + sizeof(struct wl_arena))
         return NULL;
-    }
-    void *p = malloc(size ? size : 1);
-    if (p == NULL)
-        return NULL;
-    d->live += chunk_bytes(p);
-    if (d->live > d->peak_bytes)
-        d->peak_bytes = d->live;
-    return p;
-}
-
-/* With no decoder (a batch freed later, on any thread) it is plain free:
- * what the batch held was counted when it was decoded. */
-static void budget_free(void *data, void *p)
-{
-    struct wl_decoder *d = data;
-    if (p == NULL)
-        return;
-    if (d != NULL) {
-        size_t n = chunk_bytes(p);
-        d->live = d->live > n ? d->live - n : 0;
-    }
-    free(p);
-}
-
-static ProtobufCAllocator decoder_allocator(struct wl_decoder *d)
-{
-    ProtobufCAllocator a = {.alloc = budget_alloc, .free = budget_free, .allocator_data = d};
-    return a;
+    struct wl_arena *a = wl_arena_of_prefix(batch, BATCH_PREFIX);
+    return a->magic == WL_ARENA_MAGIC && a->first == (void *)batch ? a : NULL;
 }
 
 /* ---- the wire walk ---- */
@@ -313,22 +289,24 @@ static size_t batch_budget(const struct batch_walk *bw)
            (bw->fields + bw->own_fields) * WL_DECODE_PER_FIELD;
 }
 
-/* The decoder's figures start again for each envelope. */
-static void budget_reset(struct wl_decoder *d, size_t limit)
+/* The first chunk of a batch's arena: what protobuf-c will ask for, from
+ * the walk (each ping's struct and its slot in the array; each field's
+ * rounding and pointer; the strings' bytes), so that
+ * one chunk usually holds the batch; never more than the budget. */
+static size_t batch_first_chunk(const struct batch_walk *bw, size_t budget)
 {
-    d->live = 0;
-    d->limit = limit;
-    d->peak_bytes = 0;
-    d->batch_bytes = 0;
-    d->over_budget = 0;
+    size_t n = bw->len + bw->pings * (sizeof(wl_ping) + 16) +
+               (bw->fields + bw->own_fields) * 8 + 256;
+    return n < budget ? n : budget;
 }
 
 enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size_t len,
                                   wl_ping_batch **out, uint64_t *batch_id,
                                   enum wl_reason **ping_rejects)
 {
-    ProtobufCAllocator alloc = decoder_allocator(d);
     struct batch_walk bw = {0};
+    struct wl_arena *ba = NULL; /* the batch's, until *out holds it */
+    wl_ping_batch *batch;
     wl_envelope_msg *env;
     enum wl_reason r = WL_REJECT_NONE;
     uint8_t *payload;
@@ -336,10 +314,17 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
 
     *out = NULL;
     *ping_rejects = NULL;
-    budget_reset(d, WL_DECODE_FIXED + 2 * len);
-    env = warmline__v1__envelope__unpack(&alloc, len, buf);
-    if (env == NULL)
+    d->peak_bytes = d->batch_bytes = 0;
+    d->over_budget = 0;
+    if (d->scratch == NULL && (d->scratch = wl_arena_new(0, SCRATCH_FIRST, 0)) == NULL)
         return WL_REJECT_ENVELOPE_DECODE;
+    wl_arena_reset(d->scratch, WL_DECODE_FIXED + 2 * len);
+    ProtobufCAllocator scratch = wl_arena_allocator(d->scratch);
+    env = warmline__v1__envelope__unpack(&scratch, len, buf);
+    if (env == NULL) {
+        r = WL_REJECT_ENVELOPE_DECODE;
+        goto done;
+    }
     *batch_id = env->batch_id;
     if (env->version != WL_ENVELOPE_VERSION) {
         r = WL_REJECT_ENVELOPE_VERSION;
@@ -369,44 +354,57 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
     r = walk_batch(payload, plen, d->max_pings, &bw);
     if (r != WL_REJECT_NONE)
         goto done;
-    size_t before = d->live;
-    d->limit = before + batch_budget(&bw);
-    *out = warmline__v1__ping_batch__unpack(&alloc, bw.len, payload);
-    if (*out == NULL) {
-        r = d->over_budget ? WL_REJECT_BATCH_OVER_BUDGET : WL_REJECT_BATCH_DECODE;
+    size_t budget = batch_budget(&bw);
+    ba = wl_arena_new(BATCH_PREFIX, batch_first_chunk(&bw, budget), budget);
+    if (ba == NULL) {
+        r = WL_REJECT_BATCH_OVER_BUDGET;
         goto done;
     }
-    if ((*out)->n_pings != bw.pings) { /* the walk and protobuf-c disagree: trust neither */
-        warmline__v1__ping_batch__free_unpacked(*out, &alloc);
-        *out = NULL;
+    ProtobufCAllocator alloc = wl_arena_allocator(ba);
+    batch = warmline__v1__ping_batch__unpack(&alloc, bw.len, payload);
+    if (batch == NULL) {
+        r = ba->over_budget ? WL_REJECT_BATCH_OVER_BUDGET : WL_REJECT_BATCH_DECODE;
+        goto done;
+    }
+    if (batch->n_pings != bw.pings) { /* the walk and protobuf-c disagree: trust neither */
         r = WL_REJECT_BATCH_DECODE;
         goto done;
     }
-    d->batch_bytes = d->live - before;
     if (bw.rejects != NULL) {
         if (bw.pings > bw.rejects_cap && mark_reject(&bw, bw.pings - 1, WL_REJECT_NONE) != 0) {
-            warmline__v1__ping_batch__free_unpacked(*out, &alloc);
-            *out = NULL;
             r = WL_REJECT_BATCH_OVER_BUDGET;
             goto done;
         }
         *ping_rejects = bw.rejects; /* at least n_pings long */
         bw.rejects = NULL;
     }
+    /* the batch moves to the head of its arena's first chunk: its handle */
+    memcpy(wl_arena_prefix(ba), batch, sizeof *batch);
+    *out = wl_arena_prefix(ba);
+    d->batch_bytes = ba->held;
 done:
+    d->peak_bytes = d->scratch->peak;
+    d->over_budget = d->scratch->over_budget;
+    if (ba != NULL) {
+        d->peak_bytes += ba->peak;
+        d->over_budget |= ba->over_budget;
+        if (*out == NULL)
+            wl_arena_free(ba);
+    }
     free(bw.rejects);
-    warmline__v1__envelope__free_unpacked(env, &alloc);
+    wl_arena_reset(d->scratch, 0); /* a large Envelope's chunks go now */
     return r;
 }
 
-/* A batch outlives its decode: freed later, on any thread, uncounted. */
-static ProtobufCAllocator batch_free_allocator = {
-    .alloc = budget_alloc, .free = budget_free, .allocator_data = NULL};
-
 void wl_ping_batch_free(wl_ping_batch *batch)
 {
-    if (batch != NULL)
-        warmline__v1__ping_batch__free_unpacked(batch, &batch_free_allocator);
+    if (batch == NULL)
+        return;
+    struct wl_arena *a = arena_of_batch(batch);
+    if (a != NULL)
+        wl_arena_free(a);
+    else
+        warmline__v1__ping_batch__free_unpacked(batch, NULL);
 }
 
 int wl_envelope_encode(const wl_ping_batch *batch, int compress, uint64_t batch_id,

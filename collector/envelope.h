@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <zlib.h>
 
+#include "arena.h"
 #include "ping.h"
 
 #define WL_ENVELOPE_VERSION 1
@@ -20,24 +21,30 @@
  * no valid ping has that many, since a field appears once (twice allows an
  * encoder that repeats one) and features are capped.
  *
- * The rest is decoded by protobuf-c through an allocator that counts the
- * bytes it holds (malloc's own chunk sizes) and refuses past a budget
- * computed from the walk: WL_DECODE_FIXED + the inflated size
- * + WL_DECODE_PER_PING per ping + WL_DECODE_PER_FIELD per field. The
- * constants cover protobuf-c's worst case per shape (an empty ping, an
- * empty string, an unknown field; see tests/unit/test_envelope.c), so that
- * the budget refuses only what the walk failed to foresee
- * (batch_over_budget). The Envelope itself is decoded under
+ * The rest is decoded by protobuf-c into arenas (arena.h) that count the
+ * bytes they hand out and refuse past a budget computed from the walk:
+ * WL_DECODE_FIXED + the inflated size + WL_DECODE_PER_PING per ping
+ * + WL_DECODE_PER_FIELD per field. The constants cover protobuf-c's worst
+ * case per shape (an empty ping, an empty string, an unknown field; see
+ * tests/unit/test_envelope.c), so that the budget refuses only what the
+ * walk failed to foresee (batch_over_budget). The Envelope itself is
+ * decoded into the decoder's scratch arena, reset per decode, under
  * WL_DECODE_FIXED + 2 x its size.
  *
- * So a batch inflating to S bytes holds at most 64 KiB + S + 320 B x its
- * pings + 64 B x its fields, every field being 2 bytes or more on the wire
- * and pings at most max_pings of 114 fields (with 64 of the batch's own):
- * 85 MB at the defaults (8 MiB,
- * 10,000 pings) for the costliest shape, about 10 x max_inflated_bytes,
- * and an envelope rejected whole holds nothing decoded (its own copy, and
- * the decoder's inflate buffer, at most max_inflated_bytes, kept for the
- * next one). */
+ * So a batch inflating to S bytes is counted at most 64 KiB + S + 320 B x
+ * its pings + 64 B x its fields, every field being 2 bytes or more on the
+ * wire and pings at most max_pings of 114 fields (with 64 of the batch's
+ * own): 85 MB at the defaults (8 MiB, 10,000 pings) for the costliest
+ * shape, about 10 x max_inflated_bytes. What an arena changes: a count is
+ * no longer malloc's chunk sizes, freed as protobuf-c frees, but what
+ * protobuf-c asked for rounded up to 8 bytes, never given back during the
+ * decode (protobuf-c's own scratch and a repeated field's earlier values
+ * stay counted; an empty string counts 8 bytes where malloc took 32); and
+ * what a batch holds is its count plus chunk headers and tails, under 8/7
+ * of it plus one chunk (batch_bytes says exactly). An envelope rejected
+ * whole holds nothing decoded (its own copy, in the scratch arena, and the
+ * decoder's inflate buffer, at most max_inflated_bytes, kept for the next
+ * one). */
 #define WL_PING_FIELDS_MAX (2 * 25 + WL_FEATURES_MAX) /* Ping has 25 fields */
 #define WL_BATCH_FIELDS_MAX 64 /* PingBatch fields other than pings (a later schema's):
                                   more and the envelope is rejected, batch_decode */
@@ -45,8 +52,8 @@
 #define WL_DECODE_PER_PING ((size_t)320)
 #define WL_DECODE_PER_FIELD ((size_t)64)
 
-/* Reusable decoding state: one zlib stream and one inflate buffer, and the
- * counting allocator's figures for the last decode. */
+/* Reusable decoding state: one zlib stream, one inflate buffer, the scratch
+ * arena the Envelope decodes into, and the figures of the last decode. */
 struct wl_decoder {
     z_stream zs;
     int zs_ready;
@@ -54,12 +61,11 @@ struct wl_decoder {
     size_t cap;
     size_t max_inflated;
     size_t max_pings;
+    struct wl_arena *scratch; /* the Envelope's; its first chunk kept between decodes */
 
-    size_t live;        /* bytes the allocator holds now (during a decode) */
-    size_t limit;       /* ... and may hold at most */
-    size_t peak_bytes;  /* out: the most it held at once during the last decode */
+    size_t peak_bytes;  /* out: what the arenas counted during the last decode */
     size_t batch_bytes; /* out: what the last decoded batch holds (0: none) */
-    int over_budget;    /* the allocator refused during the last decode */
+    int over_budget;    /* an arena refused during the last decode */
 };
 
 void wl_decoder_init(struct wl_decoder *d, size_t max_inflated, size_t max_pings);
@@ -80,6 +86,10 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
                                   wl_ping_batch **out, uint64_t *batch_id,
                                   enum wl_reason **ping_rejects);
 
+/* Frees a batch: one decoded by wl_envelope_decode (its arena, whose first
+ * chunk begins with the batch, all at once) or one built with malloc and
+ * protobuf-c's own layout (rudder.c, http_ingest_security.c), field by
+ * field. On any thread; NULL is fine. */
 void wl_ping_batch_free(wl_ping_batch *batch);
 
 /* Serializes batch into a malloc'd Envelope (zlib-compressed when compress).

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1197,6 +1198,136 @@ static void test_envelope_of_unknown_fields(void **state)
     free(e.b);
 }
 
+
+/* ---- arenas (arena.h): what a decoded batch lives in ---- */
+
+/* Counts what it hands out rounded up to 8, refuses past its limit (and
+ * says so), gives a large request's chunk back when protobuf-c frees it,
+ * and a reset keeps only the first chunk. */
+static void test_arena_counts_and_refuses(void **state)
+{
+    (void)state;
+    struct wl_arena *a = wl_arena_new(0, 64, 1000);
+    assert_non_null(a);
+    uint8_t *p1 = wl_arena_alloc(a, 1), *p2 = wl_arena_alloc(a, 0), *p3 = wl_arena_alloc(a, 9);
+    assert_non_null(p1);
+    assert_ptr_equal(p2, p1 + 8);
+    assert_ptr_equal(p3, p2 + 8);
+    assert_int_equal(a->counted, 32);
+    assert_null(wl_arena_alloc(a, 969)); /* 32 + 976 > 1000 */
+    assert_true(a->over_budget);
+    assert_int_equal(a->counted, 32);
+    void *big = wl_arena_alloc(a, 600); /* its own chunk */
+    assert_non_null(big);
+    memset(big, 0xab, 600);
+    assert_int_equal(a->counted, 32 + 600);
+    size_t held = a->held;
+    ProtobufCAllocator pa = wl_arena_allocator(a);
+    pa.free(pa.allocator_data, big);
+    assert_int_equal(a->counted, 32);
+    assert_true(a->held < held);
+    pa.free(pa.allocator_data, p1); /* a small one: nothing */
+    assert_int_equal(a->counted, 32);
+    for (int i = 0; i < 100; i++) /* past the first chunk */
+        assert_non_null(wl_arena_alloc(a, 8));
+    assert_int_equal(a->peak, 32 + 100 * 8); /* past 32 + 600: the big one went back */
+    assert_null(wl_arena_alloc(a, SIZE_MAX));
+    wl_arena_reset(a, 16);
+    assert_int_equal(a->counted, 0);
+    assert_false(a->over_budget);
+    assert_non_null(wl_arena_alloc(a, 16));
+    assert_null(wl_arena_alloc(a, 1));
+    wl_arena_free(a);
+}
+
+static void *free_batch_thread(void *arg)
+{
+    wl_ping_batch_free(arg);
+    return NULL;
+}
+
+/* A batch of many pings decodes into one arena (a few chunks, not an
+ * allocation per field), reads like any batch, and is freed whole on
+ * another thread; one ping in a datagram is one chunk of under 1 KiB. */
+static void test_arena_batch_of_many_pings(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    struct wire b = {0}, p = {0};
+    size_t fields = 0;
+    for (size_t i = 0; i < N; i++) {
+        char id[16];
+        p.n = 0;
+        snprintf(id, sizeof id, "inst-%06zu", i);
+        w_valid_ping(&p, id, i + 1);
+        w_string(&p, 25, "saml_configured");
+        w_string(&p, 25, i % 2 ? "ldap" : "sso");
+        fields += 4;
+        w_ping(&b, &p);
+    }
+    size_t len;
+    uint8_t *buf = pack_envelope(1, 0, b.b, b.n, 7, &len);
+    struct wl_decoder d;
+    wl_decoder_init(&d, MAX_INFLATED, MAX_PINGS);
+    wl_ping_batch *out = NULL;
+    uint64_t id = 0;
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    assert_int_equal(id, 7);
+    assert_int_equal(out->n_pings, N);
+    for (size_t i = 0; i < N; i += 997) {
+        char want[16];
+        snprintf(want, sizeof want, "inst-%06zu", i);
+        assert_string_equal(out->pings[i]->install_id, want);
+        assert_int_equal(out->pings[i]->seq, i + 1);
+        assert_int_equal(out->pings[i]->n_features, 2);
+        assert_string_equal(out->pings[i]->features[1], i % 2 ? "ldap" : "sso");
+    }
+    assert_true(d.batch_bytes >= N * sizeof(wl_ping));
+    assert_true(d.batch_bytes <= budget_of(b.n, N, fields));
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, free_batch_thread, out), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    free(buf);
+
+    /* one ping, as in a datagram */
+    b.n = 0;
+    p.n = 0;
+    w_valid_ping(&p, "inst-000001", 1);
+    w_string(&p, 25, "saml_configured");
+    w_ping(&b, &p);
+    buf = pack_envelope(1, 0, b.b, b.n, 8, &len);
+    assert_reason(decode_env(&d, buf, len, &out, &id), WL_REJECT_NONE);
+    print_message("one ping: %zu B on the wire, the batch holds %zu B\n", len, d.batch_bytes);
+    assert_true(d.batch_bytes < 1024);
+    assert_ptr_equal(wl_arena_prefix(wl_arena_of_prefix(out, sizeof *out)), out);
+    wl_ping_batch_free(out);
+    free(buf);
+    wl_decoder_free(&d);
+    free(b.b);
+    free(p.b);
+}
+
+/* wl_ping_batch_free still frees a batch built with malloc in protobuf-c's
+ * layout (rudder.c, http_ingest_security.c make those), field by field. */
+static void test_free_of_a_malloc_built_batch(void **state)
+{
+    (void)state;
+    wl_ping_batch *b = malloc(sizeof *b);
+    assert_non_null(b);
+    warmline__v1__ping_batch__init(b);
+    b->pings = calloc(2, sizeof *b->pings);
+    assert_non_null(b->pings);
+    for (int i = 0; i < 2; i++) {
+        wl_ping *p = malloc(sizeof *p);
+        assert_non_null(p);
+        warmline__v1__ping__init(p);
+        p->install_id = strdup("built");
+        p->seq = 1;
+        b->pings[b->n_pings++] = p;
+    }
+    wl_ping_batch_free(b); /* ASan and LeakSanitizer say whether it was right */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1224,6 +1355,9 @@ int main(void)
         cmocka_unit_test(test_costly_shapes_fit_the_budget),
         cmocka_unit_test(test_walk_must_not_parse),
         cmocka_unit_test(test_envelope_of_unknown_fields),
+        cmocka_unit_test(test_arena_counts_and_refuses),
+        cmocka_unit_test(test_arena_batch_of_many_pings),
+        cmocka_unit_test(test_free_of_a_malloc_built_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,160 @@
+#include "arena.h"
+
+#include <stdlib.h>
+
+/* A chunk after the first: a header, then its bytes. */
+struct wl_arena_chunk {
+    struct wl_arena_chunk *next;
+    size_t size; /* its bytes, after the header */
+    int own;     /* one request's alone (freed when protobuf-c frees it) */
+};
+
+#define ROUND(n) (((n) + (WL_ARENA_ALIGN - 1)) & ~(size_t)(WL_ARENA_ALIGN - 1))
+#define HEADER ROUND(sizeof(struct wl_arena_chunk))
+#define SELF ROUND(sizeof(struct wl_arena))
+
+static size_t clamp_chunk(size_t n)
+{
+    return n < WL_ARENA_CHUNK_MIN ? WL_ARENA_CHUNK_MIN
+                                  : n > WL_ARENA_CHUNK_MAX ? WL_ARENA_CHUNK_MAX : n;
+}
+
+static void start(struct wl_arena *a, size_t limit)
+{
+    a->ptr = (uint8_t *)a + SELF;
+    a->end = a->ptr + a->first_size;
+    a->counted = a->peak = 0;
+    a->limit = limit;
+    a->held = (size_t)(a->end - (uint8_t *)a->first);
+    a->next_chunk = clamp_chunk(a->first_size / 4);
+    a->over_budget = 0;
+}
+
+struct wl_arena *wl_arena_new(size_t prefix, size_t first_size, size_t limit)
+{
+    prefix = ROUND(prefix);
+    first_size = ROUND(first_size);
+    if (first_size > SIZE_MAX - prefix - SELF)
+        return NULL;
+    uint8_t *base = malloc(prefix + SELF + first_size);
+    if (base == NULL)
+        return NULL;
+    struct wl_arena *a = (struct wl_arena *)(base + prefix);
+    a->magic = WL_ARENA_MAGIC;
+    a->chunks = NULL;
+    a->first = base;
+    a->first_size = first_size;
+    start(a, limit);
+    return a;
+}
+
+void *wl_arena_prefix(const struct wl_arena *a) { return a->first; }
+
+struct wl_arena *wl_arena_of_prefix(void *p, size_t prefix)
+{
+    return (struct wl_arena *)((uint8_t *)p + ROUND(prefix));
+}
+
+void *wl_arena_alloc(struct wl_arena *a, size_t size)
+{
+    if (size > SIZE_MAX - WL_ARENA_ALIGN)
+        goto refuse;
+    size_t n = ROUND(size ? size : 1);
+    if (a->counted > a->limit || n > a->limit - a->counted)
+        goto refuse;
+    int own = n > WL_ARENA_BIG;
+    if (!own && n <= (size_t)(a->end - a->ptr)) {
+        void *p = a->ptr;
+        a->ptr += n;
+        a->counted += n;
+        if (a->counted > a->peak)
+            a->peak = a->counted;
+        return p;
+    }
+    /* A large request gets a chunk of its own and the current one goes on;
+     * else a new chunk, never larger than what the limit has left. */
+    size_t csize = n;
+    if (!own) {
+        size_t left = a->limit - a->counted;
+        csize = a->next_chunk < left ? a->next_chunk : left;
+    }
+    if (csize > SIZE_MAX - HEADER)
+        goto refuse;
+    struct wl_arena_chunk *c = malloc(HEADER + csize);
+    if (c == NULL)
+        return NULL;
+    c->size = csize;
+    c->own = own;
+    c->next = a->chunks;
+    a->chunks = c;
+    a->held += HEADER + csize;
+    a->counted += n;
+    if (a->counted > a->peak)
+        a->peak = a->counted;
+    uint8_t *p = (uint8_t *)c + HEADER;
+    if (!own) {
+        a->ptr = p + n;
+        a->end = p + csize;
+        a->next_chunk = clamp_chunk(a->next_chunk * 2);
+    }
+    return p;
+
+refuse:
+    a->over_budget = 1;
+    return NULL;
+}
+
+static void free_chunks(struct wl_arena *a)
+{
+    for (struct wl_arena_chunk *c = a->chunks, *next; c != NULL; c = next) {
+        next = c->next;
+        free(c);
+    }
+    a->chunks = NULL;
+}
+
+void wl_arena_reset(struct wl_arena *a, size_t limit)
+{
+    free_chunks(a);
+    start(a, limit);
+}
+
+void wl_arena_free(struct wl_arena *a)
+{
+    if (a == NULL)
+        return;
+    free_chunks(a);
+    a->magic = 0;
+    free(a->first);
+}
+
+static void *arena_alloc(void *data, size_t size) { return wl_arena_alloc(data, size); }
+
+void wl_arena_give_back(struct wl_arena *a, void *p)
+{
+    struct wl_arena_chunk **pp = &a->chunks;
+    for (int depth = 0; depth < WL_ARENA_FREE_DEPTH && *pp != NULL; depth++, pp = &(*pp)->next) {
+        struct wl_arena_chunk *c = *pp;
+        if ((uint8_t *)c + HEADER != p)
+            continue;
+        if (!c->own)
+            return;
+        *pp = c->next;
+        a->counted -= c->size;
+        a->held -= HEADER + c->size;
+        free(c);
+        return;
+    }
+}
+
+static void arena_free(void *data, void *p)
+{
+    if (p != NULL)
+        wl_arena_give_back(data, p);
+}
+
+ProtobufCAllocator wl_arena_allocator(struct wl_arena *a)
+{
+    ProtobufCAllocator pa = {.alloc = arena_alloc, .free = arena_free, .allocator_data = a};
+    return pa;
+}
