@@ -552,7 +552,10 @@ def udp_search(st, r, batch, zlib):
 
 def udp_loop_cpu(st):
     """bench/udp_loop_cpu BUILD_DIR, when it is there: its own figure for
-    the loop's CPU per datagram (a line loop_us_per_datagram=X ...)."""
+    the loop's CPU per datagram (a line loop_us_per_datagram=X ...), then
+    udp_discard at the same rate (its rate= when the line has one, else its
+    --help's default): at a paced rate each datagram is a wake-up, which
+    costs the discard loop too."""
     tool = os.path.join(st.root, "bench", "udp_loop_cpu")
     with open(os.path.join(st.work, "udp_loop_cpu.log"), "w") as f:
         p = subprocess.run([tool, st.build], stdout=subprocess.PIPE, stderr=f, text=True, cwd=st.root)
@@ -562,8 +565,18 @@ def udp_loop_cpu(st):
     if not m:
         raise RuntimeError("bench/udp_loop_cpu exited %d without loop_us_per_datagram=" % p.returncode)
     # It exits 1 when a run lost pings (runs_with_loss=N on its line): the figure stands, the line says so.
-    return {"us": float(m["loop_us_per_datagram"]), "rc": p.returncode,
-            "line": " ".join("%s=%s" % kv for kv in m.items())}
+    res = {"us": float(m["loop_us_per_datagram"]), "rc": p.returncode,
+           "line": " ".join("%s=%s" % kv for kv in m.items())}
+    rate = m.get("rate")
+    if rate is None:
+        h = subprocess.run([tool, "--help"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        at = re.search(r"^\s*--rate\b", h, re.M)  # its own line in the options, not the usage
+        rate = at and (re.match(r"[^(]*\(default\s+(\d+)", h[at.end():at.end() + 200]) or [None, None])[1]
+    if rate and rate.isdigit() and int(rate) > 0:
+        n = min(int(m.get("datagrams", "0") or 0) or st.ceiling_pings, int(int(rate) * st.step_s))
+        d = udp_ceiling(st, 0, int(rate), max(1, n))
+        res.update(rate=int(rate), discard_us=d["cpu_us"], discard_received=d["received"])
+    return res
 
 
 # ---------------------------------------------------------------- 4. peers
@@ -1111,9 +1124,12 @@ def report(st, R):
              "receiving alone costs at that rate; received %s of %s sent" % (
                  fmt(med(("discard_at_rate", "received"))[0]),
                  fmt(med(("discard_at_rate", "sent"))[0])))
-    if R.get("udp_loop_cpu"):
-        L.append("| the loop's CPU per UDP datagram, bench/udp_loop_cpu | %s | | `%s` |" % (
-            fmt(R["udp_loop_cpu"]["us"], " us"), R["udp_loop_cpu"]["line"]))
+    lc = R.get("udp_loop_cpu")
+    if lc:
+        L.append("| the loop's CPU per UDP datagram, bench/udp_loop_cpu | %s | | `%s`%s |" % (
+            fmt(lc["us"], " us"), lc["line"], "" if lc.get("rate") is None else
+            " at %s datagrams/s; udp_discard fed %s datagrams of the suite's load at that rate: %s per datagram" % (
+                fmt(lc["rate"]), fmt(lc.get("discard_received")), fmt(lc.get("discard_us"), " us"))))
     add("tcp_sync", "TCP sync (batch 50) pings/s at saturation", ("tcp_sync", "per_s"),
         note="4 connections x 32 frames in flight; every ack after the WAL fsync")
     add("tcp_sync_warm", "TCP sync (batch 50) pings/s at saturation, every install known",
@@ -1256,7 +1272,9 @@ def report(st, R):
     L.append("| the loop's CPU per UDP datagram halved: <= %.2f us (4.7 us in session 3's profile) | %s (%s; "
              "discard loop: %s at full speed, %s at the same rate) | %s | |" % (
                  T_LOOP_US, fmt(loop, " us"),
-                 "bench/udp_loop_cpu; the suite's own, main thread in the UDP step: %s" % fmt(out.get("loop_us"), " us")
+                 "bench/udp_loop_cpu at %s/s, the discard loop at that rate: %s; the suite's own, main thread in "
+                 "the UDP step: %s" % (fmt(R["udp_loop_cpu"].get("rate")), fmt(R["udp_loop_cpu"].get("discard_us"), " us"),
+                                       fmt(out.get("loop_us"), " us"))
                  if tool is not None else "main thread in the highest passing UDP 1-ping step" if not lossy else
                  "main thread in a UDP 1-ping step that lost pings: no step passed",
                  fmt(out.get("udp_ceiling_cpu"), " us"), fmt(out.get("discard_at_rate_cpu"), " us"),
