@@ -404,9 +404,12 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
         wl_st_put_daily(st, org, batch);
     if (!st->replaying) /* replaying, the delete is stored already */
         wl_st_rank_delete(org, batch);
+    struct wl_signal_ids *unindexed = org->rules.recent; /* its signals stay */
+    org->rules.recent = NULL;
     wl_org_rules_free(&org->rules);
     memset(&org->rules, 0, sizeof org->rules);
     org->rules.score_log2 = WL_SCORE_NONE;
+    org->rules.recent = unindexed;
     wl_st_tally_clear(st, &org->versions); /* every count is 0: no installs */
     wl_st_tally_clear(st, &org->editions);
     wl_st_tally_clear(st, &org->feats);

@@ -118,6 +118,29 @@ static int org_get(struct wl_api *api, const struct wl_snapshot *snap, const uin
     return rc;
 }
 
+/* An organization's signals: those its index entries name and those whose
+ * entries wait in the writer's memory for the next checkpoint. */
+static int org_signals(struct wl_api *api, struct wl_org_index *ix, const uint8_t *org,
+                       size_t org_len, struct wl_org_signals *out, char *err, size_t errlen)
+{
+    uint64_t *mem = NULL, gen = 0;
+    size_t n = 0;
+    int rc = -EAGAIN;
+    pthread_rwlock_rdlock(&api->writer_lock);
+    if (api->writer != NULL)
+        rc = wl_state_read_signal_ids(wl_writer_state_reader(api->writer), org, org_len, &mem,
+                                      &n, &gen);
+    pthread_rwlock_unlock(&api->writer_lock);
+    if (rc != 0 && rc != -EAGAIN) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    rc = wl_org_signals_load(api->store, ix, org, org_len, mem, n, gen, rc == 0, out, err,
+                             errlen);
+    free(mem);
+    return rc;
+}
+
 static int install_get(struct wl_api *api, const struct wl_snapshot *snap, const char *id,
                        wl_install_state **out, char *err, size_t errlen)
 {
@@ -288,10 +311,8 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
     *truncated = 0;
     end->len = 0;
     struct wl_iter *it = wl_iter_new_at(api->store, snap, WL_CF_RANK);
-    struct wl_iter *sit = wl_iter_new_at(api->store, snap, WL_CF_ORG_SIGNALS);
-    if (it == NULL || sit == NULL) {
-        wl_iter_free(it);
-        wl_iter_free(sit);
+    struct wl_org_index ix = {NULL, 0};
+    if (it == NULL) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -317,7 +338,7 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
         size_t org_len = klen - 8;
         struct wl_org_signals sigs;
         wl_org_state *st = NULL;
-        rc = wl_org_signals_load(api->store, snap, sit, org, org_len, &sigs, err, errlen);
+        rc = org_signals(api, &ix, org, org_len, &sigs, err, errlen);
         if (rc != 0)
             break;
         if (!signals_match(&sigs, q)) {
@@ -348,7 +369,7 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
     if (rc == 0)
         rc = wl_iter_status(it, err, errlen);
     wl_iter_free(it);
-    wl_iter_free(sit);
+    wl_org_index_free(&ix);
     return rc;
 }
 
@@ -611,11 +632,9 @@ static json_t *account_json(struct wl_req *rq, const struct wl_snapshot *snap,
     json_t *o = json_object(), *installs = json_array(), *signals = json_array();
     int bad = o == NULL || installs == NULL || signals == NULL;
 
-    struct wl_iter *sit = wl_iter_new_at(api->store, snap, WL_CF_ORG_SIGNALS);
-    int rc = sit == NULL ? -ENOMEM
-                         : wl_org_signals_load(api->store, snap, sit, org, org_len, &sigs, err,
-                                            errlen);
-    wl_iter_free(sit);
+    struct wl_org_index ix = {NULL, 0};
+    int rc = org_signals(api, &ix, org, org_len, &sigs, err, errlen);
+    wl_org_index_free(&ix);
     if (rc != 0) {
         json_decref(o);
         json_decref(installs);

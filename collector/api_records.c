@@ -42,23 +42,94 @@ static int get_signal(struct wl_store *store, const struct wl_snapshot *snap, ui
     return 0;
 }
 
-int wl_org_signals_load(struct wl_store *store, const struct wl_snapshot *snap,
-                        struct wl_iter *it, const uint8_t *org, size_t org_len,
-                        struct wl_org_signals *out, char *err, size_t errlen)
+void wl_org_index_free(struct wl_org_index *ix)
+{
+    wl_iter_free(ix->it);
+    ix->it = NULL;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The ids the index names for the organization, then mem's, sorted, once
+ * each: a malloc'd array into *ids. */
+static int signal_ids(struct wl_iter *it, const uint8_t *org, size_t org_len,
+                      const uint64_t *mem, size_t n_mem, uint64_t **ids, size_t *n, char *err,
+                      size_t errlen)
 {
     uint8_t prefix[1 + WL_ORG_ID_MAX];
-    int rc = 0;
+    size_t k = 0, cap = n_mem + 8;
+    uint64_t *v = malloc(cap * sizeof *v);
 
-    memset(out, 0, sizeof *out);
     prefix[0] = (uint8_t)org_len;
     memcpy(prefix + 1, org, org_len);
-    for (wl_iter_seek(it, prefix, 1 + org_len); wl_iter_valid(it); wl_iter_next(it)) {
+    for (wl_iter_seek(it, prefix, 1 + org_len); v != NULL && wl_iter_valid(it);
+         wl_iter_next(it)) {
         size_t klen;
         const char *key = wl_iter_key(it, &klen);
         if (klen != 1 + org_len + 8 || memcmp(key, prefix, 1 + org_len) != 0)
             break;
+        if (k + n_mem == cap) {
+            uint64_t *nv = realloc(v, 2 * cap * sizeof *v);
+            if (nv == NULL) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        v[k++] = wl_be64_get(key + 1 + org_len);
+    }
+    if (v == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = wl_iter_status(it, err, errlen);
+    if (rc != 0) {
+        free(v);
+        return rc;
+    }
+    if (n_mem > 0) {
+        memcpy(v + k, mem, n_mem * sizeof *v);
+        k += n_mem;
+        qsort(v, k, sizeof *v, id_cmp);
+        size_t u = 0;
+        for (size_t i = 0; i < k; i++)
+            if (u == 0 || v[u - 1] != v[i])
+                v[u++] = v[i];
+        k = u;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+int wl_org_signals_load(struct wl_store *store, struct wl_org_index *ix, const uint8_t *org,
+                        size_t org_len, const uint64_t *mem, size_t n_mem, uint64_t gen,
+                        int gen_ok, struct wl_org_signals *out, char *err, size_t errlen)
+{
+    uint64_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof *out);
+    if (ix->it == NULL || (gen_ok && gen != ix->gen)) {
+        wl_iter_free(ix->it);
+        ix->it = wl_iter_new(store, WL_CF_ORG_SIGNALS);
+        ix->gen = gen;
+        if (ix->it == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    rc = signal_ids(ix->it, org, org_len, mem, n_mem, &ids, &n_ids, err, errlen);
+    for (size_t i = 0; rc == 0 && i < n_ids; i++) {
         wl_signal *sig = NULL;
-        rc = get_signal(store, snap, wl_be64_get(key + 1 + org_len), &sig, err, errlen);
+        rc = get_signal(store, NULL, ids[i], &sig, err, errlen);
         if (rc == -ENOENT) { /* an index entry without its record: skip it */
             rc = 0;
             continue;
@@ -79,8 +150,7 @@ int wl_org_signals_load(struct wl_store *store, const struct wl_snapshot *snap,
         }
         out->v[out->n++] = sig;
     }
-    if (rc == 0)
-        rc = wl_iter_status(it, err, errlen);
+    free(ids);
     if (rc != 0)
         wl_org_signals_free(out);
     return rc;

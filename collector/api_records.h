@@ -23,13 +23,26 @@ struct wl_org_signals {
     size_t n, cap;
 };
 
-/* Reads the org_signals index (length byte + org id + signal id) through
- * it, an iterator over that column family (reusable from one org to the
- * next), and each signal it names; an index entry without its signal is
- * skipped. Free *out with wl_org_signals_free (nothing to free on error). */
-int wl_org_signals_load(struct wl_store *store, const struct wl_snapshot *snap,
-                        struct wl_iter *it, const uint8_t *org, size_t org_len,
-                        struct wl_org_signals *out, char *err, size_t errlen);
+/* The org_signals index (length byte + org id + signal id) as one request
+ * reads it, from one organization to the next. An organization's newest
+ * ids are in the writer's memory until a checkpoint writes their entries
+ * (signals.h): the iterator is made (at the store's latest) after the
+ * memory read it goes with, and made again when gen says ids have left
+ * memory since, so that every id is in one or the other. */
+struct wl_org_index {
+    struct wl_iter *it;
+    uint64_t gen;
+};
+void wl_org_index_free(struct wl_org_index *ix);
+
+/* The organization's signals: those its index entries name and the ids
+ * from memory (mem, n_mem, read with gen; gen_ok 0 when memory had no
+ * state to read), each read from the store as it is now, in id order, once;
+ * an id without its signal is skipped (forgotten, or a group not yet
+ * written). Free *out with wl_org_signals_free (nothing to free on error). */
+int wl_org_signals_load(struct wl_store *store, struct wl_org_index *ix, const uint8_t *org,
+                        size_t org_len, const uint64_t *mem, size_t n_mem, uint64_t gen,
+                        int gen_ok, struct wl_org_signals *out, char *err, size_t errlen);
 void wl_org_signals_free(struct wl_org_signals *s);
 
 /* The organization's record; free with

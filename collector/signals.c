@@ -39,6 +39,54 @@ void wl_org_rules_free(struct wl_org_rules *orules)
 {
     free(orules->states);
     orules->states = NULL;
+    free(orules->recent);
+    orules->recent = NULL;
+}
+
+void wl_signals_recent_add(struct wl_org_rules *orules, uint64_t id)
+{
+    struct wl_signal_ids *r = orules->recent;
+    if (r == NULL || r->n == r->cap) {
+        uint32_t cap = r != NULL ? 2 * r->cap : 4;
+        r = realloc(r, sizeof *r + cap * sizeof r->id[0]);
+        if (r == NULL)
+            abort(); /* out of memory in the writer */
+        if (orules->recent == NULL)
+            r->n = r->n_written = 0;
+        r->cap = cap;
+        orules->recent = r;
+    }
+    r->id[r->n++] = id;
+}
+
+void wl_signals_index(struct wl_org_rules *orules, const uint8_t *org, size_t org_len,
+                      struct wl_batch *batch)
+{
+    struct wl_signal_ids *r = orules->recent;
+    uint8_t key[1 + WL_ORG_ID_MAX + 8];
+    if (r == NULL)
+        return;
+    for (uint32_t i = r->n_written; i < r->n; i++) {
+        size_t klen = wl_org_signal_key(org, org_len, r->id[i], key);
+        wl_batch_put(batch, WL_CF_ORG_SIGNALS, key, klen, "", 0);
+    }
+    r->n_written = r->n;
+}
+
+int wl_signals_index_written(struct wl_org_rules *orules)
+{
+    struct wl_signal_ids *r = orules->recent;
+    if (r == NULL || r->n_written == 0)
+        return 0;
+    if (r->n_written == r->n) {
+        free(r);
+        orules->recent = NULL;
+        return 1;
+    }
+    memmove(r->id, r->id + r->n_written, (r->n - r->n_written) * sizeof r->id[0]);
+    r->n -= r->n_written;
+    r->n_written = 0;
+    return 1;
 }
 
 size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_t *out)
@@ -53,9 +101,9 @@ size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_
     return 8 + org_len;
 }
 
-static void put_signal(struct wl_signals *sg, const struct wl_rule *r,
-                       const struct wl_account_view *view, const struct wl_signal_cause *cause,
-                       struct wl_batch *batch)
+static void put_signal(struct wl_signals *sg, struct wl_org_rules *orules,
+                       const struct wl_rule *r, const struct wl_account_view *view,
+                       const struct wl_signal_cause *cause, struct wl_batch *batch)
 {
     Warmline__Store__V1__Signal rec = WARMLINE__STORE__V1__SIGNAL__INIT;
     Warmline__Store__V1__Signal__Term term_recs[MAX_TERMS];
@@ -100,10 +148,10 @@ static void put_signal(struct wl_signals *sg, const struct wl_rule *r,
     warmline__store__v1__signal__pack(&rec, sg->buf);
     wl_be64_put(key, rec.id);
     wl_batch_put(batch, WL_CF_SIGNALS, key, sizeof key, sg->buf, n);
-    /* The organization's signals, in id order, for its reasons. */
-    uint8_t okey[1 + WL_ORG_ID_MAX + 8];
-    size_t oklen = wl_org_signal_key(cause->org, cause->org_len, rec.id, okey);
-    wl_batch_put(batch, WL_CF_ORG_SIGNALS, okey, oklen, "", 0);
+    /* The organization's signals, in id order, for its reasons: indexed at
+     * the next checkpoint. A random insert into the index's memtable per
+     * signal cost more than the signal itself (bench/RESULTS.md). */
+    wl_signals_recent_add(orules, rec.id);
     sg->fired++;
     sg->fired_by_rule[r - sg->rules->rules]++;
 }
@@ -130,7 +178,7 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
             orules->states[i] = armed;
         }
         if (batch != NULL)
-            put_signal(sg, &rs->rules[i], view, cause, batch);
+            put_signal(sg, orules, &rs->rules[i], view, cause, batch);
         orules->score_log2 = wl_score_add(orules->n_signals ? orules->score_log2 : WL_SCORE_NONE,
                                           rs->rules[i].weight, cause->at, sg->half_life_ms);
         orules->n_signals++;

@@ -2,7 +2,11 @@
  * account changed, steps every rule's edge trigger and, for each firing,
  * puts a Signal record into the group's batch, adds its weight to the
  * organization's decayed score and moves the organization in the rank
- * index. Used by the writer thread only. */
+ * index. The organization's index entry (org_signals) is not written with
+ * the signal: its id waits in memory (wl_org_rules.recent) and goes to disk
+ * with the organization's record at the next checkpoint (wl_signals_index),
+ * as state does; readers take the ids still in memory from the writer
+ * (state_read.h). Used by the writer thread only. */
 #ifndef WL_SIGNALS_H
 #define WL_SIGNALS_H
 
@@ -12,11 +16,20 @@
 #include "rules.h"
 #include "storage/store.h"
 
+/* An organization's signal ids not yet in the org_signals index, in the
+ * order they fired; the first n_written are in a batch not yet known to be
+ * written (they go once it is: wl_signals_index_written). */
+struct wl_signal_ids {
+    uint32_t n, cap, n_written;
+    uint64_t id[];
+};
+
 /* Per organization: what the rules remember. Zeroed = nothing fired yet. */
 struct wl_org_rules {
     struct wl_rule_state *states; /* one per rule of the set, once anything fired */
     double score_log2;            /* WL_SCORE_NONE until the first signal */
     uint64_t n_signals;
+    struct wl_signal_ids *recent; /* NULL: every signal of it is in the index */
 };
 
 struct wl_signals {
@@ -66,5 +79,16 @@ void wl_signals_committed(struct wl_signals *sg);
 size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_t *out);
 
 void wl_org_rules_free(struct wl_org_rules *orules);
+
+/* The index keys of the organization's signal ids still in memory go into
+ * batch (in place: an index entry is never staged, since one naming a
+ * stored signal is true whenever it is written). */
+void wl_signals_index(struct wl_org_rules *orules, const uint8_t *org, size_t org_len,
+                      struct wl_batch *batch);
+/* After the batch of the last wl_signals_index is written: those ids go.
+ * Returns whether any went. */
+int wl_signals_index_written(struct wl_org_rules *orules);
+/* A stored signal's id back into memory, at load (ids come in any order). */
+void wl_signals_recent_add(struct wl_org_rules *orules, uint64_t id);
 
 #endif

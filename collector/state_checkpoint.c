@@ -126,6 +126,7 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
     st->n_dirty_installs = 0;
     c->next_install = c->next_org = 0;
     c->seq = st->ingest_seq;
+    c->signal_seq = st->signals.seq;
     c->at = now;
     c->records = 0;
     c->cursor_len = 0;
@@ -156,6 +157,9 @@ static void staged(struct wl_state *st, struct wl_batch *batch)
     wl_be64_put(v + 8, (uint64_t)c->at);
     wl_batch_put(batch, WL_CF_META, META_STAGED, sizeof META_STAGED - 1, v, sizeof v);
     wl_batch_delete(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1);
+    /* every organization that was dirty at its start is packed, and its
+     * signals then indexed */
+    wl_st_put_signal_index_seq(batch, c->signal_seq);
     work_done(c, CKPT_MOVING);
 }
 
@@ -348,6 +352,8 @@ void wl_st_ckpt_committed(struct wl_state *st)
     size_t keep = 0;
     for (size_t i = 0; i < c->n_packed_orgs; i++) {
         struct wl_org *o = c->packed_orgs[i];
+        if (wl_signals_index_written(&o->rules))
+            st->index_gen++;
         if (o->n_installs != 0 || o->dirty || o->in_ckpt)
             continue;
         if (c->phase == CKPT_STAGING) {

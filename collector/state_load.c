@@ -269,6 +269,71 @@ static int replay(struct wl_state *st, char *err, size_t errlen)
     return rc;
 }
 
+/* The organization a stored Signal names (field 2), without decoding it. */
+static int signal_org(const char *val, size_t vlen, const uint8_t **org, size_t *len)
+{
+    const uint8_t *p = (const uint8_t *)val, *end = p + vlen, *data = NULL;
+    uint32_t field;
+    uint64_t v;
+    size_t n = 0;
+    while (p < end) {
+        int t = pb_field(&p, end, &field, &data, &n, &v);
+        if (t < 0)
+            return t;
+        if (field == 2 && t == 2) {
+            *org = data;
+            *len = n;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* Signals after meta signal_index_seq fired once the last checkpoint had
+ * begun: their org_signals entries may not be written (signals.h). Their
+ * ids go back to their organizations, which the next checkpoint writes
+ * (and so indexes). At most one checkpoint window's signals. Absent, every
+ * signal is indexed (stores from before: each signal wrote its entry). */
+static int recent_signals(struct wl_state *st, struct wl_store *store, char *err, size_t errlen)
+{
+    char *val = NULL;
+    size_t vlen = 0;
+    uint8_t from[8];
+    int rc = wl_store_get(store, WL_CF_META, META_SIGNAL_INDEX_SEQ,
+                          sizeof META_SIGNAL_INDEX_SEQ - 1, &val, &vlen, err, errlen);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc != 0)
+        return rc;
+    uint64_t done = vlen == 8 ? wl_be64_get(val) : 0;
+    free(val);
+    if (done >= st->signals.seq)
+        return 0;
+    struct wl_iter *it = wl_iter_new(store, WL_CF_SIGNALS);
+    if (it == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_be64_put(from, done + 1);
+    for (wl_iter_seek(it, from, sizeof from); wl_iter_valid(it); wl_iter_next(it)) {
+        size_t klen;
+        const char *key = wl_iter_key(it, &klen);
+        const char *v = wl_iter_value(it, &vlen);
+        const uint8_t *org_id;
+        size_t org_len;
+        if (klen != 8 || signal_org(v, vlen, &org_id, &org_len) != 0)
+            continue; /* not one the writer wrote: the export reports it */
+        struct wl_org *org = wl_st_org_find(st, org_id, org_len);
+        if (org == NULL)
+            continue; /* written with its record, which then went (or forgotten) */
+        wl_signals_recent_add(&org->rules, wl_be64_get(key));
+        wl_st_org_mark(st, org);
+    }
+    rc = wl_iter_status(it, err, errlen);
+    wl_iter_free(it);
+    return rc;
+}
+
 int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
                   struct wl_state **out, char *err, size_t errlen)
 {
@@ -330,6 +395,7 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
         struct wl_batch *b = wl_batch_new(store);
         wl_be64_put(seq, st->state_seq);
         wl_batch_put(b, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
+        wl_st_put_signal_index_seq(b, st->signals.seq);
         rc = wl_store_write(store, b, 1, err, errlen);
         wl_batch_free(b);
     }
@@ -340,6 +406,8 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
         (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 || (rc = rebuild_counting(st)) != 0)
         goto fail;
     if (st->state_seq < st->ingest_seq && (rc = replay(st, err, errlen)) != 0)
+        goto fail;
+    if ((rc = recent_signals(st, store, err, errlen)) != 0)
         goto fail;
     *out = st;
     return 0;

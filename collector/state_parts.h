@@ -34,6 +34,7 @@ static const char META_INGEST_SEQ[] = WL_META_INGEST_SEQ;
  * exact for: pings after it are replayed from the pings column family when
  * the state loads. Absent (databases from before it): the ingest sequence. */
 static const char META_STATE_SEQ[] = WL_META_STATE_SEQ;
+static const char META_SIGNAL_INDEX_SEQ[] = WL_META_SIGNAL_INDEX_SEQ;
 /* When that checkpoint was written (absent: before checkpoints said so). */
 static const char META_STATE_AT[] = WL_META_STATE_AT;
 
@@ -175,6 +176,7 @@ enum wl_ckpt_phase { CKPT_IDLE, CKPT_STAGING, CKPT_MOVING };
 struct wl_ckpt {
     enum wl_ckpt_phase phase;
     uint64_t seq;
+    uint64_t signal_seq;                    /* the last signal id when it began */
     int64_t at;                             /* unix ms it began */
     struct wl_install **installs;           /* dirty at seq; packed up to next_install */
     size_t n_installs, next_install;
@@ -210,6 +212,10 @@ struct wl_state {
     struct wl_org *dirty_orgs;
     uint64_t n_dirty_installs;
     uint64_t state_seq;                     /* what the records on disk are exact for */
+    /* Bumped each time ids leave an organization's signal list after their
+     * org_signals entries are written: a reader that saw an older one
+     * reads the index again (state_read.h). */
+    uint64_t index_gen;
     int64_t checkpoint_at;                  /* unix ms that checkpoint was written */
     int64_t flush_at;                       /* the staged checkpoint's time */
     uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
@@ -335,6 +341,8 @@ void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *b
 void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
                        int stage);
 void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage);
+/* Meta signal_index_seq: every signal up to id is in the org_signals index. */
+void wl_st_put_signal_index_seq(struct wl_batch *batch, uint64_t id);
 void wl_st_put_day(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage);
 void wl_st_org_destroy(struct wl_state *st, struct wl_org *org); /* its memory, not its records */
 

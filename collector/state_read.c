@@ -114,6 +114,31 @@ int wl_state_read_install(struct wl_state_reader *r, const char *id,
     return rc;
 }
 
+int wl_state_read_signal_ids(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
+                             uint64_t **ids, size_t *n, uint64_t *gen)
+{
+    int rc = 0;
+    *ids = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&r->lock);
+    if (r->st == NULL) {
+        rc = -EAGAIN;
+    } else {
+        const struct wl_org *o = wl_st_org_find(r->st, org, org_len);
+        const struct wl_signal_ids *s = o != NULL ? o->rules.recent : NULL;
+        *gen = r->st->index_gen;
+        if (s != NULL && s->n > 0) {
+            *ids = malloc(s->n * sizeof **ids);
+            if (*ids == NULL)
+                rc = -ENOMEM;
+            else
+                memcpy(*ids, s->id, (*n = s->n) * sizeof **ids);
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
 int wl_state_read_position(struct wl_state_reader *r, struct wl_state_position *out)
 {
     int rc = 0;

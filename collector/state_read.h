@@ -58,6 +58,14 @@ int wl_state_read_org(struct wl_state_reader *r, const uint8_t *org, size_t org_
 int wl_state_read_install(struct wl_state_reader *r, const char *id,
                           Warmline__Store__V1__InstallState **out);
 
+/* The organization's signal ids not yet in the org_signals index (signals.h),
+ * malloc'd into *ids (NULL when none, or when memory does not hold the
+ * organization), and *gen, which changes whenever ids leave memory for the
+ * index: an index read begun before that change may miss them, so a reader
+ * reads the index again (api_records.h, wl_org_signals_load). */
+int wl_state_read_signal_ids(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
+                             uint64_t **ids, size_t *n, uint64_t *gen);
+
 /* Where the state stands. */
 struct wl_state_position {
     uint64_t ingest_seq;         /* the last ping applied */

@@ -310,6 +310,7 @@ size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const
 
 void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage)
 {
+    wl_signals_index(&org->rules, org->id, org->id_len, batch);
     if (org->n_installs == 0) { /* every install moved away (org_empty) */
         put_rec(batch, WL_CF_ORGS, org->id, org->id_len, NULL, 0, stage);
         return;
@@ -318,6 +319,14 @@ void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *bat
     size_t n = wl_st_pack_org(st, org, &st->feat_buf, &st->feat_cap, &st->scratch,
                               &st->scratch_cap);
     put_rec(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n, stage);
+}
+
+void wl_st_put_signal_index_seq(struct wl_batch *batch, uint64_t id)
+{
+    uint8_t v[8];
+    wl_be64_put(v, id);
+    wl_batch_put(batch, WL_CF_META, META_SIGNAL_INDEX_SEQ, sizeof META_SIGNAL_INDEX_SEQ - 1, v,
+                 sizeof v);
 }
 
 void wl_state_stage(struct wl_state *st, struct wl_batch *batch)
@@ -394,6 +403,7 @@ uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     }
     wl_be64_put(seq, st->ingest_seq);
     wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
+    wl_st_put_signal_index_seq(batch, st->signals.seq);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     st->flush_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -443,6 +453,8 @@ uint64_t wl_state_commit(struct wl_state *st)
         next_org = org->next_dirty;
         org->dirty = 0;
         org->next_dirty = NULL;
+        if (wl_signals_index_written(&org->rules))
+            st->index_gen++;
         if (org->n_installs == 0) {
             wl_ptable_remove(&st->orgs, org);
             st->n_orgs--;

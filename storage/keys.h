@@ -25,6 +25,10 @@
 /* Present once it is staged whole and until it is all in place: its
  * ingest sequence and time (16 bytes); a load moves the rest into place. */
 #define WL_META_STAGED "staged"
+/* Every signal up to this id is in the org_signals index: a signal's
+ * entry is written with its organization's record at a checkpoint, so a
+ * load gives the ids after it back to their organizations. */
+#define WL_META_SIGNAL_INDEX_SEQ "signal_index_seq"
 
 static inline void wl_be64_put(uint8_t out[8], uint64_t v)
 {

@@ -401,6 +401,148 @@ static void test_readers_beside_the_writer(void **state)
     wl_batch_free(b);
 }
 
+/* ---- signal ids not yet in the org_signals index ---- */
+
+/* The entries of org_signals for organization k, as signal ids in key order. */
+static size_t index_ids(struct fx *f, int k, uint64_t *out, size_t max)
+{
+    uint8_t org[WL_ORG_ID_MAX], prefix[1 + WL_ORG_ID_MAX];
+    size_t n = org_id(k, org), got = 0, klen;
+    prefix[0] = (uint8_t)n;
+    memcpy(prefix + 1, org, n);
+    struct wl_iter *it = wl_iter_new(f->store, WL_CF_ORG_SIGNALS);
+    for (wl_iter_seek(it, prefix, 1 + n); wl_iter_valid(it); wl_iter_next(it)) {
+        const char *key = wl_iter_key(it, &klen);
+        if (klen != 1 + n + 8 || memcmp(key, prefix, 1 + n) != 0)
+            break;
+        if (got < max)
+            out[got] = wl_be64_get(key + 1 + n);
+        got++;
+    }
+    wl_iter_free(it);
+    return got;
+}
+
+/* The ids memory holds for organization k: n, the first into *first. */
+static size_t memory_ids(struct fx *f, int k, uint64_t *first, uint64_t *gen)
+{
+    uint8_t org[WL_ORG_ID_MAX];
+    size_t n = org_id(k, org), got = 0;
+    uint64_t *ids = NULL;
+    assert_int_equal(wl_state_read_signal_ids(f->r, org, n, &ids, &got, gen), 0);
+    if (got > 0)
+        *first = ids[0];
+    free(ids);
+    return got;
+}
+
+static void reload(struct fx *f, const struct wl_state_opts *o)
+{
+    char err[512];
+    wl_state_reader_set(f->r, NULL);
+    wl_state_free(f->st);
+    f->st = NULL;
+    if (wl_state_load(f->store, o, &f->st, err, sizeof err) != 0)
+        fail_msg("reload: %s", err);
+    wl_state_reader_set(f->r, f->st);
+}
+
+static uint64_t meta_u64(struct fx *f, const char *name)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    uint64_t v = 0;
+    if (wl_store_get(f->store, WL_CF_META, name, strlen(name), &val, &vlen, err, sizeof err) ==
+            0 &&
+        vlen == 8)
+        v = wl_be64_get(val);
+    free(val);
+    return v;
+}
+
+/* A signal's index entry waits in memory, where readers find it, until a
+ * checkpoint writes it with the organization (whole or in slices); a crash
+ * before that gives the id back to its organization at load. */
+static void test_signal_ids_wait_for_the_checkpoint(void **state)
+{
+    struct fx *f = *state;
+    struct wl_ruleset rules = {0};
+    char err[256];
+    uint64_t id = 0, gen0 = 0, gen = 0, v[4];
+    assert_int_equal(wl_ruleset_add(&rules, "big", "active_users_monthly > 25", NULL, NULL,
+                                    NULL, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(wl_ruleset_add(&rules, "two", "installs >= 2", NULL, NULL, NULL, NULL, err,
+                                    sizeof err),
+                     0);
+    struct wl_state_opts o = opts;
+    o.rules = &rules;
+    reload(f, &o);
+    struct wl_batch *b = wl_batch_new(f->store);
+
+    apply(f, b, "srv-1", 7, 1, 30, T0); /* big fires: signal 1 */
+    commit(f, b, 0);
+    assert_int_equal(memory_ids(f, 7, &id, &gen0), 1);
+    assert_int_equal(id, 1);
+    assert_int_equal(index_ids(f, 7, v, 4), 0); /* not written with the signal */
+
+    commit(f, b, 1); /* a whole checkpoint writes it, and memory lets it go */
+    assert_int_equal(index_ids(f, 7, v, 4), 1);
+    assert_int_equal(v[0], 1);
+    assert_int_equal(memory_ids(f, 7, &id, &gen), 0);
+    assert_true(gen != gen0);
+    assert_int_equal(meta_u64(f, WL_META_SIGNAL_INDEX_SEQ), 1);
+
+    apply(f, b, "srv-2", 7, 1, 5, T0 + 1000); /* two fires: signal 2 */
+    commit(f, b, 0);
+    assert_int_equal(memory_ids(f, 7, &id, &gen), 1);
+    assert_int_equal(id, 2);
+    reload(f, &o); /* a crash: the id comes back from the signals column family */
+    assert_int_equal(memory_ids(f, 7, &id, &gen), 1);
+    assert_int_equal(id, 2);
+    assert_int_equal(index_ids(f, 7, v, 4), 1);
+    commit(f, b, 1); /* its organization was marked: this checkpoint indexes it */
+    assert_int_equal(index_ids(f, 7, v, 4), 2);
+    assert_int_equal(v[1], 2);
+    assert_int_equal(memory_ids(f, 7, &id, &gen), 0);
+
+    /* in slices: staged with its organization, then gone from memory */
+    apply(f, b, "srv-3", 8, 1, 40, T0 + 2000); /* big fires for org 8: signal 3 */
+    commit(f, b, 0);
+    assert_int_equal(memory_ids(f, 8, &id, &gen0), 1);
+    uint64_t records = 0;
+    wl_state_change_begin(f->r);
+    wl_state_checkpoint_begin(f->st, T0, b);
+    wl_state_change_end(f->r);
+    apply(f, b, "srv-4", 8, 1, 1, T0 + 3000); /* two fires for org 8 after the begin */
+    wl_state_change_begin(f->r);
+    wl_state_checkpoint_step(f->st, 100, b, &records);
+    wl_state_change_end(f->r);
+    commit(f, b, 0);
+    /* packed as it was before srv-4 came (copy on write): with signal 3;
+     * signal 4 waits for the next checkpoint */
+    assert_int_equal(index_ids(f, 8, v, 4), 1);
+    assert_int_equal(v[0], 3);
+    assert_int_equal(meta_u64(f, WL_META_SIGNAL_INDEX_SEQ), 3); /* what began before it */
+    assert_int_equal(memory_ids(f, 8, &id, &gen), 1);
+    assert_int_equal(id, 4);
+    assert_true(gen != gen0);
+    while (wl_state_checkpoint_busy(f->st)) { /* moved into place */
+        wl_state_change_begin(f->r);
+        wl_state_checkpoint_step(f->st, 100, b, &records);
+        wl_state_change_end(f->r);
+        commit(f, b, 0);
+    }
+    commit(f, b, 1);
+    assert_int_equal(index_ids(f, 8, v, 4), 2);
+    assert_int_equal(v[1], 4);
+    assert_int_equal(memory_ids(f, 8, &id, &gen), 0);
+    assert_int_equal(meta_u64(f, WL_META_SIGNAL_INDEX_SEQ), 4);
+    wl_batch_free(b);
+    reload(f, &opts);
+    wl_ruleset_clear(&rules);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +553,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_edge_ping_merges_into_the_staged_record, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_readers_beside_the_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signal_ids_wait_for_the_checkpoint, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
