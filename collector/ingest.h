@@ -26,6 +26,10 @@ struct wl_ingest {
     struct wl_job *udp_first, *udp_last; /* datagrams' jobs not yet submitted: the
                                             writer gets each recvmmsg run at once */
     uv_check_t udp_check;       /* submits them after each loop iteration's I/O */
+    uv_timer_t udp_timer;       /* ... or, a short run, once it has waited UDP_SUBMIT_MS */
+    size_t udp_pending;         /* jobs from udp_first to udp_last */
+    int udp_pace;               /* the kernel queue is large: reads may pause meanwhile */
+    int udp_paused;             /* ... and are paused now */
 
     struct wl_conn *conns;      /* every open connection, doubly linked */
     uint64_t next_conn_id;

@@ -12,6 +12,9 @@
 #define UDP_DGRAM_MAX (64 * 1024) /* libuv's slot size for each recvmmsg message */
 #define UDP_MMSG_COUNT 64
 
+static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                     unsigned flags);
+
 static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct wl_ingest *ing = h->data;
@@ -21,16 +24,44 @@ static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 /* A run of datagrams goes to the writer at once: one lock and one wake for
  * up to UDP_MMSG_COUNT jobs, not one each (on one core, each wake could
- * hand the CPU to the writer for a single ping). libuv ends every recvmmsg
- * run with a call that has no address; the check handle, which runs after
- * each loop iteration's I/O, is there for any other path. */
+ * hand the CPU to the writer for a single ping). At moderate rates a run is
+ * one or two datagrams, and a hand-off per run made the writer wake,
+ * preempt the loop, commit one ping and wake the loop again, for every
+ * datagram: so a short run's jobs wait, up to UDP_SUBMIT_MS, for the next
+ * ones; a run of UDP_SUBMIT_JOBS or more goes at once, and what waits
+ * counts as held (wl_ingest_over).
+ *
+ * Meanwhile, when the kernel's queue was emptied and can hold far more than
+ * a millisecond of datagrams (UDP_PACE_QUEUE), reads pause until the timer:
+ * the loop then wakes once a millisecond for what came, not once per
+ * datagram. A full run never pauses, so a busy collector reads without a
+ * stop. libuv ends every recvmmsg run with a call that has no address, and
+ * says with the flags whether the queue is empty; the check handle, which
+ * runs after each loop iteration's I/O, is there for any other path. */
+#define UDP_SUBMIT_MS 1
+#define UDP_SUBMIT_JOBS UDP_MMSG_COUNT
+#define UDP_PACE_QUEUE (4 * 1024 * 1024) /* 1 ms of 4,000,000 datagrams/s of 1 KiB */
+
+static void udp_resume(struct wl_ingest *ing)
+{
+    if (!ing->udp_paused)
+        return;
+    ing->udp_paused = 0;
+    int rc = uv_udp_recv_start(&ing->udp, udp_alloc, udp_recv);
+    if (rc != 0)
+        wl_error("udp_recv_error", "error=%s", uv_strerror(rc));
+}
+
 static void udp_submit_pending(struct wl_ingest *ing)
 {
     struct wl_job *job = ing->udp_first, *last = ing->udp_last, *next;
 
+    uv_timer_stop(&ing->udp_timer);
+    udp_resume(ing);
     if (job == NULL)
         return;
     ing->udp_first = ing->udp_last = NULL;
+    ing->udp_pending = 0;
     if (ing->writer != NULL) {
         wl_writer_submit_list(ing->writer, job, last);
         return;
@@ -41,9 +72,30 @@ static void udp_submit_pending(struct wl_ingest *ing)
     }
 }
 
+static void udp_timer_fired(uv_timer_t *t)
+{
+    udp_submit_pending(t->data);
+}
+
+/* The end of a run (drained: the kernel's queue is empty): enough jobs go
+ * now, a few wait for the timer, reads pausing meanwhile when they may. */
+static void udp_run_end(struct wl_ingest *ing, int drained)
+{
+    if (ing->udp_first == NULL)
+        return;
+    if (ing->udp_pending >= UDP_SUBMIT_JOBS || ing->draining) {
+        udp_submit_pending(ing);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&ing->udp_timer))
+        uv_timer_start(&ing->udp_timer, udp_timer_fired, UDP_SUBMIT_MS, 0);
+    if (drained && ing->udp_pace && !ing->udp_paused && uv_udp_recv_stop(&ing->udp) == 0)
+        ing->udp_paused = 1;
+}
+
 static void udp_check(uv_check_t *h)
 {
-    udp_submit_pending(h->data);
+    udp_run_end(h->data, 0);
 }
 
 static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
@@ -52,10 +104,11 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     struct wl_ingest *ing = h->data;
     (void)buf;
 
-    /* nread == 0 with no address: the kernel had nothing more (or the end of
-     * an mmsg run); the buffer is ours and reused, nothing to free. */
+    /* nread == 0 with no address: the end of an mmsg run (UV_UDP_MMSG_FREE:
+     * at most 20 datagrams, libuv reads on) or the kernel had nothing more
+     * (drained); the buffer is ours and reused, nothing to free. */
     if (nread == 0 && addr == NULL) {
-        udp_submit_pending(ing);
+        udp_run_end(ing, !(flags & UV_UDP_MMSG_FREE));
         return;
     }
     if (nread < 0) {
@@ -95,6 +148,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     else
         ing->udp_first = job;
     ing->udp_last = job;
+    ing->udp_pending++;
 }
 
 void wl_udp_job_done(struct wl_ingest *ing, struct wl_job *job)
@@ -117,6 +171,7 @@ static void set_recv_buffer(struct wl_ingest *ing)
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
     getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &len);
+    ing->udp_pace = granted >= UDP_PACE_QUEUE;
     if ((uint64_t)granted < ing->cfg->udp_recv_buffer)
         wl_warn("udp_recv_buffer", "asked=%llu granted=%d hint=\"raise net.core.rmem_max\"",
                 (unsigned long long)ing->cfg->udp_recv_buffer, granted);
@@ -147,6 +202,8 @@ int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
     uv_check_init(ing->loop, &ing->udp_check);
     ing->udp_check.data = ing;
     uv_check_start(&ing->udp_check, udp_check);
+    uv_timer_init(ing->loop, &ing->udp_timer);
+    ing->udp_timer.data = ing;
     if ((rc = uv_udp_bind(&ing->udp, (const struct sockaddr *)&ss, 0)) != 0) {
         snprintf(err, errlen, "cannot bind UDP %s: %s", ing->cfg->udp_listen, uv_strerror(rc));
         return rc;
@@ -166,9 +223,11 @@ void wl_udp_stop(struct wl_ingest *ing)
 {
     if (ing->udp_on && !uv_is_closing((uv_handle_t *)&ing->udp)) {
         wl_metrics_set_udp_fd(-1);
+        ing->udp_paused = 0;
         uv_udp_recv_stop(&ing->udp);
         udp_submit_pending(ing);
         uv_close((uv_handle_t *)&ing->udp, NULL);
         uv_close((uv_handle_t *)&ing->udp_check, NULL);
+        uv_close((uv_handle_t *)&ing->udp_timer, NULL);
     }
 }
