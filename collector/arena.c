@@ -42,6 +42,7 @@ struct wl_arena *wl_arena_new(size_t prefix, size_t first_size, size_t limit)
     struct wl_arena *a = (struct wl_arena *)(base + prefix);
     a->magic = WL_ARENA_MAGIC;
     a->chunks = NULL;
+    a->spares = NULL;
     a->first = base;
     a->first_size = first_size;
     start(a, limit);
@@ -54,6 +55,8 @@ struct wl_arena *wl_arena_of_prefix(void *p, size_t prefix)
 {
     return (struct wl_arena *)((uint8_t *)p + ROUND(prefix));
 }
+
+static struct wl_arena_chunk *take_spare(struct wl_arena *a, size_t size);
 
 void *wl_arena_alloc(struct wl_arena *a, size_t size)
 {
@@ -80,8 +83,8 @@ void *wl_arena_alloc(struct wl_arena *a, size_t size)
     }
     if (csize > SIZE_MAX - HEADER)
         goto refuse;
-    struct wl_arena_chunk *c = malloc(HEADER + csize);
-    if (c == NULL)
+    struct wl_arena_chunk *c = own ? take_spare(a, csize) : NULL;
+    if (c == NULL && (c = malloc(HEADER + csize)) == NULL)
         return NULL;
     c->size = csize;
     c->own = own;
@@ -142,9 +145,42 @@ void wl_arena_give_back(struct wl_arena *a, void *p)
         *pp = c->next;
         a->counted -= c->size;
         a->held -= HEADER + c->size;
-        free(c);
+        if (a->spares != NULL && a->spares->n < WL_ARENA_SPARES &&
+            c->size <= WL_ARENA_SPARE_MAX) {
+            c->next = a->spares->list;
+            a->spares->list = c;
+            a->spares->n++;
+        } else {
+            free(c);
+        }
         return;
     }
+}
+
+/* A spare chunk of exactly size bytes, unlinked, or NULL. */
+static struct wl_arena_chunk *take_spare(struct wl_arena *a, size_t size)
+{
+    if (a->spares == NULL)
+        return NULL;
+    for (struct wl_arena_chunk **pp = &a->spares->list; *pp != NULL; pp = &(*pp)->next) {
+        struct wl_arena_chunk *c = *pp;
+        if (c->size == size) {
+            *pp = c->next;
+            a->spares->n--;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+void wl_arena_spares_free(struct wl_arena_spares *s)
+{
+    for (struct wl_arena_chunk *c = s->list, *next; c != NULL; c = next) {
+        next = c->next;
+        free(c);
+    }
+    s->list = NULL;
+    s->n = 0;
 }
 
 static void arena_free(void *data, void *p)

@@ -48,7 +48,22 @@ struct wl_arena {
     size_t held;                   /* bytes taken from malloc, chunk headers included */
     size_t next_chunk;             /* the size of the next chunk */
     int over_budget;               /* a request was refused */
+    struct wl_arena_spares *spares; /* where given-back chunks go, or NULL: freed */
 };
+
+/* Chunks given back, kept for the next large request of the same size (the
+ * parser's scratch: a ping of more than 16 fields takes 1 KiB and gives it
+ * back): at most WL_ARENA_SPARES of at most WL_ARENA_SPARE_MAX bytes each,
+ * owned by one thread (the decoder's). */
+#define WL_ARENA_SPARES 8
+#define WL_ARENA_SPARE_MAX ((size_t)16 * 1024)
+struct wl_arena_spares {
+    struct wl_arena_chunk *list;
+    int n;
+};
+
+/* Frees the spares. */
+void wl_arena_spares_free(struct wl_arena_spares *s);
 
 #define WL_ARENA_MAGIC UINT64_C(0x776c6172656e6121) /* "wlarena!" */
 
@@ -65,8 +80,9 @@ struct wl_arena *wl_arena_of_prefix(void *p, size_t prefix);
  * a->over_budget set), or out of memory. */
 void *wl_arena_alloc(struct wl_arena *a, size_t size);
 
-/* What protobuf-c's free does: gives p's chunk back if p was a large
- * request among the last WL_ARENA_FREE_DEPTH chunks; else nothing. */
+/* What protobuf-c's free does: gives p's chunk back (to a->spares, else to
+ * malloc) if p was a large request among the last WL_ARENA_FREE_DEPTH
+ * chunks; else nothing. */
 void wl_arena_give_back(struct wl_arena *a, void *p);
 
 /* Frees every chunk but the first, and starts the count again under limit. */

@@ -20,6 +20,7 @@ void wl_decoder_free(struct wl_decoder *d)
         inflateEnd(&d->zs);
     free(d->buf);
     wl_arena_free(d->scratch);
+    wl_arena_spares_free(&d->spares);
     memset(d, 0, sizeof *d);
 }
 
@@ -360,8 +361,10 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
         r = WL_REJECT_BATCH_OVER_BUDGET;
         goto done;
     }
+    ba->spares = &d->spares; /* only while the loop decodes: the batch may go elsewhere */
     ProtobufCAllocator alloc = wl_arena_allocator(ba);
     batch = warmline__v1__ping_batch__unpack(&alloc, bw.len, payload);
+    ba->spares = NULL;
     if (batch == NULL) {
         r = ba->over_budget ? WL_REJECT_BATCH_OVER_BUDGET : WL_REJECT_BATCH_DECODE;
         goto done;

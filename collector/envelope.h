@@ -62,6 +62,7 @@ struct wl_decoder {
     size_t max_inflated;
     size_t max_pings;
     struct wl_arena *scratch; /* the Envelope's; its first chunk kept between decodes */
+    struct wl_arena_spares spares; /* the parser's scratch chunks, reused by the next */
 
     size_t peak_bytes;  /* out: what the arenas counted during the last decode */
     size_t batch_bytes; /* out: what the last decoded batch holds (0: none) */

@@ -1207,14 +1207,14 @@ static void test_envelope_of_unknown_fields(void **state)
 static void test_arena_counts_and_refuses(void **state)
 {
     (void)state;
-    struct wl_arena *a = wl_arena_new(0, 64, 1000);
+    struct wl_arena *a = wl_arena_new(0, 64, 4000);
     assert_non_null(a);
     uint8_t *p1 = wl_arena_alloc(a, 1), *p2 = wl_arena_alloc(a, 0), *p3 = wl_arena_alloc(a, 9);
     assert_non_null(p1);
     assert_ptr_equal(p2, p1 + 8);
     assert_ptr_equal(p3, p2 + 8);
     assert_int_equal(a->counted, 32);
-    assert_null(wl_arena_alloc(a, 969)); /* 32 + 976 > 1000 */
+    assert_null(wl_arena_alloc(a, 3969)); /* 32 + 3976 > 4000 */
     assert_true(a->over_budget);
     assert_int_equal(a->counted, 32);
     void *big = wl_arena_alloc(a, 600); /* its own chunk */
@@ -1232,6 +1232,19 @@ static void test_arena_counts_and_refuses(void **state)
         assert_non_null(wl_arena_alloc(a, 8));
     assert_int_equal(a->peak, 32 + 100 * 8); /* past 32 + 600: the big one went back */
     assert_null(wl_arena_alloc(a, SIZE_MAX));
+    /* with spares, a chunk given back serves the next request of its size */
+    struct wl_arena_spares spares = {0};
+    a->spares = &spares;
+    void *slab = wl_arena_alloc(a, 1024);
+    assert_non_null(slab);
+    pa.free(pa.allocator_data, slab);
+    assert_int_equal(spares.n, 1);
+    assert_ptr_equal(wl_arena_alloc(a, 1024), slab);
+    assert_int_equal(spares.n, 0);
+    pa.free(pa.allocator_data, slab);
+    a->spares = NULL;
+    wl_arena_spares_free(&spares);
+    assert_int_equal(spares.n, 0);
     wl_arena_reset(a, 16);
     assert_int_equal(a->counted, 0);
     assert_false(a->over_budget);
