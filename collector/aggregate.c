@@ -383,18 +383,8 @@ static void org_evaluate(struct wl_state *st, struct wl_org *org, int64_t t, uin
         st->group_last_signal = st->signals.seq;
 }
 
-/* Takes the organization out of the rank index, where its signals put it. */
-void wl_st_rank_delete(const struct wl_org *org, struct wl_batch *batch)
-{
-    if (org->rules.n_signals > 0) {
-        uint8_t key[8 + WL_ORG_ID_MAX];
-        size_t klen = wl_rank_key(org->rules.score_log2, org->id, org->id_len, key);
-        wl_batch_delete(batch, WL_CF_RANK, key, klen);
-    }
-}
-
 /* An organization whose last install moved away ends: its day is written,
- * its rank entry goes, its record goes at the next flush (put_org); should
+ * it leaves the rank, its record goes at the next flush (put_org); should
  * an install come back first, it starts again from nothing, as a new
  * organization does. So the state does not depend on when flushes happen,
  * and a replay computes what the live writer did. */
@@ -402,8 +392,7 @@ static void org_empty(struct wl_state *st, struct wl_org *org, struct wl_batch *
 {
     if (org->day_dirty) /* its day (touched by the move) ends: with no installs */
         wl_st_put_daily(st, org, batch);
-    if (!st->replaying) /* replaying, the delete is stored already */
-        wl_st_rank_delete(org, batch);
+    wl_signals_unrank(&st->signals, &org->rules);
     struct wl_signal_ids *unindexed = org->rules.recent; /* its signals stay */
     org->rules.recent = NULL;
     wl_org_rules_free(&org->rules);

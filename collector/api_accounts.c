@@ -123,21 +123,20 @@ static int org_get(struct wl_api *api, const struct wl_snapshot *snap, const uin
 static int org_signals(struct wl_api *api, struct wl_org_index *ix, const uint8_t *org,
                        size_t org_len, struct wl_org_signals *out, char *err, size_t errlen)
 {
-    uint64_t *mem = NULL, gen = 0;
-    size_t n = 0;
+    struct wl_signals_mem mem;
     int rc = -EAGAIN;
     pthread_rwlock_rdlock(&api->writer_lock);
     if (api->writer != NULL)
-        rc = wl_state_read_signal_ids(wl_writer_state_reader(api->writer), org, org_len, &mem,
-                                      &n, &gen);
+        rc = wl_state_read_signals(wl_writer_state_reader(api->writer), org, org_len, &mem);
     pthread_rwlock_unlock(&api->writer_lock);
     if (rc != 0 && rc != -EAGAIN) {
         snprintf(err, errlen, "out of memory");
         return rc;
     }
-    rc = wl_org_signals_load(api->store, ix, org, org_len, mem, n, gen, rc == 0, out, err,
-                             errlen);
-    free(mem);
+    int have = rc == 0;
+    rc = wl_org_signals_load(api->store, ix, org, org_len, have ? &mem : NULL, out, err, errlen);
+    if (have)
+        wl_signals_mem_free(&mem);
     return rc;
 }
 
@@ -278,26 +277,12 @@ static json_t *hot_account_json(struct wl_api *api, const struct wl_snapshot *sn
     return o;
 }
 
-/* Puts the iterator on the first rank entry strictly below the cursor
- * (the highest one without a cursor). */
-static void hot_seek(struct wl_iter *it, const struct hot_query *q)
-{
-    size_t klen;
+/* The rank is read from the writer's memory this many entries at a time
+ * (each piece under its lock: microseconds), from the last one read on. */
+#define RANK_PIECE 64
 
-    if (q->after_len == 0) {
-        wl_iter_seek_last(it);
-        return;
-    }
-    wl_iter_seek_for_prev(it, q->after, q->after_len);
-    if (!wl_iter_valid(it))
-        return;
-    const char *key = wl_iter_key(it, &klen);
-    if (klen == q->after_len && memcmp(key, q->after, klen) == 0)
-        wl_iter_prev(it);
-}
-
-/* Walks the rank index from its highest score (or the cursor) down. *end
- * is where a next page starts (len 0: there is none). */
+/* Walks the rank from its highest score (or the cursor) down. *end is
+ * where a next page starts (len 0: there is none). */
 static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const struct hot_query *q,
                     json_t *accounts, int *truncated, struct hot_end *end, char *err,
                     size_t errlen)
@@ -310,20 +295,37 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
 
     *truncated = 0;
     end->len = 0;
-    struct wl_iter *it = wl_iter_new_at(api->store, snap, WL_CF_RANK);
     struct wl_org_index ix = {NULL, 0};
-    if (it == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (hot_seek(it, q); wl_iter_valid(it); wl_iter_prev(it)) {
+    uint8_t keys[RANK_PIECE][WL_RANK_KEY_MAX], lens[RANK_PIECE], from[WL_RANK_KEY_MAX];
+    size_t from_len = q->after_len;
+    int n_piece = 0, i_piece = 0;
+    memcpy(from, q->after, q->after_len);
+    for (;;) {
+        if (i_piece == n_piece) { /* the next piece, after the last entry read */
+            pthread_rwlock_rdlock(&api->writer_lock);
+            n_piece = api->writer == NULL
+                          ? -EAGAIN
+                          : wl_state_read_rank(wl_writer_state_reader(api->writer), from,
+                                               from_len, keys, lens, RANK_PIECE);
+            pthread_rwlock_unlock(&api->writer_lock);
+            if (n_piece < 0) {
+                snprintf(err, errlen, "the collector is starting: its state is not loaded");
+                rc = -EAGAIN;
+                break;
+            }
+            if (n_piece == 0)
+                break;
+            i_piece = 0;
+            from_len = lens[n_piece - 1];
+            memcpy(from, keys[n_piece - 1], from_len);
+        }
+        const char *key = (const char *)keys[i_piece];
+        size_t klen = lens[i_piece++];
         if (visited++ == HOT_MAX_VISITS) {
             *truncated = 1;     /* go on from the last entry read */
             *end = visited_end;
             break;
         }
-        size_t klen;
-        const char *key = wl_iter_key(it, &klen);
         if (!rank_key_ok((const uint8_t *)key, klen))
             continue;
         double score = wl_score_at(rank_score_log2(key), rq->now, half_life);
@@ -366,9 +368,6 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
         if (rc != 0)
             break;
     }
-    if (rc == 0)
-        rc = wl_iter_status(it, err, errlen);
-    wl_iter_free(it);
     wl_org_index_free(&ix);
     return rc;
 }

@@ -108,28 +108,50 @@ static int signal_ids(struct wl_iter *it, const uint8_t *org, size_t org_len,
     return 0;
 }
 
+/* The signal from mem when its group is not yet written (-ENOENT: not there). */
+static int pending_signal(const struct wl_signals_mem *mem, uint64_t id, wl_signal **out,
+                          char *err, size_t errlen)
+{
+    for (size_t i = 0; mem != NULL && i < mem->n_pend; i++) {
+        if (mem->pend_ids[i] != id)
+            continue;
+        size_t end = i + 1 < mem->n_pend ? mem->pend_off[i + 1] : mem->pend_len;
+        *out = warmline__store__v1__signal__unpack(NULL, end - mem->pend_off[i],
+                                                   mem->pend + mem->pend_off[i]);
+        if (*out == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        return 0;
+    }
+    return -ENOENT;
+}
+
 int wl_org_signals_load(struct wl_store *store, struct wl_org_index *ix, const uint8_t *org,
-                        size_t org_len, const uint64_t *mem, size_t n_mem, uint64_t gen,
-                        int gen_ok, struct wl_org_signals *out, char *err, size_t errlen)
+                        size_t org_len, const struct wl_signals_mem *mem,
+                        struct wl_org_signals *out, char *err, size_t errlen)
 {
     uint64_t *ids = NULL;
     size_t n_ids = 0;
     int rc = 0;
 
     memset(out, 0, sizeof *out);
-    if (ix->it == NULL || (gen_ok && gen != ix->gen)) {
+    if (ix->it == NULL || (mem != NULL && mem->gen != ix->gen)) {
         wl_iter_free(ix->it);
         ix->it = wl_iter_new(store, WL_CF_ORG_SIGNALS);
-        ix->gen = gen;
+        ix->gen = mem != NULL ? mem->gen : 0;
         if (ix->it == NULL) {
             snprintf(err, errlen, "out of memory");
             return -ENOMEM;
         }
     }
-    rc = signal_ids(ix->it, org, org_len, mem, n_mem, &ids, &n_ids, err, errlen);
+    rc = signal_ids(ix->it, org, org_len, mem ? mem->ids : NULL, mem ? mem->n : 0, &ids, &n_ids,
+                    err, errlen);
     for (size_t i = 0; rc == 0 && i < n_ids; i++) {
         wl_signal *sig = NULL;
-        rc = get_signal(store, NULL, ids[i], &sig, err, errlen);
+        rc = pending_signal(mem, ids[i], &sig, err, errlen);
+        if (rc == -ENOENT)
+            rc = get_signal(store, NULL, ids[i], &sig, err, errlen);
         if (rc == -ENOENT) { /* an index entry without its record: skip it */
             rc = 0;
             continue;

@@ -11,6 +11,7 @@
 
 #include "records.pb-c.h"
 #include "signal_json.h"
+#include "state_read.h"
 #include "storage/store.h"
 
 typedef Warmline__Store__V1__OrgState wl_org_state;
@@ -35,14 +36,14 @@ struct wl_org_index {
 };
 void wl_org_index_free(struct wl_org_index *ix);
 
-/* The organization's signals: those its index entries name and the ids
- * from memory (mem, n_mem, read with gen; gen_ok 0 when memory had no
- * state to read), each read from the store as it is now, in id order, once;
- * an id without its signal is skipped (forgotten, or a group not yet
- * written). Free *out with wl_org_signals_free (nothing to free on error). */
+/* The organization's signals: those its index entries name and those
+ * memory holds (mem: NULL when there was no state to read), in id order,
+ * once; each from mem when its group is not yet written, else from the
+ * store as it is now; an id without its signal is skipped (forgotten).
+ * Free *out with wl_org_signals_free (nothing to free on error). */
 int wl_org_signals_load(struct wl_store *store, struct wl_org_index *ix, const uint8_t *org,
-                        size_t org_len, const uint64_t *mem, size_t n_mem, uint64_t gen,
-                        int gen_ok, struct wl_org_signals *out, char *err, size_t errlen);
+                        size_t org_len, const struct wl_signals_mem *mem,
+                        struct wl_org_signals *out, char *err, size_t errlen);
 void wl_org_signals_free(struct wl_org_signals *s);
 
 /* The organization's record; free with

@@ -18,6 +18,7 @@ int wl_signals_init(struct wl_signals *sg, struct wl_store *store, const struct 
     char *val = NULL;
     size_t vlen = 0;
     memset(sg, 0, sizeof *sg);
+    wl_rank_init(&sg->rank);
     sg->rules = rules;
     sg->half_life_ms = half_life_ms;
     int rc = wl_store_get(store, WL_CF_META, META_SIGNAL_SEQ, sizeof META_SIGNAL_SEQ - 1, &val,
@@ -30,9 +31,21 @@ int wl_signals_init(struct wl_signals *sg, struct wl_store *store, const struct 
 
 void wl_signals_free(struct wl_signals *sg)
 {
+    wl_rank_free(&sg->rank);
+    free(sg->pend);
+    free(sg->pend_id);
+    free(sg->pend_off);
+    sg->pend = NULL;
+    sg->pend_id = NULL;
+    sg->pend_off = NULL;
     free(sg->buf);
     sg->buf = NULL;
     sg->cap = 0;
+}
+
+void wl_signals_unrank(struct wl_signals *sg, struct wl_org_rules *orules)
+{
+    wl_rank_remove(&sg->rank, &orules->rank);
 }
 
 void wl_org_rules_free(struct wl_org_rules *orules)
@@ -89,16 +102,52 @@ int wl_signals_index_written(struct wl_org_rules *orules)
     return 1;
 }
 
-size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_t *out)
+static void pend_add(struct wl_signals *sg, uint64_t id, const uint8_t *p, size_t n)
 {
-    uint64_t bits;
-    memcpy(&bits, &score_log2, sizeof bits);
-    /* IEEE-754 doubles sort as integers once negatives are flipped whole
-     * and positives have their sign bit set. */
-    bits = (bits >> 63) ? ~bits : bits | (1ULL << 63);
-    wl_be64_put(out, bits);
-    memcpy(out + 8, org, org_len);
-    return 8 + org_len;
+    if (sg->pend_n == sg->pend_ncap) {
+        size_t cap = sg->pend_ncap ? 2 * sg->pend_ncap : 64;
+        uint64_t *ids = realloc(sg->pend_id, cap * sizeof *ids);
+        if (ids == NULL)
+            abort(); /* out of memory in the writer */
+        sg->pend_id = ids;
+        size_t *offs = realloc(sg->pend_off, cap * sizeof *offs);
+        if (offs == NULL)
+            abort();
+        sg->pend_off = offs;
+        sg->pend_ncap = cap;
+    }
+    if (sg->pend_len + n > sg->pend_cap) {
+        size_t cap = sg->pend_cap ? 2 * sg->pend_cap : 16384;
+        while (cap < sg->pend_len + n)
+            cap *= 2;
+        uint8_t *b = realloc(sg->pend, cap);
+        if (b == NULL)
+            abort();
+        sg->pend = b;
+        sg->pend_cap = cap;
+    }
+    memcpy(sg->pend + sg->pend_len, p, n);
+    sg->pend_id[sg->pend_n] = id;
+    sg->pend_off[sg->pend_n++] = sg->pend_len;
+    sg->pend_len += n;
+}
+
+int wl_signals_pending(const struct wl_signals *sg, uint64_t id, const uint8_t **p,
+                       size_t *len)
+{
+    size_t lo = 0, hi = sg->pend_n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sg->pend_id[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == sg->pend_n || sg->pend_id[lo] != id)
+        return -ENOENT;
+    *p = sg->pend + sg->pend_off[lo];
+    *len = (lo + 1 < sg->pend_n ? sg->pend_off[lo + 1] : sg->pend_len) - sg->pend_off[lo];
+    return 0;
 }
 
 static void put_signal(struct wl_signals *sg, struct wl_org_rules *orules,
@@ -148,6 +197,7 @@ static void put_signal(struct wl_signals *sg, struct wl_org_rules *orules,
     warmline__store__v1__signal__pack(&rec, sg->buf);
     wl_be64_put(key, rec.id);
     wl_batch_put(batch, WL_CF_SIGNALS, key, sizeof key, sg->buf, n);
+    pend_add(sg, rec.id, sg->buf, n);
     /* The organization's signals, in id order, for its reasons: indexed at
      * the next checkpoint. A random insert into the index's memtable per
      * signal cost more than the signal itself (bench/RESULTS.md). */
@@ -162,7 +212,6 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
 {
     const struct wl_ruleset *rs = sg->rules;
     int fired = 0;
-    double old_score = orules->score_log2;
     struct wl_rule_state armed = {0};
 
     for (size_t i = 0; i < rs->n; i++) {
@@ -184,21 +233,14 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
         orules->n_signals++;
         fired++;
     }
-    if (fired && batch != NULL) {
-        uint8_t key[8 + WL_ORG_ID_MAX];
-        size_t klen;
-        if (orules->n_signals > (uint64_t)fired) {
-            klen = wl_rank_key(old_score, cause->org, cause->org_len, key);
-            wl_batch_delete(batch, WL_CF_RANK, key, klen);
-        }
-        klen = wl_rank_key(orules->score_log2, cause->org, cause->org_len, key);
-        wl_batch_put(batch, WL_CF_RANK, key, klen, "", 0);
-    }
+    if (fired) /* replaying too: the rank is memory's alone */
+        wl_rank_set(&sg->rank, &orules->rank, orules->score_log2, cause->org, cause->org_len);
     return fired;
 }
 
 void wl_signals_committed(struct wl_signals *sg)
 {
+    sg->pend_n = sg->pend_len = 0;
     if (sg->rules == NULL)
         return;
     for (size_t i = 0; i < sg->rules->n && i < WL_RULES_MAX; i++) {

@@ -2,7 +2,7 @@
  * account changed, steps every rule's edge trigger and, for each firing,
  * puts a Signal record into the group's batch, adds its weight to the
  * organization's decayed score and moves the organization in the rank
- * index. The organization's index entry (org_signals) is not written with
+ * (rank.h: in memory only). The organization's index entry (org_signals) is not written with
  * the signal: its id waits in memory (wl_org_rules.recent) and goes to disk
  * with the organization's record at the next checkpoint (wl_signals_index),
  * as state does; readers take the ids still in memory from the writer
@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rank.h"
 #include "rules.h"
 #include "storage/store.h"
 
@@ -30,16 +31,26 @@ struct wl_org_rules {
     double score_log2;            /* WL_SCORE_NONE until the first signal */
     uint64_t n_signals;
     struct wl_signal_ids *recent; /* NULL: every signal of it is in the index */
+    struct wl_rank_node *rank;    /* its place in the rank (NULL: no signal yet) */
 };
 
 struct wl_signals {
     const struct wl_ruleset *rules;
     uint64_t half_life_ms;
     uint64_t seq;                 /* the last signal id handed out */
+    struct wl_rank rank;          /* the organizations with signals, by score */
     uint64_t fired;               /* signals put into the current group */
     uint32_t fired_by_rule[WL_RULES_MAX]; /* the group's, counted once committed */
     uint8_t *buf;
     size_t cap;
+    /* The group's signals, packed, until its write is in (readers find an
+     * organization ranked by a signal before the store has it): ids
+     * ascending, each at pend_off[i] in pend, up to the next. */
+    uint8_t *pend;
+    size_t pend_len, pend_cap;
+    uint64_t *pend_id;
+    size_t *pend_off;
+    size_t pend_n, pend_ncap;
 };
 
 /* Reads the last signal id from meta. */
@@ -71,13 +82,19 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
 /* Puts the last signal id into meta (once per group, when anything fired). */
 void wl_signals_flush(struct wl_signals *sg, struct wl_batch *batch);
 
-/* After the group's write: counts its signals by rule in the metrics. */
+/* After the group's write: counts its signals by rule in the metrics; the
+ * group's packed signals go. */
 void wl_signals_committed(struct wl_signals *sg);
 
-/* The rank index key of a score: sortable big-endian bits of score_log2,
- * then the org id; out needs 8 + WL_ORG_ID_MAX bytes. Returns its length. */
-size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_t *out);
+/* A signal of the group not yet written, packed: 0 with *p and *len, or
+ * -ENOENT. Under the state's read lock (state_read.h). */
+int wl_signals_pending(const struct wl_signals *sg, uint64_t id, const uint8_t **p,
+                       size_t *len);
 
+
+/* The organization leaves the rank (its installs all went, or it is
+ * forgotten): before its rules are freed, which leaves the rank alone. */
+void wl_signals_unrank(struct wl_signals *sg, struct wl_org_rules *orules);
 void wl_org_rules_free(struct wl_org_rules *orules);
 
 /* The index keys of the organization's signal ids still in memory go into

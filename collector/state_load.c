@@ -154,6 +154,9 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
         org->updated_at = rec->updated_at;
         org->rules.n_signals = rec->signals;
         org->rules.score_log2 = rec->has_score ? rec->score_log2 : WL_SCORE_NONE;
+        if (rec->has_score)
+            wl_rank_set(&st->signals.rank, &org->rules.rank, rec->score_log2, org->id,
+                        org->id_len);
         const struct wl_ruleset *rs = st->opts.rules;
         for (size_t i = 0; rs != NULL && i < rec->n_rules; i++) {
             for (size_t r = 0; r < rs->n; r++) {
@@ -266,6 +269,34 @@ static int replay(struct wl_state *st, char *err, size_t errlen)
     if (st->ingest_seq < last)
         st->ingest_seq = last;
     st->replayed = n;
+    return rc;
+}
+
+/* The rank lives in memory (rank.h); stores from before kept it in the
+ * rank column family, with every organization's id: emptied once. */
+static int drop_stored_rank(struct wl_store *store, char *err, size_t errlen)
+{
+    uint8_t end[8 + WL_ORG_ID_MAX];
+    struct wl_iter *it = wl_iter_new(store, WL_CF_RANK);
+    if (it == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_iter_seek_first(it);
+    int any = wl_iter_valid(it);
+    int rc = wl_iter_status(it, err, errlen);
+    wl_iter_free(it);
+    if (rc != 0 || !any)
+        return rc;
+    memset(end, 0xff, sizeof end); /* above every key: a score's bits are never all ones */
+    struct wl_batch *b = wl_batch_new(store);
+    if (b == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_batch_delete_range(b, WL_CF_RANK, "", 0, end, sizeof end);
+    rc = wl_store_write(store, b, 1, err, errlen);
+    wl_batch_free(b);
     return rc;
 }
 
@@ -402,7 +433,8 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
     if (rc != 0)
         goto fail;
     st->staged_ingest_seq = st->ingest_seq;
-    if ((rc = scan(st, WL_CF_INSTALLS, err, errlen)) != 0 ||
+    if ((rc = drop_stored_rank(store, err, errlen)) != 0 ||
+        (rc = scan(st, WL_CF_INSTALLS, err, errlen)) != 0 ||
         (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 || (rc = rebuild_counting(st)) != 0)
         goto fail;
     if (st->state_seq < st->ingest_seq && (rc = replay(st, err, errlen)) != 0)

@@ -260,7 +260,6 @@ void wl_st_org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct 
 void wl_st_org_attach(struct wl_org *org, struct wl_install *in);
 void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in);
 void wl_st_org_reseen(struct wl_org *org);
-void wl_st_rank_delete(const struct wl_org *org, struct wl_batch *batch);
 /* Onto the dirty lists (the next checkpoint writes them). */
 void wl_st_org_mark(struct wl_state *st, struct wl_org *org);
 void wl_st_install_mark(struct wl_state *st, struct wl_install *in);

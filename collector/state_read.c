@@ -114,29 +114,82 @@ int wl_state_read_install(struct wl_state_reader *r, const char *id,
     return rc;
 }
 
-int wl_state_read_signal_ids(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
-                             uint64_t **ids, size_t *n, uint64_t *gen)
+void wl_signals_mem_free(struct wl_signals_mem *m)
+{
+    free(m->ids);
+    free(m->pend_ids);
+    free(m->pend_off);
+    free(m->pend);
+    memset(m, 0, sizeof *m);
+}
+
+/* Copies what memory holds of the organization's signals (the lock held). */
+static int copy_signals(const struct wl_signals *sg, const struct wl_signal_ids *s,
+                        struct wl_signals_mem *out)
+{
+    size_t bytes = 0, k = 0;
+    const uint8_t *p;
+    size_t len;
+    out->ids = malloc(s->n * sizeof *out->ids);
+    out->pend_ids = malloc(s->n * sizeof *out->pend_ids);
+    out->pend_off = malloc(s->n * sizeof *out->pend_off);
+    if (out->ids == NULL || out->pend_ids == NULL || out->pend_off == NULL)
+        return -ENOMEM;
+    memcpy(out->ids, s->id, s->n * sizeof *out->ids);
+    out->n = s->n;
+    for (size_t i = 0; i < s->n; i++)
+        if (wl_signals_pending(sg, s->id[i], &p, &len) == 0)
+            bytes += len;
+    if (bytes > 0 && (out->pend = malloc(bytes)) == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n; i++) {
+        if (wl_signals_pending(sg, s->id[i], &p, &len) != 0)
+            continue;
+        out->pend_ids[k] = s->id[i];
+        out->pend_off[k++] = out->pend_len;
+        memcpy(out->pend + out->pend_len, p, len);
+        out->pend_len += len;
+    }
+    out->n_pend = k;
+    return 0;
+}
+
+int wl_state_read_signals(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
+                          struct wl_signals_mem *out)
 {
     int rc = 0;
-    *ids = NULL;
-    *n = 0;
+    memset(out, 0, sizeof *out);
     pthread_rwlock_rdlock(&r->lock);
     if (r->st == NULL) {
         rc = -EAGAIN;
     } else {
         const struct wl_org *o = wl_st_org_find(r->st, org, org_len);
         const struct wl_signal_ids *s = o != NULL ? o->rules.recent : NULL;
-        *gen = r->st->index_gen;
-        if (s != NULL && s->n > 0) {
-            *ids = malloc(s->n * sizeof **ids);
-            if (*ids == NULL)
-                rc = -ENOMEM;
-            else
-                memcpy(*ids, s->id, (*n = s->n) * sizeof **ids);
-        }
+        out->gen = r->st->index_gen;
+        if (s != NULL && s->n > 0)
+            rc = copy_signals(&r->st->signals, s, out);
     }
     pthread_rwlock_unlock(&r->lock);
+    if (rc == -ENOMEM)
+        wl_signals_mem_free(out);
     return rc;
+}
+
+int wl_state_read_rank(struct wl_state_reader *r, const uint8_t *after, size_t after_len,
+                       uint8_t (*keys)[WL_RANK_KEY_MAX], uint8_t *lens, size_t max)
+{
+    int n = 0;
+    pthread_rwlock_rdlock(&r->lock);
+    if (r->st == NULL) {
+        n = -EAGAIN;
+    } else {
+        const struct wl_rank_node *x =
+            wl_rank_after(&r->st->signals.rank, after_len ? after : NULL, after_len);
+        for (; x != NULL && (size_t)n < max; x = x->next[0], n++)
+            lens[n] = (uint8_t)wl_rank_node_key(x, keys[n]);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return n;
 }
 
 int wl_state_read_position(struct wl_state_reader *r, struct wl_state_position *out)

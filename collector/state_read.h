@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "records.pb-c.h"
+#include "storage/keys.h"
 
 struct wl_state;
 struct wl_state_reader;
@@ -58,13 +59,34 @@ int wl_state_read_org(struct wl_state_reader *r, const uint8_t *org, size_t org_
 int wl_state_read_install(struct wl_state_reader *r, const char *id,
                           Warmline__Store__V1__InstallState **out);
 
-/* The organization's signal ids not yet in the org_signals index (signals.h),
- * malloc'd into *ids (NULL when none, or when memory does not hold the
- * organization), and *gen, which changes whenever ids leave memory for the
- * index: an index read begun before that change may miss them, so a reader
- * reads the index again (api_records.h, wl_org_signals_load). */
-int wl_state_read_signal_ids(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
-                             uint64_t **ids, size_t *n, uint64_t *gen);
+/* What memory holds of an organization's signals (signals.h): the ids not
+ * yet in the org_signals index, and of those the ones whose group is not
+ * yet written, packed (the store has the others). gen changes whenever ids
+ * leave memory for the index: an index read begun before that change may
+ * miss them, so a reader reads the index again (api_records.h). */
+struct wl_signals_mem {
+    uint64_t *ids;          /* n of them, ascending */
+    size_t n;
+    uint64_t gen;
+    uint64_t *pend_ids;     /* n_pend of them: each packed at pend_off[i] in pend */
+    size_t *pend_off;
+    size_t n_pend;
+    uint8_t *pend;
+    size_t pend_len;
+};
+/* 0 (with nothing when memory does not hold the organization), -EAGAIN
+ * when there is no state, -ENOMEM. Free with wl_signals_mem_free. */
+int wl_state_read_signals(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
+                          struct wl_signals_mem *out);
+void wl_signals_mem_free(struct wl_signals_mem *m);
+
+/* The rank (rank.h), a piece at a time: up to max rank keys (8 + org id,
+ * WL_RANK_KEY_MAX bytes each, lens[i] long) strictly below after (a rank
+ * key; after_len 0: from the top), into keys. Returns how many (0: no
+ * more), or -EAGAIN when there is no state to read. */
+#define WL_RANK_KEY_MAX (8 + WL_ORG_ID_MAX)
+int wl_state_read_rank(struct wl_state_reader *r, const uint8_t *after, size_t after_len,
+                       uint8_t (*keys)[WL_RANK_KEY_MAX], uint8_t *lens, size_t max);
 
 /* Where the state stands. */
 struct wl_state_position {

@@ -428,11 +428,14 @@ static size_t memory_ids(struct fx *f, int k, uint64_t *first, uint64_t *gen)
 {
     uint8_t org[WL_ORG_ID_MAX];
     size_t n = org_id(k, org), got = 0;
-    uint64_t *ids = NULL;
-    assert_int_equal(wl_state_read_signal_ids(f->r, org, n, &ids, &got, gen), 0);
+    struct wl_signals_mem m;
+    assert_int_equal(wl_state_read_signals(f->r, org, n, &m), 0);
+    got = m.n;
     if (got > 0)
-        *first = ids[0];
-    free(ids);
+        *first = m.ids[0];
+    *gen = m.gen;
+    assert_int_equal(m.n_pend, 0); /* committed: the store has them */
+    wl_signals_mem_free(&m);
     return got;
 }
 
@@ -481,6 +484,18 @@ static void test_signal_ids_wait_for_the_checkpoint(void **state)
     struct wl_batch *b = wl_batch_new(f->store);
 
     apply(f, b, "srv-1", 7, 1, 30, T0); /* big fires: signal 1 */
+    struct wl_signals_mem m; /* before its group's write: memory has it, packed */
+    uint8_t org7[WL_ORG_ID_MAX];
+    assert_int_equal(wl_state_read_signals(f->r, org7, org_id(7, org7), &m), 0);
+    assert_int_equal(m.n, 1);
+    assert_int_equal(m.n_pend, 1);
+    assert_int_equal(m.pend_ids[0], 1);
+    Warmline__Store__V1__Signal *sig =
+        warmline__store__v1__signal__unpack(NULL, m.pend_len, m.pend);
+    assert_non_null(sig);
+    assert_string_equal(sig->rule, "big");
+    warmline__store__v1__signal__free_unpacked(sig, NULL);
+    wl_signals_mem_free(&m);
     commit(f, b, 0);
     assert_int_equal(memory_ids(f, 7, &id, &gen0), 1);
     assert_int_equal(id, 1);

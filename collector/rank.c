@@ -1,0 +1,169 @@
+#include "rank.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "storage/keys.h"
+
+void wl_rank_init(struct wl_rank *r)
+{
+    memset(r, 0, sizeof *r);
+    if (getrandom(&r->rng, sizeof r->rng, 0) != (ssize_t)sizeof r->rng)
+        r->rng = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
+    r->rng |= 1; /* xorshift never leaves 0 */
+}
+
+void wl_rank_free(struct wl_rank *r)
+{
+    struct wl_rank_node *n = r->head[0];
+    while (n != NULL) {
+        struct wl_rank_node *next = n->next[0];
+        free(n);
+        n = next;
+    }
+    memset(r->head, 0, sizeof r->head);
+    r->level = 0;
+    r->n = 0;
+}
+
+/* Levels: each one more with probability 1/4. */
+static int random_height(struct wl_rank *r)
+{
+    r->rng ^= r->rng << 13;
+    r->rng ^= r->rng >> 7;
+    r->rng ^= r->rng << 17;
+    uint64_t x = r->rng;
+    int h = 1;
+    while (h < WL_RANK_LEVELS && (x & 3) == 0) {
+        h++;
+        x >>= 2;
+    }
+    return h;
+}
+
+/* The rank keys' order (memcmp of bits then id, the shorter first): <0,
+ * 0, >0 as node n sorts before, with, after (bits, id). */
+static int key_cmp(const struct wl_rank_node *n, uint64_t bits, const uint8_t *id, size_t len)
+{
+    if (n->bits != bits)
+        return n->bits < bits ? -1 : 1;
+    size_t m = n->id_len < len ? n->id_len : len;
+    int c = memcmp(n->id, id, m);
+    if (c != 0)
+        return c;
+    return n->id_len < len ? -1 : n->id_len > len;
+}
+
+/* The list runs from the highest key down: at each level, the last node
+ * whose key is above (bits, id), or at or above with or_equal; NULL for
+ * the head. */
+static void find(const struct wl_rank *r, uint64_t bits, const uint8_t *id, size_t len,
+                 int or_equal, struct wl_rank_node **prev)
+{
+    struct wl_rank_node *x = NULL;
+    for (int i = r->level - 1; i >= 0; i--) {
+        for (;;) {
+            struct wl_rank_node *next = x != NULL ? x->next[i] : r->head[i];
+            if (next == NULL)
+                break;
+            int c = key_cmp(next, bits, id, len);
+            if (c < 0 || (c == 0 && !or_equal))
+                break;
+            x = next;
+        }
+        prev[i] = x;
+    }
+}
+
+static struct wl_rank_node **link_at(struct wl_rank *r, struct wl_rank_node *x, int i)
+{
+    return x != NULL ? &x->next[i] : &r->head[i];
+}
+
+/* IEEE-754 doubles sort as integers once negatives are flipped whole and
+ * positives have their sign bit set. */
+static uint64_t score_bits(double score_log2)
+{
+    uint64_t bits;
+    memcpy(&bits, &score_log2, sizeof bits);
+    return (bits >> 63) ? ~bits : bits | (1ULL << 63);
+}
+
+size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_t *out)
+{
+    wl_be64_put(out, score_bits(score_log2));
+    memcpy(out + 8, org, org_len);
+    return 8 + org_len;
+}
+
+void wl_rank_remove(struct wl_rank *r, struct wl_rank_node **node)
+{
+    struct wl_rank_node *n = *node, *prev[WL_RANK_LEVELS];
+    if (n == NULL)
+        return;
+    find(r, n->bits, n->id, n->id_len, 0, prev);
+    for (int i = 0; i < n->height; i++) {
+        struct wl_rank_node **link = link_at(r, prev[i], i);
+        /* org ids are unique; were two keys equal, n is among them */
+        while (*link != NULL && *link != n && key_cmp(*link, n->bits, n->id, n->id_len) == 0)
+            link = &(*link)->next[i];
+        if (*link == n)
+            *link = n->next[i];
+    }
+    while (r->level > 0 && r->head[r->level - 1] == NULL)
+        r->level--;
+    r->n--;
+    free(n);
+    *node = NULL;
+}
+
+void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log2,
+                 const uint8_t *id, size_t id_len)
+{
+    struct wl_rank_node *prev[WL_RANK_LEVELS];
+    uint64_t bits = score_bits(score_log2);
+    if (*node != NULL && (*node)->bits == bits)
+        return;
+    wl_rank_remove(r, node);
+    int h = random_height(r);
+    struct wl_rank_node *n = malloc(sizeof *n + (size_t)h * sizeof n->next[0]);
+    if (n == NULL)
+        abort(); /* out of memory in the writer */
+    n->bits = bits;
+    n->id = id;
+    n->id_len = (uint8_t)id_len;
+    n->height = (uint8_t)h;
+    find(r, bits, id, id_len, 0, prev);
+    for (int i = r->level; i < h; i++)
+        prev[i] = NULL;
+    if (h > r->level)
+        r->level = h;
+    for (int i = 0; i < h; i++) {
+        struct wl_rank_node **link = link_at(r, prev[i], i);
+        n->next[i] = *link;
+        *link = n;
+    }
+    r->n++;
+    *node = n;
+}
+
+const struct wl_rank_node *wl_rank_after(const struct wl_rank *r, const uint8_t *key,
+                                         size_t klen)
+{
+    struct wl_rank_node *prev[WL_RANK_LEVELS];
+    if (key == NULL || klen < 8)
+        return r->head[0];
+    find(r, wl_be64_get(key), key + 8, klen - 8, 1, prev);
+    if (r->level == 0)
+        return NULL;
+    return prev[0] != NULL ? prev[0]->next[0] : r->head[0];
+}
+
+size_t wl_rank_node_key(const struct wl_rank_node *n, uint8_t *out)
+{
+    wl_be64_put(out, n->bits);
+    memcpy(out + 8, n->id, n->id_len);
+    return 8 + (size_t)n->id_len;
+}
