@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,7 +322,8 @@ enum { N_ORGS = 8, N_INSTALLS = 64, ROUNDS = 40 };
 struct reader_arg {
     struct fx *f;
     atomic_int *stop;
-    uint64_t reads, found;
+    atomic_ullong reads;
+    uint64_t found;
     int bad;
 };
 
@@ -371,6 +373,10 @@ static void test_readers_beside_the_writer(void **state)
     wl_state_reader_set(f->r, f->st);
     for (int t = 0; t < 2; t++)
         assert_int_equal(pthread_create(&th[t], NULL, reader_main, &args[t]), 0);
+    /* both read before the writer starts, so that they read beside it on a
+     * loaded machine too */
+    while (atomic_load(&args[0].reads) == 0 || atomic_load(&args[1].reads) == 0)
+        sched_yield();
     for (int round = 1; round <= ROUNDS; round++) {
         for (int i = 0; i < N_INSTALLS; i++) {
             snprintf(id, sizeof id, "i-%d", i);
