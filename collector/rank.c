@@ -19,7 +19,7 @@ void wl_rank_free(struct wl_rank *r)
 {
     struct wl_rank_node *n = r->head[0];
     while (n != NULL) {
-        struct wl_rank_node *next = n->next[0];
+        struct wl_rank_node *next = n->lv[0].next;
         free(n);
         n = next;
     }
@@ -65,7 +65,7 @@ static void find(const struct wl_rank *r, uint64_t bits, const uint8_t *id, size
     struct wl_rank_node *x = NULL;
     for (int i = r->level - 1; i >= 0; i--) {
         for (;;) {
-            struct wl_rank_node *next = x != NULL ? x->next[i] : r->head[i];
+            struct wl_rank_node *next = x != NULL ? x->lv[i].next : r->head[i];
             if (next == NULL)
                 break;
             int c = key_cmp(next, bits, id, len);
@@ -79,7 +79,7 @@ static void find(const struct wl_rank *r, uint64_t bits, const uint8_t *id, size
 
 static struct wl_rank_node **link_at(struct wl_rank *r, struct wl_rank_node *x, int i)
 {
-    return x != NULL ? &x->next[i] : &r->head[i];
+    return x != NULL ? &x->lv[i].next : &r->head[i];
 }
 
 /* IEEE-754 doubles sort as integers once negatives are flipped whole and
@@ -100,17 +100,14 @@ size_t wl_rank_key(double score_log2, const uint8_t *org, size_t org_len, uint8_
 
 void wl_rank_remove(struct wl_rank *r, struct wl_rank_node **node)
 {
-    struct wl_rank_node *n = *node, *prev[WL_RANK_LEVELS];
+    struct wl_rank_node *n = *node;
     if (n == NULL)
         return;
-    find(r, n->bits, n->id, n->id_len, 0, prev);
     for (int i = 0; i < n->height; i++) {
-        struct wl_rank_node **link = link_at(r, prev[i], i);
-        /* org ids are unique; were two keys equal, n is among them */
-        while (*link != NULL && *link != n && key_cmp(*link, n->bits, n->id, n->id_len) == 0)
-            link = &(*link)->next[i];
-        if (*link == n)
-            *link = n->next[i];
+        struct wl_rank_node *next = n->lv[i].next, *prev = n->lv[i].prev;
+        *link_at(r, prev, i) = next;
+        if (next != NULL)
+            next->lv[i].prev = prev;
     }
     while (r->level > 0 && r->head[r->level - 1] == NULL)
         r->level--;
@@ -128,7 +125,7 @@ void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log
         return;
     wl_rank_remove(r, node);
     int h = random_height(r);
-    struct wl_rank_node *n = malloc(sizeof *n + (size_t)h * sizeof n->next[0]);
+    struct wl_rank_node *n = malloc(sizeof *n + (size_t)h * sizeof n->lv[0]);
     if (n == NULL)
         abort(); /* out of memory in the writer */
     n->bits = bits;
@@ -142,7 +139,10 @@ void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log
         r->level = h;
     for (int i = 0; i < h; i++) {
         struct wl_rank_node **link = link_at(r, prev[i], i);
-        n->next[i] = *link;
+        n->lv[i].next = *link;
+        n->lv[i].prev = prev[i];
+        if (*link != NULL)
+            (*link)->lv[i].prev = n;
         *link = n;
     }
     r->n++;
@@ -158,7 +158,7 @@ const struct wl_rank_node *wl_rank_after(const struct wl_rank *r, const uint8_t 
     find(r, wl_be64_get(key), key + 8, klen - 8, 1, prev);
     if (r->level == 0)
         return NULL;
-    return prev[0] != NULL ? prev[0]->next[0] : r->head[0];
+    return prev[0] != NULL ? prev[0]->lv[0].next : r->head[0];
 }
 
 size_t wl_rank_node_key(const struct wl_rank_node *n, uint8_t *out)

@@ -11,8 +11,8 @@
  * checkpoint writes.
  *
  * Node heights come from a generator seeded at random, so no choice of org
- * ids by a sender makes the list degenerate: O(log n) expected per insert,
- * remove and seek, about 40 bytes per ranked organization. Writer thread
+ * ids by a sender makes the list degenerate: O(log n) expected per insert
+ * and seek, O(1) per removal, about 50 bytes per ranked organization. Writer thread
  * for changes; readers hold the state's read lock. */
 #ifndef WL_RANK_H
 #define WL_RANK_H
@@ -22,12 +22,17 @@
 
 #define WL_RANK_LEVELS 16 /* 4^16 organizations before the list grows slower */
 
+/* Each level links both ways, so that an organization leaves (and moves)
+ * without a search from the top: its old place, deep in a long list, is
+ * where the cache misses were. */
 struct wl_rank_node {
     uint64_t bits;       /* the score's sortable bits (the rank key's first 8 bytes) */
     const uint8_t *id;   /* the organization's id, in its record (stable) */
     uint8_t id_len;
     uint8_t height;
-    struct wl_rank_node *next[]; /* height of them */
+    struct wl_rank_link {
+        struct wl_rank_node *next, *prev; /* prev NULL: the head */
+    } lv[]; /* height of them */
 };
 
 struct wl_rank {
@@ -49,7 +54,7 @@ void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log
 void wl_rank_remove(struct wl_rank *r, struct wl_rank_node **node);
 
 /* The first node strictly after the rank key (below it in score order);
- * key NULL: the top. */
+ * key NULL: the top. The next below a node: node->lv[0].next. */
 const struct wl_rank_node *wl_rank_after(const struct wl_rank *r, const uint8_t *key,
                                          size_t klen);
 

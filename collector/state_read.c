@@ -185,7 +185,7 @@ int wl_state_read_rank(struct wl_state_reader *r, const uint8_t *after, size_t a
     } else {
         const struct wl_rank_node *x =
             wl_rank_after(&r->st->signals.rank, after_len ? after : NULL, after_len);
-        for (; x != NULL && (size_t)n < max; x = x->next[0], n++)
+        for (; x != NULL && (size_t)n < max; x = x->lv[0].next, n++)
             lens[n] = (uint8_t)wl_rank_node_key(x, keys[n]);
     }
     pthread_rwlock_unlock(&r->lock);

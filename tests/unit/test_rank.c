@@ -55,8 +55,17 @@ static void check(const struct wl_rank *r)
     uint8_t key[80];
     size_t n = expected(rows), i = 0;
     assert_int_equal(r->n, n);
+    /* every level links both ways */
+    for (int lv = 0; lv < WL_RANK_LEVELS; lv++) {
+        const struct wl_rank_node *prev = NULL;
+        for (const struct wl_rank_node *x = r->head[lv]; x != NULL; x = x->lv[lv].next) {
+            assert_true(x->height > lv);
+            assert_ptr_equal(x->lv[lv].prev, prev);
+            prev = x;
+        }
+    }
     for (const struct wl_rank_node *x = wl_rank_after(r, NULL, 0); x != NULL;
-         x = x->next[0], i++) {
+         x = x->lv[0].next, i++) {
         assert_true(i < n);
         size_t len = wl_rank_node_key(x, key);
         assert_int_equal(len, rows[i][0]);
