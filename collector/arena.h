@@ -2,14 +2,13 @@
  * from malloc: an allocation is a pointer moved forward, and every chunk
  * goes at once (wl_arena_free) or all but the first (wl_arena_reset, for a
  * scratch arena reused per decode). A request over WL_ARENA_BIG bytes gets
- * a chunk of its own, which a free gives back when it is among the last
- * WL_ARENA_FREE_DEPTH chunks made (protobuf-c's scanning scratch, freed as
- * each message ends); any other free does nothing.
+ * a chunk of its own, which a free gives back (protobuf-c's scanning
+ * scratch, freed as each message ends); any other free does nothing.
  *
  * An arena counts what it hands out (each request rounded up to 8 bytes,
  * the alignment protobuf-c's structs need, less what was given back) and
  * refuses, setting over_budget, a request that would take the count past
- * its limit. What it holds is that count plus its chunks' headers (24
+ * its limit. What it holds is that count plus its chunks' headers (32
  * bytes each), the current chunk's free bytes, the first chunk's if it was
  * left with some, and the tails of the chunks it moved on from, each under
  * WL_ARENA_BIG in a chunk of WL_ARENA_CHUNK_MIN or more (an eighth):
@@ -32,14 +31,14 @@
 #define WL_ARENA_CHUNK_MIN ((size_t)4096)
 #define WL_ARENA_CHUNK_MAX ((size_t)1 << 20)
 #define WL_ARENA_BIG ((size_t)512)
-#define WL_ARENA_FREE_DEPTH 16
 
 struct wl_arena_chunk;
 
 struct wl_arena {
     uint64_t magic;                /* WL_ARENA_MAGIC while the arena is live */
     uint8_t *ptr, *end;            /* the current chunk's free space */
-    struct wl_arena_chunk *chunks; /* every chunk but the first, newest first */
+    struct wl_arena_chunk *chunks; /* the chunks bumped in but the first, newest first */
+    struct wl_arena_chunk *own;    /* the large requests' chunks */
     void *first;                   /* the first chunk (holds the arena when it has a prefix) */
     size_t first_size;             /* its usable bytes (after the prefix and the arena) */
     size_t counted;                /* bytes handed out, each rounded up to WL_ARENA_ALIGN */
@@ -81,8 +80,8 @@ struct wl_arena *wl_arena_of_prefix(void *p, size_t prefix);
 void *wl_arena_alloc(struct wl_arena *a, size_t size);
 
 /* What protobuf-c's free does: gives p's chunk back (to a->spares, else to
- * malloc) if p was a large request among the last WL_ARENA_FREE_DEPTH
- * chunks; else nothing. */
+ * malloc) if p was a large request, in O(1); else nothing. p must be a
+ * pointer a made and did not give back. */
 void wl_arena_give_back(struct wl_arena *a, void *p);
 
 /* Frees every chunk but the first, and starts the count again under limit. */

@@ -35,10 +35,11 @@ static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * UDP_SUBMIT_MS of datagrams (UDP_PACE_QUEUE), reads pause until the timer:
  * the loop then wakes once per UDP_SUBMIT_MS for what came, not once per
  * datagram (bench/udp_loop_cpu: at 20,000 datagrams/s, 13.5 us of the loop's
- * CPU per datagram before, 6.0 with 1 ms, 4.9 with 2 ms). A full run never pauses, so a busy collector reads without a
- * stop. libuv ends every recvmmsg run with a call that has no address, and
- * says with the flags whether the queue is empty; the check handle, which
- * runs after each loop iteration's I/O, is there for any other path. */
+ * CPU per datagram before, 6.0 with 1 ms, 4.9 with 2 ms). A full run never
+ * pauses, so a busy collector reads without a stop. libuv ends every
+ * recvmmsg run with a call that has no address, and says with the flags
+ * whether the queue is empty; the check handle, which runs after each loop
+ * iteration's I/O, is there for any other path. */
 #define UDP_SUBMIT_MS 2
 #define UDP_SUBMIT_JOBS UDP_MMSG_COUNT
 #define UDP_PACE_QUEUE (4 * 1024 * 1024) /* 2 ms of 1,600,000 datagrams/s (a small
