@@ -221,6 +221,16 @@ class AttackReview15(CollectorCase):
         for v in range(256):
             r = page(bytes([v]) + raw[1:])
             self.assertIn(r.status, (200, 400), (v, r))
+        # an organization named by an install id ('i' + up to 64 bytes), of
+        # every length and any bytes, around the rank's keys
+        head_len = len(raw) - (8 + 1 + 32)
+        for n in range(0, 70):
+            k = raw[:head_len + 8] + b"i" + bytes(rng.getrandbits(8) for _ in range(n))
+            r = page(k)
+            self.assertIn(r.status, (200, 400), (n, r))
+            if r.status == 200:
+                got = [a["org"] for a in r.json()["accounts"]]
+                self.assertEqual(got, full[len(full) - len(got):], (n, got))
 
         # between two keys: the score of the second row, nudged up or down
         # by one in its last byte (rank keys: 8 score bytes, then the org)
