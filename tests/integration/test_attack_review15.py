@@ -474,3 +474,53 @@ class AttackReview15(CollectorCase):
         j = r.json()
         self.assertEqual((j["accounts"], j["truncated"], j["next"]), ([], False, None))
         c.stop()
+
+    # ------------------------------------------------------------------
+    def test_forget_while_signal_ids_wait_in_memory(self):
+        """Attack (on the forget promise): an organization fires signals and
+        is forgotten before any checkpoint, so its signals' index entries
+        exist only as ids in the writer's memory; an install named in another
+        organization's fresh signals is forgotten the same way. Then SIGKILL
+        and restart.
+        Would cause: a forget that finds an organization's signals through
+        the index leaving those the index does not name yet (the signal
+        records outlive the forget, in /v1/signals, exports, and after the
+        restart given back to nobody or to a revived organization); a
+        forgotten install still named by a signal not yet in the index.
+        Expected: /v1/signals names neither the forgotten organization nor
+        the forgotten install, before and after the SIGKILL."""
+        rng = random.Random(1508)
+        c = self.collector({"durability": "async"}, start=False)
+        use_only_rules(c, TOGGLE_RULES)
+        c.start()
+        gone, kept = rng.randbytes(32), rng.randbytes(32)
+        batch = []
+        for s in range(1, 7):
+            batch.append(ping("gone-inst", s, org_key=gone, registered_users=30 if s % 2 else 10))
+            batch.append(ping("kept-inst", s, org_key=kept, registered_users=30 if s % 2 else 10))
+            batch.append(ping("secret-install-77", s, org_key=kept, teams=5 if s % 2 else 1))
+        send_all(c.tcp_port, batch)
+
+        def signals_text():
+            r = api_call(c.api_port, "GET", "/v1/signals?limit=1000")
+            self.assertEqual(r.status, 200, r)
+            return r.body.decode() if isinstance(r.body, bytes) else str(r.body)
+
+        text = signals_text()
+        self.assertIn(gone.hex(), text)
+        self.assertIn("secret-install-77", text)
+        for body in ('{"org": "%s"}' % gone.hex(), '{"install": "secret-install-77"}'):
+            r = api_call(c.api_port, "POST", "/v1/forget", body.encode(),
+                         headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 200, (body, r))
+        for when in ("after the forgets", "after SIGKILL and restart"):
+            text = signals_text()
+            self.assertNotIn(gone.hex(), text, when)
+            self.assertNotIn("secret-install-77", text, when)
+            self.assertIn(kept.hex(), text, when)
+            r = api_call(c.api_port, "GET", "/v1/accounts/" + gone.hex())
+            self.assertEqual(r.status, 404, (when, r))
+            if when.startswith("after the"):
+                c.kill()
+                c.start()
+        c.stop()
