@@ -92,7 +92,7 @@ class AttackReview15(CollectorCase):
     # ------------------------------------------------------------------
     def test_signals_racing_checkpoints_then_sigkill(self):
         """Attack: one organization fires a signal with nearly every ping
-        (a rule with no cooldown crossed up and down) while 2,000 other
+        (a rule with no cooldown crossed up and down) while 6,000 other
         organizations keep each checkpoint (every 100 ms) busy in slices,
         and a client reads the account over and over.
         Would cause: a read between a checkpoint's index write and the ids
@@ -108,7 +108,7 @@ class AttackReview15(CollectorCase):
                            start=False)
         use_only_rules(c, TOGGLE_RULES)
         c.start()
-        others = [rng.randbytes(32) for _ in range(2000)]
+        others = [rng.randbytes(32) for _ in range(6000)]
 
         stop = threading.Event()
         problems, reads = [], [0]
@@ -151,8 +151,8 @@ class AttackReview15(CollectorCase):
                 users = 30 if (seq % 2) else 10
                 fires += users == 30
                 batch.append(ping("hot-inst", seq, org_key=hot_org, registered_users=users))
-            for o in others[rnd % 60 * 33:(rnd % 60 + 1) * 33]:
-                batch.append(ping("o-" + o.hex()[:16], rnd // 60 + 1, org_key=o))
+            for o in others[rnd % 40 * 150:(rnd % 40 + 1) * 150]:
+                batch.append(ping("o-" + o.hex()[:16], rnd // 40 + 1, org_key=o))
             for o in others[:200]:  # keep 200 organizations dirty in every window
                 batch.append(ping("o-" + o.hex()[:16] + "-b", rnd + 1, org_key=o))
             send_all(c.tcp_port, batch)
