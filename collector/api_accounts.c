@@ -35,6 +35,7 @@
 #include "writer.h"
 
 #define HOT_MAX_VISITS 100000   /* rank entries one hot query reads at most */
+#define HOT_REASONS_MAX 100     /* an account's newest signals the hot list explains it by */
 #define CURSOR_VERSION 1
 #define CURSOR_HEAD 5           /* version, rank */
 #define CURSOR_MAX (CURSOR_HEAD + 8 + WL_ORG_ID_MAX)
@@ -121,7 +122,8 @@ static int org_get(struct wl_api *api, const struct wl_snapshot *snap, const uin
 /* An organization's signals: those its index entries name and those whose
  * entries wait in the writer's memory for the next checkpoint. */
 static int org_signals(struct wl_api *api, struct wl_org_index *ix, const uint8_t *org,
-                       size_t org_len, struct wl_org_signals *out, char *err, size_t errlen)
+                       size_t org_len, size_t max, struct wl_org_signals *out, char *err,
+                       size_t errlen)
 {
     struct wl_signals_mem mem;
     int rc = -EAGAIN;
@@ -134,7 +136,8 @@ static int org_signals(struct wl_api *api, struct wl_org_index *ix, const uint8_
         return rc;
     }
     int have = rc == 0;
-    rc = wl_org_signals_load(api->store, ix, org, org_len, have ? &mem : NULL, out, err, errlen);
+    rc = wl_org_signals_load(api->store, ix, org, org_len, have ? &mem : NULL, max, out, err,
+                             errlen);
     if (have)
         wl_signals_mem_free(&mem);
     return rc;
@@ -234,17 +237,24 @@ static void end_at(struct hot_end *end, const char *key, size_t klen, size_t ran
     end->rank = rank > UINT32_MAX ? UINT32_MAX : (uint32_t)rank;
 }
 
-static int signals_match(const struct wl_org_signals *sigs, const struct hot_query *q)
+/* Whether the organization has a signal of q's rule (any rule without
+ * one) fired at or after q's since: from the rule states in the writer's
+ * memory, whose last firing is that signal's time, so a visit costs the
+ * same whatever the organization's history. One that left memory since
+ * the rank was read does not match. */
+static int signals_match(struct wl_api *api, const uint8_t *org, size_t org_len,
+                         const struct hot_query *q)
 {
+    int64_t at = 0;
+    int rc = -EAGAIN;
     if (q->rule == NULL && !q->has_since)
         return 1;
-    for (size_t i = 0; i < sigs->n; i++) {
-        const wl_signal *s = sigs->v[i];
-        if ((q->rule == NULL || strcmp(s->rule, q->rule) == 0) &&
-            (!q->has_since || s->fired_at >= q->since))
-            return 1;
-    }
-    return 0;
+    pthread_rwlock_rdlock(&api->writer_lock);
+    if (api->writer != NULL)
+        rc = wl_state_read_last_fired(wl_writer_state_reader(api->writer), org, org_len, q->rule,
+                                      &at);
+    pthread_rwlock_unlock(&api->writer_lock);
+    return rc == 0 && at != 0 && (!q->has_since || at >= q->since);
 }
 
 static json_t *hot_account_json(struct wl_api *api, const struct wl_snapshot *snap,
@@ -269,6 +279,15 @@ static json_t *hot_account_json(struct wl_api *api, const struct wl_snapshot *sn
     wl_json_put(o, "installs_counting", json_integer(st->installs_counting), &bad);
     wl_json_put_activity(o, st, 1, &bad);
     wl_json_put(o, "reasons", reasons_json(sigs, now, api->cfg->score_half_life_ms), &bad);
+    if (st->signals > sigs->n) { /* the newest HOT_REASONS_MAX: the rest, summed up */
+        double listed = 0;
+        for (size_t i = 0; i < sigs->n; i++)
+            listed += points(sigs->v[i], now, api->cfg->score_half_life_ms);
+        wl_json_put(o, "reasons_omitted",
+                    json_pack("{s:I,s:f}", "signals", (json_int_t)(st->signals - sigs->n),
+                              "points", score > listed ? score - listed : 0.0),
+                    &bad);
+    }
     if (bad) {
         snprintf(err, errlen, "out of memory");
         json_decref(o);
@@ -338,23 +357,20 @@ static int hot_scan(struct wl_req *rq, const struct wl_snapshot *snap, const str
         size_t rows = q->after_rank + json_array_size(accounts);
         const uint8_t *org = (const uint8_t *)key + 8;
         size_t org_len = klen - 8;
-        struct wl_org_signals sigs;
+        struct wl_org_signals sigs = {0};
         wl_org_state *st = NULL;
-        rc = org_signals(api, &ix, org, org_len, &sigs, err, errlen);
-        if (rc != 0)
-            break;
-        if (!signals_match(&sigs, q)) {
-            wl_org_signals_free(&sigs);
+        if (!signals_match(api, org, org_len, q)) {
             end_at(&visited_end, key, klen, rows);
             continue;
         }
         rc = org_get(api, snap, org, org_len, &st, err, errlen);
         if (rc == -ENOENT) { /* ranked but no record: nothing to show */
-            wl_org_signals_free(&sigs);
             end_at(&visited_end, key, klen, rows);
             rc = 0;
             continue;
         }
+        if (rc == 0)
+            rc = org_signals(api, &ix, org, org_len, HOT_REASONS_MAX, &sigs, err, errlen);
         json_t *a = NULL;
         if (rc == 0)
             a = hot_account_json(api, snap, org, org_len, rows + 1, score, st, &sigs, rq->now,
@@ -632,7 +648,7 @@ static json_t *account_json(struct wl_req *rq, const struct wl_snapshot *snap,
     int bad = o == NULL || installs == NULL || signals == NULL;
 
     struct wl_org_index ix = {NULL, 0};
-    int rc = org_signals(api, &ix, org, org_len, &sigs, err, errlen);
+    int rc = org_signals(api, &ix, org, org_len, 0, &sigs, err, errlen);
     wl_org_index_free(&ix);
     if (rc != 0) {
         json_decref(o);

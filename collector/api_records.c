@@ -54,24 +54,34 @@ static int id_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The ids the index names for the organization, then mem's, sorted, once
- * each: a malloc'd array into *ids. */
+/* The ids the index names for the organization (with max, the newest max:
+ * read from the prefix's end), then mem's, sorted, once each: a malloc'd
+ * array into *ids. */
 static int signal_ids(struct wl_iter *it, const uint8_t *org, size_t org_len,
-                      const uint64_t *mem, size_t n_mem, uint64_t **ids, size_t *n, char *err,
-                      size_t errlen)
+                      const uint64_t *mem, size_t n_mem, size_t max, uint64_t **ids, size_t *n,
+                      char *err, size_t errlen)
 {
-    uint8_t prefix[1 + WL_ORG_ID_MAX];
+    uint8_t prefix[1 + WL_ORG_ID_MAX + 8];
     size_t k = 0, cap = n_mem + 8;
     uint64_t *v = malloc(cap * sizeof *v);
 
     prefix[0] = (uint8_t)org_len;
     memcpy(prefix + 1, org, org_len);
-    for (wl_iter_seek(it, prefix, 1 + org_len); v != NULL && wl_iter_valid(it);
-         wl_iter_next(it)) {
+    if (max > 0) { /* from the last entry of the prefix back */
+        memset(prefix + 1 + org_len, 0xff, 8);
+        wl_iter_seek_for_prev(it, prefix, 1 + org_len + 8);
+    } else {
+        wl_iter_seek(it, prefix, 1 + org_len);
+    }
+    for (; v != NULL && wl_iter_valid(it) && (max == 0 || k < max);
+         max > 0 ? wl_iter_prev(it) : wl_iter_next(it)) {
         size_t klen;
         const char *key = wl_iter_key(it, &klen);
-        if (klen != 1 + org_len + 8 || memcmp(key, prefix, 1 + org_len) != 0)
+        if (klen != 1 + org_len + 8 || memcmp(key, prefix, 1 + org_len) != 0) {
+            if (max > 0 && klen > 1 + org_len + 8 && memcmp(key, prefix, 1 + org_len) == 0)
+                continue; /* not an entry the writer writes: passed over */
             break;
+        }
         if (k + n_mem == cap) {
             uint64_t *nv = realloc(v, 2 * cap * sizeof *v);
             if (nv == NULL) {
@@ -93,15 +103,18 @@ static int signal_ids(struct wl_iter *it, const uint8_t *org, size_t org_len,
         free(v);
         return rc;
     }
-    if (n_mem > 0) {
+    if (n_mem > 0)
         memcpy(v + k, mem, n_mem * sizeof *v);
-        k += n_mem;
-        qsort(v, k, sizeof *v, id_cmp);
-        size_t u = 0;
-        for (size_t i = 0; i < k; i++)
-            if (u == 0 || v[u - 1] != v[i])
-                v[u++] = v[i];
-        k = u;
+    k += n_mem;
+    qsort(v, k, sizeof *v, id_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (u == 0 || v[u - 1] != v[i])
+            v[u++] = v[i];
+    k = u;
+    if (max > 0 && k > max) { /* the newest max */
+        memmove(v, v + (k - max), max * sizeof *v);
+        k = max;
     }
     *ids = v;
     *n = k;
@@ -128,7 +141,7 @@ static int pending_signal(const struct wl_signals_mem *mem, uint64_t id, wl_sign
 }
 
 int wl_org_signals_load(struct wl_store *store, struct wl_org_index *ix, const uint8_t *org,
-                        size_t org_len, const struct wl_signals_mem *mem,
+                        size_t org_len, const struct wl_signals_mem *mem, size_t max,
                         struct wl_org_signals *out, char *err, size_t errlen)
 {
     uint64_t *ids = NULL;
@@ -145,8 +158,8 @@ int wl_org_signals_load(struct wl_store *store, struct wl_org_index *ix, const u
             return -ENOMEM;
         }
     }
-    rc = signal_ids(ix->it, org, org_len, mem ? mem->ids : NULL, mem ? mem->n : 0, &ids, &n_ids,
-                    err, errlen);
+    rc = signal_ids(ix->it, org, org_len, mem ? mem->ids : NULL, mem ? mem->n : 0, max, &ids,
+                    &n_ids, err, errlen);
     for (size_t i = 0; rc == 0 && i < n_ids; i++) {
         wl_signal *sig = NULL;
         rc = pending_signal(mem, ids[i], &sig, err, errlen);

@@ -40,9 +40,11 @@ void wl_org_index_free(struct wl_org_index *ix);
  * memory holds (mem: NULL when there was no state to read), in id order,
  * once; each from mem when its group is not yet written, else from the
  * store as it is now; an id without its signal is skipped (forgotten).
- * Free *out with wl_org_signals_free (nothing to free on error). */
+ * With max, the newest max ids alone (the index read from its end: the
+ * cost does not grow with the organization's history). Free *out with
+ * wl_org_signals_free (nothing to free on error). */
 int wl_org_signals_load(struct wl_store *store, struct wl_org_index *ix, const uint8_t *org,
-                        size_t org_len, const struct wl_signals_mem *mem,
+                        size_t org_len, const struct wl_signals_mem *mem, size_t max,
                         struct wl_org_signals *out, char *err, size_t errlen);
 void wl_org_signals_free(struct wl_org_signals *s);
 

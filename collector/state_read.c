@@ -192,6 +192,28 @@ int wl_state_read_rank(struct wl_state_reader *r, const uint8_t *after, size_t a
     return n;
 }
 
+int wl_state_read_last_fired(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
+                             const char *rule, int64_t *at)
+{
+    int rc = 0;
+    *at = 0;
+    pthread_rwlock_rdlock(&r->lock);
+    if (r->st == NULL) {
+        rc = -EAGAIN;
+    } else {
+        const struct wl_org *o = wl_st_org_find(r->st, org, org_len);
+        const struct wl_ruleset *rs = r->st->opts.rules;
+        if (o == NULL)
+            rc = -ENOENT;
+        for (size_t i = 0; rc == 0 && o->rules.states != NULL && rs != NULL && i < rs->n; i++)
+            if ((rule == NULL || strcmp(rs->rules[i].name, rule) == 0) &&
+                o->rules.states[i].last_fired > *at)
+                *at = o->rules.states[i].last_fired;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
 int wl_state_read_position(struct wl_state_reader *r, struct wl_state_position *out)
 {
     int rc = 0;

@@ -88,6 +88,15 @@ void wl_signals_mem_free(struct wl_signals_mem *m);
 int wl_state_read_rank(struct wl_state_reader *r, const uint8_t *after, size_t after_len,
                        uint8_t (*keys)[WL_RANK_KEY_MAX], uint8_t *lens, size_t max);
 
+/* When one of the organization's rules last fired (unix ms, the firing's
+ * event time; 0: never), the latest of all its rules with rule NULL: what
+ * the hot list filters on, at a cost that does not grow with the
+ * organization's history. 0, -ENOENT when memory does not hold the
+ * organization, -EAGAIN when there is no state. A rule no longer in the
+ * configuration has no state: 0. */
+int wl_state_read_last_fired(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
+                             const char *rule, int64_t *at);
+
 /* Where the state stands. */
 struct wl_state_position {
     uint64_t ingest_seq;         /* the last ping applied */
