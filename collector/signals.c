@@ -9,6 +9,7 @@
 #include "storage/keys.h"
 
 #define MAX_TERMS 16
+#define PEND_KEEP ((size_t)1 << 20) /* bytes of packed signals kept between groups */
 
 static const char META_SIGNAL_SEQ[] = "signal_seq";
 
@@ -241,6 +242,11 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
 void wl_signals_committed(struct wl_signals *sg)
 {
     sg->pend_n = sg->pend_len = 0;
+    if (sg->pend_cap > PEND_KEEP) { /* a large group's: not kept for the next */
+        free(sg->pend);
+        sg->pend = NULL;
+        sg->pend_cap = 0;
+    }
     if (sg->rules == NULL)
         return;
     for (size_t i = 0; i < sg->rules->n && i < WL_RULES_MAX; i++) {
