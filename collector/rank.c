@@ -17,7 +17,7 @@ void wl_rank_init(struct wl_rank *r)
 
 void wl_rank_free(struct wl_rank *r)
 {
-    struct wl_rank_node *n = r->head[0];
+    struct wl_rank_node *n = r->head[0].next;
     while (n != NULL) {
         struct wl_rank_node *next = n->lv[0].next;
         free(n);
@@ -56,30 +56,32 @@ static int key_cmp(const struct wl_rank_node *n, uint64_t bits, const uint8_t *i
     return n->id_len < len ? -1 : n->id_len > len;
 }
 
+static struct wl_rank_link *link_at(struct wl_rank *r, struct wl_rank_node *x, int i)
+{
+    return x != NULL ? &x->lv[i] : &r->head[i];
+}
+
 /* The list runs from the highest key down: at each level, the last node
  * whose key is above (bits, id), or at or above with or_equal; NULL for
  * the head. */
-static void find(const struct wl_rank *r, uint64_t bits, const uint8_t *id, size_t len,
-                 int or_equal, struct wl_rank_node **prev)
+static void find(struct wl_rank *r, uint64_t bits, const uint8_t *id, size_t len, int or_equal,
+                 struct wl_rank_node **prev)
 {
     struct wl_rank_node *x = NULL;
     for (int i = r->level - 1; i >= 0; i--) {
         for (;;) {
-            struct wl_rank_node *next = x != NULL ? x->lv[i].next : r->head[i];
-            if (next == NULL)
+            const struct wl_rank_link *l = link_at(r, x, i);
+            if (l->next == NULL || l->next_bits < bits)
                 break;
-            int c = key_cmp(next, bits, id, len);
-            if (c < 0 || (c == 0 && !or_equal))
-                break;
-            x = next;
+            if (l->next_bits == bits) { /* a tie: the ids decide */
+                int c = key_cmp(l->next, bits, id, len);
+                if (c < 0 || (c == 0 && !or_equal))
+                    break;
+            }
+            x = l->next;
         }
         prev[i] = x;
     }
-}
-
-static struct wl_rank_node **link_at(struct wl_rank *r, struct wl_rank_node *x, int i)
-{
-    return x != NULL ? &x->lv[i].next : &r->head[i];
 }
 
 /* IEEE-754 doubles sort as integers once negatives are flipped whole and
@@ -105,11 +107,13 @@ void wl_rank_remove(struct wl_rank *r, struct wl_rank_node **node)
         return;
     for (int i = 0; i < n->height; i++) {
         struct wl_rank_node *next = n->lv[i].next, *prev = n->lv[i].prev;
-        *link_at(r, prev, i) = next;
+        struct wl_rank_link *l = link_at(r, prev, i);
+        l->next = next;
+        l->next_bits = n->lv[i].next_bits;
         if (next != NULL)
             next->lv[i].prev = prev;
     }
-    while (r->level > 0 && r->head[r->level - 1] == NULL)
+    while (r->level > 0 && r->head[r->level - 1].next == NULL)
         r->level--;
     r->n--;
     free(n);
@@ -138,12 +142,12 @@ void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log
     if (h > r->level)
         r->level = h;
     for (int i = 0; i < h; i++) {
-        struct wl_rank_node **link = link_at(r, prev[i], i);
-        n->lv[i].next = *link;
-        n->lv[i].prev = prev[i];
-        if (*link != NULL)
-            (*link)->lv[i].prev = n;
-        *link = n;
+        struct wl_rank_link *l = link_at(r, prev[i], i);
+        n->lv[i] = (struct wl_rank_link){l->next, prev[i], l->next_bits};
+        if (l->next != NULL)
+            l->next->lv[i].prev = n;
+        l->next = n;
+        l->next_bits = bits;
     }
     r->n++;
     *node = n;
@@ -154,11 +158,11 @@ const struct wl_rank_node *wl_rank_after(const struct wl_rank *r, const uint8_t 
 {
     struct wl_rank_node *prev[WL_RANK_LEVELS];
     if (key == NULL || klen < 8)
-        return r->head[0];
-    find(r, wl_be64_get(key), key + 8, klen - 8, 1, prev);
+        return r->head[0].next;
+    find((struct wl_rank *)r, wl_be64_get(key), key + 8, klen - 8, 1, prev); /* reads only */
     if (r->level == 0)
         return NULL;
-    return prev[0] != NULL ? prev[0]->lv[0].next : r->head[0];
+    return prev[0] != NULL ? prev[0]->lv[0].next : r->head[0].next;
 }
 
 size_t wl_rank_node_key(const struct wl_rank_node *n, uint8_t *out)

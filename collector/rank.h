@@ -12,7 +12,7 @@
  *
  * Node heights come from a generator seeded at random, so no choice of org
  * ids by a sender makes the list degenerate: O(log n) expected per insert
- * and seek, O(1) per removal, about 50 bytes per ranked organization. Writer thread
+ * and seek, O(1) per removal, about 60 bytes per ranked organization. Writer thread
  * for changes; readers hold the state's read lock. */
 #ifndef WL_RANK_H
 #define WL_RANK_H
@@ -24,19 +24,23 @@
 
 /* Each level links both ways, so that an organization leaves (and moves)
  * without a search from the top: its old place, deep in a long list, is
- * where the cache misses were. */
+ * where the cache misses were. A link also holds the next node's score
+ * bits, so that a search reads a node only to step onto it. */
+struct wl_rank_link {
+    struct wl_rank_node *next, *prev; /* prev NULL: the head */
+    uint64_t next_bits;               /* next's bits (next NULL: 0) */
+};
+
 struct wl_rank_node {
     uint64_t bits;       /* the score's sortable bits (the rank key's first 8 bytes) */
     const uint8_t *id;   /* the organization's id, in its record (stable) */
     uint8_t id_len;
     uint8_t height;
-    struct wl_rank_link {
-        struct wl_rank_node *next, *prev; /* prev NULL: the head */
-    } lv[]; /* height of them */
+    struct wl_rank_link lv[]; /* height of them */
 };
 
 struct wl_rank {
-    struct wl_rank_node *head[WL_RANK_LEVELS];
+    struct wl_rank_link head[WL_RANK_LEVELS]; /* next: the highest at that level */
     int level;          /* levels in use */
     uint64_t n;
     uint64_t rng;

@@ -58,11 +58,15 @@ static void check(const struct wl_rank *r)
     /* every level links both ways */
     for (int lv = 0; lv < WL_RANK_LEVELS; lv++) {
         const struct wl_rank_node *prev = NULL;
-        for (const struct wl_rank_node *x = r->head[lv]; x != NULL; x = x->lv[lv].next) {
+        uint64_t bits = r->head[lv].next_bits;
+        for (const struct wl_rank_node *x = r->head[lv].next; x != NULL; x = x->lv[lv].next) {
             assert_true(x->height > lv);
             assert_ptr_equal(x->lv[lv].prev, prev);
+            assert_int_equal(x->bits, bits); /* the link before holds its bits */
+            bits = x->lv[lv].next_bits;
             prev = x;
         }
+        assert_int_equal(bits, 0);
     }
     for (const struct wl_rank_node *x = wl_rank_after(r, NULL, 0); x != NULL;
          x = x->lv[0].next, i++) {
