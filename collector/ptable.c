@@ -37,7 +37,9 @@ void wl_ptable_init(struct wl_ptable *t, uint32_t (*hash_of)(const void *elem))
 void wl_ptable_free(struct wl_ptable *t)
 {
     free(t->slots);
+    free(t->tags);
     t->slots = NULL;
+    t->tags = NULL;
     t->cap = t->used = t->live = 0;
 }
 
@@ -47,21 +49,23 @@ void *wl_ptable_find(const struct wl_ptable *t, uint32_t h,
     if (t->cap == 0)
         return NULL;
     size_t mask = t->cap - 1;
+    uint8_t tag = (uint8_t)(h >> 24);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         void *e = t->slots[i];
         if (e == NULL)
             return NULL;
-        if (e != GONE && t->hash_of(e) == h && eq(e, key))
+        if (t->tags[i] == tag && e != GONE && t->hash_of(e) == h && eq(e, key))
             return e;
     }
 }
 
-static void place(void **slots, size_t cap, void *e, uint32_t h)
+static void place(void **slots, uint8_t *tags, size_t cap, void *e, uint32_t h)
 {
     size_t mask = cap - 1, i = h & mask;
     while (slots[i] != NULL)
         i = (i + 1) & mask;
     slots[i] = e;
+    tags[i] = (uint8_t)(h >> 24);
 }
 
 /* A new array for the live elements, at most half full after. */
@@ -71,15 +75,18 @@ static void rebuild(struct wl_ptable *t, size_t need)
     while (cap < 2 * need)
         cap *= 2;
     void **slots = calloc(cap, sizeof *slots);
-    if (slots == NULL)
+    uint8_t *tags = malloc(cap);
+    if (slots == NULL || tags == NULL)
         abort(); /* out of memory in the writer */
     for (size_t i = 0; i < t->cap; i++) {
         void *e = t->slots[i];
         if (e != NULL && e != GONE)
-            place(slots, cap, e, t->hash_of(e));
+            place(slots, tags, cap, e, t->hash_of(e));
     }
     free(t->slots);
+    free(t->tags);
     t->slots = slots;
+    t->tags = tags;
     t->cap = cap;
     t->used = t->live;
 }
@@ -88,7 +95,7 @@ void wl_ptable_add(struct wl_ptable *t, void *elem)
 {
     if (4 * (t->used + 1) > 3 * t->cap)
         rebuild(t, t->live + 1); /* grows, or only clears deleted slots */
-    place(t->slots, t->cap, elem, t->hash_of(elem));
+    place(t->slots, t->tags, t->cap, elem, t->hash_of(elem));
     t->used++;
     t->live++;
 }

@@ -9,8 +9,11 @@
  * array of element pointers, at most 3/4 full (live and deleted slots).
  * It grows whenever it must (it never stops growing, whatever the keys) and
  * shrinks when most of it is empty. Elements keep their own 32-bit hash
- * (hash_of reads it) and are compared by the caller's eq. Not thread-safe:
- * one owner (the writer, for the aggregate state). */
+ * (hash_of reads it) and are compared by the caller's eq. Beside each slot,
+ * one byte of its element's hash: a probe reads an element (a cache miss
+ * in a large table) only when that byte matches, about 1 in 256 of the
+ * others. Not thread-safe: one owner (the writer, for the aggregate
+ * state). */
 #ifndef WL_PTABLE_H
 #define WL_PTABLE_H
 
@@ -23,6 +26,7 @@ uint64_t wl_keyhash(const void *p, size_t len);
 
 struct wl_ptable {
     void **slots;
+    uint8_t *tags;                            /* the hash's top byte, per slot */
     size_t cap;                               /* 0, or a power of two */
     size_t used;                              /* live and deleted slots */
     size_t live;
