@@ -29,7 +29,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "state_checkpoint.h"
 #include "state_parts.h"
 
 static const char META_STAGE_SEQ[] = WL_META_STAGE_SEQ;
@@ -87,12 +86,6 @@ void wl_st_ckpt_org(struct wl_state *st, struct wl_org *org, struct wl_batch *ba
 int wl_state_checkpoint_busy(const struct wl_state *st)
 {
     return st->ckpt.phase != CKPT_IDLE;
-}
-
-void wl_state_checkpoint_work(const struct wl_state *st, uint64_t *installs, uint64_t *orgs)
-{
-    *installs = st->ckpt.phase == CKPT_STAGING ? st->ckpt.n_installs : 0;
-    *orgs = st->ckpt.phase == CKPT_STAGING ? st->ckpt.n_orgs : 0;
 }
 
 void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch *batch)

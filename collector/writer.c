@@ -18,7 +18,6 @@
 #include "metrics.h"
 #include "msgids.h"
 #include "quarantine.h"
-#include "state_checkpoint.h"
 #include "state_read.h"
 
 struct wl_writer {
@@ -52,9 +51,6 @@ struct wl_writer {
     int64_t flushed_at;      /* when the state records were last written */
     uint64_t pings_since_checkpoint;  /* since the last one began */
     uint64_t ckpt_began_ns;           /* mono_ns when the one under way began */
-    uint64_t ckpt_steps;              /* its work as it began, in steps (slice_budget) */
-    uint64_t ckpt_given;              /* the steps its slices were given so far */
-    uint64_t group_ns;                /* mono_ns when the last group of pings was taken */
     struct poisoned *poisoned;
 };
 
@@ -394,43 +390,18 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* A checkpoint's slice with a group of n pings (0: the queue is idle).
- * The checkpoint is paced: its steps (an install or organization staged, a
- * record moved) are handed out in proportion to the share of its target
- * already gone, in pings (CHECKPOINT_PACE of checkpoint_pings) or in time
- * (CHECKPOINT_PACE of checkpoint_interval_ms), whichever is further, so it
- * ends before the next one is due at any ingest rate, and each group carries
- * a small slice. Written as fast as groups came (1,024 steps with each, 500
- * groups a second at 38,000 pings/s), a checkpoint of 520,000 records took
- * the collector's CPU whole: the queue grew to the senders' window, and the
- * TCP ack p99 at half of peak went from 5 ms to 350-700 ms
- * (bench/checkpoint_latency). Past its target, or once the kept pings pass
- * CHECKPOINT_KEPT_BYTES, slices are as large as the records those pings
- * change (about three steps a ping), or at full ingest it never ends and
- * the replay after a crash grows without bound (bench/restart/run
- * --mid-checkpoint). When no group came for IDLE_MS, nobody waits: the
- * slices go as fast as they are written. */
-#define CHECKPOINT_PACE 0.6
-#define CHECKPOINT_IDLE_SLICE 256 /* steps with no group waiting: one costs ~2 ms */
-#define PACE_WAIT_MS 2 /* idle and ahead of the pace: how long until it looks again */
-#define IDLE_MS 20
-
+/* A checkpoint's slice with a group of n pings: small, so that no group
+ * waits long for it; once half a window of pings came since it began, as
+ * large as the records those pings change (about three steps a ping: a
+ * record changed, staged, moved), or at full ingest it never ends and the
+ * replay after a crash grows without bound (bench/restart/run
+ * --mid-checkpoint: none ended in 3,000,000 pings at one per four pings). */
 static size_t slice_budget(const struct wl_writer *w, uint64_t n)
 {
-    double p = (double)w->pings_since_checkpoint /
-               ((double)w->cfg->checkpoint_pings * CHECKPOINT_PACE);
-    double t = (double)(mono_ns() - w->ckpt_began_ns) /
-               ((double)w->cfg->checkpoint_interval_ms * 1e6 * CHECKPOINT_PACE);
-    double f = p > t ? p : t;
-    if (f >= 1.0 || wl_state_kept_bytes(w->state) >= CHECKPOINT_KEPT_BYTES)
+    if (w->pings_since_checkpoint >= w->cfg->checkpoint_pings / 2 ||
+        wl_state_kept_bytes(w->state) >= CHECKPOINT_KEPT_BYTES)
         return CHECKPOINT_SLICE + 3 * n;
-    if (n == 0 && mono_ns() - w->group_ns >= IDLE_MS * 1000000ULL)
-        return CHECKPOINT_IDLE_SLICE;
-    uint64_t due = (uint64_t)(f * (double)w->ckpt_steps);
-    if (due <= w->ckpt_given)
-        return 0;
-    uint64_t cap = n > 0 ? CHECKPOINT_SLICE / 4 + 4 * n : CHECKPOINT_IDLE_SLICE;
-    return due - w->ckpt_given < cap ? due - w->ckpt_given : cap;
+    return CHECKPOINT_SLICE + n / 4;
 }
 
 /* Whether a checkpoint begins with this group. */
@@ -448,8 +419,8 @@ static int checkpoint_due(const struct wl_writer *w, int64_t now)
 static void checkpoint_done(struct wl_writer *w, uint64_t records, uint64_t t0)
 {
     uint64_t ms = (mono_ns() - t0) / 1000000;
-    if (records > CHECKPOINT_SLICE / 2)
-        wl_info("checkpoint_done", "records=%llu ms=%llu pings_since_begin=%llu",
+    if (records > CHECKPOINT_SLICE / 2) /* one in slices, or a large whole one */
+        wl_info("checkpoint_done", "records=%llu ms=%llu pings_since=%llu",
                 (unsigned long long)records, (unsigned long long)ms,
                 (unsigned long long)w->pings_since_checkpoint);
     w->pings_since_checkpoint = 0;
@@ -514,21 +485,14 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
                         (unsigned long long)wl_state_kept_bytes(w->state),
                         (unsigned long long)wl_state_ingest_seq(w->state));
                 wl_state_checkpoint_begin(w->state, now, w->batch);
-                uint64_t installs, orgs;
-                wl_state_checkpoint_work(w->state, &installs, &orgs);
-                /* each staged, then moved; an organization's day too */
-                w->ckpt_steps = 2 * installs + 4 * orgs;
-                w->ckpt_given = 0;
                 w->ckpt_began_ns = t_ckpt;
                 w->pings_since_checkpoint = 0;
                 w->flushed_at = now;
             }
         }
-        size_t budget = wl_state_checkpoint_busy(w->state) ? slice_budget(w, n_pings) : 0;
-        if (budget > 0) {
-            staged = wl_state_checkpoint_step(w->state, budget, w->batch, &records);
-            w->ckpt_given += budget;
-        }
+        if (wl_state_checkpoint_busy(w->state))
+            staged = wl_state_checkpoint_step(w->state, slice_budget(w, n_pings), w->batch,
+                                              &records);
         if (flush)
             records = wl_state_flush(w->state, w->batch);
         wl_state_change_end(w->reader);
@@ -661,27 +625,16 @@ static void *writer_main(void *arg)
                 pthread_cond_wait(&w->cv, &w->mu);
                 continue;
             }
-            /* a checkpoint's slices go on while idle, at its pace, and one
-             * due begins */
-            int busy = wl_state_checkpoint_busy(w->state);
-            if ((busy && slice_budget(w, 0) > 0) ||
-                (w->flushed_at == 0 && wl_state_dirty(w->state))) {
+            /* a checkpoint's slices go on while idle, and one due begins */
+            if (wl_state_checkpoint_busy(w->state) || (w->flushed_at == 0 &&
+                                                       wl_state_dirty(w->state))) {
                 timed_out = 1;
                 break;
             }
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            if (busy) { /* ahead of its pace: look again soon */
-                ts.tv_nsec += PACE_WAIT_MS * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
-            } else {
-                ts.tv_sec += ADVANCE_EVERY_MS / 1000;
-            }
-            if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
-                timed_out = !busy || slice_budget(w, 0) > 0;
+            ts.tv_sec += ADVANCE_EVERY_MS / 1000;
+            timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT;
         }
         if (w->head == NULL && !timed_out) { /* stopping, and nothing left */
             pthread_mutex_unlock(&w->mu);
@@ -718,7 +671,6 @@ static void *writer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&w->mu);
 
-        w->group_ns = mono_ns();
         commit_group(w, group, n);
 
         pthread_mutex_lock(&w->mu);

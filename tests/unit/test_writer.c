@@ -600,50 +600,6 @@ static void test_checkpoint_after_pings(void **state)
     assert_int_equal(wl_counter_get(WL_M_state_flushes) - flushes0, 2);
 }
 
-/* A checkpoint in slices is paced by the pings that come after it began:
- * each group carries a small slice, not as much as it can (which at 38,000
- * pings/s took the whole CPU, bench/checkpoint_latency), and it is whole
- * before the next one is due. Every job is queued at once: groups come back
- * to back and the writer is never idle (idle, it goes as fast as it can). */
-static void test_checkpoint_paced(void **state)
-{
-    struct fx *f = *state;
-    enum { INSTALLS = 1600, PER_JOB = 16, JOBS = 2 * INSTALLS / PER_JOB };
-    f->cfg.max_group_pings = PER_JOB;
-    f->cfg.checkpoint_pings = INSTALLS;
-    f->cfg.checkpoint_interval_ms = 3600 * 1000;
-    start(f);
-    uint64_t flushes0 = wl_counter_get(WL_M_state_flushes);
-    static char ids[INSTALLS][16];
-    for (int j = 0; j < JOBS; j++) { /* each install once, then each again */
-        struct pspec s[PER_JOB];
-        for (int k = 0; k < PER_JOB; k++) {
-            int i = (j * PER_JOB + k) % INSTALLS;
-            snprintf(ids[i], sizeof ids[i], "p-%d", i);
-            s[k] = (struct pspec){ids[i], 7, (uint64_t)(j * PER_JOB + k) / INSTALLS + 1, 1};
-        }
-        wl_writer_submit(f->w, job_of(s, PER_JOB, "tcp"));
-    }
-    struct wl_job **back = collect(f, JOBS);
-    for (int j = 0; j < JOBS; j++)
-        assert_int_equal(back[j]->status, WL_ACK_OK);
-    free_jobs(back, JOBS);
-    /* It began with the group of the INSTALLS-th ping, and ended once, with
-     * a later group: not within a few (1,024 steps each: 3,200 steps, 200
-     * pings), and before INSTALLS more pings. */
-    struct wl_state_position pos;
-    assert_int_equal(wl_state_read_position(wl_writer_state_reader(f->w), &pos), 0);
-    assert_int_equal(pos.ingest_seq, 2 * INSTALLS);
-    assert_int_equal(pos.checkpoint_seq, INSTALLS);
-    assert_int_equal(wl_counter_get(WL_M_state_flushes) - flushes0, 1);
-    uint64_t since = atomic_load(&wl_metrics.gauge[WL_G_pings_since_checkpoint]);
-    uint64_t ended_at = 2 * INSTALLS - since; /* the ingest sequence when it ended */
-    assert_true(ended_at > INSTALLS + 400);
-    assert_true(ended_at < 2 * INSTALLS);
-    assert_int_equal(count_cf(f->store, WL_CF_INSTALLS), INSTALLS);
-    assert_int_equal(count_cf(f->store, WL_CF_STAGE), 0);
-}
-
 /* Stopping with jobs queued commits them (and frees them). */
 static void test_stop_commits_queued(void **state)
 {
@@ -738,7 +694,6 @@ int main(void)
         T(test_quarantine_bounded),
         T(test_many_jobs_small_groups),
         T(test_checkpoint_after_pings),
-        T(test_checkpoint_paced),
         T(test_stop_commits_queued),
         T(test_restart_continues),
         T(test_async_durability),
