@@ -417,6 +417,7 @@ uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch)
 
 void wl_st_org_destroy(struct wl_state *st, struct wl_org *org)
 {
+    wl_signals_unrank(&st->signals, &org->rules); /* its node names its id: O(1) */
     wl_st_tally_clear(st, &org->feats);
     wl_st_tally_clear(st, &org->eds);
     wl_st_tally_clear(st, &org->versions);
