@@ -64,13 +64,13 @@ static struct wl_rank_link *link_at(struct wl_rank *r, struct wl_rank_node *x, i
 /* The list runs from the highest key down: at each level, the last node
  * whose key is above (bits, id), or at or above with or_equal; NULL for
  * the head. */
-static void find(struct wl_rank *r, uint64_t bits, const uint8_t *id, size_t len, int or_equal,
-                 struct wl_rank_node **prev)
+static void find(const struct wl_rank *r, uint64_t bits, const uint8_t *id, size_t len,
+                 int or_equal, struct wl_rank_node **prev)
 {
     struct wl_rank_node *x = NULL;
     for (int i = r->level - 1; i >= 0; i--) {
         for (;;) {
-            const struct wl_rank_link *l = link_at(r, x, i);
+            const struct wl_rank_link *l = x != NULL ? &x->lv[i] : &r->head[i];
             if (l->next == NULL || l->next_bits < bits)
                 break;
             if (l->next_bits == bits) { /* a tie: the ids decide */
@@ -159,7 +159,7 @@ const struct wl_rank_node *wl_rank_after(const struct wl_rank *r, const uint8_t 
     struct wl_rank_node *prev[WL_RANK_LEVELS];
     if (key == NULL || klen < 8)
         return r->head[0].next;
-    find((struct wl_rank *)r, wl_be64_get(key), key + 8, klen - 8, 1, prev); /* reads only */
+    find(r, wl_be64_get(key), key + 8, klen - 8, 1, prev);
     if (r->level == 0)
         return NULL;
     return prev[0] != NULL ? prev[0]->lv[0].next : r->head[0].next;

@@ -71,13 +71,13 @@ static void org_undirty(struct wl_state *st, struct wl_org *org)
     org->next_dirty = NULL;
 }
 
-/* Deletes the organization's record, takes it out of the rank and frees it. */
+/* Deletes the organization's record and frees it (which takes it out of the
+ * rank). */
 static void org_forget(struct wl_state *st, struct wl_org *org, struct wl_batch *batch,
                        struct wl_forgotten *out)
 {
     wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
     out->org_records++;
-    wl_signals_unrank(&st->signals, &org->rules);
     wl_ptable_remove(&st->orgs, org);
     st->n_orgs--;
     wl_st_org_destroy(st, org);
