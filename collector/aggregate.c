@@ -120,6 +120,7 @@ struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len)
 
 void wl_st_org_mark(struct wl_state *st, struct wl_org *org)
 {
+    org->synced = 0;
     if (!org->dirty) {
         org->dirty = 1;
         org->next_dirty = st->dirty_orgs;
@@ -138,14 +139,42 @@ void wl_st_install_drop_ping(struct wl_state *st, struct wl_install *in)
 
 uint64_t wl_state_kept_bytes(const struct wl_state *st) { return st->kept_bytes; }
 
+/* An install's place among its organization's changed ones (O(1) in and
+ * out: it moves with the install). */
+static void dirty_push(struct wl_org *org, struct wl_install *in)
+{
+    if (org->n_dirty == org->cap_dirty) {
+        org->cap_dirty = org->cap_dirty ? 2 * org->cap_dirty : 4;
+        org->dirty_v = wl_st_xrealloc(org->dirty_v, org->cap_dirty * sizeof *org->dirty_v);
+    }
+    in->dirty_pos = org->n_dirty;
+    org->dirty_v[org->n_dirty++] = in;
+}
+
+static void dirty_remove(struct wl_org *org, struct wl_install *in)
+{
+    struct wl_install *last = org->dirty_v[--org->n_dirty];
+    org->dirty_v[in->dirty_pos] = last;
+    last->dirty_pos = in->dirty_pos;
+}
+
+/* Its organization writes it (state_checkpoint.c): marked too. */
 void wl_st_install_mark(struct wl_state *st, struct wl_install *in)
 {
     if (!in->dirty) {
         in->dirty = 1;
-        in->next_dirty = st->dirty_installs;
-        st->dirty_installs = in;
+        dirty_push(in->org, in);
         st->n_dirty_installs++;
     }
+    wl_st_org_mark(st, in->org);
+}
+
+/* Whether a ping at ingest sequence seq changes what is the organization's
+ * own (its rules, days, the signals' score): always, but while a load
+ * replays pings its record has already (state_checkpoint.c). */
+static int org_own(const struct wl_state *st, const struct wl_org *org, uint64_t seq)
+{
+    return !st->replaying || seq > org->rec_seq;
 }
 
 /* Appends (day, tracked values) to the history and drops what no growth
@@ -262,6 +291,8 @@ void wl_st_org_attach(struct wl_org *org, struct wl_install *in)
     }
     in->org_pos = (uint32_t)org->n_installs;
     org->installs[org->n_installs++] = in;
+    if (in->dirty)
+        dirty_push(org, in);
     wl_st_first_ids_join(org, in);
     if (org->first_seen == 0 || in->first_seen < org->first_seen)
         org->first_seen = in->first_seen;
@@ -280,6 +311,8 @@ void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install
     wl_st_first_ids_leave(org, in); /* it may be freed: its id goes */
     org->installs[in->org_pos] = last;
     last->org_pos = in->org_pos;
+    if (in->dirty)
+        dirty_remove(org, in);
     if (in->counting)
         wl_st_org_count(st, org, in, -1);
     wl_st_org_list(st, org, in, -1);
@@ -421,12 +454,16 @@ static uint64_t expire(struct wl_state *st, struct wl_batch *batch)
     while (st->heap_n > 0 && st->heap[0]->last_seen < limit) {
         struct wl_install *in = st->heap[0];
         struct wl_org *org = in->org;
+        int own = org_own(st, org, st->ingest_seq + 1); /* with the next ping */
         wl_st_heap_remove(st, in);
-        wl_st_ckpt_org(st, org, batch); /* before it changes (state_checkpoint.c) */
-        wl_st_org_touch(st, org, st->clock, batch);
+        if (own)
+            wl_st_org_touch(st, org, st->clock, batch);
+        else
+            wl_st_org_mark(st, org);
         wl_st_org_count(st, org, in, -1);
         in->counting = 0;
-        org_evaluate(st, org, st->clock, 0, batch);
+        if (own)
+            org_evaluate(st, org, st->clock, 0, batch);
         n++;
     }
     return n;
@@ -538,21 +575,7 @@ static wl_ping *install_latest_ping(struct wl_state *st, const struct wl_install
     if (in->ping != NULL)
         return warmline__v1__ping__unpack(NULL, in->ping->len, in->ping->data);
     size_t n = strlen(in->id);
-    int rc = -ENOENT;
-    if (st->ckpt.phase != CKPT_IDLE) { /* staged, not yet in place: the newer */
-        uint8_t sk[1 + WL_INSTALL_ID_MAX];
-        sk[0] = WL_CF_INSTALLS;
-        memcpy(sk + 1, in->id, n);
-        rc = wl_store_get(st->store, WL_CF_STAGE, sk, 1 + n, &val, &vlen, err, sizeof err);
-        if (rc == 0 && vlen == 0)
-            rc = -ENOENT;
-        if (rc != 0) {
-            free(val);
-            val = NULL;
-        }
-    }
-    if (rc == -ENOENT)
-        rc = wl_store_get(st->store, WL_CF_INSTALLS, in->id, n, &val, &vlen, err, sizeof err);
+    int rc = wl_store_get(st->store, WL_CF_INSTALLS, in->id, n, &val, &vlen, err, sizeof err);
     if (rc != 0)
         return NULL;
     wl_install_rec *rec = warmline__store__v1__install_state__unpack(NULL, vlen,
@@ -669,6 +692,15 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     const wl_ping *latest = ping; /* what the install's state becomes */
 
     in = wl_st_install_find(st, ping->install_id, idlen);
+    if (st->replaying && in != NULL && st->ingest_seq + 1 <= in->last_ingest_seq) {
+        /* Its record has it (state_checkpoint.c), and so has its
+         * organization's: only the clock moves, as it did. */
+        if (event_at > st->clock)
+            st->clock = event_at;
+        expire(st, batch);
+        st->ingest_seq++;
+        return WL_APPLY_ACCEPTED;
+    }
     if (!edge) {
         if (in != NULL && ping->seq <= in->last_seq)
             return WL_APPLY_DUPLICATE;
@@ -707,15 +739,6 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     if (event_at > st->clock)
         st->clock = event_at;
     expire(st, batch);
-    /* A checkpoint being staged first packs what this ping changes, as it
-     * was (state_checkpoint.c); before the raw ping takes the scratch. */
-    if (st->ckpt.phase == CKPT_STAGING) {
-        if (in != NULL) {
-            wl_st_ckpt_install(st, in, batch);
-            wl_st_ckpt_org(st, in->org, batch);
-        }
-        wl_st_ckpt_org(st, wl_st_org_find(st, org_id, org_len), batch);
-    }
 
     /* The raw ping, on the next sequential key (replaying: it is there). */
     wl_ping_rec rec = WARMLINE__STORE__V1__STORED_PING__INIT;
@@ -751,14 +774,31 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
         org->hist_ready = 1; /* nothing on disk to read */
     }
     struct wl_org *old = in->org;
+    int own = org_own(st, org, rec.ingest_seq);
     if (old != NULL && old != org) { /* the install moved: its old org loses it */
-        wl_st_org_touch(st, old, event_at, batch);
+        int own_old = org_own(st, old, rec.ingest_seq);
+        if (own_old)
+            wl_st_org_touch(st, old, event_at, batch);
+        else
+            wl_st_org_mark(st, old);
         wl_st_org_detach(st, old, in);
-        org_evaluate(st, old, event_at, rec.ingest_seq, batch);
-        if (old->n_installs == 0)
-            org_empty(st, old, batch);
+        if (own_old) {
+            org_evaluate(st, old, event_at, rec.ingest_seq, batch);
+            if (old->n_installs == 0)
+                org_empty(st, old, batch);
+        }
+        /* Written with this ping (state_checkpoint.c): a load that finds the
+         * install in its new organization finds the old one without it.
+         * Replaying, the first checkpoint after the load is whole. */
+        if (st->replaying)
+            st->replay_moved = 1;
+        else
+            wl_st_ckpt_org_left(st, old, batch);
     }
-    wl_st_org_touch(st, org, event_at, batch);
+    if (own)
+        wl_st_org_touch(st, org, event_at, batch);
+    else
+        wl_st_org_mark(st, org);
     int was_counting = in->counting;
     if (was_counting && old == org) /* its old counts leave the totals; the new come in below */
         wl_st_org_count(st, org, in, -1);
@@ -800,7 +840,8 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     }
     in->last_ingest_seq = rec.ingest_seq;
     wl_st_install_mark(st, in);
-    org_evaluate(st, org, event_at, rec.ingest_seq, batch);
+    if (own)
+        org_evaluate(st, org, event_at, rec.ingest_seq, batch);
     return WL_APPLY_ACCEPTED;
 }
 

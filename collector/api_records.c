@@ -214,23 +214,7 @@ int wl_install_state_get(struct wl_store *store, const struct wl_snapshot *snap,
 {
     char *val = NULL;
     size_t vlen = 0, n = strlen(id);
-    uint8_t sk[1 + WL_INSTALL_ID_MAX];
-
-    /* A checkpoint in slices stages a record before it moves into place
-     * (collector/state_checkpoint.c): the staged one is the newer. */
-    int rc = -ENOENT;
-    if (n <= WL_INSTALL_ID_MAX) {
-        sk[0] = WL_CF_INSTALLS;
-        memcpy(sk + 1, id, n);
-        rc = wl_store_get_at(store, snap, WL_CF_STAGE, sk, 1 + n, &val, &vlen, err, errlen);
-        if (rc == 0 && vlen == 0)
-            rc = -ENOENT; /* staged as deleted */
-    }
-    if (rc == -ENOENT) {
-        free(val);
-        val = NULL;
-        rc = wl_store_get_at(store, snap, WL_CF_INSTALLS, id, n, &val, &vlen, err, errlen);
-    }
+    int rc = wl_store_get_at(store, snap, WL_CF_INSTALLS, id, n, &val, &vlen, err, errlen);
     if (rc != 0) {
         free(val);
         return rc;

@@ -3,24 +3,34 @@
  * written at once it would stop the writer, and every ack, for seconds.
  * The writer thread.
  *
- * A checkpoint is exact for one ingest sequence, seq: every record dirty
- * then, as it was then. It begins between two groups (the dirty lists
- * become its work and start again empty), then each group packs a slice of
- * it into the stage column family. A record the checkpoint has not packed
- * yet is packed first when a ping is about to change it (copy on write:
- * wl_st_ckpt_install, wl_st_ckpt_org), so what is staged is the state at
- * seq whatever came after. When the last slice is in, meta state_seq says
- * seq, in the same write; then the staged records move into their column
- * families, a slice with each group. A checkpoint never overlaps the next.
+ * A checkpoint begins between two groups, at ingest sequence seq: the
+ * organizations dirty then are its work, and the dirty list starts again
+ * empty. Each group then writes a slice of them in place, each organization
+ * with every install of it changed since last written (org->dirty_v) and
+ * its current day, as they are when its slice comes; the organization's
+ * record says the ingest sequence it is exact for (OrgState.state_seq). No
+ * ping copies a record first, and each record is written once. When the
+ * last is written, meta state_seq says seq, in the same write.
  *
- * A crash at any moment leaves a whole checkpoint:
- *   - while staging (meta stage_seq present): the stage holds part of one;
- *     the load drops it, and replays from the previous state_seq;
- *   - once staged (state_seq = seq): the load first moves what is left of
- *     the stage into place (moving is idempotent: a staged record is never
- *     older than the one in place), then replays from seq.
- * So the records a load reads are exact for state_seq, and the replay
- * applies each ping once (wl_state_load). */
+ * What a load reads after a crash at any moment:
+ *   - each organization's record is exact for its own state_seq, and its
+ *     installs' records for that or earlier: an install is written only
+ *     with its organization, so none is newer than its organization's
+ *     record (an older one is exact too: nothing changed it since);
+ *   - every record is exact for meta state_seq or later: what changed
+ *     before it was written by the checkpoint that set it.
+ * So the load replays the pings after state_seq, and each only where it is
+ * missing: a ping an install's record has (its last_ingest_seq) changes
+ * nothing; one it lacks changes the install and what its organization
+ * sums of its installs (totals, tallies), and the organization's own state
+ * (rules, signals' score, days) only when the organization's record lacks
+ * it too (state_load.c; aggregate.c's replay guards). No ping counts twice.
+ *
+ * An install that moves changes two organizations. The record of the one
+ * it leaves is written with the ping that moved it, in the same write
+ * (wl_st_ckpt_org_left): a load that finds the install in its new
+ * organization finds the old one without it, so never replays to the old
+ * one a ping whose install it cannot know of. */
 #include "aggregate.h"
 
 #include <errno.h>
@@ -31,6 +41,7 @@
 
 #include "state_parts.h"
 
+static const char META_CKPT_SEQ[] = WL_META_CKPT_SEQ;
 static const char META_STAGE_SEQ[] = WL_META_STAGE_SEQ;
 static const char META_STAGED[] = WL_META_STAGED;
 
@@ -43,44 +54,54 @@ static void push(void ***v, size_t *n, size_t *cap, void *e)
     (*v)[(*n)++] = e;
 }
 
-static void stage_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
+/* Once in the list of organizations written since the last commit. */
+static void packed_org(struct wl_ckpt *c, struct wl_org *org)
 {
-    struct wl_ckpt *c = &st->ckpt;
-    in->flags &= (uint8_t)~IN_CHECKPOINT;
-    if (in->ping == NULL)
-        return; /* nothing of it to write (as a whole flush) */
-    wl_st_put_install(st, in, batch, 1);
-    c->records++;
-    push((void ***)&c->packed_installs, &c->n_packed_installs, &c->cap_packed_installs, in);
-}
-
-static void stage_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
-{
-    struct wl_ckpt *c = &st->ckpt;
-    org->in_ckpt = 0;
-    wl_st_put_org(st, org, batch, 1);
-    c->records++;
-    if (org->day_dirty && org->n_installs > 0) {
-        wl_st_put_day(st, org, batch, 1);
-        c->records++;
-        /* Still dirty: the day's row goes in place when the day ends (or
-         * with a whole checkpoint), as a replay expects of finished days;
-         * a staged one is dropped should a crash come before it is whole. */
-        org->day_dirty = 1;
+    if (!org->packed) {
+        org->packed = 1;
+        push((void ***)&c->packed_orgs, &c->n_packed_orgs, &c->cap_packed_orgs, org);
     }
-    push((void ***)&c->packed_orgs, &c->n_packed_orgs, &c->cap_packed_orgs, org);
 }
 
-void wl_st_ckpt_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
+uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
-    if (in != NULL && (in->flags & IN_CHECKPOINT))
-        stage_install(st, in, batch);
+    struct wl_ckpt *c = &st->ckpt;
+    uint64_t n = 1;
+    for (uint32_t i = 0; i < org->n_dirty; i++) {
+        struct wl_install *in = org->dirty_v[i];
+        in->dirty = 0;
+        if (in->ping != NULL) { /* nothing of it to write otherwise */
+            wl_st_put_install(st, in, batch);
+            n++;
+        }
+        push((void ***)&c->packed_installs, &c->n_packed_installs, &c->cap_packed_installs, in);
+    }
+    st->n_dirty_installs -= org->n_dirty;
+    org->n_dirty = 0;
+    if (org->cap_dirty > 64) { /* a burst's: not kept */
+        free(org->dirty_v);
+        org->dirty_v = NULL;
+        org->cap_dirty = 0;
+    }
+    wl_st_put_org(st, org, batch, 1);
+    if (org->day_dirty && org->n_installs > 0) {
+        wl_st_put_daily(st, org, batch);
+        n++;
+    }
+    org->in_ckpt = 0;
+    org->synced = 1;
+    packed_org(c, org);
+    return n;
 }
 
-void wl_st_ckpt_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+void wl_st_ckpt_org_left(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
-    if (org != NULL && org->in_ckpt)
-        stage_org(st, org, batch);
+    /* O(1) whatever its size: its first install ids as kept (a walk over
+     * its installs with every such ping would cost as much as it is large) */
+    wl_st_put_org(st, org, batch, 0);
+    if (org->day_dirty && org->n_installs > 0) /* with its day, as a record always is */
+        wl_st_put_daily(st, org, batch);
+    packed_org(&st->ckpt, org);
 }
 
 int wl_state_checkpoint_busy(const struct wl_state *st)
@@ -96,19 +117,9 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
 
     if (c->phase != CKPT_IDLE)
         return;
-    /* The dirty lists become the work and start again empty. Not sorted:
+    /* The dirty list becomes the work and starts again empty. Not sorted:
      * that (a memtable takes keys in order for less) costs 170 ms for
-     * 200,000 installs, here between two groups, a stall of every ack. */
-    c->installs = wl_st_xrealloc(NULL, (st->n_dirty_installs + 1) * sizeof *c->installs);
-    for (struct wl_install *in = st->dirty_installs, *next; in != NULL; in = next) {
-        next = in->next_dirty;
-        in->next_dirty = NULL;
-        in->dirty = 0;
-        in->flags |= IN_CHECKPOINT;
-        c->installs[n++] = in;
-    }
-    c->n_installs = n;
-    n = 0;
+     * 200,000 records, here between two groups, a stall of every ack. */
     for (struct wl_org *o = st->dirty_orgs; o != NULL; o = o->next_dirty)
         n++;
     c->orgs = wl_st_xrealloc(NULL, (n + 1) * sizeof *c->orgs);
@@ -117,178 +128,60 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
         next = o->next_dirty;
         o->next_dirty = NULL;
         o->dirty = 0;
+        if (o->synced) { /* written since its last change (an install moved away) */
+            o->synced = 0;
+            packed_org(c, o); /* an empty one goes after the commit */
+            continue;
+        }
         o->in_ckpt = 1;
         c->orgs[n++] = o;
     }
     c->n_orgs = n;
-    st->dirty_installs = NULL;
     st->dirty_orgs = NULL;
-    st->n_dirty_installs = 0;
-    c->next_install = c->next_org = 0;
+    c->next_org = 0;
     c->seq = st->ingest_seq;
     c->signal_seq = st->signals.seq;
     c->at = now;
+    c->clock = st->clock;
     c->records = 0;
-    c->cursor_len = 0;
-    c->phase = CKPT_STAGING;
+    c->phase = CKPT_WRITING;
     wl_be64_put(seq, c->seq);
-    wl_batch_put(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1, seq, sizeof seq);
+    wl_batch_put(batch, WL_CF_META, META_CKPT_SEQ, sizeof META_CKPT_SEQ - 1, seq, sizeof seq);
 }
 
-/* The work's arrays go; the phase becomes next. */
-static void work_done(struct wl_ckpt *c, enum wl_ckpt_phase next)
+/* The work's array goes; the checkpoint is over. */
+static void work_done(struct wl_ckpt *c)
 {
-    free(c->installs);
     free(c->orgs);
-    c->installs = NULL;
     c->orgs = NULL;
-    c->n_installs = c->n_orgs = c->next_install = c->next_org = 0;
-    c->cursor_len = 0;
-    c->phase = next;
-}
-
-/* The staging is whole: the checkpoint is, with this batch (meta staged:
- * its sequence and time, until it is all in place). */
-static void staged(struct wl_state *st, struct wl_batch *batch)
-{
-    struct wl_ckpt *c = &st->ckpt;
-    uint8_t v[16];
-    wl_be64_put(v, c->seq);
-    wl_be64_put(v + 8, (uint64_t)c->at);
-    wl_batch_put(batch, WL_CF_META, META_STAGED, sizeof META_STAGED - 1, v, sizeof v);
-    wl_batch_delete(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1);
-    /* every organization that was dirty at its start is packed, and its
-     * signals then indexed */
-    wl_st_put_signal_index_seq(batch, c->signal_seq);
-    work_done(c, CKPT_MOVING);
-}
-
-/* All in place: the records are exact for seq (meta state_seq, which the
- * tools read, and which the next load replays after). */
-static void in_place(struct wl_batch *batch, uint64_t seq, int64_t at)
-{
-    uint8_t v[8];
-    wl_be64_put(v, seq);
-    wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, v, sizeof v);
-    wl_be64_put(v, (uint64_t)at);
-    wl_batch_put(batch, WL_CF_META, META_STATE_AT, sizeof META_STATE_AT - 1, v, sizeof v);
-    wl_batch_delete(batch, WL_CF_META, META_STAGED, sizeof META_STAGED - 1);
-}
-
-void wl_st_ckpt_day_ended(struct wl_state *st, const uint8_t *key, size_t len)
-{
-    struct wl_ckpt *c = &st->ckpt;
-    if (c->n_ended == c->cap_ended) {
-        c->cap_ended = c->cap_ended ? 2 * c->cap_ended : 64;
-        c->ended = wl_st_xrealloc(c->ended, c->cap_ended * sizeof *c->ended);
-    }
-    memset(c->ended[c->n_ended], 0, sizeof *c->ended);
-    memcpy(c->ended[c->n_ended++], key, len); /* zero-padded: compared whole */
-}
-
-static int ended_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, sizeof(((struct wl_ckpt *)0)->ended[0]));
-}
-
-/* The staged row under key was overtaken in this batch by the day's end. */
-static int ended_in_batch(struct wl_ckpt *c, const char *key, size_t len)
-{
-    uint8_t k[sizeof c->ended[0]];
-    if (c->n_ended == 0 || len > sizeof k)
-        return 0;
-    memset(k, 0, sizeof k);
-    memcpy(k, key, len);
-    return bsearch(k, c->ended, c->n_ended, sizeof k, ended_cmp) != NULL;
-}
-
-/* Moves up to budget staged records into place, after the cursor; 1 when
- * none is left. */
-static int move_slice(struct wl_state *st, struct wl_ckpt *c, size_t budget,
-                      struct wl_batch *batch)
-{
-    struct wl_iter *it = wl_iter_new(st->store, WL_CF_STAGE);
-    size_t n = 0;
-    int rest = 0;
-
-    if (c->cursor_len > 0) {
-        wl_iter_seek(it, c->cursor, c->cursor_len);
-        if (wl_iter_valid(it)) {
-            size_t klen;
-            const char *k = wl_iter_key(it, &klen);
-            if (klen == c->cursor_len && memcmp(k, c->cursor, klen) == 0)
-                wl_iter_next(it);
-        }
-    } else {
-        wl_iter_seek_first(it);
-    }
-    if (c->n_ended > 1)
-        qsort(c->ended, c->n_ended, sizeof c->ended[0], ended_cmp);
-    for (; wl_iter_valid(it); wl_iter_next(it)) {
-        size_t klen, vlen;
-        if (n == budget) {
-            rest = 1;
-            break;
-        }
-        const char *k = wl_iter_key(it, &klen);
-        const char *v = wl_iter_value(it, &vlen);
-        if (klen < 2 || klen > sizeof c->cursor)
-            continue; /* not a key this file writes */
-        enum wl_cf cf = (enum wl_cf)(uint8_t)k[0];
-        if (cf == WL_CF_DAILY && ended_in_batch(c, k, klen)) {
-            /* its final row is in this batch already, and its delete */
-        } else if (cf == WL_CF_INSTALLS || cf == WL_CF_ORGS || cf == WL_CF_DAILY) {
-            if (vlen > 0)
-                wl_batch_put(batch, cf, k + 1, klen - 1, v, vlen);
-            else
-                wl_batch_delete(batch, cf, k + 1, klen - 1);
-        }
-        wl_batch_delete(batch, WL_CF_STAGE, k, klen);
-        memcpy(c->cursor, k, klen);
-        c->cursor_len = klen;
-        n++;
-    }
-    /* An iterator that failed says nothing more: the next slice tries again. */
-    char err[256];
-    if (wl_iter_status(it, err, sizeof err) != 0)
-        rest = 1;
-    wl_iter_free(it);
-    return !rest;
+    c->n_orgs = c->next_org = 0;
+    c->phase = CKPT_IDLE;
 }
 
 int wl_state_checkpoint_step(struct wl_state *st, size_t budget, struct wl_batch *batch,
                              uint64_t *records)
 {
     struct wl_ckpt *c = &st->ckpt;
-    if (c->phase == CKPT_STAGING) {
-        while (budget > 0 && c->next_install < c->n_installs) {
-            struct wl_install *in = c->installs[c->next_install++];
-            if (in->flags & IN_CHECKPOINT) {
-                stage_install(st, in, batch);
-                budget--;
-            }
-        }
-        while (budget > 0 && c->next_org < c->n_orgs) {
-            struct wl_org *o = c->orgs[c->next_org++];
-            if (o->in_ckpt) {
-                stage_org(st, o, batch);
-                budget--;
-            }
-        }
-        if (c->next_install == c->n_installs && c->next_org == c->n_orgs)
-            staged(st, batch);
+    if (c->phase != CKPT_WRITING)
         return 0;
+    while (budget > 0 && c->next_org < c->n_orgs) {
+        struct wl_org *o = c->orgs[c->next_org++];
+        if (!o->in_ckpt)
+            continue; /* written since (a whole flush, an install moved away) */
+        uint64_t n = wl_st_ckpt_org_write(st, o, batch);
+        c->records += n;
+        budget = n >= budget ? 0 : budget - (size_t)n;
     }
-    if (c->phase == CKPT_MOVING && move_slice(st, c, budget, batch)) {
-        /* nothing staged is left once this batch is written */
-        in_place(batch, c->seq, c->at);
-        c->phase = CKPT_IDLE;
-        c->cursor_len = 0;
-        c->done_pending = 1;
-        *records = c->records;
-        return 1;
-    }
-    return 0;
+    if (c->next_org < c->n_orgs)
+        return 0;
+    /* Whole with this batch: every organization dirty at seq is written,
+     * and its signals then indexed. */
+    wl_st_put_state_seq(batch, c->seq, c->at, c->clock);
+    wl_st_put_signal_index_seq(batch, c->signal_seq);
+    work_done(c);
+    c->done_pending = 1;
+    *records = c->records;
+    return 1;
 }
 
 int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch)
@@ -296,41 +189,13 @@ int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch)
     struct wl_ckpt *c = &st->ckpt;
     if (c->phase == CKPT_IDLE)
         return 0;
-    /* What is staged moves into place, written by earlier groups; the
-     * whole flush after it writes what memory has now over it. (Should
-     * the read fail, the write that follows is refused too, and the state
-     * is loaded again: writer.c.) What this batch staged (copy on write
-     * before the flush) the read does not see: it is written in place by
-     * the flush, as dirty, and the stage is cleared whole, so nothing of
-     * it is left for a later checkpoint to move over newer records. */
-    c->cursor_len = 0; /* all of it, from the first key */
-    move_slice(st, c, (size_t)-1, batch);
-    static const uint8_t lo[1] = {0}, hi[1] = {0xff};
-    wl_batch_delete_range(batch, WL_CF_STAGE, lo, 1, hi, 1);
-    for (size_t i = 0; i < c->n_packed_installs; i++)
-        if (c->packed_installs[i]->ping != NULL)
-            wl_st_install_mark(st, c->packed_installs[i]);
-    for (size_t i = 0; i < c->n_packed_orgs; i++)
-        wl_st_org_mark(st, c->packed_orgs[i]);
-    for (size_t i = c->next_install; i < c->n_installs; i++) {
-        struct wl_install *in = c->installs[i];
-        if (in->flags & IN_CHECKPOINT) {
-            in->flags &= (uint8_t)~IN_CHECKPOINT;
-            wl_st_install_mark(st, in);
-        }
-    }
+    /* what it has not written goes with the whole flush, which says the
+     * newer sequence */
     for (size_t i = c->next_org; i < c->n_orgs; i++) {
-        struct wl_org *o = c->orgs[i];
-        if (o->in_ckpt) {
-            o->in_ckpt = 0;
-            wl_st_org_mark(st, o);
-        }
+        if (c->orgs[i]->in_ckpt)
+            wl_st_ckpt_org_write(st, c->orgs[i], batch);
     }
-    /* and what was staged and is not dirty again goes as a checkpoint's
-     * own would: its kept ping, an empty organization (commit) */
-    work_done(c, CKPT_IDLE);
-    wl_batch_delete(batch, WL_CF_META, META_STAGE_SEQ, sizeof META_STAGE_SEQ - 1);
-    wl_batch_delete(batch, WL_CF_META, META_STAGED, sizeof META_STAGED - 1);
+    work_done(c);
     return 0;
 }
 
@@ -339,24 +204,24 @@ int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch)
 void wl_st_ckpt_committed(struct wl_state *st)
 {
     struct wl_ckpt *c = &st->ckpt;
-    c->n_ended = 0;
     for (size_t i = 0; i < c->n_packed_installs; i++) {
         struct wl_install *in = c->packed_installs[i];
-        if (!in->dirty && !(in->flags & IN_CHECKPOINT)) { /* its record is written */
+        if (!in->dirty) /* its record is written */
             wl_st_install_drop_ping(st, in);
-        }
     }
     c->n_packed_installs = 0;
     /* An organization whose deletion is written goes; not while the
-     * staging's work still names it (it waits for the staging's end). */
+     * checkpoint's work may still name it (it waits for its end). */
     size_t keep = 0;
     for (size_t i = 0; i < c->n_packed_orgs; i++) {
         struct wl_org *o = c->packed_orgs[i];
         if (wl_signals_index_written(&o->rules))
             st->index_gen++;
-        if (o->n_installs != 0 || o->dirty || o->in_ckpt)
+        if (o->n_installs != 0 || o->dirty || o->in_ckpt) {
+            o->packed = 0;
             continue;
-        if (c->phase == CKPT_STAGING) {
+        }
+        if (c->phase != CKPT_IDLE) {
             c->packed_orgs[keep++] = o;
             continue;
         }
@@ -375,15 +240,63 @@ void wl_st_ckpt_committed(struct wl_state *st)
 void wl_st_ckpt_free(struct wl_state *st)
 {
     struct wl_ckpt *c = &st->ckpt;
-    free(c->installs);
     free(c->orgs);
     free(c->packed_installs);
     free(c->packed_orgs);
-    free(c->ended);
     memset(c, 0, sizeof *c);
 }
 
-/* ---- at load ---- */
+/* ---- at load: a stage an older version left ---- */
+
+/* Moves up to budget staged records into place after the cursor (the last
+ * key moved; len 0: from the first); 1 when none is left. Moving is
+ * idempotent: a staged record is never older than the one in place. */
+static int move_slice(struct wl_store *store, uint8_t *cursor, size_t *cursor_len, size_t budget,
+                      struct wl_batch *batch)
+{
+    struct wl_iter *it = wl_iter_new(store, WL_CF_STAGE);
+    size_t n = 0;
+    int rest = 0;
+
+    if (*cursor_len > 0) {
+        wl_iter_seek(it, cursor, *cursor_len);
+        if (wl_iter_valid(it)) {
+            size_t klen;
+            const char *k = wl_iter_key(it, &klen);
+            if (klen == *cursor_len && memcmp(k, cursor, klen) == 0)
+                wl_iter_next(it);
+        }
+    } else {
+        wl_iter_seek_first(it);
+    }
+    for (; wl_iter_valid(it); wl_iter_next(it)) {
+        size_t klen, vlen;
+        if (n == budget) {
+            rest = 1;
+            break;
+        }
+        const char *k = wl_iter_key(it, &klen);
+        const char *v = wl_iter_value(it, &vlen);
+        if (klen < 2 || klen > 256)
+            continue; /* not a key the writer wrote */
+        enum wl_cf cf = (enum wl_cf)(uint8_t)k[0];
+        if (cf == WL_CF_INSTALLS || cf == WL_CF_ORGS || cf == WL_CF_DAILY) {
+            if (vlen > 0)
+                wl_batch_put(batch, cf, k + 1, klen - 1, v, vlen);
+            else
+                wl_batch_delete(batch, cf, k + 1, klen - 1);
+        }
+        wl_batch_delete(batch, WL_CF_STAGE, k, klen);
+        memcpy(cursor, k, klen);
+        *cursor_len = klen;
+        n++;
+    }
+    char err[256];
+    if (wl_iter_status(it, err, sizeof err) != 0)
+        rest = 1;
+    wl_iter_free(it);
+    return !rest;
+}
 
 static int read_meta(struct wl_store *store, const char *name, int *found, char *err,
                      size_t errlen)
@@ -399,6 +312,21 @@ static int read_meta(struct wl_store *store, const char *name, int *found, char 
 int wl_st_ckpt_recover(struct wl_store *store, char *err, size_t errlen)
 {
     int partial = 0, rc;
+    /* One written in place was under way: what it wrote is exact, each
+     * organization for its own sequence; the key said so. */
+    if ((rc = read_meta(store, META_CKPT_SEQ, &partial, err, errlen)) != 0)
+        return rc;
+    if (partial) {
+        struct wl_batch *d = wl_batch_new(store);
+        if (d == NULL)
+            return -ENOMEM;
+        wl_batch_delete(d, WL_CF_META, META_CKPT_SEQ, sizeof META_CKPT_SEQ - 1);
+        rc = wl_store_write(store, d, 1, err, errlen);
+        wl_batch_free(d);
+        if (rc != 0)
+            return rc;
+        partial = 0;
+    }
     if ((rc = read_meta(store, META_STAGE_SEQ, &partial, err, errlen)) != 0)
         return rc;
     struct wl_batch *b = wl_batch_new(store);
@@ -428,15 +356,19 @@ int wl_st_ckpt_recover(struct wl_store *store, char *err, size_t errlen)
     int64_t at = rc == 0 ? (int64_t)wl_be64_get(val + 8) : 0;
     free(val);
     /* a whole one, not all in place: the rest now, in slices, then the
-     * sequence it is exact for */
-    struct wl_state tmp;
-    memset(&tmp, 0, sizeof tmp);
-    tmp.store = store;
-    tmp.ckpt.phase = CKPT_MOVING;
+     * sequence it is exact for (its clock: the load's, from its records) */
+    uint8_t cursor[256];
+    size_t cursor_len = 0;
     while (rc == 0) {
-        int done = move_slice(&tmp, &tmp.ckpt, 65536, b);
-        if (done)
-            in_place(b, seq, at);
+        int done = move_slice(store, cursor, &cursor_len, 65536, b);
+        if (done) {
+            uint8_t v[8];
+            wl_be64_put(v, seq);
+            wl_batch_put(b, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, v, sizeof v);
+            wl_be64_put(v, (uint64_t)at);
+            wl_batch_put(b, WL_CF_META, META_STATE_AT, sizeof META_STATE_AT - 1, v, sizeof v);
+            wl_batch_delete(b, WL_CF_META, META_STAGED, sizeof META_STAGED - 1);
+        }
         if (wl_batch_count(b) > 0 && (rc = wl_store_write(store, b, 1, err, errlen)) != 0)
             break;
         wl_batch_clear(b);

@@ -137,6 +137,11 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
     if (rec == NULL)
         return;
     struct wl_org *org = wl_st_org_find(st, rec->org.data, rec->org.len);
+    /* None of its installs loaded: those it had when its record was written
+     * had changed and were not written yet (state_checkpoint.c). The replay
+     * brings them back; what is its own is here. */
+    if (org == NULL && rec->org.len > 0 && rec->org.len <= WL_ORG_ID_MAX && rec->state_seq != 0)
+        org = wl_st_org_new(st, rec->org.data, rec->org.len);
     if (org != NULL) {
         /* What the record lists keeps its place in the capped tables
          * (rebuild_counting adds the installs, then drops what none has):
@@ -146,12 +151,13 @@ static void load_org(struct wl_state *st, const char *val, size_t vlen)
         wl_st_tally_seed(st, &org->feats, rec->features, rec->n_features);
         wl_st_tally_seed(st, &org->eds, rec->editions, rec->n_editions);
         /* also the times of installs that moved away since (wl_st_org_detach) */
-        if (rec->first_seen != 0 && rec->first_seen < org->first_seen)
+        if (rec->first_seen != 0 && (org->first_seen == 0 || rec->first_seen < org->first_seen))
             org->first_seen = rec->first_seen;
         if (rec->last_seen > org->last_seen)
             org->last_seen = rec->last_seen;
         org->day = rec->day;
         org->updated_at = rec->updated_at;
+        org->rec_seq = rec->state_seq;
         org->rules.n_signals = rec->signals;
         org->rules.score_log2 = rec->has_score ? rec->score_log2 : WL_SCORE_NONE;
         if (rec->has_score)
@@ -272,6 +278,35 @@ static int replay(struct wl_state *st, char *err, size_t errlen)
     return rc;
 }
 
+/* The clock as the last checkpoint began: records written after it (in
+ * place, state_checkpoint.c) may hold later times, and the replay starts
+ * from it. Absent (stores from before): the records are exact for
+ * state_seq, so the latest time they hold is, and it is written now,
+ * before any record is written in place. */
+static int checkpoint_clock(struct wl_state *st, char *err, size_t errlen)
+{
+    char *val = NULL;
+    size_t vlen = 0;
+    uint8_t v[8];
+    int rc = wl_store_get(st->store, WL_CF_META, META_STATE_CLOCK, sizeof META_STATE_CLOCK - 1,
+                          &val, &vlen, err, errlen);
+    if (rc == 0 && vlen == 8)
+        st->clock = (int64_t)wl_be64_get(val);
+    free(val);
+    if (rc != -ENOENT)
+        return rc;
+    struct wl_batch *b = wl_batch_new(st->store);
+    if (b == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_be64_put(v, (uint64_t)st->clock);
+    wl_batch_put(b, WL_CF_META, META_STATE_CLOCK, sizeof META_STATE_CLOCK - 1, v, sizeof v);
+    rc = wl_store_write(st->store, b, 1, err, errlen);
+    wl_batch_free(b);
+    return rc;
+}
+
 /* The rank lives in memory (rank.h); stores from before kept it in the
  * rank column family, with every organization's id: emptied once. */
 static int drop_stored_rank(struct wl_store *store, char *err, size_t errlen)
@@ -365,6 +400,25 @@ static int recent_signals(struct wl_state *st, struct wl_store *store, char *err
     return rc;
 }
 
+/* The replay moved an install: its old organization's record may lack the
+ * move while its install's new one has it. Written whole before anything
+ * else is (state_checkpoint.c: a checkpoint in slices could write the new
+ * organization first). */
+static int write_whole(struct wl_state *st, char *err, size_t errlen)
+{
+    struct wl_batch *b = wl_batch_new(st->store);
+    if (b == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    wl_state_flush(st, b);
+    int rc = wl_store_write(st->store, b, 1, err, errlen);
+    if (rc == 0)
+        wl_state_commit(st);
+    wl_batch_free(b);
+    return rc;
+}
+
 int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
                   struct wl_state **out, char *err, size_t errlen)
 {
@@ -435,11 +489,13 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
     st->staged_ingest_seq = st->ingest_seq;
     if ((rc = drop_stored_rank(store, err, errlen)) != 0 ||
         (rc = scan(st, WL_CF_INSTALLS, err, errlen)) != 0 ||
-        (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 || (rc = rebuild_counting(st)) != 0)
+        (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 || (rc = checkpoint_clock(st, err, errlen)) != 0 ||
+        (rc = rebuild_counting(st)) != 0)
         goto fail;
     if (st->state_seq < st->ingest_seq && (rc = replay(st, err, errlen)) != 0)
         goto fail;
-    if ((rc = recent_signals(st, store, err, errlen)) != 0)
+    if ((rc = recent_signals(st, store, err, errlen)) != 0 ||
+        (st->replay_moved && (rc = write_whole(st, err, errlen)) != 0))
         goto fail;
     *out = st;
     return 0;

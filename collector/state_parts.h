@@ -8,8 +8,9 @@
  *   state_tally.c    per-organization tallies: lists, features, totals
  *   state_records.c  the records on disk: installs, organizations, days
  *                    packed; a whole checkpoint (flush), stage and commit
- *   state_checkpoint.c  a checkpoint written in slices between groups:
- *                    staged, then moved into place; its recovery at load
+ *   state_checkpoint.c  a checkpoint written in slices between groups, in
+ *                    place, an organization with its changed installs at a
+ *                    time; a stage left by an older version, at load
  *   state_forget.c   forgetting installs and organizations
  *   state_load.c     loading and replay; stored pings read undecoded
  * A helper one file defines and another calls is named wl_st_. */
@@ -37,6 +38,7 @@ static const char META_STATE_SEQ[] = WL_META_STATE_SEQ;
 static const char META_SIGNAL_INDEX_SEQ[] = WL_META_SIGNAL_INDEX_SEQ;
 /* When that checkpoint was written (absent: before checkpoints said so). */
 static const char META_STATE_AT[] = WL_META_STATE_AT;
+static const char META_STATE_CLOCK[] = WL_META_STATE_CLOCK;
 
 #define SEEN_MAX 16 /* versions and editions remembered per organization */
 /* Past days kept per organization for growth rules: more than any window
@@ -94,7 +96,6 @@ struct wl_tallies {
 #define IN_VERSION_LISTED 2                 /* in org->versions */
 #define IN_EDITION_LISTED 4                 /* in org->editions */
 #define IN_ORG_BY_NETWORK 8                 /* its organization came from the network table */
-#define IN_CHECKPOINT 16                    /* in the checkpoint being staged, not yet packed */
 
 #define HOUR_MS 3600000LL
 
@@ -109,7 +110,6 @@ struct kept_ping {
  * the id is as long as it is. */
 struct wl_install {
     struct wl_org *org;
-    struct wl_install *next_dirty;
     const char *edition, *version;          /* interned */
     const char **features;                  /* an interned list (wl_fset) */
     struct kept_ping *ping;                 /* while dirty: the latest ping, packed */
@@ -120,6 +120,7 @@ struct wl_install {
     uint64_t feat_tallied;                  /* bit i: features[i] is in org->feats */
     uint32_t heap_pos;                      /* in the expiry heap, while counting */
     uint32_t org_pos;                       /* in org->installs */
+    uint32_t dirty_pos;                     /* in org->dirty_v, while dirty */
     uint32_t hash;                          /* of the id (keyed): the install table's */
     uint8_t n_features;
     uint8_t counting;
@@ -137,7 +138,9 @@ struct wl_org {
     uint8_t dirty;
     uint8_t day_dirty;                      /* the current day's record is not written yet */
     uint8_t hist_ready;                     /* the growth history is in memory */
-    uint8_t in_ckpt;                        /* in the checkpoint being staged, not yet packed */
+    uint8_t in_ckpt;                        /* in the checkpoint under way, not yet written */
+    uint8_t synced;                         /* written since its latest change (while dirty) */
+    uint8_t packed;                         /* in ckpt.packed_orgs */
     uint16_t n_first;                       /* first_ids' length */
     uint16_t hist_n, hist_cap;
     uint32_t hash;                          /* of the id (keyed): the organization table's */
@@ -163,38 +166,38 @@ struct wl_org {
     uint64_t *hist_vals;
     struct wl_org_rules rules;
     struct wl_org *next_dirty;
+    /* Its installs changed since their records were written: written with
+     * its own record (state_checkpoint.c), so that no install on disk is
+     * newer than its organization's record. */
+    struct wl_install **dirty_v;
+    uint32_t n_dirty, cap_dirty;
+    /* Loading: the ingest sequence its record is exact for (0: the
+     * checkpoint's); the replay changes what is its own (rules, days) only
+     * with later pings. */
+    uint64_t rec_seq;
 };
 
-/* A checkpoint written in slices (state_checkpoint.c). It is exact for
- * ingest sequence seq: the records dirty then, each packed as it was then
- * (a change to one not yet packed packs it first: copy on write), into the
- * stage column family, a slice with each group; once all are in, meta
- * state_seq says seq and the staged records move into their column
- * families, a slice with each group. */
-enum wl_ckpt_phase { CKPT_IDLE, CKPT_STAGING, CKPT_MOVING };
+/* A checkpoint written in slices (state_checkpoint.c), begun at ingest
+ * sequence seq: each organization dirty then is written in place, with its
+ * changed installs, as it is when its slice comes; once all are, meta
+ * state_seq says seq. */
+enum wl_ckpt_phase { CKPT_IDLE, CKPT_WRITING };
 
 struct wl_ckpt {
     enum wl_ckpt_phase phase;
     uint64_t seq;
     uint64_t signal_seq;                    /* the last signal id when it began */
     int64_t at;                             /* unix ms it began */
-    struct wl_install **installs;           /* dirty at seq; packed up to next_install */
-    size_t n_installs, next_install;
-    struct wl_org **orgs;
+    int64_t clock;                          /* the state's clock when it began */
+    struct wl_org **orgs;                   /* dirty at seq; written up to next_org */
     size_t n_orgs, next_org;
-    /* packed since the last commit: their kept pings go, empty ones go, once written */
+    /* written since the last commit: their kept pings go, empty ones go */
     struct wl_install **packed_installs;
     size_t n_packed_installs, cap_packed_installs;
     struct wl_org **packed_orgs;
     size_t n_packed_orgs, cap_packed_orgs;
-    uint8_t cursor[1 + 255];                /* moving: the last stage key moved */
-    size_t cursor_len;
-    uint64_t records;                       /* staged so far */
-    int done_pending;                       /* the batch completes the staging */
-    /* Stage keys of days written in place by this group's batch (they
-     * ended): the same batch must not move their staged rows over them. */
-    uint8_t (*ended)[1 + 1 + WL_ORG_ID_MAX + 4];
-    size_t n_ended, cap_ended;
+    uint64_t records;                       /* written so far */
+    int done_pending;                       /* the batch completes it */
 };
 
 struct wl_state {
@@ -208,8 +211,7 @@ struct wl_state {
     uint64_t untallied;                     /* features and editions left out of tallies */
     struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
     size_t heap_n, heap_cap;
-    struct wl_install *dirty_installs;
-    struct wl_org *dirty_orgs;
+    struct wl_org *dirty_orgs;              /* and their installs: org->dirty_v */
     uint64_t n_dirty_installs;
     uint64_t state_seq;                     /* what the records on disk are exact for */
     /* Bumped each time ids leave an organization's signal list after their
@@ -224,6 +226,7 @@ struct wl_state {
     struct wl_ckpt ckpt;                    /* a checkpoint in slices, when one is under way */
     uint64_t replayed;                      /* pings the load replayed */
     int replaying;                          /* loading: the log is on disk already */
+    int replay_moved;                       /* the replay moved an install (state_load.c) */
     struct wl_signals signals;
     uint64_t ingest_seq;
     uint64_t group_last_signal;
@@ -302,23 +305,23 @@ size_t wl_st_tally_list(const struct wl_tallies *t, const char **out);
 void wl_st_org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
 void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign);
 
-/* state_checkpoint.c: copy on write, before a change to a record the
- * checkpoint under way has not packed yet. */
-void wl_st_ckpt_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch);
-void wl_st_ckpt_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
-/* The load's first step: a checkpoint staged in part is dropped, one
- * staged whole is moved into place. */
+/* state_checkpoint.c: an organization written in place with its changed
+ * installs and its day, exact for the ingest sequence now (its record
+ * says which); returns the records written. */
+uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
+/* The organization an install left, its record alone written with the ping
+ * that moved the install (its installs may stay behind it: exact too). */
+void wl_st_ckpt_org_left(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
+/* The load's first step: a checkpoint an older version staged in part is
+ * dropped, one staged whole is moved into place. */
 int wl_st_ckpt_recover(struct wl_store *store, char *err, size_t errlen);
-/* A whole flush under way of a checkpoint in slices: what is staged moves
- * into place in batch, the rest goes with the flush. */
+/* A whole flush while a checkpoint in slices is under way: what it has
+ * not written goes with the flush. */
 int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch);
-/* After a write: what was packed and is not dirty again lets go of its
- * kept ping (an empty organization goes); a checkpoint staged whole moves
+/* After a write: what was written and is not dirty again lets go of its
+ * kept ping (an empty organization goes); a checkpoint written whole moves
  * state_seq. */
 void wl_st_ckpt_committed(struct wl_state *st);
-/* A day's row written in place while a checkpoint is under way: key is its
- * stage key (the daily byte, then the daily key). */
-void wl_st_ckpt_day_ended(struct wl_state *st, const uint8_t *key, size_t len);
 void wl_st_ckpt_free(struct wl_state *st);
 
 /* state_records.c: the records. The packers read memory only, into a
@@ -336,13 +339,14 @@ void wl_st_first_ids_leave(struct wl_org *org, struct wl_install *in);
 size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
                       size_t *feats_cap, uint8_t **buf, size_t *cap);
 void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
-/* Into cf, or, with stage, into the stage column family (under cf's byte). */
-void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
-                       int stage);
-void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage);
+void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch);
+/* ids: a large organization's first install ids computed again (a walk
+ * over its installs), or as the writer keeps them (wl_st_first_ids_join). */
+void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int ids);
 /* Meta signal_index_seq: every signal up to id is in the org_signals index. */
 void wl_st_put_signal_index_seq(struct wl_batch *batch, uint64_t id);
-void wl_st_put_day(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage);
+/* Meta state_seq, state_at, state_clock: a checkpoint is whole. */
+void wl_st_put_state_seq(struct wl_batch *batch, uint64_t seq, int64_t at, int64_t clock);
 void wl_st_org_destroy(struct wl_state *st, struct wl_org *org); /* its memory, not its records */
 
 #endif

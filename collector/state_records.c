@@ -12,26 +12,7 @@
 
 /* ---- records ---- */
 
-/* A record into its column family, or into the stage column family under
- * that family's byte (state_checkpoint.c); val NULL: deleted (staged as an
- * empty value). */
-static void put_rec(struct wl_batch *batch, enum wl_cf cf, const void *key, size_t klen,
-                    const void *val, size_t vlen, int stage)
-{
-    uint8_t sk[1 + 1 + WL_ORG_ID_MAX + 4 + WL_INSTALL_ID_MAX];
-    if (!stage) {
-        if (val != NULL)
-            wl_batch_put(batch, cf, key, klen, val, vlen);
-        else
-            wl_batch_delete(batch, cf, key, klen);
-        return;
-    }
-    sk[0] = (uint8_t)cf;
-    memcpy(sk + 1, key, klen);
-    wl_batch_put(batch, WL_CF_STAGE, sk, 1 + klen, val != NULL ? val : "", val != NULL ? vlen : 0);
-}
-
-void wl_st_put_day(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage)
+void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     wl_daily_rec rec = WARMLINE__STORE__V1__DAILY_STATE__INIT;
     uint8_t key[1 + WL_ORG_ID_MAX + 4];
@@ -44,22 +25,8 @@ void wl_st_put_day(struct wl_state *st, struct wl_org *org, struct wl_batch *bat
     uint8_t *buf = wl_st_scratch(st, n);
     warmline__store__v1__daily_state__pack(&rec, buf);
     size_t klen = wl_daily_key(org->id, org->id_len, org->day, key);
-    put_rec(batch, WL_CF_DAILY, key, klen, buf, n, stage);
-    /* A day written in place while a checkpoint is under way (it ended):
-     * what the checkpoint staged of it is older and must not move over it. */
-    if (!stage && st->ckpt.phase != CKPT_IDLE) {
-        uint8_t sk[1 + sizeof key];
-        sk[0] = WL_CF_DAILY;
-        memcpy(sk + 1, key, klen);
-        wl_batch_delete(batch, WL_CF_STAGE, sk, 1 + klen);
-        wl_st_ckpt_day_ended(st, sk, 1 + klen);
-    }
+    wl_batch_put(batch, WL_CF_DAILY, key, klen, buf, n);
     org->day_dirty = 0;
-}
-
-void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
-{
-    wl_st_put_day(st, org, batch, 0);
 }
 
 uint8_t *wl_st_grow(uint8_t **buf, size_t *cap, size_t need)
@@ -106,11 +73,10 @@ size_t wl_st_pack_install(const struct wl_install *in, uint8_t **out, size_t *ca
     return n + plen;
 }
 
-void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch,
-                       int stage)
+void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
 {
     size_t n = wl_st_pack_install(in, &st->scratch, &st->scratch_cap);
-    put_rec(batch, WL_CF_INSTALLS, in->id, strlen(in->id), st->scratch, n, stage);
+    wl_batch_put(batch, WL_CF_INSTALLS, in->id, strlen(in->id), st->scratch, n);
 }
 
 static int id_cmp(const void *a, const void *b)
@@ -303,22 +269,37 @@ size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const
     rec.rules = rule_ptrs;
     rec.day = org->day;
     rec.updated_at = org->updated_at;
+    rec.state_seq = st->ingest_seq;
     size_t n = warmline__store__v1__org_state__get_packed_size(&rec);
     warmline__store__v1__org_state__pack(&rec, wl_st_grow(out, cap, n));
     return n;
 }
 
-void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int stage)
+void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int ids)
 {
     wl_signals_index(&org->rules, org->id, org->id_len, batch);
     if (org->n_installs == 0) { /* every install moved away (org_empty) */
-        put_rec(batch, WL_CF_ORGS, org->id, org->id_len, NULL, 0, stage);
+        wl_batch_delete(batch, WL_CF_ORGS, org->id, org->id_len);
         return;
     }
-    wl_st_org_first_ids(org);
+    if (ids)
+        wl_st_org_first_ids(org);
     size_t n = wl_st_pack_org(st, org, &st->feat_buf, &st->feat_cap, &st->scratch,
                               &st->scratch_cap);
-    put_rec(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n, stage);
+    wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n);
+}
+
+void wl_st_put_state_seq(struct wl_batch *batch, uint64_t seq, int64_t at, int64_t clock)
+{
+    uint8_t v[8];
+    wl_be64_put(v, seq);
+    wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, v, sizeof v);
+    wl_be64_put(v, (uint64_t)at);
+    wl_batch_put(batch, WL_CF_META, META_STATE_AT, sizeof META_STATE_AT - 1, v, sizeof v);
+    wl_be64_put(v, (uint64_t)clock);
+    wl_batch_put(batch, WL_CF_META, META_STATE_CLOCK, sizeof META_STATE_CLOCK - 1, v, sizeof v);
+    static const char under_way[] = WL_META_CKPT_SEQ;
+    wl_batch_delete(batch, WL_CF_META, under_way, sizeof under_way - 1);
 }
 
 void wl_st_put_signal_index_seq(struct wl_batch *batch, uint64_t id)
@@ -341,11 +322,6 @@ void wl_state_stage(struct wl_state *st, struct wl_batch *batch)
     wl_signals_flush(&st->signals, batch);
 }
 
-static int install_cmp(const void *a, const void *b)
-{
-    return strcmp((*(struct wl_install *const *)a)->id, (*(struct wl_install *const *)b)->id);
-}
-
 /* In daily key order: length, then bytes. */
 static int org_cmp(const void *a, const void *b)
 {
@@ -355,60 +331,40 @@ static int org_cmp(const void *a, const void *b)
     return memcmp(x->id, y->id, x->id_len);
 }
 
-/* The dirty list in key order: a memtable takes keys in order for a
- * fraction of the comparisons random ones cost (each insert starts from
- * where the last one went). */
-static void **sorted_dirty(struct wl_state *st, void *head, size_t next_off, size_t *n,
-                           int (*cmp)(const void *, const void *))
+/* The dirty organizations in key order: a memtable takes keys in order
+ * for a fraction of the comparisons random ones cost (each insert starts
+ * from where the last one went). */
+static struct wl_org **sorted_dirty(struct wl_state *st, size_t *n)
 {
     size_t k = 0;
-    for (void *e = head; e != NULL; e = *(void **)((char *)e + next_off)) {
+    for (struct wl_org *o = st->dirty_orgs; o != NULL; o = o->next_dirty) {
         if (k == st->sort_cap) {
             st->sort_cap = st->sort_cap ? st->sort_cap * 2 : 1024;
             st->sort_buf = wl_st_xrealloc(st->sort_buf, st->sort_cap * sizeof *st->sort_buf);
         }
-        st->sort_buf[k++] = e;
+        st->sort_buf[k++] = o;
     }
     if (k > 1) /* sort_buf is NULL until the first dirty record */
-        qsort(st->sort_buf, k, sizeof *st->sort_buf, cmp);
+        qsort(st->sort_buf, k, sizeof *st->sort_buf, org_cmp);
     *n = k;
-    return st->sort_buf;
+    return (struct wl_org **)st->sort_buf;
 }
 
 uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch)
 {
-    uint8_t seq[8];
     size_t n;
     uint64_t records = 0;
     wl_st_ckpt_absorb(st, batch); /* a checkpoint in slices under way: finished here */
-    void **v = sorted_dirty(st, st->dirty_installs, offsetof(struct wl_install, next_dirty), &n,
-                            install_cmp);
+    struct wl_org **v = sorted_dirty(st, &n);
     for (size_t i = 0; i < n; i++) {
-        struct wl_install *in = v[i];
-        if (in->ping != NULL) {
-            wl_st_put_install(st, in, batch, 0);
-            records++;
-        }
+        if (!v[i]->synced)
+            records += wl_st_ckpt_org_write(st, v[i], batch);
     }
-    v = sorted_dirty(st, st->dirty_orgs, offsetof(struct wl_org, next_dirty), &n, org_cmp);
-    for (size_t i = 0; i < n; i++)
-        wl_st_put_org(st, v[i], batch, 0);
-    records += n;
-    for (size_t i = 0; i < n; i++) {
-        struct wl_org *org = v[i];
-        if (org->day_dirty && org->n_installs > 0) {
-            wl_st_put_daily(st, org, batch);
-            records++;
-        }
-    }
-    wl_be64_put(seq, st->ingest_seq);
-    wl_batch_put(batch, WL_CF_META, META_STATE_SEQ, sizeof META_STATE_SEQ - 1, seq, sizeof seq);
-    wl_st_put_signal_index_seq(batch, st->signals.seq);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     st->flush_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    wl_be64_put(seq, (uint64_t)st->flush_at);
-    wl_batch_put(batch, WL_CF_META, META_STATE_AT, sizeof META_STATE_AT - 1, seq, sizeof seq);
+    wl_st_put_state_seq(batch, st->ingest_seq, st->flush_at, st->clock);
+    wl_st_put_signal_index_seq(batch, st->signals.seq);
     st->staged_ingest_seq = 0; /* put it again: the flush may come after a failed write */
     wl_state_stage(st, batch);
     st->flushed = 1;
@@ -426,13 +382,13 @@ void wl_st_org_destroy(struct wl_state *st, struct wl_org *org)
     free(org->first_ids);
     free(org->hist_days);
     free(org->hist_vals);
+    free(org->dirty_v);
     wl_org_rules_free(&org->rules);
     free(org);
 }
 
 uint64_t wl_state_commit(struct wl_state *st)
 {
-    struct wl_install *in, *next_in;
     struct wl_org *org, *next_org;
     uint64_t last = st->group_last_signal;
 
@@ -444,33 +400,26 @@ uint64_t wl_state_commit(struct wl_state *st)
     st->flushed = 0;
     st->state_seq = st->ingest_seq;
     st->checkpoint_at = st->flush_at;
-    for (in = st->dirty_installs; in != NULL; in = next_in) {
-        next_in = in->next_dirty;
-        in->dirty = 0;
-        wl_st_install_drop_ping(st, in);
-        in->next_dirty = NULL;
-    }
+    /* every dirty organization was written (its installs' pings went with
+     * wl_st_ckpt_committed): off the list, an empty one gone */
     for (org = st->dirty_orgs; org != NULL; org = next_org) {
         next_org = org->next_dirty;
         org->dirty = 0;
+        org->synced = 0;
         org->next_dirty = NULL;
-        if (wl_signals_index_written(&org->rules))
-            st->index_gen++;
         if (org->n_installs == 0) {
             wl_ptable_remove(&st->orgs, org);
             st->n_orgs--;
             wl_st_org_destroy(st, org);
         }
     }
-    st->dirty_installs = NULL;
     st->dirty_orgs = NULL;
-    st->n_dirty_installs = 0;
     return last;
 }
 
 int wl_state_dirty(const struct wl_state *st)
 {
-    return st->dirty_orgs != NULL || st->dirty_installs != NULL || st->ckpt.phase != CKPT_IDLE;
+    return st->dirty_orgs != NULL || st->ckpt.phase != CKPT_IDLE;
 }
 
 uint64_t wl_state_dirty_installs(const struct wl_state *st) { return st->n_dirty_installs; }

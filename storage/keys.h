@@ -19,11 +19,18 @@
 #define WL_META_INGEST_SEQ "ingest_seq" /* the last ping stored */
 #define WL_META_STATE_SEQ "state_seq"   /* the last checkpoint: the records are exact up to it */
 #define WL_META_STATE_AT "state_at"     /* unix ms that checkpoint was written */
-/* Present while a checkpoint is being staged (its ingest sequence): the
- * stage column family then holds part of it, which a load drops. */
+/* The state's clock (unix ms) when the last checkpoint began: a replay
+ * starts from it, whatever newer records a load reads. */
+#define WL_META_STATE_CLOCK "state_clock"
+/* Present while a checkpoint is written (its ingest sequence, 8 bytes):
+ * the organizations it names are written in place, each with its own
+ * sequence (records.proto OrgState.state_seq). */
+#define WL_META_CKPT_SEQ "checkpoint_under_way"
+/* Stores from before in-place checkpoints: present while one was being
+ * staged (its ingest sequence; the stage column family then holds part of
+ * it, which a load drops), and once staged whole until all in place (its
+ * sequence and time, 16 bytes; a load moves the rest into place). */
 #define WL_META_STAGE_SEQ "stage_seq"
-/* Present once it is staged whole and until it is all in place: its
- * ingest sequence and time (16 bytes); a load moves the rest into place. */
 #define WL_META_STAGED "staged"
 /* Every signal up to this id is in the org_signals index: a signal's
  * entry is written with its organization's record at a checkpoint, so a
