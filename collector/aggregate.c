@@ -120,9 +120,9 @@ struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len)
 
 void wl_st_org_mark(struct wl_state *st, struct wl_org *org)
 {
-    org->synced = 0;
-    if (!org->dirty) {
+    if (!org->dirty) { /* one the checkpoint has not taken yet is written as it is then */
         org->dirty = 1;
+        st->n_dirty_orgs++;
         org->next_dirty = st->dirty_orgs;
         st->dirty_orgs = org;
     }

@@ -91,16 +91,18 @@ void wl_state_stage(struct wl_state *st, struct wl_batch *batch);
 uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch);
 
 /* ---- checkpoints in slices (state_checkpoint.c) ----
- * A checkpoint of every record dirty now, exact for the current ingest
- * sequence, written a slice per group: begin puts the work aside (the
- * dirty lists start again), each step packs up to budget records of it
- * into the stage column family, then moves up to budget staged records
- * into place. step returns 1 when its batch completes the checkpoint (meta
- * state_seq in it; *records: how many it staged). A whole flush (wl_state_flush) finishes one under way. */
+ * A checkpoint of every record dirty now, written in place a slice per
+ * group: begin puts the work aside (the dirty list starts again), each step
+ * writes organizations with their changed installs and days, up to about
+ * budget records, each as it is then. step returns 1 when its batch
+ * completes the checkpoint (meta state_seq in it; *records: how many it
+ * wrote). A whole flush (wl_state_flush) finishes one under way. left: about
+ * how many records it has still to write. */
 int wl_state_checkpoint_busy(const struct wl_state *st);
 void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch *batch);
 int wl_state_checkpoint_step(struct wl_state *st, size_t budget, struct wl_batch *batch,
                              uint64_t *records);
+uint64_t wl_state_checkpoint_left(const struct wl_state *st);
 
 /* After the write: forget the group's staging (and, when the batch held a
  * flush, the dirty marks). Returns the id of the last signal the group

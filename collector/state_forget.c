@@ -63,6 +63,7 @@ static void org_undirty(struct wl_state *st, struct wl_org *org)
     for (struct wl_org **p = &st->dirty_orgs; *p != NULL; p = &(*p)->next_dirty) {
         if (*p == org) {
             *p = org->next_dirty;
+            st->n_dirty_orgs--;
             break;
         }
     }

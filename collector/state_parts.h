@@ -135,11 +135,9 @@ struct wl_install {
 struct wl_org {
     uint8_t id[WL_ORG_ID_MAX];
     uint8_t id_len;
-    uint8_t dirty;
+    uint8_t dirty;                          /* on the dirty list, or the checkpoint's */
     uint8_t day_dirty;                      /* the current day's record is not written yet */
     uint8_t hist_ready;                     /* the growth history is in memory */
-    uint8_t in_ckpt;                        /* in the checkpoint under way, not yet written */
-    uint8_t synced;                         /* written since its latest change (while dirty) */
     uint8_t packed;                         /* in ckpt.packed_orgs */
     uint16_t n_first;                       /* first_ids' length */
     uint16_t hist_n, hist_cap;
@@ -189,14 +187,15 @@ struct wl_ckpt {
     uint64_t signal_seq;                    /* the last signal id when it began */
     int64_t at;                             /* unix ms it began */
     int64_t clock;                          /* the state's clock when it began */
-    struct wl_org **orgs;                   /* dirty at seq; written up to next_org */
-    size_t n_orgs, next_org;
+    struct wl_org *next;                    /* the dirty list at seq, what is left */
+    uint64_t n_orgs, taken;
     /* written since the last commit: their kept pings go, empty ones go */
     struct wl_install **packed_installs;
     size_t n_packed_installs, cap_packed_installs;
     struct wl_org **packed_orgs;
     size_t n_packed_orgs, cap_packed_orgs;
     uint64_t records;                       /* written so far */
+    uint64_t expected;                      /* records at its begin, about */
     int done_pending;                       /* the batch completes it */
 };
 
@@ -212,6 +211,7 @@ struct wl_state {
     struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
     size_t heap_n, heap_cap;
     struct wl_org *dirty_orgs;              /* and their installs: org->dirty_v */
+    uint64_t n_dirty_orgs;
     uint64_t n_dirty_installs;
     uint64_t state_seq;                     /* what the records on disk are exact for */
     /* Bumped each time ids leave an organization's signal list after their

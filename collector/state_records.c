@@ -356,10 +356,8 @@ uint64_t wl_state_flush(struct wl_state *st, struct wl_batch *batch)
     uint64_t records = 0;
     wl_st_ckpt_absorb(st, batch); /* a checkpoint in slices under way: finished here */
     struct wl_org **v = sorted_dirty(st, &n);
-    for (size_t i = 0; i < n; i++) {
-        if (!v[i]->synced)
-            records += wl_st_ckpt_org_write(st, v[i], batch);
-    }
+    for (size_t i = 0; i < n; i++)
+        records += wl_st_ckpt_org_write(st, v[i], batch);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     st->flush_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -405,7 +403,6 @@ uint64_t wl_state_commit(struct wl_state *st)
     for (org = st->dirty_orgs; org != NULL; org = next_org) {
         next_org = org->next_dirty;
         org->dirty = 0;
-        org->synced = 0;
         org->next_dirty = NULL;
         if (org->n_installs == 0) {
             wl_ptable_remove(&st->orgs, org);
@@ -414,6 +411,7 @@ uint64_t wl_state_commit(struct wl_state *st)
         }
     }
     st->dirty_orgs = NULL;
+    st->n_dirty_orgs = 0;
     return last;
 }
 

@@ -51,6 +51,7 @@ struct wl_writer {
     int64_t flushed_at;      /* when the state records were last written */
     uint64_t pings_since_checkpoint;  /* since the last one began */
     uint64_t ckpt_began_ns;           /* mono_ns when the one under way began */
+    int64_t slice_at;                 /* now_ms of the last slice */
     struct poisoned *poisoned;
 };
 
@@ -390,18 +391,29 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* A checkpoint's slice with a group of n pings: small, so that no group
- * waits long for it; once half a window of pings came since it began, as
- * large as the records those pings change (about three steps a ping: a
- * record changed, staged, moved), or at full ingest it never ends and the
- * replay after a crash grows without bound (bench/restart/run
- * --mid-checkpoint: none ended in 3,000,000 pings at one per four pings). */
-static size_t slice_budget(const struct wl_writer *w, uint64_t n)
+/* A checkpoint's slice with a group of n pings, dt ms after the last: what
+ * is left of it spread evenly over what is left of a window (by pings or by
+ * time, whichever ends first), so that no group carries more than its share
+ * (the writer's spare time at half of peak: bench/checkpoint_latency). A
+ * window after its begin, or with too many kept pings, as large as the
+ * records those pings change (up to three a ping), or at full ingest it
+ * never ends and the replay after a crash grows without bound. While idle,
+ * a slice's worth. */
+static size_t slice_budget(const struct wl_writer *w, uint64_t n, int64_t now)
 {
-    if (w->pings_since_checkpoint >= w->cfg->checkpoint_pings / 2 ||
+    if (n == 0)
+        return CHECKPOINT_SLICE;
+    uint64_t window = w->cfg->checkpoint_pings, since = w->pings_since_checkpoint;
+    int64_t elapsed = now - w->flushed_at, interval = (int64_t)w->cfg->checkpoint_interval_ms;
+    if (since >= window || elapsed >= interval ||
         wl_state_kept_bytes(w->state) >= CHECKPOINT_KEPT_BYTES)
         return CHECKPOINT_SLICE + 3 * n;
-    return CHECKPOINT_SLICE + n / 4;
+    double left = (double)wl_state_checkpoint_left(w->state);
+    double share = (double)n / (double)(window - since);
+    double dt = (double)(now - w->slice_at);
+    if (dt > 0 && dt / (double)(interval - elapsed) > share)
+        share = dt / (double)(interval - elapsed);
+    return 16 + (size_t)(1.25 * left * share); /* a quarter ahead of the pace */
 }
 
 /* Whether a checkpoint begins with this group. */
@@ -487,12 +499,14 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
                 wl_state_checkpoint_begin(w->state, now, w->batch);
                 w->ckpt_began_ns = t_ckpt;
                 w->pings_since_checkpoint = 0;
-                w->flushed_at = now;
+                w->flushed_at = w->slice_at = now;
             }
         }
-        if (wl_state_checkpoint_busy(w->state))
-            staged = wl_state_checkpoint_step(w->state, slice_budget(w, n_pings), w->batch,
+        if (wl_state_checkpoint_busy(w->state)) {
+            staged = wl_state_checkpoint_step(w->state, slice_budget(w, n_pings, now), w->batch,
                                               &records);
+            w->slice_at = now;
+        }
         if (flush)
             records = wl_state_flush(w->state, w->batch);
         wl_state_change_end(w->reader);
