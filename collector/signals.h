@@ -98,8 +98,7 @@ void wl_signals_unrank(struct wl_signals *sg, struct wl_org_rules *orules);
 void wl_org_rules_free(struct wl_org_rules *orules);
 
 /* The index keys of the organization's signal ids still in memory go into
- * batch (in place: an index entry is never staged, since one naming a
- * stored signal is true whenever it is written). */
+ * batch (an entry naming a stored signal is true whenever it is written). */
 void wl_signals_index(struct wl_org_rules *orules, const uint8_t *org, size_t org_len,
                       struct wl_batch *batch);
 /* After the batch of the last wl_signals_index is written: those ids go.

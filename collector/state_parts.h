@@ -219,7 +219,7 @@ struct wl_state {
      * reads the index again (state_read.h). */
     uint64_t index_gen;
     int64_t checkpoint_at;                  /* unix ms that checkpoint was written */
-    int64_t flush_at;                       /* the staged checkpoint's time */
+    int64_t flush_at;                       /* the whole checkpoint's time (in the batch) */
     uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
     int flushed;                            /* the batch holds a whole flush */
     uint64_t kept_bytes;                    /* installs' kept pings (wl_state_kept_bytes) */

@@ -101,7 +101,7 @@ int wl_state_read_install(struct wl_state_reader *r, const char *id,
         if (in == NULL || in->org == NULL)
             rc = -ENOENT;
         else if (in->ping == NULL)
-            rc = 1; /* its latest ping is written: the record on disk (staged or in place) */
+            rc = 1; /* its latest ping is written: the record on disk */
         else
             n = wl_st_pack_install(in, &buf, &cap);
     }

@@ -52,10 +52,9 @@ int wl_state_read_org(struct wl_state_reader *r, const uint8_t *org, size_t org_
                       Warmline__Store__V1__OrgState **out);
 
 /* The install's record. 1 (and *out NULL) when its record is written
- * (a checkpoint staged or moved it): the one on disk, in the stage column
- * family or else in installs (wl_install_state_get reads both), is exact
- * (or newer, should a checkpoint come in between) and holds its latest
- * ping, which memory lets go of once written. */
+ * (a checkpoint wrote it in place): the one on disk (wl_install_state_get)
+ * is exact (or newer, should a checkpoint come in between) and holds its
+ * latest ping, which memory lets go of once written. */
 int wl_state_read_install(struct wl_state_reader *r, const char *id,
                           Warmline__Store__V1__InstallState **out);
 

@@ -26,9 +26,9 @@ enum wl_cf {
                          messageId -> big-endian unix ms it was first seen (the writer) */
     WL_CF_NETWORKS,   /* family byte (4|6) + address bytes + prefix length byte ->
                          32-byte org_key (written by the API: the network table) */
-    WL_CF_STAGE,      /* column family byte (installs, orgs, daily) + its key -> its record
-                         as a checkpoint written in slices has it (empty: deleted); moved into
-                         that column family once the checkpoint is whole (the writer) */
+    WL_CF_STAGE,      /* stores from before in-place checkpoints: column family byte
+                         (installs, orgs, daily) + its key -> its record as a checkpoint
+                         staged it (empty: deleted); moved into place at the first load */
     WL_CF_COUNT
 };
 
