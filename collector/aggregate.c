@@ -163,6 +163,8 @@ void wl_st_install_mark(struct wl_state *st, struct wl_install *in)
 {
     if (!in->dirty) {
         in->dirty = 1;
+        in->flags = (uint8_t)((in->flags & ~IN_DIRTY_EPOCH) |
+                              ((st->ckpt_epoch & 3u) << IN_DIRTY_EPOCH_SHIFT));
         dirty_push(in->org, in);
         st->n_dirty_installs++;
     }
@@ -787,13 +789,8 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
             if (old->n_installs == 0)
                 org_empty(st, old, batch);
         }
-        /* Written with this ping (state_checkpoint.c): a load that finds the
-         * install in its new organization finds the old one without it.
-         * Replaying, the first checkpoint after the load is whole. */
-        if (st->replaying)
-            st->replay_moved = 1;
-        else
-            wl_st_ckpt_org_left(st, old, batch);
+        /* written before the install's record is (state_checkpoint.c) */
+        wl_st_ckpt_moved(st, in, old, org, batch);
     }
     if (own)
         wl_st_org_touch(st, org, event_at, batch);

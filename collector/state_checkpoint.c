@@ -27,10 +27,17 @@
  * it too (state_load.c; aggregate.c's replay guards). No ping counts twice.
  *
  * An install that moves changes two organizations. The record of the one
- * it leaves is written with the ping that moved it, in the same write
- * (wl_st_ckpt_org_left): a load that finds the install in its new
- * organization finds the old one without it, so never replays to the old
- * one a ping whose install it cannot know of. */
+ * it left is written before (or with) the install's, in the same write
+ * (wl_st_ckpt_moved, st->moved: the last one it left; should it leave a
+ * second before its record is written, the first is written then): a load
+ * that finds the install in its new organization finds the old one without
+ * it, so never replays to the old one a ping whose install it cannot know
+ * of. A move costs no write, whatever the organizations' sizes, but
+ * through three or more of them. An install that changed before the
+ * checkpoint under way began and moves into an organization it does not
+ * write (taken already, or clean at its begin) brings that organization
+ * into it (c->extra, after the rest): the checkpoint holds what it began
+ * with. */
 #include "aggregate.h"
 
 #include <errno.h>
@@ -63,6 +70,83 @@ static void packed_org(struct wl_ckpt *c, struct wl_org *org)
     }
 }
 
+/* The record of an organization an install left, alone (its installs may
+ * stay behind it: exact too): O(its record), its install ids as kept. */
+static void org_left(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
+{
+    wl_st_put_org(st, org, batch, 0);
+    if (org->day_dirty && org->n_installs > 0) /* with its day, as a record always is */
+        wl_st_put_daily(st, org, batch);
+    packed_org(&st->ckpt, org);
+}
+
+static int moved_eq(const void *e, const void *key)
+{
+    return ((const struct wl_moved *)e)->in == key;
+}
+
+static struct wl_moved *moved_find(const struct wl_state *st, const struct wl_install *in)
+{
+    return wl_ptable_find(&st->moved, in->hash, moved_eq, in);
+}
+
+void wl_st_ckpt_moved(struct wl_state *st, struct wl_install *in, const struct wl_org *old,
+                      struct wl_org *to, struct wl_batch *batch)
+{
+    struct wl_ckpt *c = &st->ckpt;
+    struct wl_moved *m = (in->flags & IN_MOVED) ? moved_find(st, in) : NULL;
+    if (m == NULL) {
+        m = wl_st_xrealloc(NULL, sizeof *m);
+        m->in = in;
+        wl_ptable_add(&st->moved, m);
+        in->flags |= IN_MOVED;
+    } else if (m->org_len != to->id_len || memcmp(m->org, to->id, to->id_len) != 0) {
+        /* A second organization left before its record is written: the
+         * first one's record now, unless written since (back into it, it
+         * is written with it). */
+        struct wl_org *first = wl_st_org_find(st, m->org, m->org_len);
+        if (first != NULL && first->rec_seq < m->seq) {
+            if (st->replaying)
+                st->replay_moved = 1; /* the load writes whole */
+            else
+                org_left(st, first, batch);
+        }
+    }
+    m->org_len = old->id_len;
+    memcpy(m->org, old->id, old->id_len);
+    m->seq = st->ingest_seq;
+    unsigned since = (in->flags & IN_DIRTY_EPOCH) >> IN_DIRTY_EPOCH_SHIFT;
+    if (c->phase != CKPT_IDLE && in->dirty && since != (st->ckpt_epoch & 3u) && !to->in_extra) {
+        to->in_extra = 1; /* changed before the begin: this checkpoint writes it */
+        to->next_extra = c->extra;
+        c->extra = to;
+    }
+}
+
+/* The install is written now: the organization it left last first (in the
+ * same write), unless it is the one being written. */
+static void moved_settle(struct wl_state *st, struct wl_install *in, const struct wl_org *org,
+                         struct wl_batch *batch)
+{
+    struct wl_moved *m = moved_find(st, in);
+    in->flags &= (uint8_t)~IN_MOVED;
+    if (m == NULL)
+        return;
+    struct wl_org *left = wl_st_org_find(st, m->org, m->org_len);
+    if (left != NULL && left != org && left->rec_seq < m->seq) /* not found: gone, deleted */
+        org_left(st, left, batch);
+    wl_ptable_remove(&st->moved, m);
+    free(m);
+}
+
+void wl_st_ckpt_moved_free(struct wl_state *st)
+{
+    struct wl_moved *m;
+    for (size_t i = 0; (m = wl_ptable_next(&st->moved, &i)) != NULL;)
+        free(m);
+    wl_ptable_free(&st->moved);
+}
+
 uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
 {
     struct wl_ckpt *c = &st->ckpt;
@@ -70,6 +154,8 @@ uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl
     for (uint32_t i = 0; i < org->n_dirty; i++) {
         struct wl_install *in = org->dirty_v[i];
         in->dirty = 0;
+        if (in->flags & IN_MOVED)
+            moved_settle(st, in, org, batch);
         if (in->ping != NULL) { /* nothing of it to write otherwise */
             wl_st_put_install(st, in, batch);
             n++;
@@ -90,16 +176,6 @@ uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl
     }
     packed_org(c, org);
     return n;
-}
-
-void wl_st_ckpt_org_left(struct wl_state *st, struct wl_org *org, struct wl_batch *batch)
-{
-    /* O(1) whatever its size: its first install ids as kept (a walk over
-     * its installs with every such ping would cost as much as it is large) */
-    wl_st_put_org(st, org, batch, 0);
-    if (org->day_dirty && org->n_installs > 0) /* with its day, as a record always is */
-        wl_st_put_daily(st, org, batch);
-    packed_org(&st->ckpt, org);
 }
 
 int wl_state_checkpoint_busy(const struct wl_state *st)
@@ -132,6 +208,7 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
     c->clock = st->clock;
     c->records = 0;
     c->phase = CKPT_WRITING;
+    st->ckpt_epoch++; /* an install dirty since before: wl_st_ckpt_install_moving */
     wl_be64_put(seq, c->seq);
     wl_batch_put(batch, WL_CF_META, META_CKPT_SEQ, sizeof META_CKPT_SEQ - 1, seq, sizeof seq);
 }
@@ -159,18 +236,32 @@ static struct wl_org *take(struct wl_ckpt *c)
     return o;
 }
 
+/* The next organization an install brought into the work (wl_st_ckpt_moved),
+ * once the rest is written; NULL when none is left. */
+static struct wl_org *take_extra(struct wl_ckpt *c)
+{
+    struct wl_org *o = c->extra;
+    if (o != NULL) {
+        c->extra = o->next_extra;
+        o->next_extra = NULL;
+        o->in_extra = 0;
+    }
+    return o;
+}
+
 int wl_state_checkpoint_step(struct wl_state *st, size_t budget, struct wl_batch *batch,
                              uint64_t *records)
 {
     struct wl_ckpt *c = &st->ckpt;
     if (c->phase != CKPT_WRITING)
         return 0;
-    while (budget > 0 && c->next != NULL) {
-        uint64_t n = wl_st_ckpt_org_write(st, take(c), batch);
+    while (budget > 0 && (c->next != NULL || c->extra != NULL)) {
+        struct wl_org *o = c->next != NULL ? take(c) : take_extra(c);
+        uint64_t n = wl_st_ckpt_org_write(st, o, batch);
         c->records += n;
         budget = n >= budget ? 0 : budget - (size_t)n;
     }
-    if (c->next != NULL)
+    if (c->next != NULL || c->extra != NULL)
         return 0;
     /* Whole with this batch: every organization dirty at seq is written,
      * and its signals then indexed. */
@@ -191,6 +282,8 @@ int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch)
      * newer sequence */
     while (c->next != NULL)
         wl_st_ckpt_org_write(st, take(c), batch);
+    for (struct wl_org *o; (o = take_extra(c)) != NULL;)
+        wl_st_ckpt_org_write(st, o, batch);
     c->phase = CKPT_IDLE;
     return 0;
 }
@@ -213,7 +306,7 @@ void wl_st_ckpt_committed(struct wl_state *st)
         o->packed = 0;
         if (wl_signals_index_written(&o->rules))
             st->index_gen++;
-        if (o->n_installs != 0 || o->dirty)
+        if (o->n_installs != 0 || o->dirty || o->in_extra)
             continue;
         wl_ptable_remove(&st->orgs, o);
         st->n_orgs--;

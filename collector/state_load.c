@@ -419,6 +419,11 @@ static int write_whole(struct wl_state *st, char *err, size_t errlen)
     return rc;
 }
 
+static uint32_t moved_hash_of(const void *e)
+{
+    return ((const struct wl_moved *)e)->in->hash;
+}
+
 int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
                   struct wl_state **out, char *err, size_t errlen)
 {
@@ -437,6 +442,7 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
     wl_ptable_init(&st->orgs, wl_st_org_hash_of);
     wl_ptable_init(&st->strings, wl_st_str_hash_of);
     wl_ptable_init(&st->fsets, wl_st_fset_hash_of);
+    wl_ptable_init(&st->moved, moved_hash_of);
     if (opts->rules != NULL) {
         for (int m = 0; m < WL_N_COUNTS; m++) {
             if (opts->rules->growth_metrics & (1u << m))
@@ -529,6 +535,7 @@ void wl_state_free(struct wl_state *st)
     wl_ptable_free(&st->strings);
     wl_ptable_free(&st->fsets);
     wl_signals_free(&st->signals);
+    wl_st_ckpt_moved_free(st);
     wl_st_ckpt_free(st);
     free(st->heap);
     free(st->scratch);

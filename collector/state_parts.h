@@ -96,6 +96,12 @@ struct wl_tallies {
 #define IN_VERSION_LISTED 2                 /* in org->versions */
 #define IN_EDITION_LISTED 4                 /* in org->editions */
 #define IN_ORG_BY_NETWORK 8                 /* its organization came from the network table */
+/* It moved since its record was written: the organization it left last is
+ * in st->moved (state_checkpoint.c). */
+#define IN_MOVED 16
+/* The checkpoint epoch (mod 4) it became dirty in (state_checkpoint.c). */
+#define IN_DIRTY_EPOCH_SHIFT 5
+#define IN_DIRTY_EPOCH (3u << IN_DIRTY_EPOCH_SHIFT)
 
 #define HOUR_MS 3600000LL
 
@@ -139,6 +145,7 @@ struct wl_org {
     uint8_t day_dirty;                      /* the current day's record is not written yet */
     uint8_t hist_ready;                     /* the growth history is in memory */
     uint8_t packed;                         /* in ckpt.packed_orgs */
+    uint8_t in_extra;                       /* in ckpt.extra */
     uint16_t n_first;                       /* first_ids' length */
     uint16_t hist_n, hist_cap;
     uint32_t hash;                          /* of the id (keyed): the organization table's */
@@ -164,15 +171,26 @@ struct wl_org {
     uint64_t *hist_vals;
     struct wl_org_rules rules;
     struct wl_org *next_dirty;
+    struct wl_org *next_extra;              /* in ckpt.extra */
     /* Its installs changed since their records were written: written with
      * its own record (state_checkpoint.c), so that no install on disk is
      * newer than its organization's record. */
     struct wl_install **dirty_v;
     uint32_t n_dirty, cap_dirty;
-    /* Loading: the ingest sequence its record is exact for (0: the
-     * checkpoint's); the replay changes what is its own (rules, days) only
-     * with later pings. */
+    /* The ingest sequence its record on disk is exact for (0: the
+     * checkpoint's). Loading, the replay changes what is its own (rules,
+     * days) only with later pings. */
     uint64_t rec_seq;
+};
+
+/* An install that moved since its record was written, and the last
+ * organization it left, by id (it may be gone: then its deletion is
+ * written). That organization's record is written before the install's. */
+struct wl_moved {
+    struct wl_install *in;
+    uint64_t seq;                           /* the ping that moved it */
+    uint8_t org_len;
+    uint8_t org[WL_ORG_ID_MAX];
 };
 
 /* A checkpoint written in slices (state_checkpoint.c), begun at ingest
@@ -188,6 +206,7 @@ struct wl_ckpt {
     int64_t at;                             /* unix ms it began */
     int64_t clock;                          /* the state's clock when it began */
     struct wl_org *next;                    /* the dirty list at seq, what is left */
+    struct wl_org *extra;                   /* brought in by installs (wl_st_ckpt_moved) */
     uint64_t n_orgs, taken;
     /* written since the last commit: their kept pings go, empty ones go */
     struct wl_install **packed_installs;
@@ -227,6 +246,8 @@ struct wl_state {
     uint64_t replayed;                      /* pings the load replayed */
     int replaying;                          /* loading: the log is on disk already */
     int replay_moved;                       /* the replay moved an install (state_load.c) */
+    uint8_t ckpt_epoch;                     /* checkpoints begun (mod 256) */
+    struct wl_ptable moved;                 /* struct wl_moved, by install (state_checkpoint.c) */
     struct wl_signals signals;
     uint64_t ingest_seq;
     uint64_t group_last_signal;
@@ -309,9 +330,12 @@ void wl_st_org_count(struct wl_state *st, struct wl_org *org, struct wl_install 
  * installs and its day, exact for the ingest sequence now (its record
  * says which); returns the records written. */
 uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
-/* The organization an install left, its record alone written with the ping
- * that moved the install (its installs may stay behind it: exact too). */
-void wl_st_ckpt_org_left(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
+/* An install moved from old to another organization (apply, replaying
+ * too): the organization it left is written before its record is. */
+void wl_st_ckpt_moved(struct wl_state *st, struct wl_install *in, const struct wl_org *old,
+                      struct wl_org *to, struct wl_batch *batch);
+void wl_st_ckpt_moved_free(struct wl_state *st);
+
 /* The load's first step: a checkpoint an older version staged in part is
  * dropped, one staged whole is moved into place. */
 int wl_st_ckpt_recover(struct wl_store *store, char *err, size_t errlen);
@@ -336,13 +360,14 @@ void wl_st_org_first_ids(struct wl_org *org);
 void wl_st_first_ids_join(struct wl_org *org, struct wl_install *in);
 void wl_st_first_ids_leave(struct wl_org *org, struct wl_install *in);
 /* feats: a buffer for the organization's sorted feature list, grown too. */
-size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
-                      size_t *feats_cap, uint8_t **buf, size_t *cap);
+size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, int with_ids,
+                      const char ***feats, size_t *feats_cap, uint8_t **buf, size_t *cap);
 void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
 void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch);
 /* ids: a large organization's first install ids computed again (a walk
  * over its installs), or as the writer keeps them (wl_st_first_ids_join). */
 void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *batch, int ids);
+
 /* Meta signal_index_seq: every signal up to id is in the org_signals index. */
 void wl_st_put_signal_index_seq(struct wl_batch *batch, uint64_t id);
 /* Meta state_seq, state_at, state_clock: a checkpoint is whole. */

@@ -600,6 +600,61 @@ static void test_expiry_during_slices(void **state)
     assert_int_equal(wl_state_replayed(f->lazy.st), 0);
 }
 
+static void one_ping(struct tping *t, const char *id, char org, uint64_t seq, uint32_t users,
+                     int64_t at)
+{
+    wl_ping init = WARMLINE__V1__PING__INIT;
+    memset(t, 0, sizeof *t);
+    t->p = init;
+    snprintf(t->id, sizeof t->id, "%s", id);
+    t->p.install_id = t->id;
+    memset(t->key, org, sizeof t->key);
+    t->p.org_key.data = t->key;
+    t->p.org_key.len = 32;
+    t->p.seq = seq;
+    t->p.active_users_monthly = users;
+    t->at = at;
+}
+
+/* An install new before a checkpoint began moves, while it is written,
+ * into an organization it wrote already: what the install was before the
+ * begin must be in that checkpoint all the same (state_checkpoint.c,
+ * wl_st_ckpt_install_moving), or a crash after it loses its first_seen. */
+static void test_move_into_an_organization_written_already(void **state)
+{
+    struct fx *f = *state;
+    struct tping p[4];
+    one_ping(&p[0], "x", 'a', 1, 7, T0);                /* a: pending */
+    one_ping(&p[1], "y", 'b', 1, 5, T0 + 1000);         /* b: written first */
+    one_ping(&p[2], "x", 'b', 2, 9, T0 + 2 * DAY_MS);   /* x moves into b */
+    one_ping(&p[3], "z", 'c', 1, 3, T0 + 2 * DAY_MS + 1);
+    for (int i = 0; i < 4; i++)
+        write_group(&f->eager, &p[i], 1, 1);
+    write_group(&f->lazy, &p[0], 1, 0);
+    write_group(&f->lazy, &p[1], 1, 0);
+    /* begins: the dirty list is b (marked last), then a; the first slice
+     * takes b */
+    uint64_t records = 0;
+    struct wl_batch *b = wl_batch_new(f->lazy.store);
+    char err[256];
+    wl_state_checkpoint_begin(f->lazy.st, T0, b);
+    assert_int_equal(wl_state_checkpoint_step(f->lazy.st, 1, b, &records), 0);
+    assert_int_equal(wl_store_write(f->lazy.store, b, 1, err, sizeof err), 0);
+    wl_state_commit(f->lazy.st);
+    wl_batch_free(b);
+    write_group_sliced(&f->lazy, &p[2], 1, 0, 0);       /* the move, no slice */
+    write_group_sliced(&f->lazy, &p[3], 1, 0, 100);     /* the rest: whole */
+    assert_false(wl_state_checkpoint_busy(f->lazy.st));
+    assert_int_equal(meta_u64(&f->lazy, "state_seq"), 2);
+    crash(f, &f->lazy);
+    assert_int_equal(wl_state_replayed(f->lazy.st), 2);
+    compare_memory(f);
+    final_flush(&f->eager);
+    final_flush(&f->lazy);
+    assert_int_equal(compare_cf(f, WL_CF_INSTALLS), 3);
+    assert_int_equal(compare_cf(f, WL_CF_ORGS), 2);
+}
+
 /* Never flushed until the end, never crashed: the stage alone. */
 static void test_lazy_without_crash(void **state)
 {
@@ -655,6 +710,7 @@ int main(void)
         T(test_crashes_during_slices),
         T(test_crashes_in_larger_slices),
         T(test_crashes_at_every_slice),
+        T(test_move_into_an_organization_written_already),
         T(test_whole_flush_finishes_slices),
         T(test_expiry_during_slices),
     };
