@@ -790,7 +790,7 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
                 org_empty(st, old, batch);
         }
         /* written before the install's record is (state_checkpoint.c) */
-        wl_st_ckpt_moved(st, in, old, org, batch);
+        wl_st_ckpt_moved(st, in, old, org);
     }
     if (own)
         wl_st_org_touch(st, org, event_at, batch);

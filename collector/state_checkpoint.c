@@ -32,8 +32,8 @@
  * second before its record is written, the first is written then): a load
  * that finds the install in its new organization finds the old one without
  * it, so never replays to the old one a ping whose install it cannot know
- * of. A move costs no write, whatever the organizations' sizes, but
- * through three or more of them. An install that changed before the
+ * of. A move costs no write, whatever the organizations' sizes; one left
+ * through a third is written once, before the next moved install is. An install that changed before the
  * checkpoint under way began and moves into an organization it does not
  * write (taken already, or clean at its begin) brings that organization
  * into it (c->extra, after the rest): the checkpoint holds what it began
@@ -91,7 +91,7 @@ static struct wl_moved *moved_find(const struct wl_state *st, const struct wl_in
 }
 
 void wl_st_ckpt_moved(struct wl_state *st, struct wl_install *in, const struct wl_org *old,
-                      struct wl_org *to, struct wl_batch *batch)
+                      struct wl_org *to)
 {
     struct wl_ckpt *c = &st->ckpt;
     struct wl_moved *m = (in->flags & IN_MOVED) ? moved_find(st, in) : NULL;
@@ -105,11 +105,9 @@ void wl_st_ckpt_moved(struct wl_state *st, struct wl_install *in, const struct w
          * first one's record now, unless written since (back into it, it
          * is written with it). */
         struct wl_org *first = wl_st_org_find(st, m->org, m->org_len);
-        if (first != NULL && first->rec_seq < m->seq) {
-            if (st->replaying)
-                st->replay_moved = 1; /* the load writes whole */
-            else
-                org_left(st, first, batch);
+        if (first != NULL && first->rec_seq < m->seq && !first->left_pending) {
+            first->left_pending = 1; /* written once, before a moved install is */
+            push((void ***)&st->left_v, &st->n_left, &st->cap_left, first);
         }
     }
     m->org_len = old->id_len;
@@ -123,6 +121,18 @@ void wl_st_ckpt_moved(struct wl_state *st, struct wl_install *in, const struct w
     }
 }
 
+/* The organizations installs left through a third before their records
+ * were written, each once (st->left_v): before a moved install's record. */
+static void left_put(struct wl_state *st, struct wl_batch *batch)
+{
+    for (size_t i = 0; i < st->n_left; i++) {
+        struct wl_org *o = st->left_v[i];
+        o->left_pending = 0;
+        org_left(st, o, batch);
+    }
+    st->n_left = 0;
+}
+
 /* The install is written now: the organization it left last first (in the
  * same write), unless it is the one being written. */
 static void moved_settle(struct wl_state *st, struct wl_install *in, const struct wl_org *org,
@@ -130,6 +140,7 @@ static void moved_settle(struct wl_state *st, struct wl_install *in, const struc
 {
     struct wl_moved *m = moved_find(st, in);
     in->flags &= (uint8_t)~IN_MOVED;
+    left_put(st, batch);
     if (m == NULL)
         return;
     struct wl_org *left = wl_st_org_find(st, m->org, m->org_len);
@@ -141,6 +152,7 @@ static void moved_settle(struct wl_state *st, struct wl_install *in, const struc
 
 void wl_st_ckpt_moved_free(struct wl_state *st)
 {
+    free(st->left_v);
     struct wl_moved *m;
     for (size_t i = 0; (m = wl_ptable_next(&st->moved, &i)) != NULL;)
         free(m);
@@ -306,7 +318,7 @@ void wl_st_ckpt_committed(struct wl_state *st)
         o->packed = 0;
         if (wl_signals_index_written(&o->rules))
             st->index_gen++;
-        if (o->n_installs != 0 || o->dirty || o->in_extra)
+        if (o->n_installs != 0 || o->dirty || o->in_extra || o->left_pending)
             continue;
         wl_ptable_remove(&st->orgs, o);
         st->n_orgs--;

@@ -400,25 +400,6 @@ static int recent_signals(struct wl_state *st, struct wl_store *store, char *err
     return rc;
 }
 
-/* The replay moved an install: its old organization's record may lack the
- * move while its install's new one has it. Written whole before anything
- * else is (state_checkpoint.c: a checkpoint in slices could write the new
- * organization first). */
-static int write_whole(struct wl_state *st, char *err, size_t errlen)
-{
-    struct wl_batch *b = wl_batch_new(st->store);
-    if (b == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    wl_state_flush(st, b);
-    int rc = wl_store_write(st->store, b, 1, err, errlen);
-    if (rc == 0)
-        wl_state_commit(st);
-    wl_batch_free(b);
-    return rc;
-}
-
 static uint32_t moved_hash_of(const void *e)
 {
     return ((const struct wl_moved *)e)->in->hash;
@@ -500,8 +481,7 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
         goto fail;
     if (st->state_seq < st->ingest_seq && (rc = replay(st, err, errlen)) != 0)
         goto fail;
-    if ((rc = recent_signals(st, store, err, errlen)) != 0 ||
-        (st->replay_moved && (rc = write_whole(st, err, errlen)) != 0))
+    if ((rc = recent_signals(st, store, err, errlen)) != 0)
         goto fail;
     *out = st;
     return 0;

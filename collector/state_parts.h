@@ -146,6 +146,7 @@ struct wl_org {
     uint8_t hist_ready;                     /* the growth history is in memory */
     uint8_t packed;                         /* in ckpt.packed_orgs */
     uint8_t in_extra;                       /* in ckpt.extra */
+    uint8_t left_pending;                   /* in st->left_v */
     uint16_t n_first;                       /* first_ids' length */
     uint16_t hist_n, hist_cap;
     uint32_t hash;                          /* of the id (keyed): the organization table's */
@@ -245,9 +246,10 @@ struct wl_state {
     struct wl_ckpt ckpt;                    /* a checkpoint in slices, when one is under way */
     uint64_t replayed;                      /* pings the load replayed */
     int replaying;                          /* loading: the log is on disk already */
-    int replay_moved;                       /* the replay moved an install (state_load.c) */
     uint8_t ckpt_epoch;                     /* checkpoints begun (mod 256) */
     struct wl_ptable moved;                 /* struct wl_moved, by install (state_checkpoint.c) */
+    struct wl_org **left_v;                 /* left through a third (state_checkpoint.c) */
+    size_t n_left, cap_left;
     struct wl_signals signals;
     uint64_t ingest_seq;
     uint64_t group_last_signal;
@@ -333,7 +335,7 @@ uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl
 /* An install moved from old to another organization (apply, replaying
  * too): the organization it left is written before its record is. */
 void wl_st_ckpt_moved(struct wl_state *st, struct wl_install *in, const struct wl_org *old,
-                      struct wl_org *to, struct wl_batch *batch);
+                      struct wl_org *to);
 void wl_st_ckpt_moved_free(struct wl_state *st);
 
 /* The load's first step: a checkpoint an older version staged in part is

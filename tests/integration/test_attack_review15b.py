@@ -14,12 +14,12 @@ it would cause if it worked, and what is expected instead.
   move wrote the left organization's whole record (about 93 KB), so a 44 KB
   frame of 10,000 moves made the writer write 980 MB in one batch, hold
   1.9 GB (kept after it) and stall every ack for 12 s. Since 79c659b a move
-  between two organizations writes what a ping writes (asserted); through
-  three, each move still writes a record (expected failure until fixed).
+  between two organizations writes what a ping writes, and through three
+  too: an organization left through a third is written once, before the
+  next moved install's record (asserted).
 - A storm of moves (through three organizations too) not checkpointed, then
-  SIGKILL: the restart replays the moves (writing the state whole first when
-  the replay moved an install through a third); every answer after it
-  equals the one before, and after a clean restart too.
+  SIGKILL: the restart replays the moves; every answer after it equals the
+  one before, and after a clean restart too.
 
 Every wait polls with a deadline; nothing sleeps a fixed time to judge.
 """
@@ -107,7 +107,6 @@ class AttackReview15b(CollectorCase):
         self.assertLessEqual(per_ping, MOVE_WAL_BYTES_PER_PING)
         self.assertLessEqual(hwm, MOVE_HWM_GROWTH_KIB)
 
-    @unittest.expectedFailure  # review 15b, finding 2: fixed, this decorator goes
     def test_move_pings_through_three_wide_orgs_write_what_a_ping_writes(self):
         per_ping, hwm = self.move_storm(3)
         self.assertLessEqual(per_ping, MOVE_WAL_BYTES_PER_PING,
