@@ -687,9 +687,28 @@ int wl_batch_count(const struct wl_batch *b)
     return rocksdb_writebatch_count(b->wb) + (int)b->dn;
 }
 
+/* A batch past this is made again when cleared: RocksDB's clear keeps
+ * what the largest write grew it to (one checkpoint slice of a large
+ * organization, hundreds of megabytes), for the writer's whole life. */
+#define BATCH_KEEP (16u << 20)
+
 void wl_batch_clear(struct wl_batch *b)
 {
+    size_t size = 0;
+    rocksdb_writebatch_data(b->wb, &size);
+    if (size > BATCH_KEEP) {
+        rocksdb_writebatch_t *fresh = rocksdb_writebatch_create();
+        if (fresh != NULL) {
+            rocksdb_writebatch_destroy(b->wb);
+            b->wb = fresh;
+        }
+    }
     rocksdb_writebatch_clear(b->wb);
+    if (b->kcap > BATCH_KEEP) {
+        free(b->keys);
+        b->keys = NULL;
+        b->kcap = 0;
+    }
     b->dn = b->kused = 0;
 }
 

@@ -180,6 +180,36 @@ static void test_batch_across_cfs_and_reopen(void **state)
  * order at the write; operations on one key keep their order, the count
  * includes them, and a batch written twice (the retry after a reopen)
  * writes them once. */
+/* A batch grown past 16 MiB (a checkpoint slice of a large organization) is
+ * made again when cleared, and writes as before (RocksDB's clear keeps
+ * what it grew to). */
+static void test_large_batch_cleared_writes_again(void **state)
+{
+    struct tmp *t = *state;
+    char err[512] = "";
+    struct wl_store *s = open_or_fail(t->db, WL_STORE_PRIMARY);
+    struct wl_batch *b = wl_batch_new(s);
+    static char big[1 << 20];
+    memset(big, 'x', sizeof big);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 20; i++) { /* 20 MiB */
+            char k[16];
+            int n = snprintf(k, sizeof k, "k%02d", i);
+            wl_batch_put(b, WL_CF_ORGS, k, (size_t)n, big, sizeof big);
+        }
+        assert_int_equal(wl_batch_count(b), 20);
+        wl_batch_clear(b);
+        assert_int_equal(wl_batch_count(b), 0);
+    }
+    wl_batch_put(b, WL_CF_ORGS, S("after"), S("small"));
+    assert_int_equal(wl_batch_count(b), 1);
+    assert_int_equal(wl_store_write(s, b, 1, err, sizeof err), 0);
+    want_value(s, WL_CF_ORGS, S("after"), S("small"));
+    want_absent(s, WL_CF_ORGS, S("k00"));
+    wl_batch_free(b);
+    wl_store_close(s);
+}
+
 static void test_index_operations_in_key_order(void **state)
 {
     struct tmp *t = *state;
@@ -552,6 +582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_across_cfs_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterate_big_endian_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_operations_in_key_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_batch_cleared_writes_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_beside_primary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_missing_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_empty_dir, setup, teardown),
