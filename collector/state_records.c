@@ -420,7 +420,12 @@ uint64_t wl_state_commit(struct wl_state *st)
 
 int wl_state_dirty(const struct wl_state *st)
 {
-    return st->dirty_orgs != NULL || st->ckpt.phase != CKPT_IDLE;
+    /* also when every record is written but state_seq is behind: a
+     * checkpoint in place ends at the sequence it began at, with what came
+     * after it written too; a load would replay those pings (changing
+     * nothing, but a forget must leave none of its installs' to replay) */
+    return st->dirty_orgs != NULL || st->ckpt.phase != CKPT_IDLE ||
+           st->state_seq < st->ingest_seq;
 }
 
 uint64_t wl_state_dirty_installs(const struct wl_state *st) { return st->n_dirty_installs; }

@@ -95,6 +95,15 @@ static void forget(struct wl_state *st, struct wl_batch *b, const char *id)
     wl_forgotten_free(&fg);
 }
 
+static int cf_empty(enum wl_cf cf)
+{
+    struct wl_iter *it = wl_iter_new(store, cf);
+    wl_iter_seek_first(it);
+    int empty = !wl_iter_valid(it);
+    wl_iter_free(it);
+    return empty;
+}
+
 static size_t org_of(int o, uint8_t *id, const char *install)
 {
     uint8_t key[32];
@@ -248,6 +257,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(wl_state_n_installs(st) == 0);
     FUZZ_CHECK(wl_state_n_orgs(st) == 0);
     FUZZ_CHECK(wl_state_interned(st) == 1); /* "f0", the rule's */
+    FUZZ_CHECK(cf_empty(WL_CF_INSTALLS)); /* nothing a later load would bring back */
+    FUZZ_CHECK(cf_empty(WL_CF_ORGS));
     wl_batch_free(b);
     wl_state_free(st);
     return 0;
