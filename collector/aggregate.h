@@ -110,7 +110,8 @@ uint64_t wl_state_checkpoint_left(const struct wl_state *st);
 uint64_t wl_state_commit(struct wl_state *st);
 
 /* 1 when anything changed since the last whole checkpoint (one under way
- * in slices included). */
+ * in slices included), or a load would replay pings (meta state_seq
+ * behind the ingest sequence, everything written though). */
 int wl_state_dirty(const struct wl_state *st);
 /* Bytes of the latest pings installs keep in memory until a checkpoint
  * writes them (their records' last_ping). */
