@@ -29,13 +29,13 @@
  * An install that moves changes two organizations. The record of the one
  * it left is written before (or with) the install's, in the same write
  * (wl_st_ckpt_moved, st->moved: the last one it left; should it leave a
- * second before its record is written, the first is written then): a load
- * that finds the install in its new organization finds the old one without
- * it, so never replays to the old one a ping whose install it cannot know
- * of. A move costs no write, whatever the organizations' sizes; one left
- * through a third is written once, before the next moved install is. An install that changed before the
- * checkpoint under way began and moves into an organization it does not
- * write (taken already, or clean at its begin) brings that organization
+ * second before its record is written, the first is written before the
+ * next moved install's record, st->left_v): a load that finds the install
+ * in its new organization finds the old one without it, so never replays
+ * to the old one a ping whose install it cannot know of. A move costs no
+ * write, whatever the organizations' sizes. An install that changed before
+ * the checkpoint under way began and moves into an organization it does
+ * not write (taken already, or clean at its begin) brings that organization
  * into it (c->extra, after the rest): the checkpoint holds what it began
  * with. */
 #include "aggregate.h"

@@ -476,8 +476,8 @@ int wl_state_load(struct wl_store *store, const struct wl_state_opts *opts,
     st->staged_ingest_seq = st->ingest_seq;
     if ((rc = drop_stored_rank(store, err, errlen)) != 0 ||
         (rc = scan(st, WL_CF_INSTALLS, err, errlen)) != 0 ||
-        (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 || (rc = checkpoint_clock(st, err, errlen)) != 0 ||
-        (rc = rebuild_counting(st)) != 0)
+        (rc = scan(st, WL_CF_ORGS, err, errlen)) != 0 ||
+        (rc = checkpoint_clock(st, err, errlen)) != 0 || (rc = rebuild_counting(st)) != 0)
         goto fail;
     if (st->state_seq < st->ingest_seq && (rc = replay(st, err, errlen)) != 0)
         goto fail;

@@ -362,8 +362,8 @@ void wl_st_org_first_ids(struct wl_org *org);
 void wl_st_first_ids_join(struct wl_org *org, struct wl_install *in);
 void wl_st_first_ids_leave(struct wl_org *org, struct wl_install *in);
 /* feats: a buffer for the organization's sorted feature list, grown too. */
-size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, int with_ids,
-                      const char ***feats, size_t *feats_cap, uint8_t **buf, size_t *cap);
+size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
+                      size_t *feats_cap, uint8_t **buf, size_t *cap);
 void wl_st_put_daily(struct wl_state *st, struct wl_org *org, struct wl_batch *batch);
 void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch);
 /* ids: a large organization's first install ids computed again (a walk

@@ -73,7 +73,7 @@ int wl_state_read_org(struct wl_state_reader *r, const uint8_t *org, size_t org_
         if (o == NULL || o->n_installs == 0)
             rc = -ENOENT;
         else
-            n = wl_st_pack_org(r->st, o, 1, &feats, &feats_cap, &buf, &cap);
+            n = wl_st_pack_org(r->st, o, &feats, &feats_cap, &buf, &cap);
     }
     pthread_rwlock_unlock(&r->lock);
     free(feats);

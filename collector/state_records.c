@@ -189,19 +189,17 @@ void wl_st_first_ids_leave(struct wl_org *org, struct wl_install *in)
     }
 }
 
-size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, int with_ids,
-                      const char ***feats, size_t *feats_cap, uint8_t **out, size_t *cap)
+size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, const char ***feats,
+                      size_t *feats_cap, uint8_t **out, size_t *cap)
 {
     wl_org_rec rec = WARMLINE__STORE__V1__ORG_STATE__INIT;
     /* A record that lists every install of an organization with 100,000
      * would cost megabytes per write: it lists the first few. */
     size_t n_ids = org->n_installs < WL_ORG_INSTALL_IDS_MAX ? org->n_installs
                                                             : WL_ORG_INSTALL_IDS_MAX;
-    if (!with_ids)
-        n_ids = 0;
     /* past the limit, the list kept (never a walk under the readers' lock) */
     int kept = org->first_ids != NULL && org->n_installs > WL_ORG_INSTALL_IDS_MAX;
-    if (kept && with_ids)
+    if (kept)
         n_ids = org->n_first;
     char *ids[WL_ORG_INSTALL_IDS_MAX];
     const char *versions[SEEN_MAX], *editions[SEEN_MAX];
@@ -211,9 +209,9 @@ size_t wl_st_pack_org(const struct wl_state *st, const struct wl_org *org, int w
     Warmline__Store__V1__OrgState__RuleState *rule_ptrs[n_rules];
     size_t n_rule_recs = 0;
 
-    if (kept && n_ids > 0)
+    if (kept)
         memcpy(ids, org->first_ids, n_ids * sizeof *ids);
-    else if (n_ids > 0)
+    else
         first_ids(org, ids, n_ids);
     /* Sorted: the record does not depend on the order installs came in.
      * One buffer lists each table in turn, the longest its features. */
@@ -287,7 +285,7 @@ void wl_st_put_org(struct wl_state *st, struct wl_org *org, struct wl_batch *bat
     org->rec_seq = st->ingest_seq;
     if (ids)
         wl_st_org_first_ids(org);
-    size_t n = wl_st_pack_org(st, org, 1, &st->feat_buf, &st->feat_cap, &st->scratch,
+    size_t n = wl_st_pack_org(st, org, &st->feat_buf, &st->feat_cap, &st->scratch,
                               &st->scratch_cap);
     wl_batch_put(batch, WL_CF_ORGS, org->id, org->id_len, st->scratch, n);
 }

@@ -348,7 +348,8 @@ static void test_one_slice_writes_a_whole_organization(void **state)
     assert_int_equal(wl_store_write(s->store, b, 1, err, sizeof err), 0);
     wl_state_commit(s->st);
     clock_gettime(CLOCK_MONOTONIC, &t2);
-    print_message("  slice of %d records: packed in %.1f ms, written and committed in %.1f ms\n", written,
+    print_message("  slice of %d records: packed in %.1f ms, written and committed in %.1f ms\n",
+                  written,
         (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
         (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6);
     wl_batch_free(b);
