@@ -159,7 +159,7 @@ static void dirty_remove(struct wl_org *org, struct wl_install *in)
 }
 
 /* Its organization writes it (state_checkpoint.c): marked too. */
-void wl_st_install_mark(struct wl_state *st, struct wl_install *in)
+static void install_mark(struct wl_state *st, struct wl_install *in)
 {
     if (!in->dirty) {
         in->dirty = 1;
@@ -836,7 +836,7 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
             in->flags &= (uint8_t)~IN_ORG_BY_NETWORK;
     }
     in->last_ingest_seq = rec.ingest_seq;
-    wl_st_install_mark(st, in);
+    install_mark(st, in);
     if (own)
         org_evaluate(st, org, event_at, rec.ingest_seq, batch);
     return WL_APPLY_ACCEPTED;

@@ -220,7 +220,7 @@ void wl_state_checkpoint_begin(struct wl_state *st, int64_t now, struct wl_batch
     c->clock = st->clock;
     c->records = 0;
     c->phase = CKPT_WRITING;
-    st->ckpt_epoch++; /* an install dirty since before: wl_st_ckpt_install_moving */
+    st->ckpt_epoch++; /* an install dirty since before it: wl_st_ckpt_moved */
     wl_be64_put(seq, c->seq);
     wl_batch_put(batch, WL_CF_META, META_CKPT_SEQ, sizeof META_CKPT_SEQ - 1, seq, sizeof seq);
 }

@@ -286,9 +286,9 @@ void wl_st_org_touch(struct wl_state *st, struct wl_org *org, int64_t t, struct 
 void wl_st_org_attach(struct wl_org *org, struct wl_install *in);
 void wl_st_org_detach(struct wl_state *st, struct wl_org *org, struct wl_install *in);
 void wl_st_org_reseen(struct wl_org *org);
-/* Onto the dirty lists (the next checkpoint writes them). */
+/* Onto the dirty list (the next checkpoint writes it, with its installs
+ * marked in aggregate.c). */
 void wl_st_org_mark(struct wl_state *st, struct wl_org *org);
-void wl_st_install_mark(struct wl_state *st, struct wl_install *in);
 /* An install lets go of its kept ping (written, or forgotten). */
 void wl_st_install_drop_ping(struct wl_state *st, struct wl_install *in);
 /* Installs by id, and the strings they hold. */
