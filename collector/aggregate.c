@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "log.h"
 #include "state_parts.h"
 
 void *wl_st_xrealloc(void *p, size_t n)
@@ -127,17 +128,6 @@ void wl_st_org_mark(struct wl_state *st, struct wl_org *org)
         st->dirty_orgs = org;
     }
 }
-
-void wl_st_install_drop_ping(struct wl_state *st, struct wl_install *in)
-{
-    if (in->ping != NULL) {
-        st->kept_bytes -= in->ping->len;
-        free(in->ping);
-        in->ping = NULL;
-    }
-}
-
-uint64_t wl_state_kept_bytes(const struct wl_state *st) { return st->kept_bytes; }
 
 /* An install's place among its organization's changed ones (O(1) in and
  * out: it moves with the install). */
@@ -482,24 +472,34 @@ uint64_t wl_state_advance(struct wl_state *st, int64_t now, struct wl_batch *bat
 
 /* The install's strings become the ping's: new references first, then the
  * old ones go (freeing what no one else holds). */
+void wl_st_install_set(struct wl_state *st, struct wl_install *in, const uint64_t *counts,
+                       size_t n_counts, const char *edition, const char *version,
+                       char *const *feats, size_t n_features)
+{
+    const char *old_edition = in->edition, *old_version = in->version, **fl = in->features;
+    for (size_t i = 0; i < WL_N_COUNTS; i++) {
+        uint64_t c = i < n_counts ? counts[i] : 0;
+        in->counts[i] = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+    }
+    in->edition = edition[0] ? wl_st_intern(st, edition) : NULL;
+    in->version = version[0] ? wl_st_intern(st, version) : NULL;
+    size_t nf = n_features > WL_FEATURES_MAX ? WL_FEATURES_MAX : n_features;
+    const char *features[WL_FEATURES_MAX];
+    for (size_t i = 0; i < nf; i++)
+        features[i] = wl_st_intern(st, feats[i]);
+    in->features = wl_st_intern_fset(st, features, nf);
+    in->n_features = (uint8_t)nf;
+    wl_st_str_unref(st, old_edition);
+    wl_st_str_unref(st, old_version);
+    wl_st_fset_unref(st, fl);
+}
+
 void wl_st_install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p)
 {
     uint64_t counts[WL_N_COUNTS];
-    const char *edition = in->edition, *version = in->version, **fl = in->features;
     wl_ping_counts(p, counts);
-    for (int i = 0; i < WL_N_COUNTS; i++)
-        in->counts[i] = counts[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)counts[i];
-    in->edition = p->edition[0] ? wl_st_intern(st, p->edition) : NULL;
-    in->version = p->version[0] ? wl_st_intern(st, p->version) : NULL;
-    size_t nf = p->n_features > WL_FEATURES_MAX ? WL_FEATURES_MAX : p->n_features;
-    const char *features[WL_FEATURES_MAX];
-    for (size_t i = 0; i < nf; i++)
-        features[i] = wl_st_intern(st, p->features[i]);
-    in->features = wl_st_intern_fset(st, features, nf);
-    in->n_features = (uint8_t)nf;
-    wl_st_str_unref(st, edition);
-    wl_st_str_unref(st, version);
-    wl_st_fset_unref(st, fl);
+    wl_st_install_set(st, in, counts, WL_N_COUNTS, p->edition, p->version, p->features,
+                      p->n_features);
 }
 
 /* Everything an install holds of the interned strings goes. */
@@ -549,46 +549,86 @@ struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t
     return in;
 }
 
-/* The install keeps its latest ping, packed, until the flush writes it. */
-static void install_keep_ping(struct wl_state *st, struct wl_install *in, const uint8_t *stored,
-                              size_t len)
+/* ---- the group's pings (state_parts.h: struct wl_group_pings) ---- */
+
+/* Room for the ping at ingest sequence seq, packed (len bytes), applied
+ * since the last write. */
+static uint8_t *group_room(struct wl_state *st, uint64_t seq, size_t len)
 {
-    struct wl_ping_peek pk;
-    if (wl_ping_peek(stored, len, &pk) != 0 || pk.ping == NULL)
-        abort(); /* we packed it ourselves, or it loaded from disk whole */
-    st->kept_bytes -= in->ping != NULL ? in->ping->len : 0;
-    st->kept_bytes += pk.ping_len;
-    in->ping = wl_st_xrealloc(in->ping, sizeof *in->ping + pk.ping_len);
-    memcpy(in->ping->data, pk.ping, pk.ping_len);
-    in->ping->len = (uint32_t)pk.ping_len;
+    struct wl_group_pings *g = &st->group;
+    if (g->n == 0 || seq != g->first + g->n) { /* (live, each is the next) */
+        g->n = g->len = 0;
+        g->first = seq;
+    }
+    wl_st_grow((uint8_t **)&g->off, &g->cap_off, (g->n + 2) * sizeof *g->off);
+    wl_st_grow(&g->buf, &g->cap, g->len + len);
+    uint8_t *p = g->buf + g->len;
+    g->off[g->n] = (uint32_t)g->len;
+    g->len += len;
+    g->off[++g->n] = (uint32_t)g->len;
+    return p;
+}
+
+void wl_st_group_written(struct wl_state *st)
+{
+    struct wl_group_pings *g = &st->group;
+    g->n = g->len = 0;
+    if (g->cap > (1u << 20)) { /* a large group's: not kept for the next */
+        free(g->buf);
+        g->buf = NULL;
+        g->cap = 0;
+    }
+}
+
+void wl_st_group_free(struct wl_state *st)
+{
+    free(st->group.buf);
+    free(st->group.off);
+    memset(&st->group, 0, sizeof st->group);
 }
 
 /* ---- edge pings (ping.h): a few fields, merged into the latest ping ---- */
 
 /* The install's latest ping, unpacked (free with warmline__v1__ping__free_unpacked),
- * or NULL when it has none: kept in memory while the install is dirty, read
- * from its record otherwise (an edge ping's one read: edge pings come at
- * most a few a day per install, within the HTTP listener's limits). */
+ * or NULL when it has none: from the group's pings when it came since the
+ * last write, from the log otherwise (an edge ping's one read: edge pings
+ * come at most a few a day per install, within the HTTP listener's limits).
+ * NULL too when the log no longer has it (retention): the edge ping's
+ * fields are then all its state has. */
 static wl_ping *install_latest_ping(struct wl_state *st, const struct wl_install *in)
 {
-    char *val = NULL, err[256];
-    size_t vlen = 0;
+    const struct wl_group_pings *g = &st->group;
+    uint64_t q = in->last_ingest_seq;
+    if (g->n > 0 && q >= g->first && q < g->first + g->n) {
+        size_t i = (size_t)(q - g->first);
+        return warmline__v1__ping__unpack(NULL, g->off[i + 1] - g->off[i], g->buf + g->off[i]);
+    }
+    return wl_latest_ping_read(st->store, NULL, q, in->id);
+}
 
-    if (in->ping != NULL)
-        return warmline__v1__ping__unpack(NULL, in->ping->len, in->ping->data);
-    size_t n = strlen(in->id);
-    int rc = wl_store_get(st->store, WL_CF_INSTALLS, in->id, n, &val, &vlen, err, sizeof err);
-    if (rc != 0)
-        return NULL;
-    wl_install_rec *rec = warmline__store__v1__install_state__unpack(NULL, vlen,
-                                                                    (const uint8_t *)val);
-    free(val);
-    if (rec == NULL)
-        return NULL;
-    wl_ping *p = rec->last_ping;
-    rec->last_ping = NULL;
-    warmline__store__v1__install_state__free_unpacked(rec, NULL);
-    return p;
+void wl_st_edge_merge_write(struct wl_state *st, const uint8_t *stored, size_t stored_len,
+                            const wl_ping *latest)
+{
+    char err[256];
+    wl_ping_rec *rec = warmline__store__v1__stored_ping__unpack(NULL, stored_len, stored);
+    struct wl_batch *b = wl_batch_new(st->store);
+    if (rec != NULL && b != NULL) {
+        uint8_t key[8];
+        rec->latest = (wl_ping *)latest;
+        size_t n = warmline__store__v1__stored_ping__get_packed_size(rec);
+        uint8_t *buf = wl_st_xrealloc(NULL, n);
+        warmline__store__v1__stored_ping__pack(rec, buf);
+        rec->latest = NULL;
+        wl_be64_put(key, rec->ingest_seq);
+        wl_batch_put(b, WL_CF_PINGS, key, sizeof key, buf, n);
+        if (wl_store_write(st->store, b, 0, err, sizeof err) != 0)
+            wl_warn("edge_merge_unwritten", "ingest_seq=%llu error=\"%s\"",
+                    (unsigned long long)rec->ingest_seq, err);
+        free(buf);
+    }
+    wl_batch_free(b);
+    if (rec != NULL)
+        warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
 }
 
 /* out = base (or an empty ping) with the fields presence names taken from
@@ -665,22 +705,12 @@ static uint64_t check_digest(struct wl_state *st, const wl_ping *p, uint64_t pre
     return d;
 }
 
-/* The install keeps its latest ping, packed, until the flush writes it. */
-static void install_keep_packed(struct wl_state *st, struct wl_install *in, const wl_ping *p)
-{
-    size_t n = warmline__v1__ping__get_packed_size(p);
-    st->kept_bytes -= in->ping != NULL ? in->ping->len : 0;
-    st->kept_bytes += n;
-    in->ping = wl_st_xrealloc(in->ping, sizeof *in->ping + n);
-    warmline__v1__ping__pack(p, in->ping->data);
-    in->ping->len = (uint32_t)n;
-}
-
 /* wl_state_apply and wl_state_apply_edge; stored is the ping's record when
  * it is replayed (source and presence are then the record's). */
 enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
                            uint64_t presence, int64_t received_at, int64_t event_at,
-                           struct wl_batch *batch, const uint8_t *stored, size_t stored_len)
+                           struct wl_batch *batch, const uint8_t *stored, size_t stored_len,
+                           const wl_ping *stored_latest)
 {
     size_t idlen = strlen(ping->install_id);
     struct wl_install *in;
@@ -728,15 +758,19 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
         raw = *ping;
         if (stored == NULL)
             raw.seq = (in != NULL ? in->edge_seq : 0) + 1;
-        if (in != NULL)
-            base = install_latest_ping(st, in);
-        edge_merge(&merged, base, &raw, presence, features);
-        if (org_applies)
-            merged.org_key = ping->org_key;
-        else if (base == NULL)
-            merged.org_key.len = 0;
         ping = &raw;
-        latest = &merged;
+        if (stored_latest != NULL) { /* replaying: the merge is in the record */
+            latest = stored_latest;
+        } else {
+            if (in != NULL)
+                base = install_latest_ping(st, in);
+            edge_merge(&merged, base, &raw, presence, features);
+            if (org_applies)
+                merged.org_key = raw.org_key;
+            else if (base == NULL)
+                merged.org_key.len = 0;
+            latest = &merged;
+        }
     }
     if (event_at > st->clock)
         st->clock = event_at;
@@ -754,22 +788,32 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
         rec.ping = (wl_ping *)ping;
         rec.source = source;
         rec.presence = edge ? presence : 0;
+        rec.latest = edge ? (wl_ping *)latest : NULL;
         stored_len = warmline__store__v1__stored_ping__get_packed_size(&rec);
         uint8_t *buf = wl_st_scratch(st, stored_len);
         warmline__store__v1__stored_ping__pack(&rec, buf);
         wl_be64_put(key, rec.ingest_seq);
         wl_batch_put(batch, WL_CF_PINGS, key, sizeof key, buf, stored_len);
-        stored = buf;
+        /* until the write, the group's pings hold what the log will */
+        if (edge) {
+            size_t n = warmline__v1__ping__get_packed_size(latest);
+            warmline__v1__ping__pack(latest, group_room(st, rec.ingest_seq, n));
+        } else {
+            struct wl_ping_peek pk;
+            if (wl_ping_peek(buf, stored_len, &pk) != 0 || pk.ping == NULL)
+                abort(); /* packed just now */
+            memcpy(group_room(st, rec.ingest_seq, pk.ping_len), pk.ping, pk.ping_len);
+        }
+    } else if (edge && stored_latest == NULL) {
+        /* replaying an edge ping stored before records kept their merge: the
+         * log gets it now, for the next (install_latest_ping) */
+        wl_st_edge_merge_write(st, stored, stored_len, latest);
     }
 
     if (in == NULL) {
         in = wl_st_install_new(st, ping->install_id, idlen);
         in->first_seen = event_at;
     }
-    if (edge)
-        install_keep_packed(st, in, latest);
-    else
-        install_keep_ping(st, in, stored, stored_len); /* before scratch is reused */
     struct wl_org *org = wl_st_org_find(st, org_id, org_len);
     if (org == NULL) {
         org = wl_st_org_new(st, org_id, org_len);
@@ -845,7 +889,7 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
                              int64_t event_at, struct wl_batch *batch)
 {
-    return wl_st_apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0);
+    return wl_st_apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0, NULL);
 }
 
 enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
@@ -853,5 +897,5 @@ enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
                                   int64_t event_at, struct wl_batch *batch)
 {
     return wl_st_apply(st, ping, edge->source, edge->presence, received_at, event_at, batch,
-                       NULL, 0);
+                       NULL, 0, NULL);
 }

@@ -113,9 +113,16 @@ uint64_t wl_state_commit(struct wl_state *st);
  * in slices included), or a load would replay pings (meta state_seq
  * behind the ingest sequence, everything written though). */
 int wl_state_dirty(const struct wl_state *st);
-/* Bytes of the latest pings installs keep in memory until a checkpoint
- * writes them (their records' last_ping). */
-uint64_t wl_state_kept_bytes(const struct wl_state *st);
+/* An install's latest ping, the one its record's last_ingest_seq names,
+ * read from the log (snap NULL: the latest): a wire ping as it came, an
+ * edge ping's merge (StoredPing.latest). NULL when the log no longer has
+ * it (retention, a forget), when that ping is not install_id's, or when it
+ * is an edge ping stored before edge pings kept their merge (the record's
+ * last_ping has it then). Free with warmline__v1__ping__free_unpacked.
+ * Memory keeps no install's ping: the account view and the dump read it
+ * here, one read per install shown. */
+wl_ping *wl_latest_ping_read(struct wl_store *store, const struct wl_snapshot *snap,
+                             uint64_t ingest_seq, const char *install_id);
 /* Installs changed since the last flush. */
 uint64_t wl_state_dirty_installs(const struct wl_state *st);
 /* The ingest sequence the stored state records are exact for. */

@@ -153,10 +153,6 @@ static int install_get(struct wl_api *api, const struct wl_snapshot *snap, const
     pthread_rwlock_unlock(&api->writer_lock);
     if (rc == -EAGAIN)
         return wl_install_state_get(api->store, snap, id, out, err, errlen);
-    /* 1: written since memory let go of its ping; perhaps after the
-     * request's snapshot, so read the latest */
-    if (rc == 1)
-        return wl_install_state_get(api->store, NULL, id, out, err, errlen);
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory");
     return rc;
@@ -523,13 +519,20 @@ static json_t *install_json(struct wl_api *api, const struct wl_snapshot *snap, 
     wl_json_put(o, "first_seen", json_integer(st->first_seen), &bad);
     wl_json_put(o, "last_seen", json_integer(st->last_seen), &bad);
     wl_json_put(o, "last_seq", wl_json_u64(st->last_seq), &bad);
-    if (st->last_ping != NULL) {
+    /* from the log (memory keeps no ping): the latest, not the request's
+     * snapshot, which may be older than memory; a stored ping never
+     * changes. A record from an older version may hold it instead. */
+    wl_ping *lp = wl_latest_ping_read(api->store, NULL, st->last_ingest_seq, st->install_id);
+    const wl_ping *shown = lp != NULL ? lp : st->last_ping;
+    if (shown != NULL) {
         last = json_object();
-        if (last == NULL || wl_ping_json_add(last, st->last_ping) != 0)
+        if (last == NULL || wl_ping_json_add(last, shown) != 0)
             bad = 1;
     } else {
-        last = json_null();
+        last = json_null(); /* retention removed it, or it is not yet written */
     }
+    if (lp != NULL)
+        warmline__v1__ping__free_unpacked(lp, NULL);
     wl_json_put(o, "last_ping", last, &bad);
     warmline__store__v1__install_state__free_unpacked(st, NULL);
     if (bad) {

@@ -116,8 +116,6 @@ enum wl_tcounter { WL_TRANSPORT_COUNTERS(WL_TCOUNTER_ENUM) WL_N_TCOUNTERS };
     X(pings_since_checkpoint, "Pings applied since the last checkpoint (in memory only).") \
     X(checkpoint_records, "Records the last checkpoint wrote (installs, organizations, days).") \
     X(checkpoint_ms, "How long the last checkpoint's pack and write took, in ms.")          \
-    X(kept_ping_bytes, "Bytes of installs' latest pings held in memory for the next "      \
-                       "checkpoint (one begins past 256 MiB).")                            \
     X(msgids_bytes, "Bytes of the Rudder messageId store after its last sweep.")            \
     X(network_prefixes, "Prefixes in the network table (CIDR -> organization).")          \
     X(network_table_bytes, "Bytes of the network table's lookup structure.")

@@ -168,11 +168,8 @@ uint64_t wl_st_ckpt_org_write(struct wl_state *st, struct wl_org *org, struct wl
         in->dirty = 0;
         if (in->flags & IN_MOVED)
             moved_settle(st, in, org, batch);
-        if (in->ping != NULL) { /* nothing of it to write otherwise */
-            wl_st_put_install(st, in, batch);
-            n++;
-        }
-        push((void ***)&c->packed_installs, &c->n_packed_installs, &c->cap_packed_installs, in);
+        wl_st_put_install(st, in, batch);
+        n++;
     }
     st->n_dirty_installs -= org->n_dirty;
     org->n_dirty = 0;
@@ -305,12 +302,6 @@ int wl_st_ckpt_absorb(struct wl_state *st, struct wl_batch *batch)
 void wl_st_ckpt_committed(struct wl_state *st)
 {
     struct wl_ckpt *c = &st->ckpt;
-    for (size_t i = 0; i < c->n_packed_installs; i++) {
-        struct wl_install *in = c->packed_installs[i];
-        if (!in->dirty) /* its record is written */
-            wl_st_install_drop_ping(st, in);
-    }
-    c->n_packed_installs = 0;
     /* An organization whose deletion is written goes, unless a list names
      * it (dirty: the work, or the dirty list) */
     for (size_t i = 0; i < c->n_packed_orgs; i++) {
@@ -335,7 +326,6 @@ void wl_st_ckpt_committed(struct wl_state *st)
 void wl_st_ckpt_free(struct wl_state *st)
 {
     struct wl_ckpt *c = &st->ckpt;
-    free(c->packed_installs);
     free(c->packed_orgs);
     memset(c, 0, sizeof *c);
 }

@@ -50,7 +50,6 @@ static void install_forget(struct wl_state *st, struct wl_install *in, struct wl
     }
     wl_st_install_unlink(st, in);
     wl_st_install_release(st, in);
-    wl_st_install_drop_ping(st, in);
     free(in);
 }
 

@@ -96,6 +96,35 @@ int wl_ping_peek(const void *val, size_t vlen, struct wl_ping_peek *out)
 
 /* ---- loading ---- */
 
+/* A record from before records named the latest ping by last_ingest_seq
+ * holds it whole (last_ping). The log has it too, but for an edge ping
+ * stored then only the fields it carried: that one is written again with
+ * the record's last_ping as its merge (once; the check is one read per such
+ * install and load, until its record is written again), so that the next
+ * edge ping, or the replay of one, finds its base in the log. */
+static void legacy_latest(struct wl_state *st, struct wl_install *in, const wl_install_rec *rec)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    uint8_t key[8];
+
+    wl_st_install_set_ping(st, in, rec->last_ping);
+    if (rec->edge_seq == 0 || rec->last_ingest_seq == 0)
+        return; /* no edge ping: the log has the wire ping whole */
+    wl_be64_put(key, rec->last_ingest_seq);
+    if (wl_store_get(st->store, WL_CF_PINGS, key, sizeof key, &val, &vlen, err,
+                     sizeof err) == 0) {
+        wl_ping_rec *p = warmline__store__v1__stored_ping__unpack(NULL, vlen,
+                                                                 (const uint8_t *)val);
+        if (p != NULL && p->source != WL_SOURCE_WIRE && p->latest == NULL && p->ping != NULL &&
+            strcmp(p->ping->install_id, rec->install_id) == 0)
+            wl_st_edge_merge_write(st, (const uint8_t *)val, vlen, rec->last_ping);
+        if (p != NULL)
+            warmline__store__v1__stored_ping__free_unpacked(p, NULL);
+    }
+    free(val);
+}
+
 static int load_install(struct wl_state *st, const char *val, size_t vlen)
 {
     wl_install_rec *rec = warmline__store__v1__install_state__unpack(NULL, vlen,
@@ -119,8 +148,11 @@ static int load_install(struct wl_state *st, const char *val, size_t vlen)
     in->check_digest = rec->check_digest;
     if (rec->org_by_network)
         in->flags |= IN_ORG_BY_NETWORK;
-    if (rec->last_ping != NULL)
-        wl_st_install_set_ping(st, in, rec->last_ping);
+    if (rec->n_counts > 0)
+        wl_st_install_set(st, in, rec->counts, rec->n_counts, rec->edition, rec->version,
+                          rec->features, rec->n_features);
+    else if (rec->last_ping != NULL) /* written before records named their latest ping */
+        legacy_latest(st, in, rec);
     struct wl_org *org = wl_st_org_find(st, rec->org.data, rec->org.len);
     if (org == NULL)
         org = wl_st_org_new(st, rec->org.data, rec->org.len);
@@ -259,9 +291,8 @@ static int replay(struct wl_state *st, char *err, size_t errlen)
             break;
         }
         st->ingest_seq = seq - 1; /* forgotten pings leave gaps */
-        if (wl_st_apply(st, rec->ping, rec->source, rec->presence, rec->received_at, rec->event_at,
-                  scratch_batch, v, vlen) !=
-            WL_APPLY_ACCEPTED)
+        if (wl_st_apply(st, rec->ping, rec->source, rec->presence, rec->received_at,
+                        rec->event_at, scratch_batch, v, vlen, rec->latest) != WL_APPLY_ACCEPTED)
             st->ingest_seq = seq; /* cannot happen: the log holds accepted pings */
         warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
         if (++n % 4096 == 0)
@@ -501,7 +532,6 @@ void wl_state_free(struct wl_state *st)
         return;
     for (size_t i = 0; (in = wl_ptable_next(&st->installs, &i)) != NULL;) {
         wl_st_install_release(st, in);
-        free(in->ping);
         free(in);
     }
     for (size_t i = 0; (org = wl_ptable_next(&st->orgs, &i)) != NULL;)
@@ -517,6 +547,7 @@ void wl_state_free(struct wl_state *st)
     wl_signals_free(&st->signals);
     wl_st_ckpt_moved_free(st);
     wl_st_ckpt_free(st);
+    wl_st_group_free(st);
     free(st->heap);
     free(st->scratch);
     free(st->sort_buf);

@@ -105,10 +105,16 @@ struct wl_tallies {
 
 #define HOUR_MS 3600000LL
 
-/* An install's latest ping, packed, from apply to the flush. */
-struct kept_ping {
-    uint32_t len;
-    uint8_t data[];
+/* The pings applied since the last write, packed (a wire ping as it came,
+ * an edge ping's merge), by ingest sequence: an edge ping's base may be
+ * one of them, and the log does not have them yet (aggregate.c). Let go
+ * at each commit: memory keeps no install's ping longer than a group. */
+struct wl_group_pings {
+    uint64_t first;                         /* the ingest sequence of off[0] */
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t *off;                          /* n + 1 offsets into buf */
+    size_t n, cap_off;
 };
 
 /* One per install ever seen, so kept small (176 bytes and its id):
@@ -118,7 +124,6 @@ struct wl_install {
     struct wl_org *org;
     const char *edition, *version;          /* interned */
     const char **features;                  /* an interned list (wl_fset) */
-    struct kept_ping *ping;                 /* while dirty: the latest ping, packed */
     uint64_t last_seq;
     uint64_t last_ingest_seq;
     int64_t first_seen, last_seen;          /* event time */
@@ -209,9 +214,7 @@ struct wl_ckpt {
     struct wl_org *next;                    /* the dirty list at seq, what is left */
     struct wl_org *extra;                   /* brought in by installs (wl_st_ckpt_moved) */
     uint64_t n_orgs, taken;
-    /* written since the last commit: their kept pings go, empty ones go */
-    struct wl_install **packed_installs;
-    size_t n_packed_installs, cap_packed_installs;
+    /* written since the last commit: empty ones go */
     struct wl_org **packed_orgs;
     size_t n_packed_orgs, cap_packed_orgs;
     uint64_t records;                       /* written so far */
@@ -242,7 +245,7 @@ struct wl_state {
     int64_t flush_at;                       /* the whole checkpoint's time (in the batch) */
     uint64_t staged_ingest_seq;             /* the ingest_seq last put into meta */
     int flushed;                            /* the batch holds a whole flush */
-    uint64_t kept_bytes;                    /* installs' kept pings (wl_state_kept_bytes) */
+    struct wl_group_pings group;            /* the pings not yet written */
     struct wl_ckpt ckpt;                    /* a checkpoint in slices, when one is under way */
     uint64_t replayed;                      /* pings the load replayed */
     int replaying;                          /* loading: the log is on disk already */
@@ -289,20 +292,32 @@ void wl_st_org_reseen(struct wl_org *org);
 /* Onto the dirty list (the next checkpoint writes it, with its installs
  * marked in aggregate.c). */
 void wl_st_org_mark(struct wl_state *st, struct wl_org *org);
-/* An install lets go of its kept ping (written, or forgotten). */
-void wl_st_install_drop_ping(struct wl_state *st, struct wl_install *in);
-/* Installs by id, and the strings they hold. */
+/* An edge ping stored by an older version, without its merge, written
+ * again with it (StoredPing.latest: latest), at once, its other fields as
+ * they were: the next edge ping of its install reads it as its base. */
+void wl_st_edge_merge_write(struct wl_state *st, const uint8_t *stored, size_t stored_len,
+                            const wl_ping *latest);
+/* The group's pings (struct wl_group_pings): let go after a write, freed. */
+void wl_st_group_written(struct wl_state *st);
+void wl_st_group_free(struct wl_state *st);
+/* Installs by id, and the strings they hold: what the state keeps of an
+ * install's latest ping (counts, edition, version, features). */
 void wl_st_install_set_ping(struct wl_state *st, struct wl_install *in, const wl_ping *p);
+void wl_st_install_set(struct wl_state *st, struct wl_install *in, const uint64_t *counts,
+                       size_t n_counts, const char *edition, const char *version,
+                       char *const *features, size_t n_features);
 void wl_st_install_release(struct wl_state *st, struct wl_install *in);
 uint32_t wl_st_install_hash_of(const void *e);
 struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len);
 void wl_st_install_unlink(struct wl_state *st, struct wl_install *in);
 struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t len);
 /* A ping through the state: wl_state_apply, wl_state_apply_edge, and the
- * replay (stored: the ping's record). */
+ * replay (stored: the ping's record; latest: an edge record's merge, NULL
+ * in one stored before it kept one). */
 enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
                           uint64_t presence, int64_t received_at, int64_t event_at,
-                          struct wl_batch *batch, const uint8_t *stored, size_t stored_len);
+                          struct wl_batch *batch, const uint8_t *stored, size_t stored_len,
+                          const wl_ping *latest);
 
 /* state_intern.c: interned strings and feature lists, counted references. */
 struct wl_str *wl_st_str_of(const char *s);

@@ -100,8 +100,6 @@ int wl_state_read_install(struct wl_state_reader *r, const char *id,
         const struct wl_install *in = wl_st_install_find(r->st, id, strlen(id));
         if (in == NULL || in->org == NULL)
             rc = -ENOENT;
-        else if (in->ping == NULL)
-            rc = 1; /* its latest ping is written: the record on disk */
         else
             n = wl_st_pack_install(in, &buf, &cap);
     }

@@ -51,10 +51,8 @@ void wl_state_change_end(struct wl_state_reader *r);
 int wl_state_read_org(struct wl_state_reader *r, const uint8_t *org, size_t org_len,
                       Warmline__Store__V1__OrgState **out);
 
-/* The install's record. 1 (and *out NULL) when its record is written
- * (a checkpoint wrote it in place): the one on disk (wl_install_state_get)
- * is exact (or newer, should a checkpoint come in between) and holds its
- * latest ping, which memory lets go of once written. */
+/* The install's record as the next checkpoint would write it: its latest
+ * ping is the log's, at last_ingest_seq (wl_latest_ping_read). */
 int wl_state_read_install(struct wl_state_reader *r, const char *id,
                           Warmline__Store__V1__InstallState **out);
 

@@ -55,22 +55,54 @@ size_t wl_st_pack_install(const struct wl_install *in, uint8_t **out, size_t *ca
     rec.check_hour = in->check_hour;
     rec.check_digest = in->check_digest;
     rec.org_by_network = (in->flags & IN_ORG_BY_NETWORK) != 0;
-    /* last_ping (field 7, the last) is the kept packed ping: appended as
-     * protobuf-c would put it, without a decode and an encode. */
+    /* what the state holds of its latest ping; the ping itself is in the
+     * log at last_ingest_seq (wl_latest_ping_read) */
+    uint64_t counts[WL_N_COUNTS];
+    for (int i = 0; i < WL_N_COUNTS; i++)
+        counts[i] = in->counts[i];
+    rec.n_counts = WL_N_COUNTS;
+    rec.counts = counts;
+    rec.edition = (char *)(in->edition != NULL ? in->edition : "");
+    rec.version = (char *)(in->version != NULL ? in->version : "");
+    rec.n_features = in->n_features;
+    rec.features = (char **)in->features;
     size_t n = warmline__store__v1__install_state__get_packed_size(&rec);
-    uint32_t plen = in->ping != NULL ? in->ping->len : 0;
-    uint8_t *buf = wl_st_grow(out, cap, n + 1 + 5 + plen);
+    uint8_t *buf = wl_st_grow(out, cap, n);
     warmline__store__v1__install_state__pack(&rec, buf);
-    if (in->ping == NULL)
-        return n;
-    buf[n++] = (7 << 3) | 2;
-    for (uint32_t v = plen; ; v >>= 7) {
-        buf[n++] = (uint8_t)(v > 0x7f ? (v & 0x7f) | 0x80 : v);
-        if (v <= 0x7f)
-            break;
+    return n;
+}
+
+wl_ping *wl_latest_ping_read(struct wl_store *store, const struct wl_snapshot *snap,
+                             uint64_t ingest_seq, const char *install_id)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    uint8_t key[8];
+    wl_ping *p = NULL;
+
+    if (ingest_seq == 0)
+        return NULL;
+    wl_be64_put(key, ingest_seq);
+    if (wl_store_get_at(store, snap, WL_CF_PINGS, key, sizeof key, &val, &vlen, err,
+                        sizeof err) != 0) {
+        free(val);
+        return NULL;
     }
-    memcpy(buf + n, in->ping->data, plen);
-    return n + plen;
+    wl_ping_rec *rec = warmline__store__v1__stored_ping__unpack(NULL, vlen, (const uint8_t *)val);
+    free(val);
+    if (rec == NULL)
+        return NULL;
+    if (rec->ping != NULL && strcmp(rec->ping->install_id, install_id) == 0) {
+        if (rec->source == WL_SOURCE_WIRE) {
+            p = rec->ping;
+            rec->ping = NULL;
+        } else if (rec->latest != NULL) {
+            p = rec->latest;
+            rec->latest = NULL;
+        }
+    }
+    warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+    return p;
 }
 
 void wl_st_put_install(struct wl_state *st, struct wl_install *in, struct wl_batch *batch)
@@ -394,13 +426,13 @@ uint64_t wl_state_commit(struct wl_state *st)
     st->group_last_signal = 0;
     wl_signals_committed(&st->signals);
     wl_st_ckpt_committed(st);
+    wl_st_group_written(st);
     if (!st->flushed)
         return last; /* the state stays dirty, in memory, until a flush */
     st->flushed = 0;
     st->state_seq = st->ingest_seq;
     st->checkpoint_at = st->flush_at;
-    /* every dirty organization was written (its installs' pings went with
-     * wl_st_ckpt_committed): off the list, an empty one gone */
+    /* every dirty organization was written: off the list, an empty one gone */
     for (org = st->dirty_orgs; org != NULL; org = next_org) {
         next_org = org->next_dirty;
         org->dirty = 0;

@@ -59,7 +59,7 @@ struct wl_writer {
 
 /* Checkpoints (state_checkpoint.c): one begins with a group every
  * checkpoint_interval_ms, or after checkpoint_pings pings, or when this many
- * installs changed (their kept pings are memory), whichever comes first,
+ * installs changed, whichever comes first,
  * once the last one is done; it is then written a slice per group
  * (slice_budget), and while the queue is idle without pings. A whole checkpoint in one write
  * instead: when time passing changed the state (an idle tick expired
@@ -70,11 +70,6 @@ struct wl_writer {
  * the last whole checkpoint (wl_state_load). */
 #define CHECKPOINT_INSTALLS_MAX 1000000
 #define CHECKPOINT_SLICE 1024
-/* ... or when the latest pings installs keep for it pass this: a sender of
- * the largest pings (about 11 KB each) for new installs would otherwise make
- * a window of a million hold gigabytes. Past it, a checkpoint under way
- * takes large slices, as when it is late. */
-#define CHECKPOINT_KEPT_BYTES (256ULL << 20)
 
 /* Connections whose frames must not land until the client resends. */
 struct poisoned {
@@ -378,7 +373,6 @@ static void publish_state(struct wl_writer *w)
     wl_gauge_set(WL_G_organizations, wl_state_n_orgs(w->state));
     wl_gauge_set(WL_G_interned_bytes, wl_state_interned_bytes(w->state));
     wl_gauge_set(WL_G_interned_strings, wl_state_interned(w->state));
-    wl_gauge_set(WL_G_kept_ping_bytes, wl_state_kept_bytes(w->state));
     if (untallied > w->untallied_published) /* a reload starts the state's count again */
         wl_count(WL_M_features_untallied, untallied - w->untallied_published);
     w->untallied_published = untallied;
@@ -395,7 +389,7 @@ static uint64_t mono_ns(void)
  * is left of it spread evenly over what is left of a window (by pings or by
  * time, whichever ends first), so that no group carries more than its share
  * (the writer's spare time at half of peak: bench/checkpoint_latency). A
- * window after its begin, or with too many kept pings, as large as the
+ * window after its begin, as large as the
  * records those pings change (up to three a ping), or at full ingest it
  * never ends and the replay after a crash grows without bound. While idle,
  * a slice's worth. */
@@ -405,8 +399,7 @@ static size_t slice_budget(const struct wl_writer *w, uint64_t n, int64_t now)
         return CHECKPOINT_SLICE;
     uint64_t window = w->cfg->checkpoint_pings, since = w->pings_since_checkpoint;
     int64_t elapsed = now - w->flushed_at, interval = (int64_t)w->cfg->checkpoint_interval_ms;
-    if (since >= window || elapsed >= interval ||
-        wl_state_kept_bytes(w->state) >= CHECKPOINT_KEPT_BYTES)
+    if (since >= window || elapsed >= interval)
         return CHECKPOINT_SLICE + 3 * n;
     double left = (double)wl_state_checkpoint_left(w->state);
     double share = (double)n / (double)(window - since);
@@ -423,7 +416,6 @@ static int checkpoint_due(const struct wl_writer *w, int64_t now)
         return 0;
     return now - w->flushed_at >= (int64_t)w->cfg->checkpoint_interval_ms ||
            w->pings_since_checkpoint >= w->cfg->checkpoint_pings ||
-           wl_state_kept_bytes(w->state) >= CHECKPOINT_KEPT_BYTES ||
            wl_state_dirty_installs(w->state) >= CHECKPOINT_INSTALLS_MAX;
 }
 
@@ -490,11 +482,9 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
             if (wl_state_dirty_installs(w->state) <= CHECKPOINT_SLICE / 2) {
                 flush = changed = 1; /* one slice's worth: whole, in place at once */
             } else {
-                wl_info("checkpoint_begun", "installs=%llu pings_since=%llu kept_bytes=%llu "
-                        "ingest_seq=%llu",
+                wl_info("checkpoint_begun", "installs=%llu pings_since=%llu ingest_seq=%llu",
                         (unsigned long long)wl_state_dirty_installs(w->state),
                         (unsigned long long)w->pings_since_checkpoint,
-                        (unsigned long long)wl_state_kept_bytes(w->state),
                         (unsigned long long)wl_state_ingest_seq(w->state));
                 wl_state_checkpoint_begin(w->state, now, w->batch);
                 w->ckpt_began_ns = t_ckpt;

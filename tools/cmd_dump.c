@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "collector/aggregate.h"
+#include "collector/api_records.h"
 #include "collector/ping_json.h"
 #include "collector/signal_json.h"
 #include "records.pb-c.h"
@@ -27,8 +28,9 @@ typedef Warmline__Store__V1__OrgState org_state;
 typedef Warmline__Store__V1__Quarantined quarantined;
 
 /* Decodes one record into a JSON object: 0, -EINVAL (does not decode) or
- * -ENOMEM. */
-typedef int (*record_fn)(const uint8_t *val, size_t vlen, json_t *out);
+ * -ENOMEM. The store: for what a record names elsewhere (an install's
+ * latest ping). */
+typedef int (*record_fn)(struct wl_store *store, const uint8_t *val, size_t vlen, json_t *out);
 
 /* json_object_set_new that remembers a failure in *rc (the value is taken
  * either way). */
@@ -66,8 +68,9 @@ static json_t *str_array(char **v, size_t n)
     return a;
 }
 
-static int ping_record(const uint8_t *val, size_t vlen, json_t *o)
+static int ping_record(struct wl_store *store, const uint8_t *val, size_t vlen, json_t *o)
 {
+    (void)store;
     stored_ping *r = warmline__store__v1__stored_ping__unpack(NULL, vlen, val);
     wl_ping empty = WARMLINE__V1__PING__INIT;
     int rc = 0;
@@ -86,7 +89,7 @@ static int ping_record(const uint8_t *val, size_t vlen, json_t *o)
     return rc;
 }
 
-static int install_record(const uint8_t *val, size_t vlen, json_t *o)
+static int install_record(struct wl_store *store, const uint8_t *val, size_t vlen, json_t *o)
 {
     install_state *r = warmline__store__v1__install_state__unpack(NULL, vlen, val);
     json_t *last = NULL;
@@ -103,20 +106,33 @@ static int install_record(const uint8_t *val, size_t vlen, json_t *o)
     put(o, "edge_seq", wl_json_u64(r->edge_seq), &rc);
     put(o, "check_hour", json_integer(r->check_hour), &rc);
     put(o, "org_by_network", json_boolean(r->org_by_network), &rc);
-    if (r->last_ping != NULL) {
+    if (r->n_counts > 0) { /* what the state holds of its latest ping */
+        put(o, "totals", wl_json_totals(r->counts, r->n_counts), &rc);
+        put(o, "edition", str_json(r->edition), &rc);
+        put(o, "version", str_json(r->version), &rc);
+        put(o, "features", str_array(r->features, r->n_features), &rc);
+    }
+    /* the ping itself: the log's at last_ingest_seq (a record from an older
+     * version may hold it) */
+    wl_ping *lp = wl_latest_ping_read(store, NULL, r->last_ingest_seq, r->install_id);
+    const wl_ping *shown = lp != NULL ? lp : r->last_ping;
+    if (shown != NULL) {
         last = json_object();
-        if (last != NULL && wl_ping_json_add(last, r->last_ping) != 0)
+        if (last != NULL && wl_ping_json_add(last, shown) != 0)
             rc = -ENOMEM;
     } else {
         last = json_null();
     }
     put(o, "last_ping", last, &rc);
+    if (lp != NULL)
+        warmline__v1__ping__free_unpacked(lp, NULL);
     warmline__store__v1__install_state__free_unpacked(r, NULL);
     return rc;
 }
 
-static int org_record(const uint8_t *val, size_t vlen, json_t *o)
+static int org_record(struct wl_store *store, const uint8_t *val, size_t vlen, json_t *o)
 {
+    (void)store;
     org_state *r = warmline__store__v1__org_state__unpack(NULL, vlen, val);
     json_t *ids = json_array(), *totals = json_object();
     int rc = 0;
@@ -158,8 +174,9 @@ static int org_record(const uint8_t *val, size_t vlen, json_t *o)
     return rc;
 }
 
-static int signal_record(const uint8_t *val, size_t vlen, json_t *o)
+static int signal_record(struct wl_store *store, const uint8_t *val, size_t vlen, json_t *o)
 {
+    (void)store;
     wl_signal *r = warmline__store__v1__signal__unpack(NULL, vlen, val);
     int rc = 0;
     if (r == NULL)
@@ -205,8 +222,9 @@ static int daily_record(const uint8_t *key, size_t klen, const uint8_t *val, siz
     return rc;
 }
 
-static int quarantine_record(const uint8_t *val, size_t vlen, json_t *o)
+static int quarantine_record(struct wl_store *store, const uint8_t *val, size_t vlen, json_t *o)
 {
+    (void)store;
     quarantined *r = warmline__store__v1__quarantined__unpack(NULL, vlen, val);
     int rc = 0;
 
@@ -259,7 +277,9 @@ void wl_usage_dump(FILE *out)
             "              presence (an edge ping's fields), then every ping field\n"
             "  installs    install_id, org, last_seq, first_seen, last_seen,\n"
             "              last_ingest_seq, edge_seq, check_hour, org_by_network,\n"
-            "              last_ping {every ping field}\n"
+            "              totals, edition, version, features (of its latest ping),\n"
+            "              last_ping {every ping field: the log's, at last_ingest_seq;\n"
+            "              null once retention removed it}\n"
             "  orgs        org, install_ids (the first 1000), installs_total, first_seen,\n"
             "              last_seen, totals {count: sum\n"
             "              over counting installs}, installs_counting, versions,\n"
@@ -463,7 +483,7 @@ int wl_cmd_dump(int argc, char **argv)
         const char *val = wl_iter_value(it, &vlen);
         json_t *obj = json_object();
         int r = obj == NULL ? -ENOMEM
-                : kinds[k].fn ? kinds[k].fn((const uint8_t *)val, vlen, obj)
+                : kinds[k].fn ? kinds[k].fn(store, (const uint8_t *)val, vlen, obj)
                               : daily_record((const uint8_t *)key, klen, (const uint8_t *)val,
                                              vlen, obj);
 

@@ -178,6 +178,11 @@ static install_rec *get_install(struct fx *f, const char *install_id)
     install_rec *r = warmline__store__v1__install_state__unpack(NULL, vlen, (uint8_t *)val);
     free(val);
     assert_non_null(r);
+    /* the record names its latest ping; the log holds it (as the account
+     * view reads it) */
+    assert_null(r->last_ping);
+    assert_int_equal(r->n_counts, WL_N_COUNTS);
+    r->last_ping = wl_latest_ping_read(f->store, NULL, r->last_ingest_seq, r->install_id);
     return r;
 }
 

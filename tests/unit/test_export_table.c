@@ -244,7 +244,7 @@ static void test_crafted_records(void **state)
 
         /* Unknown fields (a later version's): skipped by protobuf-c. */
         static const uint8_t unknown[] = {0x70, 0x07, 0x7a, 0x01, 'x', 0x22, 0x05, 0xd0,
-                                          0x01, 0x05, 0x18, 0x09, 0x41, 1, 2, 3, 4, 5, 6, 7, 8};
+                                          0x01, 0x05, 0x18, 0x09, 0x49, 1, 2, 3, 4, 5, 6, 7, 8};
         assert_int_equal(same_row(&b, unknown, sizeof unknown, "unknown fields"), 0);
 
         /* Broken: truncated, a length past the end, a wrong wire type, a

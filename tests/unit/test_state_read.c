@@ -95,6 +95,26 @@ static void apply(struct fx *f, struct wl_batch *b, const char *id, int k, uint6
     wl_state_change_end(f->r);
 }
 
+/* A Rudder edge ping carrying one count. */
+static void edge(struct fx *f, struct wl_batch *b, const char *id, enum wl_count c, uint32_t v,
+                 int64_t at)
+{
+    wl_ping p = WARMLINE__V1__PING__INIT;
+    struct wl_edge e = {.source = WL_SOURCE_RUDDER, .presence = WL_PRESENT(WL_FIELD_COUNT(c))};
+    uint64_t counts[WL_N_COUNTS] = {0};
+    counts[c] = v;
+    p.install_id = (char *)id;
+    p.seq = 1;
+    p.registered_users = (uint32_t)counts[WL_COUNT_registered_users];
+    p.active_users_daily = (uint32_t)counts[WL_COUNT_active_users_daily];
+    p.bot_accounts = (uint32_t)counts[WL_COUNT_bot_accounts];
+    p.guest_accounts = (uint32_t)counts[WL_COUNT_guest_accounts];
+    p.teams = (uint32_t)counts[WL_COUNT_teams];
+    wl_state_change_begin(f->r);
+    assert_int_equal(wl_state_apply_edge(f->st, &p, &e, at, at, b), WL_APPLY_ACCEPTED);
+    wl_state_change_end(f->r);
+}
+
 /* The group's write: with a checkpoint when asked. */
 static void commit(struct fx *f, struct wl_batch *b, int checkpoint)
 {
@@ -137,8 +157,9 @@ static void test_no_state_then_unknown(void **state)
     assert_null(in);
 }
 
-/* Memory answers before any checkpoint; after one, an unchanged install is
- * read from its record (1), which holds its latest ping. */
+/* Memory answers before any checkpoint and after: an install's record
+ * names its latest ping by last_ingest_seq, and the log has it once the
+ * group is written (memory keeps no ping). */
 static void test_records_from_memory(void **state)
 {
     struct fx *f = *state;
@@ -164,20 +185,25 @@ static void test_records_from_memory(void **state)
     assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 0);
     assert_string_equal(in->install_id, "srv-2");
     assert_int_equal(in->last_seq, 1);
-    assert_non_null(in->last_ping);
-    assert_int_equal(in->last_ping->registered_users, 20);
+    assert_null(in->last_ping); /* the log has it */
+    assert_int_equal(in->n_counts, WL_N_COUNTS);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 20);
+    assert_string_equal(in->version, "9.11");
     assert_int_equal(in->last_ingest_seq, 2);
+    wl_ping *lp = wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "srv-2");
+    assert_non_null(lp);
+    assert_int_equal(lp->registered_users, 20);
+    warmline__v1__ping__free_unpacked(lp, NULL);
+    assert_null(wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "srv-1")); /* not its */
     warmline__store__v1__install_state__free_unpacked(in, NULL);
     assert_int_equal(wl_state_read_position(f->r, &pos), 0);
     assert_int_equal(pos.ingest_seq, 2);
     assert_int_equal(pos.checkpoint_seq, 0);
-    uint64_t kept = wl_state_kept_bytes(f->st); /* the two latest pings, for the checkpoint */
-    assert_true(kept > 20 && kept < 400);
 
     commit(f, b, 1); /* a checkpoint */
-    assert_int_equal(wl_state_kept_bytes(f->st), 0);
-    assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 1);
-    assert_null(in);
+    assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 0);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 20);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
     assert_int_equal(wl_state_read_position(f->r, &pos), 0);
     assert_int_equal(pos.checkpoint_seq, 2);
     assert_true(pos.checkpoint_at > 0);
@@ -185,7 +211,7 @@ static void test_records_from_memory(void **state)
     apply(f, b, "srv-2", 7, 2, 21, T0 + 2000);
     commit(f, b, 0);
     assert_int_equal(wl_state_read_install(f->r, "srv-2", &in), 0);
-    assert_int_equal(in->last_ping->registered_users, 21);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 21);
     warmline__store__v1__install_state__free_unpacked(in, NULL);
     assert_int_equal(wl_state_read_org(f->r, org, n, &o), 0);
     assert_int_equal(o->totals[WL_COUNT_registered_users], 31);
@@ -277,8 +303,9 @@ static void test_install_ids_in_id_order(void **state)
     wl_batch_free(b);
 }
 
-/* An edge ping merges into the install's latest ping: once a checkpoint in
- * slices wrote it (in place) and memory let it go, the record's. */
+/* An edge ping merges into the install's latest ping, which memory does
+ * not keep: the log's, once a checkpoint in slices wrote the record in
+ * place. */
 static void test_edge_ping_merges_into_the_written_record(void **state)
 {
     struct fx *f = *state;
@@ -296,7 +323,9 @@ static void test_edge_ping_merges_into_the_written_record(void **state)
     commit(f, b, 0);
     assert_false(wl_state_checkpoint_busy(f->st));
     assert_int_equal(records, 3); /* the install, its organization, its day */
-    assert_int_equal(wl_state_read_install(f->r, "e1", &in), 1); /* its ping let go */
+    assert_int_equal(wl_state_read_install(f->r, "e1", &in), 0);
+    assert_null(in->last_ping); /* the log holds it */
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
 
     wl_ping p = WARMLINE__V1__PING__INIT;
     struct wl_edge e = {.source = WL_SOURCE_RUDDER,
@@ -310,8 +339,208 @@ static void test_edge_ping_merges_into_the_written_record(void **state)
     wl_state_change_end(f->r);
     commit(f, b, 0);
     assert_int_equal(wl_state_read_install(f->r, "e1", &in), 0);
-    assert_int_equal(in->last_ping->registered_users, 20); /* the written one's, not 10 */
-    assert_int_equal(in->last_ping->active_users_daily, 7);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 20); /* the written one's, not 10 */
+    assert_int_equal(in->counts[WL_COUNT_active_users_daily], 7);
+    /* the log's edge ping holds the merge */
+    wl_ping *lp = wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "e1");
+    assert_non_null(lp);
+    assert_int_equal(lp->registered_users, 20);
+    assert_int_equal(lp->active_users_daily, 7);
+    warmline__v1__ping__free_unpacked(lp, NULL);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    wl_batch_free(b);
+}
+
+/* An edge ping whose install's latest ping came in the same group: the
+ * log does not have that one yet; the group's pings do. */
+static void test_edge_base_in_the_same_group(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    install_rec *in = NULL;
+
+    wl_state_reader_set(f->r, f->st);
+    apply(f, b, "g1", 5, 1, 30, T0);
+    edge(f, b, "g1", WL_COUNT_active_users_daily, 9, T0 + 10);
+    edge(f, b, "g1", WL_COUNT_bot_accounts, 4, T0 + 20); /* its base: the edge ping before */
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_install(f->r, "g1", &in), 0);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 30);
+    assert_int_equal(in->counts[WL_COUNT_active_users_daily], 9);
+    assert_int_equal(in->counts[WL_COUNT_bot_accounts], 4);
+    wl_ping *lp = wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "g1");
+    assert_non_null(lp);
+    assert_int_equal(lp->registered_users, 30);
+    assert_int_equal(lp->active_users_daily, 9);
+    assert_int_equal(lp->bot_accounts, 4);
+    assert_string_equal(lp->version, "9.11");
+    assert_int_equal(lp->org_key.len, 32); /* the wire ping's organization stays */
+    warmline__v1__ping__free_unpacked(lp, NULL);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    /* once written, the next group reads it from the log */
+    edge(f, b, "g1", WL_COUNT_teams, 2, T0 + 30);
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_install(f->r, "g1", &in), 0);
+    lp = wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "g1");
+    assert_non_null(lp);
+    assert_int_equal(lp->registered_users, 30);
+    assert_int_equal(lp->bot_accounts, 4);
+    assert_int_equal(lp->teams, 2);
+    warmline__v1__ping__free_unpacked(lp, NULL);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    wl_batch_free(b);
+}
+
+/* Once retention removed an install's latest ping from the log, it reads
+ * as none, and an edge ping merges into what it carries alone; the
+ * install's counts stay until then. */
+static void test_latest_ping_removed_by_retention(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    install_rec *in = NULL;
+    char err[256];
+    uint8_t key[8];
+
+    wl_state_reader_set(f->r, f->st);
+    apply(f, b, "r1", 5, 1, 30, T0);
+    commit(f, b, 1);
+    wl_be64_put(key, 1);
+    wl_batch_delete(b, WL_CF_PINGS, key, sizeof key);
+    assert_int_equal(wl_store_write(f->store, b, 0, err, sizeof err), 0);
+    wl_batch_clear(b);
+    assert_int_equal(wl_state_read_install(f->r, "r1", &in), 0);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 30);
+    assert_null(wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "r1"));
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    edge(f, b, "r1", WL_COUNT_teams, 3, T0 + 10);
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_install(f->r, "r1", &in), 0);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 0);
+    assert_int_equal(in->counts[WL_COUNT_teams], 3);
+    assert_string_equal(in->version, "");
+    wl_ping *lp = wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "r1");
+    assert_non_null(lp);
+    assert_int_equal(lp->teams, 3);
+    assert_int_equal(lp->org_key.len, 0);
+    warmline__v1__ping__free_unpacked(lp, NULL);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    wl_batch_free(b);
+}
+
+static Warmline__Store__V1__StoredPing *stored_ping_at(struct fx *f, uint64_t seq)
+{
+    char *val = NULL, err[256];
+    size_t vlen = 0;
+    uint8_t key[8];
+    wl_be64_put(key, seq);
+    assert_int_equal(wl_store_get(f->store, WL_CF_PINGS, key, sizeof key, &val, &vlen, err,
+                                  sizeof err), 0);
+    Warmline__Store__V1__StoredPing *rec =
+        warmline__store__v1__stored_ping__unpack(NULL, vlen, (uint8_t *)val);
+    free(val);
+    assert_non_null(rec);
+    return rec;
+}
+
+/* The stored ping at seq as a version before edge pings kept their merge
+ * stored it: without StoredPing.latest. */
+static void strip_latest(struct fx *f, uint64_t seq)
+{
+    char err[256];
+    uint8_t key[8], buf[1024];
+    Warmline__Store__V1__StoredPing *rec = stored_ping_at(f, seq);
+    assert_non_null(rec->latest);
+    warmline__v1__ping__free_unpacked(rec->latest, NULL);
+    rec->latest = NULL;
+    size_t n = warmline__store__v1__stored_ping__get_packed_size(rec);
+    assert_true(n <= sizeof buf);
+    warmline__store__v1__stored_ping__pack(rec, buf);
+    warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+    struct wl_batch *b = wl_batch_new(f->store);
+    wl_be64_put(key, seq);
+    wl_batch_put(b, WL_CF_PINGS, key, sizeof key, buf, n);
+    assert_int_equal(wl_store_write(f->store, b, 0, err, sizeof err), 0);
+    wl_batch_free(b);
+}
+
+static int has_latest(struct fx *f, uint64_t seq)
+{
+    Warmline__Store__V1__StoredPing *rec = stored_ping_at(f, seq);
+    int has = rec->latest != NULL;
+    warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+    return has;
+}
+
+static void reload(struct fx *f, const struct wl_state_opts *o)
+{
+    char err[512];
+    wl_state_reader_set(f->r, NULL);
+    wl_state_free(f->st);
+    f->st = NULL;
+    if (wl_state_load(f->store, o, &f->st, err, sizeof err) != 0)
+        fail_msg("reload: %s", err);
+    wl_state_reader_set(f->r, f->st);
+}
+
+/* A store an older version wrote: an install record holding its latest
+ * ping whole (last_ping, no counts) whose edge ping the log holds without
+ * its merge, and edge pings after the checkpoint, also without: the load
+ * writes each merge into the log, so the next edge ping finds its base. */
+static void test_records_and_edge_pings_of_an_older_version(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    install_rec *in = NULL;
+    char err[256];
+
+    wl_state_reader_set(f->r, f->st);
+    apply(f, b, "old", 5, 1, 10, T0);                              /* ingest_seq 1 */
+    edge(f, b, "old", WL_COUNT_active_users_daily, 5, T0 + 10);   /* 2 */
+    commit(f, b, 1);
+    /* the install's record as it was written then: the merge in last_ping */
+    assert_int_equal(wl_state_read_install(f->r, "old", &in), 0);
+    in->last_ping = wl_latest_ping_read(f->store, NULL, 2, "old");
+    assert_non_null(in->last_ping);
+    free(in->counts);
+    in->counts = NULL;
+    in->n_counts = 0;
+    uint8_t buf[1024];
+    size_t n = warmline__store__v1__install_state__get_packed_size(in);
+    assert_true(n <= sizeof buf);
+    warmline__store__v1__install_state__pack(in, buf);
+    wl_batch_put(b, WL_CF_INSTALLS, "old", 3, buf, n);
+    assert_int_equal(wl_store_write(f->store, b, 0, err, sizeof err), 0);
+    wl_batch_clear(b);
+    warmline__store__v1__install_state__free_unpacked(in, NULL);
+    strip_latest(f, 2);
+    /* two edge pings after the checkpoint, replayed at the load */
+    edge(f, b, "old", WL_COUNT_bot_accounts, 3, T0 + 20);          /* 3 */
+    edge(f, b, "old", WL_COUNT_teams, 6, T0 + 30);                 /* 4 */
+    commit(f, b, 0);
+    strip_latest(f, 3);
+    strip_latest(f, 4);
+
+    reload(f, &opts);
+    assert_int_equal(wl_state_replayed(f->st), 2);
+    assert_true(has_latest(f, 2) && has_latest(f, 3) && has_latest(f, 4));
+    edge(f, b, "old", WL_COUNT_guest_accounts, 8, T0 + 40);        /* 5 */
+    commit(f, b, 0);
+    assert_int_equal(wl_state_read_install(f->r, "old", &in), 0);
+    assert_int_equal(in->n_counts, WL_N_COUNTS);
+    assert_int_equal(in->counts[WL_COUNT_registered_users], 10);
+    assert_int_equal(in->counts[WL_COUNT_active_users_daily], 5);
+    assert_int_equal(in->counts[WL_COUNT_bot_accounts], 3);
+    assert_int_equal(in->counts[WL_COUNT_teams], 6);
+    assert_int_equal(in->counts[WL_COUNT_guest_accounts], 8);
+    wl_ping *lp = wl_latest_ping_read(f->store, NULL, in->last_ingest_seq, "old");
+    assert_non_null(lp);
+    assert_int_equal(lp->registered_users, 10);
+    assert_int_equal(lp->active_users_daily, 5);
+    assert_int_equal(lp->teams, 6);
+    assert_int_equal(lp->guest_accounts, 8);
+    assert_string_equal(lp->version, "9.11");
+    warmline__v1__ping__free_unpacked(lp, NULL);
     warmline__store__v1__install_state__free_unpacked(in, NULL);
     wl_batch_free(b);
 }
@@ -351,10 +580,11 @@ static void *reader_main(void *p)
         snprintf(id, sizeof id, "i-%u", i % N_INSTALLS);
         rc = wl_state_read_install(a->f->r, id, &in);
         if (rc == 0) {
-            if (in->last_ping == NULL || in->last_ping->registered_users != in->last_seq)
+            if (in->n_counts != WL_N_COUNTS ||
+                in->counts[WL_COUNT_registered_users] != in->last_seq)
                 a->bad++;
             warmline__store__v1__install_state__free_unpacked(in, NULL);
-        } else if (rc != 1 && rc != -ENOENT) {
+        } else if (rc != -ENOENT) {
             a->bad++;
         }
         a->reads++;
@@ -444,17 +674,6 @@ static size_t memory_ids(struct fx *f, int k, uint64_t *first, uint64_t *gen)
     assert_int_equal(m.n_pend, 0); /* committed: the store has them */
     wl_signals_mem_free(&m);
     return got;
-}
-
-static void reload(struct fx *f, const struct wl_state_opts *o)
-{
-    char err[512];
-    wl_state_reader_set(f->r, NULL);
-    wl_state_free(f->st);
-    f->st = NULL;
-    if (wl_state_load(f->store, o, &f->st, err, sizeof err) != 0)
-        fail_msg("reload: %s", err);
-    wl_state_reader_set(f->r, f->st);
 }
 
 static uint64_t meta_u64(struct fx *f, const char *name)
@@ -568,6 +787,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_emptied_org_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_ids_in_id_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edge_ping_merges_into_the_written_record, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_edge_base_in_the_same_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latest_ping_removed_by_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_and_edge_pings_of_an_older_version, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_readers_beside_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signal_ids_wait_for_the_checkpoint, setup,
