@@ -841,18 +841,22 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     else
         wl_st_org_mark(st, org);
     int was_counting = in->counting;
-    if (was_counting && old == org) /* its old counts leave the totals; the new come in below */
-        wl_st_org_count(st, org, in, -1);
-    if (old == org)
-        wl_st_org_list(st, org, in, -1);
-    if (in->org != org)
-        wl_st_org_attach(org, in);
-    wl_st_install_set_ping(st, in, latest);
+    if (was_counting && old == org && wl_st_install_recount(st, org, in, latest)) {
+        /* the usual ping: its strings as they were, only counts moved */
+    } else {
+        if (was_counting && old == org) /* its old counts leave the totals; the new come below */
+            wl_st_org_count(st, org, in, -1);
+        if (old == org)
+            wl_st_org_list(st, org, in, -1);
+        if (in->org != org)
+            wl_st_org_attach(org, in);
+        wl_st_install_set_ping(st, in, latest);
+        in->counting = 1;
+        wl_st_org_count(st, org, in, +1);
+        wl_st_org_list(st, org, in, +1);
+    }
     if (base != NULL) /* latest pointed into it */
         warmline__v1__ping__free_unpacked(base, NULL);
-    in->counting = 1;
-    wl_st_org_count(st, org, in, +1);
-    wl_st_org_list(st, org, in, +1);
     if (event_at < in->first_seen)
         in->first_seen = event_at;
     if (event_at > in->last_seen)

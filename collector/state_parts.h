@@ -307,6 +307,12 @@ void wl_st_install_set(struct wl_state *st, struct wl_install *in, const uint64_
                        size_t n_counts, const char *edition, const char *version,
                        char *const *features, size_t n_features);
 void wl_st_install_release(struct wl_state *st, struct wl_install *in);
+/* A counting install staying in org whose ping p carries the strings it has
+ * (edition, version, features, each tallied and listed): its counts move,
+ * in the totals too, and 1; else 0 and nothing changed (the caller takes
+ * it out of org's account and puts it back). O(its features). */
+int wl_st_install_recount(struct wl_state *st, struct wl_org *org, struct wl_install *in,
+                          const wl_ping *p);
 uint32_t wl_st_install_hash_of(const void *e);
 struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len);
 void wl_st_install_unlink(struct wl_state *st, struct wl_install *in);

@@ -153,6 +153,41 @@ size_t wl_st_tally_list(const struct wl_tallies *t, const char **out)
     return n;
 }
 
+/* Whether s (a ping's, "" for none) is the interned string i (NULL for
+ * none). */
+static int same_str(const char *i, const char *s)
+{
+    return s[0] == '\0' ? i == NULL : i != NULL && strcmp(i, s) == 0;
+}
+
+int wl_st_install_recount(struct wl_state *st, struct wl_org *org, struct wl_install *in,
+                          const wl_ping *p)
+{
+    (void)st;
+    size_t nf = p->n_features > WL_FEATURES_MAX ? WL_FEATURES_MAX : p->n_features;
+    uint64_t all = in->n_features >= 64 ? UINT64_MAX : (1ULL << in->n_features) - 1;
+    /* what the leave and join would do again: every string tallied and
+     * listed, the same strings (an untallied one may find room now) */
+    if (in->feat_tallied != all || nf != in->n_features ||
+        (in->edition != NULL &&
+         (in->flags & (IN_EDITION_TALLIED | IN_EDITION_LISTED)) !=
+             (IN_EDITION_TALLIED | IN_EDITION_LISTED)) ||
+        (in->version != NULL && !(in->flags & IN_VERSION_LISTED)) ||
+        !same_str(in->edition, p->edition) || !same_str(in->version, p->version))
+        return 0;
+    for (size_t i = 0; i < nf; i++)
+        if (strcmp(in->features[i], p->features[i]) != 0)
+            return 0;
+    uint64_t counts[WL_N_COUNTS];
+    wl_ping_counts(p, counts);
+    for (int i = 0; i < WL_N_COUNTS; i++) {
+        uint32_t c = counts[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)counts[i];
+        org->totals[i] += (uint64_t)c - in->counts[i]; /* modulo 2^64: the difference */
+        in->counts[i] = c;
+    }
+    return 1;
+}
+
 /* The install's version and edition join (sign +1) or leave (-1) its
  * organization's lists. */
 void wl_st_org_list(struct wl_state *st, struct wl_org *org, struct wl_install *in, int sign)

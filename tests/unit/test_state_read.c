@@ -545,6 +545,97 @@ static void test_records_and_edge_pings_of_an_older_version(void **state)
     wl_batch_free(b);
 }
 
+/* Each organization's account equals a sum over its installs' latest
+ * pings, whichever way a ping changes an install (only its counts, which
+ * take a shortcut, or its strings, or its organization): a random stream,
+ * checked after every group. */
+static void test_account_is_the_sum_of_its_installs(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    static const char *const editions[] = {"", "team", "enterprise"};
+    static const char *const versions[] = {"", "9.11", "10.0"};
+    static const char *const feats[] = {"saml_configured", "ldap_configured", "x"};
+    enum { N_IN = 6, N_ORG = 3 };
+    struct { int org, set; uint32_t users, bots; const char *ed, *ver; uint64_t seq; } w[N_IN];
+    uint32_t rnd = 12345;
+
+    memset(w, 0, sizeof w);
+    wl_state_reader_set(f->r, f->st);
+    for (int step = 0; step < 400; step++) {
+        rnd = rnd * 1103515245u + 12345u;
+        int i = (int)((rnd >> 8) % N_IN);
+        uint32_t r = rnd >> 12;
+        uint8_t key[32];
+        char id[8];
+        char *fl[3];
+        size_t nf = 0;
+        wl_ping p = WARMLINE__V1__PING__INIT;
+        if (!w[i].set || r % 8 == 0) /* a new organization now and then */
+            w[i].org = (int)((r >> 3) % N_ORG);
+        if (!w[i].set || r % 4 == 1) { /* new strings one ping in four */
+            w[i].ed = editions[(r >> 5) % 3];
+            w[i].ver = versions[(r >> 7) % 3];
+        }
+        for (int k = 0; k < 3; k++)
+            if ((r >> (9 + k)) & 1 && (i + k) % 2 == 0)
+                fl[nf++] = (char *)feats[k];
+        w[i].users = (r >> 2) % 1000;
+        w[i].bots = (r >> 4) % 7;
+        w[i].set = 1;
+        snprintf(id, sizeof id, "s-%d", i);
+        memset(key, 0x50 + w[i].org, sizeof key);
+        p.install_id = id;
+        p.org_key.data = key;
+        p.org_key.len = sizeof key;
+        p.seq = ++w[i].seq;
+        p.edition = (char *)w[i].ed;
+        p.version = (char *)w[i].ver;
+        p.registered_users = w[i].users;
+        p.bot_accounts = w[i].bots;
+        p.features = fl;
+        p.n_features = nf;
+        wl_state_change_begin(f->r);
+        assert_int_equal(wl_state_apply(f->st, &p, T0 + step, T0 + step, b), WL_APPLY_ACCEPTED);
+        wl_state_change_end(f->r);
+        commit(f, b, step % 50 == 49);
+        for (int o = 0; o < N_ORG; o++) {
+            uint64_t users = 0, bots = 0;
+            uint32_t n = 0;
+            uint8_t org[WL_ORG_ID_MAX];
+            size_t len = org_id(0x50 + o, org);
+            org_rec *rec = NULL;
+            for (int k = 0; k < N_IN; k++) {
+                if (w[k].set && w[k].org == o) {
+                    users += w[k].users;
+                    bots += w[k].bots;
+                    n++;
+                }
+            }
+            int rc = wl_state_read_org(f->r, org, len, &rec);
+            if (n == 0) {
+                assert_int_equal(rc, -ENOENT);
+                continue;
+            }
+            assert_int_equal(rc, 0);
+            assert_int_equal(rec->installs_counting, n);
+            assert_int_equal(rec->totals[WL_COUNT_registered_users], users);
+            assert_int_equal(rec->totals[WL_COUNT_bot_accounts], bots);
+            /* its versions: those its installs run */
+            for (size_t v = 1; v < 3; v++) {
+                int runs = 0, listed = 0;
+                for (int k = 0; k < N_IN; k++)
+                    runs |= w[k].set && w[k].org == o && strcmp(w[k].ver, versions[v]) == 0;
+                for (size_t j = 0; j < rec->n_versions; j++)
+                    listed |= strcmp(rec->versions[j], versions[v]) == 0;
+                assert_int_equal(runs, listed);
+            }
+            warmline__store__v1__org_state__free_unpacked(rec, NULL);
+        }
+    }
+    wl_batch_free(b);
+}
+
 /* ---- readers on other threads while pings are applied ---- */
 
 enum { N_ORGS = 8, N_INSTALLS = 64, ROUNDS = 40 };
@@ -790,6 +881,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_edge_base_in_the_same_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_ping_removed_by_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_is_the_sum_of_its_installs, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_records_and_edge_pings_of_an_older_version, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_readers_beside_the_writer, setup, teardown),
