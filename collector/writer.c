@@ -19,6 +19,31 @@
 #include "msgids.h"
 #include "quarantine.h"
 #include "state_read.h"
+#include "writer_sync.h"
+
+/* Pipelined group commit (durability = sync): the writer writes a group
+ * with sync=0 and applies the next while the syncer (writer_sync.h) fsyncs
+ * the log; a group's acks, its signals' hook and notify wait for a sync that
+ * began after its write returned. At most UNSYNCED_MAX groups are written
+ * and not yet durable: the writer waits for the syncer before writing
+ * another, which bounds both the memory the acks hold and what a failed
+ * sync must answer for. Memory (what the API reads, state_read.h) may run
+ * a group or two ahead of the durable log: it already ran one ahead while a
+ * synced write was under way. So may the store's own readers (export, the
+ * sinks' reads of signals): a write with sync=0 is visible at once, where a
+ * synced one was visible after its fsync; the sinks hear of signals only
+ * once they are durable.
+ *
+ * A memtable flush while the log's tail is unsynced leaves no column family
+ * ahead of the pings after a crash: with more than one column family,
+ * RocksDB (7.8, DBImpl::FlushMemTableToOutputFile) syncs every closed WAL
+ * (SyncClosedLogs) before it commits the flush, and picks only memtables up
+ * to the latest id it saw before that sync, so an SST never holds a write
+ * whose WAL was not synced; and writes land in the WAL in order, each batch
+ * whole, so the replay after a crash (point-in-time recovery) stops at a
+ * group boundary, the same for every column family. */
+#define UNSYNCED_MAX 2
+#define UNSYNCED_RING 4 /* > UNSYNCED_MAX: a group is handed in after its write */
 
 struct wl_writer {
     pthread_t thread;
@@ -29,6 +54,15 @@ struct wl_writer {
     uint64_t queued_pings;
     int stopping;
     int joined;              /* the thread has ended */
+    /* Groups written and not yet durable (durability = sync), oldest first:
+     * their acks, the signal hook and notify wait for the syncer. */
+    struct unsynced {
+        struct wl_job *first, *last; /* NULL for a tick */
+        uint64_t n_pings, ticket, last_signal;
+    } unsynced[UNSYNCED_RING];
+    unsigned unsynced_first, n_unsynced;
+    uint64_t synced;         /* the last ticket durable and answered */
+    int sync_failed;         /* the syncer failed: the writer answers for the groups */
 
     /* writer thread only */
     uint64_t untallied_published;     /* wl_state_untallied at the last publish_state */
@@ -53,6 +87,7 @@ struct wl_writer {
     uint64_t ckpt_began_ns;           /* mono_ns when the one under way began */
     int64_t slice_at;                 /* now_ms of the last slice */
     struct poisoned *poisoned;
+    struct wl_syncer *syncer; /* durability = sync: makes the log durable; else NULL */
 };
 
 #define ADVANCE_EVERY_MS 10000 /* live: how often idle time expires installs */
@@ -335,9 +370,9 @@ static int reopen_and_write_again(struct wl_writer *w, int sync)
     return 1;
 }
 
-/* A failed write leaves memory ahead of disk: rebuild it from disk. The
- * API reads the old state until the new one is loaded. */
-static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group)
+/* Memory rebuilt from disk. The API reads the old state until the new one
+ * is loaded. */
+static void reload_state(struct wl_writer *w)
 {
     char err[512];
     struct wl_state *fresh = NULL;
@@ -354,6 +389,12 @@ static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group
     if (wl_quarantine_init(&w->quarantine, w->store, w->cfg->quarantine_max_records,
                            w->cfg->quarantine_per_second, err, sizeof err) != 0)
         wl_error("quarantine_reload_failed", "error=\"%s\"", err);
+}
+
+/* Every job of group answered RETRY_LATER, its connection poisoned: the
+ * number of frames. */
+static uint64_t answer_retry_later(struct wl_writer *w, struct wl_job *group)
+{
     uint64_t n = 0;
     for (struct wl_job *job = group; job != NULL; job = job->next, n++) {
         job->status = WL_ACK_RETRY_LATER;
@@ -361,6 +402,14 @@ static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group
         if (job->origin_id != 0)
             poison_add(w, job->origin_id);
     }
+    return n;
+}
+
+/* A failed write leaves memory ahead of disk: rebuild it from disk. */
+static void recover_after_failed_write(struct wl_writer *w, struct wl_job *group)
+{
+    reload_state(w);
+    uint64_t n = answer_retry_later(w, group);
     if (n > 0)
         wl_warn("frames_retry_later", "frames=%llu reason=storage", (unsigned long long)n);
 }
@@ -376,6 +425,137 @@ static void publish_state(struct wl_writer *w)
     if (untallied > w->untallied_published) /* a reload starts the state's count again */
         wl_count(WL_M_features_untallied, untallied - w->untallied_published);
     w->untallied_published = untallied;
+}
+
+/* Under mu: moves the groups whose ticket is durable to the done list,
+ * oldest first. 1 when jobs moved; *last_signal: the newest signal id among
+ * them (unchanged when none). */
+static int release_synced(struct wl_writer *w, uint64_t *last_signal)
+{
+    int moved = 0;
+    while (w->n_unsynced > 0) {
+        struct unsynced *u = &w->unsynced[w->unsynced_first];
+        if (u->ticket > w->synced)
+            break;
+        if (u->first != NULL) {
+            if (w->done_tail)
+                w->done_tail->next = u->first;
+            else
+                w->done_head = u->first;
+            w->done_tail = u->last;
+            moved = 1;
+        }
+        w->queued_pings -= u->n_pings;
+        if (u->last_signal > *last_signal)
+            *last_signal = u->last_signal;
+        w->unsynced_first = (w->unsynced_first + 1) % UNSYNCED_RING;
+        w->n_unsynced--;
+    }
+    wl_gauge_set(WL_G_writer_queue_pings, w->queued_pings);
+    return moved;
+}
+
+/* After a release, without mu: the sinks hear of durable signals, the
+ * ingest loop of finished jobs (both only wake another thread). */
+static void announce(struct wl_writer *w, int moved, uint64_t last_signal)
+{
+    if (last_signal != 0 && w->hook)
+        w->hook(w->hook_arg, last_signal);
+    if (moved && w->notify)
+        w->notify(w->notify_arg);
+}
+
+/* The syncer's callback, on its thread: tickets up to upto are durable, or
+ * (rc != 0) a sync failed and the writer must answer for what it wrote. */
+static void on_synced(void *arg, uint64_t upto, int rc)
+{
+    struct wl_writer *w = arg;
+    uint64_t last_signal = 0;
+    int moved = 0;
+
+    pthread_mutex_lock(&w->mu);
+    if (rc == 0) {
+        w->synced = upto;
+        moved = release_synced(w, &last_signal);
+    } else {
+        w->sync_failed = 1;
+        pthread_cond_signal(&w->cv); /* the writer may be idle */
+    }
+    pthread_mutex_unlock(&w->mu);
+    announce(w, moved, last_signal);
+}
+
+/* A group committed (first..last, NULL for a tick), handed back for its
+ * acks: at once when its ticket is durable (0 without a syncer), else when
+ * the syncer says so, after every group before it. */
+static void hand_back(struct wl_writer *w, struct wl_job *first, struct wl_job *last,
+                      uint64_t n_pings, uint64_t ticket, uint64_t last_signal)
+{
+    if (first == NULL && last_signal == 0)
+        return;
+    pthread_mutex_lock(&w->mu);
+    if (w->n_unsynced == UNSYNCED_RING)
+        abort(); /* cannot be: the writer waits for the syncer past UNSYNCED_MAX */
+    w->unsynced[(w->unsynced_first + w->n_unsynced) % UNSYNCED_RING] = (struct unsynced){
+        .first = first, .last = last, .n_pings = n_pings, .ticket = ticket,
+        .last_signal = last_signal};
+    w->n_unsynced++;
+    uint64_t released_signal = 0;
+    int moved = release_synced(w, &released_signal);
+    pthread_mutex_unlock(&w->mu);
+    announce(w, moved, released_signal);
+}
+
+/* A failed sync: no group written since the last good one is known durable
+ * (an fsync that fails may leave the kernel's pages dropped). Each of them,
+ * and group (applied to memory, not written: NULL for none), is answered
+ * RETRY_LATER and its connection poisoned; the store is reopened and memory
+ * reloaded from what it holds. Some of those groups may be stored after
+ * all: their pings, sent again, are duplicates by (install_id, seq) (a
+ * Rudder event by its messageId), counted once and acked as such. Their
+ * batches are not kept to be written again: a reopen replays whatever of
+ * them the log holds, and the next sync would have to cover it anyway. */
+static void recover_after_failed_sync(struct wl_writer *w, struct wl_job *group)
+{
+    char err[512];
+    uint64_t frames = 0, last_signal = 0;
+
+    int rc = wl_store_recover(w->store, err, sizeof err);
+    if (rc == 0)
+        wl_info("storage_recovered", "how=reopen after=wal_sync");
+    else
+        wl_warn("storage_reopen_failed", "error=\"%s\" writes=refused", err);
+    reload_state(w);
+    pthread_mutex_lock(&w->mu);
+    for (unsigned i = 0; i < w->n_unsynced; i++)
+        frames += answer_retry_later(w, w->unsynced[(w->unsynced_first + i) % UNSYNCED_RING].first);
+    w->sync_failed = 0;
+    pthread_mutex_unlock(&w->mu);
+    frames += answer_retry_later(w, group);
+    wl_syncer_reset(w->syncer);
+    uint64_t written = wl_syncer_written(w->syncer);
+    pthread_mutex_lock(&w->mu);
+    w->synced = written;
+    int moved = release_synced(w, &last_signal);
+    pthread_mutex_unlock(&w->mu);
+    announce(w, moved, 0); /* their signals are what the reload found: none to push */
+    if (frames > 0)
+        wl_warn("frames_retry_later", "frames=%llu reason=storage", (unsigned long long)frames);
+    publish_state(w);
+}
+
+/* Waits until the syncer has made every group written durable (and they
+ * are answered): a forget, a whole checkpoint and the stop are durable when
+ * they report done, and so is everything before them. 0, or -EIO after a
+ * failed sync, answered for (group, applied and not written, with it). */
+static int drain_syncer(struct wl_writer *w, struct wl_job *group)
+{
+    char err[512];
+    if (w->syncer == NULL ||
+        wl_syncer_wait(w->syncer, wl_syncer_written(w->syncer), err, sizeof err) == 0)
+        return 0;
+    recover_after_failed_sync(w, group);
+    return -EIO;
 }
 
 static uint64_t mono_ns(void)
@@ -434,8 +614,10 @@ static void checkpoint_done(struct wl_writer *w, uint64_t records, uint64_t t0)
     wl_gauge_set(WL_G_checkpoint_seq, wl_state_ingest_seq(w->state));
 }
 
-/* group NULL: a tick, time passing. */
-static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings)
+/* group NULL: a tick, time passing. Returns the ticket the group's acks
+ * wait for (hand_back); *last_signal: the newest signal it stored, or 0. */
+static uint64_t commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_pings,
+                             uint64_t *last_signal_out)
 {
     uint64_t expired = 0;
     int64_t now = now_ms();
@@ -503,18 +685,39 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
         if (!flush)
             wl_state_stage(w->state, w->batch);
     }
+    *last_signal_out = 0;
+    /* durability = sync: the syncer makes the write durable, unless it is a
+     * whole checkpoint (flush), durable before it counts as done: written
+     * synced, once the syncer is drained. Otherwise at most UNSYNCED_MAX
+     * groups written and not durable, this one among them. */
+    int pipelined = w->syncer != NULL && !flush, durable = w->syncer == NULL || flush;
+    if (w->syncer != NULL) {
+        uint64_t written = wl_syncer_written(w->syncer);
+        uint64_t upto = flush ? written : written + 1 > UNSYNCED_MAX
+                                              ? written + 1 - UNSYNCED_MAX : 0;
+        if (wl_syncer_wait(w->syncer, upto, err, sizeof err) != 0) {
+            recover_after_failed_sync(w, group);
+            return wl_syncer_written(w->syncer);
+        }
+    }
     if (wl_batch_count(w->batch) > 0) {
         /* Only pings and state need the sync; quarantine alone can wait. */
         int sync = changed && w->cfg->durability == WL_DURABILITY_SYNC;
         uint64_t t0 = mono_ns();
-        if (wl_store_write(w->store, w->batch, sync, err, sizeof err) != 0) {
+        if (wl_store_write(w->store, w->batch, sync && !pipelined, err, sizeof err) != 0) {
             wl_error("write_failed", "error=\"%s\" pings=%llu", err,
                      (unsigned long long)n_pings);
             wl_count(WL_M_write_errors, 1);
+            /* What the syncer has under way settles first: when it fails
+             * too, every group since the last good sync is answered for;
+             * when it does not, this group alone is written again, synced. */
+            if (drain_syncer(w, group) != 0)
+                return wl_syncer_written(w->syncer);
+            durable = 1;
             if (!reopen_and_write_again(w, sync)) {
                 recover_after_failed_write(w, group);
                 publish_state(w);
-                return;
+                return w->syncer ? wl_syncer_written(w->syncer) : 0;
             }
         }
         wl_observe_commit_ns(mono_ns() - t0);
@@ -529,11 +732,9 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
     wl_state_change_begin(w->reader);
     uint64_t last_signal = wl_state_commit(w->state);
     wl_state_change_end(w->reader);
-    if (last_signal != 0) {
-        w->signal_seq = last_signal;
-        if (w->hook)
-            w->hook(w->hook_arg, last_signal);
-    }
+    if (last_signal != 0)
+        w->signal_seq = last_signal; /* the hook hears of it once durable (hand_back) */
+    *last_signal_out = last_signal;
     wl_count(WL_M_pings_accepted, accepted);
     wl_count(WL_M_pings_duplicate, duplicates);
     wl_count(WL_M_pings_rejected, rejected);
@@ -545,6 +746,11 @@ static void commit_group(struct wl_writer *w, struct wl_job *group, uint64_t n_p
             wl_count_t((enum wl_transport)t, WL_T_pings_duplicate, t_duplicates[t]);
     }
     publish_state(w);
+    if (durable)
+        return w->syncer ? wl_syncer_written(w->syncer) : 0;
+    /* Every group takes a ticket, one that wrote nothing too: its acks may
+     * count duplicates of pings a group before it wrote, not yet durable. */
+    return group != NULL || last_signal != 0 ? wl_syncer_wrote(w->syncer) : 0;
 }
 
 /* The state records alone, synced, with nothing else in the batch: before
@@ -554,6 +760,8 @@ static int flush_state(struct wl_writer *w, const char *why)
 {
     char err[512];
 
+    if (drain_syncer(w, NULL) != 0)
+        return -EIO; /* reloaded from disk: still dirty, nothing lost */
     wl_batch_clear(w->batch);
     uint64_t t0 = mono_ns();
     wl_state_change_begin(w->reader);
@@ -584,6 +792,10 @@ static void commit_forget(struct wl_writer *w, struct wl_job *job)
     char err[512];
     int rc = 0, memory = wl_forget_wants_flushed_state(job->forget);
 
+    /* What came before is durable first (after a failed sync, reloaded):
+     * the forget's writes are synced, and nothing after them may be lost
+     * when they are not. */
+    drain_syncer(w, NULL);
     if (memory && wl_state_dirty(w->state))
         rc = flush_state(w, "forget");
     wl_batch_clear(w->batch);
@@ -624,7 +836,7 @@ static void *writer_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&w->mu);
         int timed_out = 0;
-        while (w->head == NULL && !w->stopping && !timed_out) {
+        while (w->head == NULL && !w->stopping && !timed_out && !w->sync_failed) {
             if (!w->live) {
                 pthread_cond_wait(&w->cv, &w->mu);
                 continue;
@@ -640,15 +852,22 @@ static void *writer_main(void *arg)
             ts.tv_sec += ADVANCE_EVERY_MS / 1000;
             timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT;
         }
+        if (w->sync_failed) { /* a sync failed: answer for what it covered */
+            pthread_mutex_unlock(&w->mu);
+            recover_after_failed_sync(w, NULL);
+            continue;
+        }
         if (w->head == NULL && !timed_out) { /* stopping, and nothing left */
             pthread_mutex_unlock(&w->mu);
+            drain_syncer(w, NULL); /* every ack out before the thread ends */
             if (wl_state_dirty(w->state)) /* leave nothing to replay */
                 flush_state(w, "stop");
             break;
         }
         if (w->head == NULL) { /* live and idle: let time pass */
             pthread_mutex_unlock(&w->mu);
-            commit_group(w, NULL, 0);
+            uint64_t last_signal, ticket = commit_group(w, NULL, 0, &last_signal);
+            hand_back(w, NULL, NULL, 0, ticket, last_signal);
             continue;
         }
         struct wl_job *group = w->head, *last = w->head;
@@ -675,19 +894,8 @@ static void *writer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&w->mu);
 
-        commit_group(w, group, n);
-
-        pthread_mutex_lock(&w->mu);
-        w->queued_pings -= n;
-        wl_gauge_set(WL_G_writer_queue_pings, w->queued_pings);
-        if (w->done_tail)
-            w->done_tail->next = group;
-        else
-            w->done_head = group;
-        w->done_tail = last;
-        pthread_mutex_unlock(&w->mu);
-        if (w->notify)
-            w->notify(w->notify_arg);
+        uint64_t last_signal, ticket = commit_group(w, group, n, &last_signal);
+        hand_back(w, group, last, n, ticket, last_signal);
     }
     return NULL;
 }
@@ -743,6 +951,9 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     else if (wl_state_dirty(w->state))
         w->flushed_at = 0; /* due at once */
     wl_gauge_set(WL_G_checkpoint_seq, wl_state_state_seq(w->state));
+    if (cfg->durability == WL_DURABILITY_SYNC &&
+        (rc = wl_syncer_start(store, on_synced, w, &w->syncer, err, errlen)) != 0)
+        goto fail;
     if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
         rc = -rc;
@@ -760,6 +971,7 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
     return 0;
 
 fail:
+    wl_syncer_stop(w->syncer);
     wl_batch_free(w->batch);
     wl_msgids_free(w->msgids);
     wl_state_free(w->state);
@@ -781,6 +993,8 @@ void wl_writer_join(struct wl_writer *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    wl_syncer_stop(w->syncer); /* idle: the writer drained it before it ended */
+    w->syncer = NULL;
     w->joined = 1;
 }
 

@@ -1,7 +1,11 @@
 /* The writer: exactly one thread that owns aggregate state. It takes jobs
  * (decoded batches) from the ingest loop, validates and dedups each ping,
- * and commits a whole group of jobs as ONE atomic write with one WAL sync,
- * then hands the finished jobs back, in submission order, for their acks.
+ * and commits a whole group of jobs as ONE atomic write, then hands the
+ * finished jobs back, in submission order, for their acks. With durability
+ * = sync a second thread, the syncer (writer_sync.h), fsyncs the log while
+ * the writer applies the next group: a group's jobs come back only after a
+ * sync that began after its write returned (one sync may cover several
+ * groups), so an ack OK still means the ping is durable.
  *
  * When a write fails, every job of the group is answered RETRY_LATER, and
  * so is every later job of the same connections (they are "poisoned") until
@@ -62,9 +66,11 @@ struct wl_job {
 
 struct wl_writer;
 
-/* Called on the writer thread whenever finished jobs are ready to take. */
+/* Called on the writer or the syncer thread whenever finished jobs are
+ * ready to take. */
 typedef void (*wl_writer_notify)(void *arg);
-/* Called on the writer thread after a commit that stored new signals. */
+/* Called on the writer or the syncer thread once a commit that stored new
+ * signals is durable. */
 typedef void (*wl_writer_signals_hook)(void *arg, uint64_t last_signal_id);
 
 /* Loads state from store and starts the thread. live: time also passes

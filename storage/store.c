@@ -37,6 +37,9 @@ struct wl_store {
     int lock_ready;
     char dir[1024];
     atomic_int failed;   /* a write failed: the next wl_store_recover reopens */
+    atomic_int sync_failed; /* a WAL sync failed: writes refused until that reopen (the
+                               kernel may have dropped the unsynced pages: writing on
+                               after them would leave a hole in the log) */
     int read_only;       /* the reopen could not open read-write: reads only */
     int64_t reopened_at; /* monotonic ms of the last reopen attempt */
     rocksdb_t *db;
@@ -398,7 +401,7 @@ int wl_store_recover(struct wl_store *s, char *err, size_t errlen)
     if (s->mode != WL_STORE_PRIMARY)
         return 0;
     pthread_rwlock_rdlock(&s->lock);
-    int failed = s->failed, recent = mono_ms() - s->reopened_at < REOPEN_EVERY_MS;
+    int failed = s->failed || s->sync_failed, recent = mono_ms() - s->reopened_at < REOPEN_EVERY_MS;
     pthread_rwlock_unlock(&s->lock);
     if (!failed)
         return 0;
@@ -423,6 +426,7 @@ int wl_store_recover(struct wl_store *s, char *err, size_t errlen)
     rc = db_open(s, 0, err, errlen);
     if (rc == 0) {
         s->failed = 0;
+        s->sync_failed = 0;
         s->read_only = 0;
     } else {
         /* Keep serving reads while the disk is full. */
@@ -440,7 +444,7 @@ int wl_store_recover(struct wl_store *s, char *err, size_t errlen)
 int wl_store_writable(struct wl_store *s)
 {
     pthread_rwlock_rdlock(&s->lock);
-    int ok = s->db != NULL && !s->failed;
+    int ok = s->db != NULL && !s->failed && !s->sync_failed;
     pthread_rwlock_unlock(&s->lock);
     return ok;
 }
@@ -469,7 +473,7 @@ int wl_store_write(struct wl_store *s, struct wl_batch *b, int sync, char *err, 
     int rc = 0;
 
     pthread_rwlock_rdlock(&s->lock);
-    if (s->db == NULL || s->read_only) {
+    if (s->db == NULL || s->read_only || atomic_load(&s->sync_failed)) {
         snprintf(err, errlen, "write: storage is read-only since a failed write (reopen pending)");
         rc = -EROFS;
         goto done;
@@ -485,6 +489,31 @@ int wl_store_write(struct wl_store *s, struct wl_batch *b, int sync, char *err, 
     } else if (atomic_load_explicit(&s->failed, memory_order_relaxed)) {
         /* RocksDB recovered by itself (a failed flush, once space returns) */
         atomic_store(&s->failed, 0);
+    }
+done:
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int wl_store_sync_wal(struct wl_store *s, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    int rc = 0;
+
+    pthread_rwlock_rdlock(&s->lock);
+    if (s->db == NULL || s->read_only) {
+        snprintf(err, errlen, "sync: storage is read-only since a failed write (reopen pending)");
+        rc = -EROFS;
+        goto done;
+    }
+    rocksdb_flush_wal(s->db, 1, &rerr);
+    if (rerr != NULL) {
+        /* Whether RocksDB refuses later writes by itself or not, what was
+         * written since the last good sync is not known durable: reopen. */
+        rc = strstr(rerr, "No space left") != NULL ? -ENOSPC : -EIO;
+        atomic_store(&s->sync_failed, 1);
+        atomic_store(&s->failed, 1);
+        set_err(err, errlen, "sync", rerr);
     }
 done:
     pthread_rwlock_unlock(&s->lock);

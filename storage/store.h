@@ -78,6 +78,14 @@ int wl_store_catch_up(struct wl_store *store, char *err, size_t errlen);
 int wl_store_write(struct wl_store *store, struct wl_batch *batch, int sync, char *err,
                    size_t errlen);
 
+/* Makes every write that returned before the call durable: fsyncs the
+ * write-ahead log, every file of it not yet synced (RocksDB's FlushWAL with
+ * sync=true, which is SyncWAL: the logs up to the current one). Safe beside
+ * writes on another thread; a write that returns meanwhile may or may not be
+ * covered. A failure is handled as a failed write's: -ENOSPC or -EIO, and the
+ * store waits for wl_store_recover (-EROFS meanwhile). */
+int wl_store_sync_wal(struct wl_store *store, char *err, size_t errlen);
+
 /* Point read. On 0, *val is malloc'd (caller frees). -ENOENT when absent. */
 int wl_store_get(struct wl_store *store, enum wl_cf cf, const void *key, size_t klen,
                  char **val, size_t *vlen, char *err, size_t errlen);
