@@ -271,6 +271,21 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
     rocksdb_options_set_create_if_missing(s->opts, mode == WL_STORE_PRIMARY);
     rocksdb_options_set_create_missing_column_families(s->opts, mode == WL_STORE_PRIMARY);
     rocksdb_options_increase_parallelism(s->opts, 2);
+    /* RocksDB's flushes and compactions (zstd over the pings, the
+     * checkpoints' records) run at the lowest CPU priority (nice 19): on a
+     * busy core they take the time ingest leaves, instead of a third of it
+     * while they run. They are never starved for good: a memtable that
+     * cannot flush stalls the writes, which frees the CPU for the flush.
+     * bench/checkpoint_latency at 56,000 pings/s, the collector pinned to
+     * one core: ack p99 over checkpoints 42.7 -> 22.4 ms (medians of 3
+     * interleaved runs; bench/RESULTS.md, session 9). Process-wide: the
+     * default Env's pools, the ones every store of the process uses. */
+    {
+        rocksdb_env_t *env = rocksdb_create_default_env();
+        rocksdb_env_lower_thread_pool_cpu_priority(env);
+        rocksdb_env_lower_high_priority_thread_pool_cpu_priority(env);
+        rocksdb_env_destroy(env);
+    }
     rocksdb_options_set_keep_log_file_num(s->opts, 4);
     /* RocksDB's own info LOG lives in the data directory. On a full disk
      * its first failed append makes the next one abort the process (an
