@@ -70,7 +70,8 @@ static struct histogram group_pings = {
 
 static struct histogram commit_seconds = {
     .name = "group_commit_seconds",
-    .help = "Duration of one group's atomic write, WAL sync included.",
+    .help = "From one group's atomic write to its durability (the WAL fsync included, "
+            "the syncer's with durability = sync): what its acks wait.",
     .le = commit_ns_le,
     .n_le = sizeof commit_ns_le / sizeof commit_ns_le[0],
     .per_unit = 1000000000,

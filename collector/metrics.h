@@ -175,7 +175,8 @@ enum wl_transport wl_transport_of(const char *name);
 
 /* Pings of one committed group (warmline_group_commit_pings). */
 void wl_observe_group_pings(uint64_t pings);
-/* Duration of one group's write, WAL sync included (warmline_group_commit_seconds). */
+/* From one group's write to its durability, WAL sync included (any thread:
+ * the syncer's with durability = sync; warmline_group_commit_seconds). */
 void wl_observe_commit_ns(uint64_t ns);
 
 /* Names the rules whose signals are counted, by index in the set (copied).

@@ -59,6 +59,7 @@ struct wl_writer {
     struct unsynced {
         struct wl_job *first, *last; /* NULL for a tick */
         uint64_t n_pings, ticket, last_signal;
+        uint64_t write_ns;           /* mono_ns its write began (0: it wrote nothing) */
     } unsynced[UNSYNCED_RING];
     unsigned unsynced_first, n_unsynced;
     uint64_t synced;         /* the last ticket durable and answered */
@@ -66,6 +67,7 @@ struct wl_writer {
 
     /* writer thread only */
     uint64_t untallied_published;     /* wl_state_untallied at the last publish_state */
+    uint64_t group_write_ns;          /* mono_ns the last group's pipelined write began */
     const struct wl_config *cfg;
     struct wl_store *store;
     struct wl_state *state;
@@ -427,6 +429,13 @@ static void publish_state(struct wl_writer *w)
     w->untallied_published = untallied;
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Under mu: moves the groups whose ticket is durable to the done list,
  * oldest first. 1 when jobs moved; *last_signal: the newest signal id among
  * them (unchanged when none). */
@@ -446,6 +455,8 @@ static int release_synced(struct wl_writer *w, uint64_t *last_signal)
             moved = 1;
         }
         w->queued_pings -= u->n_pings;
+        if (u->write_ns != 0) /* from its write to its durability: what its acks waited */
+            wl_observe_commit_ns(mono_ns() - u->write_ns);
         if (u->last_signal > *last_signal)
             *last_signal = u->last_signal;
         w->unsynced_first = (w->unsynced_first + 1) % UNSYNCED_RING;
@@ -498,7 +509,7 @@ static void hand_back(struct wl_writer *w, struct wl_job *first, struct wl_job *
         abort(); /* cannot be: the writer waits for the syncer past UNSYNCED_MAX */
     w->unsynced[(w->unsynced_first + w->n_unsynced) % UNSYNCED_RING] = (struct unsynced){
         .first = first, .last = last, .n_pings = n_pings, .ticket = ticket,
-        .last_signal = last_signal};
+        .last_signal = last_signal, .write_ns = w->group_write_ns};
     w->n_unsynced++;
     uint64_t released_signal = 0;
     int moved = release_synced(w, &released_signal);
@@ -527,8 +538,11 @@ static void recover_after_failed_sync(struct wl_writer *w, struct wl_job *group)
         wl_warn("storage_reopen_failed", "error=\"%s\" writes=refused", err);
     reload_state(w);
     pthread_mutex_lock(&w->mu);
-    for (unsigned i = 0; i < w->n_unsynced; i++)
-        frames += answer_retry_later(w, w->unsynced[(w->unsynced_first + i) % UNSYNCED_RING].first);
+    for (unsigned i = 0; i < w->n_unsynced; i++) {
+        struct unsynced *u = &w->unsynced[(w->unsynced_first + i) % UNSYNCED_RING];
+        frames += answer_retry_later(w, u->first);
+        u->write_ns = 0; /* never durable: not a commit's time */
+    }
     w->sync_failed = 0;
     pthread_mutex_unlock(&w->mu);
     frames += answer_retry_later(w, group);
@@ -556,13 +570,6 @@ static int drain_syncer(struct wl_writer *w, struct wl_job *group)
         return 0;
     recover_after_failed_sync(w, group);
     return -EIO;
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* A checkpoint's slice with a group of n pings, dt ms after the last: what
@@ -626,6 +633,7 @@ static uint64_t commit_group(struct wl_writer *w, struct wl_job *group, uint64_t
     char err[512];
 
     wl_batch_clear(w->batch);
+    w->group_write_ns = 0;
     wl_msgids_group_done(w->msgids); /* the last group's are in the store (or failed) */
     for (struct wl_job *job = group; job != NULL; job = job->next) {
         apply_job(w, job, now);
@@ -720,7 +728,10 @@ static uint64_t commit_group(struct wl_writer *w, struct wl_job *group, uint64_t
                 return w->syncer ? wl_syncer_written(w->syncer) : 0;
             }
         }
-        wl_observe_commit_ns(mono_ns() - t0);
+        if (pipelined) /* observed once durable (release_synced) */
+            w->group_write_ns = t0;
+        else
+            wl_observe_commit_ns(mono_ns() - t0);
         wl_observe_group_pings(n_pings);
         wl_count(WL_M_groups_committed, 1);
     }
