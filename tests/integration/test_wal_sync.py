@@ -112,13 +112,13 @@ class Sender(threading.Thread):
             self.bad.append("client %d: %r" % (self.n, e))
 
     def _run(self):
-        todo = collections.deque()
+        resend = collections.deque()
         inflight = collections.deque()
         retry = []
         while True:
             producing = not self.s["stop"].is_set()
-            while not retry and len(inflight) < WINDOW and (todo or producing):
-                bid = todo.popleft() if todo else self.new_frame()
+            while not retry and len(inflight) < WINDOW and (resend or producing):
+                bid = resend.popleft() if resend else self.new_frame()
                 if self.s["failing"].is_set():
                     self.after.add(bid)
                 self.cl.send_batch(self.sent[bid], batch_id=bid)
@@ -126,7 +126,7 @@ class Sender(threading.Thread):
             if not inflight:
                 if not retry:
                     return  # stopped, and every frame acked OK
-                todo.extendleft(reversed(retry))
+                resend.extendleft(reversed(retry))
                 retry = []
                 time.sleep(0.05)  # the client's back-off before it resends
                 continue
