@@ -188,11 +188,11 @@ static int cmp_u64(const void *a, const void *b)
 
 /* One pass: deletes ids seen before cutoff, and ties of them seen at
  * cutoff itself; with times != NULL, collects the times of the rest. */
-static int sweep_pass(struct wl_store *store, uint64_t cutoff, uint64_t ties,
-                      uint64_t **times, size_t *n_times, struct wl_msgids_swept *out,
-                      uint64_t *deleted, char *err, size_t errlen)
+static int sweep_pass(struct wl_store *store, const struct wl_snapshot *snap, uint64_t cutoff,
+                      uint64_t ties, uint64_t **times, size_t *n_times,
+                      struct wl_msgids_swept *out, uint64_t *deleted, char *err, size_t errlen)
 {
-    struct wl_iter *it = wl_iter_new(store, WL_CF_MSGIDS);
+    struct wl_iter *it = wl_iter_new_at(store, snap, WL_CF_MSGIDS);
     struct wl_batch *b = wl_batch_new(store);
     size_t cap = 0;
     int rc = 0;
@@ -247,8 +247,16 @@ int wl_msgids_sweep(struct wl_store *store, int64_t now_ms, uint64_t ttl_ms, uin
     size_t n = 0;
     uint64_t cutoff = (uint64_t)now_ms > ttl_ms ? (uint64_t)now_ms - ttl_ms : 0;
 
+    /* Both passes read one snapshot: ids the writer adds meanwhile are not
+     * what the first pass counted, and are not reported kept (the caller
+     * counts bytes added from before the sweep began, so they are due next). */
+    struct wl_snapshot *snap = wl_snapshot_new(store);
+    if (snap == NULL) {
+        snprintf(err, errlen, "no snapshot of the store (closed for a reopen, or out of memory)");
+        return -EAGAIN;
+    }
     memset(out, 0, sizeof *out);
-    int rc = sweep_pass(store, cutoff, 0, &times, &n, out, &out->expired, err, errlen);
+    int rc = sweep_pass(store, snap, cutoff, 0, &times, &n, out, &out->expired, err, errlen);
     if (rc == 0 && out->kept_bytes > max_bytes && n > 0) {
         /* the oldest go until the rest fit: ids are about the same size,
          * so keep the newest max_bytes / (average bytes) of them */
@@ -264,11 +272,12 @@ int wl_msgids_sweep(struct wl_store *store, int64_t now_ms, uint64_t ttl_ms, uin
         uint64_t ties = keep < n && n - keep > older ? n - keep - older : 0;
         struct wl_msgids_swept second;
         memset(&second, 0, sizeof second);
-        rc = sweep_pass(store, evict_before, ties, NULL, NULL, &second, &out->evicted, err,
+        rc = sweep_pass(store, snap, evict_before, ties, NULL, NULL, &second, &out->evicted, err,
                         errlen);
         out->kept = second.kept;
         out->kept_bytes = second.kept_bytes;
     }
+    wl_snapshot_free(snap);
     free(times);
     return rc;
 }
