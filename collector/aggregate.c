@@ -799,10 +799,11 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
             size_t n = warmline__v1__ping__get_packed_size(latest);
             warmline__v1__ping__pack(latest, group_room(st, rec.ingest_seq, n));
         } else {
-            struct wl_ping_peek pk;
-            if (wl_ping_peek(buf, stored_len, &pk) != 0 || pk.ping == NULL)
+            const uint8_t *pp;
+            size_t pn;
+            if (wl_ping_peek_ping(buf, stored_len, &pp, &pn) != 0)
                 abort(); /* packed just now */
-            memcpy(group_room(st, rec.ingest_seq, pk.ping_len), pk.ping, pk.ping_len);
+            memcpy(group_room(st, rec.ingest_seq, pn), pp, pn);
         }
     } else if (edge && stored_latest == NULL) {
         /* replaying an edge ping stored before records kept their merge: the
