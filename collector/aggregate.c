@@ -587,6 +587,49 @@ void wl_st_group_free(struct wl_state *st)
     memset(&st->group, 0, sizeof st->group);
 }
 
+/* The ping's record on its sequential key (StoredPingPacked, records.proto):
+ * the install's latest ping (a wire ping itself, an edge ping its merge)
+ * packed once, into the group's pings, where it stays until the write. */
+static void put_stored_ping(struct wl_state *st, struct wl_batch *batch, uint64_t ingest_seq,
+                            int64_t received_at, int64_t event_at, const uint8_t *org_id,
+                            size_t org_len, const wl_ping *ping, uint32_t source,
+                            uint64_t presence, const wl_ping *latest)
+{
+    Warmline__Store__V1__StoredPingPacked rec = WARMLINE__STORE__V1__STORED_PING_PACKED__INIT;
+    const wl_ping *kept = latest != NULL ? latest : ping;
+    size_t n = warmline__v1__ping__get_packed_size(kept);
+    uint8_t *packed = group_room(st, ingest_seq, n), key[8];
+    warmline__v1__ping__pack(kept, packed);
+    rec.ingest_seq = ingest_seq;
+    rec.received_at = received_at;
+    rec.event_at = event_at;
+    rec.org.data = (uint8_t *)org_id;
+    rec.org.len = org_len;
+    rec.source = source;
+    rec.presence = presence;
+    uint8_t *edge_fields = NULL; /* an edge ping's own (a few a day per install) */
+    if (latest != NULL) {
+        rec.latest.data = packed;
+        rec.latest.len = n;
+        edge_fields = wl_st_xrealloc(NULL, warmline__v1__ping__get_packed_size(ping) + 1);
+        rec.ping.data = edge_fields;
+        rec.ping.len = warmline__v1__ping__pack(ping, edge_fields);
+    } else {
+        rec.ping.data = packed;
+        rec.ping.len = n;
+    }
+    /* a ping has an install id: never empty, so never left out as a bytes
+     * field of no length would be (StoredPing.ping is always there) */
+    if (rec.ping.len == 0 || (latest != NULL && rec.latest.len == 0))
+        abort();
+    size_t len = warmline__store__v1__stored_ping_packed__get_packed_size(&rec);
+    uint8_t *buf = wl_st_scratch(st, len);
+    warmline__store__v1__stored_ping_packed__pack(&rec, buf);
+    wl_be64_put(key, ingest_seq);
+    wl_batch_put(batch, WL_CF_PINGS, key, sizeof key, buf, len);
+    free(edge_fields);
+}
+
 /* ---- edge pings (ping.h): a few fields, merged into the latest ping ---- */
 
 /* The install's latest ping, unpacked (free with warmline__v1__ping__free_unpacked),
@@ -777,35 +820,11 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     expire(st, batch);
 
     /* The raw ping, on the next sequential key (replaying: it is there). */
-    wl_ping_rec rec = WARMLINE__STORE__V1__STORED_PING__INIT;
-    rec.ingest_seq = ++st->ingest_seq;
-    if (stored == NULL) {
-        uint8_t key[8];
-        rec.received_at = received_at;
-        rec.event_at = event_at;
-        rec.org.data = org_id;
-        rec.org.len = org_len;
-        rec.ping = (wl_ping *)ping;
-        rec.source = source;
-        rec.presence = edge ? presence : 0;
-        rec.latest = edge ? (wl_ping *)latest : NULL;
-        stored_len = warmline__store__v1__stored_ping__get_packed_size(&rec);
-        uint8_t *buf = wl_st_scratch(st, stored_len);
-        warmline__store__v1__stored_ping__pack(&rec, buf);
-        wl_be64_put(key, rec.ingest_seq);
-        wl_batch_put(batch, WL_CF_PINGS, key, sizeof key, buf, stored_len);
-        /* until the write, the group's pings hold what the log will */
-        if (edge) {
-            size_t n = warmline__v1__ping__get_packed_size(latest);
-            warmline__v1__ping__pack(latest, group_room(st, rec.ingest_seq, n));
-        } else {
-            const uint8_t *pp;
-            size_t pn;
-            if (wl_ping_peek_ping(buf, stored_len, &pp, &pn) != 0)
-                abort(); /* packed just now */
-            memcpy(group_room(st, rec.ingest_seq, pn), pp, pn);
-        }
-    } else if (edge && stored_latest == NULL) {
+    uint64_t ingest_seq = ++st->ingest_seq;
+    if (stored == NULL)
+        put_stored_ping(st, batch, ingest_seq, received_at, event_at, org_id, org_len, ping,
+                        source, edge ? presence : 0, edge ? latest : NULL);
+    else if (edge && stored_latest == NULL) {
         /* replaying an edge ping stored before records kept their merge: the
          * log gets it now, for the next (install_latest_ping) */
         wl_st_edge_merge_write(st, stored, stored_len, latest);
@@ -821,16 +840,16 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
         org->hist_ready = 1; /* nothing on disk to read */
     }
     struct wl_org *old = in->org;
-    int own = org_own(st, org, rec.ingest_seq);
+    int own = org_own(st, org, ingest_seq);
     if (old != NULL && old != org) { /* the install moved: its old org loses it */
-        int own_old = org_own(st, old, rec.ingest_seq);
+        int own_old = org_own(st, old, ingest_seq);
         if (own_old)
             wl_st_org_touch(st, old, event_at, batch);
         else
             wl_st_org_mark(st, old);
         wl_st_org_detach(st, old, in);
         if (own_old) {
-            org_evaluate(st, old, event_at, rec.ingest_seq, batch);
+            org_evaluate(st, old, event_at, ingest_seq, batch);
             if (old->n_installs == 0)
                 org_empty(st, old, batch);
         }
@@ -884,10 +903,10 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
         else if (org_applies)
             in->flags &= (uint8_t)~IN_ORG_BY_NETWORK;
     }
-    in->last_ingest_seq = rec.ingest_seq;
+    in->last_ingest_seq = ingest_seq;
     install_mark(st, in);
     if (own)
-        org_evaluate(st, org, event_at, rec.ingest_seq, batch);
+        org_evaluate(st, org, event_at, ingest_seq, batch);
     return WL_APPLY_ACCEPTED;
 }
 

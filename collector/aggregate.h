@@ -205,9 +205,6 @@ struct wl_ping_peek {
 
 /* Returns 0, or -EPROTO when val is not a well-formed StoredPing. */
 int wl_ping_peek(const void *val, size_t vlen, struct wl_ping_peek *out);
-/* The packed Ping of a StoredPing alone (the top level read, not the
- * ping's own fields): 0, -ENOENT when it has none, -EPROTO. */
-int wl_ping_peek_ping(const void *val, size_t vlen, const uint8_t **ping, size_t *ping_len);
 
 uint64_t wl_state_ingest_seq(const struct wl_state *st);
 uint64_t wl_state_signal_seq(const struct wl_state *st);

@@ -94,26 +94,6 @@ int wl_ping_peek(const void *val, size_t vlen, struct wl_ping_peek *out)
     return 0;
 }
 
-int wl_ping_peek_ping(const void *val, size_t vlen, const uint8_t **ping, size_t *ping_len)
-{
-    const uint8_t *p = val, *end = p + vlen;
-    while (p < end) {
-        uint32_t field;
-        const uint8_t *data = NULL;
-        size_t len = 0;
-        uint64_t v = 0;
-        int wt = pb_field(&p, end, &field, &data, &len, &v);
-        if (wt < 0)
-            return -EPROTO;
-        if (field == 4 && wt == 2) { /* ping: the fields before it are few and small */
-            *ping = data;
-            *ping_len = len;
-            return 0;
-        }
-    }
-    return -ENOENT;
-}
-
 /* ---- loading ---- */
 
 /* A record from before records named the latest ping by last_ingest_seq

@@ -391,6 +391,47 @@ static void test_edge_base_in_the_same_group(void **state)
     wl_batch_free(b);
 }
 
+/* The writer packs a stored ping as StoredPingPacked (each ping packed
+ * once): the bytes are exactly a StoredPing's, wire and edge pings alike,
+ * so every reader of the log decodes them as before. */
+static void test_stored_ping_bytes_are_a_stored_ping(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+
+    apply(f, b, "p1", 5, 1, 30, T0);
+    edge(f, b, "p1", WL_COUNT_teams, 7, T0 + 10);
+    edge(f, b, "p2", WL_COUNT_bot_accounts, 3, T0 + 20); /* no base */
+    commit(f, b, 0);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        char *val = NULL, err[256];
+        size_t vlen = 0;
+        uint8_t key[8], again[1024];
+        wl_be64_put(key, seq);
+        assert_int_equal(wl_store_get(f->store, WL_CF_PINGS, key, sizeof key, &val, &vlen, err,
+                                      sizeof err), 0);
+        Warmline__Store__V1__StoredPing *rec =
+            warmline__store__v1__stored_ping__unpack(NULL, vlen, (uint8_t *)val);
+        assert_non_null(rec);
+        assert_int_equal(rec->ingest_seq, seq);
+        assert_non_null(rec->ping);
+        assert_int_equal(rec->latest != NULL, seq > 1); /* the edge pings' merges */
+        size_t n = warmline__store__v1__stored_ping__get_packed_size(rec);
+        assert_int_equal(n, vlen);
+        warmline__store__v1__stored_ping__pack(rec, again);
+        assert_memory_equal(again, val, vlen);
+        if (seq == 2) {
+            assert_int_equal(rec->ping->teams, 7);
+            assert_int_equal(rec->ping->registered_users, 0); /* its own fields alone */
+            assert_int_equal(rec->latest->registered_users, 30);
+            assert_int_equal(rec->latest->teams, 7);
+        }
+        warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+        free(val);
+    }
+    wl_batch_free(b);
+}
+
 /* Once retention removed an install's latest ping from the log, it reads
  * as none, and an edge ping merges into what it carries alone; the
  * install's counts stay until then. */
@@ -881,6 +922,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_edge_base_in_the_same_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_ping_removed_by_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stored_ping_bytes_are_a_stored_ping, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_account_is_the_sum_of_its_installs, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_records_and_edge_pings_of_an_older_version, setup,
