@@ -27,11 +27,26 @@ uint64_t wl_keyhash(const void *p, size_t len)
 
 #define GONE ((void *)(uintptr_t)1) /* a deleted slot */
 #define MIN_CAP 16
+/* Old slots moved with each add while a growth is under way. A growth
+ * leaves the new array at most half full; it must grow again only past
+ * 3/4, a quarter of its slots (a third of the old array's live elements,
+ * at the least) adds later, and the old array (at most 4/3 of its live
+ * elements, at 3/4 full) is empty after a twelfth of that at 16 a time. */
+#define MOVE_PER_ADD 16
 
 void wl_ptable_init(struct wl_ptable *t, uint32_t (*hash_of)(const void *elem))
 {
     memset(t, 0, sizeof *t);
     t->hash_of = hash_of;
+}
+
+static void old_free(struct wl_ptable *t)
+{
+    free(t->old_slots);
+    free(t->old_tags);
+    t->old_slots = NULL;
+    t->old_tags = NULL;
+    t->old_cap = t->old_pos = 0;
 }
 
 void wl_ptable_free(struct wl_ptable *t)
@@ -41,6 +56,22 @@ void wl_ptable_free(struct wl_ptable *t)
     t->slots = NULL;
     t->tags = NULL;
     t->cap = t->used = t->live = 0;
+    old_free(t);
+}
+
+static void *probe(void *const *slots, const uint8_t *tags, size_t cap,
+                   uint32_t (*hash_of)(const void *), uint32_t h,
+                   int (*eq)(const void *elem, const void *key), const void *key)
+{
+    size_t mask = cap - 1;
+    uint8_t tag = (uint8_t)(h >> 24);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        void *e = slots[i];
+        if (e == NULL)
+            return NULL;
+        if (tags[i] == tag && e != GONE && hash_of(e) == h && eq(e, key))
+            return e;
+    }
 }
 
 void *wl_ptable_find(const struct wl_ptable *t, uint32_t h,
@@ -48,15 +79,10 @@ void *wl_ptable_find(const struct wl_ptable *t, uint32_t h,
 {
     if (t->cap == 0)
         return NULL;
-    size_t mask = t->cap - 1;
-    uint8_t tag = (uint8_t)(h >> 24);
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        void *e = t->slots[i];
-        if (e == NULL)
-            return NULL;
-        if (t->tags[i] == tag && e != GONE && t->hash_of(e) == h && eq(e, key))
-            return e;
-    }
+    void *e = probe(t->slots, t->tags, t->cap, t->hash_of, h, eq, key);
+    if (e == NULL && t->old_slots != NULL)
+        e = probe(t->old_slots, t->old_tags, t->old_cap, t->hash_of, h, eq, key);
+    return e;
 }
 
 static void place(void **slots, uint8_t *tags, size_t cap, void *e, uint32_t h)
@@ -68,9 +94,29 @@ static void place(void **slots, uint8_t *tags, size_t cap, void *e, uint32_t h)
     tags[i] = (uint8_t)(h >> 24);
 }
 
-/* A new array for the live elements, at most half full after. */
-static void rebuild(struct wl_ptable *t, size_t need)
+/* Moves up to n old slots into the new array (a moved one is left
+ * deleted: the old probes stay whole); frees the old array once empty. */
+static void move_old(struct wl_ptable *t, size_t n)
 {
+    if (t->old_slots == NULL)
+        return;
+    for (; n > 0 && t->old_pos < t->old_cap; n--, t->old_pos++) {
+        void *e = t->old_slots[t->old_pos];
+        if (e != NULL && e != GONE) {
+            place(t->slots, t->tags, t->cap, e, t->hash_of(e));
+            t->used++;
+            t->old_slots[t->old_pos] = GONE;
+        }
+    }
+    if (t->old_pos == t->old_cap)
+        old_free(t);
+}
+
+/* A new array for the live elements, at most half full after: they move
+ * into it with the adds to come (incremental), or now. */
+static void rebuild(struct wl_ptable *t, size_t need, int incremental)
+{
+    move_old(t, SIZE_MAX); /* a growth under way ends first (never, by MOVE_PER_ADD) */
     size_t cap = MIN_CAP;
     while (cap < 2 * need)
         cap *= 2;
@@ -78,43 +124,58 @@ static void rebuild(struct wl_ptable *t, size_t need)
     uint8_t *tags = malloc(cap);
     if (slots == NULL || tags == NULL)
         abort(); /* out of memory in the writer */
-    for (size_t i = 0; i < t->cap; i++) {
-        void *e = t->slots[i];
-        if (e != NULL && e != GONE)
-            place(slots, tags, cap, e, t->hash_of(e));
-    }
-    free(t->slots);
-    free(t->tags);
+    t->old_slots = t->slots;
+    t->old_tags = t->tags;
+    t->old_cap = t->cap;
+    t->old_pos = 0;
     t->slots = slots;
     t->tags = tags;
     t->cap = cap;
-    t->used = t->live;
+    t->used = 0;
+    if (t->old_slots == NULL)
+        old_free(t); /* the first array */
+    else if (!incremental)
+        move_old(t, SIZE_MAX);
 }
 
 void wl_ptable_add(struct wl_ptable *t, void *elem)
 {
     if (4 * (t->used + 1) > 3 * t->cap)
-        rebuild(t, t->live + 1); /* grows, or only clears deleted slots */
+        /* grows, or only clears deleted slots; a small table at once */
+        rebuild(t, t->live + 1, t->cap >= 4096);
+    move_old(t, MOVE_PER_ADD);
     place(t->slots, t->tags, t->cap, elem, t->hash_of(elem));
     t->used++;
     t->live++;
 }
 
+/* The slot of elem in an array, or NULL when it is not there. */
+static void **slot_of(void **slots, size_t cap, uint32_t h, const void *elem)
+{
+    size_t mask = cap - 1;
+    for (size_t i = h & mask; slots[i] != NULL; i = (i + 1) & mask)
+        if (slots[i] == elem)
+            return &slots[i];
+    return NULL;
+}
+
 void wl_ptable_remove(struct wl_ptable *t, void *elem)
 {
-    size_t mask = t->cap - 1, i = t->hash_of(elem) & mask;
-    while (t->slots[i] != elem)
-        i = (i + 1) & mask;
-    t->slots[i] = GONE;
+    uint32_t h = t->hash_of(elem);
+    void **s = slot_of(t->slots, t->cap, h, elem);
+    if (s == NULL) /* not moved yet */
+        s = slot_of(t->old_slots, t->old_cap, h, elem);
+    *s = GONE;
     t->live--;
     if (t->cap > MIN_CAP && 8 * t->live < t->cap)
-        rebuild(t, t->live); /* mostly empty: give the memory back */
+        rebuild(t, t->live, 0); /* mostly empty: give the memory back */
 }
 
 void *wl_ptable_next(const struct wl_ptable *t, size_t *i)
 {
-    for (; *i < t->cap; (*i)++) {
-        void *e = t->slots[*i];
+    /* the new array's slots, then the old one's */
+    for (; *i < t->cap + t->old_cap; (*i)++) {
+        void *e = *i < t->cap ? t->slots[*i] : t->old_slots[*i - t->cap];
         if (e != NULL && e != GONE) {
             (*i)++;
             return e;

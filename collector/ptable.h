@@ -8,7 +8,12 @@
  * The table is open addressing with linear probing over a power-of-two
  * array of element pointers, at most 3/4 full (live and deleted slots).
  * It grows whenever it must (it never stops growing, whatever the keys) and
- * shrinks when most of it is empty. Elements keep their own 32-bit hash
+ * shrinks when most of it is empty. Growing moves the elements to the new
+ * array a few at a time, with each add (MOVE_PER_ADD old slots), not all
+ * at once: a million installs moved at once stopped the writer, and every
+ * ack, for tens of milliseconds. Until the old array is empty, a find looks
+ * in both (a moved slot is left deleted, so the old probes stay whole);
+ * it is empty long before the new one must grow. Elements keep their own 32-bit hash
  * (hash_of reads it) and are compared by the caller's eq. Beside each slot,
  * one byte of its element's hash: a probe reads an element (a cache miss
  * in a large table) only when that byte matches, about 1 in 256 of the
@@ -28,9 +33,13 @@ struct wl_ptable {
     void **slots;
     uint8_t *tags;                            /* the hash's top byte, per slot */
     size_t cap;                               /* 0, or a power of two */
-    size_t used;                              /* live and deleted slots */
-    size_t live;
+    size_t used;                              /* live and deleted slots (of slots) */
+    size_t live;                              /* in both arrays */
     uint32_t (*hash_of)(const void *elem);    /* the element's stored hash */
+    /* the array before the last growth, while elements are left in it */
+    void **old_slots;
+    uint8_t *old_tags;
+    size_t old_cap, old_pos;                  /* slots before old_pos are moved */
 };
 
 void wl_ptable_init(struct wl_ptable *t, uint32_t (*hash_of)(const void *elem));

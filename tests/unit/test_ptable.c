@@ -111,6 +111,68 @@ static void test_add_find_remove_against_a_model(void **state)
     free(v);
 }
 
+/* A large table grows a few slots per add: while its old array still
+ * holds elements, every element is found in one array or the other, is
+ * removed from either, and iteration sees each live one once; the old
+ * array is empty before the next growth begins. */
+static void test_growth_moves_a_few_at_a_time(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    struct elem *v = calloc(N, sizeof *v);
+    struct wl_ptable t;
+    size_t growths = 0, checked = 0, removed = 0;
+    assert_non_null(v);
+    wl_ptable_init(&t, elem_hash);
+    srand(11);
+    for (int i = 0; i < N; i++) {
+        v[i].key = i;
+        v[i].hash = key_hash(i);
+        size_t cap = t.cap;
+        if (4 * (t.used + 1) > 3 * t.cap)
+            assert_null(t.old_slots); /* the last growth ended before this one */
+        wl_ptable_add(&t, &v[i]);
+        v[i].in = 1;
+        if (t.cap != cap && cap >= 4096) {
+            growths++;
+            assert_non_null(t.old_slots); /* under way, not done at once */
+        }
+        if (t.old_slots == NULL || rand() % 64 != 0)
+            continue;
+        /* mid-growth: an element still in the old array goes */
+        for (size_t j = t.old_pos; j < t.old_cap; j++) {
+            struct elem *e = t.old_slots[j];
+            if (e != NULL && e != (void *)(uintptr_t)1) {
+                wl_ptable_remove(&t, e);
+                e->in = 0;
+                assert_null(find(&t, e->key));
+                removed++;
+                break;
+            }
+        }
+        size_t seen = 0, live = 0;
+        struct elem *e;
+        for (size_t k = 0; (e = wl_ptable_next(&t, &k)) != NULL;) {
+            assert_int_equal(e->in, 1);
+            e->in = 2;
+            seen++;
+        }
+        for (int k = 0; k <= i; k++) {
+            assert_ptr_equal(find(&t, k), v[k].in ? &v[k] : NULL);
+            live += v[k].in != 0;
+            if (v[k].in == 2)
+                v[k].in = 1;
+        }
+        assert_int_equal(seen, live);
+        assert_int_equal(t.live, live);
+        checked++;
+    }
+    assert_true(growths >= 4);
+    assert_true(checked > 0 && removed > 0);
+    wl_ptable_free(&t);
+    free(v);
+}
+
 /* Elements that all hash alike (as colliding keys would under an unkeyed
  * hash) are still all found and the table still grows: no state in which it
  * stops growing. */
@@ -140,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_keyhash_is_stable_and_spreads),
         cmocka_unit_test(test_add_find_remove_against_a_model),
         cmocka_unit_test(test_same_hash_still_grows),
+        cmocka_unit_test(test_growth_moves_a_few_at_a_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
