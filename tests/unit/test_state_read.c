@@ -391,6 +391,28 @@ static void test_edge_base_in_the_same_group(void **state)
     wl_batch_free(b);
 }
 
+/* The stored ping's bytes at seq (free them). */
+static char *stored_bytes_at(struct fx *f, uint64_t seq, size_t *vlen)
+{
+    char *val = NULL, err[256];
+    uint8_t key[8];
+    wl_be64_put(key, seq);
+    assert_int_equal(wl_store_get(f->store, WL_CF_PINGS, key, sizeof key, &val, vlen, err,
+                                  sizeof err), 0);
+    return val;
+}
+
+static Warmline__Store__V1__StoredPing *stored_ping_at(struct fx *f, uint64_t seq)
+{
+    size_t vlen = 0;
+    char *val = stored_bytes_at(f, seq, &vlen);
+    Warmline__Store__V1__StoredPing *rec =
+        warmline__store__v1__stored_ping__unpack(NULL, vlen, (uint8_t *)val);
+    free(val);
+    assert_non_null(rec);
+    return rec;
+}
+
 /* The writer packs a stored ping as StoredPingPacked (each ping packed
  * once): the bytes are exactly a StoredPing's, wire and edge pings alike,
  * so every reader of the log decodes them as before. */
@@ -404,20 +426,16 @@ static void test_stored_ping_bytes_are_a_stored_ping(void **state)
     edge(f, b, "p2", WL_COUNT_bot_accounts, 3, T0 + 20); /* no base */
     commit(f, b, 0);
     for (uint64_t seq = 1; seq <= 3; seq++) {
-        char *val = NULL, err[256];
         size_t vlen = 0;
-        uint8_t key[8], again[1024];
-        wl_be64_put(key, seq);
-        assert_int_equal(wl_store_get(f->store, WL_CF_PINGS, key, sizeof key, &val, &vlen, err,
-                                      sizeof err), 0);
-        Warmline__Store__V1__StoredPing *rec =
-            warmline__store__v1__stored_ping__unpack(NULL, vlen, (uint8_t *)val);
-        assert_non_null(rec);
+        uint8_t again[1024];
+        char *val = stored_bytes_at(f, seq, &vlen);
+        Warmline__Store__V1__StoredPing *rec = stored_ping_at(f, seq);
         assert_int_equal(rec->ingest_seq, seq);
         assert_non_null(rec->ping);
         assert_int_equal(rec->latest != NULL, seq > 1); /* the edge pings' merges */
         size_t n = warmline__store__v1__stored_ping__get_packed_size(rec);
         assert_int_equal(n, vlen);
+        assert_true(n <= sizeof again);
         warmline__store__v1__stored_ping__pack(rec, again);
         assert_memory_equal(again, val, vlen);
         if (seq == 2) {
@@ -469,20 +487,6 @@ static void test_latest_ping_removed_by_retention(void **state)
     wl_batch_free(b);
 }
 
-static Warmline__Store__V1__StoredPing *stored_ping_at(struct fx *f, uint64_t seq)
-{
-    char *val = NULL, err[256];
-    size_t vlen = 0;
-    uint8_t key[8];
-    wl_be64_put(key, seq);
-    assert_int_equal(wl_store_get(f->store, WL_CF_PINGS, key, sizeof key, &val, &vlen, err,
-                                  sizeof err), 0);
-    Warmline__Store__V1__StoredPing *rec =
-        warmline__store__v1__stored_ping__unpack(NULL, vlen, (uint8_t *)val);
-    free(val);
-    assert_non_null(rec);
-    return rec;
-}
 
 /* The stored ping at seq as a version before edge pings kept their merge
  * stored it: without StoredPing.latest. */
