@@ -300,15 +300,6 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
     /* Bound the write-ahead log: memtables are flushed once it passes this,
      * so a tool opening the directory (dump, export) replays little. */
     rocksdb_options_set_max_total_wal_size(s->opts, 128ULL << 20);
-    /* Room for memtables waiting for their flush: with the default two (one
-     * written, one flushing), a flush slower than the next memtable's
-     * filling stops every write until it ends, and the flushes run at the
-     * lowest CPU priority (below). At 50,000 pings/s on one busy core the
-     * pings' 64 MiB memtable filled before the last one was written out:
-     * "Stopping writes because we have 2 immutable memtables" in RocksDB's
-     * LOG, and no ping stored for seconds. Four leave two more to absorb a
-     * slow flush; they take memory only while a flush is behind. */
-    rocksdb_options_set_max_write_buffer_number(s->opts, 4);
     if (mode == WL_STORE_SECONDARY)
         rocksdb_options_set_max_open_files(s->opts, -1);
 
