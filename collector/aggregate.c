@@ -618,8 +618,9 @@ static void put_stored_ping(struct wl_state *st, struct wl_batch *batch, uint64_
         rec.ping.data = packed;
         rec.ping.len = n;
     }
-    /* a ping has an install id: never empty, so never left out as a bytes
-     * field of no length would be (StoredPing.ping is always there) */
+    /* every ping applied passed wl_ping_validate (writer.c), which rejects
+     * an empty install id: a packed ping is never empty, so never left out
+     * as a bytes field of no length would be (StoredPing.ping is always there) */
     if (rec.ping.len == 0 || (latest != NULL && rec.latest.len == 0))
         abort();
     size_t len = warmline__store__v1__stored_ping_packed__get_packed_size(&rec);
