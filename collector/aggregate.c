@@ -331,7 +331,7 @@ static int view_has_feature(void *ctx, const char *name)
     void **c = ctx;
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
-    const char *s = wl_st_interned(st, name);
+    const char *s = wl_st_operand(st, name);
     return s != NULL && wl_st_tally_has(&org->feats, s);
 }
 
@@ -340,7 +340,7 @@ static int view_has_edition(void *ctx, const char *edition)
     void **c = ctx;
     const struct wl_state *st = c[0];
     const struct wl_org *org = c[1];
-    const char *s = wl_st_interned(st, edition);
+    const char *s = wl_st_operand(st, edition);
     return s != NULL && wl_st_tally_has(&org->eds, s);
 }
 
@@ -589,17 +589,24 @@ void wl_st_group_free(struct wl_state *st)
 
 /* The ping's record on its sequential key (StoredPingPacked, records.proto):
  * the install's latest ping (a wire ping itself, an edge ping its merge)
- * packed once, into the group's pings, where it stays until the write. */
+ * packed once, into the group's pings, where it stays until the write; a
+ * wire ping's bytes as they came (wire) are copied there instead: they are
+ * what it decoded from, so a replay decodes the same ping. */
 static void put_stored_ping(struct wl_state *st, struct wl_batch *batch, uint64_t ingest_seq,
                             int64_t received_at, int64_t event_at, const uint8_t *org_id,
                             size_t org_len, const wl_ping *ping, uint32_t source,
-                            uint64_t presence, const wl_ping *latest)
+                            uint64_t presence, const wl_ping *latest,
+                            const struct wl_ping_bytes *wire)
 {
     Warmline__Store__V1__StoredPingPacked rec = WARMLINE__STORE__V1__STORED_PING_PACKED__INIT;
     const wl_ping *kept = latest != NULL ? latest : ping;
-    size_t n = warmline__v1__ping__get_packed_size(kept);
+    int as_came = latest == NULL && wire != NULL && wire->len > 0;
+    size_t n = as_came ? wire->len : warmline__v1__ping__get_packed_size(kept);
     uint8_t *packed = group_room(st, ingest_seq, n), key[8];
-    warmline__v1__ping__pack(kept, packed);
+    if (as_came)
+        memcpy(packed, wire->p, n);
+    else
+        warmline__v1__ping__pack(kept, packed);
     rec.ingest_seq = ingest_seq;
     rec.received_at = received_at;
     rec.event_at = event_at;
@@ -754,7 +761,7 @@ static uint64_t check_digest(struct wl_state *st, const wl_ping *p, uint64_t pre
 enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
                            uint64_t presence, int64_t received_at, int64_t event_at,
                            struct wl_batch *batch, const uint8_t *stored, size_t stored_len,
-                           const wl_ping *stored_latest)
+                           const wl_ping *stored_latest, const struct wl_ping_bytes *wire)
 {
     size_t idlen = strlen(ping->install_id);
     struct wl_install *in;
@@ -824,7 +831,7 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     uint64_t ingest_seq = ++st->ingest_seq;
     if (stored == NULL)
         put_stored_ping(st, batch, ingest_seq, received_at, event_at, org_id, org_len, ping,
-                        source, edge ? presence : 0, edge ? latest : NULL);
+                        source, edge ? presence : 0, edge ? latest : NULL, edge ? NULL : wire);
     else if (edge && stored_latest == NULL) {
         /* replaying an edge ping stored before records kept their merge: the
          * log gets it now, for the next (install_latest_ping) */
@@ -914,7 +921,16 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
                              int64_t event_at, struct wl_batch *batch)
 {
-    return wl_st_apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0, NULL);
+    return wl_st_apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0, NULL,
+                       NULL);
+}
+
+enum wl_apply wl_state_apply_wire(struct wl_state *st, const wl_ping *ping,
+                                  const struct wl_ping_bytes *wire, int64_t received_at,
+                                  int64_t event_at, struct wl_batch *batch)
+{
+    return wl_st_apply(st, ping, WL_SOURCE_WIRE, 0, received_at, event_at, batch, NULL, 0, NULL,
+                       wire);
 }
 
 enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
@@ -922,5 +938,5 @@ enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
                                   int64_t event_at, struct wl_batch *batch)
 {
     return wl_st_apply(st, ping, edge->source, edge->presence, received_at, event_at, batch,
-                       NULL, 0, NULL);
+                       NULL, 0, NULL, NULL);
 }

@@ -59,6 +59,12 @@ void wl_state_free(struct wl_state *st);
  * stay alive until the flush. */
 enum wl_apply wl_state_apply(struct wl_state *st, const wl_ping *ping, int64_t received_at,
                              int64_t event_at, struct wl_batch *batch);
+/* The same, with the bytes the ping was decoded from (wire: ping decodes
+ * from them, as wl_envelope_decode's do): its record keeps them as they
+ * are, with no packing again. */
+enum wl_apply wl_state_apply_wire(struct wl_state *st, const wl_ping *ping,
+                                  const struct wl_ping_bytes *wire, int64_t received_at,
+                                  int64_t event_at, struct wl_batch *batch);
 
 /* Applies one valid edge ping (ping.h: a security check or a Rudder
  * event, carrying the fields edge->presence names). Its seq is assigned

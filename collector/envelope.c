@@ -19,6 +19,7 @@ void wl_decoder_free(struct wl_decoder *d)
     if (d->zs_ready)
         inflateEnd(&d->zs);
     free(d->buf);
+    free(d->walk_at);
     wl_arena_free(d->scratch);
     wl_arena_spares_free(&d->spares);
     memset(d, 0, sizeof *d);
@@ -178,6 +179,7 @@ struct batch_walk {
     size_t len;              /* the payload's length once rejected pings are emptied */
     enum wl_reason *rejects; /* per ping (malloc'd, rejects_cap long), or NULL */
     size_t rejects_cap;
+    uint32_t *at;            /* per ping: its offset and length in the walked payload */
 };
 
 static int mark_reject(struct batch_walk *bw, size_t i, enum wl_reason r)
@@ -230,7 +232,7 @@ static const uint8_t empty_ping[2] = {0x0a, 0x00};
  * is decoded. A ping rejected for its features or fields is replaced in
  * place by an empty ping (shorter: the bytes after it move down), so that
  * protobuf-c never decodes it and the pings keep their indexes. */
-static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
+static enum wl_reason walk_batch(struct wl_decoder *d, uint8_t *buf, size_t len,
                                  struct batch_walk *bw)
 {
     const uint8_t *p = buf, *end = buf + len;
@@ -239,8 +241,17 @@ static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
     const uint8_t *value;
 
     memset(bw, 0, sizeof *bw);
-    if (count_pings(buf, len, max_pings) > max_pings)
+    size_t counted = count_pings(buf, len, d->max_pings);
+    if (counted > d->max_pings)
         return WL_REJECT_BATCH_TOO_MANY_PINGS;
+    if (counted > d->walk_cap) { /* at most max_pings: counted first */
+        uint32_t *at = realloc(d->walk_at, counted * 2 * sizeof *at);
+        if (at == NULL)
+            return WL_REJECT_BATCH_OVER_BUDGET;
+        d->walk_at = at;
+        d->walk_cap = counted;
+    }
+    bw->at = d->walk_at;
     while (p < end) {
         const uint8_t *start = p;
         enum wl_reason r = WL_REJECT_NONE;
@@ -256,8 +267,10 @@ static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
             struct ping_walk pw;
             if (value == NULL) /* a Ping must be length-delimited */
                 return WL_REJECT_BATCH_DECODE;
-            if (++bw->pings > max_pings)
-                return WL_REJECT_BATCH_TOO_MANY_PINGS;
+            /* count_pings stops at a malformed field, which the walk
+             * rejects whole, so a well-formed batch has no more than it counted */
+            if (++bw->pings > counted)
+                return WL_REJECT_BATCH_DECODE;
             if (walk_ping(value, value + vlen, &pw) != 0)
                 return WL_REJECT_BATCH_DECODE;
             if (pw.features > WL_FEATURES_MAX)
@@ -272,8 +285,14 @@ static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
         }
         if (r != WL_REJECT_NONE) {
             memcpy(w, empty_ping, sizeof empty_ping); /* a ping of 2+ fields was longer */
+            bw->at[2 * (bw->pings - 1)] = (uint32_t)(w - buf);
+            bw->at[2 * (bw->pings - 1) + 1] = 0;
             w += sizeof empty_ping;
         } else {
+            if ((tag >> 3) == 1) { /* where its bytes will be, once moved down */
+                bw->at[2 * (bw->pings - 1)] = (uint32_t)((size_t)(w - buf) + (size_t)(value - start));
+                bw->at[2 * (bw->pings - 1) + 1] = (uint32_t)vlen;
+            }
             if (w != start)
                 memmove(w, start, (size_t)(p - start));
             w += p - start;
@@ -286,7 +305,7 @@ static enum wl_reason walk_batch(uint8_t *buf, size_t len, size_t max_pings,
 /* The batch's decode budget, from its walk. */
 static size_t batch_budget(const struct batch_walk *bw)
 {
-    return WL_DECODE_FIXED + bw->len + bw->pings * WL_DECODE_PER_PING +
+    return WL_DECODE_FIXED + 2 * bw->len + bw->pings * (WL_DECODE_PER_PING + WL_DECODE_BYTES_PER_PING) +
            (bw->fields + bw->own_fields) * WL_DECODE_PER_FIELD;
 }
 
@@ -296,7 +315,7 @@ static size_t batch_budget(const struct batch_walk *bw)
  * one chunk usually holds the batch; never more than the budget. */
 static size_t batch_first_chunk(const struct batch_walk *bw, size_t budget)
 {
-    size_t n = bw->len + bw->pings * (sizeof(wl_ping) + 16) +
+    size_t n = 2 * bw->len + bw->pings * (sizeof(wl_ping) + 16 + WL_DECODE_BYTES_PER_PING) +
                (bw->fields + bw->own_fields) * 8 + 256;
     return n < budget ? n : budget;
 }
@@ -315,6 +334,7 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
 
     *out = NULL;
     *ping_rejects = NULL;
+    d->bytes = NULL;
     d->peak_bytes = d->batch_bytes = 0;
     d->over_budget = 0;
     if (d->scratch == NULL && (d->scratch = wl_arena_new(0, SCRATCH_FIRST, 0)) == NULL)
@@ -352,7 +372,7 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
     }
     if (plen == 0)
         payload = (uint8_t *)"";
-    r = walk_batch(payload, plen, d->max_pings, &bw);
+    r = walk_batch(d, payload, plen, &bw);
     if (r != WL_REJECT_NONE)
         goto done;
     size_t budget = batch_budget(&bw);
@@ -373,6 +393,17 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
         r = WL_REJECT_BATCH_DECODE;
         goto done;
     }
+    /* the pings as they came, kept with the batch (within its budget) */
+    struct wl_ping_bytes *bytes = bw.pings ? wl_arena_alloc(ba, bw.pings * sizeof *bytes) : NULL;
+    uint8_t *copy = bw.len ? wl_arena_alloc(ba, bw.len) : NULL;
+    if ((bw.pings && bytes == NULL) || (bw.len && copy == NULL)) {
+        r = WL_REJECT_BATCH_OVER_BUDGET;
+        goto done;
+    }
+    if (bw.len)
+        memcpy(copy, payload, bw.len);
+    for (size_t i = 0; i < bw.pings; i++)
+        bytes[i] = (struct wl_ping_bytes){copy + bw.at[2 * i], bw.at[2 * i + 1]};
     if (bw.rejects != NULL) {
         if (bw.pings > bw.rejects_cap && mark_reject(&bw, bw.pings - 1, WL_REJECT_NONE) != 0) {
             r = WL_REJECT_BATCH_OVER_BUDGET;
@@ -384,6 +415,7 @@ enum wl_reason wl_envelope_decode(struct wl_decoder *d, const uint8_t *buf, size
     /* the batch moves to the head of its arena's first chunk: its handle */
     memcpy(wl_arena_prefix(ba), batch, sizeof *batch);
     *out = wl_arena_prefix(ba);
+    d->bytes = bytes;
     d->batch_bytes = ba->held;
 done:
     d->peak_bytes = d->scratch->peak;

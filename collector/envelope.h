@@ -51,6 +51,7 @@
 #define WL_DECODE_FIXED ((size_t)64 * 1024)
 #define WL_DECODE_PER_PING ((size_t)320)
 #define WL_DECODE_PER_FIELD ((size_t)64)
+#define WL_DECODE_BYTES_PER_PING sizeof(struct wl_ping_bytes) /* each ping's slice of the copy */
 
 /* Reusable decoding state: one zlib stream, one inflate buffer, the scratch
  * arena the Envelope decodes into, and the figures of the last decode. */
@@ -64,9 +65,17 @@ struct wl_decoder {
     struct wl_arena *scratch; /* the Envelope's; its first chunk kept between decodes */
     struct wl_arena_spares spares; /* the parser's scratch chunks, reused by the next */
 
+    uint32_t *walk_at;  /* the walk's (offset, length) of each ping in the payload */
+    size_t walk_cap;    /* pairs walk_at holds */
+
     size_t peak_bytes;  /* out: what the arenas counted during the last decode */
     size_t batch_bytes; /* out: what the last decoded batch holds (0: none) */
     int over_budget;    /* an arena refused during the last decode */
+    /* out: each ping of the last decoded batch as it came on the wire (a
+     * copy in the batch's arena, as long-lived as the batch; length 0 for
+     * a ping the walk rejected), or NULL: the writer stores these bytes
+     * rather than packing the decoded ping again (aggregate.c) */
+    const struct wl_ping_bytes *bytes;
 };
 
 void wl_decoder_init(struct wl_decoder *d, size_t max_inflated, size_t max_pings);

@@ -113,6 +113,7 @@ void wl_ingest_drop_batch(struct wl_job *job)
 {
     wl_ping_batch_free(job->batch);
     job->batch = NULL;
+    job->ping_bytes = NULL; /* in the batch's arena */
     free(job->ping_rejects);
     job->ping_rejects = NULL;
     job->held_bytes = job_own_bytes(job);
@@ -154,6 +155,7 @@ struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, siz
                                           : sizeof(struct sockaddr_in6));
     job->rejected = wl_envelope_decode(&ing->decoder, buf, len, &job->batch, &job->batch_id,
                                        &job->ping_rejects);
+    job->ping_bytes = job->batch != NULL ? ing->decoder.bytes : NULL;
     enum wl_transport t = wl_transport_of(transport);
     if (job->batch != NULL)
         wl_count_t(t, WL_T_pings_received, job->batch->n_pings);

@@ -46,6 +46,13 @@ enum wl_string { WL_STRING_FIELDS(WL_STRING_ENUM) WL_N_STRINGS };
 typedef Warmline__V1__Ping wl_ping;
 typedef Warmline__V1__PingBatch wl_ping_batch;
 
+/* A ping's bytes as it came: the serialized Ping it was decoded from
+ * (envelope.h keeps them with the batch; the writer stores them as they are). */
+struct wl_ping_bytes {
+    const uint8_t *p;
+    size_t len;
+};
+
 #define WL_INSTALL_ID_MAX 64
 #define WL_STRING_MAX 128
 #define WL_FEATURES_MAX 64

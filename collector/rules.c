@@ -37,6 +37,7 @@ struct value {
 struct wl_expr {
     enum node_kind kind;
     int negate;                       /* NODE_HAS_FEATURE: "not has_feature(...)" */
+    char label[WL_TERM_METRIC_MAX + 1]; /* NODE_CMP: its sum as a term names it (sum_label) */
     union {
         struct {                      /* NODE_AND, NODE_OR: two or more */
             struct wl_expr **kids;
@@ -544,6 +545,39 @@ static struct wl_expr *parse_expr(struct parser *p)
     return parse_list(p, NODE_OR);
 }
 
+/* "teams", "installs", "growth_30d(active_users_monthly)" joined by "+". */
+static void sum_label(const struct wl_expr *e, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < e->u.cmp.n && n < len; i++) {
+        const struct value *val = &e->u.cmp.v[i];
+        const char *plus = i ? "+" : "";
+        int w;
+        if (val->kind == VALUE_INSTALLS)
+            w = snprintf(buf + n, len - n, "%sinstalls", plus);
+        else if (val->kind == VALUE_METRIC)
+            w = snprintf(buf + n, len - n, "%s%s", plus, wl_count_names[val->metric]);
+        else
+            w = snprintf(buf + n, len - n, "%sgrowth_%dd(%s)", plus, val->days,
+                         wl_count_names[val->metric]);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+}
+
+/* Each sum's label, made once (its terms point at it). */
+static void label_sums(struct wl_expr *e)
+{
+    if (e->kind == NODE_AND || e->kind == NODE_OR) {
+        for (size_t i = 0; i < e->u.list.n; i++)
+            label_sums(e->u.list.kids[i]);
+    } else if (e->kind == NODE_CMP) {
+        sum_label(e, e->label, sizeof e->label);
+    }
+}
+
 int wl_expr_parse(const char *text, struct wl_expr **out, char *err, size_t errlen)
 {
     struct parser p = {.src = text ? text : "", .err = err, .errlen = errlen};
@@ -557,6 +591,8 @@ int wl_expr_parse(const char *text, struct wl_expr **out, char *err, size_t errl
         return -1;
     }
     struct wl_expr *e = parse_expr(&p);
+    if (e != NULL && p.tok.kind == TOK_END)
+        label_sums(e);
     if (e != NULL && p.tok.kind != TOK_END) {
         if (p.tok.kind == TOK_RPAREN)
             fail_expected(&p, "'and', 'or' or end of condition (unbalanced ')')");
@@ -657,27 +693,6 @@ int wl_expr_eval(const struct wl_expr *e, const struct wl_account_view *v, doubl
     }
 }
 
-/* "teams", "installs", "growth_30d(active_users_monthly)" joined by "+". */
-static void sum_label(const struct wl_expr *e, char *buf, size_t len)
-{
-    size_t n = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < e->u.cmp.n && n < len; i++) {
-        const struct value *val = &e->u.cmp.v[i];
-        const char *plus = i ? "+" : "";
-        int w;
-        if (val->kind == VALUE_INSTALLS)
-            w = snprintf(buf + n, len - n, "%sinstalls", plus);
-        else if (val->kind == VALUE_METRIC)
-            w = snprintf(buf + n, len - n, "%s%s", plus, wl_count_names[val->metric]);
-        else
-            w = snprintf(buf + n, len - n, "%sgrowth_%dd(%s)", plus, val->days,
-                         wl_count_names[val->metric]);
-        if (w < 0)
-            break;
-        n += (size_t)w;
-    }
-}
 
 static void collect_terms(const struct wl_expr *e, const struct wl_account_view *v,
                           struct wl_rule_term *terms, size_t max, size_t *n)
@@ -690,22 +705,18 @@ static void collect_terms(const struct wl_expr *e, const struct wl_account_view 
         return;
     }
     struct wl_rule_term *t = &terms[(*n)++];
-    memset(t, 0, sizeof *t);
     if (e->kind == NODE_CMP) {
-        sum_label(e, t->metric, sizeof t->metric);
-        t->value = sum_get(e, v);
-        snprintf(t->op, sizeof t->op, "%s", op_text[e->u.cmp.op]);
-        t->threshold = e->u.cmp.threshold;
+        *t = (struct wl_rule_term){.metric = e->label, .value = sum_get(e, v),
+                                   .op = op_text[e->u.cmp.op], .threshold = e->u.cmp.threshold,
+                                   .text = ""};
         return;
     }
     int has = e->kind == NODE_HAS_FEATURE ? call_set(v->has_feature, v->ctx, e->u.text)
                                           : call_set(v->has_edition, v->ctx, e->u.text);
-    snprintf(t->metric, sizeof t->metric, "%s",
-             e->kind == NODE_HAS_FEATURE ? "has_feature" : "edition");
-    t->value = has ? 1 : 0;
-    snprintf(t->op, sizeof t->op, "==");
-    t->threshold = e->negate ? 0 : 1; /* not has_feature(x): has_feature == 0 */
-    snprintf(t->text, sizeof t->text, "%s", e->u.text);
+    *t = (struct wl_rule_term){.metric = e->kind == NODE_HAS_FEATURE ? "has_feature" : "edition",
+                               .value = has ? 1 : 0, .op = "==",
+                               /* not has_feature(x): has_feature == 0 */
+                               .threshold = e->negate ? 0 : 1, .text = e->u.text};
 }
 
 size_t wl_expr_terms(const struct wl_expr *e, const struct wl_account_view *v,

@@ -42,14 +42,18 @@ struct wl_account_view {
 };
 
 /* One comparison of a rule at firing, for the signal's explanation. */
+/* Its strings are the expression's (made when it was parsed): valid while
+ * it is, nothing formatted per evaluation. */
 struct wl_rule_term {
-    char metric[96];          /* "teams", "installs", "growth_30d(active_users_monthly)",
-                                 "public_channels+private_channels", "has_feature", "edition" */
+    const char *metric;       /* "teams", "installs", "growth_30d(active_users_monthly)",
+                                 "public_channels+private_channels", "has_feature", "edition"
+                                 (at most WL_TERM_METRIC_MAX bytes) */
     double value;             /* NAN when undefined */
-    char op[16];              /* ">=", ">", "<=", "<", "==" ("has_feature": 1/0) */
+    const char *op;           /* ">=", ">", "<=", "<", "==" ("has_feature": 1/0) */
     double threshold;
-    char text[64];            /* the feature or edition operand, else "" */
+    const char *text;         /* the feature or edition operand, else "" */
 };
+#define WL_TERM_METRIC_MAX 95
 
 struct wl_expr; /* opaque parsed condition */
 

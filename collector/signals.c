@@ -164,11 +164,11 @@ static void put_signal(struct wl_signals *sg, struct wl_org_rules *orules,
 
     for (size_t i = 0; i < n_terms; i++) {
         Warmline__Store__V1__Signal__Term t = WARMLINE__STORE__V1__SIGNAL__TERM__INIT;
-        t.metric = terms[i].metric;
+        t.metric = (char *)terms[i].metric; /* the rule's, packed before it can go */
         t.value = terms[i].value;
-        t.op = terms[i].op;
+        t.op = (char *)terms[i].op;
         t.threshold = terms[i].threshold;
-        t.text = terms[i].text;
+        t.text = (char *)terms[i].text;
         term_recs[i] = t;
         term_ptrs[i] = &term_recs[i];
     }

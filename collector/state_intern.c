@@ -129,8 +129,21 @@ void wl_st_pin_operand(void *arg, int is_feature, const char *text)
     struct wl_state *st = arg;
     (void)is_feature;
     const char *s = wl_st_interned(st, text);
-    if (s != NULL && wl_st_str_of(s)->ruled)
-        return;
-    s = wl_st_intern(st, text); /* the state's reference, dropped at wl_state_free */
-    wl_st_str_of(s)->ruled = 1;
+    if (s == NULL || !wl_st_str_of(s)->ruled) {
+        s = wl_st_intern(st, text); /* the state's reference, dropped at wl_state_free */
+        wl_st_str_of(s)->ruled = 1;
+    }
+    st->operands = wl_st_xrealloc(st->operands, (st->n_operands + 1) * sizeof *st->operands);
+    st->operands[st->n_operands++] = (struct wl_operand){text, s};
+}
+
+/* A rule's operand by its text's address (wl_st_pin_operand), else by its
+ * bytes; NULL when nothing holds it. */
+const char *wl_st_operand(const struct wl_state *st, const char *text)
+{
+    for (size_t i = 0; i < st->n_operands; i++) {
+        if (st->operands[i].text == text)
+            return st->operands[i].s;
+    }
+    return wl_st_interned(st, text);
 }

@@ -292,7 +292,8 @@ static int replay(struct wl_state *st, char *err, size_t errlen)
         }
         st->ingest_seq = seq - 1; /* forgotten pings leave gaps */
         if (wl_st_apply(st, rec->ping, rec->source, rec->presence, rec->received_at,
-                        rec->event_at, scratch_batch, v, vlen, rec->latest) != WL_APPLY_ACCEPTED)
+                        rec->event_at, scratch_batch, v, vlen, rec->latest,
+                        NULL) != WL_APPLY_ACCEPTED)
             st->ingest_seq = seq; /* cannot happen: the log holds accepted pings */
         warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
         if (++n % 4096 == 0)
@@ -549,6 +550,7 @@ void wl_state_free(struct wl_state *st)
     wl_st_ckpt_free(st);
     wl_st_group_free(st);
     free(st->heap);
+    free(st->operands);
     free(st->scratch);
     free(st->sort_buf);
     free(st->feat_buf);

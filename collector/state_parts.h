@@ -230,6 +230,11 @@ struct wl_state {
     struct wl_ptable strings;               /* interned strings */
     struct wl_ptable fsets;                 /* interned feature lists */
     uint64_t interned_bytes;                /* what strings and fsets hold */
+    /* The rules' operands (has_feature, edition ==), each with its interned
+     * copy, pinned for the state's life: the rules look theirs up by the
+     * text's address, with no hashing per evaluation. */
+    struct wl_operand { const char *text, *s; } *operands;
+    size_t n_operands;
     uint64_t untallied;                     /* features and editions left out of tallies */
     struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
     size_t heap_n, heap_cap;
@@ -317,13 +322,14 @@ uint32_t wl_st_install_hash_of(const void *e);
 struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len);
 void wl_st_install_unlink(struct wl_state *st, struct wl_install *in);
 struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t len);
-/* A ping through the state: wl_state_apply, wl_state_apply_edge, and the
- * replay (stored: the ping's record; latest: an edge record's merge, NULL
- * in one stored before it kept one). */
+/* A ping through the state: wl_state_apply(_wire), wl_state_apply_edge, and
+ * the replay (stored: the ping's record; latest: an edge record's merge, NULL
+ * in one stored before it kept one; wire: a wire ping's bytes as they came,
+ * or NULL). */
 enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t source,
                           uint64_t presence, int64_t received_at, int64_t event_at,
                           struct wl_batch *batch, const uint8_t *stored, size_t stored_len,
-                          const wl_ping *latest);
+                          const wl_ping *latest, const struct wl_ping_bytes *wire);
 
 /* state_intern.c: interned strings and feature lists, counted references. */
 struct wl_str *wl_st_str_of(const char *s);
@@ -336,6 +342,7 @@ const char **wl_st_intern_fset(struct wl_state *st, const char **v, size_t n);
 void wl_st_fset_unref(struct wl_state *st, const char **v);
 const char *wl_st_interned(const struct wl_state *st, const char *s);
 void wl_st_pin_operand(void *arg, int is_feature, const char *text); /* wl_expr_operands' */
+const char *wl_st_operand(const struct wl_state *st, const char *text);
 
 /* state_tally.c: per-organization tallies, and an install joining or
  * leaving its organization's lists (org_list) and account (org_count). */

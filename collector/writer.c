@@ -331,7 +331,8 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
         wl_state_change_begin(w->reader);
         enum wl_apply a =
             job->edge == NULL
-                ? wl_state_apply(w->state, p, job->received_at, event_at, w->batch)
+                ? wl_state_apply_wire(w->state, p, job->ping_bytes ? &job->ping_bytes[i] : NULL,
+                                      job->received_at, event_at, w->batch)
                 : wl_state_apply_edge(w->state, p, &job->edge[i], job->received_at, event_at,
                                       w->batch);
         wl_state_change_end(w->reader);

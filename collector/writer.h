@@ -34,6 +34,7 @@ struct wl_job {
     /* in: set by the submitter */
     wl_ping_batch *batch;     /* owned by the job; NULL when preset says why */
     enum wl_reason *ping_rejects; /* per ping, found before decoding (owned), or NULL */
+    const struct wl_ping_bytes *ping_bytes; /* per ping, as it came (in the batch), or NULL */
     struct wl_edge *edge;     /* per ping for an edge job (HTTP: presence, source,
                                  messageId; owned), NULL for the wire */
     uint64_t batch_id;

@@ -65,9 +65,9 @@ static void check_expr(const struct wl_expr *e, uint32_t seed, double hysteresis
     size_t n = wl_expr_terms(e, &v, terms, 8);
     FUZZ_CHECK(n <= 8);
     for (size_t i = 0; i < n; i++) {
-        FUZZ_CHECK(memchr(terms[i].metric, 0, sizeof terms[i].metric) != NULL);
-        FUZZ_CHECK(memchr(terms[i].op, 0, sizeof terms[i].op) != NULL);
-        FUZZ_CHECK(memchr(terms[i].text, 0, sizeof terms[i].text) != NULL);
+        FUZZ_CHECK(terms[i].metric != NULL && terms[i].op != NULL && terms[i].text != NULL);
+        FUZZ_CHECK(strlen(terms[i].metric) <= WL_TERM_METRIC_MAX);
+        FUZZ_CHECK(strlen(terms[i].op) <= 2);
     }
     v.totals = NULL; /* an organization with no totals yet */
     (void)wl_expr_eval(e, &v, 0);

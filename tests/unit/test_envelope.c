@@ -177,6 +177,34 @@ static void expect_reject(struct wl_decoder *d, const uint8_t *buf, size_t len,
     assert_null(out);
 }
 
+/* Each ping's bytes as they came (d->bytes) decode to the ping decoded; a
+ * ping the walk rejected has none. */
+static void assert_bytes_match(const struct wl_ping_bytes *bytes, const wl_ping_batch *out,
+                               const enum wl_reason *rejects)
+{
+    assert_non_null(bytes);
+    for (size_t i = 0; i < out->n_pings; i++) {
+        enum wl_reason r = rejects ? rejects[i] : WL_REJECT_NONE;
+        if (r == WL_REJECT_TOO_MANY_FEATURES || r == WL_REJECT_PING_TOO_MANY_FIELDS) {
+            assert_int_equal(bytes[i].len, 0);
+            continue;
+        }
+        wl_ping *again = warmline__v1__ping__unpack(NULL, bytes[i].len, bytes[i].p);
+        assert_non_null(again);
+        size_t n1 = warmline__v1__ping__get_packed_size(again);
+        size_t n2 = warmline__v1__ping__get_packed_size(out->pings[i]);
+        assert_int_equal(n1, n2);
+        uint8_t *b1 = malloc(n1 + 1), *b2 = malloc(n2 + 1);
+        warmline__v1__ping__pack(again, b1);
+        warmline__v1__ping__pack(out->pings[i], b2);
+        if (memcmp(b1, b2, n1) != 0)
+            fail_msg("ping %zu: its bytes as they came decode to another ping", i);
+        free(b1);
+        free(b2);
+        warmline__v1__ping__free_unpacked(again, NULL);
+    }
+}
+
 /* ---- round trips ---- */
 
 static void roundtrip(int compress)
@@ -212,6 +240,7 @@ static void roundtrip(int compress)
     assert_non_null(out);
     assert_int_equal(id, 0xdeadbeef12345678ULL);
     assert_batch_equal(out, &b.batch);
+    assert_bytes_match(d.bytes, out, NULL);
     wl_ping_batch_free(out);
     wl_decoder_free(&d);
     free(buf);
@@ -852,10 +881,12 @@ static void w_valid_ping(struct wire *w, const char *id, uint64_t seq)
     w_varint(w, seq);
 }
 
-/* The budget wl_envelope_decode gives a batch, computed by hand. */
+/* The budget wl_envelope_decode gives a batch, computed by hand: the
+ * payload twice (protobuf-c's strings, and the pings' bytes as they came). */
 static size_t budget_of(size_t plen, size_t pings, size_t fields)
 {
-    return WL_DECODE_FIXED + plen + pings * WL_DECODE_PER_PING + fields * WL_DECODE_PER_FIELD;
+    return WL_DECODE_FIXED + 2 * plen + pings * (WL_DECODE_PER_PING + WL_DECODE_BYTES_PER_PING) +
+           fields * WL_DECODE_PER_FIELD;
 }
 
 static void test_walk_bound_matches_schema(void **state)
@@ -1018,6 +1049,9 @@ static void test_ping_rejected_alone(void **state)
         assert_int_equal(out->pings[2]->n_features, WL_FEATURES_MAX);
         assert_int_equal(out->pings[4]->base.n_unknown_fields, WL_PING_FIELDS_MAX - 2);
         assert_string_equal(out->pings[np - 1]->install_id, "after");
+        /* the kept pings' bytes moved down over the rejected ones: each
+         * still decodes to its ping */
+        assert_bytes_match(d.bytes, out, rejects);
         /* the 10,000 unknown fields never reached the allocator */
         if (d.peak_bytes > 2 * len + 64 * 1024)
             fail_msg("peak %zu bytes for a %zu-byte envelope", d.peak_bytes, len);

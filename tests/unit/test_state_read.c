@@ -450,6 +450,62 @@ static void test_stored_ping_bytes_are_a_stored_ping(void **state)
     wl_batch_free(b);
 }
 
+/* A wire ping's record keeps the bytes it came as (wl_state_apply_wire),
+ * not a packing of them again: here with a field this schema does not know,
+ * which a packing would keep too, and in an order a packing would not
+ * give. The record decodes to the ping, and an edge ping in the same group
+ * merges into it. */
+static void test_wire_ping_stored_as_it_came(void **state)
+{
+    struct fx *f = *state;
+    struct wl_batch *b = wl_batch_new(f->store);
+    uint8_t key[32], wire[512];
+    wl_ping p = WARMLINE__V1__PING__INIT;
+
+    memset(key, 3, sizeof key);
+    p.org_key.data = key;
+    p.org_key.len = sizeof key;
+    p.version = "9.11";
+    p.registered_users = 41;
+    /* seq (field 3) first, then the rest packed, then unknown field 1000 */
+    size_t n = 0;
+    wire[n++] = 3 << 3;
+    wire[n++] = 7;
+    p.install_id = "w1";
+    n += warmline__v1__ping__pack(&p, wire + n);
+    wire[n++] = 0xc0; /* (1000 << 3) | 0 as a varint */
+    wire[n++] = 0x3e;
+    wire[n++] = 1;
+    wl_ping *got = warmline__v1__ping__unpack(NULL, n, wire);
+    assert_non_null(got);
+    assert_int_equal(got->seq, 7);
+    struct wl_ping_bytes bytes = {wire, n};
+    wl_state_change_begin(f->r);
+    assert_int_equal(wl_state_apply_wire(f->st, got, &bytes, T0, T0, b), WL_APPLY_ACCEPTED);
+    wl_state_change_end(f->r);
+    edge(f, b, "w1", WL_COUNT_teams, 7, T0 + 10);
+    commit(f, b, 0);
+
+    Warmline__Store__V1__StoredPing *rec = stored_ping_at(f, 1);
+    size_t vlen = 0;
+    char *val = stored_bytes_at(f, 1, &vlen);
+    assert_true(vlen > n);
+    assert_non_null(memmem(val, vlen, wire, n)); /* the bytes as they came */
+    assert_string_equal(rec->ping->install_id, "w1");
+    assert_int_equal(rec->ping->seq, 7);
+    assert_int_equal(rec->ping->registered_users, 41);
+    assert_int_equal(rec->ping->base.n_unknown_fields, 1);
+    warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+    free(val);
+    rec = stored_ping_at(f, 2); /* the edge ping merged into it */
+    assert_non_null(rec->latest);
+    assert_int_equal(rec->latest->registered_users, 41);
+    assert_int_equal(rec->latest->teams, 7);
+    warmline__store__v1__stored_ping__free_unpacked(rec, NULL);
+    warmline__v1__ping__free_unpacked(got, NULL);
+    wl_batch_free(b);
+}
+
 /* Once retention removed an install's latest ping from the log, it reads
  * as none, and an edge ping merges into what it carries alone; the
  * install's counts stay until then. */
@@ -927,6 +983,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_edge_base_in_the_same_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_ping_removed_by_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stored_ping_bytes_are_a_stored_ping, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wire_ping_stored_as_it_came, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_account_is_the_sum_of_its_installs, setup,
                                         teardown),
