@@ -176,10 +176,56 @@ static void test_batch_across_cfs_and_reopen(void **state)
 
 /* ---- iteration ---- */
 
-/* Index operations (rank, org_signals) wait in the batch and go in key
- * order at the write; operations on one key keep their order, the count
- * includes them, and a batch written twice (the retry after a reopen)
- * writes them once. */
+/* The state's records (installs, organizations, days) are held back too,
+ * values with their keys, and go into the WriteBatch in key order: a key's
+ * operations keep their order, across a spill when what is held passes
+ * 64 MiB and around a value too large to hold. */
+static void test_records_held_back_keep_their_order(void **state)
+{
+    struct tmp *t = *state;
+    char err[512] = "";
+    struct wl_store *s = open_or_fail(t->db, WL_STORE_PRIMARY);
+    struct wl_batch *b = wl_batch_new(s);
+    static char big[1 << 20];
+    char *huge = malloc((65u << 20) + 1);
+
+    assert_non_null(huge);
+    memset(big, 'x', sizeof big);
+    memset(huge, 'h', (65u << 20) + 1);
+    wl_batch_put(b, WL_CF_ORGS, S("k"), S("v1"));
+    wl_batch_put(b, WL_CF_INSTALLS, S("i"), S("a"));
+    wl_batch_delete(b, WL_CF_ORGS, S("k"));
+    wl_batch_put(b, WL_CF_ORGS, S("k"), S("v3"));
+    wl_batch_put(b, WL_CF_DAILY, S("d"), S("x"));
+    wl_batch_put(b, WL_CF_ORGS, S("j"), S("J1"));
+    wl_batch_put(b, WL_CF_ORGS, S("j"), huge, (65u << 20) + 1); /* not held: after the rest */
+    wl_batch_put(b, WL_CF_ORGS, S("m"), S("M1"));
+    for (int i = 0; i < 66; i++) { /* past 64 MiB held: a spill */
+        char k[16];
+        int n = snprintf(k, sizeof k, "big%02d", i);
+        wl_batch_put(b, WL_CF_ORGS, k, (size_t)n, big, sizeof big);
+    }
+    wl_batch_put(b, WL_CF_ORGS, S("k"), S("v4"));
+    wl_batch_delete(b, WL_CF_ORGS, S("m"));
+    assert_int_equal(wl_batch_count(b), 76);
+    assert_int_equal(wl_store_write(s, b, 1, err, sizeof err), 0);
+    want_value(s, WL_CF_ORGS, S("k"), S("v4"));
+    want_absent(s, WL_CF_ORGS, S("m"));
+    char *v = NULL;
+    size_t vlen = 0;
+    assert_int_equal(wl_store_get(s, WL_CF_ORGS, S("j"), &v, &vlen, err, sizeof err), 0);
+    assert_int_equal(vlen, (65u << 20) + 1); /* after J1, as it came */
+    free(v);
+    want_value(s, WL_CF_INSTALLS, S("i"), S("a"));
+    want_value(s, WL_CF_DAILY, S("d"), S("x"));
+    assert_int_equal(wl_store_get(s, WL_CF_ORGS, S("big65"), &v, &vlen, err, sizeof err), 0);
+    assert_int_equal(vlen, sizeof big);
+    free(v);
+    free(huge);
+    wl_batch_free(b);
+    wl_store_close(s);
+}
+
 /* A batch grown past 16 MiB (a checkpoint slice of a large organization) is
  * made again when cleared, and writes as before (RocksDB's clear keeps
  * what it grew to). */
@@ -210,6 +256,10 @@ static void test_large_batch_cleared_writes_again(void **state)
     wl_store_close(s);
 }
 
+/* Index operations (rank, org_signals) wait in the batch and go in key
+ * order at the write; operations on one key keep their order, the count
+ * includes them, and a batch written twice (the retry after a reopen)
+ * writes them once. */
 static void test_index_operations_in_key_order(void **state)
 {
     struct tmp *t = *state;
@@ -583,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_iterate_big_endian_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_operations_in_key_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_batch_cleared_writes_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_held_back_keep_their_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_beside_primary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_missing_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_empty_dir, setup, teardown),
