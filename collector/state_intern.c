@@ -132,6 +132,9 @@ void wl_st_pin_operand(void *arg, int is_feature, const char *text)
     if (s == NULL || !wl_st_str_of(s)->ruled) {
         s = wl_st_intern(st, text); /* the state's reference, dropped at wl_state_free */
         wl_st_str_of(s)->ruled = 1;
+        /* before any tally counts it: operands are pinned at the load's start */
+        if (st->n_operand_bits < WL_OPERAND_BITS)
+            wl_st_str_of(s)->operand_bit = (uint8_t)++st->n_operand_bits;
     }
     st->operands = wl_st_xrealloc(st->operands, (st->n_operands + 1) * sizeof *st->operands);
     st->operands[st->n_operands++] = (struct wl_operand){text, s};

@@ -56,6 +56,7 @@ struct wl_str {
     uint32_t hash;                          /* keyed (ptable.h) */
     uint32_t len;
     uint8_t ruled;
+    uint8_t operand_bit;                    /* a rule operand's: 1 + its bit in wl_tallies.has, or 0 */
     char s[];
 };
 
@@ -89,7 +90,12 @@ struct wl_tally {
 struct wl_tallies {
     struct wl_tally *v;
     uint16_t n, cap;                        /* cap: 0 or a power of two */
+    /* Bit k: the string of operand_bit k + 1 has a count here. The rules'
+     * has_feature and edition == read it in the organization itself rather
+     * than probe the table (a cache miss each, several a ping). */
+    uint32_t has;
 };
+#define WL_OPERAND_BITS 32
 
 /* wl_install.flags: which of its strings its organization counts. */
 #define IN_EDITION_TALLIED 1                /* in org->eds (while counting) */
@@ -235,6 +241,7 @@ struct wl_state {
      * text's address, with no hashing per evaluation. */
     struct wl_operand { const char *text, *s; } *operands;
     size_t n_operands;
+    int n_operand_bits;                     /* given out (wl_str.operand_bit) */
     uint64_t untallied;                     /* features and editions left out of tallies */
     struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
     size_t heap_n, heap_cap;

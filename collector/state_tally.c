@@ -29,7 +29,7 @@ void wl_st_tally_rebuild(struct wl_state *st, struct wl_tallies *t, int keep_zer
     size_t cap = 2; /* most lists hold one string: 32 bytes */
     while (cap < 2 * (n + keep_zeros))
         cap *= 2;
-    struct wl_tallies nt = {.cap = (uint16_t)cap, .n = (uint16_t)n};
+    struct wl_tallies nt = {.cap = (uint16_t)cap, .n = (uint16_t)n, .has = t->has};
     if (n + keep_zeros > 0) {
         nt.v = wl_st_xrealloc(NULL, cap * sizeof *nt.v);
         memset(nt.v, 0, cap * sizeof *nt.v);
@@ -92,7 +92,8 @@ static int tally_add(struct wl_state *st, struct wl_tallies *t, const char *s, s
     struct wl_tally *e = tally_entry(st, t, s, cap);
     if (e == NULL)
         return 0;
-    e->n++;
+    if (e->n++ == 0 && wl_st_str_of(s)->operand_bit)
+        t->has |= 1u << (wl_st_str_of(s)->operand_bit - 1);
     return 1;
 }
 
@@ -103,6 +104,8 @@ static void tally_sub(struct wl_state *st, struct wl_tallies *t, const char *s)
     if (e == NULL || e->s == NULL || e->n == 0)
         abort(); /* an install untallies only what it tallied */
     if (--e->n == 0) {
+        if (wl_st_str_of(s)->operand_bit)
+            t->has &= ~(1u << (wl_st_str_of(s)->operand_bit - 1));
         tally_erase(t, (size_t)(e - t->v));
         wl_st_str_unref(st, s);
     }
@@ -110,6 +113,9 @@ static void tally_sub(struct wl_state *st, struct wl_tallies *t, const char *s)
 
 int wl_st_tally_has(const struct wl_tallies *t, const char *s)
 {
+    uint8_t bit = wl_st_str_of(s)->operand_bit;
+    if (bit)
+        return (t->has >> (bit - 1)) & 1;
     if (t->cap == 0)
         return 0;
     const struct wl_tally *e = tally_slot(t, s);

@@ -934,6 +934,65 @@ static void test_feature_tally_cap_keeps_rule_features(void **state)
     reload_with(f, &test_opts);
 }
 
+/* has_feature and edition == read a bit per rule operand that the
+ * organization's tallies keep: it stays while any counting install has the
+ * feature, goes with the last one, and comes back with the next, whatever
+ * else the installs carry. */
+static void test_rule_operands_follow_the_tallies(void **state)
+{
+    struct fx *f = *state;
+    struct wl_ruleset rs;
+    char err[256];
+    memset(&rs, 0, sizeof rs);
+    if (wl_ruleset_add(&rs, "saml", "has_feature(saml)", NULL, "0", NULL, NULL, err,
+                       sizeof err) != 0 ||
+        wl_ruleset_add(&rs, "e", "edition == \"enterprise\" and not has_feature(licensed)",
+                       NULL, "0", NULL, NULL, err, sizeof err) != 0)
+        fail_msg("rule: %s", err);
+    struct wl_state_opts opts = test_opts;
+    opts.rules = &rs;
+    reload_with(f, &opts);
+
+    char *saml[] = {"other", "saml"}, *licensed[] = {"licensed"};
+    struct tping a, b;
+    uint64_t seq = 1;
+    tping_init(&a, "op-a", 0x53, seq, 1);
+    a.p.features = saml;
+    a.p.n_features = 2;
+    assert_int_equal(apply1(f, &a, 1000), WL_APPLY_ACCEPTED); /* saml fires */
+    tping_init(&b, "op-b", 0x53, seq, 1);
+    b.p.features = &saml[1];
+    b.p.n_features = 1;
+    b.p.edition = "enterprise";
+    assert_int_equal(apply1(f, &b, 1001), WL_APPLY_ACCEPTED); /* e fires */
+    tping_init(&a, "op-a", 0x53, ++seq, 1); /* a drops saml: b still has it */
+    assert_int_equal(apply1(f, &a, 1002), WL_APPLY_ACCEPTED);
+    org_rec *o = get_org(f, 0x53, "");
+    assert_int_equal(o->signals, 2);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    tping_init(&b, "op-b", 0x53, ++seq, 1); /* the last saml goes: saml re-arms; licensed */
+    b.p.features = licensed;
+    b.p.n_features = 1;
+    assert_int_equal(apply1(f, &b, 1003), WL_APPLY_ACCEPTED);
+    tping_init(&a, "op-a", 0x53, ++seq, 1); /* saml back: fires again */
+    a.p.features = &saml[1];
+    a.p.n_features = 1;
+    a.p.edition = "enterprise";
+    assert_int_equal(apply1(f, &a, 1004), WL_APPLY_ACCEPTED);
+    o = get_org(f, 0x53, "");
+    assert_int_equal(o->signals, 3); /* licensed (b) holds e back */
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    tping_init(&b, "op-b", 0x53, ++seq, 1); /* b drops licensed: e fires */
+    assert_int_equal(apply1(f, &b, 1005), WL_APPLY_ACCEPTED);
+    o = get_org(f, 0x53, "");
+    assert_int_equal(o->signals, 4);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    wl_state_free(f->st);
+    f->st = NULL;
+    wl_ruleset_clear(&rs);
+    reload_with(f, &test_opts);
+}
+
 /* Interned strings are held while something stores them, not forever: one
  * install sending a new version and new features in every ping holds what
  * its latest ping (and its organization's bounded lists) name, and nothing
@@ -1486,6 +1545,7 @@ int main(void)
         T(test_ttl_with_unordered_event_times),
         T(test_large_org_record_is_capped),
         T(test_feature_tally_cap_keeps_rule_features),
+        T(test_rule_operands_follow_the_tallies),
         T(test_interned_strings_are_released),
         T(test_many_moves_keep_members),
         T(test_full_tallies_keep_features_that_ping_again),
