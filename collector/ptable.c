@@ -25,7 +25,9 @@ uint64_t wl_keyhash(const void *p, size_t len)
     return v;
 }
 
-#define GONE ((void *)(uintptr_t)1) /* a deleted slot */
+#define GONE ((uintptr_t)1) /* a deleted slot */
+#define TAG_SHIFT 48
+#define ADDR_MASK ((UINT64_C(1) << TAG_SHIFT) - 1)
 #define MIN_CAP 16
 /* Old slots moved with each add while a growth is under way. A growth
  * leaves the new array at most half full; it must grow again only past
@@ -33,6 +35,10 @@ uint64_t wl_keyhash(const void *p, size_t len)
  * at the least) adds later, and the old array (at most 4/3 of its live
  * elements, at 3/4 full) is empty after a twelfth of that at 16 a time. */
 #define MOVE_PER_ADD 16
+
+static uintptr_t tag_of(uint32_t h) { return (uintptr_t)(h >> 16) << TAG_SHIFT; }
+static void *elem_of(uintptr_t v) { return (void *)(v & ADDR_MASK); }
+static int live(uintptr_t v) { return v != 0 && v != GONE; }
 
 void wl_ptable_init(struct wl_ptable *t, uint32_t (*hash_of)(const void *elem))
 {
@@ -43,34 +49,32 @@ void wl_ptable_init(struct wl_ptable *t, uint32_t (*hash_of)(const void *elem))
 static void old_free(struct wl_ptable *t)
 {
     free(t->old_slots);
-    free(t->old_tags);
     t->old_slots = NULL;
-    t->old_tags = NULL;
     t->old_cap = t->old_pos = 0;
 }
 
 void wl_ptable_free(struct wl_ptable *t)
 {
     free(t->slots);
-    free(t->tags);
     t->slots = NULL;
-    t->tags = NULL;
     t->cap = t->used = t->live = 0;
     old_free(t);
 }
 
-static void *probe(void *const *slots, const uint8_t *tags, size_t cap,
-                   uint32_t (*hash_of)(const void *), uint32_t h,
-                   int (*eq)(const void *elem, const void *key), const void *key)
+static void *probe(const uintptr_t *slots, size_t cap, uint32_t (*hash_of)(const void *),
+                   uint32_t h, int (*eq)(const void *elem, const void *key), const void *key)
 {
     size_t mask = cap - 1;
-    uint8_t tag = (uint8_t)(h >> 24);
+    uintptr_t tag = tag_of(h);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        void *e = slots[i];
-        if (e == NULL)
+        uintptr_t v = slots[i];
+        if (v == 0)
             return NULL;
-        if (tags[i] == tag && e != GONE && hash_of(e) == h && eq(e, key))
-            return e;
+        if ((v & ~ADDR_MASK) == tag && v != GONE) {
+            void *e = elem_of(v);
+            if (hash_of(e) == h && eq(e, key))
+                return e;
+        }
     }
 }
 
@@ -79,19 +83,18 @@ void *wl_ptable_find(const struct wl_ptable *t, uint32_t h,
 {
     if (t->cap == 0)
         return NULL;
-    void *e = probe(t->slots, t->tags, t->cap, t->hash_of, h, eq, key);
+    void *e = probe(t->slots, t->cap, t->hash_of, h, eq, key);
     if (e == NULL && t->old_slots != NULL)
-        e = probe(t->old_slots, t->old_tags, t->old_cap, t->hash_of, h, eq, key);
+        e = probe(t->old_slots, t->old_cap, t->hash_of, h, eq, key);
     return e;
 }
 
-static void place(void **slots, uint8_t *tags, size_t cap, void *e, uint32_t h)
+static void place(uintptr_t *slots, size_t cap, void *e, uint32_t h)
 {
     size_t mask = cap - 1, i = h & mask;
-    while (slots[i] != NULL)
+    while (slots[i] != 0)
         i = (i + 1) & mask;
-    slots[i] = e;
-    tags[i] = (uint8_t)(h >> 24);
+    slots[i] = (uintptr_t)e | tag_of(h);
 }
 
 /* Moves up to n old slots into the new array (a moved one is left
@@ -101,9 +104,10 @@ static void move_old(struct wl_ptable *t, size_t n)
     if (t->old_slots == NULL)
         return;
     for (; n > 0 && t->old_pos < t->old_cap; n--, t->old_pos++) {
-        void *e = t->old_slots[t->old_pos];
-        if (e != NULL && e != GONE) {
-            place(t->slots, t->tags, t->cap, e, t->hash_of(e));
+        uintptr_t v = t->old_slots[t->old_pos];
+        if (live(v)) {
+            void *e = elem_of(v);
+            place(t->slots, t->cap, e, t->hash_of(e));
             t->used++;
             t->old_slots[t->old_pos] = GONE;
         }
@@ -120,16 +124,13 @@ static void rebuild(struct wl_ptable *t, size_t need, int incremental)
     size_t cap = MIN_CAP;
     while (cap < 2 * need)
         cap *= 2;
-    void **slots = calloc(cap, sizeof *slots);
-    uint8_t *tags = malloc(cap);
-    if (slots == NULL || tags == NULL)
+    uintptr_t *slots = calloc(cap, sizeof *slots);
+    if (slots == NULL)
         abort(); /* out of memory in the writer */
     t->old_slots = t->slots;
-    t->old_tags = t->tags;
     t->old_cap = t->cap;
     t->old_pos = 0;
     t->slots = slots;
-    t->tags = tags;
     t->cap = cap;
     t->used = 0;
     if (t->old_slots == NULL)
@@ -140,21 +141,23 @@ static void rebuild(struct wl_ptable *t, size_t need, int incremental)
 
 void wl_ptable_add(struct wl_ptable *t, void *elem)
 {
+    if (((uintptr_t)elem & ~ADDR_MASK) != 0)
+        abort(); /* an address above 48 bits: no room for the tag (ptable.h) */
     if (4 * (t->used + 1) > 3 * t->cap)
         /* grows, or only clears deleted slots; a small table at once */
         rebuild(t, t->live + 1, t->cap >= 4096);
     move_old(t, MOVE_PER_ADD);
-    place(t->slots, t->tags, t->cap, elem, t->hash_of(elem));
+    place(t->slots, t->cap, elem, t->hash_of(elem));
     t->used++;
     t->live++;
 }
 
 /* The slot of elem in an array, or NULL when it is not there. */
-static void **slot_of(void **slots, size_t cap, uint32_t h, const void *elem)
+static uintptr_t *slot_of(uintptr_t *slots, size_t cap, uint32_t h, const void *elem)
 {
     size_t mask = cap - 1;
-    for (size_t i = h & mask; slots[i] != NULL; i = (i + 1) & mask)
-        if (slots[i] == elem)
+    for (size_t i = h & mask; slots[i] != 0; i = (i + 1) & mask)
+        if (live(slots[i]) && elem_of(slots[i]) == elem)
             return &slots[i];
     return NULL;
 }
@@ -162,7 +165,7 @@ static void **slot_of(void **slots, size_t cap, uint32_t h, const void *elem)
 void wl_ptable_remove(struct wl_ptable *t, void *elem)
 {
     uint32_t h = t->hash_of(elem);
-    void **s = slot_of(t->slots, t->cap, h, elem);
+    uintptr_t *s = slot_of(t->slots, t->cap, h, elem);
     if (s == NULL) /* not moved yet */
         s = slot_of(t->old_slots, t->old_cap, h, elem);
     *s = GONE;
@@ -175,10 +178,10 @@ void *wl_ptable_next(const struct wl_ptable *t, size_t *i)
 {
     /* the new array's slots, then the old one's */
     for (; *i < t->cap + t->old_cap; (*i)++) {
-        void *e = *i < t->cap ? t->slots[*i] : t->old_slots[*i - t->cap];
-        if (e != NULL && e != GONE) {
+        uintptr_t v = *i < t->cap ? t->slots[*i] : t->old_slots[*i - t->cap];
+        if (live(v)) {
             (*i)++;
-            return e;
+            return elem_of(v);
         }
     }
     return NULL;

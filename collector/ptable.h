@@ -14,11 +14,12 @@
  * ack, for tens of milliseconds. Until the old array is empty, a find looks
  * in both (a moved slot is left deleted, so the old probes stay whole);
  * it is empty long before the new one must grow. Elements keep their own 32-bit hash
- * (hash_of reads it) and are compared by the caller's eq. Beside each slot,
- * one byte of its element's hash: a probe reads an element (a cache miss
- * in a large table) only when that byte matches, about 1 in 256 of the
- * others. Not thread-safe: one owner (the writer, for the aggregate
- * state). */
+ * (hash_of reads it) and are compared by the caller's eq. In each slot,
+ * above the element's address, 16 bits of its hash (user-space addresses
+ * on x86-64 and arm64 fit in 48 bits; an element above aborts): a probe
+ * reads an element (a cache miss in a large table) only when they match,
+ * about 1 in 65,536 of the others, and reads nothing beside the slot. Not
+ * thread-safe: one owner (the writer, for the aggregate state). */
 #ifndef WL_PTABLE_H
 #define WL_PTABLE_H
 
@@ -30,15 +31,13 @@
 uint64_t wl_keyhash(const void *p, size_t len);
 
 struct wl_ptable {
-    void **slots;
-    uint8_t *tags;                            /* the hash's top byte, per slot */
+    uintptr_t *slots;                         /* tagged: hash bits 16-31 above the address */
     size_t cap;                               /* 0, or a power of two */
     size_t used;                              /* live and deleted slots (of slots) */
     size_t live;                              /* in both arrays */
     uint32_t (*hash_of)(const void *elem);    /* the element's stored hash */
     /* the array before the last growth, while elements are left in it */
-    void **old_slots;
-    uint8_t *old_tags;
+    uintptr_t *old_slots;
     size_t old_cap, old_pos;                  /* slots before old_pos are moved */
 };
 

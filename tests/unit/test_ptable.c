@@ -141,8 +141,9 @@ static void test_growth_moves_a_few_at_a_time(void **state)
             continue;
         /* mid-growth: an element still in the old array goes */
         for (size_t j = t.old_pos; j < t.old_cap; j++) {
-            struct elem *e = t.old_slots[j];
-            if (e != NULL && e != (void *)(uintptr_t)1) {
+            uintptr_t slot = t.old_slots[j]; /* tagged (ptable.h): 0 empty, 1 deleted */
+            struct elem *e = (struct elem *)(slot & ((UINT64_C(1) << 48) - 1));
+            if (slot > 1) {
                 wl_ptable_remove(&t, e);
                 e->in = 0;
                 assert_null(find(&t, e->key));
