@@ -23,19 +23,21 @@
  *
  * The rest is decoded by protobuf-c into arenas (arena.h) that count the
  * bytes they hand out and refuse past a budget computed from the walk:
- * WL_DECODE_FIXED + the inflated size + WL_DECODE_PER_PING per ping
- * + WL_DECODE_PER_FIELD per field. The constants cover protobuf-c's worst
- * case per shape (an empty ping, an empty string, an unknown field; see
- * tests/unit/test_envelope.c), so that the budget refuses only what the
+ * WL_DECODE_FIXED + twice the inflated size (protobuf-c's copies, and the
+ * pings' bytes kept as they came: d->bytes) + WL_DECODE_PER_PING and
+ * WL_DECODE_BYTES_PER_PING per ping + WL_DECODE_PER_FIELD per field. The
+ * constants cover protobuf-c's worst case per shape (an empty ping, an
+ * empty string, an unknown field; see tests/unit/test_envelope.c), so that
+ * the budget refuses only what the
  * walk failed to foresee (batch_over_budget). The Envelope itself is
  * decoded into the decoder's scratch arena, reset per decode, under
  * WL_DECODE_FIXED + 2 x its size.
  *
- * So a batch inflating to S bytes is counted at most 64 KiB + S + 320 B x
- * its pings + 64 B x its fields, every field being 2 bytes or more on the
+ * So a batch inflating to S bytes is counted at most 64 KiB + 2 S + 336 B
+ * x its pings + 64 B x its fields, every field being 2 bytes or more on the
  * wire and pings at most max_pings of 114 fields (with 64 of the batch's
- * own): 85 MB at the defaults (8 MiB, 10,000 pings) for the costliest
- * shape, about 10 x max_inflated_bytes. What an arena changes: a count is
+ * own): 93 MB at the defaults (8 MiB, 10,000 pings) for the costliest
+ * shape, about 11 x max_inflated_bytes. What an arena changes: a count is
  * no longer malloc's chunk sizes, freed as protobuf-c frees, but what
  * protobuf-c asked for rounded up to 8 bytes, never given back during the
  * decode (protobuf-c's own scratch and a repeated field's earlier values

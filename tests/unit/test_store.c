@@ -179,7 +179,7 @@ static void test_batch_across_cfs_and_reopen(void **state)
 /* The state's records (installs, organizations, days) are held back too,
  * values with their keys, and go into the WriteBatch in key order: a key's
  * operations keep their order, across a spill when what is held passes
- * 64 MiB and around a value too large to hold. */
+ * 64 MiB, around a value too large to hold and around a range deletion. */
 static void test_records_held_back_keep_their_order(void **state)
 {
     struct tmp *t = *state;
@@ -207,7 +207,10 @@ static void test_records_held_back_keep_their_order(void **state)
     }
     wl_batch_put(b, WL_CF_ORGS, S("k"), S("v4"));
     wl_batch_delete(b, WL_CF_ORGS, S("m"));
-    assert_int_equal(wl_batch_count(b), 76);
+    wl_batch_put(b, WL_CF_DAILY, S("r1"), S("gone"));
+    wl_batch_delete_range(b, WL_CF_DAILY, "", 0, S("s")); /* after the held puts */
+    wl_batch_put(b, WL_CF_DAILY, S("r2"), S("kept"));
+    assert_int_equal(wl_batch_count(b), 79);
     assert_int_equal(wl_store_write(s, b, 1, err, sizeof err), 0);
     want_value(s, WL_CF_ORGS, S("k"), S("v4"));
     want_absent(s, WL_CF_ORGS, S("m"));
@@ -217,7 +220,9 @@ static void test_records_held_back_keep_their_order(void **state)
     assert_int_equal(vlen, (65u << 20) + 1); /* after J1, as it came */
     free(v);
     want_value(s, WL_CF_INSTALLS, S("i"), S("a"));
-    want_value(s, WL_CF_DAILY, S("d"), S("x"));
+    want_absent(s, WL_CF_DAILY, S("d"));
+    want_absent(s, WL_CF_DAILY, S("r1"));
+    want_value(s, WL_CF_DAILY, S("r2"), S("kept"));
     assert_int_equal(wl_store_get(s, WL_CF_ORGS, S("big65"), &v, &vlen, err, sizeof err), 0);
     assert_int_equal(vlen, sizeof big);
     free(v);
