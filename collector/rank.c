@@ -153,6 +153,91 @@ void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log
     *node = n;
 }
 
+/* Of two nodes above a key (NULL: the head), the one nearer to it: the
+ * lower key. */
+static struct wl_rank_node *nearer(struct wl_rank_node *a, struct wl_rank_node *b)
+{
+    if (a == NULL)
+        return b;
+    if (b == NULL)
+        return a;
+    return key_cmp(a, b->bits, b->id, b->id_len) < 0 ? a : b;
+}
+
+/* Descending key order: the list's. */
+static int move_cmp(const void *x, const void *y)
+{
+    const struct wl_rank_move *a = x, *b = y;
+    if (a->bits != b->bits)
+        return a->bits > b->bits ? -1 : 1;
+    size_t m = a->id_len < b->id_len ? a->id_len : b->id_len;
+    int c = memcmp(a->id, b->id, m);
+    if (c != 0)
+        return -c;
+    return a->id_len > b->id_len ? -1 : a->id_len < b->id_len;
+}
+
+void wl_rank_set_many(struct wl_rank *r, struct wl_rank_move *moves, size_t n)
+{
+    struct wl_rank_node *finger[WL_RANK_LEVELS] = {0}, *prev[WL_RANK_LEVELS];
+    size_t k = 0;
+
+    /* every one leaves first: no node a finger holds goes later */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits = score_bits(moves[i].score_log2);
+        if (*moves[i].node != NULL && (*moves[i].node)->bits == bits)
+            continue; /* where it is */
+        wl_rank_remove(r, moves[i].node);
+        moves[k] = moves[i];
+        moves[k++].bits = bits;
+    }
+    if (k > 1)
+        qsort(moves, k, sizeof *moves, move_cmp);
+    for (size_t j = 0; j < k; j++) {
+        const struct wl_rank_move *m = &moves[j];
+        int h = random_height(r);
+        struct wl_rank_node *nd = malloc(sizeof *nd + (size_t)h * sizeof nd->lv[0]);
+        if (nd == NULL)
+            abort(); /* out of memory in the writer */
+        nd->bits = m->bits;
+        nd->id = m->id;
+        nd->id_len = (uint8_t)m->id_len;
+        nd->height = (uint8_t)h;
+        /* find's descent, each level from the nearer of where the level
+         * above left off and where the last insert's path crossed it (both
+         * above this key: the moves go in descending) */
+        struct wl_rank_node *x = NULL;
+        for (int i = r->level - 1; i >= 0; i--) {
+            x = nearer(x, finger[i]);
+            for (;;) {
+                const struct wl_rank_link *l = x != NULL ? &x->lv[i] : &r->head[i];
+                if (l->next == NULL || l->next_bits < m->bits)
+                    break;
+                if (l->next_bits == m->bits && key_cmp(l->next, m->bits, m->id, m->id_len) <= 0)
+                    break;
+                x = l->next;
+            }
+            prev[i] = x;
+        }
+        for (int i = r->level; i < h; i++)
+            prev[i] = NULL;
+        if (h > r->level)
+            r->level = h;
+        for (int i = 0; i < h; i++) {
+            struct wl_rank_link *l = link_at(r, prev[i], i);
+            nd->lv[i] = (struct wl_rank_link){l->next, prev[i], l->next_bits};
+            if (l->next != NULL)
+                l->next->lv[i].prev = nd;
+            l->next = nd;
+            l->next_bits = m->bits;
+        }
+        for (int i = 0; i < r->level; i++)
+            finger[i] = i < h ? nd : prev[i];
+        r->n++;
+        *m->node = nd;
+    }
+}
+
 const struct wl_rank_node *wl_rank_after(const struct wl_rank *r, const uint8_t *key,
                                          size_t klen)
 {

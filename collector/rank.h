@@ -54,6 +54,22 @@ void wl_rank_free(struct wl_rank *r);
  * is its node (NULL: not ranked yet), moved or made. */
 void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log2,
                  const uint8_t *id, size_t id_len);
+/* One organization of wl_rank_set_many. */
+struct wl_rank_move {
+    struct wl_rank_node **node;
+    double score_log2;
+    const uint8_t *id;
+    size_t id_len;
+    uint64_t bits; /* wl_rank_set_many's */
+};
+
+/* What wl_rank_set does for each of n organizations (distinct), faster
+ * when many move at once: they leave their places first, then go in in key
+ * order, each search starting from where the last one went (its path: a
+ * finger) rather than from the top, so that moving k of n organizations
+ * costs about k log(n/k) steps, not k log n. Reorders moves. */
+void wl_rank_set_many(struct wl_rank *r, struct wl_rank_move *moves, size_t n);
+
 /* Takes it out (*node NULL after; nothing when it is not ranked). */
 void wl_rank_remove(struct wl_rank *r, struct wl_rank_node **node);
 

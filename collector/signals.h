@@ -32,6 +32,7 @@ struct wl_org_rules {
     uint64_t n_signals;
     struct wl_signal_ids *recent; /* NULL: every signal of it is in the index */
     struct wl_rank_node *rank;    /* its place in the rank (NULL: no signal yet) */
+    uint32_t rank_due;            /* 1 + its index in wl_signals.due, or 0 */
 };
 
 struct wl_signals {
@@ -51,6 +52,17 @@ struct wl_signals {
     uint64_t *pend_id;
     size_t *pend_off;
     size_t pend_n, pend_ncap;
+    /* Organizations whose score the group moved: ranked again together
+     * when its write is in (wl_signals_committed), by wl_rank_set_many,
+     * each once however often it fired. NULL orules: unranked since. */
+    struct wl_rank_due {
+        struct wl_org_rules *orules;
+        const uint8_t *org;
+        size_t org_len;
+    } *due;
+    size_t due_n, due_cap;
+    struct wl_rank_move *moves;   /* wl_signals_committed's */
+    size_t moves_cap;
 };
 
 /* Reads the last signal id from meta. */
@@ -82,8 +94,9 @@ int wl_signals_evaluate(struct wl_signals *sg, struct wl_org_rules *orules,
 /* Puts the last signal id into meta (once per group, when anything fired). */
 void wl_signals_flush(struct wl_signals *sg, struct wl_batch *batch);
 
-/* After the group's write: counts its signals by rule in the metrics; the
- * group's packed signals go. */
+/* After the group's write: ranks again the organizations it moved (once
+ * each, together), counts its signals by rule in the metrics; the group's
+ * packed signals go. */
 void wl_signals_committed(struct wl_signals *sg);
 
 /* A signal of the group not yet written, packed: 0 with *p and *len, or

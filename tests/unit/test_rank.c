@@ -136,6 +136,51 @@ static void test_against_a_sorted_array(void **state)
     assert_null(wl_rank_after(&r, NULL, 0));
 }
 
+/* wl_rank_set_many: groups of distinct organizations moved together (some
+ * to the score they have, some new, ties and negatives among them), with
+ * removals between groups, and many at once; the same checks. */
+static void test_many_at_once(void **state)
+{
+    (void)state;
+    struct wl_rank r;
+    struct wl_rank_move moves[N_ORGS];
+    int in_group[N_ORGS];
+    uint64_t rng = 987654321;
+    wl_rank_init(&r);
+    for (size_t i = 0; i < N_ORGS; i++) {
+        orgs[i].ranked = 0;
+        orgs[i].node = NULL;
+    }
+    for (int round = 0; round < 400; round++) {
+        size_t n = 0, want = round % 50 == 0 ? N_ORGS : 1 + round % 40;
+        memset(in_group, 0, sizeof in_group);
+        for (size_t t = 0; t < want; t++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t k = want == N_ORGS ? t : (rng >> 33) % N_ORGS;
+            struct org *o = &orgs[k];
+            if (in_group[k])
+                continue;
+            if ((rng >> 20) % 7 == 0) { /* between groups in the writer: here beside one */
+                wl_rank_remove(&r, &o->node);
+                o->ranked = 0;
+                continue;
+            }
+            in_group[k] = 1;
+            if ((rng >> 24) % 4 != 0 || !o->ranked) /* else: the score it has */
+                o->score = (double)((int)((rng >> 40) % 9) - 3) * 0.5;
+            moves[n++] = (struct wl_rank_move){&o->node, o->score, o->id, o->len, 0};
+            o->ranked = 1;
+        }
+        wl_rank_set_many(&r, moves, n);
+        for (size_t k = 0; k < N_ORGS; k++)
+            assert_true(orgs[k].ranked == (orgs[k].node != NULL));
+        if (round % 37 == 0 || want == N_ORGS)
+            check(&r);
+    }
+    check(&r);
+    wl_rank_free(&r);
+}
+
 static void test_empty_and_one(void **state)
 {
     (void)state;
@@ -165,6 +210,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_and_one),
         cmocka_unit_test(test_against_a_sorted_array),
+        cmocka_unit_test(test_many_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
