@@ -61,14 +61,29 @@ static struct wl_rank_link *link_at(struct wl_rank *r, struct wl_rank_node *x, i
     return x != NULL ? &x->lv[i] : &r->head[i];
 }
 
+/* Of two nodes above a key (NULL: the head), the one nearer to it: the
+ * lower key. */
+static struct wl_rank_node *nearer(struct wl_rank_node *a, struct wl_rank_node *b)
+{
+    if (a == NULL)
+        return b;
+    if (b == NULL)
+        return a;
+    return key_cmp(a, b->bits, b->id, b->id_len) < 0 ? a : b;
+}
+
 /* The list runs from the highest key down: at each level, the last node
  * whose key is above (bits, id), or at or above with or_equal; NULL for
- * the head. */
+ * the head. finger (or NULL): nodes above the key, per level, that each
+ * level's search may start from when nearer than where the level above
+ * left off (wl_rank_set_many: the last insert's path). */
 static void find(const struct wl_rank *r, uint64_t bits, const uint8_t *id, size_t len,
-                 int or_equal, struct wl_rank_node **prev)
+                 int or_equal, struct wl_rank_node *const *finger, struct wl_rank_node **prev)
 {
     struct wl_rank_node *x = NULL;
     for (int i = r->level - 1; i >= 0; i--) {
+        if (finger != NULL)
+            x = nearer(x, finger[i]);
         for (;;) {
             const struct wl_rank_link *l = x != NULL ? &x->lv[i] : &r->head[i];
             if (l->next == NULL || l->next_bits < bits)
@@ -120,14 +135,11 @@ void wl_rank_remove(struct wl_rank *r, struct wl_rank_node **node)
     *node = NULL;
 }
 
-void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log2,
-                 const uint8_t *id, size_t id_len)
+/* A new node for (bits, id), linked after prev[i] at each of its levels
+ * (prev from find; those past the list's levels are set here). */
+static struct wl_rank_node *insert(struct wl_rank *r, uint64_t bits, const uint8_t *id,
+                                   size_t id_len, struct wl_rank_node **prev)
 {
-    struct wl_rank_node *prev[WL_RANK_LEVELS];
-    uint64_t bits = score_bits(score_log2);
-    if (*node != NULL && (*node)->bits == bits)
-        return;
-    wl_rank_remove(r, node);
     int h = random_height(r);
     struct wl_rank_node *n = malloc(sizeof *n + (size_t)h * sizeof n->lv[0]);
     if (n == NULL)
@@ -136,7 +148,6 @@ void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log
     n->id = id;
     n->id_len = (uint8_t)id_len;
     n->height = (uint8_t)h;
-    find(r, bits, id, id_len, 0, prev);
     for (int i = r->level; i < h; i++)
         prev[i] = NULL;
     if (h > r->level)
@@ -150,18 +161,19 @@ void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log
         l->next_bits = bits;
     }
     r->n++;
-    *node = n;
+    return n;
 }
 
-/* Of two nodes above a key (NULL: the head), the one nearer to it: the
- * lower key. */
-static struct wl_rank_node *nearer(struct wl_rank_node *a, struct wl_rank_node *b)
+void wl_rank_set(struct wl_rank *r, struct wl_rank_node **node, double score_log2,
+                 const uint8_t *id, size_t id_len)
 {
-    if (a == NULL)
-        return b;
-    if (b == NULL)
-        return a;
-    return key_cmp(a, b->bits, b->id, b->id_len) < 0 ? a : b;
+    struct wl_rank_node *prev[WL_RANK_LEVELS];
+    uint64_t bits = score_bits(score_log2);
+    if (*node != NULL && (*node)->bits == bits)
+        return;
+    wl_rank_remove(r, node);
+    find(r, bits, id, id_len, 0, NULL, prev);
+    *node = insert(r, bits, id, id_len, prev);
 }
 
 /* Descending key order: the list's. */
@@ -195,45 +207,11 @@ void wl_rank_set_many(struct wl_rank *r, struct wl_rank_move *moves, size_t n)
         qsort(moves, k, sizeof *moves, move_cmp);
     for (size_t j = 0; j < k; j++) {
         const struct wl_rank_move *m = &moves[j];
-        int h = random_height(r);
-        struct wl_rank_node *nd = malloc(sizeof *nd + (size_t)h * sizeof nd->lv[0]);
-        if (nd == NULL)
-            abort(); /* out of memory in the writer */
-        nd->bits = m->bits;
-        nd->id = m->id;
-        nd->id_len = (uint8_t)m->id_len;
-        nd->height = (uint8_t)h;
-        /* find's descent, each level from the nearer of where the level
-         * above left off and where the last insert's path crossed it (both
-         * above this key: the moves go in descending) */
-        struct wl_rank_node *x = NULL;
-        for (int i = r->level - 1; i >= 0; i--) {
-            x = nearer(x, finger[i]);
-            for (;;) {
-                const struct wl_rank_link *l = x != NULL ? &x->lv[i] : &r->head[i];
-                if (l->next == NULL || l->next_bits < m->bits)
-                    break;
-                if (l->next_bits == m->bits && key_cmp(l->next, m->bits, m->id, m->id_len) <= 0)
-                    break;
-                x = l->next;
-            }
-            prev[i] = x;
-        }
-        for (int i = r->level; i < h; i++)
-            prev[i] = NULL;
-        if (h > r->level)
-            r->level = h;
-        for (int i = 0; i < h; i++) {
-            struct wl_rank_link *l = link_at(r, prev[i], i);
-            nd->lv[i] = (struct wl_rank_link){l->next, prev[i], l->next_bits};
-            if (l->next != NULL)
-                l->next->lv[i].prev = nd;
-            l->next = nd;
-            l->next_bits = m->bits;
-        }
+        /* the last insert's path is above this key: the moves go descending */
+        find(r, m->bits, m->id, m->id_len, 0, finger, prev);
+        struct wl_rank_node *nd = insert(r, m->bits, m->id, m->id_len, prev);
         for (int i = 0; i < r->level; i++)
-            finger[i] = i < h ? nd : prev[i];
-        r->n++;
+            finger[i] = i < nd->height ? nd : prev[i];
         *m->node = nd;
     }
 }
@@ -244,7 +222,7 @@ const struct wl_rank_node *wl_rank_after(const struct wl_rank *r, const uint8_t 
     struct wl_rank_node *prev[WL_RANK_LEVELS];
     if (key == NULL || klen < 8)
         return r->head[0].next;
-    find(r, wl_be64_get(key), key + 8, klen - 8, 1, prev);
+    find(r, wl_be64_get(key), key + 8, klen - 8, 1, NULL, prev);
     if (r->level == 0)
         return NULL;
     return prev[0] != NULL ? prev[0]->lv[0].next : r->head[0].next;
