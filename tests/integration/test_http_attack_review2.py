@@ -358,7 +358,10 @@ class TestBodiesHeld(BatchCase):
             held.append(s)
         c.wait_stats(lambda s: s["http_requests"] >= 4, what="the held requests seen")
         status = None
-        for _ in range(50):      # until the third body's bytes are in
+        # until the third body's bytes are in (no counter tells: on a busy
+        # machine that took more than 50 requests' time)
+        deadline = time.monotonic() + IO_TIMEOUT
+        while time.monotonic() < deadline:
             status, doc = self.raw(c, body_of(one_message()))
             if status == 503:
                 break
