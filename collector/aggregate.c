@@ -100,23 +100,34 @@ static int org_eq(const void *e, const void *key)
     return org->id_len == k->len && memcmp(org->id, k->p, k->len) == 0;
 }
 
-struct wl_org *wl_st_org_find(const struct wl_state *st, const uint8_t *id, size_t len)
+static struct wl_org *org_find_h(const struct wl_state *st, const uint8_t *id, size_t len,
+                                 uint32_t h)
 {
     struct bytes_key k = {id, len};
-    return wl_ptable_find(&st->orgs, (uint32_t)wl_keyhash(id, len), org_eq, &k);
+    return wl_ptable_find(&st->orgs, h, org_eq, &k);
 }
 
-struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len)
+struct wl_org *wl_st_org_find(const struct wl_state *st, const uint8_t *id, size_t len)
+{
+    return org_find_h(st, id, len, (uint32_t)wl_keyhash(id, len));
+}
+
+static struct wl_org *org_new_h(struct wl_state *st, const uint8_t *id, size_t len, uint32_t h)
 {
     struct wl_org *org = wl_st_xrealloc(NULL, sizeof *org);
     memset(org, 0, sizeof *org);
     memcpy(org->id, id, len);
     org->id_len = (uint8_t)len;
-    org->hash = (uint32_t)wl_keyhash(id, len);
+    org->hash = h;
     org->rules.score_log2 = WL_SCORE_NONE;
     wl_ptable_add(&st->orgs, org);
     st->n_orgs++;
     return org;
+}
+
+struct wl_org *wl_st_org_new(struct wl_state *st, const uint8_t *id, size_t len)
+{
+    return org_new_h(st, id, len, (uint32_t)wl_keyhash(id, len));
 }
 
 void wl_st_org_mark(struct wl_state *st, struct wl_org *org)
@@ -525,10 +536,16 @@ static int install_eq(const void *e, const void *key)
     return strnlen(in->id, k->len + 1) == k->len && memcmp(in->id, k->p, k->len) == 0;
 }
 
-struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len)
+static struct wl_install *install_find_h(const struct wl_state *st, const char *id, size_t len,
+                                         uint32_t h)
 {
     struct bytes_key k = {id, len};
-    return wl_ptable_find(&st->installs, (uint32_t)wl_keyhash(id, len), install_eq, &k);
+    return wl_ptable_find(&st->installs, h, install_eq, &k);
+}
+
+struct wl_install *wl_st_install_find(const struct wl_state *st, const char *id, size_t len)
+{
+    return install_find_h(st, id, len, (uint32_t)wl_keyhash(id, len));
 }
 
 void wl_st_install_unlink(struct wl_state *st, struct wl_install *in)
@@ -537,16 +554,76 @@ void wl_st_install_unlink(struct wl_state *st, struct wl_install *in)
     st->n_installs--;
 }
 
-struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t len)
+static struct wl_install *install_new_h(struct wl_state *st, const char *id, size_t len,
+                                        uint32_t h)
 {
     struct wl_install *in = wl_st_xrealloc(NULL, sizeof *in + len + 1);
     memset(in, 0, sizeof *in);
     memcpy(in->id, id, len);
     in->id[len] = '\0';
-    in->hash = (uint32_t)wl_keyhash(id, len);
+    in->hash = h;
     wl_ptable_add(&st->installs, in);
     st->n_installs++;
     return in;
+}
+
+struct wl_install *wl_st_install_new(struct wl_state *st, const char *id, size_t len)
+{
+    return install_new_h(st, id, len, (uint32_t)wl_keyhash(id, len));
+}
+
+/* ---- the next pings' finds, started early (aggregate.h: wl_state_prefetch) ---- */
+
+void wl_state_prefetch_clear(struct wl_state *st)
+{
+    memset(st->hints, 0, sizeof st->hints);
+}
+
+void wl_state_prefetch(struct wl_state *st, const wl_ping *ping)
+{
+    /* the ping before this one: its slots have come in since its call */
+    const struct wl_st_hint *prev = &st->hints[(st->hint_next - 1) % WL_ST_HINTS];
+    if (prev->install_id != NULL) {
+        const struct wl_install *in = wl_ptable_peek(&st->installs, prev->install_hash);
+        const struct wl_org *org = wl_ptable_peek(&st->orgs, prev->org_hash);
+        if (in != NULL) { /* what the find reads: its hash and its id */
+            __builtin_prefetch(&in->hash);
+            __builtin_prefetch(in->id);
+        }
+        if (org != NULL) {
+            __builtin_prefetch(org->id);
+            __builtin_prefetch(&org->hash);
+        }
+    }
+    if (ping == NULL || ping->install_id == NULL)
+        return;
+    /* not validated yet: an id a find could never match is left alone */
+    size_t idlen = strnlen(ping->install_id, WL_INSTALL_ID_MAX + 1);
+    if (idlen == 0 || idlen > WL_INSTALL_ID_MAX)
+        return;
+    uint8_t org_id[WL_ORG_ID_MAX];
+    size_t org_len =
+        wl_org_id(org_id, ping->org_key.data, ping->org_key.len, ping->install_id, idlen);
+    struct wl_st_hint *h = &st->hints[st->hint_next++ % WL_ST_HINTS];
+    h->install_id = ping->install_id;
+    h->idlen = (uint32_t)idlen;
+    h->install_hash = (uint32_t)wl_keyhash(ping->install_id, idlen);
+    h->org_hash = (uint32_t)wl_keyhash(org_id, org_len);
+    wl_ptable_prefetch(&st->installs, h->install_hash);
+    wl_ptable_prefetch(&st->orgs, h->org_hash);
+}
+
+/* The prefetch's hashes for a wire ping, taken (one use), or NULL. */
+static int hint_take(struct wl_state *st, const char *install_id, struct wl_st_hint *out)
+{
+    for (int i = 0; i < WL_ST_HINTS; i++) {
+        if (st->hints[i].install_id == install_id) {
+            *out = st->hints[i];
+            st->hints[i].install_id = NULL;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* ---- the group's pings (state_parts.h: struct wl_group_pings) ---- */
@@ -763,18 +840,21 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
                            struct wl_batch *batch, const uint8_t *stored, size_t stored_len,
                            const wl_ping *stored_latest, const struct wl_ping_bytes *wire)
 {
-    size_t idlen = strlen(ping->install_id);
+    struct wl_st_hint hint;
+    int edge = source != WL_SOURCE_WIRE, org_applies = 1;
+    int hinted = !edge && ping->install_id != NULL && hint_take(st, ping->install_id, &hint);
+    size_t idlen = hinted ? hint.idlen : strlen(ping->install_id);
+    uint32_t install_hash = hinted ? hint.install_hash : (uint32_t)wl_keyhash(ping->install_id, idlen);
     struct wl_install *in;
     uint8_t org_id[WL_ORG_ID_MAX];
     size_t org_len;
-    int edge = source != WL_SOURCE_WIRE, org_applies = 1;
     uint32_t hour = (uint32_t)(event_at / HOUR_MS);
     uint64_t digest = 0;
     wl_ping raw, merged, *base = NULL;
     char *features[WL_FEATURES_MAX];
     const wl_ping *latest = ping; /* what the install's state becomes */
 
-    in = wl_st_install_find(st, ping->install_id, idlen);
+    in = install_find_h(st, ping->install_id, idlen, install_hash);
     if (st->replaying && in != NULL && st->ingest_seq + 1 <= in->last_ingest_seq) {
         /* Its record has it (state_checkpoint.c), and so has its
          * organization's: only the clock moves, as it did. */
@@ -839,12 +919,14 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     }
 
     if (in == NULL) {
-        in = wl_st_install_new(st, ping->install_id, idlen);
+        in = install_new_h(st, ping->install_id, idlen, install_hash);
         in->first_seen = event_at;
     }
-    struct wl_org *org = wl_st_org_find(st, org_id, org_len);
+    /* a wire ping's organization is the one its hint hashed */
+    uint32_t org_hash = hinted ? hint.org_hash : (uint32_t)wl_keyhash(org_id, org_len);
+    struct wl_org *org = org_find_h(st, org_id, org_len, org_hash);
     if (org == NULL) {
-        org = wl_st_org_new(st, org_id, org_len);
+        org = org_new_h(st, org_id, org_len, org_hash);
         org->hist_ready = 1; /* nothing on disk to read */
     }
     struct wl_org *old = in->org;

@@ -80,6 +80,17 @@ enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
                                   const struct wl_edge *edge, int64_t received_at,
                                   int64_t event_at, struct wl_batch *batch);
 
+/* The writer's next wire pings, before they are applied: their
+ * install's and organization's hashes are computed and the table slots
+ * they probe fetched while the pings before them are applied (the tables
+ * outgrow the caches; a find was a cache miss or two). Call it for each
+ * ping of a job two before its apply (the elements are fetched a call
+ * later); wl_state_prefetch_clear forgets them (at each job's start: the
+ * hashes are kept by the pings' addresses). Optional: a ping never
+ * prefetched is applied the same. */
+void wl_state_prefetch(struct wl_state *st, const wl_ping *ping);
+void wl_state_prefetch_clear(struct wl_state *st);
+
 /* Advances the clock with no ping (time passing): expires silent installs
  * and steps the rules of the organizations that changed. Returns how many
  * installs stopped counting (0: nothing changed). */

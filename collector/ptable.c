@@ -89,6 +89,20 @@ void *wl_ptable_find(const struct wl_ptable *t, uint32_t h,
     return e;
 }
 
+void wl_ptable_prefetch(const struct wl_ptable *t, uint32_t h)
+{
+    if (t->cap != 0)
+        __builtin_prefetch(&t->slots[h & (t->cap - 1)]);
+}
+
+const void *wl_ptable_peek(const struct wl_ptable *t, uint32_t h)
+{
+    if (t->cap == 0)
+        return NULL;
+    uintptr_t v = t->slots[h & (t->cap - 1)];
+    return live(v) && (v & ~ADDR_MASK) == tag_of(h) ? elem_of(v) : NULL;
+}
+
 static void place(uintptr_t *slots, size_t cap, void *e, uint32_t h)
 {
     size_t mask = cap - 1, i = h & mask;

@@ -49,6 +49,13 @@ void wl_ptable_free(struct wl_ptable *t);
 void *wl_ptable_find(const struct wl_ptable *t, uint32_t h,
                      int (*eq)(const void *elem, const void *key), const void *key);
 
+/* Prefetching for a find to come (the writer's next pings): the slot a
+ * find of h reads first is fetched without waiting; once it is in cache,
+ * peek returns the element in it if its tag matches h (it may not be the
+ * one a find returns: prefetch it, never use it). */
+void wl_ptable_prefetch(const struct wl_ptable *t, uint32_t h);
+const void *wl_ptable_peek(const struct wl_ptable *t, uint32_t h);
+
 /* Adds elem (not already in), whose hash_of is h. Aborts on ENOMEM (the
  * writer has nothing sane to do then). */
 void wl_ptable_add(struct wl_ptable *t, void *elem);

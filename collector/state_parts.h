@@ -44,6 +44,7 @@ static const char META_STATE_CLOCK[] = WL_META_STATE_CLOCK;
 /* Past days kept per organization for growth rules: more than any window
  * (a window of d days keeps at most d + 1); the oldest goes past it. */
 #define HIST_MAX 1024
+#define WL_ST_HINTS 4 /* wl_state_prefetch: this ping, the next two and one spare */
 
 /* Interned strings: editions, versions and features repeat across installs.
  * Counted references (installs, their feature lists, organizations' seen
@@ -243,6 +244,13 @@ struct wl_state {
     size_t n_operands;
     int n_operand_bits;                     /* given out (wl_str.operand_bit) */
     uint64_t untallied;                     /* features and editions left out of tallies */
+    /* wl_state_prefetch's pings: hashes kept by the install id's address,
+     * the job's own (cleared at each job) */
+    struct wl_st_hint {
+        const char *install_id;
+        uint32_t idlen, install_hash, org_hash;
+    } hints[WL_ST_HINTS];
+    unsigned hint_next;
     struct wl_install **heap;               /* counting installs, a min-heap by last_seen */
     size_t heap_n, heap_cap;
     struct wl_org *dirty_orgs;              /* and their installs: org->dirty_v */

@@ -1526,6 +1526,63 @@ static void test_edge_replay_gives_the_same_state(void **state)
     warmline__store__v1__install_state__free_unpacked(r, NULL);
 }
 
+/* wl_state_prefetch keeps each ping's hashes by its id's address: pings
+ * applied in another order than prefetched, one prefetched and never
+ * applied, one whose id is too long to hash, and, after a clear, another
+ * ping in the same memory as an earlier one: each lands where its own id
+ * and key say. */
+static void test_prefetched_pings_land_where_they_belong(void **state)
+{
+    struct fx *f = *state;
+    struct tping a, b, c;
+    uint64_t want[WL_N_COUNTS];
+    static char long_id[WL_INSTALL_ID_MAX + 8];
+    memset(long_id, 'x', sizeof long_id - 1);
+    wl_ping too_long = WARMLINE__V1__PING__INIT;
+    too_long.install_id = long_id;
+
+    tping_init(&a, "install-a", 0x31, 1, 10);
+    tping_init(&b, "install-b", 0x32, 1, 20);
+    tping_init(&c, "install-c", -1, 1, 30);
+    wl_state_prefetch_clear(f->st);
+    wl_state_prefetch(f->st, &a.p);
+    wl_state_prefetch(f->st, &b.p);
+    wl_state_prefetch(f->st, &c.p); /* never applied */
+    wl_state_prefetch(f->st, &too_long);
+    wl_state_prefetch(f->st, NULL);
+    assert_int_equal(apply1(f, &b, 1000), WL_APPLY_ACCEPTED);
+    assert_int_equal(apply1(f, &a, 2000), WL_APPLY_ACCEPTED);
+    wl_state_prefetch_clear(f->st);
+    tping_init(&c, "install-d", 0x31, 1, 40); /* c's memory, another install */
+    assert_int_equal(apply1(f, &c, 3000), WL_APPLY_ACCEPTED);
+    wl_state_prefetch(f->st, &c.p); /* prefetched twice: once applied */
+    tping_init(&c, "install-d", 0x31, 2, 50);
+    assert_int_equal(apply1(f, &c, 4000), WL_APPLY_ACCEPTED);
+
+    assert_int_equal(wl_state_n_installs(f->st), 3);
+    assert_int_equal(wl_state_n_orgs(f->st), 2);
+    assert_null(get_install(f, "install-c"));
+    assert_null(get_org(f, -1, "install-c"));
+    org_rec *o = get_org(f, 0x31, "");
+    assert_non_null(o);
+    assert_int_equal(o->n_install_ids, 2);
+    assert_true(has_install(o, "install-a"));
+    assert_true(has_install(o, "install-d"));
+    sum_bases((uint64_t[]){10, 50}, 2, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    o = get_org(f, 0x32, "");
+    assert_non_null(o);
+    sum_bases((uint64_t[]){20}, 1, want);
+    assert_totals(o, want);
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    /* and the tables find them without hints */
+    install_rec *r = get_install(f, "install-b");
+    assert_non_null(r);
+    assert_int_equal(r->last_seq, 1);
+    warmline__store__v1__install_state__free_unpacked(r, NULL);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1557,6 +1614,7 @@ int main(void)
         T(test_edge_features_by_bit),
         T(test_edge_org_precedence),
         T(test_edge_replay_gives_the_same_state),
+        T(test_prefetched_pings_land_where_they_belong),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -197,6 +197,35 @@ static void test_same_hash_still_grows(void **state)
     free(v);
 }
 
+/* peek: an empty table, a slot empty or deleted, and a slot whose tag is
+ * another hash's give NULL; the home slot's element otherwise (it may be
+ * another key's with the same tag: only a find decides). */
+static void test_peek_reads_the_home_slot(void **state)
+{
+    (void)state;
+    struct elem e[3] = {{.hash = 0x12340005, .key = 1},
+                        {.hash = 0x56780006, .key = 2},
+                        {.hash = 0x12340015, .key = 3}};
+    struct wl_ptable t;
+    wl_ptable_init(&t, elem_hash);
+    wl_ptable_prefetch(&t, 0x12340005); /* no slots yet: nothing to fetch */
+    assert_null(wl_ptable_peek(&t, 0x12340005));
+    wl_ptable_add(&t, &e[0]);
+    wl_ptable_add(&t, &e[1]);
+    wl_ptable_prefetch(&t, 0x12340005);
+    assert_ptr_equal(wl_ptable_peek(&t, 0x12340005), &e[0]);
+    assert_ptr_equal(wl_ptable_peek(&t, 0x56780006), &e[1]);
+    assert_null(wl_ptable_peek(&t, 0x9abc0005)); /* e[0]'s slot, another tag */
+    assert_null(wl_ptable_peek(&t, 0x12340007)); /* an empty slot */
+    /* same tag and home slot, another element: peek shows e[0], find e[2] */
+    wl_ptable_add(&t, &e[2]);
+    assert_ptr_equal(wl_ptable_peek(&t, 0x12340015), &e[0]);
+    assert_ptr_equal(wl_ptable_find(&t, 0x12340015, elem_eq, &e[2].key), &e[2]);
+    wl_ptable_remove(&t, &e[0]);
+    assert_null(wl_ptable_peek(&t, 0x12340005)); /* deleted */
+    wl_ptable_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_add_find_remove_against_a_model),
         cmocka_unit_test(test_same_hash_still_grows),
         cmocka_unit_test(test_growth_moves_a_few_at_a_time),
+        cmocka_unit_test(test_peek_reads_the_home_slot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
