@@ -146,6 +146,7 @@ struct wl_install {
     uint8_t flags;                          /* IN_* */
     uint32_t edge_seq;                      /* the seq of its latest edge ping (writer's) */
     uint32_t check_hour;                    /* the hour of its latest security check (0: none) */
+    uint32_t heap_lag;                      /* last_seen's rise since it was placed in the heap */
     uint64_t check_digest;                  /* of that check's fields (check_digest()) */
     char id[];                              /* NUL-terminated */
 };

@@ -1526,6 +1526,68 @@ static void test_edge_replay_gives_the_same_state(void **state)
     warmline__store__v1__install_state__free_unpacked(r, NULL);
 }
 
+static void advance_to(struct fx *f, int64_t now)
+{
+    char err[512];
+    struct wl_batch *b = wl_batch_new(f->store);
+    wl_state_advance(f->st, now, b);
+    wl_state_flush(f->st, b);
+    if (wl_store_write(f->store, b, 1, err, sizeof err) != 0)
+        fail_msg("write: %s", err);
+    wl_state_commit(f->st);
+    wl_batch_free(b);
+}
+
+static unsigned counting_of(struct fx *f, const char *install_id)
+{
+    org_rec *o = get_org(f, -1, install_id);
+    assert_non_null(o);
+    unsigned n = o->installs_counting;
+    warmline__store__v1__org_state__free_unpacked(o, NULL);
+    return n;
+}
+
+/* A ping raises last_seen without moving its install in the expiry heap;
+ * expiry still stops each install exactly when its latest ping leaves the
+ * TTL: after pings a day apart (the heap's lag), after one past 2^32 ms of
+ * silence (too long for the lag: placed again at once), and at the very
+ * millisecond of the limit. */
+static void test_expiry_exact_after_pings_that_move_nothing(void **state)
+{
+    struct fx *f = *state;
+    const int64_t day = 86400000, ttl = 60 * day, t0 = 1000000000;
+    struct wl_state_opts opts = test_opts;
+    opts.install_ttl_ms = (uint64_t)ttl;
+    reload_with(f, &opts);
+    struct tping a, b, c;
+    tping_init(&a, "lag-a", -1, 1, 1);
+    tping_init(&b, "lag-b", -1, 1, 1);
+    tping_init(&c, "lag-c", -1, 1, 1);
+    apply1(f, &a, t0);
+    apply1(f, &b, t0 + 1);
+    apply1(f, &c, t0 + 2);
+    for (uint64_t k = 1; k <= 3; k++) { /* b: three days, each a rise of the lag */
+        tping_init(&b, "lag-b", -1, 1 + k, 1);
+        apply1(f, &b, t0 + (int64_t)k * day);
+    }
+    tping_init(&a, "lag-a", -1, 2, 1);
+    apply1(f, &a, t0 + 50 * day); /* 4.32e9 ms after its first: past the lag's 32 bits */
+
+    advance_to(f, t0 + 2 + ttl); /* limit t0 + 2: c's last ping is at it */
+    assert_int_equal(counting_of(f, "lag-c"), 1);
+    advance_to(f, t0 + 3 + ttl); /* past it */
+    assert_int_equal(counting_of(f, "lag-c"), 0);
+    assert_int_equal(counting_of(f, "lag-b"), 1);
+    assert_int_equal(counting_of(f, "lag-a"), 1);
+    advance_to(f, t0 + 3 * day + ttl);
+    assert_int_equal(counting_of(f, "lag-b"), 1);
+    advance_to(f, t0 + 3 * day + 1 + ttl);
+    assert_int_equal(counting_of(f, "lag-b"), 0);
+    assert_int_equal(counting_of(f, "lag-a"), 1);
+    advance_to(f, t0 + 50 * day + 1 + ttl);
+    assert_int_equal(counting_of(f, "lag-a"), 0);
+}
+
 /* wl_state_prefetch keeps each ping's hashes by its id's address: pings
  * applied in another order than prefetched, one prefetched and never
  * applied, one whose id is too long to hash, and, after a clear, another
@@ -1600,6 +1662,7 @@ int main(void)
         T(test_restart_does_not_change_org_record),
         T(test_reload_corrupt_install),
         T(test_ttl_with_unordered_event_times),
+        T(test_expiry_exact_after_pings_that_move_nothing),
         T(test_large_org_record_is_capped),
         T(test_feature_tally_cap_keeps_rule_features),
         T(test_rule_operands_follow_the_tallies),
