@@ -84,10 +84,11 @@ enum wl_apply wl_state_apply_edge(struct wl_state *st, const wl_ping *ping,
  * install's and organization's hashes are computed and the table slots
  * they probe fetched while the pings before them are applied (the tables
  * outgrow the caches; a find was a cache miss or two). Call it for each
- * ping of a job two before its apply (the elements are fetched a call
- * later); wl_state_prefetch_clear forgets them (at each job's start: the
- * hashes are kept by the pings' addresses). Optional: a ping never
- * prefetched is applied the same. */
+ * ping two before its apply (the elements are fetched a call later), NULL
+ * when there is none; wl_state_prefetch_clear forgets them (at each
+ * group's start and end: the hashes are kept by the pings' addresses,
+ * which later pings may reuse). Optional: a ping never prefetched, or
+ * whose hints were overwritten, is applied the same. */
 void wl_state_prefetch(struct wl_state *st, const wl_ping *ping);
 void wl_state_prefetch_clear(struct wl_state *st);
 

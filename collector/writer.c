@@ -50,6 +50,10 @@ struct wl_writer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct wl_job *head, *tail;       /* queued, FIFO */
+    /* The group's next wire ping to prefetch (two ahead of the applied):
+     * the writer thread's */
+    struct wl_job *pf_job;
+    size_t pf_i;
     struct wl_job *done_head, *done_tail;
     uint64_t queued_pings;
     int stopping;
@@ -278,6 +282,39 @@ static void poison_add(struct wl_writer *w, uint64_t id)
 
 #define APPLY_RUN 64 /* wire pings applied under one hold of the readers' lock */
 
+/* ---- the group's wire pings, fetched ahead (aggregate.h: wl_state_prefetch) ----
+ * A cursor over the group's jobs, across their ends (a UDP job holds one
+ * ping), two pings ahead of the apply: one call for each wire ping
+ * apply_job goes through. A job found rejected or sent back only after the
+ * cursor passed it puts the cursor further ahead: the hints it outran are
+ * lost, and those pings hashed at their apply, as without. */
+
+static int prefetched(const struct wl_job *job)
+{
+    return job->edge == NULL && job->batch != NULL && job->rejected == WL_REJECT_NONE &&
+           !job->retry_later;
+}
+
+static void prefetch_next(struct wl_writer *w)
+{
+    while (w->pf_job != NULL && (!prefetched(w->pf_job) || w->pf_i >= w->pf_job->batch->n_pings)) {
+        w->pf_job = w->pf_job->next;
+        w->pf_i = 0;
+    }
+    wl_state_prefetch(w->state, w->pf_job != NULL ? w->pf_job->batch->pings[w->pf_i++] : NULL);
+}
+
+static void prefetch_group(struct wl_writer *w, struct wl_job *group)
+{
+    wl_state_prefetch_clear(w->state); /* the hints name a group's pings */
+    w->pf_job = group;
+    w->pf_i = 0;
+    if (group != NULL) {
+        prefetch_next(w);
+        prefetch_next(w);
+    }
+}
+
 static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
 {
     if (job->clear_poison)
@@ -301,7 +338,7 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
         return;
     }
     /* A wire job's pings: each one's table slots are fetched two pings
-     * ahead (aggregate.h), and the readers' lock is held over runs of them
+     * ahead (prefetch_next), and the readers' lock is held over runs of them
      * (a reader waits for at most APPLY_RUN applies, some hundred
      * microseconds; taken per ping, its unlock alone was 2% of the
      * collector's CPU in a cold load). An edge
@@ -309,16 +346,11 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
     const size_t n = job->batch->n_pings;
     const int wire = job->edge == NULL;
     size_t run = 0;
-    if (wire) {
-        wl_state_prefetch_clear(w->state);
-        for (size_t i = 0; i < 2 && i < n; i++)
-            wl_state_prefetch(w->state, job->batch->pings[i]);
-    }
     for (size_t i = 0; i < n; i++) {
         const wl_ping *p = job->batch->pings[i];
         enum wl_reason r = job->ping_rejects ? job->ping_rejects[i] : WL_REJECT_NONE;
         if (wire)
-            wl_state_prefetch(w->state, i + 2 < n ? job->batch->pings[i + 2] : NULL);
+            prefetch_next(w);
         if (r == WL_REJECT_NONE)
             r = wl_ping_validate(p, w->cfg->max_count);
         if (r != WL_REJECT_NONE) {
@@ -367,8 +399,6 @@ static void apply_job(struct wl_writer *w, struct wl_job *job, int64_t now)
     }
     if (run != 0)
         wl_state_change_end(w->reader);
-    if (wire)
-        wl_state_prefetch_clear(w->state); /* the hints name this job's pings */
     if (job->retry_later)
         job->status = WL_ACK_RETRY_LATER;
     else if (job->n_rejected == 0)
@@ -666,6 +696,7 @@ static uint64_t commit_group(struct wl_writer *w, struct wl_job *group, uint64_t
     wl_batch_clear(w->batch);
     w->group_write_ns = 0;
     wl_msgids_group_done(w->msgids); /* the last group's are in the store (or failed) */
+    prefetch_group(w, group);
     for (struct wl_job *job = group; job != NULL; job = job->next) {
         apply_job(w, job, now);
         enum wl_transport t = wl_transport_of(job->transport);
@@ -676,6 +707,7 @@ static uint64_t commit_group(struct wl_writer *w, struct wl_job *group, uint64_t
         rejected += job->n_rejected;
         batches_rejected += job->rejected != WL_REJECT_NONE;
     }
+    prefetch_group(w, NULL);
     /* A tick with no jobs: time passes; not while a checkpoint is written
      * in slices (the expiry would make it one whole write: the next ping's
      * expiry, or a later tick, does it). */
