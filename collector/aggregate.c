@@ -550,8 +550,14 @@ static int install_eq(const void *e, const void *key)
 {
     const struct wl_install *in = e;
     const struct bytes_key *k = key;
-    /* strnlen first: a shorter id is never read past its end */
-    return strnlen(in->id, k->len + 1) == k->len && memcmp(in->id, k->p, k->len) == 0;
+    /* byte by byte: a shorter id ends at its NUL, where the compare stops
+     * (a key with a NUL in it matches no id), and is never read past */
+    const char *p = k->p;
+    for (size_t i = 0; i < k->len; i++) {
+        if (in->id[i] != p[i] || p[i] == '\0')
+            return 0;
+    }
+    return in->id[k->len] == '\0';
 }
 
 static struct wl_install *install_find_h(const struct wl_state *st, const char *id, size_t len,

@@ -697,6 +697,8 @@ static uint64_t commit_group(struct wl_writer *w, struct wl_job *group, uint64_t
     w->group_write_ns = 0;
     wl_msgids_group_done(w->msgids); /* the last group's are in the store (or failed) */
     prefetch_group(w, group);
+    if (group != NULL)
+        wl_batch_hold(w->batch); /* released before any reopen below */
     for (struct wl_job *job = group; job != NULL; job = job->next) {
         apply_job(w, job, now);
         enum wl_transport t = wl_transport_of(job->transport);
@@ -708,6 +710,8 @@ static uint64_t commit_group(struct wl_writer *w, struct wl_job *group, uint64_t
         batches_rejected += job->rejected != WL_REJECT_NONE;
     }
     prefetch_group(w, NULL);
+    if (group != NULL)
+        wl_batch_release(w->batch);
     /* A tick with no jobs: time passes; not while a checkpoint is written
      * in slices (the expiry would make it one whole write: the next ping's
      * expiry, or a later tick, does it). */

@@ -69,6 +69,7 @@ struct wl_batch {
     size_t dn, dcap;
     uint8_t *keys;
     size_t kused, kcap;
+    int held;             /* wl_batch_hold: the store's lock is held for reading */
 };
 
 static void undefer(struct wl_batch *b);
@@ -723,10 +724,24 @@ void wl_batch_put(struct wl_batch *b, enum wl_cf cf, const void *key, size_t kle
         defer(b, cf, 0, key, klen, val, vlen);
         return;
     }
-    pthread_rwlock_rdlock(&b->store->lock); /* the handle lives until a reopen */
+    if (!b->held)
+        pthread_rwlock_rdlock(&b->store->lock); /* the handle lives until a reopen */
     if (deferred_cf(cf))
         undefer(b); /* too large to hold: after what is held, as it came */
     rocksdb_writebatch_put_cf(b->wb, b->store->cf[cf], key, klen, val, vlen);
+    if (!b->held)
+        pthread_rwlock_unlock(&b->store->lock);
+}
+
+void wl_batch_hold(struct wl_batch *b)
+{
+    pthread_rwlock_rdlock(&b->store->lock);
+    b->held = 1;
+}
+
+void wl_batch_release(struct wl_batch *b)
+{
+    b->held = 0;
     pthread_rwlock_unlock(&b->store->lock);
 }
 
@@ -736,11 +751,13 @@ void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t 
         defer(b, cf, 1, key, klen, NULL, 0);
         return;
     }
-    pthread_rwlock_rdlock(&b->store->lock);
+    if (!b->held)
+        pthread_rwlock_rdlock(&b->store->lock);
     if (deferred_cf(cf))
         undefer(b);
     rocksdb_writebatch_delete_cf(b->wb, b->store->cf[cf], key, klen);
-    pthread_rwlock_unlock(&b->store->lock);
+    if (!b->held)
+        pthread_rwlock_unlock(&b->store->lock);
 }
 
 void wl_batch_delete_range(struct wl_batch *b, enum wl_cf cf, const void *begin, size_t blen,

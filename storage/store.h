@@ -112,6 +112,12 @@ void wl_batch_delete(struct wl_batch *b, enum wl_cf cf, const void *key, size_t 
 /* Deletes every key k with begin <= k < end (one range tombstone). */
 void wl_batch_delete_range(struct wl_batch *b, enum wl_cf cf, const void *begin, size_t blen,
                            const void *end, size_t elen);
+/* The store's lock, which each put takes for its column family's handle,
+ * held for reading across many puts (the writer's apply of a group): the
+ * puts between take none. Release it before anything on the same thread
+ * that may reopen the store (wl_store_recover would wait for it). */
+void wl_batch_hold(struct wl_batch *b);
+void wl_batch_release(struct wl_batch *b);
 int wl_batch_count(const struct wl_batch *b);
 void wl_batch_clear(struct wl_batch *b);
 void wl_batch_free(struct wl_batch *b);
