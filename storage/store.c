@@ -289,6 +289,19 @@ int wl_store_open(const char *dir, enum wl_store_mode mode, struct wl_store **ou
         rocksdb_env_destroy(env);
     }
     rocksdb_options_set_keep_log_file_num(s->opts, 4);
+    /* Room for RocksDB's background work to fall behind for a moment
+     * without stopping the writes: four memtables a column family (two by
+     * default) and the L0 slowdown and stop at 40 and 60 files (20, 36).
+     * On a disk that sometimes takes hundreds of milliseconds for a write
+     * or an unlink (ext4 with discard: a 64 MB unlink took 0.7 s of the
+     * flush thread), a memtable waiting for its flush stalled every write,
+     * and the acks with it. bench/checkpoint_latency --rate 90000
+     * --duration 40, four interleaved pairs: ack p999 247, 253, 1004, 1139
+     * ms -> 37, 59, 82, 134 ms (bench/RESULTS.md, session 12). The
+     * write-ahead log stays bounded (max_total_wal_size below). */
+    rocksdb_options_set_max_write_buffer_number(s->opts, 4);
+    rocksdb_options_set_level0_slowdown_writes_trigger(s->opts, 40);
+    rocksdb_options_set_level0_stop_writes_trigger(s->opts, 60);
     /* RocksDB's own info LOG lives in the data directory. On a full disk
      * its first failed append makes the next one abort the process (an
      * assertion in the Debian build of 7.8), and RocksDB logs exactly when
