@@ -637,7 +637,8 @@ void wl_state_prefetch(struct wl_state *st, const wl_ping *ping)
     wl_ptable_prefetch(&st->orgs, h->org_hash);
 }
 
-/* The prefetch's hashes for a wire ping, taken (one use), or NULL. */
+/* The prefetch's hashes for a wire ping, taken (one use): 1 with them in
+ * out, 0 when it has none. */
 static int hint_take(struct wl_state *st, const char *install_id, struct wl_st_hint *out)
 {
     for (int i = 0; i < WL_ST_HINTS; i++) {
@@ -868,7 +869,8 @@ enum wl_apply wl_st_apply(struct wl_state *st, const wl_ping *ping, uint32_t sou
     int edge = source != WL_SOURCE_WIRE, org_applies = 1;
     int hinted = !edge && ping->install_id != NULL && hint_take(st, ping->install_id, &hint);
     size_t idlen = hinted ? hint.idlen : strlen(ping->install_id);
-    uint32_t install_hash = hinted ? hint.install_hash : (uint32_t)wl_keyhash(ping->install_id, idlen);
+    uint32_t install_hash =
+        hinted ? hint.install_hash : (uint32_t)wl_keyhash(ping->install_id, idlen);
     struct wl_install *in;
     uint8_t org_id[WL_ORG_ID_MAX];
     size_t org_len;

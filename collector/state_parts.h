@@ -246,7 +246,7 @@ struct wl_state {
     int n_operand_bits;                     /* given out (wl_str.operand_bit) */
     uint64_t untallied;                     /* features and editions left out of tallies */
     /* wl_state_prefetch's pings: hashes kept by the install id's address,
-     * the job's own (cleared at each job) */
+     * the group's own (cleared at each group's start and end) */
     struct wl_st_hint {
         const char *install_id;
         uint32_t idlen, install_hash, org_hash;
