@@ -33,6 +33,7 @@ struct wl_ingest {
 
     struct wl_conn *conns;      /* every open connection, doubly linked */
     uint64_t next_conn_id;
+    struct wl_conn *acks_due;   /* connections with acks to write (wl_tcp_acks_flush) */
     uint64_t n_conns;
     uint64_t inflight;          /* TCP jobs with the writer */
     uint64_t held;              /* what jobs not yet freed hold (TCP and UDP, with the
@@ -106,8 +107,11 @@ void wl_udp_job_done(struct wl_ingest *ing, struct wl_job *job);
 int wl_tcp_start(struct wl_ingest *ing, char *err, size_t errlen);
 /* Closes the listener; connections keep draining acks but drop new input. */
 void wl_tcp_stop_accepting(struct wl_ingest *ing);
-/* Writes the ack of a finished TCP job (and frees the job). */
+/* Takes the ack of a finished TCP job (and frees the job): it is written
+ * with its connection's other acks of the round at wl_tcp_acks_flush, which
+ * whoever calls this calls once the round's jobs are done. */
 void wl_tcp_job_done(struct wl_ingest *ing, struct wl_job *job);
+void wl_tcp_acks_flush(struct wl_ingest *ing);
 /* Held bytes fell: connections waiting for the budget read again (soon,
  * from the loop, not from inside the caller). */
 void wl_tcp_budget_wake(struct wl_ingest *ing);

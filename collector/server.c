@@ -95,6 +95,7 @@ static void on_jobs_done(uv_async_t *h)
         else
             wl_udp_job_done(&srv->ing, job);
     }
+    wl_tcp_acks_flush(&srv->ing);
     if (srv->stopping)
         finish_if_drained(srv, 0);
 }

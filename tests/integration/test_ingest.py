@@ -102,6 +102,27 @@ class TcpDelivery(CollectorCase):
             self.require_dump()
             self.assertEqual(dumped_ping_keys(c.dump("pings")), keys_of(sent))
 
+    def test_half_closed_connection_gets_every_ack_then_the_close(self):
+        # Twenty frames in one write, then the client's write side shut: the
+        # acks of a round go out together (one write a connection), and the
+        # last round's must go before the collector's own shutdown, not be
+        # dropped with it.
+        c = self.collector()
+        n_frames = 20
+        with TcpClient(c.tcp_port) as cl:
+            cl.send_raw(b"".join(
+                frame(envelope_bytes(make_pings("half-%02d" % f, [1, 2]), batch_id=500 + f))
+                for f in range(n_frames)))
+            cl.sock.shutdown(socket.SHUT_WR)
+            acks = [cl.read_ack() for _ in range(n_frames)]
+            self.assertNotIn(CLOSED, acks, "the connection closed before its last ack")
+            self.assertEqual([a.batch_id for a in acks], [500 + f for f in range(n_frames)])
+            for a in acks:
+                self.assertAck(a, "OK", accepted=2, duplicates=0, rejected=0)
+            self.assertEqual(cl.read_message(), CLOSED)
+        stats = c.stop()
+        self.assertEqual(stats["pings_accepted"], 2 * n_frames)
+
     def test_many_concurrent_connections_ack_in_frame_order(self):
         n_conn, n_frames, n_pings = 50, 5, 5
         c = self.collector()
