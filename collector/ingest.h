@@ -28,7 +28,9 @@ struct wl_ingest {
     uv_check_t udp_check;       /* submits them after each loop iteration's I/O */
     uv_timer_t udp_timer;       /* ... or, a short run, once it has waited UDP_SUBMIT_MS */
     size_t udp_pending;         /* jobs from udp_first to udp_last */
+    uint64_t udp_pending_pings; /* ... and their pings */
     int udp_pace;               /* the kernel queue is large: reads may pause meanwhile */
+    unsigned udp_wait_ms;       /* how long a short run waits (UDP_SUBMIT_MS, UDP_PACE_LONG_MS) */
     int udp_paused;             /* ... and are paused now */
 
     struct wl_conn *conns;      /* every open connection, doubly linked */

@@ -200,11 +200,9 @@ static uint64_t job_pings(const struct wl_job *job)
     return job->batch ? job->batch->n_pings : 0;
 }
 
-void wl_writer_submit_list(struct wl_writer *w, struct wl_job *first, struct wl_job *last)
+void wl_writer_submit_list(struct wl_writer *w, struct wl_job *first, struct wl_job *last,
+                           uint64_t n)
 {
-    uint64_t n = 0;
-    for (struct wl_job *job = first; job != NULL; job = job->next)
-        n += job_pings(job);
     last->next = NULL;
     pthread_mutex_lock(&w->mu);
     if (w->tail)
@@ -221,7 +219,7 @@ void wl_writer_submit_list(struct wl_writer *w, struct wl_job *first, struct wl_
 void wl_writer_submit(struct wl_writer *w, struct wl_job *job)
 {
     job->next = NULL;
-    wl_writer_submit_list(w, job, job);
+    wl_writer_submit_list(w, job, job, job_pings(job));
 }
 
 struct wl_job *wl_writer_take_done(struct wl_writer *w)

@@ -83,8 +83,11 @@ int wl_writer_start(const struct wl_config *cfg, struct wl_store *store, int liv
 
 /* Queues a job (any thread). The writer owns it until it comes back. */
 void wl_writer_submit(struct wl_writer *w, struct wl_job *job);
-/* Submits jobs first..last (linked by next) at once: one lock, one wake. */
-void wl_writer_submit_list(struct wl_writer *w, struct wl_job *first, struct wl_job *last);
+/* Submits jobs first..last (linked by next) at once: one lock, one wake.
+ * pings: their pings, counted by the caller as it made them (a walk of a
+ * list made over milliseconds misses the cache at every job). */
+void wl_writer_submit_list(struct wl_writer *w, struct wl_job *first, struct wl_job *last,
+                           uint64_t pings);
 /* The sender as text ("1.2.3.4:5", "[::1]:5" or "-"), formatted on first use. */
 const char *wl_job_peer(struct wl_job *job);
 
