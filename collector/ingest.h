@@ -31,6 +31,9 @@ struct wl_ingest {
     uint64_t udp_pending_pings; /* ... and their pings */
     int udp_pace;               /* the kernel queue is large: reads may pause meanwhile */
     unsigned udp_wait_ms;       /* how long a short run waits (UDP_SUBMIT_MS, UDP_PACE_LONG_MS) */
+    uint64_t udp_queue;         /* the receive queue the kernel granted, bytes */
+    uint64_t udp_in_bytes;      /* what the datagrams read since udp_in_since took of it */
+    uint64_t udp_in_since;      /* loop ms of the last time the queue was emptied */
     int udp_paused;             /* ... and are paused now */
 
     struct wl_conn *conns;      /* every open connection, doubly linked */
@@ -98,6 +101,12 @@ struct wl_job *wl_ingest_make_job(struct wl_ingest *ing, const uint8_t *buf, siz
 
 /* Formats a socket address as "HOST:PORT" ("[V6]:PORT"). */
 void wl_format_addr(const struct sockaddr *sa, char *out, size_t len);
+
+/* How long reads may pause (ms, at most max_ms) once the kernel's queue of
+ * queue bytes is emptied, when the datagrams just read took bytes of it
+ * over elapsed_ms: at that rate the pause fills at most a quarter of it.
+ * 0: do not pause. Pure. */
+unsigned wl_udp_pause_ms(uint64_t queue, uint64_t bytes, uint64_t elapsed_ms, unsigned max_ms);
 
 /* Binds and starts the UDP listener on cfg->udp_listen. */
 int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen);

@@ -56,6 +56,22 @@ static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * is up to 10 ms before a ping is applied. */
 #define UDP_PACE_LONG_QUEUE (16 * 1024 * 1024)
 #define UDP_PACE_LONG_MS 10
+/* A pause is cut short when the datagrams arrive fast enough to fill a
+ * quarter of the queue meanwhile (wl_udp_pause_ms): large ones take far
+ * more than 1.25 KiB each (a 64 KiB datagram 65-130 KiB, fragmented), and
+ * a flood of them during a fixed 10 ms would drop everyone's. What a
+ * datagram takes of the queue, estimated from its size: */
+#define UDP_QUEUE_COST(n) ((uint64_t)(n) + (uint64_t)(n) / 2 + 1024)
+
+unsigned wl_udp_pause_ms(uint64_t queue, uint64_t bytes, uint64_t elapsed_ms, unsigned max_ms)
+{
+    if (bytes == 0)
+        return max_ms;
+    if (elapsed_ms == 0)
+        elapsed_ms = 1; /* the loop's clock: read within the same millisecond */
+    uint64_t ms = queue / 4 * elapsed_ms / bytes; /* queue <= 1 GiB: no overflow for years */
+    return ms < max_ms ? (unsigned)ms : max_ms;
+}
 
 static void udp_resume(struct wl_ingest *ing)
 {
@@ -98,6 +114,14 @@ static void udp_timer_fired(uv_timer_t *t)
  * now, a few wait for the timer, reads pausing meanwhile when they may. */
 static void udp_run_end(struct wl_ingest *ing, int drained)
 {
+    unsigned pause = 0;
+    if (drained && ing->udp_pace) {
+        uint64_t now = uv_now(ing->loop);
+        pause = wl_udp_pause_ms(ing->udp_queue, ing->udp_in_bytes, now - ing->udp_in_since,
+                                ing->udp_wait_ms);
+        ing->udp_in_bytes = 0;
+        ing->udp_in_since = now;
+    }
     if (ing->udp_first == NULL)
         return;
     if (ing->udp_pending >= UDP_SUBMIT_JOBS || ing->draining) {
@@ -105,9 +129,13 @@ static void udp_run_end(struct wl_ingest *ing, int drained)
         return;
     }
     if (!uv_is_active((uv_handle_t *)&ing->udp_timer))
-        uv_timer_start(&ing->udp_timer, udp_timer_fired, ing->udp_wait_ms, 0);
-    if (drained && ing->udp_pace && !ing->udp_paused && uv_udp_recv_stop(&ing->udp) == 0)
+        uv_timer_start(&ing->udp_timer, udp_timer_fired,
+                       ing->udp_pace ? ing->udp_wait_ms : UDP_SUBMIT_MS, 0);
+    if (pause > 0 && !ing->udp_paused && uv_udp_recv_stop(&ing->udp) == 0) {
         ing->udp_paused = 1;
+        if (pause < ing->udp_wait_ms) /* a shorter pause: the wait ends with it */
+            uv_timer_start(&ing->udp_timer, udp_timer_fired, pause, 0);
+    }
 }
 
 static void udp_check(uv_check_t *h)
@@ -132,6 +160,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
         wl_warn("udp_recv_error", "error=%s", uv_strerror((int)nread));
         return;
     }
+    ing->udp_in_bytes += UDP_QUEUE_COST(nread);
     if (ing->draining)
         return;
     wl_count(WL_M_udp_datagrams, 1);
@@ -190,6 +219,7 @@ static void set_recv_buffer(struct wl_ingest *ing)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
     getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &len);
     ing->udp_pace = granted >= UDP_PACE_QUEUE;
+    ing->udp_queue = granted > 0 ? (uint64_t)granted : 0;
     ing->udp_wait_ms = granted >= UDP_PACE_LONG_QUEUE ? UDP_PACE_LONG_MS : UDP_SUBMIT_MS;
     if ((uint64_t)granted < ing->cfg->udp_recv_buffer)
         wl_warn("udp_recv_buffer", "asked=%llu granted=%d hint=\"raise net.core.rmem_max\"",
