@@ -9,9 +9,13 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "storage/store.h"
@@ -135,12 +139,63 @@ static void test_store_sync_wal(void **state)
     assert_true(wl_store_writable(f->store));
 }
 
+/* The slice the kernel keeps for the calling thread (ns), from
+ * /proc/thread-self/sched (a kernel with scheduler debugging), or 0. */
+static unsigned long long slice_ns(void)
+{
+    FILE *f = fopen("/proc/thread-self/sched", "r");
+    char line[256];
+    unsigned long long v = 0;
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "se.slice", 8) == 0)
+            sscanf(strchr(line, ':') + 1, "%llu", &v);
+    fclose(f);
+    return v;
+}
+
+static void *short_slice_thread(void *arg)
+{
+    int *out = arg;
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    /* a nice value of its own is kept */
+    assert_int_equal(setpriority(PRIO_PROCESS, (id_t)tid, 5), 0);
+    out[0] = wl_thread_short_slice();
+    out[1] = getpriority(PRIO_PROCESS, (id_t)tid);
+    out[2] = (int)(slice_ns() / 1000);
+    /* a thread an operator moved out of SCHED_OTHER is left there */
+    struct sched_param sp = {0};
+    assert_int_equal(sched_setscheduler(0, SCHED_IDLE, &sp), 0);
+    out[3] = wl_thread_short_slice();
+    out[4] = sched_getscheduler(0);
+    return NULL;
+}
+
+/* wl_thread_short_slice: granted or not as the kernel says, it keeps the
+ * thread's nice value and policy; where the kernel shows its slices, the
+ * one asked for is the one kept. */
+static void test_short_slice_keeps_nice_and_policy(void **state)
+{
+    (void)state;
+    int out[5] = {-1, -1, -1, -1, -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, short_slice_thread, out), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(out[1], 5);
+    if (out[0] == 1 && out[2] != 0)
+        assert_int_equal(out[2], WL_ACK_SLICE_US);
+    assert_int_equal(out[3], 0);
+    assert_int_equal(out[4], SCHED_IDLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tickets_durable_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_syncs_what_was_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_sync_wal, setup, teardown),
+        cmocka_unit_test(test_short_slice_keeps_nice_and_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
