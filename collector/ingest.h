@@ -29,9 +29,8 @@ struct wl_ingest {
     uv_timer_t udp_timer;       /* ... or, a short run, once it has waited UDP_SUBMIT_MS */
     size_t udp_pending;         /* jobs from udp_first to udp_last */
     uint64_t udp_pending_pings; /* ... and their pings */
-    int udp_pace;               /* the kernel queue is large: reads may pause meanwhile */
-    unsigned udp_wait_ms;       /* how long a short run waits (UDP_SUBMIT_MS, UDP_PACE_LONG_MS) */
-    uint64_t udp_queue;         /* the receive queue the kernel granted, bytes */
+    uint64_t udp_queue;         /* the receive queue the kernel granted, bytes: how
+                                   long reads may pause follows (udp_pace_ms) */
     uint64_t udp_in_bytes;      /* what the datagrams read since udp_in_since took of it */
     uint64_t udp_in_since;      /* loop ms of the last time the queue was emptied */
     int udp_paused;             /* ... and are paused now */

@@ -73,6 +73,15 @@ unsigned wl_udp_pause_ms(uint64_t queue, uint64_t bytes, uint64_t elapsed_ms, un
     return ms < max_ms ? (unsigned)ms : max_ms;
 }
 
+/* The longest pause of reads the granted queue allows: 0 (none: a short
+ * run's jobs wait UDP_SUBMIT_MS while reads go on), 2 or 10 ms. */
+static unsigned udp_pace_ms(const struct wl_ingest *ing)
+{
+    return ing->udp_queue >= UDP_PACE_LONG_QUEUE ? UDP_PACE_LONG_MS
+           : ing->udp_queue >= UDP_PACE_QUEUE    ? UDP_SUBMIT_MS
+                                                 : 0;
+}
+
 static void udp_resume(struct wl_ingest *ing)
 {
     if (!ing->udp_paused)
@@ -114,11 +123,10 @@ static void udp_timer_fired(uv_timer_t *t)
  * now, a few wait for the timer, reads pausing meanwhile when they may. */
 static void udp_run_end(struct wl_ingest *ing, int drained)
 {
-    unsigned pause = 0;
-    if (drained && ing->udp_pace) {
+    unsigned pace = udp_pace_ms(ing), pause = 0;
+    if (drained && pace > 0) {
         uint64_t now = uv_now(ing->loop);
-        pause = wl_udp_pause_ms(ing->udp_queue, ing->udp_in_bytes, now - ing->udp_in_since,
-                                ing->udp_wait_ms);
+        pause = wl_udp_pause_ms(ing->udp_queue, ing->udp_in_bytes, now - ing->udp_in_since, pace);
         ing->udp_in_bytes = 0;
         ing->udp_in_since = now;
     }
@@ -129,11 +137,10 @@ static void udp_run_end(struct wl_ingest *ing, int drained)
         return;
     }
     if (!uv_is_active((uv_handle_t *)&ing->udp_timer))
-        uv_timer_start(&ing->udp_timer, udp_timer_fired,
-                       ing->udp_pace ? ing->udp_wait_ms : UDP_SUBMIT_MS, 0);
+        uv_timer_start(&ing->udp_timer, udp_timer_fired, pace > 0 ? pace : UDP_SUBMIT_MS, 0);
     if (pause > 0 && !ing->udp_paused && uv_udp_recv_stop(&ing->udp) == 0) {
         ing->udp_paused = 1;
-        if (pause < ing->udp_wait_ms) /* a shorter pause: the wait ends with it */
+        if (pause < pace) /* a shorter pause: the wait ends with it */
             uv_timer_start(&ing->udp_timer, udp_timer_fired, pause, 0);
     }
 }
@@ -218,9 +225,7 @@ static void set_recv_buffer(struct wl_ingest *ing)
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
     getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &len);
-    ing->udp_pace = granted >= UDP_PACE_QUEUE;
     ing->udp_queue = granted > 0 ? (uint64_t)granted : 0;
-    ing->udp_wait_ms = granted >= UDP_PACE_LONG_QUEUE ? UDP_PACE_LONG_MS : UDP_SUBMIT_MS;
     if ((uint64_t)granted < ing->cfg->udp_recv_buffer)
         wl_warn("udp_recv_buffer", "asked=%llu granted=%d hint=\"raise net.core.rmem_max\"",
                 (unsigned long long)ing->cfg->udp_recv_buffer, granted);
@@ -257,7 +262,6 @@ int wl_udp_start(struct wl_ingest *ing, char *err, size_t errlen)
         snprintf(err, errlen, "cannot bind UDP %s: %s", ing->cfg->udp_listen, uv_strerror(rc));
         return rc;
     }
-    ing->udp_wait_ms = UDP_SUBMIT_MS;
     set_recv_buffer(ing);
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&ing->udp, &fd) == 0)

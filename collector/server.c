@@ -13,9 +13,9 @@
 #include "metrics.h"
 #include "networks.h"
 #include "retention.h"
+#include "sched_slice.h"
 #include "sinks.h"
 #include "storage/store.h"
-#include "writer_sync.h"
 
 #define DRAIN_DEADLINE_MS 10000
 #define LINGER_MS 2000      /* at most, after the last ack, for its delivery */
@@ -265,7 +265,7 @@ int wl_server_run(const struct wl_config *cfg)
     srv->last_stats = uv_now(&srv->loop);
     log_ready(srv);
 
-    /* the loop writes the acks: woken, it runs at once (writer_sync.h) */
+    /* the loop writes the acks: woken, it runs at once (sched_slice.h) */
     int sliced = wl_thread_short_slice();
     wl_debug("ack_slice", "thread=loop us=%d granted=%d", WL_ACK_SLICE_US, sliced);
     uv_run(&srv->loop, UV_RUN_DEFAULT);

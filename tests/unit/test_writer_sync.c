@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sched_slice.h"
 #include "storage/store.h"
 #include "tmpdir.h"
 #include "writer_sync.h"
